@@ -1,0 +1,1 @@
+"""Code shared by the Hear-o services: taxonomy, wire messages, feature specs, settings, database."""

@@ -1,0 +1,1 @@
+"""Feature specs and their one implementation each (batch and streaming)."""
