@@ -1,0 +1,3 @@
+from hearo.cli import app
+
+app()

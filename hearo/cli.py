@@ -1,0 +1,87 @@
+"""The `hearo` command: run the system, stream audio to it, and operate it.
+
+Heavy imports (torch, FastAPI apps) happen inside the commands so `hearo --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(help="Hear-o: live audio emergency detection.", no_args_is_help=True)
+serve_app = typer.Typer(help="Run one service in the foreground (what `hearo run` starts).")
+db_app = typer.Typer(help="Database schema.")
+app.add_typer(serve_app, name="serve")
+app.add_typer(db_app, name="db")
+
+
+@app.command()
+def run(
+    host: Annotated[str, typer.Option(help="Address the gateway listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Gateway port (REST API, /docs, /v1/stream).")] = 8000,
+    inference_port: Annotated[int, typer.Option(help="Inference service port (loopback).")] = 8001,
+) -> None:
+    """Start the whole system on embedded defaults: inference, gateway and alerting worker."""
+    from hearo.supervisor import run_system
+
+    raise typer.Exit(run_system(host=host, port=port, inference_port=inference_port))
+
+
+@serve_app.command("inference")
+def serve_inference(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8001,
+) -> None:
+    """The inference service (model owner, micro-batcher)."""
+    import uvicorn
+
+    from services.inference.app import create_app
+    from services.inference.settings import InferenceSettings
+
+    uvicorn.run(create_app(InferenceSettings()), host=host, port=port, log_level="info")
+
+
+@serve_app.command("gateway")
+def serve_gateway(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """The gateway (REST API and the /v1/stream WebSocket)."""
+    import uvicorn
+
+    from services.gateway.app import create_app
+    from services.gateway.settings import GatewaySettings
+
+    uvicorn.run(create_app(GatewaySettings()), host=host, port=port, log_level="info", ws_max_size=1 << 20)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    url: Annotated[Optional[str], typer.Option(help="Database URL (default: from settings).")] = None,
+) -> None:
+    """Apply the Alembic migrations up to head."""
+    from shared.db import database_url_from_env, upgrade_database
+
+    upgrade_database(url or database_url_from_env())
+    typer.echo("database is at the latest revision")
+
+
+@app.command()
+def stream(
+    file: Annotated[Optional[Path], typer.Argument(help="WAV/FLAC/OGG file to stream.", exists=True, dir_okay=False)] = None,
+    mic: Annotated[bool, typer.Option("--mic", help="Stream the microphone (needs the 'mic' extra).")] = False,
+    url: Annotated[str, typer.Option(help="Gateway WebSocket URL.")] = "ws://127.0.0.1:8000/v1/stream",
+    token: Annotated[Optional[str], typer.Option(envvar="HEARO_TOKEN", help="Device token.")] = None,
+    fast: Annotated[bool, typer.Option("--fast", help="Send as fast as the server allows.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print server messages as JSON lines.")] = False,
+) -> None:
+    """Stream a recording or the microphone and show what Hear-o hears."""
+    from hearo.stream_client import run_stream
+
+    if (file is None) == (not mic):
+        raise typer.BadParameter("give exactly one of FILE or --mic")
+    if not token:
+        raise typer.BadParameter("a device token is required (--token or HEARO_TOKEN)")
+    raise typer.Exit(run_stream(source=file, mic=mic, url=url, token=token, fast=fast, json_output=json_output))

@@ -1,0 +1,120 @@
+"""A session's audio path: PCM16 frames in, ring-buffer audio and model windows out.
+
+Per binary frame: decode PCM16 -> downmix to mono -> two streaming soxr resamplers from the
+client's rate, one to 16 kHz for the ring buffer (the incident clip) and one to the model's
+feature rate -> the spec's streaming log-mel (each frame computed once) -> 2 s windows every
+hop. Both resamplers start from the client's rate because going through 16 kHz would cut a
+32 kHz model's input at 8 kHz, and alarm harmonics live above it. When a target rate equals
+the client's (or the model's rate is 16 kHz) the audio is reused, not resampled twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import soxr
+import torch
+
+from services.gateway.ring_buffer import RingBuffer
+from shared.features.spec import FeatureSpec
+from shared.features.stream import LogMelStream, WindowStream
+
+RING_SAMPLE_RATE = 16_000
+_INT16_SCALE = 1.0 / 32768.0
+
+
+def decode_pcm16(data: bytes, channels: int) -> np.ndarray:
+    """Little-endian signed 16-bit PCM (interleaved when stereo) as float32 mono in [-1, 1).
+
+    Stereo is averaged to mono. Raises ValueError unless ``data`` holds whole sample frames.
+    """
+    frame_bytes = 2 * channels
+    if len(data) % frame_bytes:
+        raise ValueError(f"{len(data)} bytes is not a whole number of {frame_bytes}-byte sample frames")
+    samples = np.frombuffer(data, dtype="<i2").astype(np.float32)
+    samples *= _INT16_SCALE
+    if channels > 1:
+        samples = samples.reshape(-1, channels).mean(axis=1, dtype=np.float32)
+    return samples
+
+
+class Resampler:
+    """Streaming resampling of float32 mono with soxr (high quality), or a pass-through.
+
+    Output is delayed by the filter's latency; ``flush`` returns the rest, after which the
+    total output length is ``round(input_length * out_rate / in_rate)``.
+    """
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        self.in_rate = in_rate
+        self.out_rate = out_rate
+        self._stream = (
+            None if in_rate == out_rate else soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32")
+        )
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        if self._stream is None:
+            return samples
+        return self._stream.resample_chunk(samples)
+
+    def flush(self) -> np.ndarray:
+        """The samples still inside the filter; call once, at the end of the stream."""
+        if self._stream is None:
+            return np.zeros(0, dtype=np.float32)
+        return self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One model window ``[window_frames, n_mels]`` and the stream time its audio ends at."""
+
+    features: torch.Tensor
+    end_s: float
+
+
+class AudioPipeline:
+    """One session's audio path from PCM16 bytes to model windows (see the module docstring).
+
+    ``push`` takes binary frames in arrival order and returns the windows they complete;
+    ``flush`` ends the stream and returns the windows the resamplers' tails complete. Window
+    times are stream seconds since the first sample; the ring buffer shares that clock.
+    """
+
+    def __init__(
+        self, sample_rate: int, channels: int, spec: FeatureSpec, hop_frames: int, ring_seconds: float
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.ring = RingBuffer(ring_seconds, RING_SAMPLE_RATE)
+        self._to_ring = Resampler(sample_rate, RING_SAMPLE_RATE)
+        # A 16 kHz model reads the ring's audio; any other rate gets its own resampler.
+        self._to_model = None if spec.sample_rate == RING_SAMPLE_RATE else Resampler(sample_rate, spec.sample_rate)
+        self._frames = LogMelStream(spec)
+        self._windows = WindowStream(spec, hop_frames)
+        self._received = 0
+
+    @property
+    def stream_time_s(self) -> float:
+        """Seconds of audio received so far."""
+        return self._received / self.sample_rate
+
+    def push(self, data: bytes) -> list[Window]:
+        """Decode and process one binary frame; raises ValueError if it is not whole sample frames."""
+        samples = decode_pcm16(data, self.channels)
+        self._received += len(samples)
+        ring_audio = self._to_ring.push(samples)
+        model_audio = ring_audio if self._to_model is None else self._to_model.push(samples)
+        return self._process(ring_audio, model_audio)
+
+    def flush(self) -> list[Window]:
+        """End of stream: run the resamplers' tails through; push nothing afterwards."""
+        ring_audio = self._to_ring.flush()
+        model_audio = ring_audio if self._to_model is None else self._to_model.flush()
+        return self._process(ring_audio, model_audio)
+
+    def _process(self, ring_audio: np.ndarray, model_audio: np.ndarray) -> list[Window]:
+        self.ring.append(ring_audio)
+        windows = self._windows.push(self._frames.push(model_audio))
+        first = self._windows.emitted - len(windows)
+        return [Window(w, self._windows.end_seconds(first + i)) for i, w in enumerate(windows)]

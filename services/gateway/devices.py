@@ -1,0 +1,244 @@
+"""Device registration and self-service: the ``/v1/devices`` REST routes.
+
+Mount with ``app.include_router(devices.router)``; the routes take the process's
+:class:`~shared.db.Database` from ``app.state.db``, which the app must set before serving.
+
+=======  ========================  ==================================================
+POST     /v1/devices               register (no auth) → 201 ``{device_id, token}``
+GET      /v1/devices/me            the caller's device → ``DeviceOut``
+PATCH    /v1/devices/me            replace the fields given → ``DeviceOut``
+POST     /v1/devices/me/token      rotate the token; the old one stops working → 200
+DELETE   /v1/devices/me            deregister: the device and its contacts are deleted → 204
+=======  ========================  ==================================================
+
+Every ``/me`` route needs ``Authorization: Bearer <token>`` and only ever touches the
+caller's own device. The token is in the response body exactly once, at registration or
+rotation, and is never stored.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import HttpUrl
+from sqlalchemy import delete, func, inspect, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from services.gateway.auth import CurrentDevice, DatabaseDep, issue_token, unauthorized
+from services.gateway.schemas import (
+    Contact,
+    DeviceCredentials,
+    DeviceOut,
+    DeviceRegistration,
+    DeviceUpdate,
+    Location,
+    LocationOut,
+    Profile,
+)
+from shared.db import Device, EmergencyContact
+
+router = APIRouter(prefix="/v1/devices", tags=["devices"])
+
+# The token is a credential: keep it out of every cache between here and the device.
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def register_device(
+    body: DeviceRegistration, db: DatabaseDep, response: Response
+) -> DeviceCredentials:
+    """Register a device with its owner's profile and consents; returns its token, once."""
+    token, token_hash = issue_token()
+    device = Device(
+        token_hash=token_hash,
+        consent_recording=body.consent_recording,
+        consent_location=body.consent_location,
+        consent_share_profile=body.consent_share_profile,
+        address=body.address,
+        contacts=_contact_rows(body.contacts),
+    )
+    _set_profile(device, body.profile)
+    _set_location(device, body.location)
+    async with db.session() as session:
+        session.add(device)
+    response.headers.update(_NO_STORE)
+    return DeviceCredentials(device_id=device.id, token=token)
+
+
+@router.get("/me")
+async def read_device(device: CurrentDevice) -> DeviceOut:
+    """The caller's device, profile, location, contacts and consents."""
+    return device_out(device)
+
+
+@router.patch("/me")
+async def update_device(body: DeviceUpdate, current: CurrentDevice, db: DatabaseDep) -> DeviceOut:
+    """Replace each top-level field present in the body; absent fields stay as they are.
+
+    ``address`` or ``location`` set to null clears it; ``contacts`` replaces the whole
+    list. Turning ``consent_location`` off also forgets the stored location.
+    """
+    given = body.model_fields_set
+    async with db.session() as session:
+        device = await _load_for_update(session, current.id)
+        consent_location = (
+            body.consent_location if body.consent_location is not None else device.consent_location
+        )
+        if body.location is not None and not consent_location:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "value_error",
+                        "loc": ("body", "location"),
+                        "msg": "a location needs consent_location to be true",
+                        "input": body.location.model_dump(),
+                    }
+                ]
+            )
+        if body.profile is not None:
+            _set_profile(device, body.profile)
+        if "address" in given:
+            device.address = body.address
+        if body.contacts is not None:
+            device.contacts = _contact_rows(body.contacts)
+        _update_consents(device, body)
+        if "location" in given:
+            _set_location(device, body.location)
+        if not device.consent_location:
+            _set_location(device, None)
+        await _flush_and_reload(session, device)
+    return device_out(device)
+
+
+@router.post("/me/token")
+async def rotate_token(
+    current: CurrentDevice, db: DatabaseDep, response: Response
+) -> DeviceCredentials:
+    """Issue a new token; the one used for this request stops working at once."""
+    token, token_hash = issue_token()
+    async with db.session() as session:
+        device = await _load_for_update(session, current.id)
+        device.token_hash = token_hash
+        device.token_issued_at = func.now()
+    response.headers.update(_NO_STORE)
+    return DeviceCredentials(device_id=current.id, token=token)
+
+
+@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
+async def deregister_device(current: CurrentDevice, db: DatabaseDep) -> Response:
+    """Delete the device, its profile and its contacts; its token stops working."""
+    async with db.session() as session:
+        await session.execute(delete(Device).where(Device.id == current.id))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def device_out(device: Device) -> DeviceOut:
+    """The API view of a device row (its contacts must be loaded)."""
+    location = None
+    if (
+        device.latitude is not None
+        and device.longitude is not None
+        and device.location_accuracy_m is not None
+        and device.location_updated_at is not None
+    ):
+        location = LocationOut(
+            latitude=device.latitude,
+            longitude=device.longitude,
+            accuracy_m=device.location_accuracy_m,
+            updated_at=device.location_updated_at,
+        )
+    return DeviceOut(
+        id=device.id,
+        profile=Profile(
+            name=device.owner_name,
+            birth_year=device.birth_year,
+            medical_notes=device.medical_notes,
+        ),
+        address=device.address,
+        location=location,
+        contacts=[
+            Contact(
+                name=c.name,
+                relation=c.relation,
+                phone=c.phone,
+                webhook_url=None if c.webhook_url is None else HttpUrl(c.webhook_url),
+                email=c.email,
+            )
+            for c in device.contacts
+        ],
+        consent_recording=device.consent_recording,
+        consent_location=device.consent_location,
+        consent_share_profile=device.consent_share_profile,
+        consents_updated_at=device.consents_updated_at,
+        token_issued_at=device.token_issued_at,
+        created_at=device.created_at,
+        updated_at=device.updated_at,
+    )
+
+
+async def _load_for_update(session: AsyncSession, device_id: uuid.UUID) -> Device:
+    device = await session.scalar(
+        select(Device)
+        .where(Device.id == device_id)
+        .options(selectinload(Device.contacts))
+        .with_for_update()
+    )
+    if device is None:
+        # Deregistered between authentication and now: the token no longer names anything.
+        raise unauthorized("invalid_token", "the device token is not valid (the device is gone)")
+    return device
+
+
+async def _flush_and_reload(session: AsyncSession, device: Device) -> None:
+    # Timestamps set to the database clock (func.now()) are expired by the flush, and an
+    # expired attribute cannot be loaded lazily under asyncio: read them back explicitly.
+    await session.flush()
+    expired = inspect(device).expired_attributes
+    if expired:
+        await session.refresh(device, list(expired))
+
+
+def _set_profile(device: Device, profile: Profile) -> None:
+    device.owner_name = profile.name
+    device.birth_year = profile.birth_year
+    device.medical_notes = profile.medical_notes
+
+
+def _set_location(device: Device, location: Location | None) -> None:
+    if location is None:
+        device.latitude = device.longitude = device.location_accuracy_m = None
+        device.location_updated_at = None
+        return
+    device.latitude = location.latitude
+    device.longitude = location.longitude
+    device.location_accuracy_m = location.accuracy_m
+    device.location_updated_at = func.now()
+
+
+def _update_consents(device: Device, body: DeviceUpdate) -> None:
+    changed = False
+    for name in ("consent_recording", "consent_location", "consent_share_profile"):
+        value: Any = getattr(body, name)
+        if value is not None and value != getattr(device, name):
+            setattr(device, name, value)
+            changed = True
+    if changed:
+        device.consents_updated_at = func.now()
+
+
+def _contact_rows(contacts: list[Contact]) -> list[EmergencyContact]:
+    return [
+        EmergencyContact(
+            position=position,
+            name=c.name,
+            relation=c.relation,
+            phone=c.phone,
+            webhook_url=None if c.webhook_url is None else str(c.webhook_url),
+            email=c.email,
+        )
+        for position, c in enumerate(contacts)
+    ]

@@ -1,0 +1,182 @@
+"""Request and response bodies of the device routes (``/v1/devices``).
+
+Inputs refuse unknown fields, so a misspelt consent flag is a 422 rather than a silent
+default. Consent flags must be JSON booleans: consent is never inferred from ``"yes"``
+or ``1``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timezone
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
+
+MAX_CONTACTS = 10
+# The oldest verified human lived to 122.
+MAX_AGE_YEARS = 125
+
+_PHONE_SEPARATORS = re.compile(r"[\s().-]")
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+_NO_RECORDING = (
+    "consent_recording must be true: Hear-o cannot listen without the owner's consent to recording"
+)
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Profile(_Input):
+    """The person the device protects, as an agency will see them (with consent)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    birth_year: int = Field(description=f"within the last {MAX_AGE_YEARS} years")
+    medical_notes: str | None = Field(
+        default=None, max_length=4000, description="conditions, medication, allergies"
+    )
+
+    @field_validator("birth_year")
+    @classmethod
+    def _plausible_birth_year(cls, year: int) -> int:
+        this_year = datetime.now(timezone.utc).year
+        if not this_year - MAX_AGE_YEARS <= year <= this_year:
+            earliest = this_year - MAX_AGE_YEARS
+            raise ValueError(f"birth_year must be between {earliest} and {this_year}")
+        return year
+
+
+class Location(_Input):
+    """A WGS 84 position with its accuracy radius in metres."""
+
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    accuracy_m: float = Field(ge=0, le=100_000)
+
+
+class LocationOut(Location):
+    updated_at: datetime
+
+
+class Contact(_Input):
+    """Someone to tell when the owner is in trouble; ``phone`` is stored as E.164."""
+
+    name: str = Field(min_length=1, max_length=200)
+    relation: str = Field(min_length=1, max_length=100, examples=["daughter", "neighbour"])
+    phone: str = Field(examples=["+82 10 1234 5678"])
+    webhook_url: HttpUrl | None = Field(default=None, max_length=2000)
+    email: str | None = Field(default=None, max_length=254)
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, phone: str) -> str:
+        digits = _PHONE_SEPARATORS.sub("", phone)
+        if not _E164.fullmatch(digits):
+            raise ValueError(
+                "phone must be an international number: '+', country code, then the number "
+                "(7 to 15 digits in all), e.g. +82 10 1234 5678"
+            )
+        return digits
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, email: str | None) -> str | None:
+        if email is not None and not _EMAIL.fullmatch(email):
+            raise ValueError("email must look like name@example.org")
+        return email
+
+
+class DeviceRegistration(_Input):
+    """``POST /v1/devices``.
+
+    ``consent_recording`` must be true; a location needs ``consent_location``.
+    """
+
+    profile: Profile
+    address: str | None = Field(default=None, min_length=1, max_length=500)
+    location: Location | None = None
+    contacts: list[Contact] = Field(default_factory=list, max_length=MAX_CONTACTS)
+    consent_recording: StrictBool
+    consent_location: StrictBool
+    consent_share_profile: StrictBool
+
+    @field_validator("consent_recording")
+    @classmethod
+    def _recording_required(cls, consent: bool) -> bool:
+        if not consent:
+            raise ValueError(_NO_RECORDING)
+        return consent
+
+    @model_validator(mode="after")
+    def _location_needs_consent(self) -> DeviceRegistration:
+        if self.location is not None and not self.consent_location:
+            raise ValueError("a location needs consent_location to be true")
+        return self
+
+
+class DeviceUpdate(_Input):
+    """``PATCH /v1/devices/me``: each field present replaces the stored one.
+
+    ``address`` and ``location`` may be null (cleared); the others may not. Consent to
+    recording cannot be withdrawn here: deregistering the device is how it is withdrawn.
+    """
+
+    profile: Profile | None = None
+    address: str | None = Field(default=None, min_length=1, max_length=500)
+    location: Location | None = None
+    contacts: list[Contact] | None = Field(default=None, max_length=MAX_CONTACTS)
+    consent_recording: StrictBool | None = None
+    consent_location: StrictBool | None = None
+    consent_share_profile: StrictBool | None = None
+
+    @field_validator("consent_recording")
+    @classmethod
+    def _recording_kept(cls, consent: bool | None) -> bool | None:
+        if consent is False:
+            raise ValueError(f"{_NO_RECORDING}; to withdraw it, DELETE /v1/devices/me")
+        return consent
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> DeviceUpdate:
+        nullable = {"address", "location"}
+        nulled = sorted(
+            name for name in self.model_fields_set - nullable if getattr(self, name) is None
+        )
+        if nulled:
+            raise ValueError(f"{', '.join(nulled)} cannot be null")
+        return self
+
+
+class DeviceOut(BaseModel):
+    """A device as its owner sees it: everything but the token."""
+
+    id: uuid.UUID
+    profile: Profile
+    address: str | None
+    location: LocationOut | None
+    contacts: list[Contact]
+    consent_recording: bool
+    consent_location: bool
+    consent_share_profile: bool
+    consents_updated_at: datetime
+    token_issued_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+class DeviceCredentials(BaseModel):
+    """The device id and its bearer token, returned once; store the token on the device."""
+
+    device_id: uuid.UUID
+    token: str

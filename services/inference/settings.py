@@ -1,0 +1,41 @@
+"""Inference service settings (env prefix ``HEARO_INFERENCE_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+# CI and developers keep the CEO-provided weights in ../shared beside the clone.
+SHARED_MODELS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "models"
+
+
+class InferenceSettings(ServiceSettings):
+    """What model to serve, where its weights are, and how to batch.
+
+    ``max_wait_ms`` bounds how long the oldest queued window waits for a batch to fill;
+    ``queue_size`` bounds the windows waiting (beyond it requests are answered ``overloaded``);
+    ``torch_threads`` 0 keeps torch's default intra-op thread count.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="HEARO_INFERENCE_", extra="ignore")
+
+    model: str = "efficientat"
+    efficientat_weights: Path = SHARED_MODELS_DIR / "efficientat_mn04_as" / "mn04_as_mAP_432.pt"
+    device: str = "auto"
+    max_batch: int = Field(32, ge=1, le=1024)
+    max_wait_ms: float = Field(8.0, ge=0.0)
+    queue_size: int = Field(512, ge=1)
+    top_tags: int = Field(5, ge=0, le=255)
+    torch_threads: int = Field(0, ge=0)
+    hello_timeout_s: float = Field(10.0, gt=0.0)
+
+    def torch_device(self) -> torch.device:
+        """``device`` resolved: "auto" is CUDA when available, else CPU."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)

@@ -1,0 +1,202 @@
+"""Incident clips: FLAC encoding, object storage and links that expire.
+
+The gateway cuts a clip from its ring buffer (``CLIP_BEFORE_S`` before the detection to
+``CLIP_AFTER_S`` after it) and stores it with :func:`shared.incidents.archive_clip`; the
+alerting worker puts a link to it in the report. Two stores, one interface:
+
+* :class:`LocalClipStore` (default): files under a folder; links point at the gateway's
+  ``GET /v1/clips/{key}?exp=...&sig=...``, an HMAC-SHA256 token over key and expiry that
+  :func:`verify_clip_token` checks.
+* :class:`S3ClipStore` (when ``HEARO_CLIPS_S3_BUCKET`` is set): objects in a bucket through
+  boto3; links are S3 presigned GET URLs.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import base64
+import hashlib
+import hmac
+import io
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import numpy as np
+import soundfile as sf
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import DEFAULT_DATA_DIR, ServiceSettings
+
+CLIP_BEFORE_S = 10.0
+CLIP_AFTER_S = 20.0
+CONTENT_TYPE = "audio/flac"
+_KEY = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.flac")
+
+
+class ClipStorageSettings(ServiceSettings):
+    """Where clips live and how links to them are signed; shared by gateway and alerting.
+
+    Read from ``HEARO_CLIPS_*``. ``secret_key`` (``HEARO_CLIPS_SECRET_KEY``) signs local
+    links: the gateway that serves them and the worker that issues them must share it.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="HEARO_CLIPS_", extra="ignore", populate_by_name=True)
+
+    environment: str = Field(
+        "development", validation_alias=AliasChoices("HEARO_CLIPS_ENVIRONMENT", "HEARO_ENVIRONMENT")
+    )
+    dir: Path = DEFAULT_DATA_DIR / "clips"
+    s3_bucket: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_prefix: str = "clips/"
+    public_base_url: str = Field(
+        "http://127.0.0.1:8000",
+        validation_alias=AliasChoices("HEARO_CLIPS_PUBLIC_BASE_URL", "HEARO_PUBLIC_BASE_URL"),
+    )
+    link_ttl_s: int = Field(24 * 3600, gt=0, le=7 * 24 * 3600)  # S3 presigning caps at 7 days
+
+
+@dataclass(frozen=True)
+class EncodedClip:
+    """A clip as stored: FLAC bytes with their SHA-256 (hex) and duration."""
+
+    data: bytes
+    sha256: str
+    duration_s: float
+    sample_rate: int
+
+
+def clip_key(incident_id: uuid.UUID) -> str:
+    """The storage key of an incident's clip; known before the clip exists."""
+    return f"{incident_id}.flac"
+
+
+def encode_flac(samples: np.ndarray, sample_rate: int) -> EncodedClip:
+    """Mono float samples in [-1, 1] as 16-bit FLAC (lossless for what the gateway holds)."""
+    samples = np.clip(np.asarray(samples, dtype=np.float32).reshape(-1), -1.0, 1.0)
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, sample_rate, format="FLAC", subtype="PCM_16")
+    data = buffer.getvalue()
+    return EncodedClip(data, hashlib.sha256(data).hexdigest(), len(samples) / sample_rate, sample_rate)
+
+
+def sign_clip_token(secret: str, key: str, expires_at: int) -> str:
+    """The ``sig`` of a local clip link: URL-safe base64 HMAC-SHA256 of ``key`` and expiry."""
+    mac = hmac.new(secret.encode(), f"{key}\n{expires_at}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def verify_clip_token(secret: str, key: str, expires_at: int, sig: str, now: float | None = None) -> bool:
+    """True when ``sig`` was made by :func:`sign_clip_token` with ``secret`` and has not expired."""
+    if (time.time() if now is None else now) >= expires_at:
+        return False
+    return hmac.compare_digest(sign_clip_token(secret, key, expires_at), sig)
+
+
+class ClipStore(abc.ABC):
+    """Stores clip bytes under a key and makes expiring links to them."""
+
+    @abc.abstractmethod
+    async def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key``, replacing what was there; complete or not at all."""
+
+    @abc.abstractmethod
+    async def get(self, key: str) -> bytes:
+        """The bytes under ``key``; FileNotFoundError when there are none."""
+
+    @abc.abstractmethod
+    def link(self, key: str, ttl_s: int) -> str:
+        """A URL that fetches ``key`` for ``ttl_s`` seconds; valid before the clip exists."""
+
+
+class LocalClipStore(ClipStore):
+    """Clips as files under ``root``, served by the gateway through signed links."""
+
+    def __init__(self, root: Path, secret: str, public_base_url: str) -> None:
+        self.root = Path(root)
+        self.secret = secret
+        self.public_base_url = public_base_url.rstrip("/")
+
+    def path_for(self, key: str) -> Path:
+        """The file of ``key``; ValueError for anything that is not a clip key."""
+        if not _KEY.fullmatch(key):
+            raise ValueError(f"not a clip key: {key!r}")
+        return self.root / key
+
+    async def put(self, key: str, data: bytes) -> None:
+        path = self.path_for(key)
+        await asyncio.to_thread(_write_atomically, path, data)
+
+    async def get(self, key: str) -> bytes:
+        return await asyncio.to_thread(self.path_for(key).read_bytes)
+
+    def link(self, key: str, ttl_s: int) -> str:
+        self.path_for(key)
+        expires_at = int(time.time()) + ttl_s
+        query = urlencode({"exp": expires_at, "sig": sign_clip_token(self.secret, key, expires_at)})
+        return f"{self.public_base_url}/v1/clips/{key}?{query}"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    # A reader (the gateway serving a link) sees the old file or the new one, never half.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class S3ClipStore(ClipStore):
+    """Clips as objects in an S3-compatible bucket; links are presigned GET URLs."""
+
+    def __init__(self, client: Any, bucket: str, prefix: str = "") -> None:
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix
+
+    async def put(self, key: str, data: bytes) -> None:
+        await asyncio.to_thread(
+            self.client.put_object,
+            Bucket=self.bucket, Key=self.prefix + key, Body=data, ContentType=CONTENT_TYPE,
+        )
+
+    async def get(self, key: str) -> bytes:
+        def fetch() -> bytes:
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+            except self.client.exceptions.NoSuchKey:
+                raise FileNotFoundError(key) from None
+            body: bytes = response["Body"].read()
+            return body
+
+        return await asyncio.to_thread(fetch)
+
+    def link(self, key: str, ttl_s: int) -> str:
+        url: str = self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": self.prefix + key}, ExpiresIn=ttl_s
+        )
+        return url
+
+
+def create_clip_store(settings: ClipStorageSettings) -> ClipStore:
+    """S3 when a bucket is configured (credentials from the usual AWS variables), else local."""
+    if not settings.s3_bucket:
+        return LocalClipStore(settings.dir, settings.secret_key, settings.public_base_url)
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url or None,
+        region_name=settings.s3_region,
+        config=Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}),
+    )
+    return S3ClipStore(client, settings.s3_bucket, settings.s3_prefix)

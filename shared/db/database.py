@@ -1,0 +1,116 @@
+"""Engines and sessions for SQLite (embedded default) and PostgreSQL (production).
+
+The backend follows the URL: ``sqlite+aiosqlite:///path`` or
+``postgresql+asyncpg://user@host/db``. One :class:`Database` per process holds the engine
+and its session factory::
+
+    db = Database(settings.database_url)
+    async with db.session() as session:
+        session.add(device)      # committed when the block exits, rolled back on error
+    await db.dispose()
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from shared.settings import DEFAULT_DATA_DIR
+
+DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{DEFAULT_DATA_DIR / 'hearo.db'}"
+
+# Every service's settings reads its database URL from either name, prefix or not:
+# ``database_url: str = Field(default=DEFAULT_DATABASE_URL, validation_alias=DATABASE_URL_ENV)``
+# (with ``populate_by_name=True`` so code and tests can pass ``database_url=...``).
+DATABASE_URL_ENV = AliasChoices("HEARO_DATABASE_URL", "DATABASE_URL")
+
+
+class _DatabaseUrlSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, validation_alias=DATABASE_URL_ENV)
+
+
+def database_url_from_env() -> str:
+    """The URL every service would use, for callers outside one (the CLI's migrate step).
+
+    ``HEARO_DATABASE_URL``, else ``DATABASE_URL``, else :data:`DEFAULT_DATABASE_URL`: the
+    same rule as the services' settings classes.
+    """
+    return _DatabaseUrlSettings().database_url
+
+
+def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs: Any) -> AsyncEngine:
+    """An async engine for ``url``; extra keyword arguments go to ``create_async_engine``.
+
+    For a SQLite file the folder is created, and every new connection is switched to WAL
+    (readers do not block the writer) with foreign keys enforced. The migrations turn
+    enforcement off (``sqlite_foreign_keys=False``): a batch table rebuild drops the old
+    table, and with enforcement on that would cascade into the rows that refer to it.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_async_engine(parsed, **kwargs)
+    _create_sqlite_folder(parsed)
+    engine = create_async_engine(parsed, **kwargs)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _set_sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if sqlite_foreign_keys else 'OFF'}")
+        cursor.close()
+
+    return engine
+
+
+def _create_sqlite_folder(url: URL) -> None:
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+class Database:
+    """The process's engine and session factory. Create once at startup, ``dispose()`` at exit.
+
+    The schema is not created here: run :func:`shared.db.upgrade_database` first.
+    """
+
+    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+        self.url = url
+        self.engine: AsyncEngine = make_engine(url, **engine_kwargs)
+        # Objects stay readable after commit: under asyncio an expired attribute cannot be
+        # reloaded lazily, and callers (auth, the WebSocket handler) use rows after the block.
+        self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            self.engine, expire_on_commit=False
+        )
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work: commits when the block exits normally, rolls back if it raises."""
+        async with self.sessionmaker() as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()

@@ -1,0 +1,217 @@
+"""Incremental features for live audio: frames as samples arrive, model windows as frames arrive.
+
+``LogMelStream`` turns a session's samples into normalised feature frames, each computed once;
+``WindowStream`` groups those frames into model windows (2 s, one every hop); ``clip_windows`` is
+the offline path (training, evaluation) that yields the same windows for a whole clip. All three
+dispatch on ``FeatureSpec.name`` and call the batch modules' per-frame functions, so there is one
+implementation of each feature.
+
+Typical use in the gateway::
+
+    frames = LogMelStream(spec)
+    windows = WindowStream(spec, hop_frames=spec.frames_for(0.5))
+    for window in windows.push(frames.push(samples)):
+        ...  # window is [window_frames, n_mels]; windows.emitted / end_seconds() time it
+
+Window timing: windows are numbered 0, 1, 2, ... in the order they are emitted; window ``i``
+covers frames ``[end_frame(i) - window_frames, end_frame(i))`` with
+``end_frame(i) = window_frames + i * hop_frames``. After a ``push`` that returned ``k`` windows,
+their indices are ``emitted - k, ..., emitted - 1``. ``end_seconds(i)`` is the stream time (from
+the first sample) at which window ``i`` became complete: the end of the audio it depends on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from shared.features import efficientat_mel, kaldi_fbank
+from shared.features.spec import BEATS_FBANK, EFFICIENTAT_MEL, FeatureSpec
+
+__all__ = ["LogMelStream", "WindowStream", "clip_windows", "samples_for_frames"]
+
+_KNOWN = (BEATS_FBANK.name, EFFICIENTAT_MEL.name)
+
+
+def _check_spec(spec: FeatureSpec) -> None:
+    if spec.name not in _KNOWN:
+        raise ValueError(f"no feature implementation for spec {spec.name!r}; known: {', '.join(_KNOWN)}")
+
+
+def samples_for_frames(spec: FeatureSpec, n_frames: int) -> int:
+    """How many samples (at ``spec.sample_rate``) a ``LogMelStream`` needs to have emitted ``n_frames``.
+
+    BEATs: frame ``f`` covers samples ``[160 f, 160 f + 400)``. EfficientAT: frame ``t`` is centred
+    on sample ``320 t`` of the pre-emphasised signal and needs it up to ``320 t + 511``, i.e. raw
+    samples up to ``320 t + 512``; frame 0 also needs 514 samples for its left reflect padding.
+    """
+    _check_spec(spec)
+    if n_frames <= 0:
+        return 0
+    last = n_frames - 1
+    if spec.name == BEATS_FBANK.name:
+        return spec.frame_shift * last + spec.frame_length
+    return max(efficientat_mel.MIN_SAMPLES, spec.frame_shift * last + efficientat_mel.N_FFT // 2 + 1)
+
+
+class LogMelStream:
+    """Normalised feature frames of one live mono stream, each frame computed once.
+
+    ``push(samples)`` takes float32 1-D samples in [-1, 1] at ``spec.sample_rate`` (any length,
+    0 included) and returns the frames completed by them, ``[n_new, n_mels]`` float32, time-major,
+    normalised as the model expects (``beats_fbank``'s normalisation, or EfficientAT's
+    ``(ln(mel + 1e-5) + 4.5) / 5``). Only the samples still needed by a future frame are kept, so
+    memory stays bounded (under one frame plus the last chunk).
+
+    BEATs (``beats_fbank``): frames are snip-edges Kaldi frames with per-frame DC removal, so the
+    stream equals ``beats_fbank`` on the whole signal frame for frame (same arithmetic; BLAS may
+    round the last bit differently when only a few frames are computed at once, < 1e-6).
+
+    EfficientAT (``efficientat_mel``): frame ``t`` is centred on sample ``320 t`` of the
+    pre-emphasised signal and is emitted once the samples up to its right edge (``320 t + 512`` of
+    the raw signal) have arrived. The stream's start is reflect-padded exactly as
+    ``efficientat_logmel`` pads a clip's start, so every frame equals the batch function's frame
+    on the same signal, except at a clip's end: the batch function reflect-pads the end and returns
+    ``1 + (N - 1) // 320`` frames, the last one or two of which use mirrored samples; a stream has
+    no end, so it returns those frames later, computed from the real samples that follow (after
+    ``N`` samples it has emitted ``1 + (N - 513) // 320``).
+    """
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        _check_spec(spec)
+        self.spec = spec
+        self._beats = spec.name == BEATS_FBANK.name
+        # BEATs: int16-scaled samples from the start of the next frame on.
+        # EfficientAT: pre-emphasised samples (reflect-padded at the start once 513 exist) from
+        # the start of the next frame on, plus the last raw sample to pre-emphasise the next chunk.
+        self._pending = torch.zeros(0)
+        self._started = False
+        self._last_sample: torch.Tensor | None = None
+
+    @property
+    def buffered_samples(self) -> int:
+        """Samples held for frames not yet complete (bounded; exposed for tests and metrics)."""
+        return int(self._pending.numel())
+
+    def push(self, samples: np.ndarray) -> torch.Tensor:
+        """Feed ``samples``; return the ``[n_new, n_mels]`` frames they complete (possibly none)."""
+        # A copy: the caller's buffer may be read-only (np.frombuffer) or reused after the call.
+        chunk = np.array(samples, dtype=np.float32)
+        if chunk.ndim != 1:
+            raise ValueError(f"samples must be 1-D mono, got shape {chunk.shape}")
+        signal = torch.from_numpy(chunk)
+        if self._beats:
+            return self._push_beats(signal)
+        return self._push_efficientat(signal)
+
+    def _push_beats(self, signal: torch.Tensor) -> torch.Tensor:
+        length, shift = self.spec.frame_length, self.spec.frame_shift
+        self._pending = torch.cat([self._pending, signal * kaldi_fbank.INT16_SCALE])
+        if self._pending.numel() < length:
+            return torch.zeros(0, self.spec.n_mels)
+        frames = self._pending.unfold(0, length, shift)
+        self._pending = self._pending[frames.shape[0] * shift :].clone()
+        return kaldi_fbank.beats_normalise(kaldi_fbank.fbank_from_frames(frames))
+
+    def _push_efficientat(self, signal: torch.Tensor) -> torch.Tensor:
+        if signal.numel() == 0:
+            return torch.zeros(0, self.spec.n_mels)
+        if self._last_sample is not None:
+            signal = torch.cat([self._last_sample, signal])
+        self._last_sample = signal[-1:].clone()
+        self._pending = torch.cat([self._pending, efficientat_mel.preemphasis(signal)])
+        if not self._started:
+            if self._pending.numel() <= efficientat_mel.CENTRE_PAD:
+                return torch.zeros(0, self.spec.n_mels)
+            # The same start padding as efficientat_logmel applies to a clip.
+            self._pending = F.pad(
+                self._pending.unsqueeze(0), (efficientat_mel.CENTRE_PAD, 0), mode="reflect"
+            ).squeeze(0)
+            self._started = True
+        n_fft, hop = efficientat_mel.N_FFT, self.spec.frame_shift
+        if self._pending.numel() < n_fft:
+            return torch.zeros(0, self.spec.n_mels)
+        n_new = 1 + (self._pending.numel() - n_fft) // hop
+        span = self._pending[: hop * (n_new - 1) + n_fft]
+        frames = efficientat_mel.logmel_from_preemphasised(span.unsqueeze(0))[0].T.contiguous()
+        self._pending = self._pending[hop * n_new :].clone()
+        return frames
+
+
+class WindowStream:
+    """Model windows ``[window_frames, n_mels]`` over a stream of frames, one every ``hop_frames``.
+
+    The first window is emitted once ``spec.window_frames`` frames exist (198 for BEATs, 200 for
+    EfficientAT), then one each time ``hop_frames`` more have arrived. Only the frames a future
+    window needs are kept (fewer than ``window_frames`` between pushes). Timing: see the module
+    docstring (``emitted``, ``end_frame``, ``end_seconds``).
+    """
+
+    def __init__(self, spec: FeatureSpec, hop_frames: int) -> None:
+        _check_spec(spec)
+        if hop_frames < 1:
+            raise ValueError(f"hop_frames must be >= 1, got {hop_frames}")
+        self.spec = spec
+        self.hop_frames = hop_frames
+        self._frames = torch.zeros(0, spec.n_mels)
+        self._first_frame = 0  # stream index of self._frames[0]
+        self._emitted = 0
+
+    @property
+    def emitted(self) -> int:
+        """Windows emitted so far (the next window's index)."""
+        return self._emitted
+
+    @property
+    def buffered_frames(self) -> int:
+        """Frames held for future windows (always < window_frames after a push)."""
+        return int(self._frames.shape[0])
+
+    def end_frame(self, index: int) -> int:
+        """Stream index one past the last frame of window ``index``."""
+        return self.spec.window_frames + index * self.hop_frames
+
+    def end_seconds(self, index: int) -> float:
+        """Stream time (seconds from the first sample) when window ``index`` became complete."""
+        return samples_for_frames(self.spec, self.end_frame(index)) / self.spec.sample_rate
+
+    def push(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        """Feed ``frames`` ``[n, n_mels]``; return the windows completed by them, oldest first."""
+        if frames.dim() != 2 or frames.shape[1] != self.spec.n_mels:
+            raise ValueError(f"frames must be [n, {self.spec.n_mels}], got {list(frames.shape)}")
+        self._frames = torch.cat([self._frames, frames.to(torch.float32)])
+        available = self._first_frame + self._frames.shape[0]
+        windows = []
+        while (end := self.end_frame(self._emitted)) <= available:
+            start = end - self.spec.window_frames - self._first_frame
+            windows.append(self._frames[start : start + self.spec.window_frames].clone())
+            self._emitted += 1
+        # Drop what the next window no longer needs (all of it when the hop skips frames).
+        keep_from = self.end_frame(self._emitted) - self.spec.window_frames
+        drop = min(max(keep_from - self._first_frame, 0), self._frames.shape[0])
+        self._frames = self._frames[drop:].clone()
+        self._first_frame += drop
+        return windows
+
+
+def clip_windows(spec: FeatureSpec, waveform: np.ndarray | torch.Tensor, hop_frames: int) -> torch.Tensor:
+    """The windows a live stream of ``waveform`` would produce, ``[W, window_frames, n_mels]``.
+
+    ``waveform`` is 1-D mono at ``spec.sample_rate``. This runs the streaming classes over the
+    whole clip at once, so training and evaluation see exactly what the gateway sends. Trailing
+    frames that do not complete another hop are dropped, as in a stream. A clip too short for one
+    window (fewer than ``samples_for_frames(spec, window_frames)`` samples: 32,000 for BEATs,
+    64,193 for EfficientAT, whose last frame needs 193 samples past 2 s) is zero-padded at the end
+    (digital silence) to exactly that length, giving exactly one window.
+    """
+    if isinstance(waveform, torch.Tensor):
+        waveform = waveform.detach().cpu().numpy()
+    samples = np.asarray(waveform, dtype=np.float32)
+    if samples.ndim != 1:
+        raise ValueError(f"waveform must be 1-D mono, got shape {samples.shape}")
+    needed = samples_for_frames(spec, spec.window_frames)
+    if samples.shape[0] < needed:
+        samples = np.pad(samples, (0, needed - samples.shape[0]))
+    windows = WindowStream(spec, hop_frames).push(LogMelStream(spec).push(samples))
+    return torch.stack(windows)

@@ -1,0 +1,294 @@
+"""Gateway <-> inference wire protocol over one WebSocket (``/v1/windows``).
+
+Text frames carry control messages as JSON: ``hello`` (gateway -> inference), ``ready`` and
+``error`` (inference -> gateway). Binary frames carry data: a windows request (gateway ->
+inference) and a scores result (inference -> gateway), each a fixed little-endian header
+defined with ``struct`` followed by a dense array payload. Per-request errors come back as an
+``error`` text frame carrying the request id. ``docs/inference-protocol.md`` is the prose
+version of this module; the two change together.
+
+Errors raised here:
+
+    WireError(ValueError)   a frame that does not parse; ``request_id`` is set when the
+                            header was intact, so the server can answer that request.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from shared.features.spec import FeatureSpec
+
+PROTOCOL_VERSION = 1
+WINDOWS_MAGIC = b"HW"
+SCORES_MAGIC = b"HS"
+
+# magic, version, payload dtype, request id, windows, frames per window, mel bins.
+WINDOWS_HEADER = struct.Struct("<2sBBQHHH")
+# magic, version, tags per window, request id, windows, classes, queue wait ms, compute ms.
+SCORES_HEADER = struct.Struct("<2sBBQHHff")
+
+MAX_REQUEST_ID = 2**64 - 1
+MAX_WINDOWS_PER_FRAME = 2**16 - 1
+
+
+class PayloadDtype(enum.IntEnum):
+    """Element type of a windows payload. float16 halves the bandwidth at ~1e-3 relative error."""
+
+    FLOAT32 = 0
+    FLOAT16 = 1
+
+    @property
+    def numpy(self) -> np.dtype[Any]:
+        return np.dtype("<f4") if self is PayloadDtype.FLOAT32 else np.dtype("<f2")
+
+
+class ErrorCode(str, enum.Enum):
+    """``code`` of an ``error`` message. The first three end the connection (see ``CloseCode``)."""
+
+    BAD_HELLO = "bad_hello"
+    UNKNOWN_MODEL = "unknown_model"
+    SPEC_MISMATCH = "spec_mismatch"
+    BAD_REQUEST = "bad_request"
+    OVERLOADED = "overloaded"
+    MODEL_ERROR = "model_error"
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes the inference service uses after a refused handshake."""
+
+    BAD_HELLO = 4400
+    UNKNOWN_MODEL = 4404
+    SPEC_MISMATCH = 4409
+
+
+HANDSHAKE_CLOSE_CODES: dict[ErrorCode, CloseCode] = {
+    ErrorCode.BAD_HELLO: CloseCode.BAD_HELLO,
+    ErrorCode.UNKNOWN_MODEL: CloseCode.UNKNOWN_MODEL,
+    ErrorCode.SPEC_MISMATCH: CloseCode.SPEC_MISMATCH,
+}
+
+
+class WireError(ValueError):
+    """A frame or message that does not follow the protocol."""
+
+    def __init__(self, message: str, request_id: int | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
+# --- control messages (JSON text frames) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hello:
+    """Gateway -> inference, first message: the model wanted (None = whatever is served) and
+    the feature spec the gateway computes."""
+
+    model: str | None
+    spec: FeatureSpec
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "hello", "model": self.model, "spec": self.spec.to_dict()}
+
+
+@dataclass(frozen=True)
+class Ready:
+    """Inference -> gateway, handshake accepted.
+
+    ``max_batch`` is also the most windows one request may carry. ``tags`` is the model's tag
+    vocabulary (AudioSet display names) that result tag ids index, or None when it has none.
+    """
+
+    model: str
+    spec: FeatureSpec
+    classes: tuple[str, ...]
+    max_batch: int
+    tags: tuple[str, ...] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "ready",
+            "model": self.model,
+            "spec": self.spec.to_dict(),
+            "classes": list(self.classes),
+            "max_batch": self.max_batch,
+            "tags": None if self.tags is None else list(self.tags),
+        }
+
+
+@dataclass(frozen=True)
+class ErrorMessage:
+    """Inference -> gateway: a refused handshake (``request_id`` None, then close) or a failed
+    request (``request_id`` set; the connection stays open)."""
+
+    code: ErrorCode
+    message: str
+    request_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"type": "error", "code": self.code.value, "message": self.message}
+        if self.request_id is not None:
+            data["id"] = self.request_id
+        return data
+
+
+ControlMessage = Hello | Ready | ErrorMessage
+
+
+def encode_control(message: ControlMessage) -> str:
+    return json.dumps(message.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+
+def decode_control(text: str) -> ControlMessage:
+    """Parse a control text frame; raises WireError on anything malformed."""
+    try:
+        data = json.loads(text)
+        kind = data["type"]
+        if kind == "hello":
+            model = data.get("model")
+            if model is not None and not isinstance(model, str):
+                raise TypeError("model must be a string or null")
+            return Hello(model=model, spec=FeatureSpec.from_dict(data["spec"]))
+        if kind == "ready":
+            tags = data.get("tags")
+            return Ready(
+                model=str(data["model"]),
+                spec=FeatureSpec.from_dict(data["spec"]),
+                classes=tuple(str(c) for c in data["classes"]),
+                max_batch=int(data["max_batch"]),
+                tags=None if tags is None else tuple(str(t) for t in tags),
+            )
+        if kind == "error":
+            request_id = data.get("id")
+            return ErrorMessage(
+                code=ErrorCode(data["code"]),
+                message=str(data.get("message", "")),
+                request_id=None if request_id is None else int(request_id),
+            )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise WireError(f"malformed control message: {exc!r}") from None
+    raise WireError(f"unknown control message type {kind!r}")
+
+
+# --- data frames (binary) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WindowsRequest:
+    """Gateway -> inference: ``windows`` float32 [n, window_frames, n_mels] under ``request_id``."""
+
+    request_id: int
+    windows: np.ndarray
+
+    def encode(self, dtype: PayloadDtype = PayloadDtype.FLOAT32) -> bytes:
+        if self.windows.ndim != 3:
+            raise ValueError(f"windows must be [n, frames, mels], got shape {self.windows.shape}")
+        n, frames, mels = self.windows.shape
+        if not 1 <= n <= MAX_WINDOWS_PER_FRAME:
+            raise ValueError(f"a request carries 1..{MAX_WINDOWS_PER_FRAME} windows, got {n}")
+        if not 0 <= self.request_id <= MAX_REQUEST_ID:
+            raise ValueError(f"request id {self.request_id} is not a uint64")
+        header = WINDOWS_HEADER.pack(
+            WINDOWS_MAGIC, PROTOCOL_VERSION, dtype, self.request_id, n, frames, mels
+        )
+        return header + np.ascontiguousarray(self.windows, dtype=dtype.numpy).tobytes()
+
+    @classmethod
+    def decode(cls, data: bytes, spec: FeatureSpec, max_windows: int) -> WindowsRequest:
+        """Parse and validate a windows frame against the negotiated ``spec``.
+
+        The returned array is a fresh, writable float32 copy. Raises WireError (with the
+        request id once the header parsed) on a bad header, a shape other than
+        [1..max_windows, spec.window_frames, spec.n_mels], a payload of the wrong length, or
+        non-finite values.
+        """
+        if len(data) < WINDOWS_HEADER.size:
+            raise WireError(f"truncated header: {len(data)} bytes, need {WINDOWS_HEADER.size}")
+        magic, version, dtype_code, request_id, n, frames, mels = WINDOWS_HEADER.unpack_from(data)
+        if magic != WINDOWS_MAGIC:
+            raise WireError(f"bad magic {magic!r}, expected {WINDOWS_MAGIC!r}")
+        if version != PROTOCOL_VERSION:
+            raise WireError(f"protocol version {version} unsupported (speaks {PROTOCOL_VERSION})", request_id)
+        try:
+            dtype = PayloadDtype(dtype_code)
+        except ValueError:
+            raise WireError(f"unknown payload dtype {dtype_code}", request_id) from None
+        if not 1 <= n <= max_windows:
+            raise WireError(f"{n} windows in one request; allowed 1..{max_windows}", request_id)
+        if (frames, mels) != (spec.window_frames, spec.n_mels):
+            raise WireError(
+                f"window shape [{frames}, {mels}] does not match spec {spec.name} "
+                f"[{spec.window_frames}, {spec.n_mels}]",
+                request_id,
+            )
+        expected = WINDOWS_HEADER.size + n * frames * mels * dtype.numpy.itemsize
+        if len(data) != expected:
+            raise WireError(f"frame is {len(data)} bytes, header says {expected}", request_id)
+        windows = np.frombuffer(data, dtype=dtype.numpy, offset=WINDOWS_HEADER.size)
+        windows = windows.astype(np.float32).reshape(n, frames, mels)
+        if not np.isfinite(windows).all():
+            raise WireError("windows contain NaN or infinite values", request_id)
+        return cls(request_id, windows)
+
+
+@dataclass(frozen=True)
+class ScoresResult:
+    """Inference -> gateway: the answer to one windows request.
+
+    ``scores`` float32 [n, n_classes] in [0, 1]; ``tag_ids`` uint16 [n, k] indexing
+    ``Ready.tags`` with ``tag_scores`` float32 [n, k], best first (k = 0 when the model has no
+    tags); ``queue_ms`` is the time the request waited for its batch, ``compute_ms`` the
+    batch's model time.
+    """
+
+    request_id: int
+    scores: np.ndarray
+    tag_ids: np.ndarray
+    tag_scores: np.ndarray
+    queue_ms: float
+    compute_ms: float
+
+    def encode(self) -> bytes:
+        n, n_classes = self.scores.shape
+        k = self.tag_ids.shape[1]
+        if self.tag_ids.shape != (n, k) or self.tag_scores.shape != (n, k):
+            raise ValueError("tag_ids and tag_scores must both be [n, k] with n scored windows")
+        header = SCORES_HEADER.pack(
+            SCORES_MAGIC, PROTOCOL_VERSION, k, self.request_id, n, n_classes,
+            self.queue_ms, self.compute_ms,
+        )  # fmt: skip
+        return b"".join(
+            (
+                header,
+                np.ascontiguousarray(self.scores, dtype="<f4").tobytes(),
+                np.ascontiguousarray(self.tag_ids, dtype="<u2").tobytes(),
+                np.ascontiguousarray(self.tag_scores, dtype="<f4").tobytes(),
+            )
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> ScoresResult:
+        if len(data) < SCORES_HEADER.size:
+            raise WireError(f"truncated header: {len(data)} bytes, need {SCORES_HEADER.size}")
+        magic, version, k, request_id, n, n_classes, queue_ms, compute_ms = SCORES_HEADER.unpack_from(data)
+        if magic != SCORES_MAGIC:
+            raise WireError(f"bad magic {magic!r}, expected {SCORES_MAGIC!r}")
+        if version != PROTOCOL_VERSION:
+            raise WireError(f"protocol version {version} unsupported (speaks {PROTOCOL_VERSION})", request_id)
+        expected = SCORES_HEADER.size + 4 * n * n_classes + (2 + 4) * n * k
+        if len(data) != expected:
+            raise WireError(f"frame is {len(data)} bytes, header says {expected}", request_id)
+        offset = SCORES_HEADER.size
+        scores = np.frombuffer(data, "<f4", n * n_classes, offset).reshape(n, n_classes)
+        offset += scores.nbytes
+        tag_ids = np.frombuffer(data, "<u2", n * k, offset).reshape(n, k)
+        offset += tag_ids.nbytes
+        tag_scores = np.frombuffer(data, "<f4", n * k, offset).reshape(n, k)
+        return cls(request_id, scores, tag_ids, tag_scores, queue_ms, compute_ms)

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from services.gateway.audio import AudioPipeline, Resampler, decode_pcm16
+from shared.features.spec import BEATS_FBANK, EFFICIENTAT_MEL
+from shared.features.stream import clip_windows
+
+
+def tone(freq: float, rate: int, seconds: float, amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(round(rate * seconds)) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def pcm16(samples: np.ndarray) -> bytes:
+    return (np.clip(samples, -1, 32767 / 32768) * 32768).astype("<i2").tobytes()
+
+
+def dominant_frequency(samples: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1 / rate)[np.argmax(spectrum)])
+
+
+def stream_through(resampler: Resampler, samples: np.ndarray, chunk: int) -> np.ndarray:
+    parts = [resampler.push(samples[i : i + chunk]) for i in range(0, len(samples), chunk)]
+    return np.concatenate([*parts, resampler.flush()])
+
+
+def test_decode_mono_and_stereo_downmix() -> None:
+    mono = decode_pcm16(np.array([0, 16384, -32768, 32767], dtype="<i2").tobytes(), channels=1)
+    np.testing.assert_allclose(mono, [0.0, 0.5, -1.0, 32767 / 32768])
+    assert mono.dtype == np.float32
+    stereo = decode_pcm16(np.array([16384, 0, -16384, -16384], dtype="<i2").tobytes(), channels=2)
+    np.testing.assert_allclose(stereo, [0.25, -0.5])
+
+
+@pytest.mark.parametrize(("size", "channels"), [(3, 1), (6, 2), (2, 2)])
+def test_decode_refuses_partial_sample_frames(size: int, channels: int) -> None:
+    with pytest.raises(ValueError, match="whole number"):
+        decode_pcm16(b"\x00" * size, channels)
+
+
+def test_1khz_at_44k1_comes_out_at_1khz_at_16k_with_the_right_length() -> None:
+    source = tone(1000.0, 44_100, 2.0)
+    out = stream_through(Resampler(44_100, 16_000), source, chunk=441)  # 10 ms frames
+    assert len(out) == 32_000
+    assert dominant_frequency(out[1000:-1000], 16_000) == pytest.approx(1000.0, abs=1.0)
+    # Amplitude is kept (no gain, no clipping) away from the edges.
+    assert np.max(np.abs(out[1000:-1000])) == pytest.approx(0.5, abs=0.01)
+    # And it is the same signal a direct synthesis at 16 kHz gives (alignment: no delay left).
+    np.testing.assert_allclose(out[1000:-1000], tone(1000.0, 16_000, 2.0)[1000:-1000], atol=2e-3)
+
+
+def test_resampler_removes_content_above_the_new_nyquist() -> None:
+    source = tone(10_000.0, 48_000, 1.0)  # above 8 kHz: must not alias into 16 kHz audio
+    out = stream_through(Resampler(48_000, 16_000), source, chunk=960)
+    assert np.sqrt(np.mean(out[500:-500] ** 2)) < 1e-3
+
+
+def test_pass_through_at_equal_rates() -> None:
+    samples = tone(440.0, 16_000, 0.1)
+    resampler = Resampler(16_000, 16_000)
+    assert resampler.push(samples) is samples
+    assert len(resampler.flush()) == 0
+
+
+@pytest.mark.parametrize("spec", [EFFICIENTAT_MEL, BEATS_FBANK], ids=lambda s: s.name)
+def test_pipeline_from_44k1_stereo(spec: object) -> None:
+    assert spec is EFFICIENTAT_MEL or spec is BEATS_FBANK
+    rate, seconds = 44_100, 4.0
+    left = tone(1000.0, rate, seconds)
+    pcm = pcm16(np.stack([left, left], axis=1).reshape(-1))
+    pipeline = AudioPipeline(rate, 2, spec, hop_frames=50, ring_seconds=40.0)
+    frame_bytes = 4 * 441 * 2  # 20 ms of stereo
+    windows = []
+    for i in range(0, len(pcm), frame_bytes):
+        windows += pipeline.push(pcm[i : i + frame_bytes])
+    windows += pipeline.flush()
+    assert pipeline.stream_time_s == pytest.approx(seconds)
+    # A window once ~2 s are in, then one per 0.5 s, as long as the audio lasts.
+    assert all(w.features.shape == (spec.window_frames, spec.n_mels) for w in windows)
+    ends = [w.end_s for w in windows]
+    assert ends[0] == pytest.approx(2.0, abs=0.01)
+    assert np.diff(ends) == pytest.approx([0.5] * (len(ends) - 1))
+    assert seconds - 0.5 < ends[-1] <= seconds
+    # The ring holds the whole 4 s at 16 kHz, and it is the 1 kHz tone.
+    clip = pipeline.ring.snapshot(30.0)
+    assert len(clip.samples) == 64_000
+    assert dominant_frequency(clip.samples, 16_000) == pytest.approx(1000.0, abs=1.0)
+
+
+def test_pipeline_windows_match_the_offline_windows_of_the_resampled_clip() -> None:
+    """Frame-by-frame streaming gives the same windows as resampling the clip then windowing it."""
+    rng = np.random.default_rng(3)
+    samples = (0.1 * rng.standard_normal(48_000 * 3)).astype(np.float32)
+    quantised = decode_pcm16(pcm16(samples), 1)
+    pipeline = AudioPipeline(48_000, 1, EFFICIENTAT_MEL, hop_frames=50, ring_seconds=40.0)
+    pcm = pcm16(samples)
+    streamed = []
+    for i in range(0, len(pcm), 1920):  # 20 ms
+        streamed += pipeline.push(pcm[i : i + 1920])
+    streamed += pipeline.flush()
+    offline = clip_windows(EFFICIENTAT_MEL, stream_through(Resampler(48_000, 32_000), quantised, 48_000), 50)
+    assert len(streamed) == offline.shape[0]
+    torch.testing.assert_close(torch.stack([w.features for w in streamed]), offline, atol=1e-4, rtol=1e-4)

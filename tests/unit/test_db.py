@@ -1,0 +1,155 @@
+"""shared.db on SQLite: migrations build the schema, engines enforce it, timestamps are UTC."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, inspect, select
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import IntegrityError, StatementError
+
+from services.gateway.settings import GatewaySettings
+from shared.db import (
+    DEFAULT_DATABASE_URL,
+    Base,
+    Database,
+    Device,
+    EmergencyContact,
+    database_url_from_env,
+    upgrade_database,
+)
+
+
+def new_device(token_hash: str = "0" * 64) -> Device:
+    return Device(
+        token_hash=token_hash,
+        owner_name="Kim",
+        birth_year=1950,
+        consent_recording=True,
+        consent_location=False,
+        consent_share_profile=False,
+    )
+
+
+def schema(connection: Connection) -> tuple[list[str], str | None, list[object]]:
+    tables = sorted(inspect(connection).get_table_names())
+    revision = MigrationContext.configure(connection).get_current_revision()
+    return tables, revision, compare_metadata(MigrationContext.configure(connection), Base.metadata)
+
+
+async def read_schema(db: Database) -> tuple[list[str], str | None, list[object]]:
+    async with db.engine.connect() as connection:
+        return await connection.run_sync(schema)
+
+
+async def test_upgrade_creates_the_schema_on_a_fresh_file(sqlite_url: str) -> None:
+    path = Path(make_url(sqlite_url).database or "")
+    assert not path.parent.exists()
+    await asyncio.to_thread(upgrade_database, sqlite_url)
+    assert path.is_file()
+
+    db = Database(sqlite_url)
+    try:
+        tables, revision, differences = await read_schema(db)
+    finally:
+        await db.dispose()
+    assert tables == ["alembic_version", "devices", "emergency_contacts"]
+    assert revision == "0001"
+    assert differences == [], "models and migrations disagree; write a revision"
+
+
+async def test_upgrade_twice_is_a_no_op(sqlite_db: Database) -> None:
+    async with sqlite_db.session() as session:
+        session.add(new_device())
+    before = await read_schema(sqlite_db)
+
+    await asyncio.to_thread(upgrade_database, sqlite_db.url)
+
+    assert await read_schema(sqlite_db) == before
+    async with sqlite_db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(Device)) == 1
+
+
+async def test_sqlite_connections_use_wal_and_enforce_foreign_keys(sqlite_db: Database) -> None:
+    async with sqlite_db.engine.connect() as connection:
+        assert (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+        assert (await connection.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
+
+    orphan = EmergencyContact(
+        device_id=uuid.uuid4(),
+        position=0,
+        name="A",
+        relation="son",
+        phone="+821012345678",
+    )
+    with pytest.raises(IntegrityError):
+        async with sqlite_db.session() as session:
+            session.add(orphan)
+
+
+async def test_deleting_a_device_cascades_to_its_contacts_in_the_database(
+    sqlite_db: Database,
+) -> None:
+    device = new_device()
+    device.contacts = [
+        EmergencyContact(position=i, name=f"C{i}", relation="friend", phone="+8210000000")
+        for i in range(3)
+    ]
+    async with sqlite_db.session() as session:
+        session.add(device)
+    async with sqlite_db.engine.begin() as connection:
+        await connection.exec_driver_sql("DELETE FROM devices")
+    async with sqlite_db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(EmergencyContact)) == 0
+
+
+async def test_session_rolls_back_when_the_block_raises(sqlite_db: Database) -> None:
+    with pytest.raises(RuntimeError):
+        async with sqlite_db.session() as session:
+            session.add(new_device())
+            await session.flush()
+            raise RuntimeError("boom")
+    async with sqlite_db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(Device)) == 0
+
+
+async def test_timestamps_come_back_as_utc(sqlite_db: Database) -> None:
+    device = new_device()
+    seoul = timezone(timedelta(hours=9))
+    device.location_updated_at = datetime(2025, 3, 1, 9, 30, tzinfo=seoul)
+    async with sqlite_db.session() as session:
+        session.add(device)
+    async with sqlite_db.session() as session:
+        stored = await session.get(Device, device.id)
+    assert stored is not None
+    assert stored.location_updated_at == datetime(2025, 3, 1, 0, 30, tzinfo=timezone.utc)
+    assert stored.location_updated_at.tzinfo == timezone.utc
+    assert stored.created_at.tzinfo == timezone.utc
+    assert abs(datetime.now(timezone.utc) - stored.created_at) < timedelta(minutes=1)
+
+
+async def test_naive_timestamps_are_refused(sqlite_db: Database) -> None:
+    device = new_device()
+    device.location_updated_at = datetime(2025, 3, 1, 9, 30)
+    with pytest.raises(StatementError, match="naive datetime"):
+        async with sqlite_db.session() as session:
+            session.add(device)
+
+
+def test_database_url_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HEARO_DATABASE_URL", "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    assert DEFAULT_DATABASE_URL == "sqlite+aiosqlite:///var/hearo.db"
+    assert GatewaySettings().database_url == database_url_from_env() == DEFAULT_DATABASE_URL
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://plain/db")
+    assert GatewaySettings().database_url == database_url_from_env() == "postgresql+asyncpg://plain/db"
+    monkeypatch.setenv("HEARO_DATABASE_URL", "postgresql+asyncpg://hearo/db")
+    assert GatewaySettings().database_url == database_url_from_env() == "postgresql+asyncpg://hearo/db"
+    assert GatewaySettings(database_url="sqlite+aiosqlite:///x.db").database_url.endswith("x.db")
