@@ -13,8 +13,10 @@ import typer
 app = typer.Typer(help="Hear-o: live audio emergency detection.", no_args_is_help=True)
 serve_app = typer.Typer(help="Run one service in the foreground (what `hearo run` starts).")
 db_app = typer.Typer(help="Database schema.")
+device_app = typer.Typer(help="Devices registered with a running gateway.")
 app.add_typer(serve_app, name="serve")
 app.add_typer(db_app, name="db")
+app.add_typer(device_app, name="device")
 
 
 @app.command()
@@ -85,3 +87,41 @@ def stream(
     if not token:
         raise typer.BadParameter("a device token is required (--token or HEARO_TOKEN)")
     raise typer.Exit(run_stream(source=file, mic=mic, url=url, token=token, fast=fast, json_output=json_output))
+
+
+@device_app.command("register")
+def device_register(
+    name: Annotated[str, typer.Option(help="The protected person's name.")],
+    birth_year: Annotated[int, typer.Option(help="Their birth year.")],
+    medical_notes: Annotated[Optional[str], typer.Option(help="Conditions, medication, allergies.")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Street address for responders.")] = None,
+    lat: Annotated[Optional[float], typer.Option(help="Latitude (WGS 84).")] = None,
+    lon: Annotated[Optional[float], typer.Option(help="Longitude (WGS 84).")] = None,
+    accuracy_m: Annotated[float, typer.Option(help="Location accuracy in metres.")] = 50.0,
+    share_profile: Annotated[bool, typer.Option(help="Consent to share the profile with agencies.")] = True,
+    api: Annotated[str, typer.Option(help="Gateway base URL.")] = "http://127.0.0.1:8000",
+) -> None:
+    """Register a device (consenting to recording) and print its token once."""
+    import httpx
+
+    body: dict[str, object] = {
+        "profile": {"name": name, "birth_year": birth_year, "medical_notes": medical_notes},
+        "address": address,
+        "consent_recording": True,
+        "consent_location": lat is not None and lon is not None,
+        "consent_share_profile": share_profile,
+    }
+    if lat is not None and lon is not None:
+        body["location"] = {"latitude": lat, "longitude": lon, "accuracy_m": accuracy_m}
+    try:
+        response = httpx.post(f"{api.rstrip('/')}/v1/devices", json=body, timeout=10.0)
+    except httpx.HTTPError as exc:
+        typer.echo(f"cannot reach the gateway at {api}: {exc}", err=True)
+        raise typer.Exit(4) from None
+    if response.status_code != 201:
+        typer.echo(f"registration refused ({response.status_code}): {response.text}", err=True)
+        raise typer.Exit(2)
+    credentials = response.json()
+    typer.echo(f"device_id: {credentials['device_id']}")
+    typer.echo(f"token: {credentials['token']}")
+    typer.echo("Keep the token: it is shown only once (export HEARO_TOKEN=...).", err=True)

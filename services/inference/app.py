@@ -135,7 +135,8 @@ class InferenceService:
             await self._refuse(
                 ws,
                 ErrorCode.SPEC_MISMATCH,
-                f"model {self.ready.model!r} expects spec {self.ready.spec.name!r}; differs in {', '.join(differing)}",
+                f"model {self.ready.model!r} expects spec {self.ready.spec.name!r}, the gateway sent "
+                f"{hello.spec.name!r}; they differ in {', '.join(differing)}",
             )
             return False
         await ws.send_text(encode_control(self.ready))

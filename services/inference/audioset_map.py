@@ -177,8 +177,7 @@ class AudioSetClassMap(nn.Module):
         if probs.dim() != 2 or probs.shape[1] != self.num_labels:
             raise ValueError(f"expected probabilities [B, {self.num_labels}], got shape {tuple(probs.shape)}")
         scores = (probs[:, None, :] * self.weights.to(probs.dtype)).amax(dim=2)
-        emergency = torch.ones(NUM_CLASSES, dtype=torch.bool, device=probs.device)
-        emergency[NORMAL.id] = False
-        scores[:, NORMAL.id] = 1.0 - scores[:, emergency].amax(dim=1)
+        # The table's normal row is empty, so the row max here is the max over emergencies.
+        scores[:, NORMAL.id] = 1.0 - scores.amax(dim=1)
         return scores
 

@@ -27,12 +27,12 @@ class InferenceSettings(ServiceSettings):
     model: str = "efficientat"
     efficientat_weights: Path = SHARED_MODELS_DIR / "efficientat_mn04_as" / "mn04_as_mAP_432.pt"
     device: str = "auto"
-    max_batch: int = Field(32, ge=1, le=1024)
-    max_wait_ms: float = Field(8.0, ge=0.0)
-    queue_size: int = Field(512, ge=1)
-    top_tags: int = Field(5, ge=0, le=255)
-    torch_threads: int = Field(0, ge=0)
-    hello_timeout_s: float = Field(10.0, gt=0.0)
+    max_batch: int = Field(default=32, ge=1, le=1024)
+    max_wait_ms: float = Field(default=8.0, ge=0.0)
+    queue_size: int = Field(default=512, ge=1)
+    top_tags: int = Field(default=5, ge=0, le=255)
+    torch_threads: int = Field(default=0, ge=0)
+    hello_timeout_s: float = Field(default=10.0, gt=0.0)
 
     def torch_device(self) -> torch.device:
         """``device`` resolved: "auto" is CUDA when available, else CPU."""
