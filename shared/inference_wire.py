@@ -146,8 +146,9 @@ def encode_control(message: ControlMessage) -> str:
     return json.dumps(message.to_dict(), separators=(",", ":"), ensure_ascii=False)
 
 
-def decode_control(text: str) -> ControlMessage:
-    """Parse a control text frame; raises WireError on anything malformed."""
+def decode_control(text: str | bytes) -> ControlMessage:
+    """Parse a control message (a text frame; bytes are read as UTF-8 JSON); raises WireError
+    on anything malformed."""
     try:
         data = json.loads(text)
         kind = data["type"]

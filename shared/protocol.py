@@ -95,7 +95,9 @@ class ProtocolError(ValueError):
         self.code = code
 
 
-class _Message(BaseModel):
+class Message(BaseModel):
+    """Base of every protocol message: frozen, unknown fields ignored, ``to_json`` for the wire."""
+
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
     def to_json(self) -> str:
@@ -106,7 +108,7 @@ class _Message(BaseModel):
 # --- client -> gateway -----------------------------------------------------------------------
 
 
-class Location(_Message):
+class Location(Message):
     """A WGS 84 position; ``accuracy_m`` is the radius of 68 % confidence, as browsers give it."""
 
     lat: float = Field(ge=-90.0, le=90.0)
@@ -114,7 +116,7 @@ class Location(_Message):
     accuracy_m: float | None = Field(default=None, ge=0.0)
 
 
-class StartMessage(_Message):
+class StartMessage(Message):
     """Opens the session. ``token`` may instead come as an ``Authorization: Bearer`` header.
 
     ``frame_ms`` is the client's intended frame duration, advisory except that its frames must
@@ -163,7 +165,7 @@ class LocationMessage(Location):
     type: Literal["location"] = "location"
 
 
-class CancelMessage(_Message):
+class CancelMessage(Message):
     """The person says the incident is a false alarm."""
 
     type: Literal["cancel"] = "cancel"
@@ -171,14 +173,14 @@ class CancelMessage(_Message):
     reason: str | None = Field(default=None, max_length=500)
 
 
-class ConfirmMessage(_Message):
+class ConfirmMessage(Message):
     """The person asks for the report to go now (SOS)."""
 
     type: Literal["confirm"] = "confirm"
     incident_id: str = Field(min_length=1, max_length=64)
 
 
-class StopMessage(_Message):
+class StopMessage(Message):
     """No more audio: the gateway classifies everything received, answers ``stopped``, closes 1000."""
 
     type: Literal["stop"] = "stop"
@@ -233,7 +235,7 @@ def parse_client_message(text: str | bytes) -> ClientMessage:
 # --- gateway -> client -----------------------------------------------------------------------
 
 
-class ClassInfo(_Message):
+class ClassInfo(Message):
     """One row of the taxonomy as the client shows it."""
 
     id: int
@@ -242,7 +244,7 @@ class ClassInfo(_Message):
     label_ko: str
 
 
-class ReadyMessage(_Message):
+class ReadyMessage(Message):
     """The session is open: send binary frames of at most ``max_frame_bytes``."""
 
     type: Literal["ready"] = "ready"
@@ -254,20 +256,20 @@ class ReadyMessage(_Message):
     max_frame_bytes: int
 
 
-class ClassScore(_Message):
+class ClassScore(Message):
     class_: str = Field(alias="class")
     class_id: int
     score: float
 
 
-class TagScore(_Message):
+class TagScore(Message):
     """A fine-grained tag from the model's own vocabulary (AudioSet display names)."""
 
     label: str
     score: float
 
 
-class ScoresMessage(_Message):
+class ScoresMessage(Message):
     """The latest window's class scores (before the detector's smoothing), every class, best
     first; throttled to the gateway's ``scores_per_second``.
 
@@ -280,7 +282,7 @@ class ScoresMessage(_Message):
     tags: list[TagScore] | None = None
 
 
-class DetectionMessage(_Message):
+class DetectionMessage(Message):
     """An emergency sound was detected: one per event (see the gateway's detector)."""
 
     type: Literal["detection"] = "detection"
@@ -294,7 +296,7 @@ class DetectionMessage(_Message):
     detected_at: datetime
 
 
-class StoppedMessage(_Message):
+class StoppedMessage(Message):
     """Answer to ``stop``: every window was classified; the close (1000) follows."""
 
     type: Literal["stopped"] = "stopped"
@@ -303,7 +305,7 @@ class StoppedMessage(_Message):
     detections: int
 
 
-class ErrorMessage(_Message):
+class ErrorMessage(Message):
     """Something went wrong. When ``fatal`` the gateway closes with ``CLOSE_CODES[code]``."""
 
     type: Literal["error"] = "error"

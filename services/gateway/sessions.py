@@ -57,7 +57,9 @@ from shared.protocol import (
     StopMessage,
     StoppedMessage,
     TagScore,
-    _Message,
+    ClientMessage,
+    Location,
+    Message,
     parse_client_message,
 )
 from shared.taxonomy import CLASSES
@@ -178,7 +180,7 @@ class StreamSession:
         self.state = SessionState.CONNECTING
         self.device: Device | None = None
         self.start: StartMessage | None = None
-        self.location: LocationMessage | None = None
+        self.location: Location | None = None
         self.detector = Detector(manager.detector_config)
         self.windows_classified = 0
         self.detections = 0
@@ -252,8 +254,7 @@ class StreamSession:
         ready = self.manager.classifier.ready
         if not self.manager.classifier.connected or ready is None:
             raise _Fatal(ErrorCode.INFERENCE_UNAVAILABLE, "the model service is not reachable; retry later")
-        if message.location is not None:
-            self.location = LocationMessage(**message.location.model_dump())
+        self.location = message.location
         return message
 
     def _bearer_token(self) -> str | None:
@@ -290,7 +291,6 @@ class StreamSession:
             done, _ = await asyncio.wait({reader, classifier}, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 task.result()
-            await classifier
         finally:
             for task in (reader, classifier):
                 task.cancel()
@@ -309,15 +309,13 @@ class StreamSession:
         while True:
             frame = await self._receive()
             if isinstance(frame, bytes):
-                try:
-                    windows = self._pipeline.push(frame)
-                except ValueError:
+                if len(frame) % self.start.bytes_per_frame:
                     raise _Fatal(
                         ErrorCode.MISALIGNED_FRAME,
                         f"a {len(frame)}-byte frame is not whole samples: binary frames must be "
                         f"multiples of {self.start.bytes_per_frame} bytes ({self.start.channels} x int16)",
-                    ) from None
-                await self._enqueue(windows)
+                    )
+                await self._enqueue(self._pipeline.push(frame))
                 await self._keep_speed_limit()
                 continue
             if not self._control.take(self._loop.time()):
@@ -334,7 +332,7 @@ class StreamSession:
                 return
             await self._answer_control(message)
 
-    async def _answer_control(self, message: _Message) -> None:
+    async def _answer_control(self, message: ClientMessage) -> None:
         if isinstance(message, LocationMessage):
             self.location = message
         elif isinstance(message, CancelMessage | ConfirmMessage):
@@ -465,9 +463,9 @@ class StreamSession:
             )
         return data
 
-    async def _send(self, message: _Message) -> None:
+    async def _send(self, message: Message) -> None:
         async with self._send_lock:
-            if self.state is SessionState.CLOSED or self.websocket.application_state is not WebSocketState.CONNECTED:
+            if not self._open():
                 return
             try:
                 await self.websocket.send_text(message.to_json())
@@ -477,13 +475,20 @@ class StreamSession:
 
     async def _close(self, code: int, reason: str) -> None:
         async with self._send_lock:
-            if self.state is SessionState.CLOSED or self.websocket.application_state is not WebSocketState.CONNECTED:
+            if not self._open():
                 return
             self.state = SessionState.CLOSED
             try:
                 await self.websocket.close(code=code, reason=reason[:120])
             except (WebSocketDisconnect, OSError, RuntimeError):
                 pass
+
+    def _open(self) -> bool:
+        return (
+            self.state is not SessionState.CLOSED
+            and self.websocket.application_state is WebSocketState.CONNECTED
+            and self.websocket.client_state is WebSocketState.CONNECTED
+        )
 
     async def _fail(self, code: ErrorCode, message: str) -> None:
         if code is not ErrorCode.INTERNAL:

@@ -14,7 +14,6 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import fields
 
 import torch
 from fastapi import FastAPI, WebSocket
@@ -125,22 +124,27 @@ class InferenceService:
         except WireError as exc:
             await self._refuse(ws, ErrorCode.BAD_HELLO, str(exc))
             return False
-        if hello.model is not None and hello.model != self.ready.model:
-            await self._refuse(
-                ws, ErrorCode.UNKNOWN_MODEL, f"model {hello.model!r} is not served here; this replica serves {self.ready.model!r}"
-            )
-            return False
-        if hello.spec != self.ready.spec:
-            differing = [f.name for f in fields(hello.spec) if getattr(hello.spec, f.name) != getattr(self.ready.spec, f.name)]
-            await self._refuse(
-                ws,
-                ErrorCode.SPEC_MISMATCH,
-                f"model {self.ready.model!r} expects spec {self.ready.spec.name!r}, the gateway sent "
-                f"{hello.spec.name!r}; they differ in {', '.join(differing)}",
-            )
+        refusal = self._refusal(hello)
+        if refusal is not None:
+            await self._refuse(ws, *refusal)
             return False
         await ws.send_text(encode_control(self.ready))
         return True
+
+    def _refusal(self, hello: Hello) -> tuple[ErrorCode, str] | None:
+        """Why this hello is refused, or None when its model and spec are the served ones."""
+        assert self.ready is not None
+        served = self.ready
+        if hello.model is not None and hello.model != served.model:
+            return ErrorCode.UNKNOWN_MODEL, f"model {hello.model!r} is not served here, {served.model!r} is"
+        if hello.spec != served.spec:
+            gateway, ours = hello.spec.to_dict(), served.spec.to_dict()
+            differing = [name for name in ours if gateway[name] != ours[name]]
+            return ErrorCode.SPEC_MISMATCH, (
+                f"model {served.model!r} expects spec {served.spec.name!r}, the gateway sent {hello.spec.name!r}; "
+                f"they differ in {', '.join(differing)}"
+            )
+        return None
 
     async def _refuse(self, ws: WebSocket, code: ErrorCode, message: str) -> None:
         log.warning("refused a gateway: %s: %s", code.value, message)

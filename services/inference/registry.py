@@ -95,19 +95,27 @@ class ModelRegistry:
         return tuple(self._entries)
 
 
+class AudioSetNetwork(Protocol):
+    """An AudioSet tagger in eval mode taking the wire's time-major windows."""
+
+    def forward_features(self, windows: Tensor) -> tuple[Tensor, Tensor]:
+        """(logits [B, L], embedding [B, D]) for windows [B, T, n_mels]."""
+        ...
+
+
 class AudioSetTagger:
     """An AudioSet tagger made a 9-class Classifier by ``AudioSetClassMap``.
 
-    ``network.forward_features(windows [B, T, n_mels])`` must return ``(logits [B, L], ...)``;
-    ``tag_labels`` are the L display names, and the tags are the L sigmoid probabilities.
+    ``network`` already sits on ``device``; ``tag_labels`` are its L display names, and the
+    tags are its L sigmoid probabilities.
     """
 
     def __init__(
-        self, network: torch.nn.Module, class_map: AudioSetClassMap, tag_labels: tuple[str, ...], device: torch.device
+        self, network: AudioSetNetwork, class_map: AudioSetClassMap, tag_labels: tuple[str, ...], device: torch.device
     ) -> None:
         if len(tag_labels) != class_map.num_labels:
             raise ValueError(f"{len(tag_labels)} tag labels for a {class_map.num_labels}-label map")
-        self._network = network.to(device).eval()
+        self._network = network
         self._class_map = class_map.to(device)
         self._device = device
         self._tag_labels = tag_labels
@@ -142,7 +150,7 @@ def _load_efficientat(settings: InferenceSettings, device: torch.device) -> Clas
         weights.with_name("class_labels_indices.csv"), "AudioSet label list (beside the weights)", setting
     )
     return AudioSetTagger(
-        load_efficientat(weights),
+        load_efficientat(weights).to(device),
         AudioSetClassMap.from_labels_csv(labels_csv),
         _audioset_display_names(labels_csv),
         device,

@@ -201,9 +201,10 @@ def clip_windows(spec: FeatureSpec, waveform: np.ndarray | torch.Tensor, hop_fra
     ``waveform`` is 1-D mono at ``spec.sample_rate``. This runs the streaming classes over the
     whole clip at once, so training and evaluation see exactly what the gateway sends. Trailing
     frames that do not complete another hop are dropped, as in a stream. A clip too short for one
-    window (fewer than ``samples_for_frames(spec, window_frames)`` samples: 32,000 for BEATs,
-    64,193 for EfficientAT, whose last frame needs 193 samples past 2 s) is zero-padded at the end
-    (digital silence) to exactly that length, giving exactly one window.
+    window (fewer than ``samples_for_frames(spec, window_frames)`` samples: 31,920 for BEATs, whose
+    198 frames leave the last 80 samples of 2 s unused, and 64,193 for EfficientAT, whose 200th
+    frame needs 193 samples past 2 s) is zero-padded at the end (digital silence) to exactly that
+    length, giving exactly one window.
     """
     if isinstance(waveform, torch.Tensor):
         waveform = waveform.detach().cpu().numpy()

@@ -110,8 +110,8 @@ class ToyService:
     def http(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def client(self, spec: FeatureSpec = SPEC, model: str | None = "toy", **kwargs: float) -> InferenceClient:
-        return InferenceClient(self.url, spec, model, backoff_initial_s=0.05, backoff_max_s=0.2, **kwargs)
+    def client(self, spec: FeatureSpec = SPEC, model: str | None = "toy", timeout: float = 5.0) -> InferenceClient:
+        return InferenceClient(self.url, spec, model, timeout=timeout, backoff_initial_s=0.05, backoff_max_s=0.2)
 
 
 @pytest.fixture
@@ -123,7 +123,8 @@ def toy() -> Iterator[ToyService]:
 
 
 def windows_of(*values: float, spec: FeatureSpec = SPEC) -> torch.Tensor:
-    return torch.tensor(values, dtype=torch.float32)[:, None, None].expand(-1, spec.window_frames, spec.n_mels).contiguous()
+    shape = (len(values), spec.window_frames, spec.n_mels)
+    return torch.tensor(values, dtype=torch.float32)[:, None, None].expand(shape).contiguous()
 
 
 async def test_concurrent_callers_share_one_connection_and_get_their_own_scores(toy: ToyService) -> None:
@@ -219,7 +220,9 @@ async def test_malformed_frames_get_errors_and_the_connection_keeps_working(toy:
         assert isinstance(error, ErrorMessage) and error.code is ErrorCode.BAD_REQUEST
 
         await ws.send(WindowsRequest(6, windows_of(0.75).numpy()).encode())
-        result = ScoresResult.decode(await ws.recv())
+        frame = await ws.recv()
+        assert isinstance(frame, bytes)
+        result = ScoresResult.decode(frame)
         assert result.request_id == 6 and result.scores.shape == (1, NUM_CLASSES)
         assert result.scores[0, 0] == pytest.approx(0.75)
     async with httpx.AsyncClient(base_url=toy.http) as http:

@@ -120,7 +120,8 @@ def test_scores_round_trip_with_and_without_tags() -> None:
 
 
 def test_scores_decode_refuses_truncated_and_bad_magic() -> None:
-    data = ScoresResult(1, np.zeros((1, 9), np.float32), np.zeros((1, 0), np.uint16), np.zeros((1, 0), np.float32), 0, 0).encode()
+    no_tags = np.zeros((1, 0), np.float32)
+    data = ScoresResult(1, np.zeros((1, 9), np.float32), no_tags.astype(np.uint16), no_tags, 0, 0).encode()
     with pytest.raises(WireError, match="header says"):
         ScoresResult.decode(data[:-1])
     with pytest.raises(WireError, match="bad magic"):

@@ -1,0 +1,104 @@
+"""The gateway: the devices REST API and the ``/v1/stream`` WebSocket.
+
+Routes: ``/healthz``, ``/v1/devices...`` (``devices.router``) and ``/v1/stream``
+(``docs/protocol.md``). Startup opens the database (migrating it only when
+``migrate_on_start`` is set; ``hearo db upgrade`` is the usual migrate step) and connects
+the process's one inference client. If the inference service is not up yet the gateway
+starts anyway and keeps connecting in the background; until then ``start`` is answered
+``inference_unavailable`` (close 4503). A refused handshake (a spec or model mismatch) is
+a configuration error and stops the startup.
+
+Run with ``hearo serve gateway`` or ``uvicorn --factory services.gateway.app:create_app``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, WebSocket
+
+from services.gateway import devices
+from services.gateway.auth import authenticate_token
+from services.gateway.inference_client import InferenceClient, InferenceUnavailable
+from services.gateway.sessions import SessionManager
+from services.gateway.settings import GatewaySettings
+from shared.db import Database, Device, upgrade_database
+from shared.features.spec import spec_by_name
+
+log = logging.getLogger(__name__)
+
+_CONNECT_BACKOFF_S = (0.5, 10.0)
+
+
+async def _keep_connecting(client: InferenceClient) -> None:
+    delay, most = _CONNECT_BACKOFF_S
+    while True:
+        await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+        try:
+            await client.connect()
+        except InferenceUnavailable as exc:
+            log.warning("inference not reachable yet: %s", exc)
+            delay = min(delay * 2, most)
+            continue
+        log.info("connected to inference at %s", client.url)
+        return
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    """The gateway app; ``settings`` default to the environment's (``HEARO_GATEWAY_*``)."""
+    settings = settings or GatewaySettings()
+    spec = spec_by_name(settings.feature_spec)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            await asyncio.to_thread(upgrade_database, settings.database_url)
+        db = Database(settings.database_url)
+        client = InferenceClient(
+            settings.inference_url, spec, settings.inference_model, timeout=settings.inference_timeout_s
+        )
+
+        async def authenticate(token: str) -> Device | None:
+            return await authenticate_token(db, token)
+
+        app.state.db = db
+        app.state.inference = client
+        app.state.sessions = SessionManager(settings, client, authenticate, spec)
+        connecting: asyncio.Task[None] | None = None
+        try:
+            try:
+                await client.connect()
+            except InferenceUnavailable as exc:
+                log.warning("starting without inference (%s); connecting in the background", exc)
+                connecting = asyncio.create_task(_keep_connecting(client), name="hearo-inference-connect")
+            yield
+        finally:
+            if connecting is not None:
+                connecting.cancel()
+            await client.close()
+            await db.dispose()
+
+    app = FastAPI(title="Hear-o gateway", lifespan=lifespan)
+    app.include_router(devices.router)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, Any]:
+        """Liveness, with what a reader of a dashboard wants next: inference and session count."""
+        client: InferenceClient = app.state.inference
+        ready = client.ready
+        return {
+            "status": "ok",
+            "inference": {"connected": client.connected, "model": ready.model if ready else None},
+            "sessions": app.state.sessions.active,
+        }
+
+    @app.websocket("/v1/stream")
+    async def stream(websocket: WebSocket) -> None:
+        await app.state.sessions.serve(websocket)
+
+    return app
