@@ -195,7 +195,9 @@ def _report_card(delivery: dict[str, Any]) -> str:
     data = delivery["payload"].get("data", {})
     cls = data.get("class", {})
     location = data.get("location")
-    if location:
+    if location and location.get("latitude") is None:
+        place = f"registered address: {_e(location.get('address'))}"
+    elif location:
         place = (
             f"{location['latitude']:.5f}, {location['longitude']:.5f} (±{round(location['accuracy_m'])} m) "
             f"<a href=\"{_e(_http(location.get('map_url', '')))}\" target=\"_blank\">map</a>"

@@ -146,7 +146,7 @@ def agency_message(to: str, report: Mapping[str, Any]) -> SmsMessage:
     essential.append(f"사건번호: {report['incident_id']}")
     optional: list[str] = []
     location = report.get("location") or {}
-    if location.get("address"):
+    if location.get("address") and location.get("latitude") is not None:
         optional.append(f"주소: {location['address']}")
     profile = report.get("profile")
     if profile:
@@ -161,7 +161,7 @@ def agency_message(to: str, report: Mapping[str, Any]) -> SmsMessage:
 
 
 def contact_message(to: str, notice: Mapping[str, Any]) -> SmsMessage:
-    """The LMS a guardian gets (the ``data`` of an ``incident.detected``/``dispatched``/``cancelled`` notice)."""
+    """The LMS a guardian gets (the ``data`` of an ``incident.<event>`` notice)."""
     cls = notice["class"]
     who = notice.get("owner_name") or "보호 대상자"
     event = notice["event"]
@@ -175,6 +175,12 @@ def contact_message(to: str, notice: Mapping[str, Any]) -> SmsMessage:
             f"[Hear-o] {who}님의 '{cls['label_ko']}' 상황이 {', '.join(notice['agencies'])}에 신고되었습니다.",
             _place_line(notice.get("location")),
         ]
+    elif event == "failed":
+        lines = [
+            f"[Hear-o] {who}님의 '{cls['label_ko']}' 상황을 {', '.join(notice['agencies'])}에 신고하지 못했습니다.",
+            "직접 112 또는 119에 신고해 주세요.",
+            _place_line(notice.get("location")),
+        ]
     else:
         lines = [f"[Hear-o] {who}님이 '{cls['label_ko']}' 감지를 취소했습니다. 신고되지 않았습니다."]
     lines.append(f"사건번호: {notice['incident_id']}")
@@ -184,6 +190,8 @@ def contact_message(to: str, notice: Mapping[str, Any]) -> SmsMessage:
 def _place_line(location: Mapping[str, Any] | None) -> str:
     if not location:
         return "위치: 알 수 없음"
+    if location.get("latitude") is None:
+        return f"위치(등록 주소): {location.get('address') or '알 수 없음'}"
     return (
         f"위치: {location['latitude']:.5f}, {location['longitude']:.5f} "
         f"(±{round(location['accuracy_m'])}m) {location['map_url']}"

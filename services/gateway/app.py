@@ -24,7 +24,12 @@ from fastapi import FastAPI, WebSocket
 
 from services.gateway import devices
 from services.gateway.auth import authenticate_token
-from services.gateway.inference_client import InferenceClient, InferenceUnavailable
+from services.gateway.inference_client import (
+    InferenceClient,
+    InferenceError,
+    InferenceRefused,
+    InferenceUnavailable,
+)
 from services.gateway.sessions import SessionManager
 from services.gateway.settings import GatewaySettings
 from shared.db import Database, Device, upgrade_database
@@ -41,8 +46,10 @@ async def _keep_connecting(client: InferenceClient) -> None:
         await asyncio.sleep(delay * random.uniform(0.5, 1.0))
         try:
             await client.connect()
-        except InferenceUnavailable as exc:
-            log.warning("inference not reachable yet: %s", exc)
+        except InferenceError as exc:
+            # A refusal may be a deployment in progress (the new model not served yet): keep trying.
+            log.log(logging.ERROR if isinstance(exc, InferenceRefused) else logging.WARNING,
+                    "inference not usable yet: %s", exc)  # fmt: skip
             delay = min(delay * 2, most)
             continue
         log.info("connected to inference at %s", client.url)

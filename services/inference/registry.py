@@ -12,7 +12,6 @@ vocabulary. Adding a model is one loader function and one line in ``default_regi
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from services.inference.audioset_map import AudioSetClassMap
+from services.inference.audioset_map import AudioSetClassMap, read_labels_csv
 from services.inference.models.efficientat import load_efficientat
 from services.inference.settings import InferenceSettings
 from shared.features.spec import EFFICIENTAT_MEL, FeatureSpec
@@ -137,22 +136,17 @@ def _required_file(path: Path, what: str, setting: str) -> Path:
     return path
 
 
-def _audioset_display_names(labels_csv: Path) -> tuple[str, ...]:
-    with open(labels_csv, newline="", encoding="utf-8") as f:
-        rows = sorted(csv.DictReader(f), key=lambda row: int(row["index"]))
-    return tuple(row["display_name"] for row in rows)
-
-
 def _load_efficientat(settings: InferenceSettings, device: torch.device) -> Classifier:
     setting = "HEARO_INFERENCE_EFFICIENTAT_WEIGHTS"
     weights = _required_file(settings.efficientat_weights, "EfficientAT mn04 weights", setting)
     labels_csv = _required_file(
         weights.with_name("class_labels_indices.csv"), "AudioSet label list (beside the weights)", setting
     )
+    labels = read_labels_csv(labels_csv)
     return AudioSetTagger(
         load_efficientat(weights).to(device),
-        AudioSetClassMap.from_labels_csv(labels_csv),
-        _audioset_display_names(labels_csv),
+        AudioSetClassMap(labels),
+        tuple(label.display_name or label.mid for label in labels),
         device,
     )
 

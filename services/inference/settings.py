@@ -27,7 +27,8 @@ class InferenceSettings(ServiceSettings):
     model: str = "efficientat"
     efficientat_weights: Path = SHARED_MODELS_DIR / "efficientat_mn04_as" / "mn04_as_mAP_432.pt"
     device: str = "auto"
-    max_batch: int = Field(default=32, ge=1, le=1024)
+    # 128 windows of 200 x 128 float32 make a 13 MB frame, within uvicorn's 16 MiB ws_max_size.
+    max_batch: int = Field(default=32, ge=1, le=128)
     max_wait_ms: float = Field(default=8.0, ge=0.0)
     queue_size: int = Field(default=512, ge=1)
     top_tags: int = Field(default=5, ge=0, le=255)

@@ -9,8 +9,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text, func
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.db.base import Base
@@ -81,3 +95,155 @@ class EmergencyContact(Base):
     email: Mapped[str | None] = mapped_column(String(254))
 
     device: Mapped[Device] = relationship(back_populates="contacts")
+
+
+# --- Incidents (alerting). States and transitions: shared/incidents.py; guarantees: docs/incidents.md.
+
+INCIDENT_STATES = ("pending", "cancelled", "dispatching", "dispatched", "failed")
+# An incident is open (takes more evidence instead of a second incident) in these states.
+OPEN_INCIDENT_STATES = ("pending", "dispatching")
+DELIVERY_STATES = ("standby", "pending", "sending", "sent", "failed", "skipped")
+# What a guardian is told: the detection, the report going out, its cancel, or that it failed.
+CONTACT_EVENTS = ("detected", "dispatched", "cancelled", "failed")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Incident(Base):
+    """One emergency event on one device, from detection to report or cancel.
+
+    ``detected_at`` and ``deadline_at`` come from the database clock. A device has at most
+    one open incident (partial unique index), so concurrent detections add evidence to it.
+    """
+
+    __tablename__ = "incidents"
+    __table_args__ = (
+        CheckConstraint(_in("state", INCIDENT_STATES), name="state"),
+        Index("ix_incidents_due", "state", "deadline_at"),
+        Index("ix_incidents_device_detected", "device_id", "detected_at"),
+        Index(
+            "uq_incidents_open_per_device",
+            "device_id",
+            unique=True,
+            sqlite_where=text(_in("state", OPEN_INCIDENT_STATES)),
+            postgresql_where=text(_in("state", OPEN_INCIDENT_STATES)),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    device_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    session_id: Mapped[str | None] = mapped_column(String(64))
+    class_key: Mapped[str] = mapped_column(String(32))
+    confidence: Mapped[float] = mapped_column(Float)
+    # [{"t": seconds from detected_at, "class": key, "score": float}, ...]
+    score_timeline: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    detections: Mapped[int] = mapped_column(Integer, default=1)
+    detected_at: Mapped[datetime]
+    deadline_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16))
+    state_changed_at: Mapped[datetime]
+    # "deadline" or "confirmed": what made it go out; None until it does.
+    trigger: Mapped[str | None] = mapped_column(String(16))
+    cancel_reason: Mapped[str | None] = mapped_column(String(200))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    location_accuracy_m: Mapped[float | None] = mapped_column(Float)
+
+
+class _DeliveryColumns:
+    """One message to send exactly once: the outbox state machine shared by agencies and contacts.
+
+    ``id`` is the idempotency key (``webhook-id``). ``payload`` is fixed at the first
+    attempt so every retry sends the same bytes. A ``sending`` row belongs to
+    ``lease_owner`` until ``lease_until`` or until that worker stops heartbeating.
+    """
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    incident_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    enqueued_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    payload: Mapped[str | None] = mapped_column(Text)
+    target: Mapped[str | None] = mapped_column(String(2000))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class DispatchOutbox(_DeliveryColumns, Base):
+    """The report of one incident to one agency through one of its channels (``position``)."""
+
+    __tablename__ = "dispatch_outbox"
+    __table_args__ = (
+        UniqueConstraint("incident_id", "agency_id", "position", name="uq_dispatch_outbox_delivery"),
+        CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
+        Index("ix_dispatch_outbox_due", "state", "next_attempt_at"),
+    )
+
+    agency_id: Mapped[str] = mapped_column(String(64))
+
+
+class ContactNotification(_DeliveryColumns, Base):
+    """Telling one emergency contact about one incident event through one channel."""
+
+    __tablename__ = "contact_notifications"
+    __table_args__ = (
+        UniqueConstraint("incident_id", "contact_id", "event", "position", name="uq_contact_notifications_delivery"),
+        CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
+        CheckConstraint(_in("event", CONTACT_EVENTS), name="event"),
+        Index("ix_contact_notifications_due", "state", "next_attempt_at"),
+    )
+
+    contact_id: Mapped[int] = mapped_column(ForeignKey("emergency_contacts.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(16))
+
+
+class IncidentClip(Base):
+    """The archived audio of an incident: where it is stored and its SHA-256."""
+
+    __tablename__ = "incident_clips"
+
+    incident_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(String(64))
+    duration_s: Mapped[float] = mapped_column(Float)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    content_type: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class AuditEntry(Base):
+    """Every incident state change and delivery outcome, by whom, on the database clock."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class AlertingWorker(Base):
+    """A live alerting worker; a lease whose owner stopped heartbeating is re-driven early."""
+
+    __tablename__ = "alerting_workers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]

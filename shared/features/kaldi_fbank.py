@@ -8,6 +8,10 @@ triangular mel filters between 20 Hz and 8 kHz, ``ln(max(E, FLT_EPSILON))``. Dit
 ``fbank_from_frames`` is the per-frame computation; ``kaldi_fbank`` frames a batch and calls it,
 and the streaming path (``shared.features.stream``) calls it on the frames it completes, so both
 share one computation. ``kaldi_mel_bank`` also builds EfficientAT's filterbank.
+
+With 128 bins on a 512-point FFT, filter 3 (63 to 93 Hz) contains no FFT bin (62.5, 93.75 Hz) and
+is all zero, so feature 3 is always ``ln(FLT_EPSILON)`` (normalised: -2.39169). Kaldi itself
+refuses this configuration ("num_mel_bins too large"); torchaudio, and so BEATs, keep the filter.
 """
 
 from __future__ import annotations
@@ -76,7 +80,8 @@ def kaldi_mel_bank(
 def _constants(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Povey window, mel bank and log floor on one device; cached, never modified in place."""
     window = torch.hann_window(FRAME_LENGTH, periodic=False, dtype=torch.float32).pow(0.85)
-    bank = kaldi_mel_bank(BEATS_FBANK.n_mels, N_FFT, BEATS_FBANK.sample_rate, LOW_FREQ, 0.5 * BEATS_FBANK.sample_rate)
+    nyquist = 0.5 * BEATS_FBANK.sample_rate
+    bank = kaldi_mel_bank(BEATS_FBANK.n_mels, N_FFT, BEATS_FBANK.sample_rate, LOW_FREQ, nyquist)
     floor = torch.tensor(LOG_FLOOR, dtype=torch.float32)
     return (
         window.to(device=device, dtype=dtype).unsqueeze(0),
@@ -95,11 +100,12 @@ def fbank_from_frames(frames: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"frames must be [F, {FRAME_LENGTH}], got {list(frames.shape)}")
     window, bank, floor = _constants(frames.device, frames.dtype)
     frames = frames - torch.mean(frames, dim=1).unsqueeze(1)
-    # Pre-emphasis inside the frame with x[-1] := x[0], as Kaldi does.
-    previous = F.pad(frames.unsqueeze(0), (1, 0), mode="replicate").squeeze(0)[:, :-1]
+    # Pre-emphasis inside the frame with x[-1] := x[0], as Kaldi does. Shifting by cat and
+    # letting rfft zero-pad to 512 copy the same values as torchaudio's replicate/constant pads,
+    # with fewer ops (the streaming path calls this for two frames at a time).
+    previous = torch.cat([frames[:, :1], frames[:, :-1]], dim=1)
     frames = (frames - PREEMPHASIS * previous) * window
-    frames = F.pad(frames.unsqueeze(0), (0, N_FFT - FRAME_LENGTH), mode="constant", value=0.0).squeeze(0)
-    power = torch.fft.rfft(frames).abs().pow(2.0)
+    power = torch.fft.rfft(frames, n=N_FFT).abs().pow(2.0)
     return torch.max(torch.mm(power, bank.T), floor).log()
 
 
@@ -107,7 +113,8 @@ def kaldi_fbank(waveform: torch.Tensor) -> torch.Tensor:
     """Raw log Kaldi fbank ``[B, T, 128]`` of ``[B, N]`` float audio in [-1, 1] at 16 kHz.
 
     ``T = 1 + (N - 400) // 160``; trailing samples that do not fill a frame are ignored. Scales by
-    2**15 inside (BEATs' convention). Bit-identical to BEATs' per-clip torchaudio call; batched.
+    2**15 inside (BEATs' convention). Batched, and bit-identical to BEATs' per-clip torchaudio call
+    (MKL may round the last bit differently, < 1e-6, when a batch holds fewer than 8 frames).
     Raises ``ValueError`` for ``N < 400`` (no complete frame) or a tensor that is not 2-D.
     """
     if waveform.dim() != 2:

@@ -1,16 +1,15 @@
 """Incremental features for live audio: frames as samples arrive, model windows as frames arrive.
 
 ``LogMelStream`` turns a session's samples into normalised feature frames, each computed once;
-``WindowStream`` groups those frames into model windows (2 s, one every hop); ``clip_windows`` is
-the offline path (training, evaluation) that yields the same windows for a whole clip. All three
-dispatch on ``FeatureSpec.name`` and call the batch modules' per-frame functions, so there is one
-implementation of each feature.
+``WindowStream`` groups those frames into model windows (2 s, one every hop); ``LiveWindows``
+chains the two for a live session; ``clip_windows`` is the offline path (training, evaluation)
+that yields the same windows for a whole clip. All dispatch on ``FeatureSpec.name`` and call the
+batch modules' per-frame functions, so there is one implementation of each feature.
 
-Typical use in the gateway::
+Typical use in the gateway (one per session)::
 
-    frames = LogMelStream(spec)
-    windows = WindowStream(spec, hop_frames=spec.frames_for(0.5))
-    for window in windows.push(frames.push(samples)):
+    windows = LiveWindows(spec, hop_frames=spec.frames_for(0.5))
+    for window in windows.push(samples):  # any chunk size, e.g. 20 ms
         ...  # window is [window_frames, n_mels]; windows.emitted / end_seconds() time it
 
 Window timing: windows are numbered 0, 1, 2, ... in the order they are emitted; window ``i``
@@ -18,6 +17,14 @@ covers frames ``[end_frame(i) - window_frames, end_frame(i))`` with
 ``end_frame(i) = window_frames + i * hop_frames``. After a ``push`` that returned ``k`` windows,
 their indices are ``emitted - k, ..., emitted - 1``. ``end_seconds(i)`` is the stream time (from
 the first sample) at which window ``i`` became complete: the end of the audio it depends on.
+
+Cost: the per-frame math for a 20 ms push is a few frames, so torch's fixed cost per op
+dominates and computing frames on every 20 ms push costs more CPU than recomputing each 2 s
+window (``bench/bench_features.py``). ``LiveWindows`` therefore holds raw samples until the next
+window's last sample has arrived and computes the frames then, in one call: each frame is still
+computed once, windows come out at the same sample, and the cost drops several-fold. These ops
+are far too small for intra-op threads: run feature code with ``torch.set_num_threads(1)`` (on a
+busy host, OpenMP wake-ups made a 20 ms push 100 times slower).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import torch.nn.functional as F
 from shared.features import efficientat_mel, kaldi_fbank
 from shared.features.spec import BEATS_FBANK, EFFICIENTAT_MEL, FeatureSpec
 
-__all__ = ["LogMelStream", "WindowStream", "clip_windows", "samples_for_frames"]
+__all__ = ["LiveWindows", "LogMelStream", "WindowStream", "clip_windows", "samples_for_frames"]
 
 _KNOWN = (BEATS_FBANK.name, EFFICIENTAT_MEL.name)
 
@@ -76,6 +83,9 @@ class LogMelStream:
     ``1 + (N - 1) // 320`` frames, the last one or two of which use mirrored samples; a stream has
     no end, so it returns those frames later, computed from the real samples that follow (after
     ``N`` samples it has emitted ``1 + (N - 513) // 320``).
+
+    Each push costs a fixed ~0.1-0.2 ms of torch op overhead, so a live session should feed
+    ``LiveWindows`` (which pushes here once per hop) rather than call this every 20 ms.
     """
 
     def __init__(self, spec: FeatureSpec) -> None:
@@ -195,6 +205,55 @@ class WindowStream:
         return windows
 
 
+class LiveWindows:
+    """Model windows of one live session: ``LogMelStream`` then ``WindowStream``, batched per hop.
+
+    ``push(samples)`` takes float32 1-D samples in [-1, 1] at ``spec.sample_rate`` (any length)
+    and returns the windows ``[window_frames, n_mels]`` completed by them, oldest first: exactly
+    the windows, at exactly the samples, that pushing every chunk through ``LogMelStream`` and
+    ``WindowStream`` gives. Samples are held until the next window's last sample has arrived (at
+    most one window's worth before the first window, one hop's worth after it, plus the last
+    chunk), then all pending frames are computed in one call.
+    """
+
+    def __init__(self, spec: FeatureSpec, hop_frames: int) -> None:
+        self._features = LogMelStream(spec)
+        self._windows = WindowStream(spec, hop_frames)
+        self._held: list[np.ndarray] = []
+        self._received = 0
+
+    @property
+    def emitted(self) -> int:
+        """Windows emitted so far (the next window's index)."""
+        return self._windows.emitted
+
+    def end_frame(self, index: int) -> int:
+        """Stream index one past the last frame of window ``index``."""
+        return self._windows.end_frame(index)
+
+    def end_seconds(self, index: int) -> float:
+        """Stream time (seconds from the first sample) when window ``index`` became complete."""
+        return self._windows.end_seconds(index)
+
+    @property
+    def buffered_samples(self) -> int:
+        """Samples held back plus those the feature stream keeps for its next frame."""
+        return sum(len(chunk) for chunk in self._held) + self._features.buffered_samples
+
+    def push(self, samples: np.ndarray) -> list[torch.Tensor]:
+        """Feed ``samples``; return the windows they complete (usually none, at most a few)."""
+        chunk = np.array(samples, dtype=np.float32)
+        if chunk.ndim != 1:
+            raise ValueError(f"samples must be 1-D mono, got shape {chunk.shape}")
+        self._held.append(chunk)
+        self._received += len(chunk)
+        spec = self._windows.spec
+        if self._received < samples_for_frames(spec, self._windows.end_frame(self._windows.emitted)):
+            return []
+        held, self._held = np.concatenate(self._held), []
+        return self._windows.push(self._features.push(held))
+
+
 def clip_windows(spec: FeatureSpec, waveform: np.ndarray | torch.Tensor, hop_frames: int) -> torch.Tensor:
     """The windows a live stream of ``waveform`` would produce, ``[W, window_frames, n_mels]``.
 
@@ -214,5 +273,4 @@ def clip_windows(spec: FeatureSpec, waveform: np.ndarray | torch.Tensor, hop_fra
     needed = samples_for_frames(spec, spec.window_frames)
     if samples.shape[0] < needed:
         samples = np.pad(samples, (0, needed - samples.shape[0]))
-    windows = WindowStream(spec, hop_frames).push(LogMelStream(spec).push(samples))
-    return torch.stack(windows)
+    return torch.stack(LiveWindows(spec, hop_frames).push(samples))

@@ -338,6 +338,7 @@ def test_pretrained_padding_matches_reference(checkpoints: dict[str, Path]) -> N
     with torch.no_grad():
         features, token_mask = model.extract_features_from_fbank(fbank, frame_mask)
     ref, ref_mask = naive_beats(official(checkpoints["pretrained"]), fbank, frame_mask)
+    assert token_mask is not None and ref_mask is not None
     assert torch.equal(token_mask, ref_mask)
     assert (features - ref).abs().max() < 1e-4
 
@@ -373,6 +374,7 @@ def test_waveform_and_fbank_entry_points_agree(checkpoints: dict[str, Path]) -> 
     with torch.no_grad():
         from_wave = model.extract_features(wave, mask)
         from_fbank = model.extract_features_from_fbank(beats_fbank(wave), reduce_padding_mask(mask, 198))
+    assert from_wave[1] is not None and from_fbank[1] is not None
     assert torch.equal(from_wave[0], from_fbank[0])
     assert torch.equal(from_wave[1], from_fbank[1])
 
@@ -417,4 +419,38 @@ def test_architecture_variants_match_reference(tmp_path: Path, changes: dict[str
     with torch.no_grad():
         probs, _ = load_beats(path).extract_features_from_fbank(fbank, frame_mask)
     ref, _ = naive_beats(official(path), fbank, frame_mask)
+    assert (probs - ref).abs().max() < 1e-5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_bf16_and_fp32_match_cpu(checkpoints: dict[str, Path]) -> None:
+    """§9.9: bf16 autocast + fused attention within 2e-2 of fp32; CUDA fp32 (no TF32) within 1e-4."""
+    model = load_beats(checkpoints["finetuned"])
+    fbank = beats_fbank(waves(2))
+    frame_mask = torch.zeros(3, 198, dtype=torch.bool)
+    frame_mask[1, 100:] = True
+    with torch.no_grad():
+        cpu, cpu_mask = model.extract_features_from_fbank(fbank, frame_mask)
+        model.cuda()
+        bf16, cuda_mask = model.extract_features_from_fbank(fbank.cuda(), frame_mask.cuda())
+        model.autocast_dtype = None
+        fp32, _ = model.extract_features_from_fbank(fbank.cuda(), frame_mask.cuda())
+    assert cpu_mask is not None and cuda_mask is not None
+    assert torch.equal(cuda_mask.cpu(), cpu_mask)
+    assert bf16.dtype == torch.float32
+    assert (bf16.cpu() - cpu).abs().max() < 2e-2
+    assert (fp32.cpu() - cpu).abs().max() < 1e-4
+
+
+@pytest.mark.slow
+def test_full_size_matches_reference_on_a_padded_batch() -> None:
+    """The released size (12 x 768, heads of 64, alpha 24 ** 0.25), 2 s windows, one padded."""
+    model = perturbed(BEATsConfig.iter3_plus(finetuned=True), seed=3)
+    checkpoint = {"model": model.state_dict(), "cfg": model.cfg.to_dict()}
+    fbank = beats_fbank(waves(2, batch=2))
+    frame_mask = torch.zeros(2, 198, dtype=torch.bool)
+    frame_mask[1, 120:] = True
+    with torch.no_grad():
+        probs, _ = model.extract_features_from_fbank(fbank, frame_mask)
+    ref, _ = naive_beats(checkpoint, fbank, frame_mask)
     assert (probs - ref).abs().max() < 1e-5

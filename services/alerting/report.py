@@ -1,0 +1,176 @@
+"""What an agency and a guardian receive, built once per delivery and then sent unchanged.
+
+An agency report (``type: incident.reported``) carries, under ``data``:
+
+* ``incident_id``, ``agency`` (id, name), ``class`` (key, id, Korean and English label);
+* ``confidence`` and ``score_timeline`` (``t`` seconds from the detection, class, score);
+* ``detected_at``, ``deadline_at``, ``reported_at`` (database clock, ISO 8601 UTC) and
+  ``trigger`` (``deadline`` or ``confirmed``);
+* ``location`` (latitude, longitude, accuracy_m, map_url, source, address) when the person
+  consented to location, else null; the session's position at detection wins over the
+  registered one;
+* ``profile`` (name, birth_year, medical_notes) only when the person consented to sharing it;
+* ``clip``: an expiring link (see :mod:`services.alerting.archive`);
+* ``history``: this person's earlier reports, newest first.
+
+A guardian's notice (``type: incident.detected|dispatched|cancelled|failed``) carries the
+event, class, times, the owner's name, the agencies and, once reported, the location.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from services.alerting.archive import clip_for_report
+from services.alerting.routing import Router
+from shared.clips import ClipStore
+from shared.db import Database, Device, EmergencyContact
+from shared.db.clock import db_now
+from shared.db.models import ContactNotification, DispatchOutbox, Incident
+from shared.taxonomy import by_key
+
+REPORTED_STATES = ("dispatched", "failed")
+
+
+class ReportBuilder:
+    """Builds payload bytes from the database for one outbox or notification row."""
+
+    def __init__(
+        self, db: Database, router: Router, clips: ClipStore, *, clip_wait_s: float, link_ttl_s: int, history_limit: int
+    ) -> None:
+        self.db = db
+        self.router = router
+        self.clips = clips
+        self.clip_wait_s = clip_wait_s
+        self.link_ttl_s = link_ttl_s
+        self.history_limit = history_limit
+
+    async def agency_report(self, row: DispatchOutbox) -> bytes:
+        incident, device, now = await self._load(row.incident_id)
+        agency = self.router.agency(row.agency_id)
+        async with self.db.session() as session:
+            history = (
+                await session.scalars(
+                    select(Incident)
+                    .where(
+                        Incident.device_id == incident.device_id,
+                        Incident.id != incident.id,
+                        Incident.state.in_(REPORTED_STATES),
+                    )
+                    .order_by(Incident.detected_at.desc())
+                    .limit(self.history_limit)
+                )
+            ).all()
+        clip = await clip_for_report(
+            self.db, self.clips, incident.id, wait_s=self.clip_wait_s, ttl_s=self.link_ttl_s
+        )
+        data = {
+            "incident_id": str(incident.id),
+            "device_id": str(incident.device_id),
+            "agency": {"id": row.agency_id, "name": agency.name if agency else row.agency_id},
+            "class": _class(incident.class_key),
+            "confidence": round(incident.confidence, 4),
+            "score_timeline": incident.score_timeline,
+            "detections": incident.detections,
+            "detected_at": _iso(incident.detected_at),
+            "deadline_at": _iso(incident.deadline_at),
+            "reported_at": _iso(now),
+            "trigger": incident.trigger or "deadline",
+            "location": _location(incident, device),
+            "profile": _profile(device),
+            "clip": clip,
+            "history": [
+                {
+                    "incident_id": str(h.id),
+                    "class": h.class_key,
+                    "label_ko": by_key(h.class_key).label_ko,
+                    "label_en": by_key(h.class_key).label_en,
+                    "detected_at": _iso(h.detected_at),
+                    "state": h.state,
+                }
+                for h in history
+            ],
+        }
+        return _envelope("incident.reported", now, data)
+
+    async def contact_notice(self, row: ContactNotification) -> bytes:
+        incident, device, now = await self._load(row.incident_id)
+        async with self.db.session() as session:
+            contact = await session.get(EmergencyContact, row.contact_id)
+            if row.event in ("dispatched", "failed"):
+                # The agencies the report reached (or, for "failed", could not reach).
+                agencies = list(
+                    await session.scalars(
+                        select(DispatchOutbox.agency_id)
+                        .where(
+                            DispatchOutbox.incident_id == incident.id,
+                            DispatchOutbox.state == ("sent" if row.event == "dispatched" else "failed"),
+                        )
+                        .distinct()
+                    )
+                )
+            else:
+                agencies = list(self.router.agencies_for(incident.class_key))
+        names = [a.name if (a := self.router.agency(agency_id)) else agency_id for agency_id in sorted(agencies)]
+        data = {
+            "event": row.event,
+            "incident_id": str(incident.id),
+            "class": _class(incident.class_key),
+            "owner_name": device.owner_name,
+            "contact": {"name": contact.name, "relation": contact.relation} if contact else None,
+            "detected_at": _iso(incident.detected_at),
+            "deadline_at": _iso(incident.deadline_at),
+            "agencies": names,
+            "location": _location(incident, device) if row.event in ("dispatched", "failed") else None,
+        }
+        return _envelope(f"incident.{row.event}", now, data)
+
+    async def _load(self, incident_id: uuid.UUID) -> tuple[Incident, Device, datetime]:
+        async with self.db.session() as session:
+            incident, now = (await session.execute(select(Incident, db_now()).where(Incident.id == incident_id))).one()
+            device = await session.get_one(Device, incident.device_id)
+        return incident, device, now
+
+
+def _envelope(kind: str, at: datetime, data: dict[str, Any]) -> bytes:
+    # Standard Webhooks' recommended shape: type, timestamp, data.
+    return json.dumps({"type": kind, "timestamp": _iso(at), "data": data}, ensure_ascii=False).encode()
+
+
+def _class(key: str) -> dict[str, Any]:
+    cls = by_key(key)
+    return {"key": cls.key, "id": cls.id, "label_ko": cls.label_ko, "label_en": cls.label_en}
+
+
+def _location(incident: Incident, device: Device) -> dict[str, Any] | None:
+    if not device.consent_location:
+        return None
+    if incident.latitude is not None and incident.longitude is not None:
+        lat, lon, accuracy, source = incident.latitude, incident.longitude, incident.location_accuracy_m, "session"
+    elif device.latitude is not None and device.longitude is not None:
+        lat, lon, accuracy, source = device.latitude, device.longitude, device.location_accuracy_m, "registered"
+    else:
+        return None if device.address is None else {"address": device.address, "source": "registered"}
+    return {
+        "latitude": lat,
+        "longitude": lon,
+        "accuracy_m": accuracy if accuracy is not None else 0.0,
+        "map_url": f"https://www.openstreetmap.org/?mlat={lat:.6f}&mlon={lon:.6f}#map=18/{lat:.6f}/{lon:.6f}",
+        "source": source,
+        "address": device.address,
+    }
+
+
+def _profile(device: Device) -> dict[str, Any] | None:
+    if not device.consent_share_profile:
+        return None
+    return {"name": device.owner_name, "birth_year": device.birth_year, "medical_notes": device.medical_notes}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat()

@@ -1,0 +1,389 @@
+"""Sessions over Starlette's in-process WebSocket client, with a fake classifier and token check.
+
+The fake classifier scores a window as ``fire`` when it holds a loud tone (its largest
+log-mel value is high) and ``normal`` otherwise, so audio decides what is detected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from fastapi import FastAPI, WebSocket
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from services.gateway import sessions
+from services.gateway.inference_client import InferenceUnavailable, WindowResult
+from services.gateway.sessions import SessionManager
+from services.gateway.settings import GatewaySettings
+from shared.db import Device
+from shared.features.spec import EFFICIENTAT_MEL
+from shared.inference_wire import Ready
+from shared.protocol import CloseCode, ErrorCode
+from shared.taxonomy import CLASS_KEYS, CLASSES, NUM_CLASSES, by_key
+
+TOKEN = "good-token"
+FIRE = by_key("fire").id
+
+
+class FakeClassifier:
+    def __init__(self) -> None:
+        self.ready: Ready | None = Ready("fake-model", EFFICIENTAT_MEL, CLASS_KEYS, 32, None)
+        self.connected = True
+        self.calls: list[int] = []
+        self.fail = False
+        self.delay_s = 0.0
+        self.gate: asyncio.Event | None = None  # when set, classify waits for it
+
+    async def classify(self, windows: torch.Tensor) -> list[WindowResult]:
+        self.calls.append(windows.shape[0])
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.fail:
+            raise InferenceUnavailable("the connection to inference was lost")
+        results = []
+        for window in windows:
+            scores = torch.zeros(NUM_CLASSES)
+            loud = float(window.max()) > 1.0
+            scores[FIRE if loud else 0] = 0.9
+            results.append(WindowResult(scores, (("Smoke detector, smoke alarm", 0.8),) if loud else (), 1.0, 2.0))
+        return results
+
+
+async def authenticate(token: str) -> Device | None:
+    return Device(id=uuid.uuid4()) if token == TOKEN else None
+
+
+def make_client(classifier: FakeClassifier, **overrides: Any) -> TestClient:
+    settings = GatewaySettings(**{"max_stream_speed": 1000.0, **overrides})
+    app = FastAPI()
+    manager = SessionManager(settings, classifier, authenticate, EFFICIENTAT_MEL)
+    app.state.sessions = manager
+
+    @app.websocket("/v1/stream")
+    async def stream(websocket: WebSocket) -> None:
+        await manager.serve(websocket)
+
+    return TestClient(app)
+
+
+@pytest.fixture
+def classifier() -> FakeClassifier:
+    return FakeClassifier()
+
+
+@pytest.fixture
+def client(classifier: FakeClassifier) -> Iterator[TestClient]:
+    with make_client(classifier) as test_client:
+        yield test_client
+
+
+def start(**fields: Any) -> dict[str, Any]:
+    return {"type": "start", "token": TOKEN, "encoding": "pcm_s16le", "sample_rate": 16000, "channels": 1, **fields}
+
+
+def audio(seconds: float, rate: int = 16000, loud: bool = False) -> bytes:
+    t = np.arange(round(seconds * rate)) / rate
+    amplitude = 0.5 if loud else 0.001
+    return (amplitude * np.sin(2 * np.pi * 1000 * t) * 32767).astype("<i2").tobytes()
+
+
+def send_audio(ws: Any, pcm: bytes, frame_bytes: int = 3200) -> None:
+    for i in range(0, len(pcm), frame_bytes):
+        ws.send_bytes(pcm[i : i + frame_bytes])
+
+
+def expect_close(ws: Any, code: int) -> list[dict[str, Any]]:
+    """Read messages until the server closes; assert the close code; return the messages."""
+    messages = []
+    with pytest.raises(WebSocketDisconnect) as info:
+        while True:
+            messages.append(ws.receive_json())
+    assert info.value.code == code, messages
+    return messages
+
+
+def fatal_error(ws: Any, code: ErrorCode, close: CloseCode) -> dict[str, Any]:
+    messages = expect_close(ws, close)
+    assert messages[-1]["type"] == "error", messages
+    assert messages[-1]["code"] == code.value and messages[-1]["fatal"] is True
+    return messages[-1]
+
+
+@contextmanager
+def session(client: TestClient, **start_fields: Any) -> Iterator[Any]:
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.send_json(start(**start_fields))
+        ready = ws.receive_json()
+        assert ready["type"] == "ready", ready
+        yield ws
+
+
+def stop(ws: Any) -> list[dict[str, Any]]:
+    ws.send_json({"type": "stop"})
+    messages = expect_close(ws, 1000)
+    assert messages[-1]["type"] == "stopped"
+    return messages
+
+
+def test_ready_describes_the_session(client: TestClient) -> None:
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.send_json(start())
+        ready = ws.receive_json()
+        assert ready["type"] == "ready"
+        assert ready["window_s"] == pytest.approx(2.0) and ready["hop_s"] == pytest.approx(0.5)
+        assert ready["model"] == "fake-model"
+        assert [c["key"] for c in ready["classes"]] == list(CLASS_KEYS)
+        assert ready["classes"][FIRE]["label_ko"] == CLASSES[FIRE].label_ko
+        assert ready["max_frame_bytes"] == 65536
+        assert len(ready["session_id"]) == 32
+        assert stop(ws)[-1] == {"type": "stopped", "stream_time_s": 0.0, "windows": 0, "detections": 0}
+
+
+def test_alarm_gives_one_detection_and_every_window_is_classified(client: TestClient) -> None:
+    with session(client) as ws:
+        send_audio(ws, audio(3.0) + audio(6.0, loud=True) + audio(3.0))
+        messages = stop(ws)
+    detections = [m for m in messages if m["type"] == "detection"]
+    assert len(detections) == 1
+    detection = detections[0]
+    assert (detection["class"], detection["class_id"], detection["label_en"]) == ("fire", FIRE, CLASSES[FIRE].label_en)
+    # Reported at onset: the first window whose 3-window mean reaches 0.5 is (0 + 0.9 + 0.9) / 3.
+    assert detection["confidence"] == pytest.approx(0.6)
+    # The tone starts at 3 s: the first window holding it ends at 3.006 s, the onset one at 3.506 s.
+    assert detection["stream_time_s"] == pytest.approx(3.506)
+    assert detection["detected_at"].endswith("Z")
+    stopped = messages[-1]
+    # 12 s of EfficientAT audio: windows end at 2.006, 2.506, ... 11.506 -> 20 windows.
+    assert stopped == {"type": "stopped", "stream_time_s": 12.0, "windows": 20, "detections": 1}
+
+
+def test_scores_are_ranked_with_tags(client: TestClient) -> None:
+    with session(client) as ws:
+        send_audio(ws, audio(2.5, loud=True))
+        messages = stop(ws)
+    scores = [m for m in messages if m["type"] == "scores"]
+    assert scores
+    top = scores[0]["top"]
+    assert [entry["class"] for entry in top][0] == "fire" and len(top) == NUM_CLASSES
+    assert top[0]["score"] == pytest.approx(0.9)
+    assert scores[0]["tags"] == [{"label": "Smoke detector, smoke alarm", "score": 0.8}]
+
+
+def test_scores_can_be_switched_off(classifier: FakeClassifier) -> None:
+    with make_client(classifier, scores_per_second=0) as client, session(client) as ws:
+        send_audio(ws, audio(3.0))
+        assert [m["type"] for m in stop(ws)] == ["stopped"]
+
+
+def test_stereo_44k1_is_accepted(client: TestClient) -> None:
+    mono = np.frombuffer(audio(3.0, rate=44100, loud=True), dtype="<i2")
+    with session(client, sample_rate=44100, channels=2) as ws:
+        send_audio(ws, np.repeat(mono, 2).astype("<i2").tobytes(), frame_bytes=4 * 882)
+        messages = stop(ws)
+    assert messages[-1]["stream_time_s"] == pytest.approx(3.0)
+    assert messages[-1]["windows"] == 2
+
+
+def test_token_in_authorization_header(client: TestClient) -> None:
+    with client.websocket_connect("/v1/stream", headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+        ws.send_json(start(token=None))
+        assert ws.receive_json()["type"] == "ready"
+
+
+@pytest.mark.parametrize("token", ["wrong", None])
+def test_bad_or_missing_token_is_4001(client: TestClient, token: str | None) -> None:
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.send_json(start(token=token))
+        fatal_error(ws, ErrorCode.UNAUTHORIZED, CloseCode.UNAUTHORIZED)
+
+
+def test_binary_before_start_is_4400(client: TestClient) -> None:
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.send_bytes(audio(0.1))
+        fatal_error(ws, ErrorCode.START_REQUIRED, CloseCode.BAD_REQUEST)
+
+
+@pytest.mark.parametrize(
+    ("first", "code"),
+    [
+        ("{not json", ErrorCode.INVALID_JSON),
+        ('{"type": "hello"}', ErrorCode.UNKNOWN_TYPE),
+        ('{"type": "stop"}', ErrorCode.START_REQUIRED),
+        (json.dumps(start(sample_rate=11025)), ErrorCode.UNSUPPORTED_FORMAT),
+        (json.dumps(start(channels=6)), ErrorCode.UNSUPPORTED_FORMAT),
+        (json.dumps(start(frame_ms=1000, sample_rate=48000, channels=2)), ErrorCode.INVALID_MESSAGE),
+    ],
+)
+def test_bad_first_message_is_4400(client: TestClient, first: str, code: ErrorCode) -> None:
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.send_text(first)
+        fatal_error(ws, code, CloseCode.BAD_REQUEST)
+
+
+def test_start_timeout_is_4408(classifier: FakeClassifier) -> None:
+    with make_client(classifier, start_timeout_s=0.2) as client, client.websocket_connect("/v1/stream") as ws:
+        fatal_error(ws, ErrorCode.START_TIMEOUT, CloseCode.START_TIMEOUT)
+
+
+def test_misaligned_frame_is_4400(client: TestClient) -> None:
+    with session(client) as ws:
+        ws.send_bytes(b"\x00" * 101)
+        fatal_error(ws, ErrorCode.MISALIGNED_FRAME, CloseCode.BAD_REQUEST)
+
+
+def test_stereo_frame_must_be_whole_sample_pairs(client: TestClient) -> None:
+    with session(client, channels=2) as ws:
+        ws.send_bytes(b"\x00" * 6)
+        fatal_error(ws, ErrorCode.MISALIGNED_FRAME, CloseCode.BAD_REQUEST)
+
+
+def test_oversized_frame_is_4413(classifier: FakeClassifier) -> None:
+    with make_client(classifier, max_frame_bytes=4096) as client, session(client) as ws:
+        ws.send_bytes(b"\x00" * 4098)
+        fatal_error(ws, ErrorCode.FRAME_TOO_LARGE, CloseCode.FRAME_TOO_LARGE)
+
+
+def test_bad_control_messages_after_start_are_answered_and_the_session_goes_on(client: TestClient) -> None:
+    with session(client) as ws:
+        send_audio(ws, audio(1.0))
+        for text, code in [
+            ("{oops", ErrorCode.INVALID_JSON),
+            ('{"type": "dance"}', ErrorCode.UNKNOWN_TYPE),
+            ('{"type": "location", "lat": 100, "lon": 0}', ErrorCode.INVALID_MESSAGE),
+            (json.dumps(start()), ErrorCode.UNEXPECTED_MESSAGE),
+            ('{"type": "cancel", "incident_id": "i-1", "reason": "false alarm"}', ErrorCode.UNKNOWN_INCIDENT),
+            ('{"type": "confirm", "incident_id": "i-1"}', ErrorCode.UNKNOWN_INCIDENT),
+        ]:
+            ws.send_text(text)
+            reply = ws.receive_json()
+            assert (reply["type"], reply["code"], reply["fatal"]) == ("error", code.value, False)
+        ws.send_json({"type": "location", "lat": 37.5, "lon": 127.0, "accuracy_m": 20})
+        send_audio(ws, audio(2.0))
+        assert stop(ws)[-1]["windows"] == 2
+
+
+def test_control_flood_is_4429(client: TestClient) -> None:
+    with session(client) as ws:
+        for _ in range(sessions.CONTROL_BURST + 5):
+            ws.send_json({"type": "location", "lat": 1.0, "lon": 2.0})
+        fatal_error(ws, ErrorCode.FLOOD, CloseCode.TOO_MANY_REQUESTS)
+
+
+def test_session_limit_is_4429_and_frees_on_close(classifier: FakeClassifier) -> None:
+    with make_client(classifier, max_sessions=1) as client:
+        with session(client) as first:
+            with client.websocket_connect("/v1/stream") as second:
+                second.send_json(start())
+                fatal_error(second, ErrorCode.TOO_MANY_SESSIONS, CloseCode.TOO_MANY_REQUESTS)
+            stop(first)
+        with session(client) as third:
+            stop(third)
+
+
+def test_a_failing_session_leaves_another_untouched(client: TestClient) -> None:
+    with session(client) as healthy:
+        send_audio(healthy, audio(1.0))
+        with session(client) as broken:
+            broken.send_bytes(b"\x01" * 3)
+            fatal_error(broken, ErrorCode.MISALIGNED_FRAME, CloseCode.BAD_REQUEST)
+        send_audio(healthy, audio(2.0, loud=True))
+        messages = stop(healthy)
+    assert messages[-1]["windows"] == 3 and messages[-1]["detections"] == 1
+
+
+def test_inference_down_at_start_is_4503(classifier: FakeClassifier, client: TestClient) -> None:
+    classifier.connected = False
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.send_json(start())
+        fatal_error(ws, ErrorCode.INFERENCE_UNAVAILABLE, CloseCode.INFERENCE_UNAVAILABLE)
+
+
+def test_inference_failure_mid_session_is_a_warning_once(classifier: FakeClassifier, client: TestClient) -> None:
+    classifier.fail = True
+    with session(client) as ws:
+        send_audio(ws, audio(4.0))
+        messages = stop(ws)
+    warnings = [m for m in messages if m["type"] == "error"]
+    assert [(w["code"], w["fatal"]) for w in warnings] == [("inference_unavailable", False)]
+    assert messages[-1]["windows"] == 0
+
+
+def test_live_client_that_inference_cannot_keep_up_with_loses_the_oldest_windows(
+    classifier: FakeClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Count every client as live (no audio is "ahead of real time") to test the live policy fast.
+    monkeypatch.setattr(sessions, "AHEAD_SLACK_S", -1e9)
+    with make_client(classifier, window_queue_size=2) as client, session(client) as ws:
+        classifier.gate = asyncio.Event()  # created here, awaited on the app's loop only
+        send_audio(ws, audio(6.0))  # 9 windows: one in flight, two queued, the rest dropped
+        warning = ws.receive_json()
+        assert (warning["code"], warning["fatal"]) == ("behind", False)
+        gate = classifier.gate
+        client.portal.call(gate.set)  # type: ignore[union-attr]
+        messages = stop(ws)
+    assert not [m for m in messages if m["type"] == "error"]  # told once
+    assert messages[-1]["windows"] < 9
+
+
+def test_recorded_audio_faster_than_inference_is_slowed_not_dropped(classifier: FakeClassifier) -> None:
+    classifier.delay_s = 0.02
+    with make_client(classifier, window_queue_size=2) as client, session(client) as ws:
+        send_audio(ws, audio(8.0), frame_bytes=16000)
+        messages = stop(ws)
+    assert not [m for m in messages if m["type"] == "error"]
+    assert messages[-1]["windows"] == 12
+    assert sum(classifier.calls) == 12
+
+
+def test_speed_limit_throttles_a_fast_client(classifier: FakeClassifier) -> None:
+    with make_client(classifier, max_stream_speed=4.0) as client, session(client) as ws:
+        began = time.monotonic()
+        send_audio(ws, audio(4.0), frame_bytes=16000)
+        messages = stop(ws)
+        elapsed = time.monotonic() - began
+    # 4 s of audio with a 2 s burst allowance at 4x real time: at least (4 - 2) / 4 = 0.5 s.
+    assert elapsed >= 0.45
+    assert messages[-1]["windows"] == 4
+
+
+def test_client_leaving_mid_stream_frees_its_slot(classifier: FakeClassifier) -> None:
+    with make_client(classifier, max_sessions=1) as client:
+        with session(client) as ws:
+            send_audio(ws, audio(1.0))
+        manager: SessionManager = client.app.state.sessions  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 2.0
+        while manager.active and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert manager.active == 0
+        with session(client) as again:
+            stop(again)
+
+
+def test_runs_in_threads_do_not_share_state() -> None:
+    # Two gateways (apps) side by side: limits and counters are per manager.
+    results = []
+
+    def run_one() -> None:
+        with make_client(FakeClassifier(), max_sessions=1) as client, session(client) as ws:
+            send_audio(ws, audio(2.5, loud=True))
+            results.append(stop(ws)[-1]["detections"])
+
+    threads = [threading.Thread(target=run_one) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [1, 1]
