@@ -46,7 +46,7 @@ class AgencySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HEARO_AGENCY_", extra="ignore", populate_by_name=True)
 
     environment: str = Field(
-        "development", validation_alias=AliasChoices("HEARO_AGENCY_ENVIRONMENT", "HEARO_ENVIRONMENT")
+        default="development", validation_alias=AliasChoices("HEARO_AGENCY_ENVIRONMENT", "HEARO_ENVIRONMENT")
     )
     secrets: list[str] = Field(default_factory=lambda: [DEV_WEBHOOK_SECRET])
     db_path: str = str(DEFAULT_DATA_DIR / "agency.sqlite3")

@@ -51,7 +51,7 @@ class ClipStorageSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HEARO_CLIPS_", extra="ignore", populate_by_name=True)
 
     environment: str = Field(
-        "development", validation_alias=AliasChoices("HEARO_CLIPS_ENVIRONMENT", "HEARO_ENVIRONMENT")
+        default="development", validation_alias=AliasChoices("HEARO_CLIPS_ENVIRONMENT", "HEARO_ENVIRONMENT")
     )
     dir: Path = DEFAULT_DATA_DIR / "clips"
     s3_bucket: str = ""
@@ -59,10 +59,10 @@ class ClipStorageSettings(ServiceSettings):
     s3_region: str = "us-east-1"
     s3_prefix: str = "clips/"
     public_base_url: str = Field(
-        "http://127.0.0.1:8000",
+        default="http://127.0.0.1:8000",
         validation_alias=AliasChoices("HEARO_CLIPS_PUBLIC_BASE_URL", "HEARO_PUBLIC_BASE_URL"),
     )
-    link_ttl_s: int = Field(24 * 3600, gt=0, le=7 * 24 * 3600)  # S3 presigning caps at 7 days
+    link_ttl_s: int = Field(default=24 * 3600, gt=0, le=7 * 24 * 3600)  # S3 presigning caps at 7 days
 
 
 @dataclass(frozen=True)

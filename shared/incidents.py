@@ -39,6 +39,7 @@ from shared.db.models import (
     AuditEntry,
     ContactNotification,
     Device,
+    DispatchOutbox,
     EmergencyContact,
     Incident,
     IncidentClip,
@@ -428,6 +429,28 @@ async def list_incidents(
     async with db.session() as session:
         rows = (await session.execute(query)).all()
     return [_view(incident, now) for incident, now in rows]
+
+
+async def incident_deliveries(db: Database, incident_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Where the report went: one entry per agency channel tried (state, attempts, sent_at)."""
+    async with db.session() as session:
+        rows = (
+            await session.scalars(
+                select(DispatchOutbox)
+                .where(DispatchOutbox.incident_id == incident_id, DispatchOutbox.state != "standby")
+                .order_by(DispatchOutbox.agency_id, DispatchOutbox.position)
+            )
+        ).all()
+    return [
+        {
+            "agency": row.agency_id,
+            "channel": row.kind,
+            "state": row.state,
+            "attempts": row.attempts,
+            "sent_at": row.sent_at.isoformat() if row.sent_at else None,
+        }
+        for row in rows
+    ]
 
 
 async def archive_clip(

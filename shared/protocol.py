@@ -257,7 +257,7 @@ class ReadyMessage(Message):
 
 
 class ClassScore(Message):
-    class_: str = Field(alias="class")
+    class_: str = Field(validation_alias="class", serialization_alias="class")
     class_id: int
     score: float
 
@@ -287,7 +287,7 @@ class DetectionMessage(Message):
 
     type: Literal["detection"] = "detection"
     detection_id: str
-    class_: str = Field(alias="class")
+    class_: str = Field(validation_alias="class", serialization_alias="class")
     class_id: int
     label_en: str
     label_ko: str

@@ -151,7 +151,7 @@ class Dispatcher:
         outcome = await self._record(model, row, target, result)
         self.faults.step("after_record")
         if isinstance(row, DispatchOutbox) and outcome in ("sent", "failed"):
-            await settle_incident(self.db, row.incident_id, self.events)
+            await settle_incident(self.db, row.incident_id, self.events, actor=self.owner)
         return outcome
 
     async def _claim(self, model: type[DispatchOutbox] | type[ContactNotification], row_id: uuid.UUID) -> Row | None:

@@ -28,13 +28,15 @@ from sqlalchemy import select
 
 from services.alerting.archive import clip_for_report
 from services.alerting.routing import Router
-from shared.clips import ClipStore
+from shared.clips import CLIP_AFTER_S, ClipStore
 from shared.db import Database, Device, EmergencyContact
 from shared.db.clock import db_now
 from shared.db.models import ContactNotification, DispatchOutbox, Incident
 from shared.taxonomy import by_key
 
 REPORTED_STATES = ("dispatched", "failed")
+# How long after the clip's end the gateway may take to encode and store it.
+CLIP_UPLOAD_SLACK_S = 3.0
 
 
 class ReportBuilder:
@@ -66,8 +68,11 @@ class ReportBuilder:
                     .limit(self.history_limit)
                 )
             ).all()
+        # Waiting helps only while the gateway can still be recording the 20 s after the
+        # detection; a clip still missing after that is not coming any sooner.
+        clip_due_s = (incident.detected_at - now).total_seconds() + CLIP_AFTER_S + CLIP_UPLOAD_SLACK_S
         clip = await clip_for_report(
-            self.db, self.clips, incident.id, wait_s=self.clip_wait_s, ttl_s=self.link_ttl_s
+            self.db, self.clips, incident.id, wait_s=max(0.0, min(self.clip_wait_s, clip_due_s)), ttl_s=self.link_ttl_s
         )
         data = {
             "incident_id": str(incident.id),

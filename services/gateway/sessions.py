@@ -20,7 +20,6 @@ every error ends in an ``error`` message and a close code, or is answered and ig
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -44,12 +43,15 @@ from shared.protocol import (
     CancelMessage,
     ClassInfo,
     ClassScore,
+    ClientMessage,
     CloseCode,
     ConfirmMessage,
     DetectionMessage,
     ErrorCode,
     ErrorMessage,
+    Location,
     LocationMessage,
+    Message,
     ProtocolError,
     ReadyMessage,
     ScoresMessage,
@@ -57,9 +59,6 @@ from shared.protocol import (
     StopMessage,
     StoppedMessage,
     TagScore,
-    ClientMessage,
-    Location,
-    Message,
     parse_client_message,
 )
 from shared.taxonomy import CLASSES
@@ -89,13 +88,6 @@ class Classifier(Protocol):
     async def classify(self, windows: torch.Tensor) -> list[WindowResult]: ...
 
 
-class SessionState(enum.Enum):
-    CONNECTING = "connecting"  # accepted, waiting for ``start``
-    STREAMING = "streaming"  # ``ready`` sent
-    STOPPING = "stopping"  # ``stop`` received: classifying what is queued
-    CLOSED = "closed"  # close sent or the client left
-
-
 class _Fatal(Exception):
     """Ends the session with an ``error`` (fatal) and the code's close."""
 
@@ -114,13 +106,15 @@ _END = None  # queued after the last window at ``stop``
 class SessionManager:
     """All streaming sessions of one gateway: the shared pieces and the session limit.
 
-    >>> manager = SessionManager(settings, inference_client, authenticate)
+    >>> manager = SessionManager(settings, inference_client, authenticate, EFFICIENTAT_MEL)
     >>> @app.websocket("/v1/stream")
     ... async def stream(websocket: WebSocket) -> None:
     ...     await manager.serve(websocket)
     """
 
-    def __init__(self, settings: GatewaySettings, classifier: Classifier, authenticate: Authenticate, spec: FeatureSpec) -> None:
+    def __init__(
+        self, settings: GatewaySettings, classifier: Classifier, authenticate: Authenticate, spec: FeatureSpec
+    ) -> None:
         self.settings = settings
         self.classifier = classifier
         self.authenticate = authenticate
@@ -137,14 +131,14 @@ class SessionManager:
         )
         self.active = 0
 
-    def try_open(self) -> bool:
+    def try_acquire(self) -> bool:
         """Take a session slot; False when the gateway is at ``max_sessions``."""
         if self.active >= self.settings.max_sessions:
             return False
         self.active += 1
         return True
 
-    def close(self) -> None:
+    def release(self) -> None:
         self.active -= 1
 
     async def serve(self, websocket: WebSocket) -> None:
@@ -155,6 +149,8 @@ class SessionManager:
 
 @dataclass
 class _TokenBucket:
+    """``capacity`` events at once, refilled at ``per_second``."""
+
     capacity: float
     per_second: float
     tokens: float
@@ -177,28 +173,31 @@ class StreamSession:
         self.settings = manager.settings
         self.websocket = websocket
         self.session_id = uuid.uuid4().hex
-        self.state = SessionState.CONNECTING
+        self._closed = False  # close sent, or the client left
         self.device: Device | None = None
         self.start: StartMessage | None = None
         self.location: Location | None = None
         self.detector = Detector(manager.detector_config)
         self.windows_classified = 0
         self.detections = 0
-        self._pipeline: AudioPipeline | None = None
+        self.audio: AudioPipeline | None = None  # from ``ready`` on; ``audio.ring`` holds the clip audio
         self._queue: asyncio.Queue[Window | None] = asyncio.Queue(self.settings.window_queue_size)
         self._send_lock = asyncio.Lock()
         self._loop = asyncio.get_running_loop()
         self._started_at = 0.0
         self._behind = False  # dropping windows; told the client
         self._inference_down = False  # told the client inference is unavailable
-        self._next_scores_at = 0.0
+        # Scores: ``scores_per_second`` on average; a second token absorbs the jitter of windows
+        # that arrive exactly at that rate, so none is skipped for arriving a moment early.
+        rate = self.settings.scores_per_second
+        self._scores = _TokenBucket(2.0, rate, 1.0, self._loop.time()) if rate > 0 else None
         self._control = _TokenBucket(CONTROL_BURST, CONTROL_PER_SECOND, CONTROL_BURST, self._loop.time())
 
     async def run(self) -> None:
         holds_slot = False
         try:
             self.start = await self._handshake()
-            if not self.manager.try_open():
+            if not self.manager.try_acquire():
                 raise _Fatal(
                     ErrorCode.TOO_MANY_SESSIONS,
                     f"the gateway is at its limit of {self.settings.max_sessions} sessions; retry later",
@@ -213,9 +212,11 @@ class StreamSession:
             log.exception("session %s failed", self.session_id)
             await self._fail(ErrorCode.INTERNAL, "the gateway failed this session; reconnect")
         finally:
-            self.state = SessionState.CLOSED
+            self._closed = True
             if holds_slot:
-                self.manager.close()
+                self.manager.release()
+                log.info("session %s closed: %d windows classified, %d detections", self.session_id,
+                         self.windows_classified, self.detections)  # fmt: skip
 
     # --- handshake ---------------------------------------------------------------------------
 
@@ -251,8 +252,7 @@ class StreamSession:
                     f"frame_ms {message.frame_ms} makes {frame_bytes}-byte frames; "
                     f"the limit is {self.settings.max_frame_bytes} bytes",
                 )
-        ready = self.manager.classifier.ready
-        if not self.manager.classifier.connected or ready is None:
+        if not self.manager.classifier.connected or self.manager.classifier.ready is None:
             raise _Fatal(ErrorCode.INFERENCE_UNAVAILABLE, "the model service is not reachable; retry later")
         self.location = message.location
         return message
@@ -266,7 +266,7 @@ class StreamSession:
     async def _stream(self) -> None:
         assert self.start is not None and self.manager.classifier.ready is not None
         spec = self.manager.spec
-        self._pipeline = AudioPipeline(
+        self.audio = AudioPipeline(
             self.start.sample_rate, self.start.channels, spec, self.manager.hop_frames, self.settings.ring_buffer_s
         )
         await self._send(
@@ -279,7 +279,6 @@ class StreamSession:
                 max_frame_bytes=self.settings.max_frame_bytes,
             )
         )
-        self.state = SessionState.STREAMING
         self._started_at = self._loop.time()
         log.info("session %s open: device %s, %d Hz x%d", self.session_id, self.device and self.device.id,
                  self.start.sample_rate, self.start.channels)  # fmt: skip
@@ -294,10 +293,11 @@ class StreamSession:
         finally:
             for task in (reader, classifier):
                 task.cancel()
-            await asyncio.gather(reader, classifier, return_exceptions=True)
+            # wait, not gather: a cancellation of this task must surface as itself.
+            await asyncio.wait({reader, classifier})
         await self._send(
             StoppedMessage(
-                stream_time_s=round(self._pipeline.stream_time_s, 3),
+                stream_time_s=round(self.audio.stream_time_s, 3),
                 windows=self.windows_classified,
                 detections=self.detections,
             )
@@ -305,7 +305,7 @@ class StreamSession:
         await self._close(CloseCode.NORMAL, "stopped")
 
     async def _read_loop(self) -> None:
-        assert self._pipeline is not None and self.start is not None
+        assert self.audio is not None and self.start is not None
         while True:
             frame = await self._receive()
             if isinstance(frame, bytes):
@@ -315,7 +315,7 @@ class StreamSession:
                         f"a {len(frame)}-byte frame is not whole samples: binary frames must be "
                         f"multiples of {self.start.bytes_per_frame} bytes ({self.start.channels} x int16)",
                     )
-                await self._enqueue(self._pipeline.push(frame))
+                await self._enqueue(self.audio.push(frame))
                 await self._keep_speed_limit()
                 continue
             if not self._control.take(self._loop.time()):
@@ -326,8 +326,7 @@ class StreamSession:
                 await self._send(ErrorMessage(code=exc.code, message=str(exc)))
                 continue
             if isinstance(message, StopMessage):
-                self.state = SessionState.STOPPING
-                await self._enqueue(self._pipeline.flush(), wait=True)
+                await self._enqueue(self.audio.flush(), wait=True)
                 await self._queue.put(_END)
                 return
             await self._answer_control(message)
@@ -366,36 +365,31 @@ class StreamSession:
             self._queue.put_nowait(window)
 
     def _ahead_of_real_time(self) -> bool:
-        assert self._pipeline is not None
-        return self._pipeline.stream_time_s > self._loop.time() - self._started_at + AHEAD_SLACK_S
+        assert self.audio is not None
+        return self.audio.stream_time_s > self._loop.time() - self._started_at + AHEAD_SLACK_S
 
     async def _keep_speed_limit(self) -> None:
         """Stop reading while the client is over ``max_stream_speed``: TCP then slows it down."""
-        assert self._pipeline is not None
-        allowed_at = self._started_at + (self._pipeline.stream_time_s - SPEED_BURST_S) / self.settings.max_stream_speed
+        assert self.audio is not None
+        allowed_at = self._started_at + (self.audio.stream_time_s - SPEED_BURST_S) / self.settings.max_stream_speed
         delay = allowed_at - self._loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
 
     async def _classify_loop(self) -> None:
+        """Classify queued windows in batches until the end marker ``stop`` queues."""
         while True:
-            batch = await self._next_batch()
-            if batch:
-                await self._classify(batch)
-            if len(batch) == 0 or batch[-1] is _END:
+            # The oldest queued window and every other one already waiting: one request.
+            batch = [await self._queue.get()]
+            while batch[-1] is not _END and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            windows = [w for w in batch if w is not _END]
+            if windows:
+                await self._classify(windows)
+            if batch[-1] is _END:
                 return
 
-    async def _next_batch(self) -> list[Window | None]:
-        """The oldest queued window and every other one already waiting (the end marker last)."""
-        batch = [await self._queue.get()]
-        while batch[-1] is not _END and not self._queue.empty():
-            batch.append(self._queue.get_nowait())
-        return batch
-
-    async def _classify(self, batch: list[Window | None]) -> None:
-        windows = [w for w in batch if w is not None]
-        if not windows:
-            return
+    async def _classify(self, windows: list[Window]) -> None:
         try:
             results = await self.manager.classifier.classify(torch.stack([w.features for w in windows]))
         except InferenceError as exc:
@@ -432,11 +426,8 @@ class StreamSession:
         await self._send_scores(windows[-1], results[-1])
 
     async def _send_scores(self, window: Window, result: WindowResult) -> None:
-        rate = self.settings.scores_per_second
-        now = self._loop.time()
-        if rate <= 0 or now < self._next_scores_at:
+        if self._scores is None or not self._scores.take(self._loop.time()):
             return
-        self._next_scores_at = now + 1.0 / rate
         scores = result.scores.tolist()
         ranked = sorted(CLASSES, key=lambda c: scores[c.id], reverse=True)
         await self._send(
@@ -471,13 +462,13 @@ class StreamSession:
                 await self.websocket.send_text(message.to_json())
             except (WebSocketDisconnect, OSError, RuntimeError):
                 # The client left: the reader sees the disconnect and ends the session.
-                self.state = SessionState.CLOSED
+                self._closed = True
 
     async def _close(self, code: int, reason: str) -> None:
         async with self._send_lock:
             if not self._open():
                 return
-            self.state = SessionState.CLOSED
+            self._closed = True
             try:
                 await self.websocket.close(code=code, reason=reason[:120])
             except (WebSocketDisconnect, OSError, RuntimeError):
@@ -485,7 +476,7 @@ class StreamSession:
 
     def _open(self) -> bool:
         return (
-            self.state is not SessionState.CLOSED
+            not self._closed
             and self.websocket.application_state is WebSocketState.CONNECTED
             and self.websocket.client_state is WebSocketState.CONNECTED
         )

@@ -53,8 +53,6 @@ class InferenceService:
         self.ready: Ready | None = None
 
     async def start(self) -> None:
-        if self.settings.torch_threads:
-            torch.set_num_threads(self.settings.torch_threads)
         classifier = self.entry.load(self.settings, self.settings.torch_device())
         self.batcher = MicroBatcher(
             classifier.predict,
@@ -62,6 +60,7 @@ class InferenceService:
             max_batch=self.settings.max_batch,
             max_wait_s=self.settings.max_wait_ms / 1000,
             queue_size=self.settings.queue_size,
+            torch_threads=self.settings.torch_threads,
         )
         self.ready = Ready(
             model=self.entry.name,

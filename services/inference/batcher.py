@@ -59,6 +59,8 @@ class _Request:
 class MicroBatcher:
     """Batches ``submit``-ted windows into calls of ``predict`` (see the module docstring).
 
+    ``torch_threads`` is the model thread's intra-op thread count (0: torch's default).
+
     Use::
 
         batcher = MicroBatcher(classifier.predict, metrics, max_batch=32, max_wait_s=0.008,
@@ -76,10 +78,12 @@ class MicroBatcher:
         max_batch: int,
         max_wait_s: float,
         queue_size: int,
+        torch_threads: int = 0,
     ) -> None:
         if max_batch < 1 or queue_size < max_batch or max_wait_s < 0:
             raise ValueError("need max_batch >= 1, queue_size >= max_batch and max_wait_s >= 0")
         self._predict = predict
+        self._torch_threads = torch_threads
         self._metrics = metrics
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
@@ -102,7 +106,9 @@ class MicroBatcher:
     async def start(self) -> None:
         if self._worker is not None:
             raise RuntimeError("batcher already started")
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hearo-model")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="hearo-model", initializer=self._init_model_thread
+        )
         self._worker = asyncio.create_task(self._run(), name="hearo-batcher")
 
     def submit(self, windows: torch.Tensor) -> asyncio.Future[BatchedPrediction]:
@@ -215,6 +221,11 @@ class MicroBatcher:
             start += request.size
             if not request.future.done():
                 request.future.set_result(BatchedPrediction(rows, started - request.queued_at, compute_s, total))
+
+    def _init_model_thread(self) -> None:
+        # OpenMP thread counts are per calling thread: set it in the thread that runs the model.
+        if self._torch_threads:
+            torch.set_num_threads(self._torch_threads)
 
     def _predict_batch(self, parts: list[torch.Tensor]) -> Prediction:
         windows = parts[0] if len(parts) == 1 else torch.cat(parts)

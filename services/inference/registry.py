@@ -23,7 +23,7 @@ from torch import Tensor
 from services.inference.audioset_map import AudioSetClassMap, read_labels_csv
 from services.inference.models.efficientat import load_efficientat
 from services.inference.settings import InferenceSettings
-from shared.features.spec import EFFICIENTAT_MEL, FeatureSpec
+from shared.features.spec import BEATS_FBANK, EFFICIENTAT_MEL, FeatureSpec
 from shared.taxonomy import CLASS_KEYS
 
 
@@ -151,10 +151,24 @@ def _load_efficientat(settings: InferenceSettings, device: torch.device) -> Clas
     )
 
 
+def _load_beats(settings: InferenceSettings, device: torch.device) -> Classifier:
+    # Imported here: the BEATs classifiers build on this module's Prediction.
+    from services.inference.models.beats.serving import load_beats_classifier
+
+    setting = "HEARO_INFERENCE_BEATS_CHECKPOINT"
+    if settings.beats_checkpoint is None:
+        raise ModelLoadError(
+            f"no BEATs checkpoint configured; set {setting} to an AudioSet fine-tuned BEATs checkpoint "
+            "or a head file from `hearo train --backbone beats`"
+        )
+    return load_beats_classifier(_required_file(settings.beats_checkpoint, "BEATs checkpoint", setting), device)
+
+
 def default_registry() -> ModelRegistry:
     """Every model this service knows how to load."""
     return ModelRegistry(
         [
             ModelEntry("efficientat", EFFICIENTAT_MEL, _load_efficientat),
+            ModelEntry("beats", BEATS_FBANK, _load_beats),
         ]
     )

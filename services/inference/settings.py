@@ -19,20 +19,27 @@ class InferenceSettings(ServiceSettings):
 
     ``max_wait_ms`` bounds how long the oldest queued window waits for a batch to fill;
     ``queue_size`` bounds the windows waiting (beyond it requests are answered ``overloaded``);
-    ``torch_threads`` 0 keeps torch's default intra-op thread count.
+    ``torch_threads`` is the model thread's intra-op thread count (0: torch's default, one per core).
+    ``beats_checkpoint`` is the file the ``beats`` model serves (no default: the official
+    checkpoints cannot ship with the repo): an official AudioSet fine-tuned BEATs checkpoint
+    (e.g. ``BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt``), scored through the AudioSet
+    map, or a 9-class head file written by ``hearo train --backbone beats``.
     """
 
     model_config = SettingsConfigDict(env_prefix="HEARO_INFERENCE_", extra="ignore")
 
     model: str = "efficientat"
     efficientat_weights: Path = SHARED_MODELS_DIR / "efficientat_mn04_as" / "mn04_as_mAP_432.pt"
+    beats_checkpoint: Path | None = None
     device: str = "auto"
     # 128 windows of 200 x 128 float32 make a 13 MB frame, within uvicorn's 16 MiB ws_max_size.
     max_batch: int = Field(default=32, ge=1, le=128)
     max_wait_ms: float = Field(default=8.0, ge=0.0)
     queue_size: int = Field(default=512, ge=1)
     top_tags: int = Field(default=5, ge=0, le=255)
-    torch_threads: int = Field(default=0, ge=0)
+    # One intra-op thread: small batches run faster so (bench/bench_inference.py on 2 cores:
+    # batch 1 about twice the windows/s of two threads) and a core stays free for the sockets.
+    torch_threads: int = Field(default=1, ge=0)
     hello_timeout_s: float = Field(default=10.0, gt=0.0)
 
     def torch_device(self) -> torch.device:

@@ -182,3 +182,17 @@ async def test_request_larger_than_max_batch_is_a_value_error() -> None:
     async with running(GatedModel(), max_batch=2) as (batcher, _):
         with pytest.raises(ValueError, match=r"\[1..2, frames, mels\]"):
             batcher.submit(item(1.0, n=3))
+
+
+async def test_torch_threads_apply_to_the_model_thread() -> None:
+    seen: list[int] = []
+
+    def predict(windows: torch.Tensor) -> Prediction:
+        seen.append(torch.get_num_threads())
+        return Prediction(scores=windows[:, 0, :])
+
+    batcher = MicroBatcher(predict, InferenceMetrics(), max_batch=2, max_wait_s=0.0, queue_size=2, torch_threads=1)
+    await batcher.start()
+    await batcher.submit(item(1.0))
+    await batcher.close()
+    assert seen == [1]

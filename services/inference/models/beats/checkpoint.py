@@ -30,31 +30,40 @@ def load_beats(path: str | os.PathLike[str]) -> BEATs:
     shapes), and the per-layer copies of the shared relative-position table must be equal.
     Raises ValueError when any of that fails.
     """
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    return beats_from_official(torch.load(path, map_location="cpu", weights_only=True), source=str(path))
+
+
+def beats_from_official(checkpoint: Any, *, source: str) -> BEATs:
+    """``load_beats`` for a checkpoint dict already in memory (``source`` names it in errors)."""
     if not isinstance(checkpoint, dict) or "cfg" not in checkpoint or "model" not in checkpoint:
-        raise ValueError(f"{path}: not a BEATs checkpoint (need a dict with 'cfg' and 'model')")
+        raise ValueError(f"{source}: not a BEATs checkpoint (need a dict with 'cfg' and 'model')")
     model = BEATs(BEATsConfig.from_dict(checkpoint["cfg"]), label_dict=checkpoint.get("label_dict"))
     state = checkpoint["model"]
-    _check_state_dict(model, state, source=str(path))
+    _check_state_dict(model, state, source=source)
     model.load_state_dict(state, strict=True)
     return model.eval()
 
 
-def save_official(
-    model: BEATs, path: str | os.PathLike[str], label_dict: Mapping[Any, Any] | None = None
-) -> None:
-    """Write ``model`` as an official-format checkpoint that ``load_beats`` (and the reference) read.
+def official_dict(model: BEATs, label_dict: Mapping[Any, Any] | None = None) -> dict[str, Any]:
+    """``model`` as an official-format checkpoint dict (what ``save_official`` writes).
 
-    Tensors are written as float32 on the CPU. ``label_dict`` defaults to the model's own;
-    it is written only when there is one. Fields of the original cfg that ``BEATsConfig``
-    does not know are not kept.
+    Tensors are float32 on the CPU. ``label_dict`` defaults to the model's own; it is
+    included only when there is one. Fields of the original cfg that ``BEATsConfig`` does
+    not know are not kept.
     """
     labels = label_dict if label_dict is not None else model.label_dict
     state = {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items()}
     checkpoint: dict[str, Any] = {"cfg": model.cfg.to_dict(), "model": state}
     if labels is not None:
         checkpoint["label_dict"] = dict(labels)
-    torch.save(checkpoint, path)
+    return checkpoint
+
+
+def save_official(
+    model: BEATs, path: str | os.PathLike[str], label_dict: Mapping[Any, Any] | None = None
+) -> None:
+    """Write ``model`` as an official-format checkpoint that ``load_beats`` (and the reference) read."""
+    torch.save(official_dict(model, label_dict), path)
 
 
 def _check_state_dict(model: BEATs, state: Mapping[str, Tensor], *, source: str) -> None:

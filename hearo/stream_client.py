@@ -1,0 +1,340 @@
+"""`hearo stream`: send a recording or the microphone to the gateway and show what it hears.
+
+A file (anything soundfile reads: WAV, FLAC, OGG) goes at real time by default, in 100 ms
+frames, or with ``--fast`` as fast as the gateway reads it (the gateway's backpressure, not
+the client, sets the pace). Its rate is sent as is when the protocol accepts it, otherwise
+it is resampled here to 16 kHz with soxr. ``--mic`` streams the default input device at
+16 kHz (needs the ``mic`` extra: sounddevice) until Ctrl-C. Either way the stream ends with
+``stop`` and the gateway's ``stopped``, so every detection arrives before the exit.
+
+Exit codes: 0 done, 1 local input problem (file, microphone), 2 authentication refused,
+3 the gateway refused the stream or broke the protocol, 4 no connection or it was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import soundfile
+import soxr
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from shared.protocol import (
+    ENCODING,
+    SAMPLE_RATES,
+    CloseCode,
+    DetectionMessage,
+    ErrorMessage,
+    ReadyMessage,
+    ScoresMessage,
+    StartMessage,
+    StopMessage,
+    StoppedMessage,
+    parse_server_message,
+)
+
+EXIT_OK = 0
+EXIT_INPUT = 1
+EXIT_AUTH = 2
+EXIT_PROTOCOL = 3
+EXIT_CONNECTION = 4
+
+FRAME_MS = 100
+FALLBACK_RATE = 16_000
+MIC_RATE = 16_000
+STOPPED_TIMEOUT_S = 60.0
+TOP_CLASSES = 5
+
+
+class InputError(Exception):
+    """The audio source cannot be used (unreadable file, no microphone support)."""
+
+
+class AudioSource(Protocol):
+    """PCM16 little-endian frames of ``FRAME_MS`` at ``sample_rate`` x ``channels``."""
+
+    sample_rate: int
+    channels: int
+    realtime: bool  # produces audio at real time by itself (a microphone)
+
+    def frames(self) -> AsyncIterator[bytes]: ...
+
+
+class FileSource:
+    """A sound file, as it is when its rate is accepted, else mono resampled to 16 kHz."""
+
+    realtime = False
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self._file = soundfile.SoundFile(str(path))
+        except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:
+            raise InputError(f"cannot read {path}: {exc}") from None
+        self._resample = self._file.samplerate not in SAMPLE_RATES
+        self._mixdown = self._resample or self._file.channels > 2
+        self.sample_rate = FALLBACK_RATE if self._resample else self._file.samplerate
+        self.channels = 1 if self._mixdown else self._file.channels
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        block = self._file.samplerate * FRAME_MS // 1000
+        resampler = soxr.ResampleStream(self._file.samplerate, FALLBACK_RATE, 1) if self._resample else None
+        with self._file:
+            try:
+                if not self._mixdown:
+                    for chunk in self._file.blocks(blocksize=block, dtype="int16", always_2d=True):
+                        yield chunk.astype("<i2").tobytes()
+                    return
+                for chunk in self._file.blocks(blocksize=block, dtype="float32", always_2d=True):
+                    mono = chunk.mean(axis=1, dtype=np.float32)
+                    yield _pcm16(resampler.resample_chunk(mono) if resampler is not None else mono)
+                if resampler is not None:
+                    yield _pcm16(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+            except (soundfile.LibsndfileError, RuntimeError) as exc:
+                raise InputError(f"cannot read {self._file.name}: {exc}") from None
+
+
+class MicSource:
+    """The default input device at 16 kHz mono, until ``stop`` is set."""
+
+    sample_rate = MIC_RATE
+    channels = 1
+    realtime = True
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        try:
+            import sounddevice
+        except ImportError:
+            raise InputError(
+                "streaming the microphone needs the 'mic' extra: pip install 'hearo[mic]' (sounddevice)"
+            ) from None
+        except OSError as exc:  # sounddevice is there but PortAudio is not
+            raise InputError(f"no audio input available: {exc}") from None
+        self._sounddevice = sounddevice
+        self._stop = stop
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+        def on_audio(data: Any, _frames: int, _time: Any, _status: Any) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, bytes(data))
+
+        try:
+            stream = self._sounddevice.RawInputStream(
+                samplerate=MIC_RATE, channels=1, dtype="int16", blocksize=MIC_RATE * FRAME_MS // 1000, callback=on_audio
+            )
+        except Exception as exc:  # PortAudioError and friends: no device, rate refused
+            raise InputError(f"cannot open the microphone: {exc}") from None
+        with stream:
+            # A frame arrives every FRAME_MS, so ``stop`` is seen within one.
+            while not self._stop.is_set():
+                yield await queue.get()
+
+
+def _error(err: Console, message: str) -> None:
+    err.print(Text.assemble(("error: ", "bold red"), message))
+
+
+def _pcm16(samples: np.ndarray) -> bytes:
+    return (np.clip(samples, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes()
+
+
+@dataclass
+class _View:
+    """What the live display shows, updated from the gateway's messages."""
+
+    url: str
+    ready: ReadyMessage | None = None
+    scores: ScoresMessage | None = None
+    detections: list[DetectionMessage] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def render(self) -> Group:
+        title = Text(f"Hear-o  {self.url}", style="bold")
+        if self.ready is not None:
+            title.append(f"  model {self.ready.model}", style="dim")
+        if self.scores is not None:
+            title.append(f"  {self.scores.stream_time_s:7.1f} s", style="cyan")
+        table = Table(show_header=True, header_style="bold", expand=False)
+        table.add_column("class")
+        table.add_column("score", justify="right")
+        table.add_column("", min_width=20)
+        for entry in self.scores.top[:TOP_CLASSES] if self.scores else []:
+            bar = "█" * round(entry.score * 20)
+            table.add_row(entry.class_, f"{entry.score:.2f}", Text(bar, style="red" if entry.class_ != "normal" else "green"))
+        parts: list[Any] = [title, table]
+        for d in self.detections:
+            parts.append(
+                Text(
+                    f"DETECTED {d.class_} ({d.label_en} / {d.label_ko}) confidence {d.confidence:.2f} "
+                    f"at {d.stream_time_s:.1f} s",
+                    style="bold red",
+                )
+            )
+        parts += [Text(note, style="yellow") for note in self.notes]
+        return Group(*parts)
+
+
+def run_stream(source: Path | None, mic: bool, url: str, token: str, fast: bool, json_output: bool) -> int:
+    """Stream ``source`` (or the microphone when ``mic``) to the gateway at ``url``; the exit code.
+
+    ``json_output`` prints every gateway message as one JSON line on stdout (for scripts)
+    instead of the live display. Problems are explained on stderr.
+    """
+    err = Console(stderr=True)
+    try:
+        return asyncio.run(_stream(source, mic, url, token, fast, json_output, err))
+    except InputError as exc:
+        _error(err, str(exc))
+        return EXIT_INPUT
+
+
+async def _stream(
+    path: Path | None, mic: bool, url: str, token: str, fast: bool, json_output: bool, err: Console
+) -> int:
+    stop = asyncio.Event()
+    if mic:
+        source: AudioSource = MicSource(stop)
+    elif path is not None:
+        source = FileSource(path)
+    else:
+        raise InputError("give a file to stream, or --mic")
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # no signal handlers off the main thread
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        # No compression: PCM barely compresses and deflate would cost CPU on both ends.
+        ws = await connect(url, open_timeout=10, max_size=1 << 20, compression=None)
+    except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+        _error(err, f"cannot connect to {url}: {exc}")
+        return EXIT_CONNECTION
+    session = _Session(ws, source, stop, _View(url), json_output)
+    start = StartMessage(
+        token=token, encoding=ENCODING, sample_rate=source.sample_rate, channels=source.channels, frame_ms=FRAME_MS
+    )
+    try:
+        async with ws:
+            await session.run(start, pace=not (fast or source.realtime))
+    except TimeoutError:
+        _error(err, f"no answer to stop from the gateway within {STOPPED_TIMEOUT_S:g} s")
+        return EXIT_CONNECTION
+    except ConnectionClosed:
+        pass  # the close code says what happened
+    return session.exit_code(err)
+
+
+class _Session:
+    """One stream on an open connection: audio out, messages in, and how it ended."""
+
+    def __init__(
+        self, ws: ClientConnection, source: AudioSource, stop: asyncio.Event, view: _View, json_output: bool
+    ) -> None:
+        self.ws = ws
+        self.source = source
+        self.stop = stop
+        self.view = view
+        self.json_output = json_output
+        # Started at ``ready``, so a refused stream prints only its error.
+        self.live = None if json_output else Live(view.render(), console=Console(), refresh_per_second=8)
+        self.ready = asyncio.Event()
+        self.stopped = False
+        self.error: ErrorMessage | None = None
+
+    async def run(self, start: StartMessage, pace: bool) -> None:
+        """``start``, then the audio and ``stop`` while the gateway's messages are shown, until it closes."""
+        await self.ws.send(start.to_json())
+        sender = asyncio.create_task(self._send_audio(pace))
+        receiver = asyncio.create_task(self._receive())
+        try:
+            done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            if sender in done and not isinstance(sender.exception(), ConnectionClosed | None):
+                sender.result()  # the audio source failed: raise its error
+            # Once ``stop`` is out the gateway classifies what it holds (a bounded queue) and
+            # closes: seconds, so a gateway that never answers does not hang us.
+            await asyncio.wait_for(receiver, STOPPED_TIMEOUT_S)
+        finally:
+            for task in (sender, receiver):
+                task.cancel()
+            await asyncio.wait({sender, receiver})
+            if self.live is not None:
+                self.live.stop()
+
+    async def _send_audio(self, pace: bool) -> None:
+        """After ``ready``: every frame (at real time when ``pace``), then ``stop``."""
+        await self.ready.wait()
+        loop = asyncio.get_running_loop()
+        bytes_per_second = self.source.sample_rate * self.source.channels * 2
+        began, sent = loop.time(), 0
+        async for frame in self.source.frames():
+            if self.stop.is_set():
+                break
+            # ``send`` waits while the socket's buffer is full: that is --fast's backpressure.
+            await self.ws.send(frame)
+            sent += len(frame)
+            if pace:
+                await asyncio.sleep(max(0.0, began + sent / bytes_per_second - loop.time()))
+        await self.ws.send(StopMessage().to_json())
+
+    async def _receive(self) -> None:
+        """Handle the gateway's messages until it closes (after ``stopped`` or a fatal error)."""
+        view = self.view
+        try:
+            async for raw in self.ws:
+                if isinstance(raw, bytes):
+                    continue
+                if self.json_output:
+                    print(raw, flush=True)
+                try:
+                    message = parse_server_message(raw)
+                except ValueError:
+                    continue
+                if isinstance(message, ReadyMessage):
+                    view.ready = message
+                    self.ready.set()
+                    if self.live is not None:
+                        self.live.start()
+                elif isinstance(message, ScoresMessage):
+                    view.scores = message
+                elif isinstance(message, DetectionMessage):
+                    view.detections.append(message)
+                elif isinstance(message, StoppedMessage):
+                    self.stopped = True
+                    view.notes.append(f"stopped: {message.stream_time_s:.1f} s, {message.windows} windows, "
+                                      f"{message.detections} detections")  # fmt: skip
+                elif isinstance(message, ErrorMessage):
+                    if message.fatal:
+                        self.error = message
+                    else:
+                        view.notes.append(f"warning ({message.code.value}): {message.message}")
+                if self.live is not None:
+                    self.live.update(view.render())
+        except ConnectionClosed:
+            pass
+
+    def exit_code(self, err: Console) -> int:
+        """The process exit code for how the stream ended, explaining any failure on ``err``."""
+        code = self.ws.close_code
+        if self.stopped:
+            return EXIT_OK
+        if self.error is not None:
+            _error(err, f"the gateway refused the stream ({self.error.code.value}, close {code}): {self.error.message}")
+            return EXIT_AUTH if code == CloseCode.UNAUTHORIZED else EXIT_PROTOCOL
+        if code == CloseCode.UNAUTHORIZED:
+            _error(err, "the gateway refused the device token")
+            return EXIT_AUTH
+        if code is None or code in (1001, 1006):
+            _error(err, f"the connection to the gateway was lost (close {code})")
+            return EXIT_CONNECTION
+        _error(err, f"the gateway closed the stream unexpectedly (close {code} {self.ws.close_reason!r})")
+        return EXIT_PROTOCOL

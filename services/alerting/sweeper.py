@@ -1,0 +1,300 @@
+"""The timer: claims incidents at their deadline and keeps every due delivery moving.
+
+Each sweep, in one process per worker (a loop beside the Celery consumer, not a Celery
+task, so it runs while the broker is down):
+
+1. Claim due incidents: ``SELECT ... WHERE state = 'pending' AND deadline_at <= now FOR
+   UPDATE SKIP LOCKED`` (PostgreSQL; SQLite has one writer at a time), then a conditional
+   ``UPDATE ... SET state = 'dispatching' WHERE state = 'pending'`` and one outbox row per
+   (agency, channel) from the routing, all in one transaction. The first channel of each
+   agency is ``pending``, the others ``standby``.
+2. Publish a send task for every delivery that is claimable (due, or held under a dead
+   lease) and was not published in the last ``redrive_after_s``. Messages are only nudges:
+   a lost one (Redis restarted empty) is published again, a duplicate finds nothing to claim.
+3. Settle ``dispatching`` incidents whose rows are all final (a sender may die between
+   recording its row and settling the incident).
+
+Between sweeps it sleeps ``sweep_interval_s`` or until the next deadline, whichever is
+sooner. A heartbeat row per worker tells the others which leases are still alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import delete, exists, func, insert, or_, select, update
+
+from services.alerting.dispatch import OPEN_DELIVERY_STATES, TABLES, claimable, settle_incident
+from services.alerting.faults import FaultInjector
+from services.alerting.routing import Router
+from shared.db import Database
+from shared.db.clock import db_now
+from shared.db.models import AlertingWorker, DispatchOutbox, Incident
+from shared.incident_events import IncidentEvents, IncidentUpdate
+from shared.incidents import add_audit
+
+log = logging.getLogger(__name__)
+
+# publish(table, row_id) sends one Celery message; it raises when the broker is unreachable.
+Publish = Callable[[str, str], None]
+# Worker rows silent for this long are removed (their leases were re-driven long before).
+FORGET_WORKER_AFTER_S = 3600.0
+HOUSEKEEPING_EVERY_S = 60.0
+
+
+@dataclass(frozen=True)
+class SweepPolicy:
+    interval_s: float
+    redrive_after_s: float
+    claim_batch: int
+    worker_stale_s: float
+    heartbeat_s: float
+
+
+@dataclass
+class SweepStats:
+    claimed: int = 0
+    published: int = 0
+    settled: int = 0
+
+
+def new_worker_id() -> str:
+    """This worker's lease owner name: host, pid and a nonce (a restarted worker is a new owner)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Sweeper:
+    """Runs the sweep loop and the heartbeat for one worker process."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        owner: str,
+        router: Router,
+        publish: Publish,
+        policy: SweepPolicy,
+        faults: FaultInjector,
+        events: IncidentEvents | None = None,
+        duplicate_messages: bool = False,
+    ) -> None:
+        self.db = db
+        self.owner = owner
+        self.router = router
+        self.publish = publish
+        self.policy = policy
+        self.faults = faults
+        self.events = events
+        self.duplicate_messages = duplicate_messages
+        self._last_housekeeping = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Register, then sweep and heartbeat until ``stop`` is set; errors are logged and retried."""
+        await self.register()
+        heartbeat = asyncio.create_task(self._heartbeat(stop))
+        try:
+            while not stop.is_set():
+                wait = self.policy.interval_s
+                try:
+                    await self.sweep_once()
+                    wait = await self._until_next_deadline()
+                except Exception:
+                    log.exception("sweep failed; retrying")
+                try:
+                    await asyncio.wait_for(stop.wait(), wait)
+                except TimeoutError:
+                    pass
+        finally:
+            heartbeat.cancel()
+            try:
+                await heartbeat
+            except asyncio.CancelledError:
+                pass
+
+    async def register(self) -> None:
+        async with self.db.session() as session:
+            session.add(
+                AlertingWorker(
+                    id=self.owner, hostname=socket.gethostname()[:255], pid=os.getpid(),
+                    started_at=db_now(), heartbeat_at=db_now(),
+                )
+            )
+
+    async def unregister(self) -> None:
+        """Forget this worker (a clean shutdown): its leases, if any, are re-driven at once."""
+        async with self.db.session() as session:
+            await session.execute(delete(AlertingWorker).where(AlertingWorker.id == self.owner))
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                async with self.db.session() as session:
+                    result = await session.execute(
+                        update(AlertingWorker).where(AlertingWorker.id == self.owner).values(heartbeat_at=db_now())
+                    )
+                # Forgotten after a long stall (housekeeping removed the row): come back.
+                if result.rowcount == 0:  # type: ignore[attr-defined]
+                    await self.register()
+            except Exception:
+                log.exception("heartbeat failed")
+            await asyncio.sleep(self.policy.heartbeat_s)
+
+    async def sweep_once(self) -> SweepStats:
+        stats = SweepStats()
+        while (claimed := await self.claim_due_incidents()) > 0:
+            stats.claimed += claimed
+        stats.published = await self.publish_due_deliveries()
+        stats.settled = await self.settle_stuck_incidents()
+        if time.monotonic() - self._last_housekeeping > HOUSEKEEPING_EVERY_S:
+            await self._housekeeping()
+        return stats
+
+    async def claim_due_incidents(self) -> int:
+        """Move up to ``claim_batch`` due incidents to ``dispatching`` with their outbox rows."""
+        async with self.db.session() as session:
+            due = (
+                await session.scalars(
+                    select(Incident.id)
+                    .where(Incident.state == "pending", Incident.deadline_at <= db_now())
+                    .order_by(Incident.deadline_at)
+                    .limit(self.policy.claim_batch)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not due:
+                return 0
+            # Re-checked in the UPDATE: on SQLite the SELECT above ran before the write lock,
+            # and a cancel may have won in between.
+            claimed = (
+                await session.execute(
+                    update(Incident)
+                    .where(Incident.id.in_(due), Incident.state == "pending")
+                    .values(
+                        state="dispatching",
+                        trigger=func.coalesce(Incident.trigger, "deadline"),
+                        state_changed_at=db_now(),
+                    )
+                    .returning(Incident.id, Incident.device_id, Incident.class_key, Incident.deadline_at,
+                               Incident.state_changed_at)
+                    .execution_options(synchronize_session=False)
+                )
+            ).all()
+            rows = [
+                {"incident_id": c.id, "agency_id": p.agency_id, "position": p.position, "kind": p.kind,
+                 "state": "pending" if p.position == 0 else "standby"}
+                for c in claimed
+                for p in self.router.plan(c.class_key)
+            ]
+            if rows:
+                await session.execute(
+                    insert(DispatchOutbox).values(attempts=0, next_attempt_at=db_now(), created_at=db_now()),
+                    [{**row, "id": uuid.uuid4()} for row in rows],
+                )
+            for c in claimed:
+                add_audit(session, c.id, self.owner, "dispatching",
+                          {"agencies": list(self.router.agencies_for(c.class_key))})
+        self.faults.step("after_incident_claim")
+        if self.events is not None:
+            for c in claimed:
+                await self.events.publish(
+                    IncidentUpdate(str(c.id), str(c.device_id), "dispatching", c.deadline_at.isoformat(),
+                                   c.state_changed_at.isoformat(),
+                                   {"agencies": list(self.router.agencies_for(c.class_key))})
+                )
+        return len(claimed)
+
+    async def publish_due_deliveries(self) -> int:
+        """Publish a send task for each claimable delivery not published recently.
+
+        Rows are stamped ``enqueued_at`` before publishing, under ``FOR UPDATE SKIP LOCKED``,
+        so concurrent sweepers split the rows instead of publishing (and locking) the same
+        ones; rows the broker refused are unstamped, to be tried again next sweep.
+        """
+        published_total = 0
+        for table, model in TABLES.items():
+            async with self.db.session() as session:
+                ids = (
+                    await session.scalars(
+                        select(model.id)
+                        .where(
+                            claimable(model, self.policy.worker_stale_s),
+                            or_(model.enqueued_at.is_(None), model.enqueued_at < db_now(-self.policy.redrive_after_s)),
+                        )
+                        .order_by(model.next_attempt_at)
+                        .limit(max(self.policy.claim_batch, 1000))
+                        .with_for_update(skip_locked=True, of=model)
+                    )
+                ).all()
+                if ids:
+                    await session.execute(
+                        update(model).where(model.id.in_(ids)).values(enqueued_at=db_now())
+                        .execution_options(synchronize_session=False)
+                    )
+            if not ids:
+                continue
+            published = await asyncio.to_thread(self._publish_all, table, list(ids))
+            refused = set(ids) - set(published)
+            if refused:
+                async with self.db.session() as session:
+                    await session.execute(
+                        update(model).where(model.id.in_(refused)).values(enqueued_at=None)
+                        .execution_options(synchronize_session=False)
+                    )
+            published_total += len(published)
+        return published_total
+
+    def _publish_all(self, table: str, ids: list[uuid.UUID]) -> list[uuid.UUID]:
+        published: list[uuid.UUID] = []
+        for row_id in ids:
+            try:
+                self.publish(table, str(row_id))
+                if self.duplicate_messages:
+                    self.publish(table, str(row_id))
+            except Exception as error:  # broker down: the rows stay due and are published later
+                log.warning("could not publish %s delivery %s: %s", table, row_id, error)
+                break
+            published.append(row_id)
+        return published
+
+    async def settle_stuck_incidents(self) -> int:
+        """Settle ``dispatching`` incidents whose rows are all final but which nobody settled."""
+        open_rows = exists().where(
+            DispatchOutbox.incident_id == Incident.id, DispatchOutbox.state.in_(OPEN_DELIVERY_STATES)
+        )
+        async with self.db.session() as session:
+            stuck = (
+                await session.scalars(
+                    select(Incident.id).where(Incident.state == "dispatching", ~open_rows).limit(100)
+                )
+            ).all()
+        settled = 0
+        for incident_id in stuck:
+            if await settle_incident(self.db, incident_id, self.events, actor=self.owner):
+                settled += 1
+        return settled
+
+    async def _until_next_deadline(self) -> float:
+        async with self.db.session() as session:
+            row = (
+                await session.execute(
+                    select(func.min(Incident.deadline_at), db_now()).where(Incident.state == "pending")
+                )
+            ).one()
+        next_deadline, now = row
+        if next_deadline is None:
+            return self.policy.interval_s
+        return max(0.005, min(self.policy.interval_s, (next_deadline - now).total_seconds() + 0.005))
+
+    async def _housekeeping(self) -> None:
+        self._last_housekeeping = time.monotonic()
+        async with self.db.session() as session:
+            await session.execute(
+                delete(AlertingWorker).where(AlertingWorker.heartbeat_at < db_now(-FORGET_WORKER_AFTER_S))
+            )

@@ -1,0 +1,221 @@
+"""The alerting worker: a Celery worker whose tasks send outbox rows, plus the sweeper loop.
+
+Start it with ``python -m services.alerting.worker`` (``hearo serve alerting``); run two or
+more in production, on PostgreSQL and Redis. One process holds:
+
+* a Celery consumer on the ``threads`` pool (sending is I/O), whose single task
+  ``hearo.alerting.deliver(table, row_id)`` is ``acks_late`` and ``reject_on_worker_lost``
+  and is idempotent: it claims the row with a lease before sending;
+* an asyncio loop in its own thread (:class:`AlertingRuntime`) that owns the database
+  engine, the HTTP client and the :class:`~services.alerting.sweeper.Sweeper`; task
+  threads hand their coroutine to it.
+
+Broker: ``HEARO_ALERTING_BROKER_URL``. Unset, the embedded default is kombu's filesystem
+transport under ``<data_dir>/broker`` (no server; messages are files). ``redis://...``
+for production. Either way the broker only carries nudges: the database's outbox is the
+queue of record, so a broker that loses messages (Redis restarted empty, a killed worker's
+prefetched messages) delays a delivery by at most ``redrive_after_s``, never loses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import httpx
+from celery import Celery
+
+from services.alerting.dispatch import Dispatcher, OpsAlerter, RetryPolicy
+from services.alerting.faults import FaultInjector
+from services.alerting.report import ReportBuilder
+from services.alerting.routing import Router
+from services.alerting.settings import AlertingSettings
+from services.alerting.sms import SmsSender
+from services.alerting.sweeper import SweepPolicy, Sweeper, new_worker_id
+from services.alerting.webhooks import WebhookSender
+from shared.clips import create_clip_store
+from shared.db import Database
+from shared.incident_events import IncidentEvents, RedisIncidentEvents
+
+log = logging.getLogger(__name__)
+
+DELIVER_TASK = "hearo.alerting.deliver"
+QUEUE = "hearo-alerting"
+T = TypeVar("T")
+
+
+def celery_config(settings: AlertingSettings) -> dict[str, Any]:
+    """The Celery configuration for ``settings`` (broker, reliability options)."""
+    url = settings.resolved_broker_url
+    config: dict[str, Any] = {
+        "broker_url": url,
+        "task_default_queue": QUEUE,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "worker_prefetch_multiplier": 4,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        # A publish that fails fast leaves the row due; the next sweep publishes it again.
+        "task_publish_retry_policy": {"max_retries": 1, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.5},
+        "worker_hijack_root_logger": False,
+    }
+    if url.startswith("filesystem://"):
+        queue = settings.broker_folder / "queue"
+        control = settings.broker_folder / "control"
+        for folder in (queue, control):
+            folder.mkdir(parents=True, exist_ok=True)
+        config["broker_transport_options"] = {
+            "data_folder_in": str(queue),
+            "data_folder_out": str(queue),
+            "control_folder": str(control),
+            "store_processed": False,
+            "polling_interval": 0.05,
+        }
+        config["worker_enable_remote_control"] = False
+    return config
+
+
+class AlertingRuntime:
+    """The worker process's asyncio side: one loop in a thread with the database, the HTTP
+    client, the dispatcher and the sweeper. ``start()`` before consuming, ``stop()`` after."""
+
+    def __init__(self, settings: AlertingSettings, app: Celery) -> None:
+        self.settings = settings
+        self.app = app
+        self.owner = new_worker_id()
+        self.router = Router(settings.agencies, settings.routes)
+        self.faults = FaultInjector(
+            settings.fault_steps, settings.fault_kill_probability, first_kill_marker=settings.fault_first_kill_marker
+        )
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="alerting-runtime", daemon=True)
+        self._stop = asyncio.Event()
+        self._sweep: Future[None] | None = None
+        self.dispatcher: Dispatcher | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+        self.call(self._open())
+        self._sweep = asyncio.run_coroutine_threadsafe(self._sweeper.run(self._stop), self.loop)
+
+    def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the runtime's loop and wait for its result (from any thread)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def deliver(self, table: str, row_id: str) -> str:
+        assert self.dispatcher is not None, "runtime not started"
+        return self.call(self.dispatcher.deliver(table, uuid.UUID(row_id)))
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+        self.loop.call_soon_threadsafe(self._stop.set)
+        if self._sweep is not None:
+            self._sweep.result(timeout=30)
+        self.call(self._close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+
+    async def _open(self) -> None:
+        s = self.settings
+        self.db = Database(s.database_url)
+        self.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=100), follow_redirects=False)
+        self.events: IncidentEvents | None = RedisIncidentEvents(s.redis_url) if s.redis_url else None
+        clips = create_clip_store(s.clips)
+        reports = ReportBuilder(
+            self.db, self.router, clips,
+            clip_wait_s=s.clip_wait_s, link_ttl_s=s.clips.link_ttl_s, history_limit=s.history_limit,
+        )
+        sms = SmsSender(
+            self.http, provider_url=s.sms_provider_url, headers=s.sms_provider_headers,
+            template=s.sms_template, sender=s.sms_sender, timeout_s=s.send_timeout_s,
+        )
+        self.dispatcher = Dispatcher(
+            self.db,
+            owner=self.owner,
+            router=self.router,
+            reports=reports,
+            webhooks=WebhookSender(self.http, s.send_timeout_s),
+            sms=sms,
+            contact_secrets=s.contact_webhook_secrets,
+            policy=RetryPolicy(s.max_attempts, s.backoff_base_s, s.backoff_max_s, s.lease_s, s.worker_stale_s),
+            ops=OpsAlerter(self.http, s.ops_webhook_url, s.send_timeout_s),
+            faults=self.faults,
+            events=self.events,
+            rng=random.Random(),
+        )
+        self._sweeper = Sweeper(
+            self.db,
+            owner=self.owner,
+            router=self.router,
+            publish=self._publish,
+            policy=SweepPolicy(s.sweep_interval_s, s.redrive_after_s, s.claim_batch, s.worker_stale_s, s.heartbeat_s),
+            faults=self.faults,
+            events=self.events,
+            duplicate_messages=s.fault_duplicate_messages,
+        )
+
+    def _publish(self, table: str, row_id: str) -> None:
+        self.app.send_task(DELIVER_TASK, args=[table, row_id], queue=QUEUE)
+
+    async def _close(self) -> None:
+        await self._sweeper.unregister()
+        await self.http.aclose()
+        if self.events is not None:
+            await self.events.close()
+        await self.db.dispose()
+
+
+def create_celery(settings: AlertingSettings) -> tuple[Celery, AlertingRuntime]:
+    """The Celery app with the deliver task bound to a (not yet started) runtime."""
+    app = Celery("hearo-alerting", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    runtime = AlertingRuntime(settings, app)
+
+    @app.task(name=DELIVER_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+    def deliver(table: str, row_id: str) -> str:
+        """Deliver one outbox row (idempotent: a row that is done or held is left alone)."""
+        return runtime.deliver(table, row_id)
+
+    return app, runtime
+
+
+def run_worker(settings: AlertingSettings, *, loglevel: str = "INFO") -> int:
+    """Run the worker in the foreground until SIGTERM/SIGINT (warm shutdown); returns the exit code."""
+    logging.basicConfig(level=loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app, runtime = create_celery(settings)
+    runtime.start()
+    log.info("alerting worker %s: broker %s, database %s", runtime.owner,
+             settings.resolved_broker_url.split("@")[-1], settings.database_url.split("@")[-1])
+    try:
+        worker = app.Worker(
+            pool="threads",
+            concurrency=settings.concurrency,
+            loglevel=loglevel,
+            queues=[QUEUE],
+            without_mingle=True,
+            without_gossip=True,
+            without_heartbeat=True,
+            hostname=f"alerting@{runtime.owner}",
+        )
+        worker.start()
+        return int(worker.exitcode or 0)
+    finally:
+        runtime.stop()
+
+
+def main() -> int:
+    return run_worker(AlertingSettings())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,593 @@
+"""Recognises the standard alarm sound patterns in a live stream: signal processing, no model.
+
+An AudioSet tagger hears a smoke alarm's beeps but not their rhythm, and the rhythm is what
+the standards fix: ISO 8201 / NFPA 72 temporal-three (T3, smoke: three 0.5 s pulses 0.5 s
+apart, then 1.5 s off) and UL 2034 / NFPA 720 temporal-four (T4, carbon monoxide: four
+0.1 s pulses 0.1 s apart, then about 5 s off). This detector looks for exactly that.
+
+How a stream becomes matches, every stage incremental:
+
+1. frames: 32 ms Hann windows every 10 ms, power spectrum by ``rfft``; the channels are
+   the FFT bins between ``min_tone_hz`` and ``max_tone_hz`` (a piezo's 2.8-3.5 kHz
+   fundamental and the 520 Hz low-frequency square wave both fall inside);
+2. noise floor per channel: the minimum over the last 2 s of 100 ms mean powers, so it
+   follows speech, TV or music underneath, and rises to meet a tone that never stops;
+3. pulses: a tone starts a pulse where a bin is a spectral peak, ``tonality_db`` above
+   its neighbours and ``onset_snr_db`` above its floor; the pulse follows the peak to a
+   neighbouring bin and ends (after two frames below) when the level falls under the floor
+   plus ``release_snr_db`` or ``release_drop_db`` under the pulse's own peak. The second
+   rule is what separates pulses in a reverberant room, where the tail of one pulse never
+   reaches the noise floor before the next; a new pulse in the same place must then rise
+   ``reonset_rise_db`` above the dip in between;
+4. tracks: pulses are grouped by frequency (within ``frequency_tolerance``): an alarm
+   keeps its pitch, speech and music do not;
+5. patterns: when a track's newest pulse completes a group (3 for T3, 4 for T4), the
+   track's history is read backwards: each pulse length, each short gap and each long gap
+   must lie within ``timing_tolerance`` of the standard (ISO 8201 and UL 2034 allow 10 %;
+   real devices, phone microphones and rooms need more, hence 30 % by default, plus
+   ``reverb_allowance_s`` by which a reverberant tail may lengthen a pulse and shorten a
+   gap). A match needs ``temporal3_cycles`` / ``temporal4_cycles`` groups in a row (the
+   oldest may have lost its leading pulses, as when the stream starts mid-group): one
+   group of three beeps is how appliances say "done", two at the standard rhythm is an
+   alarm;
+6. output: one match per completed group while the pattern continues. Several tracks may
+   complete the same group (a square wave's odd harmonics each make a track); the match
+   names the lowest of those within ``level_spread_db`` of the loudest (the fundamental)
+   and the others are dropped.
+
+Time is stream time (seconds of audio pushed since the detector was made), so the matches
+depend only on the samples, never on how they were chunked or how fast they arrived.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from shared.taxonomy import by_key
+
+PatternName = Literal["temporal3", "temporal4"]
+
+_FRAME_S = 0.010  # hop: 10 ms resolves T4's 100 ms pulses and gaps
+_WINDOW_S = 0.032  # at least this long (rounded up to a power of two): ~31 Hz bins
+_FLOOR_BLOCK_FRAMES = 10  # floor statistics per 100 ms block ...
+_FLOOR_BLOCKS = 20  # ... minimum over the last 2 s: longer than any pulse, shorter than a gap run
+_NEIGHBOUR_INNER, _NEIGHBOUR_OUTER = 3, 8  # tonality: bins 3..8 away, outside Hann's main lobe
+_RELEASE_FRAMES = 2  # frames below the release level before a pulse ends
+_BLIP_S = 0.04  # shorter "pulses" are noise, neither pulses nor breaks in a pattern
+_MAX_PULSE_S = 4.0  # a tone this long is cut and counted as one (invalid) pulse
+_SPLIT_AFTER_S = 0.06  # an onset in a pulse this old starts a new pulse (its own ramp is over)
+_RISE_S = 0.03  # an onset rises onset_rise_db within this
+_EXCLUSION_BINS = 2  # Hann's main lobe: no second pulse this close to one sounding
+_ECHO_MEMORY_S = 0.3  # a pulse starting this soon after one at its pitch ended ...
+_ECHO_DB = 4.0  # ... and peaking this far below it is a swell of the room's tail, not a pulse
+_IN_TUNE_FRACTION = 0.8  # of a steady pulse's frames, within frequency_tolerance of its median
+_MIN_FIRST_GROUP_PULSES = 2
+_HOLD_S = 0.15  # wait this long for other tracks completing the same group, then report the loudest
+_DEDUPE_S = 1.0
+_MAX_ACTIVE_PULSES = 8
+_MAX_TRACKS = 16
+_MAX_CYCLES_KEPT = 4
+_BATCH_FRAMES = 256  # bounds the memory one large push takes
+_POWER_FLOOR = 1e-12  # -120 dBFS: keeps logarithms finite in digital silence
+
+
+@dataclass(frozen=True)
+class AlarmPatternConfig:
+    """Detector parameters; the defaults are what the tests and the bench were measured with.
+
+    Levels are in dB; a bin's level reads as the dBFS amplitude of a sine centred on it.
+    """
+
+    min_tone_hz: float = 400.0  # the band a pulse's fundamental must lie in
+    max_tone_hz: float = 4500.0
+    onset_snr_db: float = 10.0  # a pulse starts this far above the channel's noise floor ...
+    tonality_db: float = 10.0  # ... and this far above the mean of the bins 3-8 bins away
+    release_snr_db: float = 5.0  # a pulse ends below floor + this ...
+    release_drop_db: float = 8.0  # ... or this far below its peak, whichever is higher
+    onset_rise_db: float = 6.0  # ... having risen this much in 30 ms: sounders switch on, voices swell
+    reference_decay_db_per_s: float = 20.0  # the peak the drop is measured from sinks this fast
+    min_level_dbfs: float = -70.0  # quieter tones are ignored, however clean
+    timing_tolerance: float = 0.3  # relative, on each pulse, gap and long gap (the standards say 0.1)
+    reverb_allowance_s: float = 0.08  # a room may move a pulse's end, either way, by this much more
+    frequency_tolerance: float = 0.03  # relative; pulses within this of each other share a track
+    level_spread_db: float = 12.0  # an alarm's pulses are equally loud: largest minus smallest peak
+    temporal3_cycles: int = 2  # groups in a row before a T3 match; 1 also fires on appliance beeps
+    temporal4_cycles: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.min_tone_hz < self.max_tone_hz:
+            raise ValueError("need 0 < min_tone_hz < max_tone_hz")
+        if not 0.0 < self.timing_tolerance < 1.0:
+            raise ValueError(f"timing_tolerance must be in (0, 1), got {self.timing_tolerance}")
+        if not 0.0 < self.frequency_tolerance < 0.5:
+            raise ValueError(f"frequency_tolerance must be in (0, 0.5), got {self.frequency_tolerance}")
+        if self.temporal3_cycles < 1 or self.temporal4_cycles < 1:
+            raise ValueError("temporal3_cycles and temporal4_cycles must be >= 1")
+        if self.temporal3_cycles > _MAX_CYCLES_KEPT or self.temporal4_cycles > _MAX_CYCLES_KEPT:
+            raise ValueError(f"at most {_MAX_CYCLES_KEPT} cycles can be required")
+        positive = ("onset_snr_db", "tonality_db", "release_drop_db", "onset_rise_db", "reference_decay_db_per_s")
+        for name in positive:
+            if getattr(self, name) <= 0.0:
+                raise ValueError(f"{name} must be positive")
+        if self.release_snr_db > self.onset_snr_db or self.reverb_allowance_s < 0.0:
+            raise ValueError("need release_snr_db <= onset_snr_db and reverb_allowance_s >= 0")
+
+
+@dataclass(frozen=True)
+class AlarmPatternMatch:
+    """A completed cycle of a standard alarm pattern.
+
+    ``stream_time_s`` is when the last pulse of the completing group ended (the match is
+    returned by the push holding the audio about 0.2 s after it). ``confidence`` grades how
+    textbook the match is (timing, loudness over the floor, cycles seen): any match already
+    means the full rhythm was heard at least the configured number of times.
+    """
+
+    pattern: PatternName
+    class_key: str  # "fire" for temporal3, "gas" for temporal4
+    confidence: float
+    stream_time_s: float
+    tone_hz: float
+
+
+@dataclass(frozen=True)
+class _PatternSpec:
+    name: PatternName
+    class_key: str
+    pulses: int  # per group
+    on_s: float
+    gap_s: float  # between the pulses of a group
+    long_off_s: float  # from a group's last pulse to the next group's first
+    bridge_s: float  # pulses closer than this are one pulse with a dip (room modes, noise)
+
+
+_TEMPORAL3 = _PatternSpec("temporal3", by_key("fire").key, 3, 0.5, 0.5, 1.5, bridge_s=0.2)
+_TEMPORAL4 = _PatternSpec("temporal4", by_key("gas").key, 4, 0.1, 0.1, 5.0, bridge_s=0.0)
+
+
+@dataclass(frozen=True)
+class _Pulse:
+    onset_s: float
+    offset_s: float
+    tone_hz: float
+    peak_db: float
+    snr_db: float
+    steady: bool  # kept its pitch throughout
+
+    @property
+    def duration_s(self) -> float:
+        return self.offset_s - self.onset_s
+
+
+@dataclass
+class _ActivePulse:
+    channel: int
+    onset_frame: int
+    peak_db: float
+    snr_db: float
+    reference_db: float  # the peak, sinking slowly: a pulse ends when it falls release_drop_db under
+    hz: list[float]  # the peak's frequency in each frame it sounded
+    below: int = 0
+    echo_of_db: float | None = None  # peak of a pulse that ended here just before
+
+
+@dataclass
+class _Track:
+    tone_hz: float
+    pulses: deque[_Pulse]
+
+
+@dataclass
+class _Candidate:
+    spec: _PatternSpec
+    confidence: float
+    stream_time_s: float
+    tone_hz: float
+    peak_db: float
+
+
+@dataclass
+class _Hold:
+    deadline_frame: int
+    candidates: list[_Candidate] = field(default_factory=list)
+
+
+class AlarmPatternDetector:
+    """One stream's alarm pattern detector; push every sample once, in order.
+
+    >>> detector = AlarmPatternDetector()
+    >>> detector.push(np.zeros(16000, dtype=np.float32))
+    []
+
+    Memory is bounded (a few kilobytes of state plus the push being analysed) and the cost
+    is a batched FFT per 10 ms plus a little bookkeeping for each tone heard.
+    """
+
+    def __init__(self, sample_rate: int = 16000, config: AlarmPatternConfig | None = None) -> None:
+        self.config = config or AlarmPatternConfig()
+        if sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+        if self.config.max_tone_hz >= sample_rate / 2:
+            raise ValueError(f"max_tone_hz must be below the Nyquist frequency {sample_rate / 2}")
+        self.sample_rate = sample_rate
+        self._hop = round(_FRAME_S * sample_rate)
+        self._win = 1 << math.ceil(math.log2(_WINDOW_S * sample_rate))
+        self._frame_s = self._hop / sample_rate
+        self._bin_hz = sample_rate / self._win
+        self._window = np.hanning(self._win).astype(np.float32)
+        # Scaled so that a sine of amplitude A centred on a bin reads A**2.
+        self._scale = float((2.0 / self._window.sum()) ** 2)
+        self._lo = max(math.ceil(self.config.min_tone_hz / self._bin_hz), _NEIGHBOUR_OUTER + 1)
+        self._hi = math.floor(self.config.max_tone_hz / self._bin_hz)
+        self._hi = min(self._hi, self._win // 2 - _NEIGHBOUR_OUTER - 1)
+        self._channels = self._hi - self._lo + 1
+
+        self._tail = np.zeros(0, dtype=np.float32)  # samples of the next frame(s) not yet complete
+        self._queued: list[np.ndarray] = []
+        self._queued_len = 0
+        self._frame = 0  # index of the next frame to analyse
+
+        # The block's frames are kept and summed at once, in one order, whatever the chunking.
+        self._block = np.zeros((_FLOOR_BLOCK_FRAMES, self._channels))
+        self._block_frames = 0
+        self._block_means: deque[np.ndarray] = deque(maxlen=_FLOOR_BLOCKS)
+        self._floor_db = np.full(self._channels, np.inf)  # no pulse until a first block is in
+
+        self._active: dict[int, _ActivePulse] = {}
+        self._reference_decay_db = self.config.reference_decay_db_per_s * self._frame_s
+        self._rise_frames = round(_RISE_S / self._frame_s)
+        self._split_frames = round(_SPLIT_AFTER_S / self._frame_s)
+        self._history = np.full((self._rise_frames, self._channels), np.inf)  # levels of the last frames
+        self._recent: dict[int, tuple[int, float]] = {}  # channel -> (expiry frame, peak) of ended pulses
+        self._tracks: list[_Track] = []
+        self._holds: dict[PatternName, _Hold] = {}
+        self._last_reported: dict[PatternName, float] = {}
+
+    def push(self, samples: np.ndarray) -> list[AlarmPatternMatch]:
+        """Take the next mono samples (float, nominally in [-1, 1]) and return the new matches.
+
+        Chunks may be of any size; non-finite samples count as silence. Raises ValueError for
+        anything but a 1-D array.
+        """
+        chunk = np.asarray(samples, dtype=np.float32)
+        if chunk.ndim != 1:
+            raise ValueError(f"expected 1-D mono samples, got shape {chunk.shape}")
+        if chunk.size == 0:
+            return []
+        if not np.isfinite(chunk).all():
+            chunk = np.nan_to_num(chunk, nan=0.0, posinf=0.0, neginf=0.0)
+        self._queued.append(chunk)
+        self._queued_len += chunk.size
+        if self._tail.size + self._queued_len < self._win:
+            return []
+        data = np.concatenate([self._tail, *self._queued])
+        self._queued.clear()
+        self._queued_len = 0
+        frames = (data.size - self._win) // self._hop + 1
+        matches: list[AlarmPatternMatch] = []
+        for first in range(0, frames, _BATCH_FRAMES):
+            count = min(_BATCH_FRAMES, frames - first)
+            start = first * self._hop
+            matches += self._analyse(data[start : start + (count - 1) * self._hop + self._win], count)
+        self._tail = data[frames * self._hop :].copy()
+        return matches
+
+    # -- spectral analysis (vectorised over the frames of a push) ------------------------------
+
+    def _analyse(self, data: np.ndarray, count: int) -> list[AlarmPatternMatch]:
+        frames = sliding_window_view(data, self._win)[:: self._hop][:count]
+        pad = _NEIGHBOUR_OUTER
+        spectrum = np.fft.rfft(frames * self._window, axis=1)[:, self._lo - pad : self._hi + pad + 1]
+        power = (spectrum.real**2 + spectrum.imag**2) * self._scale
+        np.maximum(power, _POWER_FLOOR, out=power)
+        level = 10.0 * np.log10(power)  # padded: column c + pad is channel c
+        k = self._channels
+        own = power[:, pad : pad + k]
+        own_db = level[:, pad : pad + k]
+        sums = np.concatenate([np.zeros((count, 1)), np.cumsum(power, axis=1, dtype=np.float64)], axis=1)
+        inner, outer = _NEIGHBOUR_INNER, _NEIGHBOUR_OUTER
+        left = sums[:, pad - inner + 1 : pad - inner + 1 + k] - sums[:, pad - outer : pad - outer + k]
+        right = sums[:, pad + outer + 1 : pad + outer + 1 + k] - sums[:, pad + inner : pad + inner + k]
+        neighbours = (left + right) / (2 * (outer - inner + 1))
+        neighbours_db = 10.0 * np.log10(np.maximum(neighbours, _POWER_FLOOR))
+        is_peak = (own >= power[:, pad - 1 : pad - 1 + k]) & (own > power[:, pad + 1 : pad + 1 + k])
+        floor_db = self._floor_per_frame(own, count)
+        history = np.concatenate([self._history, own_db])
+        before_db = history[:count]  # each frame's level _RISE_S earlier
+        self._history = history[count:]
+        cfg = self.config
+        onset = (
+            is_peak
+            & (own_db - neighbours_db >= cfg.tonality_db)
+            & (own_db - floor_db >= cfg.onset_snr_db)
+            & (own_db >= cfg.min_level_dbfs)
+            & (own_db - before_db >= cfg.onset_rise_db)
+        )
+        rows, channels = np.nonzero(onset)
+        onsets: dict[int, list[int]] = {}
+        for row, channel in zip(rows.tolist(), channels.tolist()):
+            onsets.setdefault(row, []).append(channel)
+
+        matches: list[AlarmPatternMatch] = []
+        for row in range(count):
+            if not (self._active or self._recent or self._holds or row in onsets):
+                continue
+            frame = self._frame + row
+            self._follow_pulses(frame, level[row], floor_db[row], onsets.get(row, ()))
+            if row in onsets:
+                self._start_pulses(frame, onsets[row], level[row], floor_db[row])
+            matches += self._release_holds(frame)
+        self._frame += count
+        return matches
+
+    def _floor_per_frame(self, own: np.ndarray, count: int) -> np.ndarray:
+        """Each frame's noise floor (dB per channel) from the blocks completed before it."""
+        floor_db = np.empty((count, self._channels))
+        row = 0
+        while row < count:
+            take = min(count - row, _FLOOR_BLOCK_FRAMES - self._block_frames)
+            floor_db[row : row + take] = self._floor_db
+            self._block[self._block_frames : self._block_frames + take] = own[row : row + take]
+            self._block_frames += take
+            row += take
+            if self._block_frames == _FLOOR_BLOCK_FRAMES:
+                self._block_means.append(self._block.mean(axis=0))
+                self._block_frames = 0
+                lowest = np.min(np.stack(self._block_means), axis=0)
+                self._floor_db = 10.0 * np.log10(np.maximum(lowest, _POWER_FLOOR))
+        return floor_db
+
+    # -- pulses (per frame, only while something is sounding) ----------------------------------
+
+    def _tone_hz(self, level: np.ndarray, channel: int) -> float:
+        """The peak's frequency, interpolated between bins on a parabola through the dB levels."""
+        column = channel + _NEIGHBOUR_OUTER
+        a, b, c = float(level[column - 1]), float(level[column]), float(level[column + 1])
+        curvature = a - 2.0 * b + c
+        offset = 0.5 * (a - c) / curvature if curvature < 0.0 else 0.0
+        return (self._lo + channel + offset) * self._bin_hz
+
+    def _follow_pulses(self, frame: int, level: np.ndarray, floor_db: np.ndarray, onsets: Sequence[int]) -> None:
+        cfg = self.config
+        pad = _NEIGHBOUR_OUTER
+        for channel in [c for c, (expiry, _) in self._recent.items() if frame > expiry]:
+            del self._recent[channel]
+        for channel in sorted(self._active):
+            pulse = self._active.pop(channel)
+            # Follow the peak to a louder neighbouring bin (slow drift, scalloping).
+            best = channel
+            for neighbour in (channel - 1, channel + 1):
+                if 0 <= neighbour < self._channels and level[neighbour + pad] > level[best + pad]:
+                    best = neighbour
+            now_db = float(level[best + pad])
+            release_db = max(float(floor_db[best]) + cfg.release_snr_db, pulse.reference_db - cfg.release_drop_db)
+            age = frame - pulse.onset_frame
+            if age >= self._split_frames and any(abs(best - c) <= 1 for c in onsets):
+                # A tone switched on again before this one had died away (a room's tail
+                # fills short gaps), or a louder one switched on over it: a pulse of its own.
+                self._end_pulse(pulse, frame - 1)
+                self._begin_pulse(best, frame, level, float(floor_db[best]))
+                continue
+            if now_db >= release_db:
+                pulse.below = 0
+                pulse.hz.append(self._tone_hz(level, best))
+                if now_db > pulse.peak_db:
+                    pulse.peak_db, pulse.snr_db = now_db, now_db - float(floor_db[best])
+                pulse.reference_db = max(now_db, pulse.reference_db - self._reference_decay_db)
+            else:
+                pulse.below += 1
+            pulse.channel = best
+            if pulse.below >= _RELEASE_FRAMES:
+                self._end_pulse(pulse, frame - pulse.below + 1)
+            elif age * self._frame_s >= _MAX_PULSE_S:
+                self._end_pulse(pulse, frame)
+            elif best in self._active:  # two pulses met on one bin: keep the louder
+                other = self._active[best]
+                if other.peak_db < pulse.peak_db:
+                    self._active[best] = pulse
+            else:
+                self._active[best] = pulse
+
+    def _start_pulses(self, frame: int, channels: list[int], level: np.ndarray, floor_db: np.ndarray) -> None:
+        pad = _NEIGHBOUR_OUTER
+        for channel in sorted(channels, key=lambda c: -float(level[c + pad])):
+            if len(self._active) >= _MAX_ACTIVE_PULSES:
+                return
+            if any(abs(channel - other) <= _EXCLUSION_BINS for other in self._active):
+                continue
+            self._begin_pulse(channel, frame, level, float(floor_db[channel]))
+
+    def _begin_pulse(self, channel: int, frame: int, level: np.ndarray, floor_db: float) -> None:
+        now_db = float(level[channel + _NEIGHBOUR_OUTER])
+        hz = [self._tone_hz(level, channel)]
+        pulse = _ActivePulse(channel, frame, now_db, now_db - floor_db, now_db, hz)
+        before = [peak for c, (_, peak) in self._recent.items() if abs(c - channel) <= _EXCLUSION_BINS]
+        if before:
+            pulse.echo_of_db = max(before)
+        self._active[channel] = pulse
+
+    def _end_pulse(self, active: _ActivePulse, end_frame: int) -> None:
+        expiry = end_frame + round(_ECHO_MEMORY_S / self._frame_s)
+        self._recent[active.channel] = (expiry, active.peak_db)
+        # The median, and most frames near it: onsets and ends in a room wander in phase.
+        hz = np.asarray(active.hz)
+        tone_hz = float(np.median(hz))
+        in_tune = np.abs(hz - tone_hz) <= self._hz_tolerance(tone_hz)
+        pulse = _Pulse(
+            onset_s=self._frame_time(active.onset_frame),
+            offset_s=self._frame_time(end_frame),
+            tone_hz=tone_hz,
+            peak_db=active.peak_db,
+            snr_db=active.snr_db,
+            steady=float(np.mean(in_tune)) >= _IN_TUNE_FRACTION,
+        )
+        # A swell in a reverberant tail is not a pulse; neither is a blip.
+        echo = active.echo_of_db is not None and active.peak_db < active.echo_of_db - _ECHO_DB
+        if pulse.duration_s >= _BLIP_S and not echo:
+            self._add_to_track(pulse, end_frame)
+
+    def _frame_time(self, frame: int) -> float:
+        return (frame * self._hop + self._win / 2) / self.sample_rate
+
+    def _hz_tolerance(self, hz: float) -> float:
+        return max(self.config.frequency_tolerance * hz, 0.75 * self._bin_hz)
+
+    # -- tracks and patterns (per pulse) -------------------------------------------------------
+
+    def _add_to_track(self, pulse: _Pulse, frame: int) -> None:
+        idle_s = _TEMPORAL4.long_off_s * (1 + self.config.timing_tolerance) + 1.0
+        self._tracks = [t for t in self._tracks if pulse.onset_s - t.pulses[-1].offset_s < idle_s]
+        track = min(self._tracks, key=lambda t: abs(t.tone_hz - pulse.tone_hz), default=None)
+        if track is not None and abs(track.tone_hz - pulse.tone_hz) <= self._hz_tolerance(pulse.tone_hz):
+            if pulse.peak_db < track.pulses[-1].peak_db - self.config.level_spread_db:
+                return  # far quieter than the track's pulses: something else at that pitch
+        elif any(self._on_ok(spec, pulse) for spec in (_TEMPORAL3, _TEMPORAL4)):
+            if len(self._tracks) >= _MAX_TRACKS:  # drop the least promising: fewest pulses, then stalest
+                self._tracks.remove(min(self._tracks, key=lambda t: (len(t.pulses), t.pulses[-1].offset_s)))
+            track = _Track(pulse.tone_hz, deque(maxlen=_MAX_CYCLES_KEPT * _TEMPORAL4.pulses + 1))
+            self._tracks.append(track)
+        else:
+            return  # could start no pattern and belongs to none
+        track.tone_hz = 0.5 * (track.tone_hz + pulse.tone_hz)
+        track.pulses.append(pulse)
+        for spec, needed in ((_TEMPORAL3, self.config.temporal3_cycles), (_TEMPORAL4, self.config.temporal4_cycles)):
+            candidate = self._match(spec, needed, _bridged(track.pulses, spec.bridge_s))
+            if candidate is not None:
+                self._hold(candidate, frame)
+
+    def _within(self, value: float, nominal: float, allowance: float = 0.0) -> bool:
+        """``value`` is ``nominal`` within the timing tolerance, one frame, and ``allowance``."""
+        slack = nominal * self.config.timing_tolerance + self._frame_s + allowance
+        return nominal - slack <= value <= nominal + slack
+
+    # A room moves pulse ends both ways (a tail lengthens a pulse; the tail's interference with
+    # the direct sound can sink it early) but leaves onsets where they were: durations and
+    # gaps get the reverb allowance, onset-to-onset periods do not.
+
+    def _on_ok(self, spec: _PatternSpec, pulse: _Pulse) -> bool:
+        return pulse.steady and self._within(pulse.duration_s, spec.on_s, self.config.reverb_allowance_s)
+
+    def _gap_ok(self, spec: _PatternSpec, before: _Pulse, after: _Pulse) -> bool:
+        gap = after.onset_s - before.offset_s
+        period = after.onset_s - before.onset_s
+        return self._within(gap, spec.gap_s, self.config.reverb_allowance_s) and self._within(
+            period, spec.on_s + spec.gap_s
+        )
+
+    def _long_gap_ok(self, spec: _PatternSpec, before: _Pulse, after: _Pulse) -> bool:
+        gap = after.onset_s - before.offset_s
+        return self._within(gap, spec.long_off_s, self.config.reverb_allowance_s)
+
+    def _match(self, spec: _PatternSpec, needed: int, pulses: list[_Pulse]) -> _Candidate | None:
+        """A candidate if the newest pulse completes the ``needed``-th group in a row.
+
+        Pulses far quieter than the newest are something else at that pitch and are skipped.
+        """
+        quietest_db = pulses[-1].peak_db - self.config.level_spread_db
+        pulses = [p for p in pulses if p.peak_db >= quietest_db]
+        groups: list[list[_Pulse]] = []
+        end = len(pulses) - 1
+        while end >= 0 and self._on_ok(spec, pulses[end]):
+            start = end
+            while (
+                start > 0
+                and end - start + 1 <= spec.pulses
+                and self._on_ok(spec, pulses[start - 1])
+                and self._gap_ok(spec, pulses[start - 1], pulses[start])
+            ):
+                start -= 1
+            size = end - start + 1
+            if size > spec.pulses or (size < spec.pulses and not groups):
+                break  # too many in a row, or the newest group is not complete yet
+            if size < spec.pulses:
+                if size >= _MIN_FIRST_GROUP_PULSES:  # the oldest group, heard from its middle
+                    groups.append(pulses[start : end + 1])
+                break
+            groups.append(pulses[start : end + 1])
+            if start == 0 or not self._long_gap_ok(spec, pulses[start - 1], pulses[start]):
+                break
+            end = start - 1
+        if len(groups) < needed or not groups or len(groups[0]) != spec.pulses:
+            return None
+        recent = [p for group in groups[:needed] for p in group]
+        peaks = [p.peak_db for p in recent]
+        if max(peaks) - min(peaks) > self.config.level_spread_db:
+            return None
+        return _Candidate(
+            spec=spec,
+            confidence=self._confidence(spec, needed, groups),
+            stream_time_s=groups[0][-1].offset_s,
+            tone_hz=float(np.median([p.tone_hz for p in recent])),
+            peak_db=float(np.median(peaks)),
+        )
+
+    def _confidence(self, spec: _PatternSpec, needed: int, groups: list[list[_Pulse]]) -> float:
+        tol = self.config.timing_tolerance
+        deviations = []
+        for newer, older in zip(groups, groups[1:] + [[]]):
+            for a, b in zip(newer, newer[1:]):
+                deviations.append(abs((b.onset_s - a.onset_s) / (spec.on_s + spec.gap_s) - 1.0))
+            if older:
+                deviations.append(abs((newer[0].onset_s - older[-1].offset_s) / spec.long_off_s - 1.0))
+        timing = 1.0 - min(1.0, float(np.mean(deviations)) / tol) if deviations else 0.0
+        snr = float(np.median([p.snr_db for g in groups for p in g]))
+        loudness = min(1.0, max(0.0, (snr - self.config.onset_snr_db) / 20.0))
+        persistence = min(1.0, (len(groups) - needed) / 2.0)
+        return round(0.4 + 0.3 * timing + 0.2 * loudness + 0.1 * persistence, 4)
+
+    def _hold(self, candidate: _Candidate, frame: int) -> None:
+        name = candidate.spec.name
+        last = self._last_reported.get(name)
+        if last is not None and candidate.stream_time_s - last < _DEDUPE_S:
+            return
+        hold = self._holds.get(name)
+        if hold is None:
+            hold = self._holds[name] = _Hold(frame + round(_HOLD_S / self._frame_s))
+        hold.candidates.append(candidate)
+
+    def _release_holds(self, frame: int) -> list[AlarmPatternMatch]:
+        matches = []
+        for name in [n for n, hold in self._holds.items() if frame >= hold.deadline_frame]:
+            candidates = self._holds.pop(name).candidates
+            # Harmonics of one sounder each make a track; name the lowest of the loud ones.
+            loudest = max(c.peak_db for c in candidates)
+            audible = [c for c in candidates if c.peak_db >= loudest - self.config.level_spread_db]
+            best = min(audible, key=lambda c: c.tone_hz)
+            self._last_reported[name] = best.stream_time_s
+            matches.append(
+                AlarmPatternMatch(
+                    pattern=best.spec.name,
+                    class_key=best.spec.class_key,
+                    confidence=best.confidence,
+                    stream_time_s=best.stream_time_s,
+                    tone_hz=best.tone_hz,
+                )
+            )
+        return matches
+
+
+def _bridged(pulses: deque[_Pulse], bridge_s: float) -> list[_Pulse]:
+    """``pulses`` with each gap shorter than ``bridge_s`` closed: the pieces become one pulse."""
+    out: list[_Pulse] = []
+    for pulse in pulses:
+        if out and pulse.onset_s - out[-1].offset_s < bridge_s:
+            first = out[-1]
+            main = first if first.duration_s >= pulse.duration_s else pulse  # its pitch counts
+            out[-1] = _Pulse(
+                onset_s=first.onset_s,
+                offset_s=pulse.offset_s,
+                tone_hz=main.tone_hz,
+                peak_db=max(first.peak_db, pulse.peak_db),
+                snr_db=max(first.snr_db, pulse.snr_db),
+                steady=main.steady,
+            )
+        else:
+            out.append(pulse)
+    return out

@@ -1,0 +1,179 @@
+"""Incident REST routes and the signed clip links: ``app.include_router(incidents_api.router)``.
+
+=======  =================================  ================================================
+POST     /v1/incidents/{id}/cancel          ``{reason?}`` → 200 ``{outcome, incident}``;
+                                            409 ``already_reported`` / ``report_failed``
+POST     /v1/incidents/{id}/confirm         report now → 200 ``{outcome, incident}``;
+                                            409 ``cancelled`` / ``report_failed``
+GET      /v1/incidents                      the caller's incidents; ``since``, ``until``
+                                            (ISO 8601), ``class``, ``limit`` → ``{incidents}``
+GET      /v1/incidents/{id}                 one incident with its clip and deliveries
+GET      /v1/clips/{key}?exp=&sig=          the clip (FLAC) behind a link the worker signed
+=======  =================================  ================================================
+
+Incident routes need the device token and only ever show the caller's own incidents (an
+incident of another device is a 404). A repeated cancel answers 200 ``already_cancelled``
+and a repeated confirm 200 ``already_reported``: both are safe to retry. The clip route
+needs no token: the link's HMAC and expiry are the authorisation.
+
+The app must set, before serving: ``app.state.db`` (:class:`~shared.db.Database`),
+``app.state.incident_events`` (:func:`shared.incident_events.create_incident_events`) and
+``app.state.clip_store`` (:func:`shared.clips.create_clip_store`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.gateway.auth import CurrentDevice, DatabaseDep
+from shared.clips import CONTENT_TYPE, ClipStore, LocalClipStore, verify_clip_token
+from shared.incident_events import IncidentEvents
+from shared.incidents import (
+    CancelOutcome,
+    ConfirmOutcome,
+    IncidentView,
+    cancel_incident,
+    confirm_incident,
+    get_incident,
+    incident_clip,
+    incident_deliveries,
+    list_incidents,
+)
+from shared.taxonomy import CLASS_KEYS
+
+router = APIRouter(tags=["incidents"])
+
+# How long the clip link in ``GET /v1/incidents/{id}`` stays valid.
+CLIP_LINK_TTL_S = 3600
+
+_CANCEL_CONFLICT = {
+    CancelOutcome.ALREADY_REPORTED: "the report has already gone out; it cannot be cancelled",
+    CancelOutcome.REPORT_FAILED: "the report was attempted and could not be delivered; call 112/119 directly",
+}
+_CONFIRM_CONFLICT = {
+    ConfirmOutcome.CANCELLED: "the incident was cancelled; nothing will be reported",
+    ConfirmOutcome.REPORT_FAILED: "the report was attempted and could not be delivered; call 112/119 directly",
+}
+
+
+def get_events(request: Request) -> IncidentEvents:
+    events: IncidentEvents = request.app.state.incident_events
+    return events
+
+
+def get_clip_store(request: Request) -> ClipStore:
+    store: ClipStore = request.app.state.clip_store
+    return store
+
+
+EventsDep = Annotated[IncidentEvents, Depends(get_events)]
+ClipStoreDep = Annotated[ClipStore, Depends(get_clip_store)]
+
+
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=200)
+
+
+def _not_found() -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, {"code": "unknown_incident", "message": "no such incident"})
+
+
+def _conflict(code: str, message: str, incident: IncidentView | None) -> HTTPException:
+    return HTTPException(
+        status.HTTP_409_CONFLICT,
+        {"code": code, "message": message, "incident": incident.to_json() if incident else None},
+    )
+
+
+@router.post("/v1/incidents/{incident_id}/cancel")
+async def cancel(
+    incident_id: uuid.UUID, device: CurrentDevice, db: DatabaseDep, events: EventsDep, body: CancelRequest | None = None
+) -> dict[str, Any]:
+    """Cancel while the countdown runs: then it is never reported. Loses to the deadline truthfully."""
+    result = await cancel_incident(
+        db, incident_id, device_id=device.id, reason=body.reason if body else None, events=events, actor="rest"
+    )
+    if result.outcome is CancelOutcome.NOT_FOUND:
+        raise _not_found()
+    if result.outcome in _CANCEL_CONFLICT:
+        raise _conflict(result.outcome.value, _CANCEL_CONFLICT[result.outcome], result.incident)
+    assert result.incident is not None
+    return {"outcome": result.outcome.value, "incident": result.incident.to_json()}
+
+
+@router.post("/v1/incidents/{incident_id}/confirm")
+async def confirm(incident_id: uuid.UUID, device: CurrentDevice, db: DatabaseDep, events: EventsDep) -> dict[str, Any]:
+    """Report now (SOS): the deadline becomes now and the worker reports within a sweep."""
+    result = await confirm_incident(db, incident_id, device_id=device.id, events=events, actor="rest")
+    if result.outcome is ConfirmOutcome.NOT_FOUND:
+        raise _not_found()
+    if result.outcome in _CONFIRM_CONFLICT:
+        raise _conflict(result.outcome.value, _CONFIRM_CONFLICT[result.outcome], result.incident)
+    assert result.incident is not None
+    return {"outcome": result.outcome.value, "incident": result.incident.to_json()}
+
+
+@router.get("/v1/incidents")
+async def history(
+    device: CurrentDevice,
+    db: DatabaseDep,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    class_: Annotated[str | None, Query(alias="class")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    """The caller's incidents detected in ``[since, until)``, newest first."""
+    if class_ is not None and class_ not in CLASS_KEYS:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            {"code": "unknown_class", "message": f"class must be one of {', '.join(CLASS_KEYS)}"},
+        )
+    for name, moment in (("since", since), ("until", until)):
+        if moment is not None and moment.tzinfo is None:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                {"code": "naive_time", "message": f"{name} needs a time zone, e.g. 2026-11-22T09:00:00+09:00"},
+            )
+    incidents = await list_incidents(db, device.id, since=since, until=until, class_key=class_, limit=limit)
+    return {"incidents": [i.to_json() for i in incidents]}
+
+
+@router.get("/v1/incidents/{incident_id}")
+async def detail(incident_id: uuid.UUID, device: CurrentDevice, db: DatabaseDep, store: ClipStoreDep) -> dict[str, Any]:
+    """One incident with where its report went and a fresh link to its clip."""
+    incident = await get_incident(db, incident_id, device_id=device.id)
+    if incident is None:
+        raise _not_found()
+    clip = await incident_clip(db, incident_id)
+    body = incident.to_json()
+    body["clip"] = None if clip is None else {
+        "url": store.link(clip.key, CLIP_LINK_TTL_S), "sha256": clip.sha256,
+        "duration_s": clip.duration_s, "content_type": clip.content_type,
+    }
+    body["deliveries"] = await incident_deliveries(db, incident_id)
+    return body
+
+
+@router.get("/v1/clips/{key}", response_class=FileResponse)
+async def clip_file(key: str, exp: int, sig: str, store: ClipStoreDep) -> FileResponse:
+    """A clip behind a signed, expiring link (local storage; S3 links go to S3 directly)."""
+    if not isinstance(store, LocalClipStore) or not verify_clip_token(store.secret, key, exp, sig):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, {"code": "bad_link", "message": "the link is invalid or expired"})
+    try:
+        path = store.path_for(key)
+    except ValueError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, {"code": "unknown_clip", "message": "no such clip"}) from None
+    if not path.is_file():
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            {"code": "clip_pending", "message": "the clip is not stored yet; try again shortly"},
+        )
+    return FileResponse(path, media_type=CONTENT_TYPE, headers={"Cache-Control": "private, max-age=300"})

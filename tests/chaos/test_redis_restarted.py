@@ -1,0 +1,97 @@
+"""Redis restarted empty while incidents count down and while they are in flight.
+
+This test runs its own redis-server (no persistence) on a spare port as the broker and the
+pub/sub, and replaces it with a fresh, empty one twice. Nothing may be lost: the outbox in
+PostgreSQL is the queue of record and the sweeper publishes again what Redis forgot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from shared.db import Database
+from tests.alerting_support import (
+    FAST,
+    AgencyServer,
+    assert_exactly_once,
+    free_port,
+    open_incidents,
+    settled,
+    worker_env,
+    WorkerSupervisor,
+)
+
+pytestmark = pytest.mark.slow
+
+
+class RedisServer:
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis(port=self.port).ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def restart_empty(self) -> None:
+        self.kill()
+        self.start()
+        assert redis.Redis(port=self.port).dbsize() == 0
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is needed on PATH for this test", pytrace=False)
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.kill()
+
+
+async def test_redis_restarted_empty_during_countdowns_and_dispatch(
+    alerting_pg: Database, agency: AgencyServer, own_redis: RedisServer, data_dir: Path, tmp_path: Path
+) -> None:
+    env = worker_env(alerting_pg.url, data_dir, agency, broker_url=own_redis.url, redis_url=own_redis.url, **FAST)
+    with WorkerSupervisor(env, tmp_path / "logs") as workers:
+        await asyncio.sleep(2.0)  # worker up and consuming
+        ids = await open_incidents(alerting_pg, 12, countdown_s=1.0, spread_s=3.0, contacts_every=3)
+        await asyncio.sleep(0.6)  # all counting down, none due yet
+        own_redis.restart_empty()
+        await asyncio.sleep(1.2)  # some reported, some in flight, some still counting
+        own_redis.restart_empty()
+        assert await settled(alerting_pg, timeout_s=40), workers.logs()
+    figures = await assert_exactly_once(alerting_pg, agency)
+    print(f"\nredis restarted twice: {figures}")
+    assert figures["incidents"] == len(ids)

@@ -1,0 +1,314 @@
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.signal import fftconvolve
+
+from services.gateway.alarm_pattern import AlarmPatternConfig, AlarmPatternDetector, AlarmPatternMatch
+
+SR = 16000
+SPEECH_FIXTURE = Path("/work/shared/models/yamnet/speech_test_16k_int16.bin")
+
+# (on_s, off_s) per pulse of one cycle.
+TEMPORAL3 = [(0.5, 0.5), (0.5, 0.5), (0.5, 1.5)]  # ISO 8201
+TEMPORAL4 = [(0.1, 0.1)] * 3 + [(0.1, 5.0)]  # UL 2034
+
+
+# -- test signals ----------------------------------------------------------------------------
+
+
+def carrier(kind: str, hz: float, seconds: float) -> np.ndarray:
+    """A continuous tone: ``sine``, ``piezo`` (with 2nd-4th harmonics) or band-limited ``square``."""
+    t = np.arange(round(seconds * SR)) / SR
+    if kind == "sine":
+        weights = {1: 1.0}
+    elif kind == "piezo":
+        weights = {1: 1.0, 2: 0.5, 3: 0.3, 4: 0.15}
+    elif kind == "square":
+        weights = {k: 1.0 / k for k in range(1, 200, 2)}
+    else:
+        raise ValueError(kind)
+    out = sum(w * np.sin(2 * np.pi * k * hz * t + k) for k, w in weights.items() if k * hz < SR / 2)
+    return (out / np.max(np.abs(out))).astype(np.float64)
+
+
+def envelope(segments: Sequence[tuple[float, float]], seconds: float, ramp_s: float = 0.005) -> np.ndarray:
+    """1 inside each (start, end) segment, 0 outside, with short linear ramps like a real sounder."""
+    env = np.zeros(round(seconds * SR))
+    for start, end in segments:
+        a, b = max(round(start * SR), 0), min(round(end * SR), len(env))
+        if b <= a:
+            continue
+        env[a:b] = 1.0
+        ramp = min(round(ramp_s * SR), (b - a) // 2)
+        if start >= 0:
+            env[a : a + ramp] = np.linspace(0.0, 1.0, ramp)
+        if round(end * SR) <= len(env):
+            env[b - ramp : b] = np.linspace(1.0, 0.0, ramp)
+    return env
+
+
+def cycled(cycle: Sequence[tuple[float, float]], seconds: float, phase_s: float = 0.0) -> list[tuple[float, float]]:
+    """Segments of ``cycle`` repeated over ``seconds``; the signal starts ``phase_s`` into a cycle."""
+    period = sum(on + off for on, off in cycle)
+    segments = []
+    t = -phase_s
+    while t < seconds:
+        for on, off in cycle:
+            segments.append((t, t + on))
+            t += on + off
+    assert period > 0
+    return segments
+
+
+def alarm(cycle: Sequence[tuple[float, float]], kind: str, hz: float, seconds: float, phase_s: float) -> tuple[np.ndarray, np.ndarray]:
+    env = envelope(cycled(cycle, seconds, phase_s), seconds)
+    return 0.3 * env * carrier(kind, hz, seconds), env > 0.5
+
+
+def pink(n: int, rng: np.random.Generator) -> np.ndarray:
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    spectrum[1:] /= np.sqrt(np.arange(1, len(spectrum)))
+    spectrum[0] = 0.0
+    out = np.fft.irfft(spectrum, n)
+    return out / np.std(out)
+
+
+def reverb(x: np.ndarray, rng: np.random.Generator, rt60_s: float = 0.4, drr_db: float = 0.0) -> np.ndarray:
+    """A room: a direct path plus an exponentially decaying noise tail (60 dB down at ``rt60_s``)."""
+    t = np.arange(round(rt60_s * SR)) / SR
+    tail = rng.standard_normal(len(t)) * np.exp(-6.91 * t / rt60_s)
+    tail *= 10 ** (-drr_db / 20) / np.sqrt(np.sum(tail**2))
+    tail[0] += 1.0
+    return fftconvolve(x, tail)[: len(x)]
+
+
+def mix(signal: np.ndarray, noise: np.ndarray, snr_db: float, active: np.ndarray) -> np.ndarray:
+    """``signal`` plus ``noise`` scaled so the signal, while it sounds, is ``snr_db`` above it."""
+    signal_power = np.mean(signal[active] ** 2)
+    noise = noise[: len(signal)] * np.sqrt(signal_power / np.mean(noise**2) / 10 ** (snr_db / 10))
+    return signal + noise
+
+
+def speech(seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """The speech fixture repeated, with short random pauses and gains, ``seconds`` long."""
+    clip = np.fromfile(SPEECH_FIXTURE, dtype="<i2").astype(np.float64) / 32768.0
+    parts, total = [], 0
+    while total < seconds * SR:
+        parts += [clip * 10 ** (rng.uniform(-3, 3) / 20), np.zeros(round(rng.uniform(0.0, 0.4) * SR))]
+        total += len(parts[-2]) + len(parts[-1])
+    return np.concatenate(parts)[: round(seconds * SR)]
+
+
+def run(signal: np.ndarray, chunks: int | np.random.Generator = 320, config: AlarmPatternConfig | None = None) -> list[AlarmPatternMatch]:
+    """Push ``signal`` in fixed-size chunks, or random sizes (1 sample to 0.5 s) from a generator."""
+    detector = AlarmPatternDetector(SR, config)
+    samples = np.clip(signal, -1.0, 1.0).astype(np.float32)
+    matches: list[AlarmPatternMatch] = []
+    at = 0
+    while at < len(samples):
+        size = chunks if isinstance(chunks, int) else int(chunks.integers(1, 8000))
+        matches += detector.push(samples[at : at + size])
+        at += size
+    return matches
+
+
+def condition(signal: np.ndarray, active: np.ndarray, name: str, rng: np.random.Generator) -> np.ndarray:
+    if name == "clean":
+        return signal
+    snr_db = {"pink10": 10.0, "pink0": 0.0}[name]
+    wet = reverb(signal, rng)
+    return mix(wet, pink(len(wet), rng), snr_db, active)
+
+
+# -- positives -------------------------------------------------------------------------------
+
+TONES = [("piezo", 3100.0), ("sine", 3500.0), ("piezo", 2800.0), ("square", 520.0)]
+
+
+@pytest.mark.parametrize("condition_name", ["clean", "pink10", "pink0"])
+@pytest.mark.parametrize(("kind", "hz"), TONES)
+@pytest.mark.parametrize("phase_s", [0.6, 1.3, 2.7])
+def test_temporal3_is_fire_within_nine_and_a_half_seconds(
+    kind: str, hz: float, condition_name: str, phase_s: float
+) -> None:
+    rng = np.random.default_rng(round(hz + 10 * phase_s))
+    signal, active = alarm(TEMPORAL3, kind, hz, 12.0, phase_s)
+    matches = run(condition(signal, active, condition_name, rng), chunks=rng)
+    assert matches, "no match"
+    assert {(m.pattern, m.class_key) for m in matches} == {("temporal3", "fire")}
+    assert matches[0].stream_time_s <= 9.5
+    assert all(m.tone_hz == pytest.approx(hz, rel=0.02) for m in matches)
+    assert all(0.0 <= m.confidence <= 1.0 for m in matches)
+
+
+@pytest.mark.parametrize("condition_name", ["clean", "pink10", "pink0"])
+@pytest.mark.parametrize("phase_s", [0.3, 2.0])
+def test_temporal4_is_gas_within_twelve_seconds(condition_name: str, phase_s: float) -> None:
+    rng = np.random.default_rng(round(100 * phase_s))
+    signal, active = alarm(TEMPORAL4, "piezo", 3000.0, 13.0, phase_s)
+    matches = run(condition(signal, active, condition_name, rng), chunks=rng)
+    assert matches, "no match"
+    assert {(m.pattern, m.class_key) for m in matches} == {("temporal4", "gas")}
+    assert matches[0].stream_time_s <= 12.0
+    assert matches[0].tone_hz == pytest.approx(3000.0, rel=0.02)
+
+
+@pytest.mark.parametrize("background", ["speech", "music"])
+def test_temporal3_over_speech_and_music_at_0_db(background: str) -> None:
+    rng = np.random.default_rng(7)
+    signal, active = alarm(TEMPORAL3, "piezo", 3100.0, 12.0, 1.3)
+    noise = speech(12.0, rng) if background == "speech" else chords(12.0, rng)
+    matches = run(mix(reverb(signal, rng), noise, 0.0, active), chunks=rng)
+    assert matches and matches[0].pattern == "temporal3"
+    assert matches[0].stream_time_s <= 9.5
+
+
+def test_low_frequency_temporal3_over_speech_at_0_db() -> None:
+    rng = np.random.default_rng(8)
+    signal, active = alarm(TEMPORAL3, "square", 520.0, 12.0, 2.7)
+    matches = run(mix(reverb(signal, rng), speech(12.0, rng), 0.0, active), chunks=rng)
+    assert matches and matches[0].pattern == "temporal3"
+    assert matches[0].tone_hz == pytest.approx(520.0, rel=0.02)
+
+
+def test_reports_every_cycle_while_the_alarm_sounds() -> None:
+    signal, _ = alarm(TEMPORAL3, "piezo", 3100.0, 24.0, 0.0)
+    times = [m.stream_time_s for m in run(signal)]
+    # Cycles end at 2.5 s + 4 s * n; the first match needs two of them.
+    assert times == pytest.approx([6.5 + 4 * n for n in range(5)], abs=0.05)
+
+
+def test_one_cycle_is_enough_when_configured() -> None:
+    signal, _ = alarm(TEMPORAL3, "piezo", 3100.0, 5.0, -1.0)
+    assert run(signal) == []
+    matches = run(signal, config=AlarmPatternConfig(temporal3_cycles=1))
+    assert [m.pattern for m in matches] == ["temporal3"]
+
+
+def test_matches_do_not_depend_on_chunking() -> None:
+    rng = np.random.default_rng(11)
+    signal, active = alarm(TEMPORAL3, "square", 520.0, 12.0, 1.3)
+    noisy = mix(reverb(signal, rng), pink(len(signal), rng), 5.0, active)
+    reference = run(noisy, chunks=16000)
+    assert reference
+    assert run(noisy, chunks=37) == reference
+    assert run(noisy, chunks=np.random.default_rng(3)) == reference
+
+
+# -- negatives -------------------------------------------------------------------------------
+
+
+def beeps(segments: Sequence[tuple[float, float]], hz: float, seconds: float, kind: str = "piezo") -> np.ndarray:
+    return 0.3 * envelope(segments, seconds) * carrier(kind, hz, seconds)
+
+
+def chords(seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """Music-like: a I-V-vi-IV progression of sawtooth triads, stabbed on and off to a beat."""
+    n = round(seconds * SR)
+    t = np.arange(n) / SR
+    out = np.zeros(n)
+    progression = [(261.6, 329.6, 392.0), (196.0, 246.9, 293.7), (220.0, 261.6, 329.6), (174.6, 220.0, 261.6)]
+    beat = 0.45
+    for i, start in enumerate(np.arange(0.0, seconds, beat)):
+        a, b = round(start * SR), min(round((start + rng.uniform(0.2, 0.4)) * SR), n)
+        for root in progression[(i // 4) % 4]:
+            for k in range(1, 12):
+                out[a:b] += np.sin(2 * np.pi * k * root * t[a:b]) / k
+        out[a:b] *= np.linspace(1.0, 0.3, b - a)
+    return 0.1 * out / np.max(np.abs(out))
+
+
+def negative(name: str, rng: np.random.Generator) -> np.ndarray:
+    seconds = 24.0
+    if name == "speech":
+        return 0.3 * speech(seconds, rng)
+    if name == "microwave_once":
+        return beeps(cycled(TEMPORAL3[:2] + [(0.5, 30.0)], 5.0, -2.0), 2000.0, seconds)
+    if name == "microwave_every_30s":
+        seconds = 65.0
+        return beeps(cycled([(0.5, 0.5), (0.5, 0.5), (0.5, 28.5)], seconds, -2.0), 2000.0, seconds)
+    if name == "continuous_tone":
+        return 0.3 * carrier("piezo", 3100.0, seconds)
+    if name == "alarm_clock":
+        return beeps(cycled([(0.1, 0.1)] * 3 + [(0.1, 0.3)], seconds, 0.0), 2500.0, seconds)
+    if name == "phone_us":
+        ring = carrier("sine", 440.0, seconds) + carrier("sine", 480.0, seconds)
+        return 0.15 * envelope(cycled([(2.0, 4.0)], seconds, 0.0), seconds) * ring
+    if name == "phone_uk":
+        ring = carrier("sine", 400.0, seconds) + carrier("sine", 450.0, seconds)
+        return 0.15 * envelope(cycled([(0.4, 0.2), (0.4, 2.0)], seconds, 0.0), seconds) * ring
+    if name == "siren":
+        t = np.arange(round(seconds * SR)) / SR
+        hz = 1000.0 + 400.0 * np.sin(2 * np.pi * t / 4.0)  # wail: 600-1400 Hz every 4 s
+        return 0.3 * np.sin(2 * np.pi * np.cumsum(hz) / SR)
+    if name == "pink_noise":
+        return 0.1 * pink(round(seconds * SR), rng)
+    if name == "music":
+        return chords(seconds, rng)
+    if name == "silence":
+        return np.zeros(round(seconds * SR))
+    raise ValueError(name)
+
+
+NEGATIVES = [
+    "speech",
+    "microwave_once",
+    "microwave_every_30s",
+    "continuous_tone",
+    "alarm_clock",
+    "phone_us",
+    "phone_uk",
+    "siren",
+    "pink_noise",
+    "music",
+    "silence",
+]
+
+
+@pytest.mark.parametrize("name", NEGATIVES)
+def test_no_match_on_other_sounds(name: str) -> None:
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    assert run(negative(name, rng), chunks=rng) == []
+
+
+@pytest.mark.parametrize("name", ["microwave_once", "alarm_clock", "phone_uk", "music"])
+def test_no_match_on_other_sounds_in_a_room(name: str) -> None:
+    rng = np.random.default_rng(5)
+    signal = reverb(negative(name, rng), rng)
+    assert run(mix(signal, pink(len(signal), rng), 20.0, np.abs(signal) > 0.01)) == []
+
+
+def test_alarm_clock_is_not_temporal4_but_temporal4_is() -> None:
+    """The same four 0.1 s beeps; only the ~5 s pause makes them a CO alarm."""
+    clock = beeps(cycled([(0.1, 0.1)] * 3 + [(0.1, 0.3)], 14.0, 0.0), 3000.0, 14.0)
+    co, _ = alarm(TEMPORAL4, "piezo", 3000.0, 14.0, 0.0)
+    assert run(clock) == []
+    assert [m.pattern for m in run(co)] == ["temporal4", "temporal4"]
+
+
+# -- the interface ---------------------------------------------------------------------------
+
+
+def test_rejects_bad_input_and_settings() -> None:
+    detector = AlarmPatternDetector()
+    with pytest.raises(ValueError):
+        detector.push(np.zeros((2, 160), dtype=np.float32))
+    assert detector.push(np.zeros(0, dtype=np.float32)) == []
+    assert detector.push(np.full(1000, np.nan, dtype=np.float32)) == []
+    with pytest.raises(ValueError):
+        AlarmPatternConfig(timing_tolerance=0.0)
+    with pytest.raises(ValueError):
+        AlarmPatternConfig(temporal3_cycles=0)
+    with pytest.raises(ValueError):
+        AlarmPatternDetector(8000, AlarmPatternConfig(max_tone_hz=4500.0))
+
+
+def test_match_is_frozen() -> None:
+    match = AlarmPatternMatch("temporal3", "fire", 0.9, 6.5, 3100.0)
+    with pytest.raises(AttributeError):
+        match.confidence = 0.1  # type: ignore[misc]

@@ -1,0 +1,249 @@
+"""The incident lifecycle on SQLite: open, evidence, cancel, confirm, the race with the deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+from datetime import timedelta
+
+import numpy as np
+import pytest
+import soundfile as sf
+from sqlalchemy import func, select
+
+from shared.clips import LocalClipStore, verify_clip_token
+from shared.db import Database
+from shared.db.models import AuditEntry, ContactNotification, DispatchOutbox
+from shared.incident_events import IncidentWatcher, LocalIncidentEvents
+from shared.incidents import (
+    CancelOutcome,
+    ConfirmOutcome,
+    IncidentState,
+    Location,
+    ScorePoint,
+    archive_clip,
+    cancel_incident,
+    confirm_incident,
+    get_incident,
+    incident_clip,
+    list_incidents,
+    open_incident,
+)
+from tests.alerting_support import make_device, sweeper
+
+async def test_open_sets_the_deadline_from_the_database_clock(sqlite_db: Database) -> None:
+    device = await make_device(sqlite_db)
+    opened = await open_incident(
+        sqlite_db, device_id=device, class_key="fire", confidence=0.8,
+        scores=[ScorePoint(-0.5, 0.6), ScorePoint(0.0, 0.8)], countdown_s=60,
+    )
+    incident = opened.incident
+    assert opened.created and incident.state is IncidentState.PENDING
+    assert incident.deadline_at - incident.detected_at == timedelta(seconds=60)
+    assert 59.0 < incident.seconds_left <= 60.0
+    assert [p["score"] for p in incident.score_timeline] == [0.6, 0.8]
+
+
+async def test_sqlite_clock_has_sub_second_precision(sqlite_db: Database) -> None:
+    device = await make_device(sqlite_db)
+    first = (await open_incident(sqlite_db, device_id=device, class_key="fire", confidence=0.8, countdown_s=0.25)).incident
+    await asyncio.sleep(0.3)
+    again = await get_incident(sqlite_db, first.id)
+    assert again is not None and again.seconds_left == 0.0
+    assert first.deadline_at - first.detected_at == timedelta(milliseconds=250)
+
+
+async def test_a_second_detection_adds_evidence_to_the_open_incident(sqlite_db: Database) -> None:
+    device = await make_device(sqlite_db)
+    first = await open_incident(sqlite_db, device_id=device, class_key="fire", confidence=0.7, scores=[ScorePoint(0, 0.7)])
+    second = await open_incident(sqlite_db, device_id=device, class_key="help", confidence=0.9, scores=[ScorePoint(0, 0.9)])
+    assert not second.created and second.incident.id == first.incident.id
+    assert second.incident.detections == 2 and second.incident.confidence == 0.9
+    assert second.incident.class_key == "fire"
+    assert [p["class"] for p in second.incident.score_timeline] == ["fire", "help"]
+    assert second.incident.score_timeline[1]["t"] >= 0
+    assert second.incident.deadline_at == first.incident.deadline_at
+
+
+async def test_concurrent_detections_open_one_incident(sqlite_db: Database) -> None:
+    device = await make_device(sqlite_db)
+    results = await asyncio.gather(
+        *(open_incident(sqlite_db, device_id=device, class_key="crime", confidence=0.9) for _ in range(5))
+    )
+    assert len({r.incident.id for r in results}) == 1
+    assert sum(r.created for r in results) == 1
+    final = await get_incident(sqlite_db, results[0].incident.id)
+    assert final is not None and final.detections == 5
+
+
+async def test_refuses_normal_class_and_unknown_device(sqlite_db: Database) -> None:
+    device = await make_device(sqlite_db)
+    with pytest.raises(ValueError):
+        await open_incident(sqlite_db, device_id=device, class_key="normal", confidence=0.9)
+    with pytest.raises(LookupError):
+        await open_incident(sqlite_db, device_id=uuid.uuid4(), class_key="fire", confidence=0.9)
+
+
+async def test_location_is_kept_only_with_consent(sqlite_db: Database) -> None:
+    place = Location(37.5, 127.0, 12.0)
+    with_consent = await make_device(sqlite_db)
+    without = await make_device(sqlite_db, consent_location=False)
+    kept = await open_incident(sqlite_db, device_id=with_consent, class_key="fire", confidence=0.9, location=place)
+    dropped = await open_incident(sqlite_db, device_id=without, class_key="fire", confidence=0.9, location=place)
+    assert kept.incident.location == place
+    assert dropped.incident.location is None
+
+
+async def test_contacts_are_queued_at_detection(sqlite_db: Database) -> None:
+    device = await make_device(sqlite_db, contacts=2, contact_webhook="http://guardian/hook")
+    incident = (await open_incident(sqlite_db, device_id=device, class_key="medical", confidence=0.9)).incident
+    async with sqlite_db.session() as session:
+        rows = (await session.execute(
+            select(ContactNotification.contact_id, ContactNotification.kind, ContactNotification.state)
+            .where(ContactNotification.incident_id == incident.id)
+            .order_by(ContactNotification.contact_id, ContactNotification.position)
+        )).all()
+    assert [(kind, state) for _, kind, state in rows] == [
+        ("webhook", "pending"), ("sms", "standby"), ("webhook", "pending"), ("sms", "standby")
+    ]
+
+
+async def test_cancel_wins_while_pending_and_is_reported_truthfully_after(sqlite_db: Database) -> None:
+    events = LocalIncidentEvents()
+    device = await make_device(sqlite_db, contacts=1)
+    incident = (await open_incident(sqlite_db, device_id=device, class_key="fire", confidence=0.9)).incident
+    async with events.subscribe() as updates:
+        result = await cancel_incident(sqlite_db, incident.id, device_id=device, reason="toast", events=events)
+        update = await asyncio.wait_for(anext(updates), 1)
+    assert result.outcome is CancelOutcome.CANCELLED and result.incident is not None
+    assert result.incident.state is IncidentState.CANCELLED and result.incident.cancel_reason == "toast"
+    assert update.state == "cancelled" and update.detail == {"reason": "toast"}
+    again = await cancel_incident(sqlite_db, incident.id, device_id=device)
+    assert again.outcome is CancelOutcome.ALREADY_CANCELLED
+    confirm = await confirm_incident(sqlite_db, incident.id, device_id=device)
+    assert confirm.outcome is ConfirmOutcome.CANCELLED
+    async with sqlite_db.session() as session:
+        states = (await session.scalars(
+            select(ContactNotification.state).where(ContactNotification.incident_id == incident.id)
+        )).all()
+    # The guardian had not been told yet: the detection notice is dropped, no cancel notice is needed.
+    assert set(states) == {"skipped"}
+
+
+async def test_cancel_after_the_deadline_claim_is_already_reported(sqlite_db: Database) -> None:
+    device = await make_device(sqlite_db)
+    incident = (await open_incident(sqlite_db, device_id=device, class_key="crime", confidence=0.9, countdown_s=0)).incident
+    published: list[tuple[str, str]] = []
+    assert await sweeper(sqlite_db, published).claim_due_incidents() == 1
+    result = await cancel_incident(sqlite_db, incident.id, device_id=device)
+    assert result.outcome is CancelOutcome.ALREADY_REPORTED
+    assert result.incident is not None and result.incident.state is IncidentState.DISPATCHING
+    assert (await confirm_incident(sqlite_db, incident.id)).outcome is ConfirmOutcome.ALREADY_REPORTED
+
+
+async def test_cancel_of_another_devices_incident_is_not_found(sqlite_db: Database) -> None:
+    owner, stranger = await make_device(sqlite_db), await make_device(sqlite_db)
+    incident = (await open_incident(sqlite_db, device_id=owner, class_key="fire", confidence=0.9)).incident
+    assert (await cancel_incident(sqlite_db, incident.id, device_id=stranger)).outcome is CancelOutcome.NOT_FOUND
+    assert (await confirm_incident(sqlite_db, incident.id, device_id=stranger)).outcome is ConfirmOutcome.NOT_FOUND
+    assert await get_incident(sqlite_db, incident.id, device_id=stranger) is None
+    assert (await get_incident(sqlite_db, incident.id, device_id=owner)) is not None
+
+
+async def test_confirm_moves_the_deadline_to_now(sqlite_db: Database) -> None:
+    device = await make_device(sqlite_db)
+    incident = (await open_incident(sqlite_db, device_id=device, class_key="help", confidence=0.9)).incident
+    result = await confirm_incident(sqlite_db, incident.id, device_id=device)
+    assert result.outcome is ConfirmOutcome.CONFIRMED and result.incident is not None
+    assert result.incident.seconds_left == 0.0 and result.incident.trigger == "confirmed"
+    assert await sweeper(sqlite_db).claim_due_incidents() == 1
+
+
+@pytest.mark.parametrize("round_", range(8))
+async def test_cancel_racing_the_deadline_has_exactly_one_winner(sqlite_db: Database, round_: int) -> None:
+    device = await make_device(sqlite_db)
+    incident = (await open_incident(sqlite_db, device_id=device, class_key="fire", confidence=0.9, countdown_s=0.02)).incident
+    await asyncio.sleep(0.02 + round_ * 0.002)
+    claimed, cancel = await asyncio.gather(
+        sweeper(sqlite_db).claim_due_incidents(), cancel_incident(sqlite_db, incident.id)
+    )
+    async with sqlite_db.session() as session:
+        rows = await session.scalar(select(func.count()).select_from(DispatchOutbox).where(DispatchOutbox.incident_id == incident.id))
+    if cancel.outcome is CancelOutcome.CANCELLED:
+        assert claimed == 0 and rows == 0
+    else:
+        assert cancel.outcome is CancelOutcome.ALREADY_REPORTED and claimed == 1 and rows == 1
+
+
+async def test_history_filters(sqlite_db: Database) -> None:
+    device = await make_device(sqlite_db)
+    fire = (await open_incident(sqlite_db, device_id=device, class_key="fire", confidence=0.9)).incident
+    await cancel_incident(sqlite_db, fire.id)
+    crime = (await open_incident(sqlite_db, device_id=device, class_key="crime", confidence=0.9)).incident
+    assert [i.id for i in await list_incidents(sqlite_db, device)] == [crime.id, fire.id]
+    assert [i.id for i in await list_incidents(sqlite_db, device, class_key="fire")] == [fire.id]
+    assert [i.id for i in await list_incidents(sqlite_db, device, since=crime.detected_at)] == [crime.id]
+    assert [i.id for i in await list_incidents(sqlite_db, device, until=crime.detected_at)] == [fire.id]
+    assert await list_incidents(sqlite_db, uuid.uuid4()) == []
+
+
+async def test_clip_is_archived_with_checksum_and_a_verifiable_link(sqlite_db: Database, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    device = await make_device(sqlite_db)
+    incident = (await open_incident(sqlite_db, device_id=device, class_key="fire", confidence=0.9)).incident
+    store = LocalClipStore(tmp_path / "clips", "clip-secret", "http://gw:8000")
+    samples = (0.1 * np.sin(np.arange(16000 * 30) / 10)).astype(np.float32)
+    info = await archive_clip(sqlite_db, store, incident.id, samples, 16000)
+    assert info == await incident_clip(sqlite_db, incident.id)
+    assert info.duration_s == 30.0 and len(info.sha256) == 64
+    data = await store.get(info.key)
+    decoded, rate = sf.read(io.BytesIO(data), dtype="float32")
+    assert rate == 16000 and np.abs(decoded - samples).max() < 1e-4
+    link = store.link(info.key, 60)
+    assert link.startswith(f"http://gw:8000/v1/clips/{info.key}?")
+    query = dict(p.split("=") for p in link.split("?")[1].split("&"))
+    assert verify_clip_token("clip-secret", info.key, int(query["exp"]), query["sig"])
+    assert not verify_clip_token("other", info.key, int(query["exp"]), query["sig"])
+    assert not verify_clip_token("clip-secret", info.key, int(query["exp"]), query["sig"], now=int(query["exp"]))
+    async with sqlite_db.session() as session:
+        assert "clip" in (await session.scalars(select(AuditEntry.event).where(AuditEntry.incident_id == incident.id))).all()
+
+
+async def test_watcher_follows_through_polls_when_no_event_arrives(sqlite_db: Database) -> None:
+    device = await make_device(sqlite_db)
+    incident = (await open_incident(sqlite_db, device_id=device, class_key="fire", confidence=0.9)).incident
+    silent = LocalIncidentEvents()  # nobody publishes on it: only the poll can see the cancel
+    watcher = IncidentWatcher(sqlite_db, silent, poll_interval_s=0.05)
+    await watcher.start()
+    try:
+        seen: list[str] = []
+
+        async def follow() -> None:
+            async for update in watcher.watch(incident.id, known=(incident.state.value, incident.deadline_at.isoformat())):
+                seen.append(update.state)
+
+        task = asyncio.create_task(follow())
+        await asyncio.sleep(0.1)
+        await cancel_incident(sqlite_db, incident.id)
+        await asyncio.wait_for(task, 2)
+        assert seen == ["cancelled"]
+    finally:
+        await watcher.close()
+
+
+async def test_watcher_takes_pushed_events(sqlite_db: Database) -> None:
+    events = LocalIncidentEvents()
+    device = await make_device(sqlite_db)
+    incident = (await open_incident(sqlite_db, device_id=device, class_key="fire", confidence=0.9)).incident
+    watcher = IncidentWatcher(sqlite_db, events, poll_interval_s=30)
+    await watcher.start()
+    try:
+        updates = watcher.watch(incident.id, known=(incident.state.value, incident.deadline_at.isoformat()))
+        task = asyncio.create_task(anext(updates))
+        await asyncio.sleep(0.05)
+        await confirm_incident(sqlite_db, incident.id, events=events)
+        update = await asyncio.wait_for(task, 1)
+        assert update.state == "pending" and update.deadline_at != incident.deadline_at.isoformat()
+        await updates.aclose()
+    finally:
+        await watcher.close()
