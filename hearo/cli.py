@@ -125,3 +125,37 @@ def device_register(
     typer.echo(f"device_id: {credentials['device_id']}")
     typer.echo(f"token: {credentials['token']}")
     typer.echo("Keep the token: it is shown only once (export HEARO_TOKEN=...).", err=True)
+
+
+@app.command()
+def train(
+    checkpoint: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Official BEATs checkpoint (pre-trained or AudioSet fine-tuned).")],
+    data: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Dataset folder: class folders or AI Hub layout (docs/training.md).")],
+    out: Annotated[Path, typer.Option(help="Model file to write; serve it with HEARO_INFERENCE_MODEL=beats.")],
+    backbone: Annotated[str, typer.Option(help="Backbone to fine-tune.")] = "beats",
+    epochs: Annotated[int, typer.Option(help="Most epochs to run.")] = 30,
+    top_layers: Annotated[int, typer.Option(help="Encoder layers to fine-tune with the head (0: head only).")] = 0,
+    batch_size: Annotated[int, typer.Option()] = 32,
+    lr: Annotated[float, typer.Option(help="Head learning rate (trained encoder layers use lr/10).")] = 1e-3,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in the run folder.")] = False,
+    patience: Annotated[int, typer.Option(help="Epochs without validation improvement before stopping.")] = 5,
+    seed: Annotated[int, typer.Option()] = 0,
+    val_fraction: Annotated[float, typer.Option(help="Share of source files held out for validation.")] = 0.2,
+) -> None:
+    """Fine-tune a 9-class head on a BEATs backbone."""
+    import pickle
+
+    from services.inference.training import TrainingConfig, run_training
+
+    if backbone != "beats":
+        raise typer.BadParameter("only 'beats' can be fine-tuned", param_hint="--backbone")
+    config = TrainingConfig(
+        checkpoint=checkpoint, data=data, out=out, epochs=epochs, top_layers=top_layers,
+        batch_size=batch_size, lr=lr, resume=resume, patience=patience, seed=seed,
+        val_fraction=val_fraction,
+    )
+    try:
+        run_training(config)
+    except (ValueError, FileExistsError, FileNotFoundError, pickle.UnpicklingError, RuntimeError) as exc:
+        typer.echo(f"hearo train: {exc}", err=True)
+        raise typer.Exit(2) from None

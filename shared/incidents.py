@@ -182,6 +182,10 @@ class ClipInfo:
     size_bytes: int
     content_type: str
 
+    @classmethod
+    def from_row(cls, clip: IncidentClip) -> ClipInfo:
+        return cls(clip.key, clip.sha256, clip.duration_s, clip.size_bytes, clip.content_type)
+
 
 async def open_incident(
     db: Database,
@@ -477,9 +481,7 @@ async def incident_clip(db: Database, incident_id: uuid.UUID) -> ClipInfo | None
     """The recorded clip of an incident, or None when none is stored yet."""
     async with db.session() as session:
         clip = await session.get(IncidentClip, incident_id)
-    if clip is None:
-        return None
-    return ClipInfo(clip.key, clip.sha256, clip.duration_s, clip.size_bytes, clip.content_type)
+    return None if clip is None else ClipInfo.from_row(clip)
 
 
 async def add_contact_notifications(

@@ -17,17 +17,27 @@ from typing import Any
 
 from shared.clips import CONTENT_TYPE, ClipStore, clip_key
 from shared.db import Database
-from shared.incidents import incident_clip
+from shared.incidents import ClipInfo, incident_clip
 
 POLL_S = 0.25
 
 
 async def clip_for_report(
-    db: Database, store: ClipStore, incident_id: uuid.UUID, *, wait_s: float, ttl_s: int
+    db: Database,
+    store: ClipStore,
+    incident_id: uuid.UUID,
+    *,
+    stored: ClipInfo | None,
+    wait_s: float,
+    ttl_s: int,
 ) -> dict[str, Any]:
-    """The report's ``clip`` object: link, expiry, and (when stored) checksum and duration."""
+    """The report's ``clip`` object: link, expiry, and (when stored) checksum and duration.
+
+    ``stored`` is the clip as the caller already read it; when None, the database is
+    polled for up to ``wait_s`` seconds.
+    """
     deadline = time.monotonic() + wait_s
-    clip = await incident_clip(db, incident_id)
+    clip = stored
     while clip is None and time.monotonic() < deadline:
         await asyncio.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
         clip = await incident_clip(db, incident_id)

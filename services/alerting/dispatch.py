@@ -156,8 +156,8 @@ class Dispatcher:
 
     async def _claim(self, model: type[DispatchOutbox] | type[ContactNotification], row_id: uuid.UUID) -> Row | None:
         async with self.db.session() as session:
-            claimed = (
-                await session.execute(
+            row: Row | None = (
+                await session.scalars(
                     update(model)
                     .where(model.id == row_id, claimable(model, self.policy.worker_stale_s))
                     .values(
@@ -166,13 +166,10 @@ class Dispatcher:
                         lease_until=db_now(self.policy.lease_s),
                         attempts=model.attempts + 1,
                     )
-                    .returning(model.id)
-                    .execution_options(synchronize_session=False)
+                    .returning(model)
+                    .execution_options(synchronize_session=False, populate_existing=True)
                 )
             ).first()
-            if claimed is None:
-                return None
-            row: Row | None = await session.get(model, row_id, populate_existing=True)
         return row
 
     async def _fix_payload(self, model: type[DispatchOutbox] | type[ContactNotification], row: Row) -> bytes:

@@ -25,13 +25,15 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.alerting.archive import clip_for_report
 from services.alerting.routing import Router
 from shared.clips import CLIP_AFTER_S, ClipStore
 from shared.db import Database, Device, EmergencyContact
 from shared.db.clock import db_now
-from shared.db.models import ContactNotification, DispatchOutbox, Incident
+from shared.incidents import ClipInfo
+from shared.db.models import ContactNotification, DispatchOutbox, Incident, IncidentClip
 from shared.taxonomy import by_key
 
 REPORTED_STATES = ("dispatched", "failed")
@@ -53,9 +55,8 @@ class ReportBuilder:
         self.history_limit = history_limit
 
     async def agency_report(self, row: DispatchOutbox) -> bytes:
-        incident, device, now = await self._load(row.incident_id)
-        agency = self.router.agency(row.agency_id)
         async with self.db.session() as session:
+            incident, device, now = await self._load(session, row.incident_id)
             history = (
                 await session.scalars(
                     select(Incident)
@@ -68,11 +69,15 @@ class ReportBuilder:
                     .limit(self.history_limit)
                 )
             ).all()
+            stored = await session.get(IncidentClip, incident.id)
+        agency = self.router.agency(row.agency_id)
         # Waiting helps only while the gateway can still be recording the 20 s after the
         # detection; a clip still missing after that is not coming any sooner.
         clip_due_s = (incident.detected_at - now).total_seconds() + CLIP_AFTER_S + CLIP_UPLOAD_SLACK_S
         clip = await clip_for_report(
-            self.db, self.clips, incident.id, wait_s=max(0.0, min(self.clip_wait_s, clip_due_s)), ttl_s=self.link_ttl_s
+            self.db, self.clips, incident.id,
+            stored=None if stored is None else ClipInfo.from_row(stored),
+            wait_s=max(0.0, min(self.clip_wait_s, clip_due_s)), ttl_s=self.link_ttl_s,
         )
         data = {
             "incident_id": str(incident.id),
@@ -104,8 +109,8 @@ class ReportBuilder:
         return _envelope("incident.reported", now, data)
 
     async def contact_notice(self, row: ContactNotification) -> bytes:
-        incident, device, now = await self._load(row.incident_id)
         async with self.db.session() as session:
+            incident, device, now = await self._load(session, row.incident_id)
             contact = await session.get(EmergencyContact, row.contact_id)
             if row.event in ("dispatched", "failed"):
                 # The agencies the report reached (or, for "failed", could not reach).
@@ -135,10 +140,14 @@ class ReportBuilder:
         }
         return _envelope(f"incident.{row.event}", now, data)
 
-    async def _load(self, incident_id: uuid.UUID) -> tuple[Incident, Device, datetime]:
-        async with self.db.session() as session:
-            incident, now = (await session.execute(select(Incident, db_now()).where(Incident.id == incident_id))).one()
-            device = await session.get_one(Device, incident.device_id)
+    @staticmethod
+    async def _load(session: AsyncSession, incident_id: uuid.UUID) -> tuple[Incident, Device, datetime]:
+        incident, device, now = (
+            await session.execute(
+                select(Incident, Device, db_now()).join(Device, Device.id == Incident.device_id)
+                .where(Incident.id == incident_id)
+            )
+        ).one()
         return incident, device, now
 
 

@@ -69,6 +69,7 @@ _ECHO_MEMORY_S = 0.3  # a pulse starting this soon after one at its pitch ended 
 _ECHO_DB = 4.0  # ... and peaking this far below it is a swell of the room's tail, not a pulse
 _IN_TUNE_FRACTION = 0.8  # of a steady pulse's frames, within frequency_tolerance of its median
 _MIN_FIRST_GROUP_PULSES = 2
+_REGULARITY = 0.1  # onset-to-onset periods of one match differ from their median by at most this (relative)
 _HOLD_S = 0.15  # wait this long for other tracks completing the same group, then report the loudest
 _DEDUPE_S = 1.0
 _MAX_ACTIVE_PULSES = 8
@@ -517,9 +518,9 @@ class AlarmPatternDetector:
         if len(groups) < needed or not groups or len(groups[0]) != spec.pulses:
             return None
         recent = [p for group in groups[:needed] for p in group]
-        peaks = [p.peak_db for p in recent]
-        if max(peaks) - min(peaks) > self.config.level_spread_db:
+        if not self._alike(spec, groups[:needed], recent):
             return None
+        peaks = [p.peak_db for p in recent]
         return _Candidate(
             spec=spec,
             confidence=self._confidence(spec, needed, groups),
@@ -527,6 +528,24 @@ class AlarmPatternDetector:
             tone_hz=float(np.median([p.tone_hz for p in recent])),
             peak_db=float(np.median(peaks)),
         )
+
+    def _alike(self, spec: _PatternSpec, groups: list[list[_Pulse]], pulses: list[_Pulse]) -> bool:
+        """An alarm's pulses are alike: equally loud, one pitch, on a steady beat.
+
+        Each interval alone may stray by the timing tolerance (devices differ); within one
+        device the beat is regular, which chance sequences of speech or music sounds are not.
+        """
+        peaks = [p.peak_db for p in pulses]
+        if max(peaks) - min(peaks) > self.config.level_spread_db:
+            return False
+        tones = [p.tone_hz for p in pulses]
+        centre = float(np.median(tones))
+        if max(abs(t - centre) for t in tones) > self._hz_tolerance(centre):
+            return False
+        periods = [b.onset_s - a.onset_s for group in groups for a, b in zip(group, group[1:])]
+        beat = float(np.median(periods))
+        jitter = _REGULARITY * (spec.on_s + spec.gap_s) + self._frame_s
+        return max(abs(p - beat) for p in periods) <= jitter
 
     def _confidence(self, spec: _PatternSpec, needed: int, groups: list[list[_Pulse]]) -> float:
         tol = self.config.timing_tolerance

@@ -92,7 +92,7 @@ async def test_report_link_is_ready_when_the_clip_is_stored(sqlite_db: Database,
     device = await make_device(sqlite_db)
     incident = (await open_incident(sqlite_db, device_id=device, class_key="fire", confidence=0.9)).incident
     info = await archive_clip(sqlite_db, store, incident.id, np.zeros(16000 * 30, np.float32), 16000)
-    clip = await clip_for_report(sqlite_db, store, incident.id, wait_s=5, ttl_s=60)
+    clip = await clip_for_report(sqlite_db, store, incident.id, stored=info, wait_s=5, ttl_s=60)
     assert clip["status"] == "ready" and clip["sha256"] == info.sha256 and clip["duration_s"] == 30.0
     assert clip["url"].startswith(f"http://gw/v1/clips/{info.key}?exp=")
 
@@ -102,7 +102,7 @@ async def test_report_waits_briefly_for_a_clip_then_goes_with_a_pending_link(sql
     device = await make_device(sqlite_db)
     incident = (await open_incident(sqlite_db, device_id=device, class_key="fire", confidence=0.9)).incident
     started = time.monotonic()
-    clip = await clip_for_report(sqlite_db, store, incident.id, wait_s=0.3, ttl_s=60)
+    clip = await clip_for_report(sqlite_db, store, incident.id, stored=None, wait_s=0.3, ttl_s=60)
     assert 0.3 <= time.monotonic() - started < 1.0
     assert clip["status"] == "pending" and clip["sha256"] is None
     assert clip["url"].startswith(f"http://gw/v1/clips/{clip_key(incident.id)}?")
@@ -112,6 +112,6 @@ async def test_report_waits_briefly_for_a_clip_then_goes_with_a_pending_link(sql
         await archive_clip(sqlite_db, store, incident.id, np.zeros(1600, np.float32), 16000)
 
     task = asyncio.create_task(store_later())
-    clip = await clip_for_report(sqlite_db, store, incident.id, wait_s=3, ttl_s=60)
+    clip = await clip_for_report(sqlite_db, store, incident.id, stored=None, wait_s=3, ttl_s=60)
     await task
     assert clip["status"] == "ready"
