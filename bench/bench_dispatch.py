@@ -88,10 +88,12 @@ async def run(label: str, args: argparse.Namespace, kill: bool) -> None:
             async with db.session() as session:
                 deadlines = {str(i.id): i.deadline_at for i in (await session.scalars(select(Incident))).all()}
             reports = agency.reports()
-            delays = [
-                (datetime.fromisoformat(r["received_at"]) - deadlines[r["payload"]["data"]["incident_id"]]).total_seconds()
+            timeline = sorted(
+                (deadlines[r["payload"]["data"]["incident_id"]].timestamp() - first_deadline,
+                 (datetime.fromisoformat(r["received_at"]) - deadlines[r["payload"]["data"]["incident_id"]]).total_seconds())
                 for r in reports
-            ]
+            )
+            delays = [delay for _, delay in timeline]
             duplicates = sum(r["attempts"] - 1 for r in reports)
         await db.dispose()
     finally:
@@ -106,6 +108,13 @@ async def run(label: str, args: argparse.Namespace, kill: bool) -> None:
         print(f"  delay deadline -> agency received: p50 {percentile(delays, 0.5) * 1000:.0f} ms, "
               f"p99 {percentile(delays, 0.99) * 1000:.0f} ms, max {max(delays) * 1000:.0f} ms, "
               f"mean {statistics.fmean(delays) * 1000:.0f} ms")
+        if args.timeline:
+            step = args.window / 10
+            for k in range(10):
+                part = [d for t, d in timeline if k * step <= t < (k + 1) * step]
+                if part:
+                    print(f"    deadlines +{k * step:4.1f}..{(k + 1) * step:4.1f} s: n={len(part):4d} "
+                          f"p50 {percentile(part, 0.5) * 1000:6.0f} ms  max {max(part) * 1000:6.0f} ms")
 
 
 def main() -> None:
@@ -114,6 +123,7 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=10.0, help="seconds over which the deadlines fall")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--timeline", action="store_true", help="delays by tenth of the window")
     parser.add_argument("--runs", nargs="+", default=["normal", "kill"], choices=["normal", "kill"])
     args = parser.parse_args()
     for label in args.runs:

@@ -179,13 +179,15 @@ class Dispatcher:
             else await self.reports.contact_notice(row)
         )
         async with self.db.session() as session:
-            await session.execute(
+            fixed = await session.scalar(
                 update(model)
                 .where(model.id == row.id, model.payload.is_(None))
                 .values(payload=body.decode())
+                .returning(model.payload)
                 .execution_options(synchronize_session=False)
             )
-            fixed = await session.scalar(select(model.payload).where(model.id == row.id))
+            if fixed is None:  # another sender (after a lease takeover) fixed it first
+                fixed = await session.scalar(select(model.payload).where(model.id == row.id))
         assert fixed is not None
         return fixed.encode()
 

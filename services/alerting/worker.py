@@ -61,7 +61,9 @@ def celery_config(settings: AlertingSettings) -> dict[str, Any]:
         "task_ignore_result": True,
         "task_serializer": "json",
         "accept_content": ["json"],
-        "worker_prefetch_multiplier": 4,
+        # Few reserved messages: a killed worker strands no more than its threads' worth
+        # (they are re-published after redrive_after_s either way).
+        "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
         # A publish that fails fast leaves the row due; the next sweep publishes it again.

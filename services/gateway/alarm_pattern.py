@@ -42,6 +42,7 @@ depend only on the samples, never on how they were chunked or how fast they arri
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ _DEDUPE_S = 1.0
 _MAX_ACTIVE_PULSES = 8
 _MAX_TRACKS = 16
 _MAX_CYCLES_KEPT = 4
+_MIN_BATCH_S = 0.1
 _BATCH_FRAMES = 256  # bounds the memory one large push takes
 _POWER_FLOOR = 1e-12  # -120 dBFS: keeps logarithms finite in digital silence
 
@@ -245,6 +247,7 @@ class AlarmPatternDetector:
         self._reference_decay_db = self.config.reference_decay_db_per_s * self._frame_s
         self._rise_frames = round(_RISE_S / self._frame_s)
         self._split_frames = round(_SPLIT_AFTER_S / self._frame_s)
+        self._min_batch = round(_MIN_BATCH_S / self._frame_s)
         self._history = np.full((self._rise_frames, self._channels), np.inf)  # levels of the last frames
         self._recent: dict[int, tuple[int, float]] = {}  # channel -> (expiry frame, peak) of ended pulses
         self._tracks: list[_Track] = []
@@ -266,7 +269,9 @@ class AlarmPatternDetector:
             chunk = np.nan_to_num(chunk, nan=0.0, posinf=0.0, neginf=0.0)
         self._queued.append(chunk)
         self._queued_len += chunk.size
-        if self._tail.size + self._queued_len < self._win:
+        # Analysing a few frames at a time would spend more on numpy calls than on sums:
+        # wait for _MIN_BATCH_S of audio (the matches are the same, reported that much later).
+        if self._tail.size + self._queued_len < self._win + self._hop * (self._min_batch - 1):
             return []
         data = np.concatenate([self._tail, *self._queued])
         self._queued.clear()
@@ -318,7 +323,7 @@ class AlarmPatternDetector:
 
         matches: list[AlarmPatternMatch] = []
         for row in range(count):
-            if not (self._active or self._recent or self._holds or row in onsets):
+            if not (self._active or self._holds or row in onsets):
                 continue
             frame = self._frame + row
             self._follow_pulses(frame, level[row], floor_db[row], onsets.get(row, ()))
@@ -358,8 +363,6 @@ class AlarmPatternDetector:
     def _follow_pulses(self, frame: int, level: np.ndarray, floor_db: np.ndarray, onsets: Sequence[int]) -> None:
         cfg = self.config
         pad = _NEIGHBOUR_OUTER
-        for channel in [c for c, (expiry, _) in self._recent.items() if frame > expiry]:
-            del self._recent[channel]
         for channel in sorted(self._active):
             pulse = self._active.pop(channel)
             # Follow the peak to a louder neighbouring bin (slow drift, scalloping).
@@ -409,6 +412,8 @@ class AlarmPatternDetector:
         now_db = float(level[channel + _NEIGHBOUR_OUTER])
         hz = [self._tone_hz(level, channel)]
         pulse = _ActivePulse(channel, frame, now_db, now_db - floor_db, now_db, hz)
+        for old in [c for c, (expiry, _) in self._recent.items() if frame > expiry]:
+            del self._recent[old]
         before = [peak for c, (_, peak) in self._recent.items() if abs(c - channel) <= _EXCLUSION_BINS]
         if before:
             pulse.echo_of_db = max(before)
@@ -418,16 +423,16 @@ class AlarmPatternDetector:
         expiry = end_frame + round(_ECHO_MEMORY_S / self._frame_s)
         self._recent[active.channel] = (expiry, active.peak_db)
         # The median, and most frames near it: onsets and ends in a room wander in phase.
-        hz = np.asarray(active.hz)
-        tone_hz = float(np.median(hz))
-        in_tune = np.abs(hz - tone_hz) <= self._hz_tolerance(tone_hz)
+        tone_hz = statistics.median(active.hz)
+        tolerance = self._hz_tolerance(tone_hz)
+        in_tune = sum(1 for hz in active.hz if abs(hz - tone_hz) <= tolerance)
         pulse = _Pulse(
             onset_s=self._frame_time(active.onset_frame),
             offset_s=self._frame_time(end_frame),
             tone_hz=tone_hz,
             peak_db=active.peak_db,
             snr_db=active.snr_db,
-            steady=float(np.mean(in_tune)) >= _IN_TUNE_FRACTION,
+            steady=in_tune >= _IN_TUNE_FRACTION * len(active.hz),
         )
         # A swell in a reverberant tail is not a pulse; neither is a blip.
         echo = active.echo_of_db is not None and active.peak_db < active.echo_of_db - _ECHO_DB
@@ -459,6 +464,8 @@ class AlarmPatternDetector:
         track.tone_hz = 0.5 * (track.tone_hz + pulse.tone_hz)
         track.pulses.append(pulse)
         for spec, needed in ((_TEMPORAL3, self.config.temporal3_cycles), (_TEMPORAL4, self.config.temporal4_cycles)):
+            if not self._on_ok(spec, _bridged(_last_run(track.pulses, spec.bridge_s), spec.bridge_s)[0]):
+                continue  # cheap early exit: the newest (bridged) pulse cannot be this pattern's
             candidate = self._match(spec, needed, _bridged(track.pulses, spec.bridge_s))
             if candidate is not None:
                 self._hold(candidate, frame)
@@ -525,8 +532,8 @@ class AlarmPatternDetector:
             spec=spec,
             confidence=self._confidence(spec, needed, groups),
             stream_time_s=groups[0][-1].offset_s,
-            tone_hz=float(np.median([p.tone_hz for p in recent])),
-            peak_db=float(np.median(peaks)),
+            tone_hz=statistics.median(p.tone_hz for p in recent),
+            peak_db=statistics.median(peaks),
         )
 
     def _alike(self, spec: _PatternSpec, groups: list[list[_Pulse]], pulses: list[_Pulse]) -> bool:
@@ -539,11 +546,11 @@ class AlarmPatternDetector:
         if max(peaks) - min(peaks) > self.config.level_spread_db:
             return False
         tones = [p.tone_hz for p in pulses]
-        centre = float(np.median(tones))
+        centre = statistics.median(tones)
         if max(abs(t - centre) for t in tones) > self._hz_tolerance(centre):
             return False
         periods = [b.onset_s - a.onset_s for group in groups for a, b in zip(group, group[1:])]
-        beat = float(np.median(periods))
+        beat = statistics.median(periods)
         jitter = _REGULARITY * (spec.on_s + spec.gap_s) + self._frame_s
         return max(abs(p - beat) for p in periods) <= jitter
 
@@ -555,8 +562,8 @@ class AlarmPatternDetector:
                 deviations.append(abs((b.onset_s - a.onset_s) / (spec.on_s + spec.gap_s) - 1.0))
             if older:
                 deviations.append(abs((newer[0].onset_s - older[-1].offset_s) / spec.long_off_s - 1.0))
-        timing = 1.0 - min(1.0, float(np.mean(deviations)) / tol) if deviations else 0.0
-        snr = float(np.median([p.snr_db for g in groups for p in g]))
+        timing = 1.0 - min(1.0, statistics.fmean(deviations) / tol) if deviations else 0.0
+        snr = statistics.median(p.snr_db for g in groups for p in g)
         loudness = min(1.0, max(0.0, (snr - self.config.onset_snr_db) / 20.0))
         persistence = min(1.0, (len(groups) - needed) / 2.0)
         return round(0.4 + 0.3 * timing + 0.2 * loudness + 0.1 * persistence, 4)
@@ -610,3 +617,11 @@ def _bridged(pulses: deque[_Pulse], bridge_s: float) -> list[_Pulse]:
         else:
             out.append(pulse)
     return out
+
+
+def _last_run(pulses: deque[_Pulse], bridge_s: float) -> list[_Pulse]:
+    """The newest pulse with the pieces ``_bridged`` would join to it."""
+    start = len(pulses) - 1
+    while start > 0 and pulses[start].onset_s - pulses[start - 1].offset_s < bridge_s:
+        start -= 1
+    return [pulses[i] for i in range(start, len(pulses))]
