@@ -32,7 +32,7 @@ import logging
 import random
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from sqlalchemy import and_, or_, select, update
@@ -156,7 +156,7 @@ class Dispatcher:
 
     async def _claim(self, model: type[DispatchOutbox] | type[ContactNotification], row_id: uuid.UUID) -> Row | None:
         async with self.db.session() as session:
-            row: Row | None = (
+            claimed = (
                 await session.scalars(
                     update(model)
                     .where(model.id == row_id, claimable(model, self.policy.worker_stale_s))
@@ -170,7 +170,7 @@ class Dispatcher:
                     .execution_options(synchronize_session=False, populate_existing=True)
                 )
             ).first()
-        return row
+        return cast(Row | None, claimed)
 
     async def _fix_payload(self, model: type[DispatchOutbox] | type[ContactNotification], row: Row) -> bytes:
         # Built once: the first sender to write it fixes the bytes every retry will send.

@@ -47,6 +47,9 @@ Publish = Callable[[str, str], None]
 # Worker rows silent for this long are removed (their leases were re-driven long before).
 FORGET_WORKER_AFTER_S = 3600.0
 HOUSEKEEPING_EVERY_S = 60.0
+# Sweeps are at least this far apart: with deadlines every few milliseconds under load,
+# one sweep per deadline would spend the database on sweeping; this batches them instead.
+MIN_SWEEP_GAP_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -290,7 +293,7 @@ class Sweeper:
         next_deadline, now = row
         if next_deadline is None:
             return self.policy.interval_s
-        return max(0.005, min(self.policy.interval_s, (next_deadline - now).total_seconds() + 0.005))
+        return max(MIN_SWEEP_GAP_S, min(self.policy.interval_s, (next_deadline - now).total_seconds() + 0.005))
 
     async def _housekeeping(self) -> None:
         self._last_housekeeping = time.monotonic()

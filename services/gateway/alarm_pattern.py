@@ -32,7 +32,7 @@ How a stream becomes matches, every stage incremental:
    alarm;
 6. output: one match per completed group while the pattern continues. Several tracks may
    complete the same group (a square wave's odd harmonics each make a track); the match
-   names the lowest of those within ``level_spread_db`` of the loudest (the fundamental)
+   names the lowest of those within 20 dB of the loudest (the fundamental, unless masked)
    and the others are dropped.
 
 Time is stream time (seconds of audio pushed since the detector was made), so the matches
@@ -41,15 +41,16 @@ depend only on the samples, never on how they were chunked or how fast they arri
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 from shared.taxonomy import by_key
 
@@ -60,19 +61,23 @@ _WINDOW_S = 0.032  # at least this long (rounded up to a power of two): ~31 Hz b
 _FLOOR_BLOCK_FRAMES = 10  # floor statistics per 100 ms block ...
 _FLOOR_BLOCKS = 20  # ... minimum over the last 2 s: longer than any pulse, shorter than a gap run
 _NEIGHBOUR_INNER, _NEIGHBOUR_OUTER = 3, 8  # tonality: bins 3..8 away, outside Hann's main lobe
-_RELEASE_FRAMES = 2  # frames below the release level before a pulse ends
+_RELEASE_FRAMES = 2  # frames under the floor plus release_snr_db before a pulse ends ...
+_DEAD_S = 0.1  # ... or this long release_drop_db under its (sinking) reference
 _BLIP_S = 0.04  # shorter "pulses" are noise, neither pulses nor breaks in a pattern
 _MAX_PULSE_S = 4.0  # a tone this long is cut and counted as one (invalid) pulse
-_SPLIT_AFTER_S = 0.06  # an onset in a pulse this old starts a new pulse (its own ramp is over)
 _RISE_S = 0.03  # an onset rises onset_rise_db within this
+_RAMP_FRAMES = 3  # frames a 32 ms window takes to rise onto a tone
 _EXCLUSION_BINS = 2  # Hann's main lobe: no second pulse this close to one sounding
 _ECHO_MEMORY_S = 0.3  # a pulse starting this soon after one at its pitch ended ...
-_ECHO_DB = 4.0  # ... and peaking this far below it is a swell of the room's tail, not a pulse
+_ECHO_DB = 4.0  # ... peaking this far below it ...
+_ECHO_MAX_S = 0.15  # ... and no longer near its peak is a swell of the room's tail, not a pulse
 _IN_TUNE_FRACTION = 0.8  # of a steady pulse's frames, within frequency_tolerance of its median
-_MIN_FIRST_GROUP_PULSES = 2
+_SPLIT_GAP_S = 0.02  # what a re-onset leaves between a pulse and the piece after it
 _REGULARITY = 0.1  # onset-to-onset periods of one match differ from their median by at most this (relative)
-_HOLD_S = 0.15  # wait this long for other tracks completing the same group, then report the loudest
+_HOLD_S = 0.15
+_HARMONICS_DB = 20.0  # a square wave's 3rd, 5th and 7th harmonics are 10, 14 and 17 dB down  # wait this long for other tracks completing the same group, then report the loudest
 _DEDUPE_S = 1.0
+_FOREIGN_DB = 10.0  # a pulse this much quieter than its track's last is not the track's sounder
 _MAX_ACTIVE_PULSES = 8
 _MAX_TRACKS = 16
 _MAX_CYCLES_KEPT = 4
@@ -95,12 +100,12 @@ class AlarmPatternConfig:
     release_snr_db: float = 5.0  # a pulse ends below floor + this ...
     release_drop_db: float = 8.0  # ... or this far below its peak, whichever is higher
     onset_rise_db: float = 6.0  # ... having risen this much in 30 ms: sounders switch on, voices swell
-    reference_decay_db_per_s: float = 20.0  # the peak the drop is measured from sinks this fast
+    reference_decay_db_per_s: float = 60.0  # faster than a tone's drift, slower than a room's tail
     min_level_dbfs: float = -70.0  # quieter tones are ignored, however clean
     timing_tolerance: float = 0.3  # relative, on each pulse, gap and long gap (the standards say 0.1)
     reverb_allowance_s: float = 0.08  # a room may move a pulse's end, either way, by this much more
     frequency_tolerance: float = 0.03  # relative; pulses within this of each other share a track
-    level_spread_db: float = 12.0  # an alarm's pulses are equally loud: largest minus smallest peak
+    level_spread_db: float = 6.0  # an alarm's pulses are equally loud: largest minus smallest peak
     temporal3_cycles: int = 2  # groups in a row before a T3 match; 1 also fires on appliance beeps
     temporal4_cycles: int = 2
 
@@ -148,7 +153,7 @@ class _PatternSpec:
     on_s: float
     gap_s: float  # between the pulses of a group
     long_off_s: float  # from a group's last pulse to the next group's first
-    bridge_s: float  # pulses closer than this are one pulse with a dip (room modes, noise)
+    bridge_s: float  # pieces closer than this are one pulse with a dip in it
 
 
 _TEMPORAL3 = _PatternSpec("temporal3", by_key("fire").key, 3, 0.5, 0.5, 1.5, bridge_s=0.2)
@@ -174,10 +179,12 @@ class _ActivePulse:
     channel: int
     onset_frame: int
     peak_db: float
-    snr_db: float
-    reference_db: float  # the peak, sinking slowly: a pulse ends when it falls release_drop_db under
-    hz: list[float]  # the peak's frequency in each frame it sounded
-    below: int = 0
+    floor_db: float  # the channel's noise floor at the onset
+    reference_db: float  # the level, sinking at most reference_decay_db_per_s
+    levels: list[float]  # the peak's level in each frame since the onset ...
+    hz: list[float]  # ... and its frequency
+    below: int = 0  # frames in a row under the floor plus release_snr_db
+    quiet: int = 0  # frames in a row release_drop_db under the reference
     echo_of_db: float | None = None  # peak of a pulse that ended here just before
 
 
@@ -240,14 +247,16 @@ class AlarmPatternDetector:
         # The block's frames are kept and summed at once, in one order, whatever the chunking.
         self._block = np.zeros((_FLOOR_BLOCK_FRAMES, self._channels))
         self._block_frames = 0
-        self._block_means: deque[np.ndarray] = deque(maxlen=_FLOOR_BLOCKS)
+        self._block_means = np.full((_FLOOR_BLOCKS, self._channels), np.inf)  # a ring, oldest overwritten
+        self._blocks_done = 0
         self._floor_db = np.full(self._channels, np.inf)  # no pulse until a first block is in
 
         self._active: dict[int, _ActivePulse] = {}
         self._reference_decay_db = self.config.reference_decay_db_per_s * self._frame_s
         self._rise_frames = round(_RISE_S / self._frame_s)
-        self._split_frames = round(_SPLIT_AFTER_S / self._frame_s)
         self._min_batch = round(_MIN_BATCH_S / self._frame_s)
+        self._dead_frames = round(_DEAD_S / self._frame_s)
+        self._max_frames = round(_MAX_PULSE_S / self._frame_s)
         self._history = np.full((self._rise_frames, self._channels), np.inf)  # levels of the last frames
         self._recent: dict[int, tuple[int, float]] = {}  # channel -> (expiry frame, peak) of ended pulses
         self._tracks: list[_Track] = []
@@ -288,7 +297,8 @@ class AlarmPatternDetector:
     # -- spectral analysis (vectorised over the frames of a push) ------------------------------
 
     def _analyse(self, data: np.ndarray, count: int) -> list[AlarmPatternMatch]:
-        frames = sliding_window_view(data, self._win)[:: self._hop][:count]
+        step = data.strides[0]
+        frames = as_strided(data, shape=(count, self._win), strides=(self._hop * step, step), writeable=False)
         pad = _NEIGHBOUR_OUTER
         spectrum = np.fft.rfft(frames * self._window, axis=1)[:, self._lo - pad : self._hi + pad + 1]
         power = (spectrum.real**2 + spectrum.imag**2) * self._scale
@@ -326,7 +336,7 @@ class AlarmPatternDetector:
             if not (self._active or self._holds or row in onsets):
                 continue
             frame = self._frame + row
-            self._follow_pulses(frame, level[row], floor_db[row], onsets.get(row, ()))
+            self._follow_pulses(frame, level[row], floor_db[row])
             if row in onsets:
                 self._start_pulses(frame, onsets[row], level[row], floor_db[row])
             matches += self._release_holds(frame)
@@ -344,9 +354,10 @@ class AlarmPatternDetector:
             self._block_frames += take
             row += take
             if self._block_frames == _FLOOR_BLOCK_FRAMES:
-                self._block_means.append(self._block.mean(axis=0))
+                self._block_means[self._blocks_done % _FLOOR_BLOCKS] = self._block.mean(axis=0)
+                self._blocks_done += 1
                 self._block_frames = 0
-                lowest = np.min(np.stack(self._block_means), axis=0)
+                lowest = self._block_means.min(axis=0)
                 self._floor_db = 10.0 * np.log10(np.maximum(lowest, _POWER_FLOOR))
         return floor_db
 
@@ -360,7 +371,7 @@ class AlarmPatternDetector:
         offset = 0.5 * (a - c) / curvature if curvature < 0.0 else 0.0
         return (self._lo + channel + offset) * self._bin_hz
 
-    def _follow_pulses(self, frame: int, level: np.ndarray, floor_db: np.ndarray, onsets: Sequence[int]) -> None:
+    def _follow_pulses(self, frame: int, level: np.ndarray, floor_db: np.ndarray) -> None:
         cfg = self.config
         pad = _NEIGHBOUR_OUTER
         for channel in sorted(self._active):
@@ -371,26 +382,16 @@ class AlarmPatternDetector:
                 if 0 <= neighbour < self._channels and level[neighbour + pad] > level[best + pad]:
                     best = neighbour
             now_db = float(level[best + pad])
-            release_db = max(float(floor_db[best]) + cfg.release_snr_db, pulse.reference_db - cfg.release_drop_db)
+            floor = float(floor_db[best])
             age = frame - pulse.onset_frame
-            if age >= self._split_frames and any(abs(best - c) <= 1 for c in onsets):
-                # A tone switched on again before this one had died away (a room's tail
-                # fills short gaps), or a louder one switched on over it: a pulse of its own.
-                self._end_pulse(pulse, frame - 1)
-                self._begin_pulse(best, frame, level, float(floor_db[best]))
-                continue
-            if now_db >= release_db:
-                pulse.below = 0
-                pulse.hz.append(self._tone_hz(level, best))
-                if now_db > pulse.peak_db:
-                    pulse.peak_db, pulse.snr_db = now_db, now_db - float(floor_db[best])
-                pulse.reference_db = max(now_db, pulse.reference_db - self._reference_decay_db)
-            else:
-                pulse.below += 1
             pulse.channel = best
-            if pulse.below >= _RELEASE_FRAMES:
-                self._end_pulse(pulse, frame - pulse.below + 1)
-            elif age * self._frame_s >= _MAX_PULSE_S:
+            pulse.levels.append(now_db)
+            pulse.hz.append(self._tone_hz(level, best))
+            pulse.peak_db = max(pulse.peak_db, now_db)
+            pulse.reference_db = max(now_db, pulse.reference_db - self._reference_decay_db)
+            pulse.below = pulse.below + 1 if now_db < floor + cfg.release_snr_db else 0
+            pulse.quiet = pulse.quiet + 1 if now_db < pulse.reference_db - cfg.release_drop_db else 0
+            if pulse.below >= _RELEASE_FRAMES or pulse.quiet >= self._dead_frames or age >= self._max_frames:
                 self._end_pulse(pulse, frame)
             elif best in self._active:  # two pulses met on one bin: keep the louder
                 other = self._active[best]
@@ -408,36 +409,60 @@ class AlarmPatternDetector:
                 continue
             self._begin_pulse(channel, frame, level, float(floor_db[channel]))
 
-    def _begin_pulse(self, channel: int, frame: int, level: np.ndarray, floor_db: float) -> None:
-        now_db = float(level[channel + _NEIGHBOUR_OUTER])
-        hz = [self._tone_hz(level, channel)]
-        pulse = _ActivePulse(channel, frame, now_db, now_db - floor_db, now_db, hz)
+    def _echo_of(self, channel: int, frame: int) -> float | None:
+        """The peak of a pulse that ended at ``channel`` less than _ECHO_MEMORY_S ago, if any."""
         for old in [c for c, (expiry, _) in self._recent.items() if frame > expiry]:
             del self._recent[old]
         before = [peak for c, (_, peak) in self._recent.items() if abs(c - channel) <= _EXCLUSION_BINS]
-        if before:
-            pulse.echo_of_db = max(before)
+        return max(before) if before else None
+
+    def _begin_pulse(self, channel: int, frame: int, level: np.ndarray, floor_db: float) -> None:
+        now_db = float(level[channel + _NEIGHBOUR_OUTER])
+        hz = self._tone_hz(level, channel)
+        pulse = _ActivePulse(channel, frame, now_db, floor_db, now_db, [now_db], [hz])
+        pulse.echo_of_db = self._echo_of(channel, frame)
         self._active[channel] = pulse
 
-    def _end_pulse(self, active: _ActivePulse, end_frame: int) -> None:
-        expiry = end_frame + round(_ECHO_MEMORY_S / self._frame_s)
-        self._recent[active.channel] = (expiry, active.peak_db)
-        # The median, and most frames near it: onsets and ends in a room wander in phase.
-        tone_hz = statistics.median(active.hz)
-        tolerance = self._hz_tolerance(tone_hz)
-        in_tune = sum(1 for hz in active.hz if abs(hz - tone_hz) <= tolerance)
-        pulse = _Pulse(
-            onset_s=self._frame_time(active.onset_frame),
-            offset_s=self._frame_time(end_frame),
-            tone_hz=tone_hz,
-            peak_db=active.peak_db,
-            snr_db=active.snr_db,
-            steady=in_tune >= _IN_TUNE_FRACTION * len(active.hz),
-        )
-        # A swell in a reverberant tail is not a pulse; neither is a blip.
-        echo = active.echo_of_db is not None and active.peak_db < active.echo_of_db - _ECHO_DB
-        if pulse.duration_s >= _BLIP_S and not echo:
-            self._add_to_track(pulse, end_frame)
+    def _end_pulse(self, active: _ActivePulse, frame: int) -> None:
+        """Cut ``active`` (closed at ``frame``) into the pulses it held and hand them to its track.
+
+        A room's tail can fill the short gaps of T4 so that four pulses sound as one with
+        dips: each dip ``onset_rise_db`` deep on both sides separates two pulses. Each piece
+        then spans the frames within ``release_drop_db`` of its plateau (upper-quartile
+        level), so neither a tail, nor a swell before the onset, nor a room that sinks the
+        steady tone under its onset moves its ends. A piece far quieter than the one before
+        (a swell of its tail) or shorter than a blip is dropped.
+        """
+        drop_db = self.config.release_drop_db
+        louder_db = active.echo_of_db
+        for start, stop in _pieces(active.levels, self.config.onset_rise_db):
+            levels = active.levels[start:stop]
+            plateau = sorted(levels)[(3 * (len(levels) - 1)) // 4]
+            loud = [i for i, db in enumerate(levels) if db >= plateau - drop_db]
+            first, last = start + loud[0], start + loud[-1] + 1
+            peak_db = max(levels)
+            hz = active.hz[first:last]
+            tone_hz = statistics.median(hz)
+            tolerance = self._hz_tolerance(tone_hz)
+            in_tune = sum(1 for f in hz if abs(f - tone_hz) <= tolerance)
+            pulse = _Pulse(
+                onset_s=self._frame_time(active.onset_frame + first),
+                offset_s=self._frame_time(active.onset_frame + last),
+                tone_hz=tone_hz,
+                peak_db=peak_db,
+                snr_db=peak_db - active.floor_db,
+                steady=in_tune >= _IN_TUNE_FRACTION * len(hz),
+            )
+            echo = (
+                louder_db is not None
+                and peak_db < louder_db - _ECHO_DB
+                and sum(1 for db in levels if db >= peak_db - drop_db) * self._frame_s <= _ECHO_MAX_S
+            )
+            if pulse.duration_s >= _BLIP_S and not echo:
+                self._add_to_track(pulse, frame)
+                louder_db = peak_db
+                expiry = active.onset_frame + last + round(_ECHO_MEMORY_S / self._frame_s)
+                self._recent[active.channel] = (expiry, peak_db)
 
     def _frame_time(self, frame: int) -> float:
         return (frame * self._hop + self._win / 2) / self.sample_rate
@@ -452,7 +477,7 @@ class AlarmPatternDetector:
         self._tracks = [t for t in self._tracks if pulse.onset_s - t.pulses[-1].offset_s < idle_s]
         track = min(self._tracks, key=lambda t: abs(t.tone_hz - pulse.tone_hz), default=None)
         if track is not None and abs(track.tone_hz - pulse.tone_hz) <= self._hz_tolerance(pulse.tone_hz):
-            if pulse.peak_db < track.pulses[-1].peak_db - self.config.level_spread_db:
+            if pulse.peak_db < track.pulses[-1].peak_db - _FOREIGN_DB:
                 return  # far quieter than the track's pulses: something else at that pitch
         elif any(self._on_ok(spec, pulse) for spec in (_TEMPORAL3, _TEMPORAL4)):
             if len(self._tracks) >= _MAX_TRACKS:  # drop the least promising: fewest pulses, then stalest
@@ -464,9 +489,10 @@ class AlarmPatternDetector:
         track.tone_hz = 0.5 * (track.tone_hz + pulse.tone_hz)
         track.pulses.append(pulse)
         for spec, needed in ((_TEMPORAL3, self.config.temporal3_cycles), (_TEMPORAL4, self.config.temporal4_cycles)):
-            if not self._on_ok(spec, _bridged(_last_run(track.pulses, spec.bridge_s), spec.bridge_s)[0]):
+            joins = functools.partial(self._joins, spec)
+            if not self._on_ok(spec, _bridged(_last_run(track.pulses, joins), joins)[0]):
                 continue  # cheap early exit: the newest (bridged) pulse cannot be this pattern's
-            candidate = self._match(spec, needed, _bridged(track.pulses, spec.bridge_s))
+            candidate = self._match(spec, needed, _bridged(track.pulses, joins))
             if candidate is not None:
                 self._hold(candidate, frame)
 
@@ -478,6 +504,18 @@ class AlarmPatternDetector:
     # A room moves pulse ends both ways (a tail lengthens a pulse; the tail's interference with
     # the direct sound can sink it early) but leaves onsets where they were: durations and
     # gaps get the reverb allowance, onset-to-onset periods do not.
+
+    def _joins(self, spec: _PatternSpec, before: _Pulse, after: _Pulse) -> bool:
+        """``after`` is the rest of ``before``: a dip split it (a room's interference, noise).
+
+        Either the gap is shorter than any gap of the pattern, or ``after`` followed at once
+        and too soon after ``before``'s onset to be the pattern's next pulse.
+        """
+        gap = after.onset_s - before.offset_s
+        if gap < spec.bridge_s:
+            return True
+        soonest = (spec.on_s + spec.gap_s) * (1 - self.config.timing_tolerance) - self._frame_s
+        return gap <= _SPLIT_GAP_S and after.onset_s - before.onset_s < soonest
 
     def _on_ok(self, spec: _PatternSpec, pulse: _Pulse) -> bool:
         return pulse.steady and self._within(pulse.duration_s, spec.on_s, self.config.reverb_allowance_s)
@@ -515,7 +553,7 @@ class AlarmPatternDetector:
             if size > spec.pulses or (size < spec.pulses and not groups):
                 break  # too many in a row, or the newest group is not complete yet
             if size < spec.pulses:
-                if size >= _MIN_FIRST_GROUP_PULSES:  # the oldest group, heard from its middle
+                if size >= spec.pulses - 1:  # the oldest group, heard from its second pulse
                     groups.append(pulses[start : end + 1])
                 break
             groups.append(pulses[start : end + 1])
@@ -584,7 +622,7 @@ class AlarmPatternDetector:
             candidates = self._holds.pop(name).candidates
             # Harmonics of one sounder each make a track; name the lowest of the loud ones.
             loudest = max(c.peak_db for c in candidates)
-            audible = [c for c in candidates if c.peak_db >= loudest - self.config.level_spread_db]
+            audible = [c for c in candidates if c.peak_db >= loudest - _HARMONICS_DB]
             best = min(audible, key=lambda c: c.tone_hz)
             self._last_reported[name] = best.stream_time_s
             matches.append(
@@ -599,11 +637,11 @@ class AlarmPatternDetector:
         return matches
 
 
-def _bridged(pulses: deque[_Pulse], bridge_s: float) -> list[_Pulse]:
-    """``pulses`` with each gap shorter than ``bridge_s`` closed: the pieces become one pulse."""
+def _bridged(pulses: Sequence[_Pulse], joins: Callable[[_Pulse, _Pulse], bool]) -> list[_Pulse]:
+    """``pulses`` with the pieces of one pulse (by ``joins``) made one again."""
     out: list[_Pulse] = []
     for pulse in pulses:
-        if out and pulse.onset_s - out[-1].offset_s < bridge_s:
+        if out and joins(out[-1], pulse):
             first = out[-1]
             main = first if first.duration_s >= pulse.duration_s else pulse  # its pitch counts
             out[-1] = _Pulse(
@@ -619,9 +657,42 @@ def _bridged(pulses: deque[_Pulse], bridge_s: float) -> list[_Pulse]:
     return out
 
 
-def _last_run(pulses: deque[_Pulse], bridge_s: float) -> list[_Pulse]:
+def _last_run(pulses: Sequence[_Pulse], joins: Callable[[_Pulse, _Pulse], bool]) -> list[_Pulse]:
     """The newest pulse with the pieces ``_bridged`` would join to it."""
     start = len(pulses) - 1
-    while start > 0 and pulses[start].onset_s - pulses[start - 1].offset_s < bridge_s:
+    while start > 0 and joins(pulses[start - 1], pulses[start]):
         start -= 1
     return [pulses[i] for i in range(start, len(pulses))]
+
+
+def _pieces(levels: list[float], depth_db: float) -> list[tuple[int, int]]:
+    """``[start, stop)`` ranges of ``levels`` split where a new onset shows.
+
+    An onset shows as a dip ``depth_db`` under the levels on both sides (a room's tail
+    filling the gap), or as a rise of ``depth_db`` within three frames once a piece is past
+    its own ramp (a louder tone starting over a quieter one at that pitch).
+    """
+    pieces = []
+    start = 0
+    peak = levels[0]
+    dip: int | None = None
+    for i, db in enumerate(levels):
+        if dip is not None:
+            if db < levels[dip]:
+                dip = i
+            elif db >= levels[dip] + depth_db:
+                pieces.append((start, dip))
+                start, peak, dip = dip + 1, db, None
+            continue
+        if i - start > _RAMP_FRAMES:
+            low = min(range(i - _RAMP_FRAMES, i), key=levels.__getitem__)
+            if db >= levels[low] + depth_db:
+                pieces.append((start, low))
+                start, peak = low + 1, db
+                continue
+        if db > peak:
+            peak = db
+        elif db <= peak - depth_db:
+            dip = i
+    pieces.append((start, len(levels)))
+    return pieces

@@ -164,11 +164,23 @@ def _load_beats(settings: InferenceSettings, device: torch.device) -> Classifier
     return load_beats_classifier(_required_file(settings.beats_checkpoint, "BEATs checkpoint", setting), device)
 
 
+def _load_default(settings: InferenceSettings, device: torch.device) -> Classifier:
+    # Imported here: the default classifier builds on this module's Prediction.
+    from services.inference.models.default import DefaultClassifier
+
+    path = _required_file(settings.default_weights, "default model weights", "HEARO_INFERENCE_DEFAULT_WEIGHTS")
+    try:
+        return DefaultClassifier(path, device)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from exc
+
+
 def default_registry() -> ModelRegistry:
     """Every model this service knows how to load."""
     return ModelRegistry(
         [
             ModelEntry("efficientat", EFFICIENTAT_MEL, _load_efficientat),
             ModelEntry("beats", BEATS_FBANK, _load_beats),
+            ModelEntry("default", BEATS_FBANK, _load_default),
         ]
     )

@@ -23,7 +23,7 @@ from tests.alerting_support import (
     WorkerSupervisor,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 
 @pytest.mark.parametrize("mode", ["500", "hang"])

@@ -22,7 +22,7 @@ from tests.alerting_support import (
     WorkerSupervisor,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 
 async def test_every_message_twice(

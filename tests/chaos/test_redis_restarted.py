@@ -29,7 +29,7 @@ from tests.alerting_support import (
     WorkerSupervisor,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 
 class RedisServer:

@@ -21,7 +21,6 @@ from shared.incident_events import RedisIncidentEvents
 from shared.incidents import CancelOutcome, ConfirmOutcome, archive_clip, cancel_incident, confirm_incident, open_incident
 from tests.alerting_support import (  # noqa: F401 (fixtures)
     FAST,
-    SECRET,
     AgencyServer,
     WorkerSupervisor,
     agency,

@@ -74,7 +74,14 @@ async def test_migrations_build_the_schema_on_postgres(postgres_url: str) -> Non
             second = await connection.run_sync(schema)
     finally:
         await db.dispose()
-    assert first == (["alembic_version", "devices", "emergency_contacts"], "0001", [])
+    assert first == (
+        [
+            "alembic_version", "alerting_workers", "audit_log", "contact_notifications", "devices",
+            "dispatch_outbox", "emergency_contacts", "incident_clips", "incidents",
+        ],
+        "0002",
+        [],
+    )
     assert second == first
     assert column_type == "timestamp with time zone"
 

@@ -59,8 +59,11 @@ async def test_upgrade_creates_the_schema_on_a_fresh_file(sqlite_url: str) -> No
         tables, revision, differences = await read_schema(db)
     finally:
         await db.dispose()
-    assert tables == ["alembic_version", "devices", "emergency_contacts"]
-    assert revision == "0001"
+    assert tables == [
+        "alembic_version", "alerting_workers", "audit_log", "contact_notifications", "devices",
+        "dispatch_outbox", "emergency_contacts", "incident_clips", "incidents",
+    ]
+    assert revision == "0002"
     assert differences == [], "models and migrations disagree; write a revision"
 
 

@@ -41,3 +41,18 @@ def classification_metrics(targets: Tensor, predictions: Tensor) -> dict[str, An
         "per_class": per_class,
         "confusion": confusion.tolist(),
     }
+
+
+def detection_metrics(targets: Tensor, predictions: Tensor) -> dict[str, Any]:
+    """``classification_metrics`` of clip decisions plus the two operating figures:
+
+    ``emergency_recall``: of the clips of classes 1-8, the share predicted as any emergency;
+    ``false_alarm_rate``: of the class-0 clips, the share predicted as any emergency.
+    """
+    metrics = classification_metrics(targets, predictions)
+    targets, predictions = targets.long().cpu(), predictions.long().cpu()
+    emergency, normal = targets != 0, targets == 0
+    metrics["emergency_recall"] = float((predictions[emergency] != 0).float().mean()) if emergency.any() else 0.0
+    metrics["false_alarm_rate"] = float((predictions[normal] != 0).float().mean()) if normal.any() else 0.0
+    metrics["clips"] = metrics.pop("windows")
+    return metrics

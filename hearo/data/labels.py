@@ -1,0 +1,267 @@
+"""The one reviewed label mapping: (package, member glob) -> class key, hard negative or background.
+
+Every label decision about a package file lives here and nowhere else. Rules are tried in
+order and the first match wins; a member no rule matches is not used at all (most game
+sounds are neither an emergency nor a useful negative). Globs are ``fnmatch`` patterns on
+the member's path inside the package, without a leading "./" ("*" also crosses "/").
+
+Roles:
+
+- a class key (``shared.taxonomy``): the file is an event of that class, composed into
+  scenes over backgrounds;
+- ``NEGATIVE``: a hard negative, an event-like sound that must stay ``normal`` (game alerts,
+  laughter, calm prompts, single door slams), composed into scenes exactly like events;
+- ``BACKGROUND``: a bed for scenes (speech, music, ambience); also a ``normal`` clip itself.
+
+Review notes: human unit deaths/pain from strategy games are screams (crime) unless they are
+groans (medical); construction hammering and footsteps are negatives for ``trapped``; the
+game "alarm"/klaxon sounds are negatives for ``fire``/``gas`` (sources.md, hard negatives).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from shared.taxonomy import CLASS_KEYS
+
+__all__ = ["BACKGROUND", "LABEL_RULES", "NEGATIVE", "LabelRule", "label_for"]
+
+NEGATIVE = "negative"
+BACKGROUND = "background"
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    package: str
+    glob: str
+    label: str
+
+    def __post_init__(self) -> None:
+        if self.label not in CLASS_KEYS and self.label not in (NEGATIVE, BACKGROUND):
+            raise ValueError(f"rule {self.package}:{self.glob}: unknown label {self.label!r}")
+
+
+def _rules(package: str, prefix: str, pairs: list[tuple[str, str]]) -> list[LabelRule]:
+    return [LabelRule(package, prefix + glob, label) for glob, label in pairs]
+
+
+_HW = "usr/share/games/hedgewars/Data/"
+_WES = "usr/share/games/wesnoth/1.16/data/core/sounds/"
+_BLOB = "usr/share/games/blobwars/sound/"
+_WMX = "usr/share/games/warmux/"
+_DINK = "usr/share/games/dink/dink/Sound/"
+_STX = "usr/share/games/supertux2/"
+_BT = "usr/share/games/btanks/data/"
+_FDR = "usr/share/freedroidrpg/data/sound/"
+_RE = "usr/share/games/redeclipse/data/sounds/"
+
+LABEL_RULES: tuple[LabelRule, ...] = tuple(
+    _rules("hedgewars-data", _HW, [
+        ("Sounds/voices/*/Ow[1-4].ogg", "crime"),
+        ("Sounds/voices/*/Ouch.ogg", "crime"),
+        ("Sounds/voices/*/Nooo.ogg", "crime"),
+        ("Sounds/voices/*/Firepunch*.ogg", "crime"),
+        ("Sounds/voices/*/PoisonCough.ogg", "medical"),
+        ("Sounds/voices/*/PoisonMoan.ogg", "medical"),
+        ("Sounds/voices/*/Ooff[1-3].ogg", "accident"),
+        ("Sounds/voices/*/Leavemealone.ogg", "help"),
+        ("Sounds/voices/*/Takecover.ogg", "help"),
+        ("Sounds/voices/*/Laugh.ogg", NEGATIVE),
+        ("Sounds/voices/*/Hello.ogg", NEGATIVE),
+        ("Sounds/voices/*/Hurry.ogg", NEGATIVE),
+        ("Sounds/voices/*/Watchit.ogg", NEGATIVE),
+        ("Sounds/voices/*/Excellent.ogg", BACKGROUND),
+        ("Sounds/voices/*/Amazing.ogg", BACKGROUND),
+        ("Sounds/voices/*/Boring.ogg", BACKGROUND),
+        ("Sounds/voices/*/Victory.ogg", BACKGROUND),
+        ("Sounds/shotgunfire.ogg", "crime"),
+        ("Sounds/minigun.ogg", "crime"),
+        ("Sounds/gun.ogg", "crime"),
+        ("Sounds/baseballbat.ogg", "crime"),
+        ("Sounds/firepunch_hit.ogg", "crime"),
+        ("Sounds/hammer.ogg", "trapped"),
+        ("Sounds/steam.ogg", "gas"),
+        ("Sounds/blowtorch.ogg", "gas"),
+        ("Sounds/flamethrower.ogg", "fire"),
+        ("Sounds/graveimpact.ogg", "accident"),
+        ("Sounds/bump.ogg", NEGATIVE),
+        ("Sounds/beep.ogg", NEGATIVE),
+        ("Sounds/countdown*.ogg", NEGATIVE),
+        ("Sounds/minetick.ogg", NEGATIVE),
+        ("Sounds/steps.ogg", NEGATIVE),
+        ("Sounds/Whistle.ogg", NEGATIVE),
+        ("Sounds/[1-9][A-G].ogg", NEGATIVE),
+        ("Music/*.ogg", BACKGROUND),
+    ])
+    + _rules("wesnoth-1.16-data", _WES, [
+        ("human-die-*", "crime"),
+        ("human-female-die-*", "crime"),
+        ("human-old-die-*", "medical"),
+        ("groan.wav", "medical"),
+        ("wail-sml.wav", "medical"),
+        ("gunshot.wav", "crime"),
+        ("thunderstick.ogg", "crime"),
+        ("fist.ogg", "crime"),
+        ("mace.*", "crime"),
+        ("hiss.wav", "gas"),
+        ("hiss-big.wav", "gas"),
+        ("lightning*.ogg", "electric"),
+        ("fire.wav", "fire"),
+        ("torch.ogg", "fire"),
+        ("flame-big.ogg", "fire"),
+        ("ambient/campfire.ogg", "fire"),
+        ("rumble.ogg", "accident"),
+        ("human-hit-*", NEGATIVE),
+        ("human-female-hit-*", NEGATIVE),
+        ("horse-canter.wav", NEGATIVE),
+        ("ambient/*", BACKGROUND),
+    ])
+    + _rules("blobwars-data", _BLOB, [
+        ("death[1-3]", "crime"),
+        ("pistol", "crime"),
+        ("machinegun", "crime"),
+        ("punch", "crime"),
+        ("clang", "trapped"),
+        ("electricity[1-3]", "electric"),
+        ("elecDeath[1-3]", "electric"),
+        ("fireCrackle", "fire"),
+        ("drowning", "medical"),
+        ("stoneBreak", "accident"),
+        ("doorOpen*", NEGATIVE),
+        ("clock", NEGATIVE),
+        ("cheer", BACKGROUND),
+        ("rain", BACKGROUND),
+    ])
+    + _rules("warmux-data", _WMX, [
+        ("sound/*/voices/death*", "crime"),
+        ("sound/*/voices/injured_high*", "crime"),
+        ("sound/*/voices/injured_medium*", "medical"),
+        ("sound/*/voices/injured_light*", "medical"),
+        ("sound/*/weapons/m16.ogg", "crime"),
+        ("sound/*/weapons/gun.ogg", "crime"),
+        ("sound/*/weapons/shotgun.ogg", "crime"),
+        ("sound/*/weapons/slap.ogg", "crime"),
+        ("sound/*/weapons/baseball.ogg", "crime"),
+        ("sound/*/weapons/anvil_collision.ogg", "trapped"),
+        ("sound/*/weapons/embers*.ogg", "fire"),
+        ("sound/*/weapons/flame.ogg", "fire"),
+        ("sound/*/weapons/blowtorch.ogg", "gas"),
+        ("sound/*/weapons/anvil_fall.ogg", "accident"),
+        ("sound/*/misc/box_falling.ogg", "accident"),
+        ("sound/*/misc/box_hitting_ground.ogg", "accident"),
+        ("sound/*/weapons/mine_beep.ogg", NEGATIVE),
+        ("sound/*/misc/countdown-endturn.ogg", NEGATIVE),
+        ("sound/*/misc/step.ogg", NEGATIVE),
+        ("sound/*/voices/theme*", NEGATIVE),
+        ("music/ingame/*.ogg", BACKGROUND),
+    ])
+    + _rules("freedink-data", _DINK, [
+        ("wscream.wav", "crime"),
+        ("punch.wav", "crime"),
+        ("fire.wav", "fire"),
+        ("burn.wav", "fire"),
+        ("grunt[12].wav", "medical"),
+        ("open.wav", NEGATIVE),
+        ("stairs.wav", NEGATIVE),
+        ("*.ogg", BACKGROUND),
+    ])
+    + _rules("supertux-data", _STX, [
+        ("sounds/crystallo-shatter.ogg", "crime"),
+        ("sounds/icecrash.ogg", "crime"),
+        ("sounds/cracking.wav", "crime"),
+        ("sounds/fizz.wav", "electric"),
+        ("sounds/lightning.wav", "electric"),
+        ("sounds/pshit.ogg", "gas"),
+        ("sounds/sizzle.ogg", "fire"),
+        ("sounds/fire.ogg", "fire"),
+        ("sounds/flame.wav", "fire"),
+        ("sounds/thud.ogg", "accident"),
+        ("sounds/fall.wav", "accident"),
+        ("sounds/brick.wav", "accident"),
+        ("sounds/phone.wav", NEGATIVE),
+        ("sounds/ticking.wav", NEGATIVE),
+        ("sounds/savebell*.wav", NEGATIVE),
+        ("sounds/door.wav", NEGATIVE),
+        ("sounds/coin*.ogg", NEGATIVE),
+        ("sounds/rain.wav", BACKGROUND),
+        ("sounds/waterfall.wav", BACKGROUND),
+        ("speech/*.ogg", BACKGROUND),
+        ("music/*.ogg", BACKGROUND),
+    ])
+    + _rules("btanks-data", _BT, [
+        ("sounds/kamikaze-scream.ogg", "crime"),
+        ("sounds/shot.ogg", "crime"),
+        ("sounds/machinegunner-bullet.ogg", "crime"),
+        ("sounds/fire.ogg", "fire"),
+        ("sounds/building-explosion*.ogg", "accident"),
+        ("sounds/klaxon*.ogg", NEGATIVE),
+        ("sounds/laugh0*.ogg", NEGATIVE),
+        ("sounds/mine-tick.ogg", NEGATIVE),
+        ("sounds/man-steps.ogg", NEGATIVE),
+        ("sounds/ambient/*.ogg", BACKGROUND),
+        ("tunes/*.ogg", BACKGROUND),
+    ])
+    + _rules("freedroidrpg-data", _FDR, [
+        ("effects/Glass_Break.ogg", "crime"),
+        ("effects/Influencer_Scream_Sound_*", "crime"),
+        ("effects/swing_then_hit_*", "crime"),
+        ("effects/tux_footstep.ogg", NEGATIVE),
+        ("effects/MenuClick.ogg", NEGATIVE),
+        ("effects/open_chest_sound.ogg", NEGATIVE),
+        ("effects/tux_ingame_comments/*.ogg", BACKGROUND),
+        ("music/*.ogg", BACKGROUND),
+    ])
+    + _rules("redeclipse-data", _RE, [
+        ("voice/argh*.ogg", "crime"),
+        ("player/death*.ogg", "crime"),
+        ("player/pain*.ogg", "medical"),
+        ("weapons/pistol/primary*.ogg", "crime"),
+        ("weapons/rifle/primary*.ogg", "crime"),
+        ("weapons/shotgun/primary*.ogg", "crime"),
+        ("weapons/smg/primary*.ogg", "crime"),
+        ("weapons/thwack*.ogg", "crime"),
+        ("ambience/electro.ogg", "electric"),
+        ("ambience/hum.ogg", "electric"),
+        ("weapons/bzap.ogg", "electric"),
+        ("weapons/bzzt.ogg", "electric"),
+        ("weapons/hum.ogg", "electric"),
+        ("weapons/zapper/*.ogg", "electric"),
+        ("sfx/shockdamage.ogg", "electric"),
+        ("ambience/vapour.ogg", "gas"),
+        ("ambience/pneumatic.ogg", "gas"),
+        ("sfx/extinguish*.ogg", "gas"),
+        ("ambience/fire.ogg", "fire"),
+        ("sfx/burning.ogg", "fire"),
+        ("sfx/burnfire.ogg", "fire"),
+        ("weapons/thud*.ogg", "accident"),
+        ("player/land*.ogg", "accident"),
+        ("sfx/debris*.ogg", "accident"),
+        ("sfx/alarm.ogg", NEGATIVE),
+        ("sfx/error.ogg", NEGATIVE),
+        ("player/footstep*.ogg", NEGATIVE),
+        ("player/concstep*.ogg", NEGATIVE),
+        ("voice/haha*.ogg", NEGATIVE),
+        ("voice/thanks*.ogg", NEGATIVE),
+        ("ambience/forest*.ogg", BACKGROUND),
+        ("ambience/river.ogg", BACKGROUND),
+        ("ambience/creek.ogg", BACKGROUND),
+        ("ambience/distant_cars.ogg", BACKGROUND),
+        ("ambience/nightcrickets.ogg", BACKGROUND),
+        ("ambience/machine*.ogg", BACKGROUND),
+        ("ambience/water*.ogg", BACKGROUND),
+        ("ambience/*wind*.ogg", BACKGROUND),
+        ("ambience/morph/rain.ogg", BACKGROUND),
+    ])
+    + _rules("asterisk-core-sounds-es-wav", "usr/share/asterisk/sounds/", [("es*/*.wav", BACKGROUND)])
+    + _rules("asterisk-core-sounds-fr-wav", "usr/share/asterisk/sounds/", [("fr*/*.wav", BACKGROUND)])
+)
+
+
+def label_for(package: str, member: str) -> str | None:
+    """The label of ``member`` (a path inside ``package``, "./" optional), or None if unused."""
+    member = member.removeprefix("./")
+    for rule in LABEL_RULES:
+        if rule.package == package and fnmatchcase(member, rule.glob):
+            return rule.label
+    return None

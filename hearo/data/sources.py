@@ -1,0 +1,72 @@
+"""The allow-list: the only Debian packages a data build may download (``../shared/data/sources.md``).
+
+Other Debian sound packages are reserved for independent evaluation, so asking for one is an
+error, not a warning. Licences are the package-level summary from each package's
+``/usr/share/doc/<pkg>/copyright``; the per-file licence is in that file, which the build keeps
+beside the data set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = ["ALLOWED_PACKAGES", "DEFAULT_PACKAGES", "DisallowedPackageError", "check_packages"]
+
+ALLOWED_PACKAGES: dict[str, str] = {
+    "0ad-data": "CC-BY-SA-3.0",
+    "wesnoth-1.16-data": "GPL-2+",
+    "wesnoth-1.16-music": "GPL-2+",
+    "hedgewars-data": "GPL-2 / GFDL-1.3 (voice packs)",
+    "redeclipse-data": "CC-BY-SA / CC-BY / CC0 (per file)",
+    "cube2-data": "ZLIB / CC-BY-SA (per file)",
+    "supertuxkart-data": "GPL-3+ / CC-BY-SA-3.0 (per file)",
+    "supertux-data": "GPL-2+ / GPL-3+ / CC-BY-SA (per file)",
+    "megaglest-data": "CC-BY-SA-3.0",
+    "warmux-data": "GPL-2+",
+    "btanks-data": "GPL-2+ / LGPL-2.1+",
+    "blobwars-data": "CC-BY-3.0 / CC-BY-SA-3.0 / GPL-2+ / public domain (per file)",
+    "freedink-data": "GPL-3+ / free (per file)",
+    "freedroidrpg-data": "GPL-2+ / GPL-3 / CC0 (per file)",
+    "widelands-data": "GPL-2+",
+    "7kaa-data": "GPL-2+",
+    "colobot-common-sounds": "GPL-3+",
+    "pingus-data": "GPL-3+",
+    "asterisk-core-sounds-es-wav": "CC-BY-SA-3.0",
+    "asterisk-core-sounds-fr-wav": "CC-BY-SA-3.0",
+    "asterisk-core-sounds-it-wav": "CC-BY-SA-3.0",
+    "asterisk-core-sounds-ru-wav": "CC-BY-SA-3.0",
+    "asterisk-prompt-es-co": "GPL-2",
+    "asterisk-prompt-fr-armelle": "GPL-2",
+    "asterisk-prompt-it-menardi-wav": "GPL-2",
+}
+
+# Small, sound-rich packages: the default build (about 1.3 GB of .debs).
+DEFAULT_PACKAGES: tuple[str, ...] = (
+    "hedgewars-data",
+    "wesnoth-1.16-data",
+    "blobwars-data",
+    "warmux-data",
+    "freedink-data",
+    "supertux-data",
+    "btanks-data",
+    "freedroidrpg-data",
+    "redeclipse-data",
+    "asterisk-core-sounds-es-wav",
+    "asterisk-core-sounds-fr-wav",
+)
+
+
+class DisallowedPackageError(ValueError):
+    """A package outside the allow-list was asked for."""
+
+
+def check_packages(names: Iterable[str]) -> tuple[str, ...]:
+    """``names`` in order without repeats, or DisallowedPackageError naming every refused one."""
+    wanted = tuple(dict.fromkeys(names))
+    refused = [name for name in wanted if name not in ALLOWED_PACKAGES]
+    if refused:
+        raise DisallowedPackageError(
+            f"not on the data allow-list (../shared/data/sources.md): {', '.join(refused)}; "
+            f"allowed: {', '.join(sorted(ALLOWED_PACKAGES))}"
+        )
+    return wanted

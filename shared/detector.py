@@ -1,0 +1,171 @@
+"""Turns a stream of per-window class scores into detection events: one per event, not per window.
+
+For each emergency class (``normal`` never fires), every window:
+
+1. smoothing: the class's score is averaged over the last ``smoothing_windows`` consecutive
+   windows; no decision is taken until that many are in hand, and a gap in the stream
+   (windows dropped because inference fell behind) starts the average afresh;
+2. onset: an idle class whose smoothed score reaches its threshold starts an event, and the
+   event is reported unless the class already reported within ``refractory_s`` (then the
+   event is taken as the tail of the one reported);
+3. hysteresis: the event lasts while the smoothed score stays at or above
+   ``release_ratio * threshold``; only after it falls below can the class start another.
+
+Time is the stream time of each window's end (seconds of audio since the session started),
+never the wall clock, so a file streamed at any speed gives the same detections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from shared.taxonomy import CLASSES, NORMAL, NUM_CLASSES, EmergencyClass, by_key
+
+# A window arriving more than this many hops after the previous one means windows were lost.
+_GAP_HOPS = 1.5
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Detector parameters. ``thresholds`` maps every emergency class key to its onset threshold."""
+
+    thresholds: Mapping[str, float]
+    release_ratio: float = 0.6
+    smoothing_windows: int = 3
+    refractory_s: float = 30.0
+    hop_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        expected = {c.key for c in CLASSES if c.is_emergency}
+        if set(self.thresholds) != expected:
+            raise ValueError(
+                f"thresholds must name exactly the emergency classes {sorted(expected)}, "
+                f"got {sorted(self.thresholds)}"
+            )
+        for key, value in self.thresholds.items():
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"threshold for {key!r} must be in (0, 1], got {value}")
+        if not 0.0 < self.release_ratio <= 1.0:
+            raise ValueError(f"release_ratio must be in (0, 1], got {self.release_ratio}")
+        if self.smoothing_windows < 1:
+            raise ValueError(f"smoothing_windows must be >= 1, got {self.smoothing_windows}")
+        if self.refractory_s < 0 or self.hop_s <= 0:
+            raise ValueError("refractory_s must be >= 0 and hop_s > 0")
+
+    @classmethod
+    def build(
+        cls, default_threshold: float, overrides: Mapping[str, float] | None = None, **kwargs: Any
+    ) -> DetectorConfig:
+        """``default_threshold`` for every emergency class, except the keys in ``overrides``.
+
+        Raises KeyError for an unknown class key and ValueError for ``normal``, which never fires.
+        """
+        thresholds = {c.key: default_threshold for c in CLASSES if c.is_emergency}
+        for key, value in (overrides or {}).items():
+            if not by_key(key).is_emergency:
+                raise ValueError(f"class {key!r} never fires; it takes no threshold")
+            thresholds[key] = value
+        return cls(thresholds=thresholds, **kwargs)
+
+
+@dataclass(frozen=True)
+class DetectionEvent:
+    """The onset of an event: ``confidence`` is the smoothed score that crossed the threshold."""
+
+    emergency_class: EmergencyClass
+    confidence: float
+    stream_time_s: float
+
+
+@dataclass
+class _ClassState:
+    in_event: bool = False
+    last_report_s: float | None = None
+
+
+@dataclass
+class Detector:
+    """One session's detector; feed it every classified window in stream order.
+
+    >>> detector = Detector(DetectorConfig.build(0.5, smoothing_windows=1))
+    >>> [e.emergency_class.key for e in detector.update([0.1, 0, 0, 0, 0, 0.9, 0, 0, 0], 2.0)]
+    ['fire']
+    """
+
+    config: DetectorConfig
+    _history: np.ndarray = field(init=False)
+    _filled: int = field(init=False, default=0)
+    _last_time_s: float | None = field(init=False, default=None)
+    _states: list[_ClassState] = field(init=False)
+    _thresholds: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._history = np.zeros((self.config.smoothing_windows, NUM_CLASSES), dtype=np.float64)
+        self._states = [_ClassState() for _ in CLASSES]
+        self._thresholds = np.array(
+            [self.config.thresholds.get(c.key, np.inf) for c in CLASSES], dtype=np.float64
+        )
+
+    def update(self, scores: Sequence[float] | np.ndarray, stream_time_s: float) -> list[DetectionEvent]:
+        """Take one window's class scores (ordered as the taxonomy) ending at ``stream_time_s``.
+
+        Returns the events whose onset is this window (usually none). Raises ValueError if the
+        scores are not one per class or time goes backwards.
+        """
+        row = np.asarray(scores, dtype=np.float64)
+        if row.shape != (NUM_CLASSES,):
+            raise ValueError(f"expected {NUM_CLASSES} class scores, got shape {row.shape}")
+        if self._last_time_s is not None:
+            if stream_time_s <= self._last_time_s:
+                raise ValueError(f"stream time went from {self._last_time_s} to {stream_time_s}")
+            if stream_time_s - self._last_time_s > _GAP_HOPS * self.config.hop_s:
+                self._filled = 0
+        self._last_time_s = stream_time_s
+
+        k = self.config.smoothing_windows
+        self._history[self._filled % k] = row
+        self._filled += 1
+        if self._filled < k:
+            return []
+        smoothed = self._history.mean(axis=0)
+
+        events = []
+        release = self._thresholds * self.config.release_ratio
+        for emergency_class, state in zip(CLASSES, self._states):
+            if emergency_class is NORMAL:
+                continue
+            score = float(smoothed[emergency_class.id])
+            if state.in_event:
+                state.in_event = score >= release[emergency_class.id]
+                continue
+            if score < self._thresholds[emergency_class.id]:
+                continue
+            state.in_event = True
+            refractory = (
+                state.last_report_s is not None
+                and stream_time_s - state.last_report_s < self.config.refractory_s
+            )
+            if not refractory:
+                state.last_report_s = stream_time_s
+                events.append(DetectionEvent(emergency_class, score, stream_time_s))
+        return events
+
+
+def clip_decision(scores: np.ndarray, config: DetectorConfig) -> tuple[int, float]:
+    """What the service would report for a clip whose windows scored ``scores`` [W, 9]:
+    (class id of the first detection, its confidence), or (0, 0.0) when nothing fires.
+
+    Windows are fed in order, ending at ``2 s + i * hop_s``, through a fresh ``Detector``; when
+    several classes fire on the same window the highest smoothed score wins.
+    """
+    detector = Detector(config)
+    for i, row in enumerate(np.asarray(scores, dtype=np.float64)):
+        events = detector.update(row, 2.0 + i * config.hop_s)
+        if events:
+            best = max(events, key=lambda event: event.confidence)
+            return best.emergency_class.id, best.confidence
+    return NORMAL.id, 0.0
