@@ -24,11 +24,12 @@ def run(
     host: Annotated[str, typer.Option(help="Address the gateway listens on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Gateway port (REST API, /docs, /v1/stream).")] = 8000,
     inference_port: Annotated[int, typer.Option(help="Inference service port (loopback).")] = 8001,
+    agency: Annotated[bool, typer.Option(help="Also start the drill agency receiver (`hearo agency`) on :8090.")] = True,
 ) -> None:
-    """Start the whole system on embedded defaults: inference, gateway and alerting worker."""
+    """Start the whole system on embedded defaults: inference, gateway, alerting worker."""
     from hearo.supervisor import run_system
 
-    raise typer.Exit(run_system(host=host, port=port, inference_port=inference_port))
+    raise typer.Exit(run_system(host=host, port=port, inference_port=inference_port, with_agency=agency))
 
 
 @serve_app.command("inference")
@@ -57,6 +58,27 @@ def serve_gateway(
     from services.gateway.settings import GatewaySettings
 
     uvicorn.run(create_app(GatewaySettings()), host=host, port=port, log_level="info", ws_max_size=1 << 20)
+
+
+@serve_app.command("alerting")
+def serve_alerting() -> None:
+    """The alerting worker: confirmation timer (sweeper), dispatch, contact notices."""
+    from services.alerting.worker import main
+
+    raise typer.Exit(main())
+
+
+@app.command()
+def agency(
+    host: Annotated[Optional[str], typer.Option(help="Listen address (default: HEARO_AGENCY_HOST or 127.0.0.1).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (default: HEARO_AGENCY_PORT or 8090).")] = None,
+) -> None:
+    """A receiving agency for demos and drills: verifies signatures, shows reports on a page."""
+    from hearo.agency import AgencySettings, serve_agency
+
+    settings = AgencySettings()
+    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    serve_agency(settings.model_copy(update=overrides))
 
 
 @db_app.command("upgrade")

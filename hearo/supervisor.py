@@ -63,12 +63,18 @@ def _wait_healthy(child: Child, deadline: float) -> bool:
     return False
 
 
-def build_children(host: str, port: int, inference_port: int) -> list[Child]:
+def build_children(host: str, port: int, inference_port: int, with_agency: bool) -> list[Child]:
     """The processes of the embedded system, in start order."""
     py = [sys.executable, "-m", "hearo"]
     inference_url = f"ws://127.0.0.1:{inference_port}/v1/windows"
     public_base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    return [
+    # Clip links in reports point at the gateway, which serves signed local clips.
+    shared_env = {"HEARO_PUBLIC_BASE_URL": os.environ.get("HEARO_PUBLIC_BASE_URL", public_base)}
+    children = []
+    if with_agency:
+        # The development agencies are webhooks to this receiver; without it reports fail.
+        children.append(Child("agency", [*py, "agency"], "http://127.0.0.1:8090/healthz"))
+    children += [
         Child(
             "inference",
             [*py, "serve", "inference", "--host", "127.0.0.1", "--port", str(inference_port)],
@@ -79,14 +85,16 @@ def build_children(host: str, port: int, inference_port: int) -> list[Child]:
             [*py, "serve", "gateway", "--host", host, "--port", str(port)],
             f"{public_base}/healthz",
             env={
+                **shared_env,
                 "HEARO_GATEWAY_INFERENCE_URL": os.environ.get("HEARO_GATEWAY_INFERENCE_URL", inference_url),
-                "HEARO_PUBLIC_BASE_URL": os.environ.get("HEARO_PUBLIC_BASE_URL", public_base),
             },
         ),
+        Child("alerting", [*py, "serve", "alerting"], None, env=shared_env),
     ]
+    return children
 
 
-def run_system(host: str, port: int, inference_port: int) -> int:
+def run_system(host: str, port: int, inference_port: int, with_agency: bool = True) -> int:
     """Run until interrupted; returns the process exit code."""
     from shared.db import database_url_from_env, upgrade_database
 
@@ -94,7 +102,7 @@ def run_system(host: str, port: int, inference_port: int) -> int:
     upgrade_database(url)
     console.print(f"[green]database ready[/] ({url.split('://', 1)[0]})")
 
-    children = build_children(host, port, inference_port)
+    children = build_children(host, port, inference_port, with_agency)
     stopping = False
 
     def _stop(signum: int, _frame: object) -> None:
@@ -115,7 +123,8 @@ def run_system(host: str, port: int, inference_port: int) -> int:
             f"\n[bold]Hear-o is running.[/] REST API and docs: http://{host}:{port}/docs\n"
             f"Register a device:  .venv/bin/hearo device register --name 'Your name' --birth-year 1942\n"
             f"Stream a recording: .venv/bin/hearo stream FILE.wav --token TOKEN\n"
-            "Press Ctrl-C to stop.\n"
+            + ("Drill agency (received reports): http://127.0.0.1:8090/\n" if with_agency else "")
+            + "Press Ctrl-C to stop.\n"
         )
         while not stopping:
             now = time.monotonic()
