@@ -7,33 +7,40 @@ apart, then 1.5 s off) and UL 2034 / NFPA 720 temporal-four (T4, carbon monoxide
 
 How a stream becomes matches, every stage incremental:
 
-1. frames: 32 ms Hann windows every 10 ms, power spectrum by ``rfft``; the channels are
-   the FFT bins between ``min_tone_hz`` and ``max_tone_hz`` (a piezo's 2.8-3.5 kHz
-   fundamental and the 520 Hz low-frequency square wave both fall inside);
+1. frames: 32 ms Hann windows every 10 ms, power spectrum by ``rfft`` (batched over at least
+   0.1 s of audio); the channels are the FFT bins between ``min_tone_hz`` and
+   ``max_tone_hz`` (a piezo's 2.8-3.5 kHz fundamental and the 520 Hz low-frequency square
+   wave both fall inside; harmonics above 8 kHz fold away at 16 kHz and do not matter);
 2. noise floor per channel: the minimum over the last 2 s of 100 ms mean powers, so it
    follows speech, TV or music underneath, and rises to meet a tone that never stops;
-3. pulses: a tone starts a pulse where a bin is a spectral peak, ``tonality_db`` above
-   its neighbours and ``onset_snr_db`` above its floor; the pulse follows the peak to a
-   neighbouring bin and ends (after two frames below) when the level falls under the floor
-   plus ``release_snr_db`` or ``release_drop_db`` under the pulse's own peak. The second
-   rule is what separates pulses in a reverberant room, where the tail of one pulse never
-   reaches the noise floor before the next; a new pulse in the same place must then rise
-   ``reonset_rise_db`` above the dip in between;
-4. tracks: pulses are grouped by frequency (within ``frequency_tolerance``): an alarm
-   keeps its pitch, speech and music do not;
-5. patterns: when a track's newest pulse completes a group (3 for T3, 4 for T4), the
-   track's history is read backwards: each pulse length, each short gap and each long gap
-   must lie within ``timing_tolerance`` of the standard (ISO 8201 and UL 2034 allow 10 %;
-   real devices, phone microphones and rooms need more, hence 30 % by default, plus
-   ``reverb_allowance_s`` by which a reverberant tail may lengthen a pulse and shorten a
-   gap). A match needs ``temporal3_cycles`` / ``temporal4_cycles`` groups in a row (the
-   oldest may have lost its leading pulses, as when the stream starts mid-group): one
-   group of three beeps is how appliances say "done", two at the standard rhythm is an
-   alarm;
-6. output: one match per completed group while the pattern continues. Several tracks may
+3. onsets: a bin that is a spectral peak, ``tonality_db`` above its neighbours,
+   ``onset_snr_db`` above its floor and ``onset_rise_db`` above its own level 30 ms
+   earlier (sounders switch on; voices and music mostly swell) starts a sounding, which
+   follows the peak to a neighbouring bin and lasts until the level sinks under the floor
+   plus ``release_snr_db`` or stays ``release_drop_db`` under a slowly sinking reference
+   (a room's tail, which sinks faster);
+4. pulses: a sounding is cut at each fresh onset inside it, seen as a dip
+   ``onset_rise_db`` deep or a rise as steep as an onset: in a reverberant room the tail
+   of a T4 pulse fills the 0.1 s gap, so four pulses sound as one with dips. Each piece
+   keeps the frames within ``release_drop_db`` of its plateau, so tails, swells and rooms
+   that sink a steady tone under its onset do not move its ends;
+5. tracks: pulses are grouped by pitch (within ``frequency_tolerance``): an alarm keeps
+   its pitch, speech and music do not;
+6. patterns: when a track's newest pulse completes a group (3 for T3, 4 for T4), the
+   track's history is read backwards: each pulse length, short gap and long gap lies
+   within ``timing_tolerance`` of the standard (ISO 8201 and UL 2034 allow 10 %; real
+   devices, phone microphones and rooms need more, hence 30 % by default, plus
+   ``reverb_allowance_s`` by which a room may move a pulse's end either way; onsets are
+   not moved by rooms, so onset-to-onset periods get no allowance). The pulses must be
+   alike: within ``level_spread_db`` of each other, one pitch, and on a regular beat
+   (periods within 10 % of their median). A match needs ``temporal3_cycles`` /
+   ``temporal4_cycles`` groups in a row, the oldest of which may lack its first pulse (the
+   stream started mid-group): one group of three beeps is how appliances say "done", two
+   at the standard rhythm is an alarm;
+7. output: one match per completed group while the pattern continues. Several tracks may
    complete the same group (a square wave's odd harmonics each make a track); the match
-   names the lowest of those within 20 dB of the loudest (the fundamental, unless masked)
-   and the others are dropped.
+   names the lowest of those within 20 dB of the loudest (the fundamental, unless speech
+   or music masks it) and the others are dropped.
 
 Time is stream time (seconds of audio pushed since the detector was made), so the matches
 depend only on the samples, never on how they were chunked or how fast they arrived.
@@ -58,32 +65,31 @@ PatternName = Literal["temporal3", "temporal4"]
 
 _FRAME_S = 0.010  # hop: 10 ms resolves T4's 100 ms pulses and gaps
 _WINDOW_S = 0.032  # at least this long (rounded up to a power of two): ~31 Hz bins
+_MIN_BATCH_S = 0.1  # audio analysed per numpy pass, at least (fewer calls per stream-second)
+_BATCH_FRAMES = 256  # at most: bounds the memory one large push takes
 _FLOOR_BLOCK_FRAMES = 10  # floor statistics per 100 ms block ...
 _FLOOR_BLOCKS = 20  # ... minimum over the last 2 s: longer than any pulse, shorter than a gap run
 _NEIGHBOUR_INNER, _NEIGHBOUR_OUTER = 3, 8  # tonality: bins 3..8 away, outside Hann's main lobe
-_RELEASE_FRAMES = 2  # frames under the floor plus release_snr_db before a pulse ends ...
-_DEAD_S = 0.1  # ... or this long release_drop_db under its (sinking) reference
-_BLIP_S = 0.04  # shorter "pulses" are noise, neither pulses nor breaks in a pattern
-_MAX_PULSE_S = 4.0  # a tone this long is cut and counted as one (invalid) pulse
+_POWER_FLOOR = 1e-12  # -120 dBFS: keeps logarithms finite in digital silence
 _RISE_S = 0.03  # an onset rises onset_rise_db within this
 _RAMP_FRAMES = 3  # frames a 32 ms window takes to rise onto a tone
-_EXCLUSION_BINS = 2  # Hann's main lobe: no second pulse this close to one sounding
-_ECHO_MEMORY_S = 0.3  # a pulse starting this soon after one at its pitch ended ...
-_ECHO_DB = 4.0  # ... peaking this far below it ...
-_ECHO_MAX_S = 0.15  # ... and no longer near its peak is a swell of the room's tail, not a pulse
-_IN_TUNE_FRACTION = 0.8  # of a steady pulse's frames, within frequency_tolerance of its median
-_SPLIT_GAP_S = 0.02  # what a re-onset leaves between a pulse and the piece after it
-_REGULARITY = 0.1  # onset-to-onset periods of one match differ from their median by at most this (relative)
-_HOLD_S = 0.15
-_HARMONICS_DB = 20.0  # a square wave's 3rd, 5th and 7th harmonics are 10, 14 and 17 dB down  # wait this long for other tracks completing the same group, then report the loudest
-_DEDUPE_S = 1.0
-_FOREIGN_DB = 10.0  # a pulse this much quieter than its track's last is not the track's sounder
+_EXCLUSION_BINS = 2  # Hann's main lobe: no second sounding this close to one
+_RELEASE_FRAMES = 2  # frames under the floor plus release_snr_db that end a sounding ...
+_DEAD_S = 0.1  # ... or this long release_drop_db under its sinking reference
+_MAX_PULSE_S = 4.0  # a tone this long is cut and counted as one (invalid) pulse
 _MAX_ACTIVE_PULSES = 8
+_BLIP_S = 0.04  # shorter pieces are noise, neither pulses nor breaks in a pattern
+_ECHO_MEMORY_S = 0.3  # a piece starting this soon after a pulse at its pitch ended ...
+_ECHO_DB = 4.0  # ... peaking this far below it ...
+_ECHO_MAX_S = 0.15  # ... and no longer near its own peak is a swell of the room's tail
+_IN_TUNE_FRACTION = 0.8  # of a steady pulse's frames, within frequency_tolerance of its median
+_SPLIT_GAP_S = 0.02  # pieces this close, the second too soon to be the next pulse, are one
+_REGULARITY = 0.1  # a match's onset-to-onset periods differ from their median by at most this
 _MAX_TRACKS = 16
 _MAX_CYCLES_KEPT = 4
-_MIN_BATCH_S = 0.1
-_BATCH_FRAMES = 256  # bounds the memory one large push takes
-_POWER_FLOOR = 1e-12  # -120 dBFS: keeps logarithms finite in digital silence
+_HOLD_S = 0.15  # wait this long for other tracks completing the same group ...
+_HARMONICS_DB = 20.0  # ... and name the lowest this close to the loudest (a square's 3rd: -10 dB)
+_DEDUPE_S = 1.0  # one match per group however many tracks complete it
 
 
 @dataclass(frozen=True)
@@ -97,9 +103,9 @@ class AlarmPatternConfig:
     max_tone_hz: float = 4500.0
     onset_snr_db: float = 10.0  # a pulse starts this far above the channel's noise floor ...
     tonality_db: float = 10.0  # ... and this far above the mean of the bins 3-8 bins away
-    release_snr_db: float = 5.0  # a pulse ends below floor + this ...
-    release_drop_db: float = 8.0  # ... or this far below its peak, whichever is higher
-    onset_rise_db: float = 6.0  # ... having risen this much in 30 ms: sounders switch on, voices swell
+    onset_rise_db: float = 6.0  # ... having risen this much in 30 ms; also the dip/rise that cuts
+    release_snr_db: float = 5.0  # a sounding ends under floor + this ...
+    release_drop_db: float = 8.0  # ... or 0.1 s this far under its reference; a pulse's ends too
     reference_decay_db_per_s: float = 60.0  # faster than a tone's drift, slower than a room's tail
     min_level_dbfs: float = -70.0  # quieter tones are ignored, however clean
     timing_tolerance: float = 0.3  # relative, on each pulse, gap and long gap (the standards say 0.1)
@@ -120,12 +126,13 @@ class AlarmPatternConfig:
             raise ValueError("temporal3_cycles and temporal4_cycles must be >= 1")
         if self.temporal3_cycles > _MAX_CYCLES_KEPT or self.temporal4_cycles > _MAX_CYCLES_KEPT:
             raise ValueError(f"at most {_MAX_CYCLES_KEPT} cycles can be required")
-        positive = ("onset_snr_db", "tonality_db", "release_drop_db", "onset_rise_db", "reference_decay_db_per_s")
-        for name in positive:
+        for name in ("onset_snr_db", "tonality_db", "onset_rise_db", "release_drop_db"):
             if getattr(self, name) <= 0.0:
                 raise ValueError(f"{name} must be positive")
-        if self.release_snr_db > self.onset_snr_db or self.reverb_allowance_s < 0.0:
-            raise ValueError("need release_snr_db <= onset_snr_db and reverb_allowance_s >= 0")
+        if self.release_snr_db > self.onset_snr_db:
+            raise ValueError("release_snr_db must not exceed onset_snr_db")
+        if self.reverb_allowance_s < 0.0 or self.reference_decay_db_per_s < 0.0:
+            raise ValueError("reverb_allowance_s and reference_decay_db_per_s must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,8 @@ class AlarmPatternMatch:
     """A completed cycle of a standard alarm pattern.
 
     ``stream_time_s`` is when the last pulse of the completing group ended (the match is
-    returned by the push holding the audio about 0.2 s after it). ``confidence`` grades how
+    returned by the push holding the audio 0.2 to 0.6 s after it: the room's tail must die
+    away first). ``confidence`` grades how
     textbook the match is (timing, loudness over the floor, cycles seen): any match already
     means the full rhythm was heard at least the configured number of times.
     """
@@ -266,8 +274,8 @@ class AlarmPatternDetector:
     def push(self, samples: np.ndarray) -> list[AlarmPatternMatch]:
         """Take the next mono samples (float, nominally in [-1, 1]) and return the new matches.
 
-        Chunks may be of any size; non-finite samples count as silence. Raises ValueError for
-        anything but a 1-D array.
+        Chunks may be of any size; samples are clipped to [-1, 1] and non-finite ones count
+        as silence. Raises ValueError for anything but a 1-D array.
         """
         chunk = np.asarray(samples, dtype=np.float32)
         if chunk.ndim != 1:
@@ -276,6 +284,7 @@ class AlarmPatternDetector:
             return []
         if not np.isfinite(chunk).all():
             chunk = np.nan_to_num(chunk, nan=0.0, posinf=0.0, neginf=0.0)
+        chunk = np.clip(chunk, -1.0, 1.0)  # also a copy: the caller may reuse its buffer
         self._queued.append(chunk)
         self._queued_len += chunk.size
         # Analysing a few frames at a time would spend more on numpy calls than on sums:
@@ -473,12 +482,13 @@ class AlarmPatternDetector:
     # -- tracks and patterns (per pulse) -------------------------------------------------------
 
     def _add_to_track(self, pulse: _Pulse, frame: int) -> None:
+        """File ``pulse`` under its pitch and look for the patterns there."""
         idle_s = _TEMPORAL4.long_off_s * (1 + self.config.timing_tolerance) + 1.0
         self._tracks = [t for t in self._tracks if pulse.onset_s - t.pulses[-1].offset_s < idle_s]
         track = min(self._tracks, key=lambda t: abs(t.tone_hz - pulse.tone_hz), default=None)
         if track is not None and abs(track.tone_hz - pulse.tone_hz) <= self._hz_tolerance(pulse.tone_hz):
-            if pulse.peak_db < track.pulses[-1].peak_db - _FOREIGN_DB:
-                return  # far quieter than the track's pulses: something else at that pitch
+            if pulse.peak_db < track.pulses[-1].peak_db - self.config.level_spread_db:
+                return  # quieter than the track's pulses: something else at that pitch
         elif any(self._on_ok(spec, pulse) for spec in (_TEMPORAL3, _TEMPORAL4)):
             if len(self._tracks) >= _MAX_TRACKS:  # drop the least promising: fewest pulses, then stalest
                 self._tracks.remove(min(self._tracks, key=lambda t: (len(t.pulses), t.pulses[-1].offset_s)))
@@ -488,7 +498,8 @@ class AlarmPatternDetector:
             return  # could start no pattern and belongs to none
         track.tone_hz = 0.5 * (track.tone_hz + pulse.tone_hz)
         track.pulses.append(pulse)
-        for spec, needed in ((_TEMPORAL3, self.config.temporal3_cycles), (_TEMPORAL4, self.config.temporal4_cycles)):
+        cycles = (self.config.temporal3_cycles, self.config.temporal4_cycles)
+        for spec, needed in zip((_TEMPORAL3, _TEMPORAL4), cycles):
             joins = functools.partial(self._joins, spec)
             if not self._on_ok(spec, _bridged(_last_run(track.pulses, joins), joins)[0]):
                 continue  # cheap early exit: the newest (bridged) pulse cannot be this pattern's
