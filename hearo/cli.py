@@ -17,6 +17,8 @@ device_app = typer.Typer(help="Devices registered with a running gateway.")
 app.add_typer(serve_app, name="serve")
 app.add_typer(db_app, name="db")
 app.add_typer(device_app, name="device")
+data_app = typer.Typer(help="Training data for the embedded default model.")
+app.add_typer(data_app, name="data")
 
 
 @app.command()
@@ -149,35 +151,107 @@ def device_register(
     typer.echo("Keep the token: it is shown only once (export HEARO_TOKEN=...).", err=True)
 
 
+@data_app.command("build")
+def data_build(
+    out: Annotated[Path, typer.Option(help="Folder to write: audio/, manifest.csv, licences/.")],
+    cache: Annotated[Path, typer.Option(help="Download and decode cache; a rerun resumes from it.")] = Path("var/data-cache"),
+    packages: Annotated[Optional[str], typer.Option(help="Comma-separated allow-listed packages (default: the small sound-rich set).")] = None,
+    scenes_per_class: Annotated[int, typer.Option(help="Training scenes per emergency class (normal gets twice).")] = 400,
+    val_fraction: Annotated[float, typer.Option(help="Share of source files held out for validation.")] = 0.2,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Build the default model's data set from allow-listed Debian packages and synthesis."""
+    from hearo.data import DEFAULT_PACKAGES, BuildConfig, DisallowedPackageError, build_dataset
+    from hearo.data.packages import DownloadError
+
+    names = tuple(p.strip() for p in packages.split(",") if p.strip()) if packages else DEFAULT_PACKAGES
+    config = BuildConfig(packages=names, seed=seed, scenes_per_class=scenes_per_class, val_fraction=val_fraction)
+    try:
+        summary = build_dataset(out, cache, config)
+    except DisallowedPackageError as exc:
+        typer.echo(f"hearo data build: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except (DownloadError, ValueError) as exc:
+        typer.echo(f"hearo data build: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for split, counts in summary.scenes.items():
+        typer.echo(f"{split}: {sum(counts.values())} scenes ({', '.join(f'{k} {v}' for k, v in counts.items())})")
+    typer.echo(f"sources: {dict(summary.sources)}; duplicates dropped: {summary.duplicates}")
+    typer.echo(f"manifest: {summary.manifest}")
+
+
 @app.command()
 def train(
-    checkpoint: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Official BEATs checkpoint (pre-trained or AudioSet fine-tuned).")],
-    data: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Dataset folder: class folders or AI Hub layout (docs/training.md).")],
-    out: Annotated[Path, typer.Option(help="Model file to write; serve it with HEARO_INFERENCE_MODEL=beats.")],
-    backbone: Annotated[str, typer.Option(help="Backbone to fine-tune.")] = "beats",
+    data: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Dataset folder: `hearo data build` output (default backbone), or class folders / AI Hub layout (beats; docs/training.md).")],
+    out: Annotated[Path, typer.Option(help="Model file to write (default backbone: services/inference/models/weights/default.pt).")],
+    backbone: Annotated[str, typer.Option(help="'default' (our small CNN, trained from scratch with distillation) or 'beats' (fine-tune a head).")] = "beats",
+    checkpoint: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="beats only: official BEATs checkpoint.")] = None,
+    teacher: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="default only: EfficientAT mn04 weights to distil from (default: ../shared/models).")] = None,
+    init_from: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="default only: a default-model file to continue from.")] = None,
+    max_minutes: Annotated[float, typer.Option(help="default only: stop after this much training time.")] = 60.0,
+    distill_weight: Annotated[float, typer.Option(help="default only: weight of the distillation loss (0: no teacher).")] = 1.0,
     epochs: Annotated[int, typer.Option(help="Most epochs to run.")] = 30,
-    top_layers: Annotated[int, typer.Option(help="Encoder layers to fine-tune with the head (0: head only).")] = 0,
-    batch_size: Annotated[int, typer.Option()] = 32,
-    lr: Annotated[float, typer.Option(help="Head learning rate (trained encoder layers use lr/10).")] = 1e-3,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in the run folder.")] = False,
+    top_layers: Annotated[int, typer.Option(help="beats only: encoder layers to fine-tune with the head (0: head only).")] = 0,
+    batch_size: Annotated[Optional[int], typer.Option(help="Default: 32 (beats), 64 (default).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Default: 1e-3 (beats head), 3e-3 (default).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="beats only: continue the run in the run folder (the default backbone always resumes a matching run).")] = False,
     patience: Annotated[int, typer.Option(help="Epochs without validation improvement before stopping.")] = 5,
     seed: Annotated[int, typer.Option()] = 0,
-    val_fraction: Annotated[float, typer.Option(help="Share of source files held out for validation.")] = 0.2,
+    val_fraction: Annotated[float, typer.Option(help="beats only: share of source files held out for validation.")] = 0.2,
 ) -> None:
-    """Fine-tune a 9-class head on a BEATs backbone."""
+    """Train a model: our embedded default CNN, or a 9-class head on a BEATs backbone."""
     import pickle
 
+    if backbone == "default":
+        from services.inference.training.default_model import DefaultTrainingConfig, train_default_model
+
+        options: dict[str, object] = {"epochs": epochs, "patience": patience, "seed": seed, "max_minutes": max_minutes,
+                                      "distill_weight": distill_weight, "init_from": init_from}
+        if teacher is not None:
+            options["teacher"] = teacher
+        if batch_size is not None:
+            options["batch_size"] = batch_size
+        if lr is not None:
+            options["lr"] = lr
+        try:
+            train_default_model(DefaultTrainingConfig(data=data, out=out, **options))  # type: ignore[arg-type]
+        except (ValueError, FileNotFoundError, RuntimeError) as exc:
+            typer.echo(f"hearo train: {exc}", err=True)
+            raise typer.Exit(2) from None
+        return
+    if backbone != "beats":
+        raise typer.BadParameter("known backbones: default, beats", param_hint="--backbone")
+    if checkpoint is None:
+        raise typer.BadParameter("--backbone beats needs --checkpoint", param_hint="--checkpoint")
     from services.inference.training import TrainingConfig, run_training
 
-    if backbone != "beats":
-        raise typer.BadParameter("only 'beats' can be fine-tuned", param_hint="--backbone")
     config = TrainingConfig(
         checkpoint=checkpoint, data=data, out=out, epochs=epochs, top_layers=top_layers,
-        batch_size=batch_size, lr=lr, resume=resume, patience=patience, seed=seed,
+        batch_size=batch_size or 32, lr=lr or 1e-3, resume=resume, patience=patience, seed=seed,
         val_fraction=val_fraction,
     )
     try:
         run_training(config)
     except (ValueError, FileExistsError, FileNotFoundError, pickle.UnpicklingError, RuntimeError) as exc:
         typer.echo(f"hearo train: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command("eval")
+def evaluate_command(
+    manifest: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="CSV with file (relative to the CSV) and class_id (0-8).")],
+    model: Annotated[str, typer.Option(help="Registered model (default, efficientat, beats) or a model file.")] = "default",
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the JSON report here (the PNG goes beside it).")] = None,
+    png: Annotated[Optional[Path], typer.Option(help="Confusion-matrix PNG (default: beside --json, else beside the manifest).")] = None,
+    hop_s: Annotated[float, typer.Option(help="The service's hop between windows.")] = 0.5,
+    smoothing_windows: Annotated[int, typer.Option(help="The detector's smoothing (gateway default 3).")] = 3,
+) -> None:
+    """Score a model on labelled clips with the service's streaming semantics."""
+    from hearo.evaluate import evaluate
+    from services.inference.registry import ModelLoadError, UnknownModelError
+
+    try:
+        evaluate(manifest, model, json_out=json_out, png_out=png, hop_s=hop_s, smoothing_windows=smoothing_windows)
+    except (ValueError, ModelLoadError, UnknownModelError) as exc:
+        typer.echo(f"hearo eval: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -92,6 +92,8 @@ def decode_package(cache: Path, package: str) -> tuple[list[SourceClip], int]:
     folder = cache / "decoded" / package
     index = folder / "index.json"
     if index.is_file():
+        if not (folder / "copyright").is_file():
+            _extract_copyright(cache, package, folder / "copyright")
         rows = json.loads(index.read_text())
         return [SourceClip(**{**row, "wav": folder / row["wav"]}) for row in rows["clips"]], rows["failed"]
     deb = download(cache, package)
@@ -134,3 +136,14 @@ def decode_package(cache: Path, package: str) -> tuple[list[SourceClip], int]:
     rows = [{**clip.__dict__, "wav": clip.wav.name} for clip in clips]
     index.write_text(json.dumps({"clips": rows, "failed": failed}))
     return clips, failed
+
+
+def _extract_copyright(cache: Path, package: str, out: Path) -> None:
+    """Just the package's copyright file (for a decode cache made before it was kept)."""
+    member = f"./usr/share/doc/{package}/copyright"
+    deb = download(cache, package)
+    tar = subprocess.run(
+        f"dpkg-deb --fsys-tarfile '{deb}' | tar -xO '{member}'", shell=True, capture_output=True, check=False
+    )
+    if tar.returncode == 0 and tar.stdout:
+        out.write_bytes(tar.stdout)

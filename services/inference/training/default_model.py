@@ -40,7 +40,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from scipy import signal
 from torch import Tensor
 
-from services.inference.models.default import DefaultNet, count_flops, count_parameters, save_default_model
+from services.inference.models.default import (
+    DefaultNet,
+    count_flops,
+    count_parameters,
+    load_default_model,
+    save_default_model,
+)
 from services.inference.models.efficientat import load_efficientat
 from services.inference.settings import SHARED_MODELS_DIR
 from services.inference.training.dataset import LabelledClip, split_by_source
@@ -81,6 +87,7 @@ class DefaultTrainingConfig:
     seed: int = 0
     threads: int = 2
     max_clips: int | None = None  # per split, for quick runs and tests
+    init_from: Path | None = None  # a model file to start from (continuing an earlier run)
 
 
 @dataclass
@@ -182,13 +189,15 @@ class _Batches:
         g = int(rng.choice(self.positions[index]))
         start = int(g * GRID_S * SR + rng.uniform(-0.1, 0.1) * SR)
         x = _crop(clip.audio, start).astype(np.float64)
-        if rng.random() < 0.5:  # speed
+        # The scenes already carry speed, room and mixing variation from the data build; on the
+        # fly they are applied again, less often, so each epoch still sees new versions cheaply.
+        if rng.random() < 0.2:  # speed
             factor = rng.uniform(0.9, 1.1)
             x = soxr.resample(x, SR, SR / factor)
             x = np.pad(x, (0, max(WINDOW - x.size, 0)))[:WINDOW]
-        if rng.random() < 0.3:  # room
+        if rng.random() < 0.2:  # room
             x = signal.fftconvolve(x, room_impulse(rng, rng.uniform(0.15, 0.8), rng.uniform(0.3, 0.9)))[:WINDOW]
-        if self.normals and rng.random() < 0.5:  # mixing with a normal clip, 0-20 dB under
+        if self.normals and rng.random() < 0.3:  # mixing with a normal clip, 0-20 dB under
             other = self.clips[int(rng.choice(self.normals))]
             bed = _crop(other.audio, int(rng.integers(0, max(other.audio.size - WINDOW, 1))))
             level = (np.sqrt(np.mean(x**2)) + 1e-5) / (np.sqrt(np.mean(bed**2)) + 1e-5)
@@ -211,15 +220,13 @@ class _Batches:
 
 def _spec_augment(windows: Tensor, rng: np.random.Generator) -> None:
     """Two frequency masks (<= 16 bins) and two time masks (<= 20 frames) per window, in place."""
-    frames, bins = windows.shape[1], windows.shape[2]
-    for w in windows:
-        for _ in range(2):
-            f = int(rng.integers(0, 17))
-            f0 = int(rng.integers(0, bins - f + 1))
-            w[:, f0: f0 + f] = 0.0
-            t = int(rng.integers(0, 21))
-            t0 = int(rng.integers(0, frames - t + 1))
-            w[t0: t0 + t, :] = 0.0
+    batch, frames, bins = windows.shape
+    for size, limit, along_time in ((bins, 16, False), (frames, 20, True)):
+        position = torch.arange(size).view(1, 1, size)
+        width = torch.from_numpy(rng.integers(0, limit + 1, (batch, 2, 1)))
+        start = torch.from_numpy(rng.integers(0, size - limit, (batch, 2, 1)))
+        masked = ((position >= start) & (position < start + width)).any(dim=1)  # [B, size]
+        windows.masked_fill_(masked.unsqueeze(2) if along_time else masked.unsqueeze(1), 0.0)
 
 
 def _val_windows(clips: list[_Clip], hop_frames: int) -> list[Tensor]:
@@ -246,22 +253,29 @@ def _decide(scores: list[np.ndarray], detector: DetectorConfig) -> Tensor:
     return torch.tensor([clip_decision(s, detector)[0] for s in scores])
 
 
-def choose_thresholds(scores: list[np.ndarray], targets: np.ndarray, smoothing_windows: int) -> dict[str, float]:
+def choose_thresholds(
+    scores: list[np.ndarray], targets: np.ndarray, smoothing_windows: int, max_false_alarm: float = 0.005
+) -> dict[str, float]:
     """Per emergency class, the grid threshold with the best F1 for "the clip's smoothed score
-    reaches it" against "the clip is this class" (ties: the higher threshold, fewer false alarms)."""
+    reaches it" against "the clip is this class", among those firing on at most
+    ``max_false_alarm`` of the normal clips (eight classes: a few percent of false alarms at
+    most); when none does, the highest threshold. Ties go to the higher threshold."""
     k = smoothing_windows
     peaks = np.stack([
         np.convolve(s[:, c], np.ones(k) / k, mode="valid").max() if len(s) >= k else 0.0
         for s in scores for c in range(NUM_CLASSES)
     ]).reshape(len(scores), NUM_CLASSES)
+    normal = targets == 0
     chosen: dict[str, float] = {}
     for c in CLASSES:
         if not c.is_emergency:
             continue
         positive = targets == c.id
-        best, best_t = -1.0, 0.5
+        best, best_t = -1.0, float(THRESHOLD_GRID[-1])
         for t in THRESHOLD_GRID:
             fired = peaks[:, c.id] >= t
+            if normal.any() and fired[normal].mean() > max_false_alarm:
+                continue
             tp = float(np.sum(fired & positive))
             f1 = 2 * tp / (fired.sum() + positive.sum()) if fired.sum() + positive.sum() else 0.0
             if f1 >= best:
@@ -279,6 +293,9 @@ def train_default_model(config: DefaultTrainingConfig, console: Console | None =
     work.mkdir(parents=True, exist_ok=True)
     train, val = _read_manifest(config)
     model = DefaultNet()
+    if config.init_from is not None:
+        # The file has no distillation head: that head starts afresh.
+        model.load_state_dict(load_default_model(config.init_from)[0].state_dict(), strict=False)
     params, flops = count_parameters(model), count_flops(model)
     console.print(f"default model: {params:,} parameters (serving), {flops / 1e6:.1f} MFLOP per 2 s window; "
                   f"{len(train)} training clips, {len(val)} validation clips")
@@ -350,11 +367,16 @@ def train_default_model(config: DefaultTrainingConfig, console: Console | None =
         "parameters": params, "flops_per_window": flops, "train_clips": len(train), "val_clips": len(val),
         "hop_s": config.hop_s, "smoothing_windows": config.smoothing_windows, "distill_weight": config.distill_weight,
         "teacher": "EfficientAT mn04 (AudioSet, mAP 0.432)", "seed": config.seed,
+        "init_from": None if config.init_from is None else {"file": str(config.init_from), "recipe": _recipe_of(config.init_from)},
     }
     save_default_model(config.out, model, thresholds, metrics, recipe)
     console.print(f"wrote {config.out}: validation macro-F1 {metrics['macro_f1']:.3f}, emergency recall "
                   f"{metrics['emergency_recall']:.3f}, false alarms {metrics['false_alarm_rate']:.3f}")
     return {"metrics": metrics, "thresholds": thresholds, "parameters": params, "flops": flops}
+
+
+def _recipe_of(path: Path) -> Any:
+    return load_default_model(path)[1].get("recipe")
 
 
 def _progress(console: Console) -> Progress:
