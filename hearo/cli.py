@@ -19,6 +19,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(device_app, name="device")
 data_app = typer.Typer(help="Training data for the embedded default model.")
 app.add_typer(data_app, name="data")
+incident_app = typer.Typer(help="This device's incidents: history, cancel a pending report, report now.")
+app.add_typer(incident_app, name="incident")
 
 
 @app.command()
@@ -102,6 +104,7 @@ def stream(
     token: Annotated[Optional[str], typer.Option(envvar="HEARO_TOKEN", help="Device token.")] = None,
     fast: Annotated[bool, typer.Option("--fast", help="Send as fast as the server allows.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print server messages as JSON lines.")] = False,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="After the audio, stay until a pending incident is reported or cancelled (Ctrl-C leaves; leaving never cancels).")] = True,
 ) -> None:
     """Stream a recording or the microphone and show what Hear-o hears."""
     from hearo.stream_client import run_stream
@@ -110,7 +113,7 @@ def stream(
         raise typer.BadParameter("give exactly one of FILE or --mic")
     if not token:
         raise typer.BadParameter("a device token is required (--token or HEARO_TOKEN)")
-    raise typer.Exit(run_stream(source=file, mic=mic, url=url, token=token, fast=fast, json_output=json_output))
+    raise typer.Exit(run_stream(source=file, mic=mic, url=url, token=token, fast=fast, json_output=json_output, wait=wait))
 
 
 @device_app.command("register")
@@ -255,3 +258,57 @@ def evaluate_command(
     except (ValueError, ModelLoadError, UnknownModelError) as exc:
         typer.echo(f"hearo eval: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+ApiOption = Annotated[str, typer.Option(help="Gateway base URL.")]
+TokenOption = Annotated[Optional[str], typer.Option(envvar="HEARO_TOKEN", help="Device token.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the gateway's JSON answers, one per line.")]
+
+
+def _token(token: Optional[str]) -> str:
+    if not token:
+        raise typer.BadParameter("a device token is required (--token or HEARO_TOKEN)")
+    return token
+
+
+@incident_app.command("list")
+def incident_list(
+    since: Annotated[Optional[str], typer.Option(help="Detected at or after (ISO 8601; local time without a zone).")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Detected before (ISO 8601).")] = None,
+    class_key: Annotated[Optional[str], typer.Option("--class", help="Only this class (fire, crime, ...).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 100,
+    api: ApiOption = "http://127.0.0.1:8000",
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """The device's incidents, newest first."""
+    from hearo.incident_client import list_command
+
+    raise typer.Exit(list_command(api, _token(token), since, until, class_key, limit, json_output))
+
+
+@incident_app.command("cancel")
+def incident_cancel(
+    incident_id: Annotated[str, typer.Argument(help="The incident id (from the detection).")],
+    reason: Annotated[Optional[str], typer.Option(help="Why it is a false alarm.")] = None,
+    api: ApiOption = "http://127.0.0.1:8000",
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Cancel a pending report (a false alarm). Says so truthfully if it has already gone out."""
+    from hearo.incident_client import cancel_command
+
+    raise typer.Exit(cancel_command(api, _token(token), incident_id, reason, json_output))
+
+
+@incident_app.command("confirm")
+def incident_confirm(
+    incident_id: Annotated[str, typer.Argument(help="The incident id (from the detection).")],
+    api: ApiOption = "http://127.0.0.1:8000",
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Report now, without waiting for the countdown."""
+    from hearo.incident_client import confirm_command
+
+    raise typer.Exit(confirm_command(api, _token(token), incident_id, json_output))

@@ -7,6 +7,13 @@ it is resampled here to 16 kHz with soxr. ``--mic`` streams the default input de
 16 kHz (needs the ``mic`` extra: sounddevice) until Ctrl-C. Either way the stream ends with
 ``stop`` and the gateway's ``stopped``, so every detection arrives before the exit.
 
+A detection opens an incident: the display counts down to the report and shows each
+change of state. When the audio ends with an incident unresolved the client stays
+connected until it is cancelled, reported or failed (``wait``; the gateway closes then),
+unless ``wait`` is off. Ctrl-C during a countdown leaves at once, asking nothing: leaving
+never cancels a report, so the client prints how to cancel it (``hearo incident cancel``
+or the REST call). A first Ctrl-C with no incident pending ends the audio gracefully.
+
 Exit codes: 0 done, 1 local input problem (file, microphone), 2 authentication refused,
 3 the gateway refused the stream or broke the protocol, 4 no connection or it was lost.
 """
@@ -16,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,6 +46,7 @@ from shared.protocol import (
     CloseCode,
     DetectionMessage,
     ErrorMessage,
+    IncidentMessage,
     ReadyMessage,
     ScoresMessage,
     StartMessage,
@@ -151,6 +161,102 @@ def _pcm16(samples: np.ndarray) -> bytes:
     return (np.clip(samples, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes()
 
 
+UNRESOLVED = ("pending", "dispatching")
+
+
+@dataclass
+class IncidentStatus:
+    """An incident as the client last heard of it; ``deadline`` on the local wall clock."""
+
+    incident_id: str
+    state: str
+    deadline: float  # time.time() at which the report is due (the gateway's clock, skew removed)
+    class_key: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def unresolved(self) -> bool:
+        return self.state in UNRESOLVED
+
+    def describe(self, now: float) -> str:
+        """One line for people: the countdown while pending, else the outcome."""
+        what = f"incident {self.incident_id[:8]}" + (f" ({self.class_key})" if self.class_key else "")
+        if self.state == "pending":
+            left = max(0.0, self.deadline - now)
+            return f"{what}: reporting in {left:.0f} s unless cancelled (hearo incident cancel {self.incident_id})"
+        if self.state == "dispatching":
+            return f"{what}: reporting now"
+        if self.state == "dispatched":
+            reached = self.detail.get("reached")
+            return f"{what}: REPORTED" + (f" to {', '.join(reached)}" if reached else "")
+        if self.state == "cancelled":
+            reason = self.detail.get("reason")
+            return f"{what}: cancelled, nothing reported" + (f" ({reason})" if reason else "")
+        return f"{what}: the report could not be delivered; call 112/119 directly"
+
+
+@dataclass
+class IncidentBoard:
+    """The incidents of the stream, from ``detection`` and ``incident`` messages.
+
+    Countdowns use ``seconds_left`` when a message has it (the database's clock); later
+    deadlines are moved by the skew then measured between the gateway's clock and this one.
+    """
+
+    incidents: dict[str, IncidentStatus] = field(default_factory=dict)
+    _skew_s: float = 0.0  # the gateway's deadline_at minus the local time it is due
+
+    def on_detection(self, message: DetectionMessage, now: float) -> None:
+        if message.incident_id is None:
+            return
+        known = self.incidents.get(message.incident_id)
+        if known is not None:
+            known.class_key = known.class_key or message.class_
+        elif message.deadline_at is not None:
+            self.incidents[message.incident_id] = IncidentStatus(
+                message.incident_id, "pending", self._local(message.deadline_at, message.seconds_left, now),
+                message.class_,
+            )  # fmt: skip
+
+    def on_incident(self, message: IncidentMessage, now: float) -> IncidentStatus:
+        status = self.incidents.get(message.incident_id)
+        deadline = self._local(message.deadline_at, message.seconds_left, now)
+        if status is None:
+            status = self.incidents[message.incident_id] = IncidentStatus(message.incident_id, message.state, deadline)
+        status.state, status.deadline = message.state, deadline
+        status.class_key = status.class_key or message.detail.get("class")
+        status.detail = message.detail
+        return status
+
+    def _local(self, deadline_at: datetime, seconds_left: float | None, now: float) -> float:
+        if seconds_left is not None:
+            self._skew_s = deadline_at.timestamp() - (now + seconds_left)
+        return deadline_at.timestamp() - self._skew_s
+
+    @property
+    def unresolved(self) -> list[IncidentStatus]:
+        return [status for status in self.incidents.values() if status.unresolved]
+
+
+def cancel_hint(status: IncidentStatus, http_base: str) -> str:
+    """How to cancel ``status`` once this client is gone."""
+    due = datetime.fromtimestamp(status.deadline, UTC).astimezone().strftime("%H:%M:%S")
+    when = f"the report goes out at {due}" if status.state == "pending" else "the report is going out"
+    return (
+        f"incident {status.incident_id} is still {status.state}: {when}; leaving did not cancel it.\n"
+        f"  cancel it with: hearo incident cancel {status.incident_id}\n"
+        f"  or: curl -X POST {http_base}/v1/incidents/{status.incident_id}/cancel "
+        f"-H 'Authorization: Bearer $HEARO_TOKEN'"
+    )
+
+
+def http_base(ws_url: str) -> str:
+    """The gateway's REST base for its stream URL: ws://host:8000/v1/stream -> http://host:8000."""
+    scheme, _, rest = ws_url.partition("://")
+    host = rest.split("/", 1)[0]
+    return f"{'https' if scheme == 'wss' else 'http'}://{host}"
+
+
 @dataclass
 class _View:
     """What the live display shows, updated from the gateway's messages."""
@@ -159,6 +265,7 @@ class _View:
     ready: ReadyMessage | None = None
     scores: ScoresMessage | None = None
     detections: list[DetectionMessage] = field(default_factory=list)
+    board: IncidentBoard = field(default_factory=IncidentBoard)
     notes: list[str] = field(default_factory=list)
 
     def render(self) -> Group:
@@ -176,33 +283,42 @@ class _View:
             table.add_row(entry.class_, f"{entry.score:.2f}", Text(bar, style="red" if entry.class_ != "normal" else "green"))
         parts: list[Any] = [title, table]
         for d in self.detections:
+            heard = f"the {d.pattern} alarm rhythm" if d.pattern else f"confidence {d.confidence:.2f}"
             parts.append(
                 Text(
-                    f"DETECTED {d.class_} ({d.label_en} / {d.label_ko}) confidence {d.confidence:.2f} "
-                    f"at {d.stream_time_s:.1f} s",
+                    f"DETECTED {d.class_} ({d.label_en} / {d.label_ko}) {heard} at {d.stream_time_s:.1f} s",
                     style="bold red",
                 )
             )
+        now = time.time()
+        for status in self.board.incidents.values():
+            style = {"pending": "bold yellow", "dispatched": "bold red", "cancelled": "green"}.get(status.state, "bold")
+            parts.append(Text(status.describe(now), style=style))
         parts += [Text(note, style="yellow") for note in self.notes]
         return Group(*parts)
 
 
-def run_stream(source: Path | None, mic: bool, url: str, token: str, fast: bool, json_output: bool) -> int:
+def run_stream(
+    source: Path | None, mic: bool, url: str, token: str, fast: bool, json_output: bool, wait: bool = True
+) -> int:
     """Stream ``source`` (or the microphone when ``mic``) to the gateway at ``url``; the exit code.
 
     ``json_output`` prints every gateway message as one JSON line on stdout (for scripts)
-    instead of the live display. Problems are explained on stderr.
+    instead of the live display. With ``wait`` the client stays connected after the audio
+    until every incident of the stream is resolved (the gateway closes then); without, it
+    leaves at ``stopped``. Problems, and how to cancel an incident left pending, are
+    explained on stderr.
     """
     err = Console(stderr=True)
     try:
-        return asyncio.run(_stream(source, mic, url, token, fast, json_output, err))
+        return asyncio.run(_stream(source, mic, url, token, fast, json_output, wait, err))
     except InputError as exc:
         _error(err, str(exc))
         return EXIT_INPUT
 
 
 async def _stream(
-    path: Path | None, mic: bool, url: str, token: str, fast: bool, json_output: bool, err: Console
+    path: Path | None, mic: bool, url: str, token: str, fast: bool, json_output: bool, wait: bool, err: Console
 ) -> int:
     stop = asyncio.Event()
     if mic:
@@ -211,15 +327,16 @@ async def _stream(
         source = FileSource(path)
     else:
         raise InputError("give a file to stream, or --mic")
-    with contextlib.suppress(NotImplementedError, RuntimeError):  # no signal handlers off the main thread
-        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
     try:
         # No compression: PCM barely compresses and deflate would cost CPU on both ends.
         ws = await connect(url, open_timeout=10, max_size=1 << 20, compression=None)
     except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
         _error(err, f"cannot connect to {url}: {exc}")
         return EXIT_CONNECTION
-    session = _Session(ws, source, stop, _View(url), json_output)
+    session = _Session(ws, source, stop, _View(url), json_output, wait)
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # no signal handlers off the main thread
+        loop.add_signal_handler(signal.SIGINT, session.interrupt)
     start = StartMessage(
         token=token, encoding=ENCODING, sample_rate=source.sample_rate, channels=source.channels, frame_ms=FRAME_MS
     )
@@ -231,6 +348,11 @@ async def _stream(
         return EXIT_CONNECTION
     except ConnectionClosed:
         pass  # the close code says what happened
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGINT)
+    for status in session.view.board.unresolved:
+        err.print(Text(cancel_hint(status, http_base(url)), style="yellow"), soft_wrap=True)  # copyable
     return session.exit_code(err)
 
 
@@ -238,35 +360,71 @@ class _Session:
     """One stream on an open connection: audio out, messages in, and how it ended."""
 
     def __init__(
-        self, ws: ClientConnection, source: AudioSource, stop: asyncio.Event, view: _View, json_output: bool
+        self,
+        ws: ClientConnection,
+        source: AudioSource,
+        stop: asyncio.Event,
+        view: _View,
+        json_output: bool,
+        wait: bool = True,
     ) -> None:
         self.ws = ws
         self.source = source
         self.stop = stop
         self.view = view
         self.json_output = json_output
-        # Started at ``ready``, so a refused stream prints only its error.
-        self.live = None if json_output else Live(view.render(), console=Console(), refresh_per_second=8)
+        self.wait = wait
+        # Started at ``ready``, so a refused stream prints only its error; rendered at each
+        # refresh, so the countdown runs between messages.
+        self.live = None if json_output else Live(console=Console(), refresh_per_second=4, get_renderable=view.render)
         self.ready = asyncio.Event()
-        self.stopped = False
+        self.stopped_event = asyncio.Event()
+        self.leave = asyncio.Event()  # close now, whatever is pending
         self.error: ErrorMessage | None = None
 
+    @property
+    def stopped(self) -> bool:
+        return self.stopped_event.is_set()
+
+    def interrupt(self) -> None:
+        """Ctrl-C: end the audio gracefully, or leave at once when an incident is counting
+        down or the audio is already over (leaving never cancels anything)."""
+        if self.stop.is_set() or self.view.board.unresolved:
+            self.leave.set()
+        self.stop.set()
+
     async def run(self, start: StartMessage, pace: bool) -> None:
-        """``start``, then the audio and ``stop`` while the gateway's messages are shown, until it closes."""
+        """``start``, then the audio and ``stop`` while the gateway's messages are shown, until it
+        closes (after ``stopped``, and with ``wait`` once the stream's incidents are resolved)."""
         await self.ws.send(start.to_json())
         sender = asyncio.create_task(self._send_audio(pace))
         receiver = asyncio.create_task(self._receive())
+        leaving = asyncio.create_task(self.leave.wait())
         try:
-            done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({sender, receiver, leaving}, return_when=asyncio.FIRST_COMPLETED)
             if sender in done and not isinstance(sender.exception(), ConnectionClosed | None):
                 sender.result()  # the audio source failed: raise its error
-            # Once ``stop`` is out the gateway classifies what it holds (a bounded queue) and
-            # closes: seconds, so a gateway that never answers does not hang us.
-            await asyncio.wait_for(receiver, STOPPED_TIMEOUT_S)
+            if not (receiver.done() or self.leave.is_set()):
+                # Once ``stop`` is out the gateway classifies what it holds (a bounded queue):
+                # seconds, so a gateway that never answers does not hang us.
+                stopped = asyncio.create_task(self.stopped_event.wait())
+                try:
+                    done, _ = await asyncio.wait(
+                        {stopped, receiver, leaving}, timeout=STOPPED_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    stopped.cancel()
+                if not done:
+                    raise TimeoutError
+            if self.wait and not (receiver.done() or self.leave.is_set()):
+                # The gateway closes once the stream's incidents are resolved.
+                await asyncio.wait({receiver, leaving}, return_when=asyncio.FIRST_COMPLETED)
+            if not receiver.done():
+                await self.ws.close(1000, "client done")  # leaving is never a cancel
         finally:
-            for task in (sender, receiver):
+            for task in (sender, receiver, leaving):
                 task.cancel()
-            await asyncio.wait({sender, receiver})
+            await asyncio.wait({sender, receiver, leaving})
             if self.live is not None:
                 self.live.stop()
 
@@ -308,25 +466,31 @@ class _Session:
                     view.scores = message
                 elif isinstance(message, DetectionMessage):
                     view.detections.append(message)
+                    view.board.on_detection(message, time.time())
+                elif isinstance(message, IncidentMessage):
+                    status = view.board.on_incident(message, time.time())
+                    answer = message.detail.get("message")
+                    if answer:
+                        view.notes.append(f"incident {status.incident_id[:8]}: {answer}")
                 elif isinstance(message, StoppedMessage):
-                    self.stopped = True
+                    self.stopped_event.set()
                     view.notes.append(f"stopped: {message.stream_time_s:.1f} s, {message.windows} windows, "
                                       f"{message.detections} detections")  # fmt: skip
+                    if self.wait and view.board.unresolved:
+                        view.notes.append("waiting for the incident's outcome; Ctrl-C leaves (it does not cancel)")
                 elif isinstance(message, ErrorMessage):
                     if message.fatal:
                         self.error = message
                     else:
                         view.notes.append(f"warning ({message.code.value}): {message.message}")
-                if self.live is not None:
-                    self.live.update(view.render())
         except ConnectionClosed:
             pass
 
     def exit_code(self, err: Console) -> int:
         """The process exit code for how the stream ended, explaining any failure on ``err``."""
         code = self.ws.close_code
-        if self.stopped:
-            return EXIT_OK
+        if self.stopped or (self.leave.is_set() and self.error is None):
+            return EXIT_OK  # done, or the person chose to leave
         if self.error is not None:
             _error(err, f"the gateway refused the stream ({self.error.code.value}, close {code}): {self.error.message}")
             return EXIT_AUTH if code == CloseCode.UNAUTHORIZED else EXIT_PROTOCOL

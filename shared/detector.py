@@ -11,6 +11,14 @@ For each emergency class (``normal`` never fires), every window:
 3. hysteresis: the event lasts while the smoothed score stays at or above
    ``release_ratio * threshold``; only after it falls below can the class start another.
 
+A second source can report the same classes: matches of a standard alarm pattern (the
+gateway's ``AlarmPatternDetector``: temporal-three for ``fire``, temporal-four for ``gas``)
+given to ``observe_pattern``. A class has one event whichever source sees it: a match while
+the scores hold the class's event, or within ``pattern_hold_s`` of the class's previous
+match, continues the event; a match that starts one is reported under the same refractory
+rule, and scores crossing the threshold during a pattern event are its tail. So the model
+and the pattern detector hearing one alarm make one detection.
+
 Time is the stream time of each window's end (seconds of audio since the session started),
 never the wall clock, so a file streamed at any speed gives the same detections.
 """
@@ -38,6 +46,9 @@ class DetectorConfig:
     smoothing_windows: int = 3
     refractory_s: float = 30.0
     hop_s: float = 0.5
+    # A pattern match this soon after the class's previous one continues its event: more
+    # than two cycles of temporal-four (5.8 s each), so one missed cycle does not split it.
+    pattern_hold_s: float = 12.0
 
     def __post_init__(self) -> None:
         expected = {c.key for c in CLASSES if c.is_emergency}
@@ -53,8 +64,8 @@ class DetectorConfig:
             raise ValueError(f"release_ratio must be in (0, 1], got {self.release_ratio}")
         if self.smoothing_windows < 1:
             raise ValueError(f"smoothing_windows must be >= 1, got {self.smoothing_windows}")
-        if self.refractory_s < 0 or self.hop_s <= 0:
-            raise ValueError("refractory_s must be >= 0 and hop_s > 0")
+        if self.refractory_s < 0 or self.hop_s <= 0 or self.pattern_hold_s < 0:
+            raise ValueError("refractory_s and pattern_hold_s must be >= 0 and hop_s > 0")
 
     @classmethod
     def build(
@@ -74,17 +85,28 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class DetectionEvent:
-    """The onset of an event: ``confidence`` is the smoothed score that crossed the threshold."""
+    """The onset of an event: ``confidence`` is the smoothed score that crossed the threshold,
+    or the match's confidence when ``pattern`` (the alarm pattern that was heard) is set."""
 
     emergency_class: EmergencyClass
     confidence: float
     stream_time_s: float
+    pattern: str | None = None
 
 
 @dataclass
 class _ClassState:
-    in_event: bool = False
+    in_event: bool = False  # the scores hold an event
     last_report_s: float | None = None
+    last_pattern_s: float | None = None  # the latest alarm pattern match
+
+    def in_pattern_event(self, stream_time_s: float, hold_s: float) -> bool:
+        return self.last_pattern_s is not None and abs(stream_time_s - self.last_pattern_s) <= hold_s
+
+    def refractory(self, stream_time_s: float, refractory_s: float) -> bool:
+        # Either way in time: pattern matches and windows reach the detector in stream
+        # order only roughly (a match is dated by its last pulse's end).
+        return self.last_report_s is not None and abs(stream_time_s - self.last_report_s) < refractory_s
 
 
 @dataclass
@@ -102,6 +124,9 @@ class Detector:
     _last_time_s: float | None = field(init=False, default=None)
     _states: list[_ClassState] = field(init=False)
     _thresholds: np.ndarray = field(init=False)
+    smoothed: np.ndarray | None = field(init=False, default=None)
+    """The latest window's smoothed scores (read-only), or None before ``smoothing_windows``
+    consecutive windows are in hand."""
 
     def __post_init__(self) -> None:
         self._history = np.zeros((self.config.smoothing_windows, NUM_CLASSES), dtype=np.float64)
@@ -130,8 +155,11 @@ class Detector:
         self._history[self._filled % k] = row
         self._filled += 1
         if self._filled < k:
+            self.smoothed = None
             return []
         smoothed = self._history.mean(axis=0)
+        smoothed.flags.writeable = False
+        self.smoothed = smoothed
 
         events = []
         release = self._thresholds * self.config.release_ratio
@@ -145,14 +173,33 @@ class Detector:
             if score < self._thresholds[emergency_class.id]:
                 continue
             state.in_event = True
-            refractory = (
-                state.last_report_s is not None
-                and stream_time_s - state.last_report_s < self.config.refractory_s
-            )
-            if not refractory:
+            tail = state.in_pattern_event(stream_time_s, self.config.pattern_hold_s)
+            if not tail and not state.refractory(stream_time_s, self.config.refractory_s):
                 state.last_report_s = stream_time_s
                 events.append(DetectionEvent(emergency_class, score, stream_time_s))
         return events
+
+    def observe_pattern(
+        self, class_key: str, confidence: float, stream_time_s: float, pattern: str | None = None
+    ) -> list[DetectionEvent]:
+        """Take a match of a standard alarm pattern for ``class_key`` heard at ``stream_time_s``.
+
+        Returns the event when the match starts one that is reported (see the module
+        docstring), else nothing. Raises KeyError for an unknown class key and ValueError
+        for ``normal`` or a confidence outside [0, 1].
+        """
+        emergency_class = by_key(class_key)
+        if not emergency_class.is_emergency:
+            raise ValueError(f"class {class_key!r} never fires")
+        if not 0.0 <= confidence <= 1.0:
+            raise ValueError(f"confidence must be in [0, 1], got {confidence}")
+        state = self._states[emergency_class.id]
+        continues = state.in_event or state.in_pattern_event(stream_time_s, self.config.pattern_hold_s)
+        state.last_pattern_s = stream_time_s
+        if continues or state.refractory(stream_time_s, self.config.refractory_s):
+            return []
+        state.last_report_s = stream_time_s
+        return [DetectionEvent(emergency_class, confidence, stream_time_s, pattern)]
 
 
 def clip_decision(scores: np.ndarray, config: DetectorConfig) -> tuple[int, float]:

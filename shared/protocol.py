@@ -6,7 +6,8 @@ prose version of this module; the two change together. The gateway, the CLI clie
 browser page all use these models, so a message has one definition.
 
 Client -> gateway: ``start`` (first, exactly once), ``location``, ``cancel``, ``confirm``,
-``stop``. Gateway -> client: ``ready``, ``scores``, ``detection``, ``stopped``, ``error``.
+``stop``. Gateway -> client: ``ready``, ``scores``, ``detection``, ``incident``, ``stopped``,
+``error``.
 
 Parsing a client message raises::
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import enum
 import json
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
@@ -50,7 +51,9 @@ class ErrorCode(str, enum.Enum):
     FLOOD = "flood"  # control messages far faster than any client needs
     BEHIND = "behind"  # warning: inference fell behind, the oldest windows were dropped
     INFERENCE_UNAVAILABLE = "inference_unavailable"  # the model service cannot be reached
-    UNKNOWN_INCIDENT = "unknown_incident"  # cancel/confirm of an incident the gateway lacks
+    UNKNOWN_INCIDENT = "unknown_incident"  # cancel/confirm of no incident of this device
+    INCIDENT_UNAVAILABLE = "incident_unavailable"  # a detection could not be recorded as an incident
+    LOCATION_NOT_CONSENTED = "location_not_consented"  # positions of this device are not kept
     INTERNAL = "internal"  # a gateway fault; the session ends
 
 
@@ -166,7 +169,7 @@ class LocationMessage(Location):
 
 
 class CancelMessage(Message):
-    """The person says the incident is a false alarm."""
+    """The person says the incident (any pending one of this device) is a false alarm."""
 
     type: Literal["cancel"] = "cancel"
     incident_id: str = Field(min_length=1, max_length=64)
@@ -181,7 +184,8 @@ class ConfirmMessage(Message):
 
 
 class StopMessage(Message):
-    """No more audio: the gateway classifies everything received, answers ``stopped``, closes 1000."""
+    """No more audio: the gateway classifies everything received and answers ``stopped``; it
+    closes 1000 once the session's incidents are resolved (at once when there are none)."""
 
     type: Literal["stop"] = "stop"
 
@@ -283,7 +287,14 @@ class ScoresMessage(Message):
 
 
 class DetectionMessage(Message):
-    """An emergency sound was detected: one per event (see the gateway's detector)."""
+    """An emergency sound was detected: one per event (see the gateway's detector).
+
+    ``incident_id`` is the incident the detection belongs to. When the detection opened it,
+    ``deadline_at`` and ``seconds_left`` (both from the database clock) start the countdown
+    to the report; a detection added to an incident already open carries neither (no new
+    countdown). ``pattern`` names the standard alarm pattern that was heard when the
+    pattern detector, not the model's scores, made the detection.
+    """
 
     type: Literal["detection"] = "detection"
     detection_id: str
@@ -294,10 +305,36 @@ class DetectionMessage(Message):
     confidence: float
     stream_time_s: float
     detected_at: datetime
+    pattern: str | None = None
+    incident_id: str | None = None
+    deadline_at: datetime | None = None
+    seconds_left: float | None = None
+
+
+IncidentStateName = Literal["pending", "cancelled", "dispatching", "dispatched", "failed"]
+
+
+class IncidentMessage(Message):
+    """Where an incident stands: sent when it opens, when its state or deadline changes, and
+    in answer to ``cancel`` and ``confirm``.
+
+    ``seconds_left`` (database clock) comes with pending states the gateway has just read;
+    otherwise count down to ``deadline_at``. ``detail`` says why: ``outcome`` and
+    ``message`` answer a cancel or confirm, ``evidence`` marks a detection added to the
+    incident, ``reason`` is a cancel's reason, ``reached``/``missed`` list agencies.
+    """
+
+    type: Literal["incident"] = "incident"
+    incident_id: str
+    state: IncidentStateName
+    deadline_at: datetime
+    seconds_left: float | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
 
 
 class StoppedMessage(Message):
-    """Answer to ``stop``: every window was classified; the close (1000) follows."""
+    """Answer to ``stop``: every window was classified. The close (1000) follows, once the
+    session's incidents are resolved; ``incident`` messages may come before it."""
 
     type: Literal["stopped"] = "stopped"
     stream_time_s: float
@@ -315,7 +352,7 @@ class ErrorMessage(Message):
 
 
 ServerMessage = Annotated[
-    ReadyMessage | ScoresMessage | DetectionMessage | StoppedMessage | ErrorMessage,
+    ReadyMessage | ScoresMessage | DetectionMessage | IncidentMessage | StoppedMessage | ErrorMessage,
     Field(discriminator="type"),
 ]
 _SERVER_MESSAGE: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)

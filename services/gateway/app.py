@@ -1,12 +1,15 @@
 """The gateway: the devices REST API and the ``/v1/stream`` WebSocket.
 
-Routes: ``/healthz``, ``/v1/devices...`` (``devices.router``) and ``/v1/stream``
-(``docs/protocol.md``). Startup opens the database (migrating it only when
-``migrate_on_start`` is set; ``hearo db upgrade`` is the usual migrate step) and connects
-the process's one inference client. If the inference service is not up yet the gateway
-starts anyway and keeps connecting in the background; until then ``start`` is answered
-``inference_unavailable`` (close 4503). A refused handshake (a spec or model mismatch) is
-a configuration error and stops the startup.
+Routes: ``/healthz``, ``/v1/devices...`` (``devices.router``), ``/v1/incidents...`` and
+``/v1/clips/...`` (``incidents_api.router``) and ``/v1/stream`` (``docs/protocol.md``).
+Startup opens the database (migrating it only when ``migrate_on_start`` is set; ``hearo db
+upgrade`` is the usual migrate step), the incident updates (Redis pub/sub when
+``redis_url`` is set, in-process otherwise) with the watcher that follows incidents for
+the sessions, the clip store, and the process's one inference client. If the inference
+service is not up yet the gateway starts anyway and keeps connecting in the background;
+until then ``start`` is answered ``inference_unavailable`` (close 4503). A refused
+handshake (a spec or model mismatch) is a configuration error and stops the startup.
+Shutdown waits a few seconds for clips still being archived.
 
 Run with ``hearo serve gateway`` or ``uvicorn --factory services.gateway.app:create_app``.
 """
@@ -22,7 +25,7 @@ from typing import Any
 
 from fastapi import FastAPI, WebSocket
 
-from services.gateway import devices
+from services.gateway import devices, incidents_api
 from services.gateway.auth import authenticate_token
 from services.gateway.inference_client import (
     InferenceClient,
@@ -30,14 +33,19 @@ from services.gateway.inference_client import (
     InferenceRefused,
     InferenceUnavailable,
 )
+from services.gateway.session_incidents import IncidentBackend
 from services.gateway.sessions import SessionManager
 from services.gateway.settings import GatewaySettings
+from shared.clips import create_clip_store
 from shared.db import Database, Device, upgrade_database
 from shared.features.spec import spec_by_name
+from shared.incident_events import IncidentWatcher, create_incident_events
 
 log = logging.getLogger(__name__)
 
 _CONNECT_BACKOFF_S = (0.5, 10.0)
+# At shutdown, how long clips still being encoded and stored may take.
+_DRAIN_S = 10.0
 
 
 async def _keep_connecting(client: InferenceClient) -> None:
@@ -66,6 +74,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         if settings.migrate_on_start:
             await asyncio.to_thread(upgrade_database, settings.database_url)
         db = Database(settings.database_url)
+        events = create_incident_events(settings.redis_url)
+        watcher = IncidentWatcher(db, events, poll_interval_s=settings.incident_poll_interval_s)
+        clip_store = create_clip_store(settings.clips)
+        incidents = IncidentBackend(db, events, watcher, clip_store, countdown_s=settings.incident_countdown_s)
         client = InferenceClient(
             settings.inference_url, spec, settings.inference_model, timeout=settings.inference_timeout_s
         )
@@ -74,10 +86,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             return await authenticate_token(db, token)
 
         app.state.db = db
+        app.state.incident_events = events
+        app.state.clip_store = clip_store
         app.state.inference = client
-        app.state.sessions = SessionManager(settings, client, authenticate, spec)
+        app.state.sessions = SessionManager(settings, client, authenticate, spec, incidents)
         connecting: asyncio.Task[None] | None = None
         try:
+            await watcher.start()
             try:
                 await client.connect()
             except InferenceUnavailable as exc:
@@ -87,11 +102,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         finally:
             if connecting is not None:
                 connecting.cancel()
+            await incidents.drain(_DRAIN_S)
+            await watcher.close()
+            await events.close()
             await client.close()
             await db.dispose()
 
     app = FastAPI(title="Hear-o gateway", lifespan=lifespan)
     app.include_router(devices.router)
+    app.include_router(incidents_api.router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, Any]:

@@ -6,6 +6,7 @@ feature rate -> the spec's streaming log-mel (each frame computed once) -> 2 s w
 hop. Both resamplers start from the client's rate because going through 16 kHz would cut a
 32 kHz model's input at 8 kHz, and alarm harmonics live above it. When a target rate equals
 the client's (or the model's rate is 16 kHz) the audio is reused, not resampled twice.
+The 16 kHz audio also feeds the alarm pattern detector when the session has one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import soxr
 import torch
 
+from services.gateway.alarm_pattern import AlarmPatternDetector, AlarmPatternMatch
 from services.gateway.ring_buffer import RingBuffer
 from shared.features.spec import FeatureSpec
 from shared.features.stream import LiveWindows
@@ -78,11 +80,19 @@ class AudioPipeline:
 
     ``push`` takes binary frames in arrival order and returns the windows they complete;
     ``flush`` ends the stream and returns the windows the resamplers' tails complete. Window
-    times are stream seconds since the first sample; the ring buffer shares that clock.
+    times are stream seconds since the first sample; the ring buffer and ``alarm_patterns``
+    (given the ring's 16 kHz audio) share that clock, and ``take_matches`` hands over the
+    pattern matches found so far.
     """
 
     def __init__(
-        self, sample_rate: int, channels: int, spec: FeatureSpec, hop_frames: int, ring_seconds: float
+        self,
+        sample_rate: int,
+        channels: int,
+        spec: FeatureSpec,
+        hop_frames: int,
+        ring_seconds: float,
+        alarm_patterns: AlarmPatternDetector | None = None,
     ) -> None:
         self.sample_rate = sample_rate
         self.channels = channels
@@ -94,6 +104,8 @@ class AudioPipeline:
         # torch's per-call overhead made per-push framing several times dearer (bench_features).
         self._windows = LiveWindows(spec, hop_frames)
         self._received = 0
+        self._alarm_patterns = alarm_patterns
+        self._matches: list[AlarmPatternMatch] = []
 
     @property
     def stream_time_s(self) -> float:
@@ -114,8 +126,15 @@ class AudioPipeline:
         model_audio = ring_audio if self._to_model is None else self._to_model.flush()
         return self._process(ring_audio, model_audio)
 
+    def take_matches(self) -> list[AlarmPatternMatch]:
+        """The alarm pattern matches found since the last call, oldest first."""
+        matches, self._matches = self._matches, []
+        return matches
+
     def _process(self, ring_audio: np.ndarray, model_audio: np.ndarray) -> list[Window]:
         self.ring.append(ring_audio)
+        if self._alarm_patterns is not None:
+            self._matches += self._alarm_patterns.push(ring_audio)
         windows = self._windows.push(model_audio)
         first = self._windows.emitted - len(windows)
         return [Window(w, self._windows.end_seconds(first + i)) for i, w in enumerate(windows)]

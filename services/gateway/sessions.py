@@ -3,10 +3,17 @@
 One ``StreamSession`` per WebSocket, two tasks per session:
 
 * the reader takes frames off the socket: binary audio goes through the ``AudioPipeline``
-  into a bounded queue of windows, control messages are answered;
+  into a bounded queue of windows (and its alarm pattern matches into a list), control
+  messages are answered (``cancel`` and ``confirm`` through ``SessionIncidents``);
 * the classifier takes windows off that queue in batches, sends them to the shared
-  inference client, feeds the scores to the session's ``Detector`` and sends ``scores`` and
-  ``detection`` messages.
+  inference client, feeds the scores and, in stream order, the pattern matches to the
+  session's ``Detector``, and sends ``scores`` and ``detection`` messages. Each detection
+  opens an incident (or adds to the device's open one) whose countdown and later states
+  the client is told of (``session_incidents``).
+
+After ``stop`` the session stays open while an incident it follows is unresolved (at most
+``incident_follow_s``), answering ``cancel``/``confirm``, then closes 1000. A disconnect at
+any point only stops the following: it never cancels an incident.
 
 Bounds (docs/protocol.md): frame size; sessions per gateway; the window queue; audio speed
 (``max_stream_speed`` times real time); control messages per second. When the queue is full
@@ -21,22 +28,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+import numpy as np
 import torch
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from services.gateway.audio import AudioPipeline, Window
-from services.gateway.detector import Detector, DetectorConfig
+from services.gateway.alarm_pattern import AlarmPatternDetector, AlarmPatternMatch
+from services.gateway.audio import RING_SAMPLE_RATE, AudioPipeline, Window
+from services.gateway.detector import DetectionEvent, Detector, DetectorConfig
 from services.gateway.inference_client import InferenceError, WindowResult
+from services.gateway.session_incidents import IncidentBackend, SessionIncidents
 from services.gateway.settings import GatewaySettings
 from shared.db import Device
 from shared.features.spec import FeatureSpec
+from shared.incidents import Location as IncidentLocation
+from shared.incidents import OpenedIncident, ScorePoint
 from shared.inference_wire import Ready
 from shared.protocol import (
     CLOSE_CODES,
@@ -72,6 +86,8 @@ SPEED_BURST_S = 2.0
 # Control messages: a burst of this many, then this many per second.
 CONTROL_BURST = 20
 CONTROL_PER_SECOND = 5.0
+# An incident's score timeline: the detected class's smoothed scores over this long before it.
+TIMELINE_S = 10.0
 
 Authenticate = Callable[[str], Awaitable[Device | None]]
 
@@ -106,19 +122,28 @@ _END = None  # queued after the last window at ``stop``
 class SessionManager:
     """All streaming sessions of one gateway: the shared pieces and the session limit.
 
-    >>> manager = SessionManager(settings, inference_client, authenticate, EFFICIENTAT_MEL)
+    Without ``incidents`` detections are only reported to the client (no incident, no
+    countdown) and ``cancel``/``confirm`` are answered ``unknown_incident``.
+
+    >>> manager = SessionManager(settings, inference_client, authenticate, EFFICIENTAT_MEL, incidents)
     >>> @app.websocket("/v1/stream")
     ... async def stream(websocket: WebSocket) -> None:
     ...     await manager.serve(websocket)
     """
 
     def __init__(
-        self, settings: GatewaySettings, classifier: Classifier, authenticate: Authenticate, spec: FeatureSpec
+        self,
+        settings: GatewaySettings,
+        classifier: Classifier,
+        authenticate: Authenticate,
+        spec: FeatureSpec,
+        incidents: IncidentBackend | None = None,
     ) -> None:
         self.settings = settings
         self.classifier = classifier
         self.authenticate = authenticate
         self.spec = spec
+        self.incidents = incidents
         self.hop_frames = spec.frames_for(settings.hop_s)
         # Built once so a bad threshold mapping stops the gateway at startup, not a session.
         self.detector_config = DetectorConfig.build(
@@ -176,12 +201,17 @@ class StreamSession:
         self._closed = False  # close sent, or the client left
         self.device: Device | None = None
         self.start: StartMessage | None = None
-        self.location: Location | None = None
+        self.location: Location | None = None  # the latest position, kept only with consent
         self.detector = Detector(manager.detector_config)
+        self.incidents: SessionIncidents | None = None  # from the handshake on, when the gateway has them
         self.windows_classified = 0
         self.detections = 0
         self.audio: AudioPipeline | None = None  # from ``ready`` on; ``audio.ring`` holds the clip audio
         self._queue: asyncio.Queue[Window | None] = asyncio.Queue(self.settings.window_queue_size)
+        self._matches: deque[AlarmPatternMatch] = deque()  # heard, not yet given to the detector
+        timeline_windows = math.ceil(TIMELINE_S / manager.detector_config.hop_s) + 1
+        self._smoothed: deque[tuple[float, np.ndarray]] = deque(maxlen=timeline_windows)
+        self._location_refused = False  # told the client its positions are not kept
         self._send_lock = asyncio.Lock()
         self._loop = asyncio.get_running_loop()
         self._started_at = 0.0
@@ -213,6 +243,8 @@ class StreamSession:
             await self._fail(ErrorCode.INTERNAL, "the gateway failed this session; reconnect")
         finally:
             self._closed = True
+            if self.incidents is not None:
+                self.incidents.close(self.audio.ring if self.audio is not None else None)
             if holds_slot:
                 self.manager.release()
                 log.info("session %s closed: %d windows classified, %d detections", self.session_id,
@@ -254,7 +286,8 @@ class StreamSession:
                 )
         if not self.manager.classifier.connected or self.manager.classifier.ready is None:
             raise _Fatal(ErrorCode.INFERENCE_UNAVAILABLE, "the model service is not reachable; retry later")
-        self.location = message.location
+        if self.manager.incidents is not None:
+            self.incidents = SessionIncidents(self.manager.incidents, self.device, self.session_id, self._send)
         return message
 
     def _bearer_token(self) -> str | None:
@@ -267,7 +300,12 @@ class StreamSession:
         assert self.start is not None and self.manager.classifier.ready is not None
         spec = self.manager.spec
         self.audio = AudioPipeline(
-            self.start.sample_rate, self.start.channels, spec, self.manager.hop_frames, self.settings.ring_buffer_s
+            self.start.sample_rate,
+            self.start.channels,
+            spec,
+            self.manager.hop_frames,
+            self.settings.ring_buffer_s,
+            AlarmPatternDetector(RING_SAMPLE_RATE) if self.settings.alarm_patterns else None,
         )
         await self._send(
             ReadyMessage(
@@ -282,6 +320,7 @@ class StreamSession:
         self._started_at = self._loop.time()
         log.info("session %s open: device %s, %d Hz x%d", self.session_id, self.device and self.device.id,
                  self.start.sample_rate, self.start.channels)  # fmt: skip
+        await self._set_location(self.start.location)
 
         reader = asyncio.create_task(self._read_loop(), name=f"session-{self.session_id}-reader")
         classifier = asyncio.create_task(self._classify_loop(), name=f"session-{self.session_id}-classifier")
@@ -302,7 +341,27 @@ class StreamSession:
                 detections=self.detections,
             )
         )
+        if self.incidents is not None:
+            self.incidents.audio_ended(self.audio.ring)
+            await self._follow_after_stop(self.incidents)
         await self._close(CloseCode.NORMAL, "stopped")
+
+    async def _follow_after_stop(self, incidents: SessionIncidents) -> None:
+        """Stay open while an incident is unresolved, so the client sees how it ends."""
+        if not incidents.unresolved:
+            return
+        reader = asyncio.create_task(self._read_after_stop(), name=f"session-{self.session_id}-reader")
+        resolved = asyncio.create_task(incidents.wait_resolved(), name=f"session-{self.session_id}-resolved")
+        try:
+            done, _ = await asyncio.wait(
+                {reader, resolved}, timeout=self.settings.incident_follow_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                task.result()  # the client left, or broke the protocol
+        finally:
+            for task in (reader, resolved):
+                task.cancel()
+            await asyncio.wait({reader, resolved})
 
     async def _read_loop(self) -> None:
         assert self.audio is not None and self.start is not None
@@ -315,35 +374,86 @@ class StreamSession:
                         f"a {len(frame)}-byte frame is not whole samples: binary frames must be "
                         f"multiples of {self.start.bytes_per_frame} bytes ({self.start.channels} x int16)",
                     )
-                await self._enqueue(self.audio.push(frame))
+                windows = self.audio.push(frame)
+                self._matches.extend(self.audio.take_matches())
+                if self.incidents is not None:
+                    self.incidents.audio_advanced(self.audio.ring)
+                await self._enqueue(windows)
                 await self._keep_speed_limit()
                 continue
-            if not self._control.take(self._loop.time()):
-                raise _Fatal(ErrorCode.FLOOD, f"more than {CONTROL_PER_SECOND:g} control messages per second")
-            try:
-                message = parse_client_message(frame)
-            except ProtocolError as exc:
-                await self._send(ErrorMessage(code=exc.code, message=str(exc)))
-                continue
+            message = await self._control_message(frame)
             if isinstance(message, StopMessage):
-                await self._enqueue(self.audio.flush(), wait=True)
+                windows = self.audio.flush()
+                self._matches.extend(self.audio.take_matches())
+                await self._enqueue(windows, wait=True)
                 await self._queue.put(_END)
                 return
-            await self._answer_control(message)
+            if message is not None:
+                await self._answer_control(message)
+
+    async def _read_after_stop(self) -> None:
+        """Read what a client sends after ``stop``: control messages only."""
+        told = False
+        while True:
+            frame = await self._receive()
+            if isinstance(frame, bytes):
+                if not told:
+                    told = True
+                    await self._send(ErrorMessage(code=ErrorCode.UNEXPECTED_MESSAGE, message="audio after stop is ignored"))
+                continue
+            message = await self._control_message(frame)
+            if isinstance(message, StopMessage):
+                await self._send(ErrorMessage(code=ErrorCode.UNEXPECTED_MESSAGE, message="the stream has already stopped"))
+            elif message is not None:
+                await self._answer_control(message)
+
+    async def _control_message(self, frame: str) -> ClientMessage | None:
+        """Parse a text frame within the control rate; None when it was answered as an error."""
+        if not self._control.take(self._loop.time()):
+            raise _Fatal(ErrorCode.FLOOD, f"more than {CONTROL_PER_SECOND:g} control messages per second")
+        try:
+            return parse_client_message(frame)
+        except ProtocolError as exc:
+            await self._send(ErrorMessage(code=exc.code, message=str(exc)))
+            return None
 
     async def _answer_control(self, message: ClientMessage) -> None:
         if isinstance(message, LocationMessage):
-            self.location = message
-        elif isinstance(message, CancelMessage | ConfirmMessage):
+            await self._set_location(message)
+        elif isinstance(message, CancelMessage | ConfirmMessage) and self.incidents is None:
             await self._send(
                 ErrorMessage(
                     code=ErrorCode.UNKNOWN_INCIDENT,
-                    message=f"no incident {message.incident_id!r} is open in this session",
+                    message=f"no incident {message.incident_id!r}: this gateway does not record incidents",
                 )
             )
+        elif isinstance(message, CancelMessage):
+            assert self.incidents is not None
+            await self.incidents.cancel(message.incident_id, message.reason)
+        elif isinstance(message, ConfirmMessage):
+            assert self.incidents is not None
+            await self.incidents.confirm(message.incident_id)
         else:
             await self._send(
                 ErrorMessage(code=ErrorCode.UNEXPECTED_MESSAGE, message="the session has already started")
+            )
+
+    async def _set_location(self, location: Location | None) -> None:
+        """Keep the device's latest position for its incidents, if it consented to location."""
+        if location is None:
+            return
+        if self.device is not None and self.device.consent_location:
+            self.location = Location(lat=location.lat, lon=location.lon, accuracy_m=location.accuracy_m)
+            return
+        if not self._location_refused:
+            self._location_refused = True
+            log.warning("session %s: location sent by device %s, which has not consented to location",
+                        self.session_id, self.device and self.device.id)  # fmt: skip
+            await self._send(
+                ErrorMessage(
+                    code=ErrorCode.LOCATION_NOT_CONSENTED,
+                    message="this device has not consented to location; its positions are not kept",
+                )
             )
 
     async def _enqueue(self, windows: list[Window], wait: bool = False) -> None:
@@ -387,6 +497,7 @@ class StreamSession:
             if windows:
                 await self._classify(windows)
             if batch[-1] is _END:
+                await self._report(self._observe_patterns(until_s=math.inf))
                 return
 
     async def _classify(self, windows: list[Window]) -> None:
@@ -402,28 +513,79 @@ class StreamSession:
                         message="the model service is unavailable; audio is not being checked until it returns",
                     )
                 )
+            # The alarm patterns need no model: they are still heard.
+            await self._report(self._observe_patterns(until_s=windows[-1].end_s))
             return
         self._inference_down = False
         if self._queue.empty():
             self._behind = False
         for window, result in zip(windows, results):
             self.windows_classified += 1
-            for event in self.detector.update(result.scores.numpy(), window.end_s):
-                self.detections += 1
-                cls = event.emergency_class
+            events = self._observe_patterns(until_s=window.end_s)
+            events += self.detector.update(result.scores.numpy(), window.end_s)
+            if self.detector.smoothed is not None:
+                self._smoothed.append((window.end_s, self.detector.smoothed))
+            await self._report(events)
+        await self._send_scores(windows[-1], results[-1])
+
+    def _observe_patterns(self, until_s: float) -> list[DetectionEvent]:
+        """Give the detector the pattern matches heard up to ``until_s``: fused with the
+        scores in stream order, whatever the reader's lead over the classifier."""
+        events: list[DetectionEvent] = []
+        while self._matches and self._matches[0].stream_time_s <= until_s:
+            match = self._matches.popleft()
+            events += self.detector.observe_pattern(match.class_key, match.confidence, match.stream_time_s, match.pattern)
+        return events
+
+    async def _report(self, events: list[DetectionEvent]) -> None:
+        """Send each detection, with the incident it opened or joined, and tell its countdown."""
+        for event in events:
+            self.detections += 1
+            opened: OpenedIncident | None = None
+            if self.incidents is not None:
+                opened = await self.incidents.open(event, self._timeline(event), self._incident_location())
+            cls = event.emergency_class
+            # Only the detection that opened the incident starts a countdown.
+            countdown = opened.incident if opened is not None and opened.created else None
+            await self._send(
+                DetectionMessage(
+                    detection_id=uuid.uuid4().hex,
+                    class_=cls.key,
+                    class_id=cls.id,
+                    label_en=cls.label_en,
+                    label_ko=cls.label_ko,
+                    confidence=round(event.confidence, 4),
+                    stream_time_s=round(event.stream_time_s, 3),
+                    detected_at=datetime.now(UTC),
+                    pattern=event.pattern,
+                    incident_id=str(opened.incident.id) if opened is not None else None,
+                    deadline_at=countdown.deadline_at if countdown is not None else None,
+                    seconds_left=round(countdown.seconds_left, 3) if countdown is not None else None,
+                )
+            )
+            if self.incidents is None:
+                continue
+            if opened is not None:
+                await self.incidents.announce(opened)
+            else:
                 await self._send(
-                    DetectionMessage(
-                        detection_id=uuid.uuid4().hex,
-                        class_=cls.key,
-                        class_id=cls.id,
-                        label_en=cls.label_en,
-                        label_ko=cls.label_ko,
-                        confidence=round(event.confidence, 4),
-                        stream_time_s=round(event.stream_time_s, 3),
-                        detected_at=datetime.now(UTC),
+                    ErrorMessage(
+                        code=ErrorCode.INCIDENT_UNAVAILABLE,
+                        message="this detection could not be recorded as an incident and will not be "
+                        "reported; call 112/119 directly if you need help",
                     )
                 )
-        await self._send_scores(windows[-1], results[-1])
+
+    def _timeline(self, event: DetectionEvent) -> list[ScorePoint]:
+        """The detected class's smoothed scores over the last ``TIMELINE_S``, timed from the detection."""
+        column = event.emergency_class.id
+        return [ScorePoint(round(t - event.stream_time_s, 3), float(row[column])) for t, row in self._smoothed]
+
+    def _incident_location(self) -> IncidentLocation | None:
+        # None leaves the report to the registered location (labelled as such) when consented.
+        if self.location is None:
+            return None
+        return IncidentLocation(self.location.lat, self.location.lon, self.location.accuracy_m or 0.0)
 
     async def _send_scores(self, window: Window, result: WindowResult) -> None:
         if self._scores is None or not self._scores.take(self._loop.time()):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
+from shared.clips import ClipStorageSettings
 from shared.db import DATABASE_URL_ENV, DEFAULT_DATABASE_URL
 from shared.settings import ServiceSettings
 
@@ -14,7 +15,8 @@ class GatewaySettings(ServiceSettings):
 
     ``database_url`` is shared with the other services and so is read from
     ``HEARO_DATABASE_URL`` or plain ``DATABASE_URL`` (first found wins), not from a
-    gateway-prefixed name.
+    gateway-prefixed name; so are ``redis_url`` (``HEARO_REDIS_URL``) and the clip
+    storage (``HEARO_CLIPS_*``, which the alerting worker reads too).
     """
 
     model_config = SettingsConfigDict(
@@ -23,6 +25,9 @@ class GatewaySettings(ServiceSettings):
 
     database_url: str = Field(default=DEFAULT_DATABASE_URL, validation_alias=DATABASE_URL_ENV)
     migrate_on_start: bool = False  # run the Alembic migrations in the app's startup
+    # Redis pub/sub for incident updates from the alerting workers; empty: in-process (embedded).
+    redis_url: str = Field(default="", validation_alias=AliasChoices("HEARO_GATEWAY_REDIS_URL", "HEARO_REDIS_URL"))
+    clips: ClipStorageSettings = Field(default_factory=lambda: ClipStorageSettings())
 
     # Inference service (one shared connection per gateway process).
     inference_url: str = "ws://127.0.0.1:8001/v1/windows"
@@ -46,3 +51,14 @@ class GatewaySettings(ServiceSettings):
     detector_smoothing_windows: int = Field(default=3, ge=1)
     detector_release_ratio: float = Field(default=0.6, gt=0.0, le=1.0)
     detector_refractory_s: float = Field(default=30.0, ge=0.0)
+    # The standard alarm rhythms (temporal-three: fire, temporal-four: gas) heard by signal
+    # processing beside the model; their matches go through the same detector.
+    alarm_patterns: bool = True
+
+    # Incidents (docs/incidents.md): the countdown a detection opens before the report goes
+    # out; how often a followed incident is re-read from the database (the backstop of the
+    # pushed updates); how long a session stays open after ``stop`` to show its incidents'
+    # outcome.
+    incident_countdown_s: float = Field(default=60.0, ge=0.0)
+    incident_poll_interval_s: float = Field(default=1.0, gt=0.0)
+    incident_follow_s: float = Field(default=300.0, ge=0.0)

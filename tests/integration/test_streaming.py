@@ -2,6 +2,11 @@
 (the real weights from ../shared) and the gateway, each under uvicorn on loopback, a device
 registered over REST, and audio streamed over the WebSocket by a ``websockets`` client and by
 the CLI's ``run_stream``.
+
+Detections open incidents here as everywhere, but no alerting worker runs: they stay
+pending (``tests/integration/test_incident_flow.py`` follows them to the agency). So the
+clients below leave after ``stopped`` or, for the CLI, the gateway stops waiting for the
+outcome after ``incident_follow_s``.
 """
 
 from __future__ import annotations
@@ -9,10 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,8 +27,6 @@ import numpy as np
 import pytest
 import soundfile
 import soxr
-import uvicorn
-from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -34,37 +35,13 @@ from services.gateway.app import create_app as create_gateway
 from services.gateway.settings import GatewaySettings
 from services.inference.app import create_app as create_inference
 from services.inference.settings import SHARED_MODELS_DIR, InferenceSettings
+from tests.gateway_support import ServerThread, free_port, pcm16, smoke_alarm
 
 pytestmark = pytest.mark.slow
 
 WEIGHTS = SHARED_MODELS_DIR / "efficientat_mn04_as" / "mn04_as_mAP_432.pt"
 SPEECH = SHARED_MODELS_DIR / "yamnet" / "speech_test_16k_int16.bin"
 MAX_SESSIONS = 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ServerThread:
-    """uvicorn serving ``app`` on 127.0.0.1:``port`` in a daemon thread, until ``stop``."""
-
-    def __init__(self, app: FastAPI, port: int, **config: Any) -> None:
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", loop="asyncio", **config)
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
 
 
 @dataclass
@@ -100,6 +77,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         start_timeout_s=1.0,
         # Fast enough that a 12 s file takes about a second; the limit itself is unit-tested.
         max_stream_speed=20.0,
+        # No worker resolves the incidents: after ``stop`` a session waits this long for them.
+        incident_follow_s=1.0,
     )
     server = ServerThread(create_gateway(settings), gateway_port, ws_max_size=1 << 20)
     try:
@@ -123,18 +102,14 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         inference.stop()
 
 
-def smoke_alarm(rate: int, seconds: float, seed: int = 0) -> np.ndarray:
-    """ISO 8201 temporal-three: 0.5 s on / 0.5 s off three times, then 1.5 s off, repeated.
-
-    A 3.1 kHz tone with harmonics over quiet room noise (about -40 dBFS): mn04 hears pure
-    digital silence between beeps as a test tone ("Beep, bleep", "Sine wave"), not as an alarm.
-    """
+def square_alarm(rate: int, seconds: float, hz: float = 520.0) -> np.ndarray:
+    """The temporal-three rhythm on a band-limited 520 Hz square wave over quiet room noise."""
     t = np.arange(round(rate * seconds)) / rate
-    tone = sum(a * np.sin(2 * np.pi * 3100.0 * k * t) for k, a in ((1, 1.0), (2, 0.3), (3, 0.5), (4, 0.1)))
+    square = sum(np.sin(2 * np.pi * k * hz * t) / k for k in range(1, 200, 2) if k * hz < rate / 2)
     phase = t % 4.0
     on = (phase < 2.5) & (phase % 1.0 < 0.5)
-    noise = 0.01 * np.random.default_rng(seed).standard_normal(len(t))
-    return (0.3 * tone / 1.9 * on + noise).astype(np.float32)
+    noise = 0.01 * np.random.default_rng(3).standard_normal(len(t))
+    return (0.3 * square / np.max(np.abs(square)) * on + noise).astype(np.float32)
 
 
 def speech(seconds: float) -> np.ndarray:
@@ -143,20 +118,20 @@ def speech(seconds: float) -> np.ndarray:
     return np.tile(samples, int(np.ceil(seconds * 16000 / len(samples))))[: round(seconds * 16000)]
 
 
-def pcm16(samples: np.ndarray) -> bytes:
-    return (np.clip(samples, -1, 32767 / 32768) * 32768).astype("<i2").tobytes()
-
-
 def start(token: str, **fields: Any) -> str:
     return json.dumps({"type": "start", "token": token, "encoding": "pcm_s16le", "sample_rate": 16000, "channels": 1, **fields})
 
 
-async def read_until_close(ws: ClientConnection) -> list[dict[str, Any]]:
+async def read_until_close(ws: ClientConnection, leave_at_stopped: bool = False) -> list[dict[str, Any]]:
+    """Every message until the gateway closes, or until ``stopped`` if ``leave_at_stopped``
+    (then the client closes: it does not wait for the outcome of an incident)."""
     messages = []
     try:
         async with asyncio.timeout(60):
             async for raw in ws:
                 messages.append(json.loads(raw))
+                if leave_at_stopped and messages[-1]["type"] == "stopped":
+                    await ws.close()
     except ConnectionClosed:
         pass
     return messages
@@ -180,7 +155,7 @@ async def send_frames(ws: ClientConnection, pcm: bytes, rate: int, frame_ms: int
 async def stream_file_fast(gateway: Gateway, pcm: bytes, rate: int) -> list[dict[str, Any]]:
     """Send all of ``pcm`` as fast as the gateway takes it, then stop; every message until close."""
     ws = await open_session(gateway, sample_rate=rate, frame_ms=100)
-    reader = asyncio.create_task(read_until_close(ws))
+    reader = asyncio.create_task(read_until_close(ws, leave_at_stopped=True))
     await send_frames(ws, pcm, rate)
     await ws.send(json.dumps({"type": "stop"}))
     messages = await reader
@@ -201,11 +176,24 @@ async def test_smoke_alarm_gives_exactly_one_fire_detection(gateway: Gateway) ->
     messages = await stream_file_fast(gateway, pcm16(smoke_alarm(44100, 12.0)), 44100)
     found = detections(messages)
     assert [d["class"] for d in found] == ["fire"], (found, max_score(messages, "fire"))
-    assert found[0]["confidence"] >= 0.5
+    # The model heard it first; the pattern detector's matches (from 6.5 s) are the same event.
+    assert found[0]["confidence"] >= 0.5 and "pattern" not in found[0]
+    assert found[0]["incident_id"]
     assert found[0]["stream_time_s"] < 6.0  # within the first cycles, not at the end
     stopped = messages[-1]
     assert stopped["detections"] == 1 and stopped["windows"] == 20
     assert stopped["stream_time_s"] == pytest.approx(12.0)
+
+
+async def test_low_square_wave_alarm_is_heard_by_its_rhythm(gateway: Gateway) -> None:
+    """A 520 Hz square-wave temporal-three (the low-frequency sounder): mn04 does not call it
+    fire, the alarm pattern detector does, once, through the same detector."""
+    messages = await stream_file_fast(gateway, pcm16(square_alarm(16000, 14.0)), 16000)
+    found = detections(messages)
+    assert [(d["class"], d.get("pattern")) for d in found] == [("fire", "temporal3")], found
+    assert max_score(messages, "fire") < 0.5  # the model alone misses it
+    assert found[0]["stream_time_s"] == pytest.approx(6.5, abs=0.2)  # the end of the second group
+    assert messages[-1]["detections"] == 1
 
 
 async def test_conversation_gives_no_detection(gateway: Gateway) -> None:

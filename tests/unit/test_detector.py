@@ -137,3 +137,65 @@ def test_config_validation() -> None:
         DetectorConfig.build(0.5, smoothing_windows=0)
     with pytest.raises(ValueError, match="exactly the emergency classes"):
         DetectorConfig(thresholds={"fire": 0.5})
+
+
+# -- alarm pattern matches fused with the scores ------------------------------------------------
+
+
+def test_a_pattern_match_reports_its_class_once_per_alarm() -> None:
+    detector = make(0.5, refractory_s=30.0)
+    events = detector.observe_pattern("fire", 0.9, 6.5, "temporal3")
+    assert [(e.emergency_class.key, e.confidence, e.stream_time_s, e.pattern) for e in events] == [
+        ("fire", 0.9, 6.5, "temporal3")
+    ]
+    # A T3 alarm sounding for two minutes matches every 4 s: one event, past the refractory too.
+    assert [e for t in np.arange(10.5, 130.0, 4.0) for e in detector.observe_pattern("fire", 0.95, float(t))] == []
+
+
+def test_a_new_pattern_event_after_silence_and_refractory() -> None:
+    detector = make(0.5, refractory_s=30.0, pattern_hold_s=12.0)
+    assert len(detector.observe_pattern("gas", 0.8, 10.0)) == 1
+    assert detector.observe_pattern("gas", 0.8, 30.0) == []  # a new pattern event, but refractory
+    assert len(detector.observe_pattern("gas", 0.8, 80.0)) == 1
+
+
+def test_model_and_pattern_hearing_one_alarm_make_one_detection() -> None:
+    # The model first: its event holds the class, the matches continue it.
+    detector = make(0.5, smoothing_windows=1, refractory_s=0.0)
+    assert len(run(detector, [scores(fire=0.8)] * 10)) == 1
+    assert detector.observe_pattern("fire", 0.9, 6.5) == []
+    # The pattern first: the scores crossing the threshold later are its tail, even with
+    # no refractory period at all.
+    detector = make(0.5, smoothing_windows=1, refractory_s=0.0)
+    assert len(detector.observe_pattern("fire", 0.9, 6.5)) == 1
+    assert run(detector, [scores(fire=0.1)] * 4 + [scores(fire=0.9)] * 4, start_s=6.0) == []
+    # Other classes are untouched by a fire pattern.
+    assert [e.emergency_class.key for e in run(detector, [scores(crime=0.9)], start_s=10.5)] == ["crime"]
+
+
+def test_refractory_holds_between_sources_in_either_order() -> None:
+    # Matches reach the detector in stream order only roughly: one dated a little after a
+    # reported window is still within the refractory period.
+    detector = make(0.5, smoothing_windows=1, refractory_s=30.0, pattern_hold_s=0.0)
+    run(detector, [scores(fire=0.9), scores(fire=0.0)], start_s=8.0)
+    assert detector.observe_pattern("fire", 0.9, 7.5) == []
+
+
+def test_smoothed_scores_are_exposed() -> None:
+    detector = make(0.5, smoothing_windows=2)
+    detector.update(scores(fire=0.2), 2.0)
+    assert detector.smoothed is None
+    detector.update(scores(fire=0.6), 2.5)
+    assert detector.smoothed is not None and detector.smoothed[FIRE] == pytest.approx(0.4)
+    with pytest.raises(ValueError):
+        detector.smoothed[FIRE] = 1.0
+
+
+def test_pattern_matches_are_checked() -> None:
+    detector = make()
+    with pytest.raises(ValueError, match="never fires"):
+        detector.observe_pattern("normal", 0.9, 1.0)
+    with pytest.raises(KeyError):
+        detector.observe_pattern("earthquake", 0.9, 1.0)
+    with pytest.raises(ValueError, match="confidence"):
+        detector.observe_pattern("fire", 1.5, 1.0)

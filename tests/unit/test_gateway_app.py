@@ -1,4 +1,5 @@
-"""The gateway app's startup without an inference service: it serves, says so, and refuses streams."""
+"""The gateway app's startup without an inference service: it serves (devices and incidents),
+says so, and refuses streams."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
+from shared.clips import ClipStorageSettings
 
 
 def closed_port() -> int:
@@ -25,6 +27,7 @@ def test_starts_without_inference_and_refuses_streams_with_4503(tmp_path: Path) 
         migrate_on_start=True,
         inference_url=f"ws://127.0.0.1:{closed_port()}/v1/windows",
         inference_timeout_s=0.5,
+        clips=ClipStorageSettings(dir=tmp_path / "clips"),
     )
     with TestClient(create_app(settings)) as client:
         health = client.get("/healthz").json()
@@ -39,9 +42,13 @@ def test_starts_without_inference_and_refuses_streams_with_4503(tmp_path: Path) 
             },
         )
         assert registered.status_code == 201, registered.text
+        token = registered.json()["token"]
+        assert client.get("/v1/incidents").status_code == 401
+        history = client.get("/v1/incidents", headers={"Authorization": f"Bearer {token}"})
+        assert history.json() == {"incidents": []}
         with client.websocket_connect("/v1/stream") as ws:
             ws.send_json(
-                {"type": "start", "token": registered.json()["token"], "encoding": "pcm_s16le",
+                {"type": "start", "token": token, "encoding": "pcm_s16le",
                  "sample_rate": 16000, "channels": 1}
             )  # fmt: skip
             error = ws.receive_json()

@@ -14,6 +14,7 @@ from shared.protocol import (
     DetectionMessage,
     ErrorCode,
     ErrorMessage,
+    IncidentMessage,
     LocationMessage,
     ProtocolError,
     ReadyMessage,
@@ -124,6 +125,16 @@ def test_server_messages_round_trip_with_class_alias() -> None:
     assert wire["class"] == "fire" and "class_" not in wire
     assert wire["label_ko"] == "화재, 화재경보"
     assert parse_server_message(detection.to_json()) == detection
+    assert "incident_id" not in wire and "pattern" not in wire  # absent fields are left out
+
+    counting = detection.model_copy(
+        update={"incident_id": "7c0e", "deadline_at": datetime(2025, 1, 2, 3, 5, 5, tzinfo=timezone.utc),
+                "seconds_left": 59.98, "pattern": "temporal3"}
+    )  # fmt: skip
+    wire = json.loads(counting.to_json())
+    assert (wire["incident_id"], wire["seconds_left"], wire["pattern"]) == ("7c0e", 59.98, "temporal3")
+    assert wire["deadline_at"] == "2025-01-02T03:05:05Z"
+    assert parse_server_message(counting.to_json()) == counting
 
     scores = ScoresMessage(stream_time_s=2.0, top=[ClassScore(class_="fire", class_id=5, score=0.5)])
     assert json.loads(scores.to_json()) == {
@@ -135,13 +146,28 @@ def test_server_messages_round_trip_with_class_alias() -> None:
         ReadyMessage(session_id="s", window_s=2.0, hop_s=0.5, model="m", classes=[], max_frame_bytes=65536),
         StoppedMessage(stream_time_s=3.0, windows=3, detections=0),
         ErrorMessage(code=ErrorCode.BEHIND, message="dropped 2 windows"),
+        IncidentMessage(
+            incident_id="7c0e", state="cancelled", deadline_at=datetime(2025, 1, 2, 3, 5, 5, tzinfo=timezone.utc),
+            detail={"outcome": "cancelled", "reason": "dropped a pan"},
+        ),
     ):
         assert parse_server_message(message.to_json()) == message
 
 
 def test_every_error_code_has_a_close_code_or_is_a_warning() -> None:
-    warnings = {ErrorCode.BEHIND, ErrorCode.UNKNOWN_INCIDENT}
+    warnings = {
+        ErrorCode.BEHIND, ErrorCode.UNKNOWN_INCIDENT, ErrorCode.INCIDENT_UNAVAILABLE, ErrorCode.LOCATION_NOT_CONSENTED
+    }
     assert set(CLOSE_CODES) | warnings == set(ErrorCode)
     assert CLOSE_CODES[ErrorCode.UNAUTHORIZED] is CloseCode.UNAUTHORIZED
     assert CLOSE_CODES[ErrorCode.FRAME_TOO_LARGE] == 4413
     assert CLOSE_CODES[ErrorCode.TOO_MANY_SESSIONS] == 4429
+
+
+def test_incident_message_states_are_the_incident_states() -> None:
+    deadline = datetime(2025, 1, 2, 3, 5, 5, tzinfo=timezone.utc)
+    for state in ("pending", "cancelled", "dispatching", "dispatched", "failed"):
+        message = IncidentMessage(incident_id="i", state=state, deadline_at=deadline)  # type: ignore[arg-type]
+        assert json.loads(message.to_json())["detail"] == {}
+    with pytest.raises(ValueError):
+        parse_server_message('{"type": "incident", "incident_id": "i", "state": "lost", "deadline_at": "2025-01-02T03:05:05Z"}')

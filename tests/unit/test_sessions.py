@@ -1,8 +1,5 @@
-"""Sessions over Starlette's in-process WebSocket client, with a fake classifier and token check.
-
-The fake classifier scores a window as ``fire`` when it holds a loud tone (its largest
-log-mel value is high) and ``normal`` otherwise, so audio decides what is detected.
-"""
+"""Sessions over Starlette's in-process WebSocket client, with a fake classifier and token check
+(``tests/gateway_support.py``): audio decides what the fake classifier hears."""
 
 from __future__ import annotations
 
@@ -11,54 +8,32 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from fastapi import FastAPI, WebSocket
 from starlette.testclient import TestClient
-from starlette.websockets import WebSocketDisconnect
 
 from services.gateway import sessions
-from services.gateway.inference_client import InferenceUnavailable, WindowResult
 from services.gateway.sessions import SessionManager
 from services.gateway.settings import GatewaySettings
 from shared.db import Device
 from shared.features.spec import EFFICIENTAT_MEL
-from shared.inference_wire import Ready
 from shared.protocol import CloseCode, ErrorCode
-from shared.taxonomy import CLASS_KEYS, CLASSES, NUM_CLASSES, by_key
-
-TOKEN = "good-token"
-FIRE = by_key("fire").id
-
-
-class FakeClassifier:
-    def __init__(self) -> None:
-        self.ready: Ready | None = Ready("fake-model", EFFICIENTAT_MEL, CLASS_KEYS, 32, None)
-        self.connected = True
-        self.calls: list[int] = []
-        self.fail = False
-        self.delay_s = 0.0
-        self.gate: asyncio.Event | None = None  # when set, classify waits for it
-
-    async def classify(self, windows: torch.Tensor) -> list[WindowResult]:
-        self.calls.append(windows.shape[0])
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
-        if self.fail:
-            raise InferenceUnavailable("the connection to inference was lost")
-        results = []
-        for window in windows:
-            scores = torch.zeros(NUM_CLASSES)
-            loud = float(window.max()) > 1.0
-            scores[FIRE if loud else 0] = 0.9
-            results.append(WindowResult(scores, (("Smoke detector, smoke alarm", 0.8),) if loud else (), 1.0, 2.0))
-        return results
+from shared.taxonomy import CLASS_KEYS, CLASSES, NUM_CLASSES
+from tests.gateway_support import (
+    FIRE,
+    TOKEN,
+    FakeClassifier,
+    audio,
+    fatal_error,
+    send_audio,
+    session,
+    start,
+    stop,
+    temporal3_square,
+)
 
 
 async def authenticate(token: str) -> Device | None:
@@ -87,54 +62,6 @@ def classifier() -> FakeClassifier:
 def client(classifier: FakeClassifier) -> Iterator[TestClient]:
     with make_client(classifier) as test_client:
         yield test_client
-
-
-def start(**fields: Any) -> dict[str, Any]:
-    return {"type": "start", "token": TOKEN, "encoding": "pcm_s16le", "sample_rate": 16000, "channels": 1, **fields}
-
-
-def audio(seconds: float, rate: int = 16000, loud: bool = False) -> bytes:
-    t = np.arange(round(seconds * rate)) / rate
-    amplitude = 0.5 if loud else 0.001
-    return (amplitude * np.sin(2 * np.pi * 1000 * t) * 32767).astype("<i2").tobytes()
-
-
-def send_audio(ws: Any, pcm: bytes, frame_bytes: int = 3200) -> None:
-    for i in range(0, len(pcm), frame_bytes):
-        ws.send_bytes(pcm[i : i + frame_bytes])
-
-
-def expect_close(ws: Any, code: int) -> list[dict[str, Any]]:
-    """Read messages until the server closes; assert the close code; return the messages."""
-    messages = []
-    with pytest.raises(WebSocketDisconnect) as info:
-        while True:
-            messages.append(ws.receive_json())
-    assert info.value.code == code, messages
-    return messages
-
-
-def fatal_error(ws: Any, code: ErrorCode, close: CloseCode) -> dict[str, Any]:
-    messages = expect_close(ws, close)
-    assert messages[-1]["type"] == "error", messages
-    assert messages[-1]["code"] == code.value and messages[-1]["fatal"] is True
-    return messages[-1]
-
-
-@contextmanager
-def session(client: TestClient, **start_fields: Any) -> Iterator[Any]:
-    with client.websocket_connect("/v1/stream") as ws:
-        ws.send_json(start(**start_fields))
-        ready = ws.receive_json()
-        assert ready["type"] == "ready", ready
-        yield ws
-
-
-def stop(ws: Any) -> list[dict[str, Any]]:
-    ws.send_json({"type": "stop"})
-    messages = expect_close(ws, 1000)
-    assert messages[-1]["type"] == "stopped"
-    return messages
 
 
 def test_ready_describes_the_session(client: TestClient) -> None:
@@ -371,3 +298,49 @@ def test_client_leaving_mid_stream_frees_its_slot(classifier: FakeClassifier) ->
         with session(client) as again:
             stop(again)
 
+
+
+def test_alarm_pattern_the_model_misses_gives_one_fire_detection(classifier: FakeClassifier, client: TestClient) -> None:
+    classifier.deaf = True
+    with session(client) as ws:
+        send_audio(ws, temporal3_square(14.0))
+        messages = stop(ws)
+    found = [m for m in messages if m["type"] == "detection"]
+    assert [(d["class"], d["pattern"]) for d in found] == [("fire", "temporal3")], found
+    # Two full groups are needed: the second ends at 4 + 2.5 = 6.5 s.
+    assert found[0]["stream_time_s"] == pytest.approx(6.5, abs=0.1)
+    assert 0.4 <= found[0]["confidence"] <= 1.0
+    assert messages[-1]["detections"] == 1
+
+
+def test_model_and_pattern_hearing_one_alarm_make_one_detection(client: TestClient) -> None:
+    with session(client) as ws:
+        send_audio(ws, temporal3_square(14.0))  # loud enough for the fake model too
+        messages = stop(ws)
+    found = [m for m in messages if m["type"] == "detection"]
+    assert len(found) == 1 and "pattern" not in found[0]  # the model heard it first
+    assert found[0]["stream_time_s"] < 6.0
+
+
+def test_alarm_patterns_are_heard_while_inference_is_down(classifier: FakeClassifier, client: TestClient) -> None:
+    classifier.fail = True
+    with session(client) as ws:
+        send_audio(ws, temporal3_square(10.0))
+        messages = stop(ws)
+    assert [(m["class"], m["pattern"]) for m in messages if m["type"] == "detection"] == [("fire", "temporal3")]
+
+
+def test_alarm_patterns_can_be_switched_off(classifier: FakeClassifier) -> None:
+    classifier.deaf = True
+    with make_client(classifier, alarm_patterns=False) as client, session(client) as ws:
+        send_audio(ws, temporal3_square(10.0))
+        assert stop(ws)[-1]["detections"] == 0
+
+
+def test_location_without_consent_is_refused_once(client: TestClient) -> None:
+    with session(client, location={"lat": 37.5, "lon": 127.0}) as ws:  # the fake device did not consent
+        warning = ws.receive_json()
+        assert (warning["code"], warning["fatal"]) == ("location_not_consented", False)
+        ws.send_json({"type": "location", "lat": 37.6, "lon": 127.1})
+        messages = stop(ws)
+    assert [m["type"] for m in messages] == ["stopped"]

@@ -1,16 +1,31 @@
-"""The CLI client's audio sources and its refusals before any connection (servers: integration)."""
+"""The CLI client's audio sources, its incident display, and its refusals before any connection
+(servers: integration)."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 
-from hearo.stream_client import EXIT_INPUT, FRAME_MS, FileSource, InputError, run_stream
+from hearo.stream_client import (
+    EXIT_INPUT,
+    FRAME_MS,
+    FileSource,
+    IncidentBoard,
+    IncidentStatus,
+    InputError,
+    _Session,
+    _View,
+    cancel_hint,
+    http_base,
+    run_stream,
+)
+from shared.protocol import DetectionMessage, IncidentMessage
 
 
 def tone(rate: int, seconds: float, channels: int) -> np.ndarray:
@@ -74,3 +89,74 @@ def test_mic_without_sounddevice_says_how_to_get_it(
     monkeypatch.setitem(sys.modules, "sounddevice", None)  # makes `import sounddevice` fail
     assert run_stream(None, True, "ws://127.0.0.1:9/v1/stream", "token", False, False) == EXIT_INPUT
     assert "hearo[mic]" in capsys.readouterr().err
+
+
+def detection(**fields: object) -> DetectionMessage:
+    return DetectionMessage(
+        detection_id="d", class_="fire", class_id=5, label_en="Fire or smoke alarm", label_ko="화재, 화재경보",
+        confidence=0.7, stream_time_s=4.0, detected_at=datetime(2026, 1, 1, tzinfo=UTC), **fields,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def test_the_countdown_uses_the_gateways_seconds_left_whatever_the_clocks() -> None:
+    board = IncidentBoard()
+    now = 1_000_000.0
+    # The gateway's clock is 30 s ahead of ours: its deadline_at reads 30 s late here.
+    deadline_at = datetime.fromtimestamp(now + 60 + 30, UTC)
+    board.on_detection(detection(incident_id="a" * 32, deadline_at=deadline_at, seconds_left=60.0), now)
+    (status,) = board.unresolved
+    assert status.describe(now + 15) == (
+        f"incident aaaaaaaa (fire): reporting in 45 s unless cancelled (hearo incident cancel {'a' * 32})"
+    )
+    # "Report now" moves the deadline to the gateway's now: due at once here too.
+    board.on_incident(
+        IncidentMessage(incident_id="a" * 32, state="pending", deadline_at=datetime.fromtimestamp(now + 20 + 30, UTC)),
+        now + 20,
+    )
+    assert status.describe(now + 20).startswith("incident aaaaaaaa (fire): reporting in 0 s")
+    board.on_incident(
+        IncidentMessage(incident_id="a" * 32, state="dispatched", deadline_at=deadline_at, detail={"reached": ["119"]}),
+        now + 21,
+    )
+    assert board.unresolved == [] and status.describe(now + 21) == "incident aaaaaaaa (fire): REPORTED to 119"
+
+
+def test_evidence_joins_the_incident_without_a_new_countdown() -> None:
+    board = IncidentBoard()
+    board.on_detection(detection(incident_id="b" * 32), 0.0)
+    assert board.incidents == {}  # no deadline: known from its incident message only
+    board.on_incident(
+        IncidentMessage(incident_id="b" * 32, state="cancelled", deadline_at=datetime(2026, 1, 1, tzinfo=UTC),
+                        detail={"event": "cancel", "reason": "toast"}),  # fmt: skip
+        0.0,
+    )
+    assert board.incidents["b" * 32].describe(0.0) == "incident bbbbbbbb: cancelled, nothing reported (toast)"
+
+
+def test_leaving_prints_how_to_cancel() -> None:
+    status = IncidentStatus("c" * 32, "pending", deadline=1_000_000.0, class_key="fire")
+    hint = cancel_hint(status, http_base("ws://10.0.0.5:8000/v1/stream"))
+    assert "leaving did not cancel it" in hint
+    assert f"hearo incident cancel {'c' * 32}" in hint
+    assert (
+        f"curl -X POST http://10.0.0.5:8000/v1/incidents/{'c' * 32}/cancel -H 'Authorization: Bearer $HEARO_TOKEN'"
+        in hint
+    )
+    assert http_base("wss://hearo.example/v1/stream") == "https://hearo.example"
+
+
+def test_ctrl_c_stops_the_audio_first_and_leaves_at_once_during_a_countdown() -> None:
+    async def scenario() -> list[tuple[bool, bool]]:
+        seen = []
+        for pending in (False, True):
+            view = _View("ws://x/v1/stream")
+            if pending:
+                view.board.incidents["d"] = IncidentStatus("d", "pending", deadline=0.0)
+            session = _Session(None, None, asyncio.Event(), view, json_output=True)  # type: ignore[arg-type]
+            session.interrupt()
+            seen.append((session.stop.is_set(), session.leave.is_set()))
+            session.interrupt()
+            seen.append((session.stop.is_set(), session.leave.is_set()))
+        return seen
+
+    assert asyncio.run(scenario()) == [(True, False), (True, True), (True, True), (True, True)]

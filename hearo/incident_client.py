@@ -1,0 +1,211 @@
+"""`hearo incident`: this device's incidents over the gateway's REST API (list, cancel, report now).
+
+``IncidentClient`` wraps the routes of ``services/gateway/incidents_api.py`` with the device
+token; the ``*_command`` functions are what the ``hearo incident ...`` commands run: they
+print for people (or the JSON bodies, one per line, with ``json_output``) and return the
+exit code. A cancel is answered truthfully: when the report has already gone out the
+command says so and fails, it never pretends to have cancelled.
+
+Exit codes: 0 done, 1 a malformed argument (incident id, time), 2 the token was refused,
+3 the gateway said no (no such incident of this device; too late to cancel; the report
+failed), 4 the gateway could not be reached.
+
+Errors::
+
+    IncidentApiError(Exception)   the gateway answered 4xx/5xx; ``status``, ``code``, ``detail``
+    httpx.HTTPError               no answer (connection refused, timeout)
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from shared.taxonomy import by_key
+
+EXIT_OK = 0
+EXIT_INPUT = 1
+EXIT_AUTH = 2
+EXIT_REFUSED = 3
+EXIT_CONNECTION = 4
+
+
+class IncidentApiError(Exception):
+    """The gateway refused a request: ``code`` is its error code (``unknown_incident``,
+    ``already_reported``, ``invalid_token``...), ``detail`` the whole error body."""
+
+    def __init__(self, status: int, code: str, message: str, detail: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+class IncidentClient:
+    """The device's incidents at the gateway ``api`` (``http://127.0.0.1:8000``).
+
+    >>> with IncidentClient("http://127.0.0.1:8000", token) as incidents:
+    ...     incidents.cancel("0b7e...", reason="I burnt the toast")["outcome"]
+    'cancelled'
+
+    ``client`` replaces the HTTP client (tests pass Starlette's ``TestClient``).
+    """
+
+    def __init__(self, api: str, token: str, *, timeout_s: float = 10.0, client: httpx.Client | None = None) -> None:
+        self.api = api.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._client = client or httpx.Client(timeout=timeout_s)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> IncidentClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def cancel(self, incident_id: str, reason: str | None = None) -> dict[str, Any]:
+        """``{outcome, incident}``: ``cancelled`` or ``already_cancelled``; IncidentApiError
+        ``already_reported`` / ``report_failed`` (409) or ``unknown_incident`` (404)."""
+        return self._call("POST", f"/v1/incidents/{_checked(incident_id)}/cancel", json={"reason": reason})
+
+    def confirm(self, incident_id: str) -> dict[str, Any]:
+        """Report now: ``{outcome, incident}`` with ``confirmed`` or ``already_reported``."""
+        return self._call("POST", f"/v1/incidents/{_checked(incident_id)}/confirm")
+
+    def get(self, incident_id: str) -> dict[str, Any]:
+        """One incident with its clip link and deliveries."""
+        return self._call("GET", f"/v1/incidents/{_checked(incident_id)}")
+
+    def list(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        class_key: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """The device's incidents detected in ``[since, until)``, newest first (aware times)."""
+        params: dict[str, str | int] = {"limit": limit}
+        if since is not None:
+            params["since"] = since.isoformat()
+        if until is not None:
+            params["until"] = until.isoformat()
+        if class_key is not None:
+            params["class"] = class_key
+        incidents: list[dict[str, Any]] = self._call("GET", "/v1/incidents", params=params)["incidents"]
+        return incidents
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = self._client.request(method, self.api + path, headers=self._headers, **kwargs)
+        if response.is_success:
+            body: dict[str, Any] = response.json()
+            return body
+        try:
+            detail = response.json().get("detail")
+        except ValueError:
+            detail = None
+        if not isinstance(detail, dict):
+            detail = {"code": f"http_{response.status_code}", "message": response.text[:300]}
+        raise IncidentApiError(response.status_code, str(detail.get("code")), str(detail.get("message")), detail)
+
+
+def _checked(incident_id: str) -> str:
+    try:
+        return str(uuid.UUID(incident_id))
+    except ValueError:
+        raise ValueError(f"not an incident id: {incident_id!r} (a UUID, as in the detection)") from None
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time for ``--since``/``--until``; without a zone it is local time."""
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo is not None else moment.astimezone()
+
+
+def describe(incident: dict[str, Any]) -> str:
+    """One line for people: class, state (with the seconds left while pending), id."""
+    cls = by_key(incident["class"])
+    state = incident["state"]
+    if state == "pending":
+        state = f"pending, reported in {incident['seconds_left']:.0f} s unless cancelled"
+    return f"{cls.label_en} ({cls.label_ko}): {state}; incident {incident['incident_id']}"
+
+
+def cancel_command(api: str, token: str, incident_id: str, reason: str | None, json_output: bool = False) -> int:
+    """``hearo incident cancel ID``: cancel a pending report."""
+    return _run(api, token, json_output, lambda c: c.cancel(incident_id, reason))
+
+
+def confirm_command(api: str, token: str, incident_id: str, json_output: bool = False) -> int:
+    """``hearo incident confirm ID``: report now, without waiting for the countdown."""
+    return _run(api, token, json_output, lambda c: c.confirm(incident_id))
+
+
+def list_command(
+    api: str,
+    token: str,
+    since: str | None = None,
+    until: str | None = None,
+    class_key: str | None = None,
+    limit: int = 100,
+    json_output: bool = False,
+) -> int:
+    """``hearo incident list``: the device's incidents, newest first."""
+    return _run(
+        api, token, json_output,
+        lambda c: c.list(
+            since=parse_time(since) if since else None, until=parse_time(until) if until else None,
+            class_key=class_key, limit=limit,
+        ),
+    )  # fmt: skip
+
+
+def _run(api: str, token: str, json_output: bool, call: Any) -> int:
+    out, err = Console(), Console(stderr=True)
+    try:
+        with IncidentClient(api, token) as client:
+            result = call(client)
+    except ValueError as exc:
+        err.print(Text.assemble(("error: ", "bold red"), str(exc)))
+        return EXIT_INPUT
+    except httpx.HTTPError as exc:
+        err.print(Text.assemble(("error: ", "bold red"), f"cannot reach the gateway at {api}: {exc}"))
+        return EXIT_CONNECTION
+    except IncidentApiError as exc:
+        if json_output:
+            print(json.dumps(exc.detail, ensure_ascii=False))
+        err.print(Text.assemble(("error: ", "bold red"), f"{exc} ({exc.code})"))
+        return EXIT_AUTH if exc.status == 401 else EXIT_REFUSED
+    if json_output:
+        for item in result if isinstance(result, list) else [result]:
+            print(json.dumps(item, ensure_ascii=False))
+        return EXIT_OK
+    if isinstance(result, list):
+        out.print(_table(result) if result else "no incidents")
+    else:
+        out.print(f"{result['outcome'].replace('_', ' ')}: {describe(result['incident'])}", soft_wrap=True)
+    return EXIT_OK
+
+
+def _table(incidents: list[dict[str, Any]]) -> Table:
+    table = Table(show_header=True, header_style="bold")
+    for column in ("detected", "class", "state", "confidence"):
+        table.add_column(column)
+    table.add_column("incident", no_wrap=True, min_width=36)  # whole: it is copied into commands
+    for incident in incidents:
+        cls = by_key(incident["class"])
+        detected = datetime.fromisoformat(incident["detected_at"]).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(
+            detected, f"{cls.label_en} / {cls.label_ko}", incident["state"], f"{incident['confidence']:.2f}",
+            incident["incident_id"],
+        )  # fmt: skip
+    return table

@@ -1,0 +1,362 @@
+"""A streaming session's incidents: opened on detections, followed to their outcome, clipped.
+
+The incident lifecycle itself lives in ``shared.incidents`` (docs/incidents.md); this is
+what one ``/v1/stream`` session does with it:
+
+* ``open`` on each detection: ``open_incident`` makes a pending incident with its
+  countdown, or adds the detection as evidence to the device's open one; ``announce``
+  then tells the client (an ``incident`` message) and starts following it;
+* following: one task per unresolved incident the session knows of pushes each change
+  of state or deadline (``IncidentWatcher``: pushed events, database polls as backstop)
+  until cancelled, dispatched or failed;
+* clips: for each incident the session opened, 10 s before to 20 s after the detection is
+  cut from the ring buffer once the 20 s have been heard (``audio_advanced``), or with
+  whatever is held when the audio ends (``audio_ended``: ``stop`` or a disconnect), and
+  archived by a background task of the gateway, so neither the audio path nor the
+  session's end waits for the encoding and the store;
+* ``cancel`` / ``confirm`` from the client are answered truthfully (``already_reported``
+  when the deadline won).
+
+``close`` stops following and never touches an incident: a disconnect is not a cancel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from services.gateway.ring_buffer import RingBuffer
+from shared.clips import CLIP_AFTER_S, CLIP_BEFORE_S, ClipStore
+from shared.db import Database, Device
+from shared.detector import DetectionEvent
+from shared.incident_events import IncidentEvents, IncidentUpdate, IncidentWatcher
+from shared.incidents import (
+    COUNTDOWN_S,
+    CancelOutcome,
+    ConfirmOutcome,
+    IncidentState,
+    IncidentView,
+    Location,
+    OpenedIncident,
+    ScorePoint,
+    archive_clip,
+    cancel_incident,
+    confirm_incident,
+    open_incident,
+)
+from shared.protocol import ErrorCode, ErrorMessage, IncidentMessage, Message
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Send = Callable[[Message], Awaitable[None]]
+
+_ARCHIVE_ATTEMPTS = 3
+_ARCHIVE_RETRY_S = 1.0
+
+_CANCEL_TEXT = {
+    CancelOutcome.CANCELLED: "cancelled: nothing will be reported",
+    CancelOutcome.ALREADY_CANCELLED: "already cancelled: nothing will be reported",
+    CancelOutcome.ALREADY_REPORTED: "already reported: the report has gone out and cannot be cancelled",
+    CancelOutcome.REPORT_FAILED: "the report was attempted and could not be delivered; call 112/119 directly",
+}
+_CONFIRM_TEXT = {
+    ConfirmOutcome.CONFIRMED: "reporting now",
+    ConfirmOutcome.ALREADY_REPORTED: "already reported",
+    ConfirmOutcome.CANCELLED: "the incident was cancelled; nothing will be reported",
+    ConfirmOutcome.REPORT_FAILED: "the report was attempted and could not be delivered; call 112/119 directly",
+}
+
+
+class IncidentBackend:
+    """The gateway process's incident machinery, shared by its sessions.
+
+    ``spawn`` runs work that must outlive the session that starts it (clip archiving, an
+    incident being opened when the client leaves); ``drain`` waits for it at shutdown.
+
+    >>> backend = IncidentBackend(db, events, watcher, clip_store, countdown_s=60)
+    >>> manager = SessionManager(settings, inference_client, authenticate, spec, backend)
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        events: IncidentEvents,
+        watcher: IncidentWatcher,
+        clip_store: ClipStore,
+        countdown_s: float = COUNTDOWN_S,
+    ) -> None:
+        self.db = db
+        self.events = events
+        self.watcher = watcher
+        self.clip_store = clip_store
+        self.countdown_s = countdown_s
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for the spawned work, then cancel what is left."""
+        if not self._tasks:
+            return
+        _, late = await asyncio.wait(set(self._tasks), timeout=timeout_s)
+        for task in late:
+            log.warning("incident work %s cut short by shutdown", task.get_name())
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+
+
+class SessionIncidents:
+    """The incidents of one session's device as that session sees them (module docstring)."""
+
+    def __init__(self, backend: IncidentBackend, device: Device, session_id: str, send: Send) -> None:
+        self.backend = backend
+        self.device = device
+        self.session_id = session_id
+        self._send = send
+        self._followers: dict[str, asyncio.Task[None]] = {}
+        self._told: dict[str, tuple[str, str]] = {}  # the (state, deadline) the client last heard
+        self._clips_due: dict[uuid.UUID, float] = {}  # incident -> detection stream time
+        self._ended: RingBuffer | None = None  # the audio is over; clips are cut from this
+        self._closed = False
+
+    @property
+    def unresolved(self) -> bool:
+        """Some incident the session follows is not yet cancelled, dispatched or failed."""
+        return any(not task.done() for task in self._followers.values())
+
+    async def wait_resolved(self) -> None:
+        """Return once every followed incident has reached a final state."""
+        while pending := [task for task in self._followers.values() if not task.done()]:
+            await asyncio.wait(pending)
+
+    # --- detections ----------------------------------------------------------------------
+
+    async def open(
+        self, event: DetectionEvent, scores: Sequence[ScorePoint], location: Location | None
+    ) -> OpenedIncident | None:
+        """Record ``event`` as an incident (or as evidence); None when the database failed.
+
+        The work runs to its end even if the session is cancelled meanwhile, so an incident
+        that was opened always gets its clip.
+        """
+        work = self.backend.spawn(
+            self._open(event, scores, location), name=f"session-{self.session_id}-open-incident"
+        )
+        return await asyncio.shield(work)
+
+    async def _open(
+        self, event: DetectionEvent, scores: Sequence[ScorePoint], location: Location | None
+    ) -> OpenedIncident | None:
+        try:
+            opened = await open_incident(
+                self.backend.db,
+                device_id=self.device.id,
+                class_key=event.emergency_class.key,
+                confidence=event.confidence,
+                scores=scores,
+                location=location,
+                session_id=self.session_id,
+                countdown_s=self.backend.countdown_s,
+                events=self.backend.events,
+            )
+        except Exception:
+            log.exception("session %s: the %s detection could not be recorded", self.session_id,
+                          event.emergency_class.key)  # fmt: skip
+            return None
+        if opened.created:
+            self._clip_due(opened.incident.id, event.stream_time_s)
+        log.info("session %s: %s incident %s (%s, %.2f)", self.session_id,
+                 "opened" if opened.created else "evidence for", opened.incident.id,
+                 event.emergency_class.key, event.confidence)  # fmt: skip
+        return opened
+
+    async def announce(self, opened: OpenedIncident) -> None:
+        """Tell the client where the incident of a detection stands, and follow it."""
+        view = opened.incident
+        detail: dict[str, Any] = {"event": "opened" if opened.created else "evidence", "class": view.class_key}
+        if not opened.created:
+            detail["detections"] = view.detections
+        await self._tell(incident_message(view, detail), always=True)
+        self.follow(view)
+
+    # --- the client's cancel and confirm ----------------------------------------------------
+
+    async def cancel(self, incident_id: str, reason: str | None) -> None:
+        """Answer a ``cancel``: an ``incident`` message with the truth, or ``unknown_incident``."""
+        key = _incident_uuid(incident_id)
+        if key is None:
+            await self._send(_unknown(incident_id))
+            return
+        try:
+            result = await cancel_incident(
+                self.backend.db, key, device_id=self.device.id, reason=reason, events=self.backend.events
+            )
+        except Exception:
+            log.exception("session %s: cancel of %s failed", self.session_id, key)
+            await self._send(_not_recorded("cancel"))
+            return
+        if result.outcome is CancelOutcome.NOT_FOUND or result.incident is None:
+            await self._send(_unknown(incident_id))
+            return
+        detail: dict[str, Any] = {
+            "event": "cancel", "outcome": result.outcome.value, "message": _CANCEL_TEXT[result.outcome]
+        }
+        if result.incident.cancel_reason:
+            detail["reason"] = result.incident.cancel_reason
+        await self._tell(incident_message(result.incident, detail), always=True)
+        self.follow(result.incident)
+
+    async def confirm(self, incident_id: str) -> None:
+        """Answer a ``confirm`` (report now) like ``cancel``."""
+        key = _incident_uuid(incident_id)
+        if key is None:
+            await self._send(_unknown(incident_id))
+            return
+        try:
+            result = await confirm_incident(self.backend.db, key, device_id=self.device.id, events=self.backend.events)
+        except Exception:
+            log.exception("session %s: confirm of %s failed", self.session_id, key)
+            await self._send(_not_recorded("confirm"))
+            return
+        if result.outcome is ConfirmOutcome.NOT_FOUND or result.incident is None:
+            await self._send(_unknown(incident_id))
+            return
+        detail = {"event": "confirm", "outcome": result.outcome.value, "message": _CONFIRM_TEXT[result.outcome]}
+        await self._tell(incident_message(result.incident, detail), always=True)
+        self.follow(result.incident)
+
+    # --- following ---------------------------------------------------------------------------
+
+    def follow(self, view: IncidentView) -> None:
+        """Push the changes of ``view``'s incident to the client until it is final."""
+        key = str(view.id)
+        running = self._followers.get(key)
+        if self._closed or view.state.is_final or (running is not None and not running.done()):
+            return
+        known = (view.state.value, view.deadline_at.isoformat())
+        self._followers[key] = asyncio.create_task(
+            self._follow(view.id, known), name=f"session-{self.session_id}-follow-{key}"
+        )
+
+    async def _follow(self, incident_id: uuid.UUID, known: tuple[str, str]) -> None:
+        while True:
+            try:
+                async for update in self.backend.watcher.watch(incident_id, known=known):
+                    known = (update.state, update.deadline_at)
+                    await self._tell(update_message(update))
+                return
+            except Exception as error:  # the database is away: keep following once it is back
+                log.warning("session %s: following incident %s: %s", self.session_id, incident_id, error)
+                await asyncio.sleep(self.backend.watcher.poll_interval_s)
+
+    async def _tell(self, message: IncidentMessage, always: bool = False) -> None:
+        # The same state reaches us twice (an answer and the event it published, or an
+        # event and a poll): a pushed change is told once; answers and news are always told.
+        told = (message.state, message.deadline_at.isoformat())
+        if not always and self._told.get(message.incident_id) == told:
+            return
+        self._told[message.incident_id] = told
+        await self._send(message)
+
+    # --- clips -------------------------------------------------------------------------------
+
+    def _clip_due(self, incident_id: uuid.UUID, detection_s: float) -> None:
+        self._clips_due[incident_id] = detection_s
+        if self._ended is not None:
+            self._archive(self._ended, incident_id)
+
+    def audio_advanced(self, ring: RingBuffer) -> None:
+        """After each push of audio: archive the clips whose 20 s after the detection are in."""
+        for incident_id, detection_s in list(self._clips_due.items()):
+            if ring.end_s >= detection_s + CLIP_AFTER_S:
+                self._archive(ring, incident_id)
+
+    def audio_ended(self, ring: RingBuffer) -> None:
+        """No more audio (``stop`` or the client left): archive every clip with what is held."""
+        self._ended = ring
+        for incident_id in list(self._clips_due):
+            self._archive(ring, incident_id)
+
+    def _archive(self, ring: RingBuffer, incident_id: uuid.UUID) -> None:
+        detection_s = self._clips_due.pop(incident_id)
+        clip = ring.snapshot(CLIP_BEFORE_S + CLIP_AFTER_S, end_s=detection_s + CLIP_AFTER_S)
+        if clip.duration_s == 0:
+            log.warning("session %s: no audio left for the clip of incident %s", self.session_id, incident_id)
+            return
+        self.backend.spawn(
+            self._store(incident_id, clip.samples, clip.sample_rate, detection_s - clip.start_s),
+            name=f"archive-clip-{incident_id}",
+        )
+
+    async def _store(self, incident_id: uuid.UUID, samples: Any, sample_rate: int, before_s: float) -> None:
+        for attempt in range(1, _ARCHIVE_ATTEMPTS + 1):
+            try:
+                info = await archive_clip(self.backend.db, self.backend.clip_store, incident_id, samples, sample_rate)
+            except Exception:
+                if attempt == _ARCHIVE_ATTEMPTS:
+                    log.exception("incident %s: the clip could not be archived", incident_id)
+                    return
+                await asyncio.sleep(_ARCHIVE_RETRY_S * attempt)
+                continue
+            log.info("incident %s: clip archived (%.1f s, %.1f s before the detection)", incident_id,
+                     info.duration_s, before_s)  # fmt: skip
+            return
+
+    def close(self, ring: RingBuffer | None) -> None:
+        """The session is over: archive the clips still due (when there was audio) and stop
+        following. No incident is changed: a disconnect is never a cancel."""
+        if ring is not None and self._ended is None:
+            self.audio_ended(ring)
+        self._closed = True
+        for task in self._followers.values():
+            task.cancel()
+
+
+def incident_message(view: IncidentView, detail: dict[str, Any]) -> IncidentMessage:
+    """An ``incident`` message from a fresh read: pending ones carry the database's seconds left."""
+    pending = view.state is IncidentState.PENDING
+    return IncidentMessage(
+        incident_id=str(view.id),
+        state=view.state.value,
+        deadline_at=view.deadline_at,
+        seconds_left=round(view.seconds_left, 3) if pending else None,
+        detail=detail,
+    )
+
+
+def update_message(update: IncidentUpdate) -> IncidentMessage:
+    """An ``incident`` message from a pushed or polled update (no seconds left: count to the deadline)."""
+    return IncidentMessage(
+        incident_id=update.incident_id,
+        state=update.state,  # type: ignore[arg-type]  # the states are the same five
+        deadline_at=datetime.fromisoformat(update.deadline_at),
+        detail={"event": "update", **update.detail},
+    )
+
+
+def _incident_uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+def _unknown(incident_id: str) -> ErrorMessage:
+    return ErrorMessage(code=ErrorCode.UNKNOWN_INCIDENT, message=f"this device has no incident {incident_id!r}")
+
+
+def _not_recorded(action: str) -> ErrorMessage:
+    return ErrorMessage(
+        code=ErrorCode.INCIDENT_UNAVAILABLE,
+        message=f"the {action} could not be recorded; try again (or POST /v1/incidents/<id>/{action})",
+    )
