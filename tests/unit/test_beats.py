@@ -25,22 +25,8 @@ from services.inference.models.beats import (
     save_official,
 )
 from shared.features.kaldi_fbank import beats_fbank
+from tests.beats_support import TINY
 
-TINY = dict(
-    input_patch_size=16,
-    embed_dim=32,
-    encoder_layers=3,
-    encoder_embed_dim=64,
-    encoder_ffn_embed_dim=128,
-    encoder_attention_heads=4,
-    conv_pos=16,
-    conv_pos_groups=4,
-    deep_norm=True,
-    relative_position_embedding=True,
-    num_buckets=320,
-    max_distance=800,
-    gru_rel_pos=True,
-)
 SECONDS_TO_TOKENS = {1: 48, 2: 96, 10: 496}
 
 # --------------------------------------------------------------------------- naive reference
