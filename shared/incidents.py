@@ -20,7 +20,6 @@ when an ``events`` bus is given; losing it loses nothing (see :mod:`shared.incid
 from __future__ import annotations
 
 import asyncio
-
 import enum
 import uuid
 from collections.abc import Sequence
