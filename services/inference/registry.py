@@ -94,27 +94,23 @@ class ModelRegistry:
         return tuple(self._entries)
 
 
-class AudioSetNetwork(Protocol):
-    """An AudioSet tagger in eval mode taking the wire's time-major windows."""
-
-    def forward_features(self, windows: Tensor) -> tuple[Tensor, Tensor]:
-        """(logits [B, L], embedding [B, D]) for windows [B, T, n_mels]."""
-        ...
+AudioSetScorer = Callable[[Tensor], Tensor]
+"""AudioSet probabilities [B, L] for windows [B, T, n_mels] already on the model's device."""
 
 
 class AudioSetTagger:
     """An AudioSet tagger made a 9-class Classifier by ``AudioSetClassMap``.
 
-    ``network`` already sits on ``device``; ``tag_labels`` are its L display names, and the
-    tags are its L sigmoid probabilities.
+    ``probabilities`` runs the network (already on ``device``) and returns its L sigmoid
+    probabilities, which are also the tags; ``tag_labels`` are its L display names.
     """
 
     def __init__(
-        self, network: AudioSetNetwork, class_map: AudioSetClassMap, tag_labels: tuple[str, ...], device: torch.device
+        self, probabilities: AudioSetScorer, class_map: AudioSetClassMap, tag_labels: tuple[str, ...], device: torch.device
     ) -> None:
         if len(tag_labels) != class_map.num_labels:
             raise ValueError(f"{len(tag_labels)} tag labels for a {class_map.num_labels}-label map")
-        self._network = network
+        self._probabilities = probabilities
         self._class_map = class_map.to(device)
         self._device = device
         self._tag_labels = tag_labels
@@ -125,8 +121,7 @@ class AudioSetTagger:
 
     @torch.inference_mode()
     def predict(self, windows: Tensor) -> Prediction:
-        logits = self._network.forward_features(windows.to(self._device))[0]
-        probs = torch.sigmoid(logits.float())
+        probs = self._probabilities(windows.to(self._device)).float()
         return Prediction(self._class_map(probs).cpu(), probs.cpu())
 
 
@@ -143,8 +138,9 @@ def _load_efficientat(settings: InferenceSettings, device: torch.device) -> Clas
         weights.with_name("class_labels_indices.csv"), "AudioSet label list (beside the weights)", setting
     )
     labels = read_labels_csv(labels_csv)
+    network = load_efficientat(weights).to(device)
     return AudioSetTagger(
-        load_efficientat(weights).to(device),
+        lambda windows: torch.sigmoid(network.forward_features(windows)[0]),
         AudioSetClassMap(labels),
         tuple(label.display_name or label.mid for label in labels),
         device,

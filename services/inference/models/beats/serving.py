@@ -3,7 +3,7 @@
 ``load_beats_classifier(path, device)`` reads either kind of file:
 
 - an official fine-tuned AudioSet checkpoint (``cfg``, ``model``, ``label_dict`` of 527
-  AudioSet ids): ``BEATsAudioSetClassifier``, whose nine scores are the AudioSet map
+  AudioSet ids): an ``AudioSetTagger`` (``beats_audioset_tagger``), whose nine scores are the AudioSet map
   (``services.inference.audioset_map``) applied to BEATs' sigmoid probabilities, and whose
   tags are those probabilities;
 - a head file written by ``hearo train --backbone beats`` (``head.HEAD_FILE_FORMAT``):
@@ -29,42 +29,31 @@ from services.inference.audioset_map import AudioSetClassMap, read_labels_csv
 from services.inference.models.beats.checkpoint import beats_from_official
 from services.inference.models.beats.head import BEATsHeadModel, head_model_from_dict, is_head_file
 from services.inference.models.beats.model import BEATs
-from services.inference.registry import ModelLoadError, Prediction
+from services.inference.registry import AudioSetTagger, ModelLoadError, Prediction
 
 # Tag display names are read from an AudioSet label list beside the checkpoint, if there is one.
 LABELS_CSV_NAME = "class_labels_indices.csv"
 
 
-class BEATsAudioSetClassifier:
+def beats_audioset_tagger(
+    model: BEATs, class_map: AudioSetClassMap, tag_labels: tuple[str, ...], device: torch.device
+) -> AudioSetTagger:
     """A fine-tuned AudioSet BEATs made a 9-class ``Classifier`` by ``AudioSetClassMap``.
 
     BEATs already returns sigmoid probabilities (mean of the token logits, then sigmoid), so
     they go to the map as they are. ``tag_labels`` name the model's outputs in index order.
     """
-
-    def __init__(
-        self, model: BEATs, class_map: AudioSetClassMap, tag_labels: tuple[str, ...], device: torch.device
-    ) -> None:
-        if model.predictor is None:
-            raise ValueError("a pre-trained BEATs has no AudioSet outputs")
-        if not model.cfg.predictor_class == class_map.num_labels == len(tag_labels):
-            raise ValueError(
-                f"{model.cfg.predictor_class} outputs, a {class_map.num_labels}-label map "
-                f"and {len(tag_labels)} tag labels do not match"
-            )
-        self._model = model.to(device).eval()
-        self._class_map = class_map.to(device)
-        self._device = device
-        self._tag_labels = tag_labels
-
-    @property
-    def tag_labels(self) -> tuple[str, ...]:
-        return self._tag_labels
-
-    @torch.inference_mode()
-    def predict(self, windows: Tensor) -> Prediction:
-        probs = self._model.extract_features_from_fbank(windows.to(self._device))[0]
-        return Prediction(self._class_map(probs).cpu(), probs.cpu())
+    if model.predictor is None:
+        raise ValueError("a pre-trained BEATs has no AudioSet outputs")
+    if not model.cfg.predictor_class == class_map.num_labels == len(tag_labels):
+        raise ValueError(
+            f"{model.cfg.predictor_class} outputs, a {class_map.num_labels}-label map "
+            f"and {len(tag_labels)} tag labels do not match"
+        )
+    network = model.to(device).eval()
+    return AudioSetTagger(
+        lambda windows: network.extract_features_from_fbank(windows)[0], class_map, tag_labels, device
+    )
 
 
 class BEATsHeadClassifier:
@@ -84,7 +73,7 @@ class BEATsHeadClassifier:
 
 def load_beats_classifier(
     path: str | os.PathLike[str], device: torch.device
-) -> BEATsAudioSetClassifier | BEATsHeadClassifier:
+) -> AudioSetTagger | BEATsHeadClassifier:
     """The classifier of a BEATs file (see the module docstring), on ``device``, in eval mode.
 
     Raises ModelLoadError naming the file when it is unreadable, is neither kind (a
@@ -106,7 +95,7 @@ def load_beats_classifier(
         if model.label_dict is None:
             raise ValueError("a fine-tuned checkpoint without 'label_dict' cannot be mapped to our classes")
         labels = _index_to_mid(model.label_dict)
-        return BEATsAudioSetClassifier(
+        return beats_audioset_tagger(
             model,
             AudioSetClassMap.from_label_dict(labels),
             _tag_labels(labels, Path(path).with_name(LABELS_CSV_NAME)),
