@@ -36,6 +36,14 @@ def run(
     raise typer.Exit(run_system(host=host, port=port, inference_port=inference_port, with_agency=agency))
 
 
+def _service_logging() -> None:
+    # uvicorn configures only its own loggers; the services' INFO lines (the model served,
+    # the inference connection and the detector thresholds in force) would otherwise be lost.
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 @serve_app.command("inference")
 def serve_inference(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
@@ -47,6 +55,7 @@ def serve_inference(
     from services.inference.app import create_app
     from services.inference.settings import InferenceSettings
 
+    _service_logging()
     uvicorn.run(create_app(InferenceSettings()), host=host, port=port, log_level="info")
 
 
@@ -61,6 +70,7 @@ def serve_gateway(
     from services.gateway.app import create_app
     from services.gateway.settings import GatewaySettings
 
+    _service_logging()
     uvicorn.run(create_app(GatewaySettings()), host=host, port=port, log_level="info", ws_max_size=1 << 20)
 
 
@@ -248,13 +258,17 @@ def evaluate_command(
     png: Annotated[Optional[Path], typer.Option(help="Confusion-matrix PNG (default: beside --json, else beside the manifest).")] = None,
     hop_s: Annotated[float, typer.Option(help="The service's hop between windows.")] = 0.5,
     smoothing_windows: Annotated[int, typer.Option(help="The detector's smoothing (gateway default 3).")] = 3,
+    no_patterns: Annotated[bool, typer.Option("--no-patterns", help="The model alone: no alarm pattern detector.")] = False,
 ) -> None:
-    """Score a model on labelled clips with the service's streaming semantics."""
+    """Score a model on labelled clips with the service's streaming semantics (alarm patterns included)."""
     from hearo.evaluate import evaluate
     from services.inference.registry import ModelLoadError, UnknownModelError
 
     try:
-        evaluate(manifest, model, json_out=json_out, png_out=png, hop_s=hop_s, smoothing_windows=smoothing_windows)
+        evaluate(
+            manifest, model, json_out=json_out, png_out=png, hop_s=hop_s, smoothing_windows=smoothing_windows,
+            alarm_patterns=False if no_patterns else None,
+        )
     except (ValueError, ModelLoadError, UnknownModelError) as exc:
         typer.echo(f"hearo eval: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -1,13 +1,18 @@
 """``hearo eval``: a registered model scored on labelled clips the way the service would score them.
 
 The manifest is a CSV with ``file`` (relative to the CSV's folder) and ``class_id`` (0-8); other
-columns are ignored. Each clip is read, made mono and resampled to the model's feature spec,
-cut into 2 s windows at the service hop with the streaming feature code (``clip_windows``),
-scored, and fed through the gateway's detector (``shared.detector.clip_decision``): the clip
-is ``normal`` if the detector never fires, else the class it fires with first. A clip too
-short for the detector to decide (``2 s + (smoothing_windows - 1) x hop``) is padded with
-silence to that length, as if the stream had gone quiet. Thresholds are the model file's own
-(chosen on its validation split by the trainer) when it has them, else the gateway's default.
+columns are ignored. Each clip is streamed, offline, through the gateway's own audio path as
+``hearo stream`` would send it (mono PCM16 at the file's rate, or 16 kHz for a rate the protocol
+does not take): ``AudioPipeline`` resamples it, cuts the model's 2 s windows at the service hop
+and, unless ``alarm_patterns`` is off (``--no-patterns``; default: the gateway's
+``HEARO_GATEWAY_ALARM_PATTERNS``), runs the alarm pattern detector over its 16 kHz audio. The
+windows are scored and, with the pattern matches, fed through the gateway's detector
+(``shared.detector.clip_decision``, the fusion the live session uses): the clip is ``normal``
+if nothing fires, else the class detected first. A clip too short for the detector to decide
+(``2 s + (smoothing_windows - 1) x hop``) is padded with silence before and after
+(``pad_centred``: a short event then lies in every window the smoothing averages, as it does
+in a stream). Thresholds are the model file's own (chosen on its validation split by the
+trainer) when it has them, else the gateway's default.
 """
 
 from __future__ import annotations
@@ -26,16 +31,20 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from hearo.stream_client import FALLBACK_RATE
+from services.gateway.alarm_pattern import AlarmPatternDetector, AlarmPatternMatch
+from services.gateway.audio import RING_SAMPLE_RATE, AudioPipeline, Window
+from services.gateway.settings import GatewaySettings
 from services.inference.registry import Classifier, ModelEntry, default_registry
 from services.inference.settings import InferenceSettings
 from services.inference.training.metrics import detection_metrics
 from shared.detector import DetectorConfig, clip_decision
-from shared.features.stream import clip_windows, samples_for_frames
-from shared.taxonomy import CLASS_KEYS, CLASSES, NUM_CLASSES
+from shared.features.spec import FeatureSpec
+from shared.features.stream import pad_centred
+from shared.protocol import SAMPLE_RATES
+from shared.taxonomy import CLASS_KEYS, NUM_CLASSES
 
-__all__ = ["EvalReport", "evaluate", "load_model", "read_eval_manifest"]
-
-DEFAULT_THRESHOLD = 0.5  # the gateway's detector_default_threshold
+__all__ = ["EvalReport", "evaluate", "load_model", "read_eval_manifest", "stream_clip"]
 
 
 @dataclass(frozen=True)
@@ -43,10 +52,14 @@ class EvalReport:
     model: str
     manifest: str
     thresholds: dict[str, float]
+    alarm_patterns: bool  # whether the alarm pattern detector was fused with the model
     metrics: dict[str, Any]  # detection_metrics: per_class, macro_f1, emergency_recall, false_alarm_rate, confusion
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "manifest": self.manifest, "thresholds": self.thresholds, **self.metrics}
+        return {
+            "model": self.model, "manifest": self.manifest, "thresholds": self.thresholds,
+            "alarm_patterns": self.alarm_patterns, **self.metrics,
+        }  # fmt: skip
 
 
 def read_eval_manifest(manifest: Path) -> list[tuple[Path, int]]:
@@ -85,6 +98,31 @@ def load_model(model: str | Path, settings: InferenceSettings | None = None) -> 
     return str(model), entry, entry.load(settings, torch.device("cpu"))
 
 
+def stream_clip(
+    audio: np.ndarray,
+    rate: int,
+    spec: FeatureSpec,
+    hop_frames: int,
+    smoothing_windows: int,
+    alarm_patterns: bool,
+    ring_seconds: float,
+) -> tuple[list[Window], list[AlarmPatternMatch]]:
+    """What the gateway makes of a client streaming ``audio`` (float mono at ``rate``) and then
+    ``stop``: its model windows and, when ``alarm_patterns``, the pattern matches heard
+    (``ring_seconds``: the gateway's ring buffer, which the pipeline fills as it goes).
+
+    The clip is first padded centred (``pad_centred``) to at least ``smoothing_windows`` windows.
+    """
+    if rate not in SAMPLE_RATES:  # as ``hearo stream`` sends such a file
+        audio, rate = soxr.resample(audio, rate, FALLBACK_RATE), FALLBACK_RATE
+    padded = pad_centred(audio, spec, hop_frames, smoothing_windows, sample_rate=rate)
+    pcm16 = (np.clip(padded, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes()
+    patterns = AlarmPatternDetector(RING_SAMPLE_RATE) if alarm_patterns else None
+    pipeline = AudioPipeline(rate, 1, spec, hop_frames, ring_seconds, patterns)
+    windows = pipeline.push(pcm16) + pipeline.flush()
+    return windows, pipeline.take_matches()
+
+
 def evaluate(
     manifest: Path,
     model: str | Path = "default",
@@ -92,34 +130,42 @@ def evaluate(
     png_out: Path | None = None,
     hop_s: float = 0.5,
     smoothing_windows: int = 3,
+    alarm_patterns: bool | None = None,
     console: Console | None = None,
 ) -> EvalReport:
     """Score every clip of ``manifest``, print the table, write the JSON report and the
-    confusion-matrix PNG (default: beside ``json_out``, else beside the manifest)."""
+    confusion-matrix PNG (default: beside ``json_out``, else beside the manifest).
+
+    ``alarm_patterns``: fuse the alarm pattern detector's matches, as the gateway does;
+    None follows the gateway's settings (``HEARO_GATEWAY_ALARM_PATTERNS``, on by default).
+    """
     console = console or Console()
+    gateway = GatewaySettings()
+    patterns_on = gateway.alarm_patterns if alarm_patterns is None else alarm_patterns
     label, entry, classifier = load_model(model)
     spec = entry.spec
-    stored = getattr(classifier, "thresholds", None)
-    thresholds = dict(stored) if stored else {c.key: DEFAULT_THRESHOLD for c in CLASSES if c.is_emergency}
-    detector = DetectorConfig(thresholds=thresholds, smoothing_windows=smoothing_windows, hop_s=hop_s)
     hop_frames = spec.frames_for(hop_s)
-    min_samples = samples_for_frames(spec, spec.window_frames + (smoothing_windows - 1) * hop_frames)
+    # The thresholds the gateway would use with this model: its explicit settings, then the model's.
+    detector = DetectorConfig.build(
+        gateway.detector_default_threshold, gateway.detector_thresholds, getattr(classifier, "thresholds", None),
+        smoothing_windows=smoothing_windows, hop_s=hop_frames * spec.frame_shift / spec.sample_rate,
+    )
+    thresholds = dict(detector.thresholds)
     rows = read_eval_manifest(manifest)
     predictions = []
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"eval {label}", total=len(rows))
         for path, _ in rows:
             audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-            mono = audio.mean(axis=1)
-            if rate != spec.sample_rate:
-                mono = soxr.resample(mono, rate, spec.sample_rate).astype(np.float32)
-            mono = np.pad(mono, (0, max(min_samples - mono.size, 0)))
-            windows = clip_windows(spec, mono, hop_frames)
-            scores = torch.cat([classifier.predict(windows[lo: lo + 32]).scores for lo in range(0, len(windows), 32)])
-            predictions.append(clip_decision(scores.numpy(), detector)[0])
+            windows, matches = stream_clip(
+                audio.mean(axis=1), rate, spec, hop_frames, smoothing_windows, patterns_on, gateway.ring_buffer_s
+            )
+            features = torch.stack([w.features for w in windows])
+            scores = torch.cat([classifier.predict(features[lo: lo + 32]).scores for lo in range(0, len(features), 32)])
+            predictions.append(clip_decision(scores.numpy(), detector, [w.end_s for w in windows], matches)[0])
             progress.advance(task)
     metrics = detection_metrics(torch.tensor([c for _, c in rows]), torch.tensor(predictions))
-    report = EvalReport(label, str(manifest), thresholds, metrics)
+    report = EvalReport(label, str(manifest), thresholds, patterns_on, metrics)
     console.print(report_table(report))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +177,8 @@ def evaluate(
 
 
 def report_table(report: EvalReport) -> Table:
-    table = Table(title=f"{report.model}: {report.metrics['clips']} clips")
+    patterns = "with" if report.alarm_patterns else "without"
+    table = Table(title=f"{report.model} {patterns} alarm patterns: {report.metrics['clips']} clips")
     for column in ("class", "precision", "recall", "F1", "clips"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for key in CLASS_KEYS:

@@ -13,11 +13,15 @@ For each emergency class (``normal`` never fires), every window:
 
 A second source can report the same classes: matches of a standard alarm pattern (the
 gateway's ``AlarmPatternDetector``: temporal-three for ``fire``, temporal-four for ``gas``)
-given to ``observe_pattern``. A class has one event whichever source sees it: a match while
-the scores hold the class's event, or within ``pattern_hold_s`` of the class's previous
-match, continues the event; a match that starts one is reported under the same refractory
-rule, and scores crossing the threshold during a pattern event are its tail. So the model
-and the pattern detector hearing one alarm make one detection.
+given to ``observe_pattern``, or queued with ``hear_patterns`` as they are heard: ``update``
+then observes the queued matches up to its window's end before the window itself, so both
+sources meet the detector in stream order however far the audio runs ahead of the scores
+(``observe_heard_patterns`` takes the rest at the end of a stream, or while no scores come).
+A class has one event whichever source sees it: a match while the scores hold the class's
+event, or within ``pattern_hold_s`` of the class's previous match, continues the event; a
+match that starts one is reported under the same refractory rule, and scores crossing the
+threshold during a pattern event are its tail. So the model and the pattern detector
+hearing one alarm make one detection.
 
 Time is the stream time of each window's end (seconds of audio since the session started),
 never the wall clock, so a file streamed at any speed gives the same detections.
@@ -25,9 +29,11 @@ never the wall clock, so a file streamed at any speed gives the same detections.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -69,18 +75,37 @@ class DetectorConfig:
 
     @classmethod
     def build(
-        cls, default_threshold: float, overrides: Mapping[str, float] | None = None, **kwargs: Any
+        cls,
+        default_threshold: float,
+        overrides: Mapping[str, float] | None = None,
+        model_thresholds: Mapping[str, float] | None = None,
+        **kwargs: Any,
     ) -> DetectorConfig:
-        """``default_threshold`` for every emergency class, except the keys in ``overrides``.
+        """Each emergency class's threshold: its key in ``overrides`` (explicit settings) if
+        there, else in ``model_thresholds`` (those the served model was tuned to), else
+        ``default_threshold``.
 
         Raises KeyError for an unknown class key and ValueError for ``normal``, which never fires.
         """
         thresholds = {c.key: default_threshold for c in CLASSES if c.is_emergency}
-        for key, value in (overrides or {}).items():
+        for key, value in {**(model_thresholds or {}), **(overrides or {})}.items():
             if not by_key(key).is_emergency:
                 raise ValueError(f"class {key!r} never fires; it takes no threshold")
             thresholds[key] = value
         return cls(thresholds=thresholds, **kwargs)
+
+
+class PatternMatch(Protocol):
+    """A match of a standard alarm pattern (the gateway's ``AlarmPatternMatch``)."""
+
+    @property
+    def pattern(self) -> str: ...
+    @property
+    def class_key(self) -> str: ...
+    @property
+    def confidence(self) -> float: ...
+    @property
+    def stream_time_s(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -124,6 +149,7 @@ class Detector:
     _last_time_s: float | None = field(init=False, default=None)
     _states: list[_ClassState] = field(init=False)
     _thresholds: np.ndarray = field(init=False)
+    _heard: deque[PatternMatch] = field(init=False, default_factory=deque)  # not yet observed
     smoothed: np.ndarray | None = field(init=False, default=None)
     """The latest window's smoothed scores (read-only), or None before ``smoothing_windows``
     consecutive windows are in hand."""
@@ -138,8 +164,9 @@ class Detector:
     def update(self, scores: Sequence[float] | np.ndarray, stream_time_s: float) -> list[DetectionEvent]:
         """Take one window's class scores (ordered as the taxonomy) ending at ``stream_time_s``.
 
-        Returns the events whose onset is this window (usually none). Raises ValueError if the
-        scores are not one per class or time goes backwards.
+        Returns the events of the heard pattern matches up to ``stream_time_s``, then those
+        whose onset is this window (usually none). Raises ValueError if the scores are not one
+        per class or time goes backwards.
         """
         row = np.asarray(scores, dtype=np.float64)
         if row.shape != (NUM_CLASSES,):
@@ -150,18 +177,18 @@ class Detector:
             if stream_time_s - self._last_time_s > _GAP_HOPS * self.config.hop_s:
                 self._filled = 0
         self._last_time_s = stream_time_s
+        events = self.observe_heard_patterns(stream_time_s)
 
         k = self.config.smoothing_windows
         self._history[self._filled % k] = row
         self._filled += 1
         if self._filled < k:
             self.smoothed = None
-            return []
+            return events
         smoothed = self._history.mean(axis=0)
         smoothed.flags.writeable = False
         self.smoothed = smoothed
 
-        events = []
         release = self._thresholds * self.config.release_ratio
         for emergency_class, state in zip(CLASSES, self._states):
             if emergency_class is NORMAL:
@@ -201,18 +228,49 @@ class Detector:
         state.last_report_s = stream_time_s
         return [DetectionEvent(emergency_class, confidence, stream_time_s, pattern)]
 
+    def hear_patterns(self, matches: Iterable[PatternMatch]) -> None:
+        """Queue pattern matches, oldest first, for ``update`` to observe in stream order."""
+        self._heard.extend(matches)
 
-def clip_decision(scores: np.ndarray, config: DetectorConfig) -> tuple[int, float]:
-    """What the service would report for a clip whose windows scored ``scores`` [W, 9]:
-    (class id of the first detection, its confidence), or (0, 0.0) when nothing fires.
+    def observe_heard_patterns(self, until_s: float = math.inf) -> list[DetectionEvent]:
+        """Observe the queued matches heard up to ``until_s``; returns the events they start."""
+        events: list[DetectionEvent] = []
+        while self._heard and self._heard[0].stream_time_s <= until_s:
+            match = self._heard.popleft()
+            events += self.observe_pattern(match.class_key, match.confidence, match.stream_time_s, match.pattern)
+        return events
 
-    Windows are fed in order, ending at ``2 s + i * hop_s``, through a fresh ``Detector``; when
-    several classes fire on the same window the highest smoothed score wins.
+
+def clip_decision(
+    scores: np.ndarray,
+    config: DetectorConfig,
+    window_end_s: Sequence[float] | None = None,
+    patterns: Iterable[PatternMatch] = (),
+) -> tuple[int, float]:
+    """What the service would report for a clip whose windows scored ``scores`` [W, 9] and in
+    which the alarm pattern detector heard ``patterns``: (class id of the first detection, its
+    confidence), or (0, 0.0) when nothing fires.
+
+    Window ``i`` ends at ``window_end_s[i]`` (default ``2 s + i * hop_s``). A fresh ``Detector``
+    takes the windows in order with the matches queued as a session queues them, so each is
+    observed before the first window ending at or after it, and those heard after the last
+    window at the end of the clip. The first detection is the earliest in stream time; on a
+    tie (several classes firing on one window) the highest confidence wins.
     """
+    rows = np.asarray(scores, dtype=np.float64)
+    ends = [2.0 + i * config.hop_s for i in range(len(rows))] if window_end_s is None else window_end_s
+    if len(ends) != len(rows):
+        raise ValueError(f"{len(rows)} windows but {len(ends)} end times")
     detector = Detector(config)
-    for i, row in enumerate(np.asarray(scores, dtype=np.float64)):
-        events = detector.update(row, 2.0 + i * config.hop_s)
-        if events:
-            best = max(events, key=lambda event: event.confidence)
-            return best.emergency_class.id, best.confidence
+    detector.hear_patterns(patterns)
+    for row, end_s in zip(rows, ends):
+        if events := detector.update(row, end_s):
+            return _first(events)
+    if events := detector.observe_heard_patterns():
+        return _first(events)
     return NORMAL.id, 0.0
+
+
+def _first(events: list[DetectionEvent]) -> tuple[int, float]:
+    best = min(events, key=lambda event: (event.stream_time_s, -event.confidence))
+    return best.emergency_class.id, best.confidence

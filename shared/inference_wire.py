@@ -18,12 +18,14 @@ from __future__ import annotations
 import enum
 import json
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from shared.features.spec import FeatureSpec
+from shared.taxonomy import by_key
 
 PROTOCOL_VERSION = 1
 WINDOWS_MAGIC = b"HW"
@@ -104,6 +106,9 @@ class Ready:
 
     ``max_batch`` is also the most windows one request may carry. ``tags`` is the model's tag
     vocabulary (AudioSet display names) that result tag ids index, or None when it has none.
+    ``thresholds`` are the detector thresholds the model was tuned to (emergency class key ->
+    onset threshold in (0, 1]), or None when the model stores none; the gateway uses them for
+    the classes its own settings leave unset.
     """
 
     model: str
@@ -111,6 +116,7 @@ class Ready:
     classes: tuple[str, ...]
     max_batch: int
     tags: tuple[str, ...] | None
+    thresholds: Mapping[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -120,6 +126,7 @@ class Ready:
             "classes": list(self.classes),
             "max_batch": self.max_batch,
             "tags": None if self.tags is None else list(self.tags),
+            "thresholds": None if self.thresholds is None else dict(self.thresholds),
         }
 
 
@@ -165,6 +172,7 @@ def decode_control(text: str | bytes) -> ControlMessage:
                 classes=tuple(str(c) for c in data["classes"]),
                 max_batch=int(data["max_batch"]),
                 tags=None if tags is None else tuple(str(t) for t in tags),
+                thresholds=_thresholds(data.get("thresholds")),
             )
         if kind == "error":
             request_id = data.get("id")
@@ -176,6 +184,19 @@ def decode_control(text: str | bytes) -> ControlMessage:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise WireError(f"malformed control message: {exc!r}") from None
     raise WireError(f"unknown control message type {kind!r}")
+
+
+def _thresholds(data: Any) -> dict[str, float] | None:
+    """A ready's ``thresholds``: checked here, so a gateway never builds a detector from bad ones."""
+    if data is None:
+        return None
+    thresholds = {str(key): float(value) for key, value in data.items()}
+    for key, value in thresholds.items():
+        if not by_key(key).is_emergency:
+            raise ValueError(f"class {key!r} never fires; it takes no threshold")
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"threshold for {key!r} must be in (0, 1], got {value}")
+    return thresholds
 
 
 # --- data frames (binary) ------------------------------------------------------------------

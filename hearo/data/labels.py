@@ -55,6 +55,20 @@ _STX = "usr/share/games/supertux2/"
 _BT = "usr/share/games/btanks/data/"
 _FDR = "usr/share/freedroidrpg/data/sound/"
 _RE = "usr/share/games/redeclipse/data/sounds/"
+_CUBE = "usr/share/games/cube2/packages/"
+_MG = "usr/share/games/megaglest/"
+_WL = "usr/share/games/widelands/data/"
+_7KAA = "usr/share/games/7kaa/SOUND/"
+_STK = "usr/share/games/supertuxkart/data/"
+# 0 A.D. keeps its data in one zip; members inside it are "<zip member>/<path in zip>".
+_0AD = "usr/share/games/0ad/mods/public/public.zip/audio/"
+_WESM = "usr/share/games/wesnoth/1.16/data/core/music/"
+_AST = "usr/share/asterisk/sounds/"
+# megaglest units that are people (its monsters, animals and machines are unused).
+_MG_PEOPLE = (
+    "archer", "archmage", "axe_thrower", "battlemage", "guard", "initiate", "princess", "shaman",
+    "spearman", "stickfighter", "summoner", "swordman", "technician", "valkyrie", "worker",
+)
 
 LABEL_RULES: tuple[LabelRule, ...] = tuple(
     _rules("hedgewars-data", _HW, [
@@ -253,8 +267,104 @@ LABEL_RULES: tuple[LabelRule, ...] = tuple(
         ("ambience/*wind*.ogg", BACKGROUND),
         ("ambience/morph/rain.ogg", BACKGROUND),
     ])
-    + _rules("asterisk-core-sounds-es-wav", "usr/share/asterisk/sounds/", [("es*/*.wav", BACKGROUND)])
-    + _rules("asterisk-core-sounds-fr-wav", "usr/share/asterisk/sounds/", [("fr*/*.wav", BACKGROUND)])
+    + _rules("cube2-data", _CUBE, [
+        ("sounds/aard/pain*.wav", "crime"),
+        ("sounds/aard/die*.wav", "crime"),
+        ("sounds/q009/pistol*.ogg", "crime"),
+        ("sounds/q009/rifle*.ogg", "crime"),
+        ("sounds/q009/shotgun*.ogg", "crime"),
+        ("sounds/q009/minigun*.ogg", "crime"),
+        ("sounds/aard/grunt*.wav", "medical"),
+        ("sounds/aard/bang.wav", "trapped"),
+        ("sounds/olpc/MichaelBierylo/sfx_DoorSlam.wav", "trapped"),
+        ("sounds/sfx/burning.ogg", "fire"),
+        ("sounds/aard/land.wav", "accident"),
+        ("music/*.ogg", BACKGROUND),
+        # sounds/0ad/* are copies of 0ad-data files: that package labels them.
+    ])
+    + _rules("megaglest-data", _MG, [
+        *((f"techs/*/{unit}_die*.wav", "crime") for unit in _MG_PEOPLE),
+        ("techs/*/magician/sounds/die*.wav", "crime"),
+        ("techs/*/anvil*.wav", "trapped"),
+        ("techs/*/wicker_fire.wav", "fire"),
+        ("techs/*/tech_building_fall*.wav", "accident"),
+        ("techs/*/magic_building_fall*.wav", "accident"),
+        ("data/core/menu/sound/attention.wav", NEGATIVE),
+        ("data/core/menu/sound/sonar.wav", NEGATIVE),
+        ("tilesets/*/sounds/*day.ogg", BACKGROUND),
+        ("tilesets/*/sounds/*night*.ogg", BACKGROUND),
+        ("tilesets/*/sounds/rain.ogg", BACKGROUND),
+        ("tilesets/*/sounds/wind.ogg", BACKGROUND),
+        ("data/core/water_sounds/*", BACKGROUND),
+        ("data/core/menu/music/*", BACKGROUND),
+        ("techs/*/music/*", BACKGROUND),
+    ])
+    + _rules("widelands-data", _WL, [
+        ("sound/hammering/*.ogg", "trapped"),
+        ("sound/woodcutting/tree_falling_*.ogg", "accident"),
+        ("sound/other/falling_tools_*.ogg", "accident"),
+        ("sound/message_*.ogg", NEGATIVE),
+        ("sound/military/*.ogg", NEGATIVE),
+        ("sound/animals/*.ogg", BACKGROUND),
+        ("music/*.ogg", BACKGROUND),
+    ])
+    + _rules("7kaa-data", _7KAA, [
+        ("FIRE.WAV", "fire"),
+        ("QUAKE.WAV", "accident"),
+        ("WIND.WAV", BACKGROUND),
+        ("RAIN.WAV", BACKGROUND),
+    ])
+    + _rules("supertuxkart-data", _STK, [
+        ("sfx/WilhelmScream.ogg", "crime"),
+        ("sfx/hammer.ogg", "trapped"),
+        ("sfx/metal_clang.ogg", "trapped"),
+        ("sfx/anvil.ogg", "trapped"),
+        ("sfx/bzzt.ogg", "electric"),
+        ("tracks/stk_enterprise/bzzt2.ogg", "electric"),
+        ("sfx/static-radio.ogg", "electric"),
+        ("sfx/ugh.ogg", "medical"),
+        ("sfx/crash*.ogg", "accident"),
+        ("sfx/horn.ogg", NEGATIVE),
+        ("sfx/goal_scored.ogg", NEGATIVE),
+        ("sfx/clock.ogg", NEGATIVE),
+        ("sfx/pre_start_race.ogg", NEGATIVE),
+        ("sfx/start_race.ogg", NEGATIVE),
+        ("sfx/last_lap_fanfare.ogg", NEGATIVE),
+        ("sfx/rain.ogg", BACKGROUND),
+        ("sfx/exotic-birds*.ogg", BACKGROUND),
+        ("sfx/lenautile_restaurant.ogg", BACKGROUND),
+        ("sfx/sara_airport_pa.ogg", BACKGROUND),
+        ("sfx/river_loop.ogg", BACKGROUND),
+        ("sfx/waterfall_loop_2.ogg", BACKGROUND),
+        ("music/*.ogg", BACKGROUND),
+    ])
+    + _rules("0ad-data", _0AD, [
+        ("actor/human/death/*.ogg", "crime"),
+        ("attack/weapon/Musket*.ogg", "crime"),
+        ("attack/impact/flesh*.ogg", "crime"),
+        ("resource/mining/mine_metal_*.ogg", "trapped"),
+        ("attack/impact/shield_metal_*.ogg", "trapped"),
+        # crackling_fire.xml and spreading_fire.xml: burning buildings, 5 s of crackle each.
+        ("attack/fire/c_*.ogg", "fire"),
+        ("attack/fire/sp_*.ogg", "fire"),
+        ("attack/destruction/building_collapse*.ogg", "accident"),
+        ("attack/destruction/explode_debris*.ogg", "accident"),
+        ("interface/alarm/*.ogg", NEGATIVE),
+        ("interface/ui/chat_alert.ogg", NEGATIVE),
+        ("resource/construction/*.ogg", NEGATIVE),
+        ("actor/singlesteps/*.ogg", NEGATIVE),
+        ("actor/human/movement/*.ogg", NEGATIVE),
+        ("actor/gate/stonegate_close*.ogg", NEGATIVE),
+        ("ambient/*.ogg", BACKGROUND),
+        ("music/*.ogg", BACKGROUND),
+        ("voice/*.ogg", BACKGROUND),
+    ])
+    + _rules("wesnoth-1.16-music", _WESM, [("*.ogg", BACKGROUND)])
+    + _rules("asterisk-core-sounds-es-wav", _AST, [("es*/*.wav", BACKGROUND)])
+    + _rules("asterisk-core-sounds-fr-wav", _AST, [("fr*/*.wav", BACKGROUND)])
+    + _rules("asterisk-core-sounds-it-wav", _AST, [("it_IT*/*.wav", BACKGROUND)])
+    + _rules("asterisk-core-sounds-ru-wav", _AST, [("ru_RU*/*.wav", BACKGROUND)])
+    + _rules("asterisk-prompt-it-menardi-wav", _AST, [("it_IT*/*.wav", BACKGROUND)])
 )
 
 

@@ -3,17 +3,23 @@
 ``download`` runs ``apt-get download`` into a cache folder and skips a package whose .deb is
 already there. ``decode_package`` streams the .deb's data archive (``dpkg-deb --fsys-tarfile``)
 and keeps only the members the label mapping (``hearo.data.labels``) uses, so nothing else is
-unpacked; each is decoded with soundfile (libsndfile reads WAV, FLAC and Ogg Vorbis, with or
-without a file extension), averaged to mono, resampled to 16 kHz with soxr and written to the
-cache as 16-bit WAV. A package whose decode index exists is not decoded again.
+unpacked. A zip member that label rules reach into (0 A.D.'s ``public.zip``, members named
+``<zip member>/<path in zip>``) is spooled to a temporary file and read with ``zipfile``. Each
+file is decoded with soundfile (libsndfile reads WAV, FLAC and Ogg Vorbis, with or without a
+file extension), or with ffmpeg where libsndfile cannot; averaged to mono, resampled to 16 kHz
+with soxr and written to the cache as 16-bit WAV. A package whose decode index exists is not
+decoded again.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import tarfile
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +27,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from hearo.data.labels import BACKGROUND, label_for
+from hearo.data.labels import BACKGROUND, LABEL_RULES, label_for
 from hearo.data.sources import ALLOWED_PACKAGES, check_packages
 
 __all__ = ["SAMPLE_RATE", "SourceClip", "decode_package", "download", "load_audio", "to_mono_16k"]
@@ -100,6 +106,15 @@ def decode_package(cache: Path, package: str) -> tuple[list[SourceClip], int]:
     folder.mkdir(parents=True, exist_ok=True)
     clips: list[SourceClip] = []
     failed = 0
+
+    def keep(name: str, label: str, data: bytes) -> None:
+        nonlocal failed
+        clip = _decode_clip(data, label, folder / f"{len(clips):05d}.wav")
+        if clip is None:
+            failed += 1
+        else:
+            clips.append(SourceClip(package, name, label, ALLOWED_PACKAGES[package], *clip))
+
     proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
     assert proc.stdout is not None
     with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
@@ -113,29 +128,62 @@ def decode_package(cache: Path, package: str) -> tuple[list[SourceClip], int]:
                     (folder / "copyright").write_bytes(handle.read())
                 continue
             label = label_for(package, name)
-            if label is None:
+            if label is None and not (name.endswith(".zip") and _rules_reach_into(package, name)):
                 continue
             handle = archive.extractfile(member)
             if handle is None:
                 continue
-            try:
-                audio, rate = sf.read(io.BytesIO(handle.read()), dtype="float32", always_2d=True)
-            except (sf.LibsndfileError, RuntimeError, TypeError):
-                failed += 1
+            if label is not None:
+                keep(name, label, handle.read())
                 continue
-            limit = MAX_BACKGROUND_S if label == BACKGROUND else MAX_EVENT_S
-            mono = to_mono_16k(audio[: int(limit * rate)], rate)
-            if mono.size < MIN_SOURCE_S * SAMPLE_RATE or not np.any(mono):
-                failed += 1
-                continue
-            wav = folder / f"{len(clips):05d}.wav"
-            sf.write(str(wav), np.clip(mono, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
-            clips.append(SourceClip(package, name, label, ALLOWED_PACKAGES[package], wav, mono.size / SAMPLE_RATE))
+            # zipfile needs to seek; the tar stream cannot, so the zip goes through a file.
+            with tempfile.TemporaryFile(dir=folder) as spool:
+                shutil.copyfileobj(handle, spool, 1 << 20)
+                with zipfile.ZipFile(spool) as inner:
+                    for info in inner.infolist():
+                        inner_name = f"{name}/{info.filename}"
+                        inner_label = None if info.is_dir() else label_for(package, inner_name)
+                        if inner_label is not None:
+                            keep(inner_name, inner_label, inner.read(info))
+    proc.stdout.close()
     if proc.wait() != 0:
         raise DownloadError(f"dpkg-deb could not read {deb}")
     rows = [{**clip.__dict__, "wav": clip.wav.name} for clip in clips]
     index.write_text(json.dumps({"clips": rows, "failed": failed}))
     return clips, failed
+
+
+def _rules_reach_into(package: str, archive_member: str) -> bool:
+    return any(rule.package == package and rule.glob.startswith(archive_member + "/") for rule in LABEL_RULES)
+
+
+def _read_any(data: bytes) -> tuple[np.ndarray, int] | None:
+    """([N, C] float32 audio, rate) with libsndfile, else ffmpeg (mp3, WavPack ...); None if neither."""
+    try:
+        return sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        pass
+    result = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", "pipe:0", "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "pipe:1"],
+        input=data, capture_output=True, check=False,
+    )
+    if result.returncode != 0 or not result.stdout:
+        return None
+    return np.frombuffer(result.stdout, dtype=np.float32).reshape(-1, 1), SAMPLE_RATE
+
+
+def _decode_clip(data: bytes, label: str, wav: Path) -> tuple[Path, float] | None:
+    """Write ``data`` to ``wav`` as 16 kHz mono 16-bit: (wav, seconds), or None if unusable."""
+    decoded = _read_any(data)
+    if decoded is None:
+        return None
+    audio, rate = decoded
+    limit = MAX_BACKGROUND_S if label == BACKGROUND else MAX_EVENT_S
+    mono = to_mono_16k(audio[: int(limit * rate)], rate)
+    if mono.size < MIN_SOURCE_S * SAMPLE_RATE or not np.any(mono):
+        return None
+    sf.write(str(wav), np.clip(mono, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
+    return wav, mono.size / SAMPLE_RATE
 
 
 def _extract_copyright(cache: Path, package: str, out: Path) -> None:

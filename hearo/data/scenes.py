@@ -3,8 +3,9 @@
 ``compose`` takes 16 kHz float32 audio and a seeded generator and returns a scene of fixed
 length: the event (speed-perturbed, at a random gain) is convolved with a synthetic room
 impulse response (distance: more reverb, less direct sound), mixed into the background at an
-SNR drawn from -5 to +20 dB, and the mixture optionally passes a phone microphone (band-limit
-100 Hz - 7 kHz, mild compression). Event-level SNR uses the event's active part, so a short
+SNR drawn from -5 to +20 dB (a quarter of the events instead at 20 to 35 dB: the event as
+recorded, over room tone, which is how most real recordings of an emergency sound come), and
+the mixture optionally passes a phone microphone (band-limit 100 Hz - 7 kHz, mild compression). Event-level SNR uses the event's active part, so a short
 bang is as audible as a long hiss at the same SNR.
 """
 
@@ -23,6 +24,8 @@ __all__ = ["SceneRecipe", "arrange_hits", "compose", "slice_background"]
 
 SR = SAMPLE_RATE
 SNR_RANGE_DB = (-5.0, 20.0)
+CLEAN_SNR_RANGE_DB = (20.0, 35.0)
+CLEAN_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ def compose(
         length = min(src.size, n - lo)
         placed[lo: lo + length] = src[:length]
         end = (lo + length) / SR
-        snr = float(rng.uniform(*SNR_RANGE_DB))
+        snr = float(rng.uniform(*(CLEAN_SNR_RANGE_DB if rng.random() < CLEAN_SHARE else SNR_RANGE_DB)))
         bed_rms = float(np.sqrt(np.mean(bed**2))) or 1e-4
         ev_rms = _active_rms(placed) or 1e-4
         mix = bed + placed * (bed_rms * 10 ** (snr / 20) / ev_rms)

@@ -40,7 +40,9 @@ ALLOWED_PACKAGES: dict[str, str] = {
     "asterisk-prompt-it-menardi-wav": "GPL-2",
 }
 
-# Small, sound-rich packages: the default build (about 1.3 GB of .debs).
+# Every allow-listed package that has label rules (about 4.6 GB of .debs). Left out: the
+# asterisk-prompt-{es-co,fr-armelle} (headerless GSM), colobot-common-sounds (unnamed sounds)
+# and pingus-data (a few tiny cartoon sounds).
 DEFAULT_PACKAGES: tuple[str, ...] = (
     "hedgewars-data",
     "wesnoth-1.16-data",
@@ -51,8 +53,18 @@ DEFAULT_PACKAGES: tuple[str, ...] = (
     "btanks-data",
     "freedroidrpg-data",
     "redeclipse-data",
+    "cube2-data",
+    "megaglest-data",
+    "widelands-data",
+    "7kaa-data",
+    "supertuxkart-data",
+    "0ad-data",
+    "wesnoth-1.16-music",
     "asterisk-core-sounds-es-wav",
     "asterisk-core-sounds-fr-wav",
+    "asterisk-core-sounds-it-wav",
+    "asterisk-core-sounds-ru-wav",
+    "asterisk-prompt-it-menardi-wav",
 )
 
 

@@ -23,6 +23,7 @@ import asyncio
 import itertools
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -98,6 +99,8 @@ class InferenceClient:
 
     ``model`` None accepts whatever model the service serves (its spec must still match).
     ``dtype`` float16 halves the bytes sent at ~1e-3 relative error in the features.
+    ``on_ready`` is called with the handshake answer at every (re)connect, before the
+    connection is used (the gateway takes the model's detector thresholds from it).
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class InferenceClient:
         dtype: PayloadDtype = PayloadDtype.FLOAT32,
         backoff_initial_s: float = 0.1,
         backoff_max_s: float = 5.0,
+        on_ready: Callable[[Ready], None] | None = None,
     ) -> None:
         self.url = url
         self.spec = spec
@@ -117,6 +121,7 @@ class InferenceClient:
         self.timeout = timeout
         self.dtype = dtype
         self._backoff = (backoff_initial_s, backoff_max_s)
+        self._on_ready = on_ready
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[ScoresResult]] = {}
         self._ws: ClientConnection | None = None
@@ -212,6 +217,9 @@ class InferenceClient:
         return ws, reply
 
     def _attach(self, ws: ClientConnection, ready: Ready) -> None:
+        # Told before any call can use the connection, so nothing classifies on stale settings.
+        if self._on_ready is not None:
+            self._on_ready(ready)
         self._ws, self._ready, self._last_error = ws, ready, None
         self._state_changed.set()
 

@@ -3,13 +3,14 @@
 One ``StreamSession`` per WebSocket, two tasks per session:
 
 * the reader takes frames off the socket: binary audio goes through the ``AudioPipeline``
-  into a bounded queue of windows (and its alarm pattern matches into a list), control
-  messages are answered (``cancel`` and ``confirm`` through ``SessionIncidents``);
+  into a bounded queue of windows (and its alarm pattern matches into the ``Detector``'s
+  queue), control messages are answered (``cancel`` and ``confirm`` through
+  ``SessionIncidents``);
 * the classifier takes windows off that queue in batches, sends them to the shared
-  inference client, feeds the scores and, in stream order, the pattern matches to the
-  session's ``Detector``, and sends ``scores`` and ``detection`` messages. Each detection
-  opens an incident (or adds to the device's open one) whose countdown and later states
-  the client is told of (``session_incidents``).
+  inference client, feeds the scores to the session's ``Detector`` (which observes the
+  queued pattern matches with them, in stream order), and sends ``scores`` and
+  ``detection`` messages. Each detection opens an incident (or adds to the device's open
+  one) whose countdown and later states the client is told of (``session_incidents``).
 
 After ``stop`` the session stays open while an incident it follows is unresolved (at most
 ``incident_follow_s``), answering ``cancel``/``confirm``, then closes 1000. A disconnect at
@@ -31,7 +32,7 @@ import logging
 import math
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -41,7 +42,7 @@ import torch
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from services.gateway.alarm_pattern import AlarmPatternDetector, AlarmPatternMatch
+from services.gateway.alarm_pattern import AlarmPatternDetector
 from services.gateway.audio import RING_SAMPLE_RATE, AudioPipeline, Window
 from services.gateway.detector import DetectionEvent, Detector, DetectorConfig
 from services.gateway.inference_client import InferenceError, WindowResult
@@ -145,16 +146,35 @@ class SessionManager:
         self.spec = spec
         self.incidents = incidents
         self.hop_frames = spec.frames_for(settings.hop_s)
-        # Built once so a bad threshold mapping stops the gateway at startup, not a session.
-        self.detector_config = DetectorConfig.build(
+        # Built now so a bad threshold setting stops the gateway at startup, not a session;
+        # rebuilt with the served model's thresholds by ``use_model`` at each (re)connect.
+        self.detector_config = self._detector_config(None)
+        self.active = 0
+
+    def use_model(self, ready: Ready) -> None:
+        """Take the thresholds the model behind ``ready`` advertises: sessions started from
+        now on detect with them (explicit settings still win). Called at every (re)connect."""
+        self.detector_config = self._detector_config(ready.thresholds)
+        explicit, stored = self.settings.detector_thresholds, ready.thresholds or {}
+        log.info(
+            "detector thresholds for model %s: %s", ready.model,
+            ", ".join(
+                f"{key} {value:g} ({'setting' if key in explicit else 'model' if key in stored else 'default'})"
+                for key, value in self.detector_config.thresholds.items()
+            ),
+        )  # fmt: skip
+
+    def _detector_config(self, model_thresholds: Mapping[str, float] | None) -> DetectorConfig:
+        settings, spec = self.settings, self.spec
+        return DetectorConfig.build(
             settings.detector_default_threshold,
             settings.detector_thresholds,
+            model_thresholds,
             release_ratio=settings.detector_release_ratio,
             smoothing_windows=settings.detector_smoothing_windows,
             refractory_s=settings.detector_refractory_s,
             hop_s=self.hop_frames * spec.frame_shift / spec.sample_rate,
         )
-        self.active = 0
 
     def try_acquire(self) -> bool:
         """Take a session slot; False when the gateway is at ``max_sessions``."""
@@ -208,7 +228,6 @@ class StreamSession:
         self.detections = 0
         self.audio: AudioPipeline | None = None  # from ``ready`` on; ``audio.ring`` holds the clip audio
         self._queue: asyncio.Queue[Window | None] = asyncio.Queue(self.settings.window_queue_size)
-        self._matches: deque[AlarmPatternMatch] = deque()  # heard, not yet given to the detector
         timeline_windows = math.ceil(TIMELINE_S / manager.detector_config.hop_s) + 1
         self._smoothed: deque[tuple[float, np.ndarray]] = deque(maxlen=timeline_windows)
         self._location_refused = False  # told the client its positions are not kept
@@ -375,7 +394,8 @@ class StreamSession:
                         f"multiples of {self.start.bytes_per_frame} bytes ({self.start.channels} x int16)",
                     )
                 windows = self.audio.push(frame)
-                self._matches.extend(self.audio.take_matches())
+                # Queued in the detector, which observes them in stream order with the scores.
+                self.detector.hear_patterns(self.audio.take_matches())
                 if self.incidents is not None:
                     self.incidents.audio_advanced(self.audio.ring)
                 await self._enqueue(windows)
@@ -384,7 +404,7 @@ class StreamSession:
             message = await self._control_message(frame)
             if isinstance(message, StopMessage):
                 windows = self.audio.flush()
-                self._matches.extend(self.audio.take_matches())
+                self.detector.hear_patterns(self.audio.take_matches())
                 await self._enqueue(windows, wait=True)
                 await self._queue.put(_END)
                 return
@@ -497,7 +517,7 @@ class StreamSession:
             if windows:
                 await self._classify(windows)
             if batch[-1] is _END:
-                await self._report(self._observe_patterns(until_s=math.inf))
+                await self._report(self.detector.observe_heard_patterns())
                 return
 
     async def _classify(self, windows: list[Window]) -> None:
@@ -514,28 +534,18 @@ class StreamSession:
                     )
                 )
             # The alarm patterns need no model: they are still heard.
-            await self._report(self._observe_patterns(until_s=windows[-1].end_s))
+            await self._report(self.detector.observe_heard_patterns(until_s=windows[-1].end_s))
             return
         self._inference_down = False
         if self._queue.empty():
             self._behind = False
         for window, result in zip(windows, results):
             self.windows_classified += 1
-            events = self._observe_patterns(until_s=window.end_s)
-            events += self.detector.update(result.scores.numpy(), window.end_s)
+            events = self.detector.update(result.scores.numpy(), window.end_s)
             if self.detector.smoothed is not None:
                 self._smoothed.append((window.end_s, self.detector.smoothed))
             await self._report(events)
         await self._send_scores(windows[-1], results[-1])
-
-    def _observe_patterns(self, until_s: float) -> list[DetectionEvent]:
-        """Give the detector the pattern matches heard up to ``until_s``: fused with the
-        scores in stream order, whatever the reader's lead over the classifier."""
-        events: list[DetectionEvent] = []
-        while self._matches and self._matches[0].stream_time_s <= until_s:
-            match = self._matches.popleft()
-            events += self.detector.observe_pattern(match.class_key, match.confidence, match.stream_time_s, match.pattern)
-        return events
 
     async def _report(self, events: list[DetectionEvent]) -> None:
         """Send each detection, with the incident it opened or joined, and tell its countdown."""

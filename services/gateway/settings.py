@@ -31,7 +31,9 @@ class GatewaySettings(ServiceSettings):
 
     # Inference service (one shared connection per gateway process).
     inference_url: str = "ws://127.0.0.1:8001/v1/windows"
-    feature_spec: str = "efficientat_mel"  # must be the served model's spec (checked at connect)
+    # Must be the served model's spec (checked at connect); the default is the spec of the
+    # inference service's default model (``default``).
+    feature_spec: str = "beats_fbank"
     inference_model: str | None = None  # None: whatever model the service serves
     inference_timeout_s: float = Field(default=5.0, gt=0.0)
 
@@ -46,6 +48,7 @@ class GatewaySettings(ServiceSettings):
     ring_buffer_s: float = Field(default=40.0, ge=30.0)
 
     # Detector: thresholds per emergency class key, e.g. HEARO_GATEWAY_DETECTOR_THRESHOLDS='{"fire": 0.4}'.
+    # A class not set here takes the served model's stored threshold, else the default one.
     detector_default_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
     detector_thresholds: dict[str, float] = Field(default_factory=dict)
     detector_smoothing_windows: int = Field(default=3, ge=1)

@@ -68,9 +68,13 @@ class InferenceService:
             classes=self.entry.classes,
             max_batch=self.settings.max_batch,
             tags=classifier.tag_labels,
+            thresholds=classifier.thresholds,
         )
         await self.batcher.start()
-        log.info("serving model %s (%s) on %s", self.entry.name, self.entry.spec.name, self.settings.torch_device())
+        log.info(
+            "serving model %s (%s) on %s; stored thresholds: %s",
+            self.entry.name, self.entry.spec.name, self.settings.torch_device(), classifier.thresholds or "none",
+        )  # fmt: skip
 
     async def stop(self) -> None:
         if self.batcher is not None:

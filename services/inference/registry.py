@@ -12,7 +12,7 @@ vocabulary. Adding a model is one loader function and one line in ``default_regi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -40,10 +40,15 @@ class Prediction:
 
 class Classifier(Protocol):
     """A loaded model. ``predict`` takes CPU float32 windows and returns CPU tensors; it is
-    only ever called from one thread at a time (the batcher's)."""
+    only ever called from one thread at a time (the batcher's). ``thresholds`` are the
+    detector thresholds stored with the model (emergency class key -> threshold), or None;
+    the service advertises them to the gateways."""
 
     @property
     def tag_labels(self) -> tuple[str, ...] | None: ...
+
+    @property
+    def thresholds(self) -> Mapping[str, float] | None: ...
 
     def predict(self, windows: Tensor) -> Prediction: ...
 
@@ -118,6 +123,10 @@ class AudioSetTagger:
     @property
     def tag_labels(self) -> tuple[str, ...]:
         return self._tag_labels
+
+    @property
+    def thresholds(self) -> None:
+        return None
 
     @torch.inference_mode()
     def predict(self, windows: Tensor) -> Prediction:

@@ -31,7 +31,7 @@ class InferenceSettings(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="HEARO_INFERENCE_", extra="ignore")
 
-    model: str = "efficientat"
+    model: str = "default"  # the gateway's default feature_spec is this model's (beats_fbank)
     efficientat_weights: Path = SHARED_MODELS_DIR / "efficientat_mn04_as" / "mn04_as_mAP_432.pt"
     beats_checkpoint: Path | None = None
     default_weights: Path = DEFAULT_WEIGHTS

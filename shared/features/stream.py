@@ -3,7 +3,8 @@
 ``LogMelStream`` turns a session's samples into normalised feature frames, each computed once;
 ``WindowStream`` groups those frames into model windows (2 s, one every hop); ``LiveWindows``
 chains the two for a live session; ``clip_windows`` is the offline path (training, evaluation)
-that yields the same windows for a whole clip. All dispatch on ``FeatureSpec.name`` and call the
+that yields the same windows for a whole clip, and ``pad_centred`` makes a short clip long
+enough for the detector. All dispatch on ``FeatureSpec.name`` and call the
 batch modules' per-frame functions, so there is one implementation of each feature.
 
 Typical use in the gateway (one per session)::
@@ -29,6 +30,8 @@ busy host, OpenMP wake-ups made a 20 ms push 100 times slower).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -36,7 +39,7 @@ import torch.nn.functional as F
 from shared.features import efficientat_mel, kaldi_fbank
 from shared.features.spec import BEATS_FBANK, EFFICIENTAT_MEL, FeatureSpec
 
-__all__ = ["LiveWindows", "LogMelStream", "WindowStream", "clip_windows", "samples_for_frames"]
+__all__ = ["LiveWindows", "LogMelStream", "WindowStream", "clip_windows", "pad_centred", "samples_for_frames"]
 
 _KNOWN = (BEATS_FBANK.name, EFFICIENTAT_MEL.name)
 
@@ -274,3 +277,30 @@ def clip_windows(spec: FeatureSpec, waveform: np.ndarray | torch.Tensor, hop_fra
     if samples.shape[0] < needed:
         samples = np.pad(samples, (0, needed - samples.shape[0]))
     return torch.stack(LiveWindows(spec, hop_frames).push(samples))
+
+
+def pad_centred(
+    samples: np.ndarray, spec: FeatureSpec, hop_frames: int, windows: int, sample_rate: int | None = None
+) -> np.ndarray:
+    """``samples`` with digital silence before and after (half each, the odd sample after), so
+    a stream of it yields at least ``windows`` windows: the detector's ``smoothing_windows``,
+    which it needs before it decides anything. Longer clips are returned unchanged.
+
+    ``samples`` is ``[n]`` or ``[n, channels]`` of any dtype at ``sample_rate`` (default the
+    spec's; at another rate the length is rounded up, so resampling to the spec's rate keeps it
+    long enough).
+
+    Centred, not at the end, because the detector averages the scores of consecutive windows:
+    in a live stream an event of length ``L`` lies wholly inside ``floor((2 s - L) / hop) + 1``
+    consecutive windows (four for a 0.5 s click at a 0.5 s hop), so the average can take
+    windows that all heard it. Padded centred, a clip of at most ``2 s - (windows - 1) x hop``
+    (1 s for three windows) lies inside every window too; padded at the end, it would sit at
+    the start of the first window and partly or wholly outside the later ones, and the
+    average would be diluted by windows that never heard it, as it is in no stream.
+    """
+    rate = spec.sample_rate if sample_rate is None else sample_rate
+    needed = samples_for_frames(spec, spec.window_frames + (windows - 1) * hop_frames)
+    length = math.ceil(needed * rate / spec.sample_rate)
+    missing = max(length - samples.shape[0], 0)
+    before = missing // 2
+    return np.pad(samples, [(before, missing - before)] + [(0, 0)] * (samples.ndim - 1))

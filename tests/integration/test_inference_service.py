@@ -6,7 +6,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -31,6 +31,7 @@ from shared.inference_wire import (
     ErrorCode,
     ErrorMessage,
     Hello,
+    Ready,
     ScoresResult,
     WindowsRequest,
     decode_control,
@@ -40,6 +41,7 @@ from shared.taxonomy import NUM_CLASSES
 
 SPEC = BEATS_FBANK
 TOY_TAGS = ("loud", "quiet", "middle")
+TOY_THRESHOLDS = {"fire": 0.7, "gas": 0.4}
 
 
 class ToyClassifier:
@@ -47,6 +49,7 @@ class ToyClassifier:
     Holds each call until ``gate`` is set, so a test can fill the queue."""
 
     tag_labels = TOY_TAGS
+    thresholds = TOY_THRESHOLDS
 
     def __init__(self, gate: threading.Event) -> None:
         self.gate = gate
@@ -110,8 +113,16 @@ class ToyService:
     def http(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def client(self, spec: FeatureSpec = SPEC, model: str | None = "toy", timeout: float = 5.0) -> InferenceClient:
-        return InferenceClient(self.url, spec, model, timeout=timeout, backoff_initial_s=0.05, backoff_max_s=0.2)
+    def client(
+        self,
+        spec: FeatureSpec = SPEC,
+        model: str | None = "toy",
+        timeout: float = 5.0,
+        on_ready: Callable[[Ready], None] | None = None,
+    ) -> InferenceClient:
+        return InferenceClient(
+            self.url, spec, model, timeout=timeout, backoff_initial_s=0.05, backoff_max_s=0.2, on_ready=on_ready
+        )
 
 
 @pytest.fixture
@@ -130,7 +141,7 @@ def windows_of(*values: float, spec: FeatureSpec = SPEC) -> torch.Tensor:
 async def test_concurrent_callers_share_one_connection_and_get_their_own_scores(toy: ToyService) -> None:
     client = toy.client()
     ready = await client.connect()
-    assert (ready.model, ready.spec, ready.tags) == ("toy", SPEC, TOY_TAGS)
+    assert (ready.model, ready.spec, ready.tags, ready.thresholds) == ("toy", SPEC, TOY_TAGS, TOY_THRESHOLDS)
     try:
         values = [[(i + 0.5) / 40, (i + 1.5) / 40][: 1 + i % 2] for i in range(30)]
         answers = await asyncio.gather(*(client.classify(windows_of(*v)) for v in values))
@@ -147,6 +158,7 @@ async def test_concurrent_callers_share_one_connection_and_get_their_own_scores(
         health = await http.get("/healthz")
     assert "hearo_inference_batch_windows_count" in metrics
     assert models["model"] == "toy" and models["spec"] == SPEC.to_dict() and len(models["classes"]) == NUM_CLASSES
+    assert models["thresholds"] == TOY_THRESHOLDS
     assert health.status_code == 200 and health.json()["status"] == "ready"
 
 
@@ -231,8 +243,10 @@ async def test_malformed_frames_get_errors_and_the_connection_keeps_working(toy:
 
 
 async def test_client_fails_in_flight_calls_and_reconnects_after_a_restart(toy: ToyService) -> None:
-    client = toy.client(timeout=3.0)
+    handshakes: list[Ready] = []
+    client = toy.client(timeout=3.0, on_ready=handshakes.append)
     await client.connect()
+    assert [ready.thresholds for ready in handshakes] == [TOY_THRESHOLDS]
     try:
         toy.gate.clear()
         in_flight = asyncio.create_task(client.classify(windows_of(0.5)))
@@ -247,6 +261,8 @@ async def test_client_fails_in_flight_calls_and_reconnects_after_a_restart(toy: 
         results = await client.classify(windows_of(0.125))
         assert float(results[0].scores[0]) == pytest.approx(0.125)
         assert client.connected
+        # The gateway hears of the model again at the reconnect (its detector thresholds).
+        assert [ready.thresholds for ready in handshakes] == [TOY_THRESHOLDS] * 2
     finally:
         await client.close()
 
@@ -275,15 +291,16 @@ async def test_health_is_unavailable_until_the_model_is_loaded() -> None:
 
 
 async def test_real_efficientat_model_over_the_wire() -> None:
-    settings = InferenceSettings(max_wait_ms=2.0)
+    settings = InferenceSettings(model="efficientat", max_wait_ms=2.0)
     if not settings.efficientat_weights.is_file():
-        pytest.skip(f"EfficientAT weights not at {settings.efficientat_weights}")
+        pytest.skip(f"EfficientAT mn04 weights not at {settings.efficientat_weights} (../shared/models beside the repo)")
     port = free_port()
     server = ServerThread(create_app(settings), port)
     client = InferenceClient(f"ws://127.0.0.1:{port}/v1/windows", EFFICIENTAT_MEL, "efficientat", timeout=10.0)
     try:
         ready = await client.connect()
         assert ready.tags is not None and len(ready.tags) == 527
+        assert ready.thresholds is None  # mn04 stores none
         silence = windows_of(-1.4025851, -1.4025851, spec=EFFICIENTAT_MEL)
         results = await client.classify(silence)
     finally:

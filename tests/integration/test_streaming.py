@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -34,7 +35,8 @@ from hearo.stream_client import EXIT_AUTH, EXIT_CONNECTION, EXIT_OK, EXIT_PROTOC
 from services.gateway.app import create_app as create_gateway
 from services.gateway.settings import GatewaySettings
 from services.inference.app import create_app as create_inference
-from services.inference.settings import SHARED_MODELS_DIR, InferenceSettings
+from services.inference.models.default import load_default_model
+from services.inference.settings import DEFAULT_WEIGHTS, SHARED_MODELS_DIR, InferenceSettings
 from tests.gateway_support import ServerThread, free_port, pcm16, smoke_alarm
 
 pytestmark = pytest.mark.slow
@@ -61,7 +63,7 @@ class Gateway:
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     if not WEIGHTS.is_file():
-        pytest.fail(f"the mn04 weights are missing at {WEIGHTS} (../shared beside the repo)")
+        pytest.skip(f"needs the EfficientAT mn04 weights at {WEIGHTS} (../shared/models beside the repo)")
     inference_port, gateway_port = free_port(), free_port()
     inference = ServerThread(
         create_inference(InferenceSettings(model="efficientat", device="cpu", max_wait_ms=2.0)), inference_port
@@ -71,6 +73,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         database_url=f"sqlite+aiosqlite:///{database}",
         migrate_on_start=True,
         inference_url=f"ws://127.0.0.1:{inference_port}/v1/windows",
+        feature_spec="efficientat_mel",
         inference_timeout_s=20.0,
         max_sessions=MAX_SESSIONS,
         max_frame_bytes=32_768,
@@ -319,3 +322,46 @@ def test_cli_exit_codes(gateway: Gateway, tmp_path: Path, capsys: pytest.Capture
     assert "cannot connect" in capsys.readouterr().err
     assert run_stream(path, False, gateway.url.replace("/v1/stream", "/v1/nowhere"), gateway.token, True, True) == EXIT_CONNECTION
     assert "HTTP 403" in capsys.readouterr().err
+
+
+async def test_default_model_smoke_alarm_gives_one_fire_and_the_models_thresholds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fresh install: the inference service's and the gateway's defaults (the shipped
+    ``default`` model on ``beats_fbank``), no ../shared. The alarm pattern detector hears a
+    temporal-three whatever the model's quality, so one ``fire``; the gateway detects with
+    the thresholds stored in the model file, which it was told at connect."""
+    _, stored = load_default_model(DEFAULT_WEIGHTS)
+    inference_port, gateway_port = free_port(), free_port()
+    inference = ServerThread(create_inference(InferenceSettings(device="cpu", max_wait_ms=2.0)), inference_port)
+    settings = GatewaySettings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'hearo.db'}",
+        migrate_on_start=True,
+        inference_url=f"ws://127.0.0.1:{inference_port}/v1/windows",
+        inference_timeout_s=20.0,
+        max_stream_speed=20.0,
+        incident_follow_s=1.0,
+    )
+    app = create_gateway(settings)
+    with caplog.at_level(logging.INFO, logger="services.gateway.sessions"):
+        server = ServerThread(app, gateway_port, ws_max_size=1 << 20)
+    try:
+        base = f"http://127.0.0.1:{gateway_port}"
+        assert httpx.get(f"{base}/healthz", timeout=10).json()["inference"] == {"connected": True, "model": "default"}
+        in_force = app.state.sessions.detector_config.thresholds
+        assert stored["thresholds"] and all(in_force[key] == value for key, value in stored["thresholds"].items())
+        assert "detector thresholds for model default" in caplog.text
+        response = httpx.post(
+            f"{base}/v1/devices",
+            json={"profile": {"name": "Kim Young-ja", "birth_year": 1942}, "consent_recording": True,
+                  "consent_location": False, "consent_share_profile": True},
+            timeout=10,
+        )  # fmt: skip
+        assert response.status_code == 201, response.text
+        gateway = Gateway(f"ws://127.0.0.1:{gateway_port}/v1/stream", base, response.json()["token"])
+        messages = await stream_file_fast(gateway, pcm16(smoke_alarm(44100, 16.0)), 44100)
+    finally:
+        server.stop()
+        inference.stop()
+    assert [d["class"] for d in detections(messages)] == ["fire"], detections(messages)
+    assert messages[-1]["detections"] == 1

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import subprocess
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from hearo.data.build import Source, fingerprint, split_groups
 from hearo.data.labels import BACKGROUND, LABEL_RULES, NEGATIVE, LabelRule, label_for
-from hearo.data.packages import SAMPLE_RATE, download
+from hearo.data.packages import SAMPLE_RATE, decode_package, download
 from hearo.data.scenes import compose
 from hearo.data.sources import ALLOWED_PACKAGES, DEFAULT_PACKAGES, DisallowedPackageError, check_packages
 from hearo.data.synth import GENERATORS
@@ -44,6 +48,65 @@ def test_label_mapping_first_match_wins_and_unmatched_is_unused() -> None:
         LabelRule("hedgewars-data", "*", "explosion")
 
 
+def test_every_default_package_has_rules() -> None:
+    assert set(DEFAULT_PACKAGES) == {rule.package for rule in LABEL_RULES}
+
+
+@pytest.mark.parametrize(
+    ("package", "member", "label"),
+    [
+        ("0ad-data", "audio/actor/human/death/female_death_03.ogg", "crime"),
+        ("0ad-data", "audio/attack/destruction/building_collapse_large_01.ogg", "accident"),
+        ("0ad-data", "audio/interface/alarm/alarmattackplayer_1.ogg", NEGATIVE),
+        ("0ad-data", "audio/music/gen_07.ogg", BACKGROUND),
+        ("0ad-data", "audio/actor/fauna/death/goat_10.ogg", None),
+    ],
+)
+def test_0ad_labels_reach_inside_public_zip(package: str, member: str, label: str | None) -> None:
+    assert label_for(package, f"usr/share/games/0ad/mods/public/public.zip/{member}") == label
+
+
+def test_decode_reads_labelled_members_inside_a_zip_member(tmp_path: Path) -> None:
+    root = tmp_path / "pkg"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN/control").write_text(
+        "Package: 0ad-data\nVersion: 0\nArchitecture: all\nMaintainer: t <t@t>\nDescription: t\n"
+    )
+    public = root / "usr/share/games/0ad/mods/public"
+    public.mkdir(parents=True)
+    tone = np.sin(np.arange(22050) * 0.1).astype(np.float32) * 0.5
+    with zipfile.ZipFile(public / "public.zip", "w") as archive:
+        for name in ("audio/actor/human/death/male_death_01.ogg", "audio/actor/fauna/death/goat_10.ogg"):
+            encoded = io.BytesIO()
+            sf.write(encoded, tone, 22050, format="OGG", subtype="VORBIS")
+            archive.writestr(name, encoded.getvalue())
+    (tmp_path / "cache/debs").mkdir(parents=True)
+    deb = tmp_path / "cache/debs/0ad-data_0_all.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(deb)], check=True, capture_output=True)
+
+    clips, failed = decode_package(tmp_path / "cache", "0ad-data")
+
+    assert failed == 0
+    assert [(c.member, c.label) for c in clips] == [
+        ("usr/share/games/0ad/mods/public/public.zip/audio/actor/human/death/male_death_01.ogg", "crime")
+    ]
+    assert clips[0].seconds == pytest.approx(1.0, abs=0.01)
+    assert sf.info(str(clips[0].wav)).samplerate == SAMPLE_RATE
+
+
+def test_new_package_labels() -> None:
+    mg = "usr/share/games/megaglest/techs/megapack/"
+    assert label_for("megaglest-data", f"{mg}commondata/sounds/archer_die2.wav") == "crime"
+    assert label_for("megaglest-data", f"{mg}factions/magic/units/behemoth/sounds/behemoth_die1.wav") is None
+    assert label_for("megaglest-data", f"{mg}commondata/sounds/tech_building_fall3.wav") == "accident"
+    stk = "usr/share/games/supertuxkart/data/"
+    assert label_for("supertuxkart-data", f"{stk}sfx/WilhelmScream.ogg") == "crime"
+    assert label_for("supertuxkart-data", f"{stk}sfx/horn.ogg") == NEGATIVE
+    assert label_for("supertuxkart-data", f"{stk}music/Lava.ogg") == BACKGROUND
+    assert label_for("widelands-data", "usr/share/games/widelands/data/sound/hammering/hammering_01.ogg") == "trapped"
+    assert label_for("wesnoth-1.16-music", "usr/share/games/wesnoth/1.16/data/core/music/battle.ogg") == BACKGROUND
+
+
 @pytest.mark.parametrize("key", list(GENERATORS))
 def test_generators_are_seeded_finite_and_normalised(key: tuple[str, str]) -> None:
     generate = GENERATORS[key]
@@ -68,8 +131,18 @@ def test_scene_has_the_asked_length_and_keeps_the_event_span() -> None:
     scene, recipe = compose(event, background, 4.0, rng)
     assert scene.shape == (4 * SAMPLE_RATE,) and scene.dtype == np.float32
     assert 0.0 <= recipe.offset_s < recipe.end_s <= 4.0
-    assert recipe.snr_db is not None and -5.0 <= recipe.snr_db <= 20.0
+    assert recipe.snr_db is not None and -5.0 <= recipe.snr_db <= 35.0
     assert np.max(np.abs(scene)) < 1.0
+
+
+def test_scene_snrs_cover_noisy_mixtures_and_clean_recordings() -> None:
+    rng = np.random.default_rng(3)
+    event = np.sin(np.linspace(0, 2000, 8000)).astype(np.float32)
+    background = rng.standard_normal(3 * SAMPLE_RATE).astype(np.float32) * 0.1
+    snrs = np.array([compose(event, background, 4.0, rng)[1].snr_db for _ in range(200)])
+    assert snrs.min() >= -5.0 and snrs.max() <= 35.0
+    assert 0.1 < np.mean(snrs > 20.0) < 0.4  # the as-recorded share
+    assert np.mean(snrs < 5.0) > 0.2  # many stay hard mixtures (expected 0.3)
 
 
 def test_fingerprint_matches_identical_audio_only() -> None:

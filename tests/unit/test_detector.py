@@ -63,6 +63,15 @@ def test_per_class_thresholds() -> None:
     assert [e.emergency_class.key for e in events] == ["crime"]
 
 
+def test_thresholds_come_from_settings_then_model_then_default() -> None:
+    config = DetectorConfig.build(0.5, {"fire": 0.4}, {"fire": 0.85, "crime": 0.3})
+    assert config.thresholds["fire"] == 0.4  # the explicit setting wins over the model's
+    assert config.thresholds["crime"] == 0.3  # the model's where nothing is set
+    assert config.thresholds["gas"] == 0.5  # the default where neither says
+    with pytest.raises(ValueError, match="never fires"):
+        DetectorConfig.build(0.5, model_thresholds={"normal": 0.5})
+
+
 def test_normal_never_fires() -> None:
     detector = make(0.1, smoothing_windows=1)
     assert run(detector, [scores(normal=1.0)] * 5) == []

@@ -1,20 +1,28 @@
-"""hearo eval: metrics on a hand-made confusion case, the streaming decision, the end-to-end report."""
+"""hearo eval: metrics on a hand-made confusion case, the streaming decision (alarm patterns
+fused), the end-to-end report."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from typer.testing import CliRunner
 
+from hearo.cli import app
 from hearo.evaluate import evaluate, read_eval_manifest
+from services.inference.models.default import DefaultNet, save_default_model
 from services.inference.settings import DEFAULT_WEIGHTS
 from services.inference.training.metrics import detection_metrics
 from shared.detector import DetectorConfig, clip_decision
-from shared.taxonomy import NUM_CLASSES
+from shared.taxonomy import CLASSES, NUM_CLASSES, by_key
+
+SR = 16_000
+FIRE, GAS = by_key("fire").id, by_key("gas").id
 
 
 def test_metrics_on_a_hand_made_confusion_case() -> None:
@@ -46,6 +54,73 @@ def test_clip_decision_follows_the_detector_smoothing() -> None:
     scores[3, 5] = 0.9
     class_id, confidence = clip_decision(scores, config)
     assert class_id == 5 and confidence == pytest.approx((0.01 + 0.9 + 0.9) / 3)
+
+
+@dataclass(frozen=True)
+class Match:
+    pattern: str
+    class_key: str
+    confidence: float
+    stream_time_s: float
+
+
+def test_clip_decision_fuses_pattern_matches_in_stream_order() -> None:
+    config = DetectorConfig.build(0.5, smoothing_windows=3)
+    quiet = np.full((10, NUM_CLASSES), 0.01)
+    ends = [2.0 + 0.5 * i for i in range(10)]
+    # The model never fires; a temporal-three match does, even one heard after the last window.
+    assert clip_decision(quiet, config, ends, [Match("temporal3", "fire", 0.8, 4.2)]) == (FIRE, 0.8)
+    assert clip_decision(quiet, config, ends, [Match("temporal3", "fire", 0.8, 9.0)]) == (FIRE, 0.8)
+    # The model's gas (smoothed over windows 1-3, ending 3.5 s) comes before a fire pattern
+    # at 3.7 s ...
+    gas = quiet.copy()
+    gas[2:, GAS] = 0.9
+    assert clip_decision(gas, config, ends, [Match("temporal3", "fire", 0.8, 3.7)])[0] == GAS
+    # ... and after one at 3.4 s, which the window ending 3.5 s observes first.
+    assert clip_decision(gas, config, ends, [Match("temporal3", "fire", 0.8, 3.4)]) == (FIRE, 0.8)
+    with pytest.raises(ValueError, match="end times"):
+        clip_decision(quiet, config, ends[:-1])
+
+
+def _temporal_three(seconds: float, hz: float = 3100.0) -> np.ndarray:
+    """ISO 8201 temporal-three: 0.5 s on, 0.5 s off, three times, then 1.5 s more off."""
+    t = np.arange(round(seconds * SR)) / SR
+    on = (t % 4.0 < 2.5) & (t % 1.0 < 0.5)
+    return (0.5 * np.sin(2 * np.pi * hz * t) * on).astype(np.float32)
+
+
+def _never_firing_model(path: Path) -> Path:
+    """A default-model file whose class head always says ``normal``."""
+    net = DefaultNet()
+    with torch.no_grad():
+        net.classes.weight.zero_()
+        net.classes.bias.zero_()
+        net.classes.bias[0] = 20.0
+    thresholds = {c.key: 0.5 for c in CLASSES if c.is_emergency}
+    save_default_model(path, net, thresholds, metrics={}, recipe={})
+    return path
+
+
+def test_eval_hears_the_alarm_patterns_the_model_misses(tmp_path: Path) -> None:
+    sf.write(str(tmp_path / "smoke.wav"), _temporal_three(10.0), SR)
+    rng = np.random.default_rng(0)
+    sf.write(str(tmp_path / "quiet.wav"), (0.001 * rng.standard_normal(SR // 2)).astype(np.float32), SR)
+    (tmp_path / "m.csv").write_text(f"file,class_id\nsmoke.wav,{FIRE}\nquiet.wav,0\n")
+    model = _never_firing_model(tmp_path / "never.pt")
+
+    report = evaluate(tmp_path / "m.csv", model, json_out=tmp_path / "with.json", alarm_patterns=True)
+    assert report.alarm_patterns and report.metrics["confusion"][FIRE][FIRE] == 1
+    assert report.metrics["confusion"][0][0] == 1
+
+    result = CliRunner().invoke(
+        app, ["eval", "--manifest", str(tmp_path / "m.csv"), "--model", str(model),
+              "--json", str(tmp_path / "without.json"), "--no-patterns"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    without = json.loads((tmp_path / "without.json").read_text())
+    assert without["alarm_patterns"] is False
+    assert without["confusion"][FIRE][0] == 1 and without["confusion"][0][0] == 1
+    assert json.loads((tmp_path / "with.json").read_text())["alarm_patterns"] is True
 
 
 def test_manifest_rows_are_relative_to_the_csv(tmp_path: Path) -> None:

@@ -11,7 +11,14 @@ import torch
 from shared.features.efficientat_mel import efficientat_logmel
 from shared.features.kaldi_fbank import beats_fbank
 from shared.features.spec import BEATS_FBANK, EFFICIENTAT_MEL, FeatureSpec
-from shared.features.stream import LiveWindows, LogMelStream, WindowStream, clip_windows, samples_for_frames
+from shared.features.stream import (
+    LiveWindows,
+    LogMelStream,
+    WindowStream,
+    clip_windows,
+    pad_centred,
+    samples_for_frames,
+)
 
 SPECS = [BEATS_FBANK, EFFICIENTAT_MEL]
 IDS = [spec.name for spec in SPECS]
@@ -260,3 +267,28 @@ def test_live_windows_match_the_two_streams_push_for_push(spec: FeatureSpec) -> 
     assert live.end_frame(2) == spec.window_frames + 2 * HOP
     with pytest.raises(ValueError, match="1-D"):
         live.push(np.zeros((2, 3), np.float32))
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_centred_padding_keeps_a_short_click_inside_every_window(spec: FeatureSpec) -> None:
+    rate, hop_samples = spec.sample_rate, HOP * spec.frame_shift
+    click = _signal(spec, 0.5)
+    padded = pad_centred(click, spec, HOP, 3)
+    assert padded.size == samples_for_frames(spec, spec.window_frames + 2 * HOP)
+    start = (padded.size - click.size) // 2  # silence before and after
+    np.testing.assert_array_equal(padded[start : start + click.size], click)
+    assert not padded[:start].any() and not padded[start + click.size :].any()
+    window = samples_for_frames(spec, spec.window_frames)
+    for i in range(3):  # the samples window i reads: the click lies wholly inside each
+        assert i * hop_samples <= start and start + click.size <= i * hop_samples + window
+    windows = clip_windows(spec, padded, HOP)
+    silence = clip_windows(spec, np.zeros_like(padded), HOP)
+    assert windows.shape[0] == 3
+    assert all(float((w - s).abs().amax()) > 1.0 for w, s in zip(windows, silence))
+    # Longer clips are left alone; other rates, channels and dtypes are padded alike.
+    long = _signal(spec, 4.0)
+    np.testing.assert_array_equal(pad_centred(long, spec, HOP, 3), long)
+    stereo = np.ones((rate // 4, 2), dtype=np.int16)
+    padded_stereo = pad_centred(stereo, spec, HOP, 3, sample_rate=44_100)
+    assert padded_stereo.dtype == np.int16 and padded_stereo.shape[1] == 2
+    assert padded_stereo.shape[0] == int(np.ceil(padded.size * 44_100 / rate))

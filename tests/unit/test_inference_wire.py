@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import struct
 
 import numpy as np
@@ -131,9 +132,10 @@ def test_scores_decode_refuses_truncated_and_bad_magic() -> None:
 def test_control_messages_round_trip() -> None:
     hello = Hello("efficientat", SPEC)
     ready = Ready("efficientat", SPEC, CLASS_KEYS, 32, ("Speech", "Music"))
+    tuned = Ready("default", BEATS_FBANK, CLASS_KEYS, 32, None, {"fire": 0.85, "help": 0.2})
     refused = ErrorMessage(ErrorCode.SPEC_MISMATCH, "expects efficientat_mel")
     failed = ErrorMessage(ErrorCode.OVERLOADED, "queue full", request_id=2**63)
-    for message in (hello, Hello(None, BEATS_FBANK), ready, refused, failed):
+    for message in (hello, Hello(None, BEATS_FBANK), ready, tuned, refused, failed):
         assert decode_control(encode_control(message)) == message
     assert '"type":"hello"' in encode_control(hello)
 
@@ -152,3 +154,21 @@ def test_control_messages_round_trip() -> None:
 def test_malformed_control_messages_raise_wire_error(text: str) -> None:
     with pytest.raises(WireError):
         decode_control(text)
+
+
+def test_ready_without_thresholds_advertises_none() -> None:
+    """A replica from before thresholds were advertised omits the field: the same as none."""
+    data = Ready("efficientat", SPEC, CLASS_KEYS, 32, None).to_dict()
+    del data["thresholds"]
+    ready = decode_control(json.dumps(data))
+    assert isinstance(ready, Ready) and ready.thresholds is None
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "why"),
+    [({"normal": 0.5}, "never fires"), ({"earthquake": 0.5}, "unknown class"), ({"fire": 0.0}, "must be in")],
+)
+def test_ready_with_bad_thresholds_is_refused(thresholds: dict[str, float], why: str) -> None:
+    data = {**Ready("default", BEATS_FBANK, CLASS_KEYS, 32, None).to_dict(), "thresholds": thresholds}
+    with pytest.raises(WireError, match=why):
+        decode_control(json.dumps(data))

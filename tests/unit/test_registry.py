@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from services.gateway.settings import GatewaySettings
 from services.inference.registry import (
     Classifier,
     ModelEntry,
@@ -23,6 +24,7 @@ class MeanClassifier:
     """Every class scores the sigmoid of the window mean; no tags."""
 
     tag_labels = None
+    thresholds = None
 
     def predict(self, windows: torch.Tensor) -> Prediction:
         return Prediction(torch.sigmoid(windows.mean(dim=(1, 2)))[:, None].expand(-1, NUM_CLASSES).contiguous())
@@ -56,6 +58,13 @@ def test_duplicate_names_and_foreign_class_order_are_refused() -> None:
         registry.register(ModelEntry("tiny", EFFICIENTAT_MEL, load_mean))
     with pytest.raises(ValueError, match="classes must be the taxonomy's"):
         registry.register(ModelEntry("shuffled", BEATS_FBANK, load_mean, tuple(reversed(CLASS_KEYS))))
+
+
+def test_default_model_is_served_on_the_gateways_default_spec() -> None:
+    """The two defaults change together, so a fresh install's gateway and inference agree."""
+    served = InferenceSettings().model
+    assert served == "default"
+    assert default_registry().get(served).spec.name == GatewaySettings().feature_spec == BEATS_FBANK.name
 
 
 def test_default_registry_serves_efficientat_on_its_spec() -> None:

@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -94,6 +95,23 @@ def test_alarm_gives_one_detection_and_every_window_is_classified(client: TestCl
     stopped = messages[-1]
     # 12 s of EfficientAT audio: windows end at 2.006, 2.506, ... 11.506 -> 20 windows.
     assert stopped == {"type": "stopped", "stream_time_s": 12.0, "windows": 20, "detections": 1}
+
+
+@pytest.mark.parametrize(("setting", "detected"), [({}, 0), ({"fire": 0.5}, 1)])
+def test_sessions_after_a_connect_use_the_models_thresholds_unless_set(
+    classifier: FakeClassifier, setting: dict[str, float], detected: int
+) -> None:
+    """The fake model scores the tone 0.9 as fire: under the model's 0.95 nothing fires,
+    unless the gateway's own setting says 0.5."""
+    with make_client(classifier, detector_thresholds=setting, alarm_patterns=False) as client:
+        manager: SessionManager = client.app.state.sessions  # type: ignore[attr-defined]
+        assert classifier.ready is not None
+        manager.use_model(replace(classifier.ready, thresholds={"fire": 0.95, "crime": 0.3}))
+        assert manager.detector_config.thresholds["crime"] == 0.3
+        with session(client) as ws:
+            send_audio(ws, audio(3.0) + audio(6.0, loud=True) + audio(3.0))
+            messages = stop(ws)
+    assert messages[-1]["detections"] == detected
 
 
 def test_scores_are_ranked_with_tags(client: TestClient) -> None:

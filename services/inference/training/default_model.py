@@ -26,6 +26,8 @@ import csv
 import hashlib
 import math
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +57,7 @@ from shared.augment import room_impulse
 from shared.detector import DetectorConfig, clip_decision
 from shared.features.kaldi_fbank import beats_fbank
 from shared.features.spec import BEATS_FBANK
-from shared.features.stream import clip_windows, samples_for_frames
+from shared.features.stream import clip_windows, pad_centred, samples_for_frames
 from shared.taxonomy import CLASS_KEYS, CLASSES, NUM_CLASSES
 
 __all__ = ["DefaultTrainingConfig", "choose_thresholds", "train_default_model"]
@@ -206,9 +208,21 @@ class _Batches:
         x = x / peak * min(rng.uniform(0.05, 0.95), 0.99)
         return x.astype(np.float32), self.teacher[index][g].float()
 
-    def epoch(self, batch_size: int) -> list[tuple[Tensor, Tensor, Tensor]]:
+    def epoch(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """The epoch's batches, each made on a helper thread while the previous one trains (the
+        augmentation is numpy/soxr/torch work that releases the GIL). One producer keeps the
+        random stream, and so the batches, the same as making them in order."""
         order = self.rng.permutation(len(self.clips))
-        return [self._batch(order[lo: lo + batch_size]) for lo in range(0, len(order), batch_size)]
+        starts = range(0, len(order), batch_size)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = None
+            for lo in starts:
+                upcoming = pool.submit(self._batch, order[lo: lo + batch_size])
+                if pending is not None:
+                    yield pending.result()
+                pending = upcoming
+            if pending is not None:
+                yield pending.result()
 
     def _batch(self, indices: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
         examples = [self._example(int(i)) for i in indices]
@@ -229,8 +243,10 @@ def _spec_augment(windows: Tensor, rng: np.random.Generator) -> None:
         windows.masked_fill_(masked.unsqueeze(2) if along_time else masked.unsqueeze(1), 0.0)
 
 
-def _val_windows(clips: list[_Clip], hop_frames: int) -> list[Tensor]:
-    return [clip_windows(BEATS_FBANK, c.audio.astype(np.float32) / 32768, hop_frames).half() for c in clips]
+def _val_windows(clips: list[_Clip], hop_frames: int, smoothing_windows: int) -> list[Tensor]:
+    # Padded as ``hearo eval`` pads, centred: every clip gives the detector enough windows to decide.
+    padded = [pad_centred(c.audio.astype(np.float32) / 32768, BEATS_FBANK, hop_frames, smoothing_windows) for c in clips]
+    return [clip_windows(BEATS_FBANK, audio, hop_frames).half() for audio in padded]
 
 
 @torch.inference_mode()
@@ -304,7 +320,7 @@ def train_default_model(config: DefaultTrainingConfig, console: Console | None =
     else:  # no distillation: the teacher is not needed (and its weights need not exist)
         teacher = [torch.zeros(_grid(clip), 527, dtype=torch.float16) for clip in train]
     hop_frames = BEATS_FBANK.frames_for(config.hop_s)
-    val_windows = _val_windows(val, hop_frames)
+    val_windows = _val_windows(val, hop_frames, config.smoothing_windows)
     val_targets = torch.tensor([c.class_id for c in val])
     default_detector = _detector(config, {c.key: 0.5 for c in CLASSES if c.is_emergency})
 

@@ -60,6 +60,7 @@ class BEATsHeadClassifier:
     """A ``BEATsHeadModel`` (trained by ``hearo train``) as a ``Classifier``: softmax scores, no tags."""
 
     tag_labels = None
+    thresholds = None
 
     def __init__(self, model: BEATsHeadModel, device: torch.device) -> None:
         self._model = model.to(device).eval()
