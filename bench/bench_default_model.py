@@ -5,7 +5,14 @@
 Times ``Classifier.predict`` (what the inference service runs) at batch 1 and 32 on random
 windows of each model's own spec. With ``--manifest`` (a CSV of ``file``, ``class_id`` and
 optionally ``split``; only ``split == val`` rows are kept when the column exists) it also runs
-``hearo eval``'s evaluation for both models and prints their figures side by side.
+``hearo eval``'s evaluation for both models and prints their figures side by side: each model's
+own thresholds (mn04 zero-shot: the gateway default 0.5) and, with ``--tune-manifest`` (rows of
+``split == train`` when the column exists), mn04 again with thresholds chosen on those clips by
+``hearo thresholds``' rule, so that its zero-shot figure is not held to a threshold made for
+another kind of score.
+
+    .venv/bin/python bench/bench_default_model.py --threads 2 \
+        --manifest var/dataset/manifest.csv --tune-manifest var/dataset/manifest.csv
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from hearo.evaluate import evaluate
+from hearo.evaluate import evaluate, tune_thresholds
 from services.inference.registry import default_registry
 from services.inference.settings import InferenceSettings
 
@@ -36,11 +43,12 @@ def windows_per_second(name: str, batch: int, seconds: float = 3.0) -> float:
     return done / (time.perf_counter() - start)
 
 
-def val_manifest(manifest: Path, folder: Path) -> Path:
+def split_manifest(manifest: Path, folder: Path, split: str) -> Path:
+    """``manifest``'s rows of ``split`` (all rows without a split column) with absolute paths."""
     with open(manifest, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    keep = [r for r in rows if r.get("split", "val") == "val"]
-    out = folder / "val.csv"
+    keep = [r for r in rows if r.get("split", split) == split]
+    out = folder / f"{split}.csv"
     with open(out, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["file", "class_id"])
@@ -52,6 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--manifest", type=Path)
+    parser.add_argument("--tune-manifest", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch threads: {args.threads}")
@@ -60,11 +69,21 @@ def main() -> None:
             print(f"{name:12s} batch {batch:2d}: {windows_per_second(name, batch):8.1f} windows/s")
     if args.manifest:
         with tempfile.TemporaryDirectory() as tmp:
-            val = val_manifest(args.manifest, Path(tmp))
-            for name in ("default", "efficientat"):
-                m = evaluate(val, name, json_out=Path(tmp) / f"{name}.json").metrics
-                print(f"{name:12s} macro-F1 {m['macro_f1']:.3f}  emergency recall {m['emergency_recall']:.3f}  "
-                      f"false alarms {m['false_alarm_rate']:.3f}  ({m['clips']} clips)")
+            val = split_manifest(args.manifest, Path(tmp), "val")
+            runs: list[tuple[str, str, dict[str, float] | None]] = [
+                ("default", "default", None), ("efficientat", "mn04 0.5", None),
+            ]
+            if args.tune_manifest:
+                tuned = tune_thresholds(split_manifest(args.tune_manifest, Path(tmp), "train"), "efficientat")
+                print(f"mn04 thresholds tuned on {args.tune_manifest} (train rows): {tuned}")
+                runs.append(("efficientat", "mn04 tuned", tuned))
+            for model, label, thresholds in runs:
+                for patterns in (True, False):
+                    m = evaluate(val, model, json_out=Path(tmp) / "report.json", alarm_patterns=patterns,
+                                 thresholds=thresholds).metrics
+                    print(f"{label:12s} {'with' if patterns else 'without'} patterns: macro-F1 {m['macro_f1']:.3f}  "
+                          f"emergency recall {m['emergency_recall']:.3f}  false alarms {m['false_alarm_rate']:.3f}  "
+                          f"({m['clips']} clips)")
 
 
 if __name__ == "__main__":

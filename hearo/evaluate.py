@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,14 @@ from services.gateway.settings import GatewaySettings
 from services.inference.registry import Classifier, ModelEntry, default_registry
 from services.inference.settings import InferenceSettings
 from services.inference.training.metrics import detection_metrics
+from services.inference.training.thresholds import MAX_FALSE_ALARM, choose_thresholds
 from shared.detector import DetectorConfig, clip_decision
 from shared.features.spec import FeatureSpec
 from shared.features.stream import pad_centred
 from shared.protocol import SAMPLE_RATES
 from shared.taxonomy import CLASS_KEYS, NUM_CLASSES
 
-__all__ = ["EvalReport", "evaluate", "load_model", "read_eval_manifest", "stream_clip"]
+__all__ = ["EvalReport", "evaluate", "load_model", "read_eval_manifest", "stream_clip", "tune_thresholds"]
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,12 @@ class EvalReport:
     thresholds: dict[str, float]
     alarm_patterns: bool  # whether the alarm pattern detector was fused with the model
     metrics: dict[str, Any]  # detection_metrics: per_class, macro_f1, emergency_recall, false_alarm_rate, confusion
+    clips: list[dict[str, Any]]  # per clip, in manifest order: file, class_id, predicted
 
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model, "manifest": self.manifest, "thresholds": self.thresholds,
-            "alarm_patterns": self.alarm_patterns, **self.metrics,
+            "alarm_patterns": self.alarm_patterns, **self.metrics, "predictions": self.clips,
         }  # fmt: skip
 
 
@@ -131,6 +134,7 @@ def evaluate(
     hop_s: float = 0.5,
     smoothing_windows: int = 3,
     alarm_patterns: bool | None = None,
+    thresholds: dict[str, float] | None = None,
     console: Console | None = None,
 ) -> EvalReport:
     """Score every clip of ``manifest``, print the table, write the JSON report and the
@@ -138,6 +142,7 @@ def evaluate(
 
     ``alarm_patterns``: fuse the alarm pattern detector's matches, as the gateway does;
     None follows the gateway's settings (``HEARO_GATEWAY_ALARM_PATTERNS``, on by default).
+    ``thresholds``: per class, in place of the gateway's settings (``tune_thresholds``' output).
     """
     console = console or Console()
     gateway = GatewaySettings()
@@ -147,25 +152,18 @@ def evaluate(
     hop_frames = spec.frames_for(hop_s)
     # The thresholds the gateway would use with this model: its explicit settings, then the model's.
     detector = DetectorConfig.build(
-        gateway.detector_default_threshold, gateway.detector_thresholds, getattr(classifier, "thresholds", None),
+        gateway.detector_default_threshold, gateway.detector_thresholds if thresholds is None else thresholds,
+        getattr(classifier, "thresholds", None),
         smoothing_windows=smoothing_windows, hop_s=hop_frames * spec.frame_shift / spec.sample_rate,
     )
-    thresholds = dict(detector.thresholds)
     rows = read_eval_manifest(manifest)
-    predictions = []
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task(f"eval {label}", total=len(rows))
-        for path, _ in rows:
-            audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-            windows, matches = stream_clip(
-                audio.mean(axis=1), rate, spec, hop_frames, smoothing_windows, patterns_on, gateway.ring_buffer_s
-            )
-            features = torch.stack([w.features for w in windows])
-            scores = torch.cat([classifier.predict(features[lo: lo + 32]).scores for lo in range(0, len(features), 32)])
-            predictions.append(clip_decision(scores.numpy(), detector, [w.end_s for w in windows], matches)[0])
-            progress.advance(task)
+    predictions = [
+        clip_decision(clip.scores, detector, clip.end_times, clip.matches)[0]
+        for clip in _scored_clips(rows, label, spec, classifier, hop_frames, smoothing_windows, patterns_on, gateway, console)
+    ]
     metrics = detection_metrics(torch.tensor([c for _, c in rows]), torch.tensor(predictions))
-    report = EvalReport(label, str(manifest), thresholds, patterns_on, metrics)
+    clips = [{"file": str(path), "class_id": c, "predicted": int(p)} for (path, c), p in zip(rows, predictions)]
+    report = EvalReport(label, str(manifest), dict(detector.thresholds), patterns_on, metrics, clips)
     console.print(report_table(report))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -174,6 +172,58 @@ def evaluate(
     save_confusion_png(metrics["confusion"], png, f"{label} on {manifest.name}")
     console.print(f"confusion matrix: {png}")
     return report
+
+
+@dataclass(frozen=True)
+class _ScoredClip:
+    scores: np.ndarray  # [windows, 9], stream order
+    end_times: list[float]
+    matches: list[AlarmPatternMatch]
+
+
+def _scored_clips(
+    rows: list[tuple[Path, int]],
+    label: str,
+    spec: FeatureSpec,
+    classifier: Classifier,
+    hop_frames: int,
+    smoothing_windows: int,
+    alarm_patterns: bool,
+    gateway: GatewaySettings,
+    console: Console,
+) -> Iterator[_ScoredClip]:
+    """Each clip streamed as the gateway would and scored by ``classifier``, in manifest order."""
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"eval {label}", total=len(rows))
+        for path, _ in rows:
+            audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+            windows, matches = stream_clip(
+                audio.mean(axis=1), rate, spec, hop_frames, smoothing_windows, alarm_patterns, gateway.ring_buffer_s
+            )
+            features = torch.stack([w.features for w in windows])
+            scores = torch.cat([classifier.predict(features[lo: lo + 32]).scores for lo in range(0, len(features), 32)])
+            yield _ScoredClip(scores.numpy(), [w.end_s for w in windows], matches)
+            progress.advance(task)
+
+
+def tune_thresholds(
+    manifest: Path,
+    model: str | Path = "default",
+    hop_s: float = 0.5,
+    smoothing_windows: int = 3,
+    max_false_alarm: float = MAX_FALSE_ALARM,
+    console: Console | None = None,
+) -> dict[str, float]:
+    """Per-class thresholds for ``model`` chosen on ``manifest``'s clips by the trainer's rule
+    (``choose_thresholds``), from the model's own scores streamed as the service streams them
+    (the alarm pattern detector does not depend on them). Tune on clips you will not evaluate on."""
+    console = console or Console()
+    label, entry, classifier = load_model(model)
+    rows = read_eval_manifest(manifest)
+    clips = _scored_clips(rows, label, entry.spec, classifier, entry.spec.frames_for(hop_s), smoothing_windows,
+                          False, GatewaySettings(), console)
+    scores = [clip.scores for clip in clips]
+    return choose_thresholds(scores, np.array([c for _, c in rows]), smoothing_windows, max_false_alarm)
 
 
 def report_table(report: EvalReport) -> Table:

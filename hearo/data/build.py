@@ -52,7 +52,7 @@ TTS_LICENCE = {"espeak-ng": "espeak-ng output (GPL-3+ engine; output unrestricte
 class BuildConfig:
     packages: tuple[str, ...] = DEFAULT_PACKAGES
     seed: int = 0
-    scenes_per_class: int = 400  # training scenes per emergency class; normal gets twice
+    scenes_per_class: int = 700  # training scenes per emergency class; normal gets twice
     val_fraction: float = 0.2
     scene_s: float = 4.0
     synth_per_recipe: int = 60

@@ -163,6 +163,8 @@ def _read_any(data: bytes) -> tuple[np.ndarray, int] | None:
         return sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError):
         pass
+    if shutil.which("ffmpeg") is None:  # optional: no package in the default build needs it
+        return None
     result = subprocess.run(
         ["ffmpeg", "-v", "error", "-i", "pipe:0", "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "pipe:1"],
         input=data, capture_output=True, check=False,

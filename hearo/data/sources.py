@@ -37,7 +37,7 @@ ALLOWED_PACKAGES: dict[str, str] = {
     "asterisk-core-sounds-ru-wav": "CC-BY-SA-3.0",
     "asterisk-prompt-es-co": "GPL-2",
     "asterisk-prompt-fr-armelle": "GPL-2",
-    "asterisk-prompt-it-menardi-wav": "GPL-2",
+    "asterisk-prompt-it-menardi-wav": "CC-BY-SA-3.0-IT (Marco Menardi and Paola Dal Zot, www.voip.ammdomus.it)",
 }
 
 # Every allow-listed package that has label rules (about 4.6 GB of .debs). Left out: the

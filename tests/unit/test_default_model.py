@@ -20,7 +20,8 @@ from services.inference.models.default import (
 )
 from services.inference.registry import default_registry
 from services.inference.settings import DEFAULT_WEIGHTS, InferenceSettings
-from services.inference.training.default_model import DefaultTrainingConfig, choose_thresholds, train_default_model
+from services.inference.training.default_model import DefaultTrainingConfig, train_default_model
+from services.inference.training.thresholds import choose_thresholds
 from shared.features.spec import BEATS_FBANK
 from shared.taxonomy import CLASSES, NUM_CLASSES
 

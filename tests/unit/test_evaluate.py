@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from hearo.cli import app
 from hearo.evaluate import evaluate, read_eval_manifest
+from services.gateway.settings import GatewaySettings
 from services.inference.models.default import DefaultNet, save_default_model
 from services.inference.settings import DEFAULT_WEIGHTS
 from services.inference.training.metrics import detection_metrics
@@ -142,4 +143,23 @@ def test_evaluate_writes_json_and_png_for_short_clips(tmp_path: Path) -> None:
     assert data["clips"] == 2 and len(data["confusion"]) == NUM_CLASSES
     assert {"macro_f1", "emergency_recall", "false_alarm_rate", "per_class", "thresholds"} <= set(data)
     assert report.metrics["clips"] == 2
+    assert [(Path(c["file"]).name, c["class_id"]) for c in data["predictions"]] == [("quiet.wav", 0), ("noise.wav", 0)]
+    assert all(0 <= c["predicted"] < NUM_CLASSES for c in data["predictions"])
     assert (tmp_path / "r.png").stat().st_size > 1000
+
+
+def test_thresholds_command_prints_a_setting_the_gateway_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(1)
+    sf.write(str(tmp_path / "smoke.wav"), _temporal_three(4.0), SR)
+    sf.write(str(tmp_path / "quiet.wav"), (0.001 * rng.standard_normal(SR)).astype(np.float32), SR)
+    (tmp_path / "m.csv").write_text(f"file,class_id\nsmoke.wav,{FIRE}\nquiet.wav,0\n")
+    model = _never_firing_model(tmp_path / "never.pt")
+
+    result = CliRunner().invoke(app, ["thresholds", "--manifest", str(tmp_path / "m.csv"), "--model", str(model)])
+    assert result.exit_code == 0, result.output
+    line = result.output.strip().splitlines()[-1]
+    name, value = line.split("=", 1)
+    assert name == "HEARO_GATEWAY_DETECTOR_THRESHOLDS"
+    monkeypatch.setenv(name, value.strip("'"))
+    # A model that never fires separates nothing: every class gets the strictest threshold.
+    assert GatewaySettings().detector_thresholds == {c.key: 0.95 for c in CLASSES if c.is_emergency}

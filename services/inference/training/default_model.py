@@ -15,9 +15,9 @@ is split by source file with ``split_by_source``). Every clip is held in memory 
   (``clip_windows`` at the service hop, ``shared.detector.clip_decision``); the best macro-F1
   is kept, training stops after ``patience`` epochs without gain or at ``max_minutes``; a
   checkpoint after every epoch makes an interrupted run resume.
-- Per-class thresholds are then chosen on the validation split (each class: the threshold
-  with the best F1 for "this clip fires the class") and stored in the model file with the
-  validation metrics.
+- Per-class thresholds are then chosen on the validation split (``thresholds.choose_thresholds``:
+  each class's best F1 for "this clip fires the class" within a false-alarm bound) and stored in
+  the model file with the validation metrics.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from services.inference.models.efficientat import load_efficientat
 from services.inference.settings import SHARED_MODELS_DIR
 from services.inference.training.dataset import LabelledClip, split_by_source
 from services.inference.training.metrics import detection_metrics
+from services.inference.training.thresholds import choose_thresholds
 from shared.augment import room_impulse
 from shared.detector import DetectorConfig, clip_decision
 from shared.features.kaldi_fbank import beats_fbank
@@ -60,13 +61,12 @@ from shared.features.spec import BEATS_FBANK
 from shared.features.stream import clip_windows, pad_centred, samples_for_frames
 from shared.taxonomy import CLASS_KEYS, CLASSES, NUM_CLASSES
 
-__all__ = ["DefaultTrainingConfig", "choose_thresholds", "train_default_model"]
+__all__ = ["DefaultTrainingConfig", "train_default_model"]
 
 SR = BEATS_FBANK.sample_rate
 WINDOW = samples_for_frames(BEATS_FBANK, BEATS_FBANK.window_frames)  # 31,920 samples
 GRID_S = 0.5
 TEACHER_RATE = 32_000
-THRESHOLD_GRID = np.round(np.arange(0.2, 0.96, 0.05), 2)
 
 
 @dataclass(frozen=True)
@@ -267,37 +267,6 @@ def _detector(config: DefaultTrainingConfig, thresholds: dict[str, float]) -> De
 
 def _decide(scores: list[np.ndarray], detector: DetectorConfig) -> Tensor:
     return torch.tensor([clip_decision(s, detector)[0] for s in scores])
-
-
-def choose_thresholds(
-    scores: list[np.ndarray], targets: np.ndarray, smoothing_windows: int, max_false_alarm: float = 0.005
-) -> dict[str, float]:
-    """Per emergency class, the grid threshold with the best F1 for "the clip's smoothed score
-    reaches it" against "the clip is this class", among those firing on at most
-    ``max_false_alarm`` of the normal clips (eight classes: a few percent of false alarms at
-    most); when none does, the highest threshold. Ties go to the higher threshold."""
-    k = smoothing_windows
-    peaks = np.stack([
-        np.convolve(s[:, c], np.ones(k) / k, mode="valid").max() if len(s) >= k else 0.0
-        for s in scores for c in range(NUM_CLASSES)
-    ]).reshape(len(scores), NUM_CLASSES)
-    normal = targets == 0
-    chosen: dict[str, float] = {}
-    for c in CLASSES:
-        if not c.is_emergency:
-            continue
-        positive = targets == c.id
-        best, best_t = -1.0, float(THRESHOLD_GRID[-1])
-        for t in THRESHOLD_GRID:
-            fired = peaks[:, c.id] >= t
-            if normal.any() and fired[normal].mean() > max_false_alarm:
-                continue
-            tp = float(np.sum(fired & positive))
-            f1 = 2 * tp / (fired.sum() + positive.sum()) if fired.sum() + positive.sum() else 0.0
-            if f1 >= best:
-                best, best_t = f1, float(t)
-        chosen[c.key] = best_t
-    return chosen
 
 
 def train_default_model(config: DefaultTrainingConfig, console: Console | None = None) -> dict[str, Any]:
