@@ -168,7 +168,7 @@ def device_register(
 def data_build(
     out: Annotated[Path, typer.Option(help="Folder to write: audio/, manifest.csv, licences/.")],
     cache: Annotated[Path, typer.Option(help="Download and decode cache; a rerun resumes from it.")] = Path("var/data-cache"),
-    packages: Annotated[Optional[str], typer.Option(help="Comma-separated allow-listed packages (default: the small sound-rich set).")] = None,
+    packages: Annotated[Optional[str], typer.Option(help="Comma-separated allow-listed packages (default: every one with label rules, about 4.6 GB).")] = None,
     scenes_per_class: Annotated[int, typer.Option(help="Training scenes per emergency class (normal gets twice).")] = 700,
     val_fraction: Annotated[float, typer.Option(help="Share of source files held out for validation.")] = 0.2,
     seed: Annotated[int, typer.Option()] = 0,
@@ -278,7 +278,7 @@ def evaluate_command(
 def thresholds_command(
     manifest: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="CSV with file (relative to the CSV) and class_id (0-8); not the clips you evaluate on.")],
     model: Annotated[str, typer.Option(help="Registered model (default, efficientat, beats) or a model file.")] = "default",
-    max_false_alarm: Annotated[float, typer.Option(min=0.0, max=1.0, help="Per class: most share of normal clips it may fire on.")] = 0.005,
+    max_false_alarm: Annotated[float, typer.Option(min=0.0, max=1.0, help="Per class: most share of normal clips it may fire on (the trainer's bound).")] = 0.005,
     hop_s: Annotated[float, typer.Option(help="The service's hop between windows.")] = 0.5,
     smoothing_windows: Annotated[int, typer.Option(help="The detector's smoothing (gateway default 3).")] = 3,
 ) -> None:
