@@ -8,11 +8,13 @@ and, unless ``alarm_patterns`` is off (``--no-patterns``; default: the gateway's
 ``HEARO_GATEWAY_ALARM_PATTERNS``), runs the alarm pattern detector over its 16 kHz audio. The
 windows are scored and, with the pattern matches, fed through the gateway's detector
 (``shared.detector.clip_decision``, the fusion the live session uses): the clip is ``normal``
-if nothing fires, else the class detected first. A clip too short for the detector to decide
-(``2 s + (smoothing_windows - 1) x hop``) is padded with silence before and after
-(``pad_centred``: a short event then lies in every window the smoothing averages, as it does
-in a stream). Thresholds are the model file's own (chosen on its validation split by the
-trainer) when it has them, else the gateway's default.
+if nothing fires, else the class detected first. The clip ends as the gateway ends a stream at
+``stop`` (``AudioPipeline.flush``: ``shared.features.stream.end_padding``): silence completes
+the windows that hold its last audio, so its end lies in every window the smoothing averages,
+and a clip shorter than a window is padded centred to the detector's minimum (``2 s +
+(smoothing_windows - 1) x hop``), so a short event lies in every one; ``hearo stream`` of the
+file is judged the same. Thresholds are the model file's own (chosen on its validation split
+by the trainer) when it has them, else the gateway's default.
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ from services.inference.training.metrics import detection_metrics
 from services.inference.training.thresholds import MAX_FALSE_ALARM, choose_thresholds
 from shared.detector import DetectorConfig, clip_decision
 from shared.features.spec import FeatureSpec
-from shared.features.stream import pad_centred
 from shared.protocol import SAMPLE_RATES
 from shared.taxonomy import CLASS_KEYS, NUM_CLASSES
 
@@ -111,18 +112,16 @@ def stream_clip(
     ring_seconds: float,
 ) -> tuple[list[Window], list[AlarmPatternMatch]]:
     """What the gateway makes of a client streaming ``audio`` (float mono at ``rate``) and then
-    ``stop``: its model windows and, when ``alarm_patterns``, the pattern matches heard
+    ``stop``: its model windows, with those its end completes for a detector averaging
+    ``smoothing_windows`` windows, and, when ``alarm_patterns``, the pattern matches heard
     (``ring_seconds``: the gateway's ring buffer, which the pipeline fills as it goes).
-
-    The clip is first padded centred (``pad_centred``) to at least ``smoothing_windows`` windows.
     """
     if rate not in SAMPLE_RATES:  # as ``hearo stream`` sends such a file
         audio, rate = soxr.resample(audio, rate, FALLBACK_RATE), FALLBACK_RATE
-    padded = pad_centred(audio, spec, hop_frames, smoothing_windows, sample_rate=rate)
-    pcm16 = (np.clip(padded, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes()
+    pcm16 = (np.clip(audio, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes()
     patterns = AlarmPatternDetector(RING_SAMPLE_RATE) if alarm_patterns else None
     pipeline = AudioPipeline(rate, 1, spec, hop_frames, ring_seconds, patterns)
-    windows = pipeline.push(pcm16) + pipeline.flush()
+    windows = pipeline.push(pcm16) + pipeline.flush(smoothing_windows)
     return windows, pipeline.take_matches()
 
 
@@ -200,9 +199,12 @@ def _scored_clips(
             windows, matches = stream_clip(
                 audio.mean(axis=1), rate, spec, hop_frames, smoothing_windows, alarm_patterns, gateway.ring_buffer_s
             )
-            features = torch.stack([w.features for w in windows])
-            scores = torch.cat([classifier.predict(features[lo: lo + 32]).scores for lo in range(0, len(features), 32)])
-            yield _ScoredClip(scores.numpy(), [w.end_s for w in windows], matches)
+            features = [w.features for w in windows]
+            scores = [classifier.predict(torch.stack(features[lo: lo + 32])).scores for lo in range(0, len(features), 32)]
+            # No windows (an empty file, as a stream without audio): nothing fires.
+            yield _ScoredClip(
+                torch.cat(scores).numpy() if scores else np.zeros((0, NUM_CLASSES)), [w.end_s for w in windows], matches
+            )
             progress.advance(task)
 
 

@@ -6,7 +6,9 @@ feature rate -> the spec's streaming log-mel (each frame computed once) -> 2 s w
 hop. Both resamplers start from the client's rate because going through 16 kHz would cut a
 32 kHz model's input at 8 kHz, and alarm harmonics live above it. When a target rate equals
 the client's (or the model's rate is 16 kHz) the audio is reused, not resampled twice.
-The 16 kHz audio also feeds the alarm pattern detector when the session has one.
+The 16 kHz audio also feeds the alarm pattern detector when the session has one. At the end of
+the stream (``flush``) digital silence completes the model windows that hold its last audio
+(``LiveWindows.finish``), so the detector judges the end of every stream.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ class AudioPipeline:
     """One session's audio path from PCM16 bytes to model windows (see the module docstring).
 
     ``push`` takes binary frames in arrival order and returns the windows they complete;
-    ``flush`` ends the stream and returns the windows the resamplers' tails complete. Window
+    ``flush`` ends the stream and returns the windows its end completes, padded for the detector. Window
     times are stream seconds since the first sample; the ring buffer and ``alarm_patterns``
     (given the ring's 16 kHz audio) share that clock, and ``take_matches`` hands over the
     pattern matches found so far.
@@ -120,11 +122,15 @@ class AudioPipeline:
         model_audio = ring_audio if self._to_model is None else self._to_model.push(samples)
         return self._process(ring_audio, model_audio)
 
-    def flush(self) -> list[Window]:
-        """End of stream: run the resamplers' tails through; push nothing afterwards."""
+    def flush(self, smoothing_windows: int) -> list[Window]:
+        """End of stream: run the resamplers' tails through, then end the model's audio with
+        the silence a detector averaging ``smoothing_windows`` windows needs to judge its end
+        (``LiveWindows.finish``); push nothing afterwards. The silence is model input only: it
+        is not in ``stream_time_s``, the ring (the incident clip) or the alarm pattern detector.
+        """
         ring_audio = self._to_ring.flush()
         model_audio = ring_audio if self._to_model is None else self._to_model.flush()
-        return self._process(ring_audio, model_audio)
+        return self._process(ring_audio, model_audio) + self._timed(self._windows.finish(smoothing_windows))
 
     def take_matches(self) -> list[AlarmPatternMatch]:
         """The alarm pattern matches found since the last call, oldest first."""
@@ -135,6 +141,9 @@ class AudioPipeline:
         self.ring.append(ring_audio)
         if self._alarm_patterns is not None:
             self._matches += self._alarm_patterns.push(ring_audio)
-        windows = self._windows.push(model_audio)
+        return self._timed(self._windows.push(model_audio))
+
+    def _timed(self, windows: list[torch.Tensor]) -> list[Window]:
+        """The windows just emitted, with the stream time each ends at."""
         first = self._windows.emitted - len(windows)
         return [Window(w, self._windows.end_seconds(first + i)) for i, w in enumerate(windows)]

@@ -12,9 +12,13 @@ One ``StreamSession`` per WebSocket, two tasks per session:
   ``detection`` messages. Each detection opens an incident (or adds to the device's open
   one) whose countdown and later states the client is told of (``session_incidents``).
 
-After ``stop`` the session stays open while an incident it follows is unresolved (at most
-``incident_follow_s``), answering ``cancel``/``confirm``, then closes 1000. A disconnect at
-any point only stops the following: it never cancels an incident.
+At ``stop``, and when the client leaves, the stream's end is judged: the pipeline completes
+the windows that hold its last audio with silence (``AudioPipeline.flush``, the rule ``hearo
+eval`` follows too) and the classifier takes them before the end marker, so a short recording,
+or a phone that drops right after a scream, is judged to its end. After ``stop`` the
+session stays open while an incident it follows is unresolved (at most ``incident_follow_s``),
+answering ``cancel``/``confirm``, then closes 1000. A disconnect at any point only stops the
+following: it never cancels an incident, and one opened by the tail counts down as any other.
 
 Bounds (docs/protocol.md): frame size; sessions per gateway; the window queue; audio speed
 (``max_stream_speed`` times real time); control messages per second. When the queue is full
@@ -28,6 +32,7 @@ every error ends in an ``error`` message and a close code, or is answered and ig
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import math
 import uuid
@@ -117,7 +122,14 @@ class _Disconnected(Exception):
     """The client closed the socket or went away."""
 
 
-_END = None  # queued after the last window at ``stop``
+class _Ended(enum.Enum):
+    """How a stream's audio ended: its tail is judged either way."""
+
+    STOPPED = enum.auto()  # the client sent ``stop``
+    LEFT = enum.auto()  # the client closed the socket or went away
+
+
+_END = None  # queued after the last window, at ``stop`` or when the client leaves
 
 
 class SessionManager:
@@ -344,7 +356,8 @@ class StreamSession:
         reader = asyncio.create_task(self._read_loop(), name=f"session-{self.session_id}-reader")
         classifier = asyncio.create_task(self._classify_loop(), name=f"session-{self.session_id}-classifier")
         try:
-            # The reader returns only after ``stop`` (having queued the end); anything else raises.
+            # The reader returns only after ``stop`` or the client leaving (having queued the
+            # end), the classifier at the end; anything else raises.
             done, _ = await asyncio.wait({reader, classifier}, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 task.result()
@@ -353,6 +366,8 @@ class StreamSession:
                 task.cancel()
             # wait, not gather: a cancellation of this task must surface as itself.
             await asyncio.wait({reader, classifier})
+        if reader.result() is _Ended.LEFT:
+            return  # the tail is judged; nobody is there to tell
         await self._send(
             StoppedMessage(
                 stream_time_s=round(self.audio.stream_time_s, 3),
@@ -382,10 +397,15 @@ class StreamSession:
                 task.cancel()
             await asyncio.wait({reader, resolved})
 
-    async def _read_loop(self) -> None:
+    async def _read_loop(self) -> _Ended:
+        """Take audio and control messages until ``stop`` or the client leaves, then end the audio."""
         assert self.audio is not None and self.start is not None
         while True:
-            frame = await self._receive()
+            try:
+                frame = await self._receive()
+            except _Disconnected:
+                await self._end_audio()
+                return _Ended.LEFT
             if isinstance(frame, bytes):
                 if len(frame) % self.start.bytes_per_frame:
                     raise _Fatal(
@@ -403,13 +423,18 @@ class StreamSession:
                 continue
             message = await self._control_message(frame)
             if isinstance(message, StopMessage):
-                windows = self.audio.flush()
-                self.detector.hear_patterns(self.audio.take_matches())
-                await self._enqueue(windows, wait=True)
-                await self._queue.put(_END)
-                return
+                await self._end_audio()
+                return _Ended.STOPPED
             if message is not None:
                 await self._answer_control(message)
+
+    async def _end_audio(self) -> None:
+        """Queue the windows of the stream's padded tail, every one, then the end marker."""
+        assert self.audio is not None
+        windows = self.audio.flush(self.detector.config.smoothing_windows)
+        self.detector.hear_patterns(self.audio.take_matches())
+        await self._enqueue(windows, wait=True)
+        await self._queue.put(_END)
 
     async def _read_after_stop(self) -> None:
         """Read what a client sends after ``stop``: control messages only."""

@@ -3,9 +3,12 @@
 ``LogMelStream`` turns a session's samples into normalised feature frames, each computed once;
 ``WindowStream`` groups those frames into model windows (2 s, one every hop); ``LiveWindows``
 chains the two for a live session; ``clip_windows`` is the offline path (training, evaluation)
-that yields the same windows for a whole clip, and ``pad_centred`` makes a short clip long
-enough for the detector. All dispatch on ``FeatureSpec.name`` and call the
-batch modules' per-frame functions, so there is one implementation of each feature.
+that yields the same windows for a whole clip. ``end_padding`` is the silence that ends a
+stream or a clip so that the detector judges its last audio (``LiveWindows.finish``: the
+gateway's rule at ``stop`` and ``hearo eval``'s), and ``pad_centred`` makes a short clip long
+enough for the detector with silence on both sides (the trainer's). All dispatch
+on ``FeatureSpec.name`` and call the batch modules' per-frame functions, so there is one
+implementation of each feature.
 
 Typical use in the gateway (one per session)::
 
@@ -17,7 +20,9 @@ Window timing: windows are numbered 0, 1, 2, ... in the order they are emitted; 
 covers frames ``[end_frame(i) - window_frames, end_frame(i))`` with
 ``end_frame(i) = window_frames + i * hop_frames``. After a ``push`` that returned ``k`` windows,
 their indices are ``emitted - k, ..., emitted - 1``. ``end_seconds(i)`` is the stream time (from
-the first sample) at which window ``i`` became complete: the end of the audio it depends on.
+the first sample) at which window ``i`` became complete: the end of the audio it depends on
+(for ``LiveWindows``, from the first sample received: silence ``finish`` puts before a short
+stream does not move it).
 
 Cost: the per-frame math for a 20 ms push is a few frames, so torch's fixed cost per op
 dominates and computing frames on every 20 ms push costs more CPU than recomputing each 2 s
@@ -30,6 +35,7 @@ busy host, OpenMP wake-ups made a 20 ms push 100 times slower).
 
 from __future__ import annotations
 
+import bisect
 import math
 
 import numpy as np
@@ -39,7 +45,9 @@ import torch.nn.functional as F
 from shared.features import efficientat_mel, kaldi_fbank
 from shared.features.spec import BEATS_FBANK, EFFICIENTAT_MEL, FeatureSpec
 
-__all__ = ["LiveWindows", "LogMelStream", "WindowStream", "clip_windows", "pad_centred", "samples_for_frames"]
+__all__ = [
+    "LiveWindows", "LogMelStream", "WindowStream", "clip_windows", "end_padding", "pad_centred", "samples_for_frames"
+]
 
 _KNOWN = (BEATS_FBANK.name, EFFICIENTAT_MEL.name)
 
@@ -216,7 +224,8 @@ class LiveWindows:
     the windows, at exactly the samples, that pushing every chunk through ``LogMelStream`` and
     ``WindowStream`` gives. Samples are held until the next window's last sample has arrived (at
     most one window's worth before the first window, one hop's worth after it, plus the last
-    chunk), then all pending frames are computed in one call.
+    chunk), then all pending frames are computed in one call. ``finish`` ends the stream so
+    that the detector judges its end (``end_padding``).
     """
 
     def __init__(self, spec: FeatureSpec, hop_frames: int) -> None:
@@ -224,6 +233,7 @@ class LiveWindows:
         self._windows = WindowStream(spec, hop_frames)
         self._held: list[np.ndarray] = []
         self._received = 0
+        self._lead = 0  # silence ``finish`` put before the first sample
 
     @property
     def emitted(self) -> int:
@@ -236,7 +246,7 @@ class LiveWindows:
 
     def end_seconds(self, index: int) -> float:
         """Stream time (seconds from the first sample) when window ``index`` became complete."""
-        return self._windows.end_seconds(index)
+        return self._windows.end_seconds(index) - self._lead / self._windows.spec.sample_rate
 
     @property
     def buffered_samples(self) -> int:
@@ -255,6 +265,17 @@ class LiveWindows:
             return []
         held, self._held = np.concatenate(self._held), []
         return self._windows.push(self._features.push(held))
+
+    def finish(self, smoothing_windows: int) -> list[torch.Tensor]:
+        """End the stream with ``end_padding``'s silence, for a detector that averages
+        ``smoothing_windows`` windows; return the windows it completes. Push nothing afterwards."""
+        spec = self._windows.spec
+        before, after = end_padding(spec, self._windows.hop_frames, smoothing_windows, self._received)
+        if before:  # only for a stream shorter than a window, whose samples are all still held
+            self._held.insert(0, np.zeros(before, np.float32))
+            self._received += before
+            self._lead = before
+        return self.push(np.zeros(after, np.float32))
 
 
 def clip_windows(spec: FeatureSpec, waveform: np.ndarray | torch.Tensor, hop_frames: int) -> torch.Tensor:
@@ -304,3 +325,39 @@ def pad_centred(
     missing = max(length - samples.shape[0], 0)
     before = missing // 2
     return np.pad(samples, [(before, missing - before)] + [(0, 0)] * (samples.ndim - 1))
+
+
+def end_padding(spec: FeatureSpec, hop_frames: int, smoothing_windows: int, length: int) -> tuple[int, int]:
+    """Samples of digital silence (before, after) that end a stream or clip of ``length``
+    samples at ``spec.sample_rate`` so that a detector averaging ``smoothing_windows``
+    windows judges its end: the silence after completes the first window that holds the last
+    sample and the ``smoothing_windows - 1`` after it. (0, 0) for an empty stream.
+
+    The one rule for the end of audio (``np.pad(clip, end_padding(...))`` pads a clip by it):
+    the gateway ends every stream so at ``stop`` or a disconnect, and ``hearo eval`` every
+    clip, both through ``LiveWindows.finish``, so a file gets the same decision streamed and
+    evaluated.
+
+    Each of those windows holds at least the last ``window - smoothing_windows x hop`` of
+    audio (about 0.5 s with 2 s windows, 3 of them and a 0.5 s hop; 1 s when the audio ends
+    where a window ends). A stream shorter than a window, of which no window is cut yet, is
+    padded centred instead (half the silence before it, the odd sample after) to the
+    detector's minimum ``window + (smoothing_windows - 1) x hop``: so a short sound lies in
+    every window the smoothing averages, as padded at the end it would lie only in the first.
+    Once a window is cut, silence can only follow the audio.
+    """
+    if smoothing_windows < 1:
+        raise ValueError(f"smoothing_windows must be >= 1, got {smoothing_windows}")
+    if length <= 0:
+        return 0, 0
+
+    def window_end(index: int) -> int:
+        return samples_for_frames(spec, spec.window_frames + index * hop_frames)
+
+    # Window i ends past sample i x hop_frames x frame_shift: the first to reach ``length`` is in this range.
+    candidates = range(math.ceil(length / (spec.frame_shift * hop_frames)) + 1)
+    first = bisect.bisect_left(candidates, length, key=window_end)
+    missing = window_end(first + smoothing_windows - 1) - length
+    if length < window_end(0):
+        return missing // 2, missing - missing // 2
+    return 0, missing

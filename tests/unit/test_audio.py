@@ -6,7 +6,7 @@ import torch
 
 from services.gateway.audio import AudioPipeline, Resampler, decode_pcm16
 from shared.features.spec import BEATS_FBANK, EFFICIENTAT_MEL
-from shared.features.stream import clip_windows
+from shared.features.stream import clip_windows, end_padding
 
 
 def tone(freq: float, rate: int, seconds: float, amplitude: float = 0.5) -> np.ndarray:
@@ -77,22 +77,24 @@ def test_pipeline_from_44k1_stereo(spec: object) -> None:
     windows = []
     for i in range(0, len(pcm), frame_bytes):
         windows += pipeline.push(pcm[i : i + frame_bytes])
-    windows += pipeline.flush()
+    windows += pipeline.flush(3)
     assert pipeline.stream_time_s == pytest.approx(seconds)
-    # A window once ~2 s are in, then one per 0.5 s, as long as the audio lasts.
+    # A window once ~2 s are in, then one per 0.5 s, and the tail's silence completes the first
+    # window to reach the end of the audio and two more, for the detector's smoothing of 3.
     assert all(w.features.shape == (spec.window_frames, spec.n_mels) for w in windows)
     ends = [w.end_s for w in windows]
     assert ends[0] == pytest.approx(2.0, abs=0.01)
     assert np.diff(ends) == pytest.approx([0.5] * (len(ends) - 1))
-    assert seconds - 0.5 < ends[-1] <= seconds
-    # The ring holds the whole 4 s at 16 kHz, and it is the 1 kHz tone.
+    assert ends[-4] < seconds <= ends[-3]
+    # The ring holds the whole 4 s at 16 kHz, none of the silence, and it is the 1 kHz tone.
     clip = pipeline.ring.snapshot(30.0)
     assert len(clip.samples) == 64_000
     assert dominant_frequency(clip.samples, 16_000) == pytest.approx(1000.0, abs=1.0)
 
 
 def test_pipeline_windows_match_the_offline_windows_of_the_resampled_clip() -> None:
-    """Frame-by-frame streaming gives the same windows as resampling the clip then windowing it."""
+    """Frame-by-frame streaming gives the same windows as resampling the clip, ended with the
+    tail's silence, then windowing it."""
     rng = np.random.default_rng(3)
     samples = (0.1 * rng.standard_normal(48_000 * 3)).astype(np.float32)
     quantised = decode_pcm16(pcm16(samples), 1)
@@ -101,7 +103,8 @@ def test_pipeline_windows_match_the_offline_windows_of_the_resampled_clip() -> N
     streamed = []
     for i in range(0, len(pcm), 1920):  # 20 ms
         streamed += pipeline.push(pcm[i : i + 1920])
-    streamed += pipeline.flush()
-    offline = clip_windows(EFFICIENTAT_MEL, stream_through(Resampler(48_000, 32_000), quantised, 48_000), 50)
+    streamed += pipeline.flush(3)
+    resampled = stream_through(Resampler(48_000, 32_000), quantised, 48_000)
+    offline = clip_windows(EFFICIENTAT_MEL, np.pad(resampled, end_padding(EFFICIENTAT_MEL, 50, 3, resampled.size)), 50)
     assert len(streamed) == offline.shape[0]
     torch.testing.assert_close(torch.stack([w.features for w in streamed]), offline, atol=1e-4, rtol=1e-4)

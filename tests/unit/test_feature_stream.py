@@ -16,6 +16,7 @@ from shared.features.stream import (
     LogMelStream,
     WindowStream,
     clip_windows,
+    end_padding,
     pad_centred,
     samples_for_frames,
 )
@@ -292,3 +293,48 @@ def test_centred_padding_keeps_a_short_click_inside_every_window(spec: FeatureSp
     padded_stereo = pad_centred(stereo, spec, HOP, 3, sample_rate=44_100)
     assert padded_stereo.dtype == np.int16 and padded_stereo.shape[1] == 2
     assert padded_stereo.shape[0] == int(np.ceil(padded.size * 44_100 / rate))
+
+
+@pytest.mark.parametrize("seconds", [2.1, 2.9, 4.0, 10.3])
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_the_end_of_the_audio_lies_in_every_window_the_smoothing_averages(spec: FeatureSpec, seconds: float) -> None:
+    audio = _signal(spec, seconds)
+    before, after = end_padding(spec, HOP, 3, audio.size)
+    assert before == 0  # a window was cut before the end: silence can only follow
+    padded = np.pad(audio, (0, after))
+    windows = clip_windows(spec, padded, HOP)
+    # The same length with the audio's last 0.45 s silenced: a window differs when it heard them.
+    cut = padded.copy()
+    cut[audio.size - int(0.45 * spec.sample_rate) : audio.size] = 0.0
+    heard_end = [bool((a - b).abs().amax() > 1e-3) for a, b in zip(windows, clip_windows(spec, cut, HOP))]
+    assert heard_end[-3:] == [True, True, True]
+    # And no more windows: the last three are the first three to reach the end.
+    first = len(windows) - 3
+    assert samples_for_frames(spec, spec.window_frames + first * HOP) >= audio.size
+    assert samples_for_frames(spec, spec.window_frames + (first - 1) * HOP) < audio.size
+
+
+@pytest.mark.parametrize("seconds", [0.5, 2.9])
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_finish_ends_a_live_stream_as_end_padding_pads_the_clip(spec: FeatureSpec, seconds: float) -> None:
+    audio = _signal(spec, seconds)
+    live = LiveWindows(spec, HOP)
+    size = spec.sample_rate // 50  # 20 ms
+    streamed = [w for start in range(0, audio.size, size) for w in live.push(audio[start : start + size])]
+    streamed += live.finish(3)
+    before, after = end_padding(spec, HOP, 3, audio.size)
+    torch.testing.assert_close(torch.stack(streamed), clip_windows(spec, np.pad(audio, (before, after)), HOP))
+    # Times stay those of the stream: silence put before a short one does not move them.
+    end = samples_for_frames(spec, spec.window_frames + (live.emitted - 1) * HOP)
+    assert live.end_seconds(live.emitted - 1) == pytest.approx((end - before) / spec.sample_rate)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_a_stream_shorter_than_a_window_is_padded_centred(spec: FeatureSpec) -> None:
+    click = _signal(spec, 0.5)
+    # As pad_centred pads a short clip, so the click lies inside every window the smoothing averages.
+    np.testing.assert_array_equal(np.pad(click, end_padding(spec, HOP, 3, click.size)), pad_centred(click, spec, HOP, 3))
+    assert end_padding(spec, HOP, 3, 0) == (0, 0)
+    assert LiveWindows(spec, HOP).finish(3) == []  # no audio, nothing to judge
+    with pytest.raises(ValueError, match="smoothing_windows"):
+        end_padding(spec, HOP, 0, click.size)

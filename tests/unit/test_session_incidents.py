@@ -284,6 +284,26 @@ def test_a_disconnect_is_not_a_cancel_and_the_clip_is_still_archived(harness: Ha
     assert clip["duration_s"] == pytest.approx(5.0, abs=0.1)  # all the audio there was
 
 
+def test_an_alarm_just_before_a_disconnect_opens_its_incident_from_the_end(harness: Harness) -> None:
+    """The phone drops right after the alarm: the session judges the end of the stream anyway,
+    and the incident that opens counts down as any other. Leaving cancels nothing."""
+    with session(harness.client) as ws:
+        # 4.2 s quiet, 0.6 s loud: one window heard it before the end, too few to decide.
+        send_audio(ws, audio(4.2) + audio(0.6, loud=True))
+        ws.close()  # the disconnect, while the session runs on (as under uvicorn)
+        deadline = time.monotonic() + 10
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        while not (found := harness.client.get("/v1/incidents", headers=headers).json()["incidents"]):
+            assert time.monotonic() < deadline, "the end of the stream opened no incident"
+            time.sleep(0.05)
+    incident = harness.incident(found[0]["incident_id"])
+    assert (incident["class"], incident["state"], incident["cancel_reason"]) == ("fire", "pending", None)
+    countdown = datetime.fromisoformat(incident["deadline_at"]) - datetime.fromisoformat(incident["detected_at"])
+    assert countdown.total_seconds() == pytest.approx(60.0, abs=1.0)
+    # The clip is the audio heard, without the silence that ended it for the detector.
+    assert harness.wait_for_clip(incident["incident_id"])["duration_s"] == pytest.approx(4.8, abs=0.05)
+
+
 def test_the_sessions_location_goes_to_the_incident_with_consent_only(harness: Harness) -> None:
     with session(harness.client, location={"lat": 37.1, "lon": 127.1, "accuracy_m": 40}) as ws:
         ws.send_json({"type": "location", "lat": 37.5665, "lon": 126.978, "accuracy_m": 12})

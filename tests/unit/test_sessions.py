@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -93,8 +94,45 @@ def test_alarm_gives_one_detection_and_every_window_is_classified(client: TestCl
     assert detection["stream_time_s"] == pytest.approx(4.006)
     assert detection["detected_at"].endswith("Z")
     stopped = messages[-1]
-    # 12 s of EfficientAT audio: windows end at 2.006, 2.506, ... 11.506 -> 20 windows.
-    assert stopped == {"type": "stopped", "stream_time_s": 12.0, "windows": 20, "detections": 1}
+    # 12 s of EfficientAT audio: windows end at 2.006, 2.506, ... 11.506, then the silence that
+    # ends the stream completes 12.006 (the first to reach its end), 12.506 and 13.006 -> 23 windows.
+    assert stopped == {"type": "stopped", "stream_time_s": 12.0, "windows": 23, "detections": 1}
+
+
+def test_a_recording_too_short_for_the_smoothing_is_judged_to_its_end(client: TestClient) -> None:
+    """2.9 s of alarm give only two windows (2.006 and 2.506 s) before the stream stops: the
+    silence that ends it completes three more, so the detector averages three and fires."""
+    with session(client) as ws:
+        send_audio(ws, audio(2.9, loud=True))
+        messages = stop(ws)
+    detections = [m for m in messages if m["type"] == "detection"]
+    assert [d["class"] for d in detections] == ["fire"]
+    # The onset is the first window with three before it: 3.006 s, past the audio's end.
+    assert detections[0]["stream_time_s"] == pytest.approx(3.006)
+    assert messages[-1] == {"type": "stopped", "stream_time_s": 2.9, "windows": 5, "detections": 1}
+
+
+def test_a_recording_that_ends_in_silence_does_not_fire_from_its_end(client: TestClient) -> None:
+    with session(client) as ws:
+        send_audio(ws, audio(0.3, loud=True) + audio(3.7))  # the burst is in the first window only
+        messages = stop(ws)
+    assert messages[-1]["windows"] == 7 and messages[-1]["detections"] == 0
+
+
+def test_a_client_leaving_has_its_end_judged_once(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    for leave in ([], [{"type": "stop"}]):  # with no word, and just after ``stop``
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="services.gateway.sessions"), session(client) as ws:
+            send_audio(ws, audio(2.9, loud=True))
+            for message in leave:
+                ws.send_json(message)
+            ws.close()  # the disconnect, while the session runs on (as under uvicorn)
+            deadline = time.monotonic() + 5.0
+            while not (closed := [r.getMessage() for r in caplog.records if " closed: " in r.getMessage()]):
+                assert time.monotonic() < deadline, "the session did not end"
+                time.sleep(0.01)
+        # The audio's 2 windows and the end's 3, judged once: the alarm is detected.
+        assert closed[0].endswith("closed: 5 windows classified, 1 detections"), (leave, closed)
 
 
 @pytest.mark.parametrize(("setting", "detected"), [({}, 0), ({"fire": 0.5}, 1)])
@@ -138,7 +176,7 @@ def test_stereo_44k1_is_accepted(client: TestClient) -> None:
         send_audio(ws, np.repeat(mono, 2).astype("<i2").tobytes(), frame_bytes=4 * 882)
         messages = stop(ws)
     assert messages[-1]["stream_time_s"] == pytest.approx(3.0)
-    assert messages[-1]["windows"] == 2
+    assert messages[-1]["windows"] == 5  # 2.006 and 2.506, then the end's 3.006, 3.506 and 4.006
 
 
 def test_token_in_authorization_header(client: TestClient) -> None:
@@ -216,7 +254,7 @@ def test_bad_control_messages_after_start_are_answered_and_the_session_goes_on(c
             assert (reply["type"], reply["code"], reply["fatal"]) == ("error", code.value, False)
         ws.send_json({"type": "location", "lat": 37.5, "lon": 127.0, "accuracy_m": 20})
         send_audio(ws, audio(2.0))
-        assert stop(ws)[-1]["windows"] == 2
+        assert stop(ws)[-1]["windows"] == 5
 
 
 def test_control_flood_is_4429(client: TestClient) -> None:
@@ -245,8 +283,9 @@ def test_a_failing_session_leaves_another_untouched(client: TestClient) -> None:
             fatal_error(broken, ErrorCode.MISALIGNED_FRAME, CloseCode.BAD_REQUEST)
         send_audio(healthy, audio(3.0, loud=True))
         messages = stop(healthy)
-    # 4 s: windows end at 2.006, 2.506, 3.006 and 3.506 s; all hold the tone.
-    assert messages[-1]["windows"] == 4 and messages[-1]["detections"] == 1
+    # 4 s: windows end at 2.006, 2.506, 3.006 and 3.506 s, all holding the tone, then the end's
+    # 4.006, 4.506 and 5.006 s.
+    assert messages[-1]["windows"] == 7 and messages[-1]["detections"] == 1
 
 
 def test_inference_down_at_start_is_4503(classifier: FakeClassifier, client: TestClient) -> None:
@@ -289,8 +328,8 @@ def test_recorded_audio_faster_than_inference_is_slowed_not_dropped(classifier: 
         send_audio(ws, audio(8.0), frame_bytes=16000)
         messages = stop(ws)
     assert not [m for m in messages if m["type"] == "error"]
-    assert messages[-1]["windows"] == 12
-    assert sum(classifier.calls) == 12
+    assert messages[-1]["windows"] == 15  # 12 over the audio, 3 over its end
+    assert sum(classifier.calls) == 15
 
 
 def test_speed_limit_throttles_a_fast_client(classifier: FakeClassifier) -> None:
@@ -301,7 +340,7 @@ def test_speed_limit_throttles_a_fast_client(classifier: FakeClassifier) -> None
         elapsed = time.monotonic() - began
     # 4 s of audio with a 2 s burst allowance at 4x real time: at least (4 - 2) / 4 = 0.5 s.
     assert elapsed >= 0.45
-    assert messages[-1]["windows"] == 4
+    assert messages[-1]["windows"] == 7
 
 
 def test_client_leaving_mid_stream_frees_its_slot(classifier: FakeClassifier) -> None:
