@@ -29,7 +29,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.alerting.settings import DEV_WEBHOOK_SECRET
@@ -45,9 +45,6 @@ class AgencySettings(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="HEARO_AGENCY_", extra="ignore", populate_by_name=True)
 
-    environment: str = Field(
-        default="development", validation_alias=AliasChoices("HEARO_AGENCY_ENVIRONMENT", "HEARO_ENVIRONMENT")
-    )
     secrets: list[str] = Field(default_factory=lambda: [DEV_WEBHOOK_SECRET])
     db_path: str = str(DEFAULT_DATA_DIR / "agency.sqlite3")
     host: str = "127.0.0.1"

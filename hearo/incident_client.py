@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from shared.incident_state import IncidentState
 from shared.taxonomy import by_key
 
 EXIT_OK = 0
@@ -135,7 +136,7 @@ def describe(incident: dict[str, Any]) -> str:
     """One line for people: class, state (with the seconds left while pending), id."""
     cls = by_key(incident["class"])
     state = incident["state"]
-    if state == "pending":
+    if state == IncidentState.PENDING:
         state = f"pending, reported in {incident['seconds_left']:.0f} s unless cancelled"
     return f"{cls.label_en} ({cls.label_ko}): {state}; incident {incident['incident_id']}"
 

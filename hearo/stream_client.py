@@ -40,6 +40,7 @@ from rich.text import Text
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from shared.incident_state import IncidentState
 from shared.protocol import (
     ENCODING,
     SAMPLE_RATES,
@@ -66,6 +67,9 @@ FALLBACK_RATE = 16_000
 MIC_RATE = 16_000
 STOPPED_TIMEOUT_S = 60.0
 TOP_CLASSES = 5
+_STATE_STYLES = {
+    IncidentState.PENDING: "bold yellow", IncidentState.DISPATCHED: "bold red", IncidentState.CANCELLED: "green"
+}
 
 
 class InputError(Exception):
@@ -161,35 +165,32 @@ def _pcm16(samples: np.ndarray) -> bytes:
     return (np.clip(samples, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes()
 
 
-UNRESOLVED = ("pending", "dispatching")
-
-
 @dataclass
 class IncidentStatus:
     """An incident as the client last heard of it; ``deadline`` on the local wall clock."""
 
     incident_id: str
-    state: str
+    state: IncidentState
     deadline: float  # time.time() at which the report is due (the gateway's clock, skew removed)
     class_key: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
     @property
     def unresolved(self) -> bool:
-        return self.state in UNRESOLVED
+        return not self.state.is_final
 
     def describe(self, now: float) -> str:
         """One line for people: the countdown while pending, else the outcome."""
         what = f"incident {self.incident_id[:8]}" + (f" ({self.class_key})" if self.class_key else "")
-        if self.state == "pending":
+        if self.state is IncidentState.PENDING:
             left = max(0.0, self.deadline - now)
             return f"{what}: reporting in {left:.0f} s unless cancelled (hearo incident cancel {self.incident_id})"
-        if self.state == "dispatching":
+        if self.state is IncidentState.DISPATCHING:
             return f"{what}: reporting now"
-        if self.state == "dispatched":
+        if self.state is IncidentState.DISPATCHED:
             reached = self.detail.get("reached")
             return f"{what}: REPORTED" + (f" to {', '.join(reached)}" if reached else "")
-        if self.state == "cancelled":
+        if self.state is IncidentState.CANCELLED:
             reason = self.detail.get("reason")
             return f"{what}: cancelled, nothing reported" + (f" ({reason})" if reason else "")
         return f"{what}: the report could not be delivered; call 112/119 directly"
@@ -214,7 +215,7 @@ class IncidentBoard:
             known.class_key = known.class_key or message.class_
         elif message.deadline_at is not None:
             self.incidents[message.incident_id] = IncidentStatus(
-                message.incident_id, "pending", self._local(message.deadline_at, message.seconds_left, now),
+                message.incident_id, IncidentState.PENDING, self._local(message.deadline_at, message.seconds_left, now),
                 message.class_,
             )  # fmt: skip
 
@@ -241,7 +242,7 @@ class IncidentBoard:
 def cancel_hint(status: IncidentStatus, http_base: str) -> str:
     """How to cancel ``status`` once this client is gone."""
     due = datetime.fromtimestamp(status.deadline, UTC).astimezone().strftime("%H:%M:%S")
-    when = f"the report goes out at {due}" if status.state == "pending" else "the report is going out"
+    when = f"the report goes out at {due}" if status.state is IncidentState.PENDING else "the report is going out"
     return (
         f"incident {status.incident_id} is still {status.state}: {when}; leaving did not cancel it.\n"
         f"  cancel it with: hearo incident cancel {status.incident_id}\n"
@@ -292,7 +293,7 @@ class _View:
             )
         now = time.time()
         for status in self.board.incidents.values():
-            style = {"pending": "bold yellow", "dispatched": "bold red", "cancelled": "green"}.get(status.state, "bold")
+            style = _STATE_STYLES.get(status.state, "bold")
             parts.append(Text(status.describe(now), style=style))
         parts += [Text(note, style="yellow") for note in self.notes]
         return Group(*parts)

@@ -30,7 +30,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 import soundfile as sf
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import DEFAULT_DATA_DIR, ServiceSettings
@@ -38,6 +38,8 @@ from shared.settings import DEFAULT_DATA_DIR, ServiceSettings
 CLIP_BEFORE_S = 10.0
 CLIP_AFTER_S = 20.0
 CONTENT_TYPE = "audio/flac"
+# Signs local clip links in development only: refused anywhere else.
+DEV_CLIP_SECRET = "change-me-dev-only"
 _KEY = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.flac")
 
 
@@ -46,13 +48,12 @@ class ClipStorageSettings(ServiceSettings):
 
     Read from ``HEARO_CLIPS_*``. ``secret_key`` (``HEARO_CLIPS_SECRET_KEY``) signs local
     links: the gateway that serves them and the worker that issues them must share it.
+    Outside development the development secret is refused whenever links are local.
     """
 
     model_config = SettingsConfigDict(env_prefix="HEARO_CLIPS_", extra="ignore", populate_by_name=True)
 
-    environment: str = Field(
-        default="development", validation_alias=AliasChoices("HEARO_CLIPS_ENVIRONMENT", "HEARO_ENVIRONMENT")
-    )
+    secret_key: str = DEV_CLIP_SECRET
     dir: Path = DEFAULT_DATA_DIR / "clips"
     s3_bucket: str = ""
     s3_endpoint_url: str = ""
@@ -63,6 +64,16 @@ class ClipStorageSettings(ServiceSettings):
         validation_alias=AliasChoices("HEARO_CLIPS_PUBLIC_BASE_URL", "HEARO_PUBLIC_BASE_URL"),
     )
     link_ttl_s: int = Field(default=24 * 3600, gt=0, le=7 * 24 * 3600)  # S3 presigning caps at 7 days
+
+    @model_validator(mode="after")
+    def _refuse_dev_secret(self) -> ClipStorageSettings:
+        # S3 links are presigned with the AWS credentials; only local links use secret_key.
+        if not self.development and not self.s3_bucket and self.secret_key == DEV_CLIP_SECRET:
+            raise ValueError(
+                "ClipStorageSettings: secret_key (HEARO_CLIPS_SECRET_KEY) is the development default; "
+                "set a real secret to sign clip links (environment is not 'development')"
+            )
+        return self
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ after its transaction commits:
 * :class:`LocalIncidentEvents` (embedded mode): the same within one process.
 
 Because an event can be lost (and in embedded mode the worker is another process), the
-gateway follows an incident with :class:`IncidentWatcher`, which takes pushed events and
-polls the database as a backstop, so the client learns every state at most one poll
-interval late, whatever happened to the events.
+gateway follows an incident with :class:`shared.incident_watcher.IncidentWatcher`, which
+takes pushed events and polls the database as a backstop, so the client learns every state
+at most one poll interval late, whatever happened to the events.
 """
 
 from __future__ import annotations
@@ -22,20 +22,15 @@ import asyncio
 import contextlib
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from shared.db import Database
+from shared.incident_state import IncidentState
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "hearo:incident-updates"
-FINAL_STATES = frozenset({"cancelled", "dispatched", "failed"})
-# States only move forward; a late event about an earlier state is not news.
-_RANK = {"pending": 0, "dispatching": 1, "cancelled": 2, "dispatched": 2, "failed": 2}
 
 
 @dataclass(frozen=True)
@@ -45,7 +40,7 @@ class IncidentUpdate:
 
     incident_id: str
     device_id: str
-    state: str
+    state: IncidentState
     deadline_at: str
     at: str
     detail: dict[str, Any] = field(default_factory=dict)
@@ -55,7 +50,9 @@ class IncidentUpdate:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> IncidentUpdate:
-        return cls(**json.loads(raw))
+        """Raises ValueError for a state this version does not know."""
+        data = json.loads(raw)
+        return cls(**{**data, "state": IncidentState(data["state"])})
 
 
 class IncidentEvents(abc.ABC):
@@ -153,9 +150,14 @@ class RedisIncidentEvents(IncidentEvents):
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None or message.get("type") != "message":
                         continue
+                    try:
+                        update = IncidentUpdate.from_json(message["data"])
+                    except (ValueError, TypeError) as error:  # not ours to read; the poll has the truth
+                        log.warning("incident update ignored: %s", error)
+                        continue
                     if queue.full():
                         queue.get_nowait()
-                    queue.put_nowait(IncidentUpdate.from_json(message["data"]))
+                    queue.put_nowait(update)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -172,73 +174,3 @@ class RedisIncidentEvents(IncidentEvents):
 def create_incident_events(redis_url: str) -> IncidentEvents:
     """Redis pub/sub when ``redis_url`` is set, else the in-process fan-out."""
     return RedisIncidentEvents(redis_url) if redis_url else LocalIncidentEvents()
-
-
-class IncidentWatcher:
-    """Follows incidents for one gateway process: pushed events first, database polls as backstop.
-
-    One subscription serves every watch. ``start()`` once at startup, ``close()`` at
-    shutdown; then for each incident a session cares about::
-
-        async for update in watcher.watch(incident_id):
-            await send_to_client(update)      # ends after cancelled/dispatched/failed
-    """
-
-    def __init__(self, db: Database, events: IncidentEvents, poll_interval_s: float = 1.0) -> None:
-        self.db = db
-        self.events = events
-        self.poll_interval_s = poll_interval_s
-        self._queues: dict[str, set[asyncio.Queue[IncidentUpdate]]] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._route())
-        await self._subscribed.wait()
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _route(self) -> None:
-        async with self.events.subscribe() as updates:
-            self._subscribed.set()
-            async for update in updates:
-                for queue in self._queues.get(update.incident_id, ()):
-                    queue.put_nowait(update)
-
-    async def watch(self, incident_id: uuid.UUID | str, *, known: tuple[str, str] | None = None) -> AsyncIterator[IncidentUpdate]:
-        """Each change of state or deadline of ``incident_id`` after ``known`` (state, deadline_at).
-
-        Ends after a final state, or at once when the incident does not exist.
-        """
-        from shared.incidents import get_incident  # shared.incidents publishes through this module
-
-        key = str(incident_id)
-        queue: asyncio.Queue[IncidentUpdate] = asyncio.Queue()
-        self._queues.setdefault(key, set()).add(queue)
-        last = known
-        try:
-            while True:
-                try:
-                    update: IncidentUpdate | None = await asyncio.wait_for(queue.get(), self.poll_interval_s)
-                except TimeoutError:
-                    view = await get_incident(self.db, uuid.UUID(key))
-                    update = view.as_update() if view is not None else None
-                    if update is None:
-                        return
-                assert update is not None
-                current = (update.state, update.deadline_at)
-                if current != last and (last is None or _RANK[update.state] >= _RANK[last[0]]):
-                    last = current
-                    yield update
-                if update.state in FINAL_STATES:
-                    return
-        finally:
-            queues = self._queues.get(key)
-            if queues is not None:
-                queues.discard(queue)
-                if not queues:
-                    del self._queues[key]

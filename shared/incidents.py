@@ -1,14 +1,8 @@
-"""The incident lifecycle as the gateway drives it: open, cancel, confirm, read, archive the clip.
+"""The incident lifecycle as the gateway drives it: open, cancel or confirm, read, archive the clip.
 
-States (the alerting worker owns the transitions after ``pending``)::
-
-    pending ──cancel──▶ cancelled
-       │ deadline (or confirm: deadline := now)
-       ▼
-    dispatching ──every agency reached──▶ dispatched
-                └─an agency unreachable on every channel──▶ failed
-
-Every transition is one conditional ``UPDATE ... WHERE state = <expected>``, so when a
+The states and the moves between them are :mod:`shared.incident_state`'s (the alerting
+worker owns the moves after ``pending``). Every move is one conditional ``UPDATE ... WHERE
+state = <expected>`` built by :func:`move_incident` or :func:`move_deliveries`, so when a
 cancel races the deadline exactly one of them changes the row and the other learns the
 truth from what it finds: a cancel that loses answers ``already_reported``. Times come
 from the database clock (:func:`shared.db.clock.db_now`), never from a process's clock.
@@ -20,15 +14,14 @@ when an ``events`` bus is given; losing it loses nothing (see :mod:`shared.incid
 from __future__ import annotations
 
 import asyncio
-import enum
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import Update, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,7 +29,6 @@ from shared.clips import CONTENT_TYPE, ClipStore, clip_key, encode_flac
 from shared.db import Database
 from shared.db.clock import db_now
 from shared.db.models import (
-    OPEN_INCIDENT_STATES,
     AuditEntry,
     ContactNotification,
     Device,
@@ -46,23 +38,18 @@ from shared.db.models import (
     IncidentClip,
 )
 from shared.incident_events import IncidentEvents, IncidentUpdate
+from shared.incident_state import (
+    OPEN_INCIDENT_STATES,
+    ActionOutcome,
+    DeliveryState,
+    IncidentAction,
+    IncidentState,
+)
 from shared.taxonomy import by_key
 
 COUNTDOWN_S = 60.0
 # An incident keeps at most this many score points (a long event keeps adding evidence).
 MAX_TIMELINE_POINTS = 600
-
-
-class IncidentState(str, enum.Enum):
-    PENDING = "pending"
-    CANCELLED = "cancelled"
-    DISPATCHING = "dispatching"
-    DISPATCHED = "dispatched"
-    FAILED = "failed"
-
-    @property
-    def is_final(self) -> bool:
-        return self in (IncidentState.CANCELLED, IncidentState.DISPATCHED, IncidentState.FAILED)
 
 
 @dataclass(frozen=True)
@@ -130,7 +117,7 @@ class IncidentView:
         return IncidentUpdate(
             incident_id=str(self.id),
             device_id=str(self.device_id),
-            state=self.state.value,
+            state=self.state,
             deadline_at=self.deadline_at.isoformat(),
             at=self.state_changed_at.isoformat(),
             detail=detail if detail is not None else (
@@ -147,32 +134,18 @@ class OpenedIncident:
     created: bool
 
 
-class CancelOutcome(str, enum.Enum):
-    CANCELLED = "cancelled"
-    ALREADY_CANCELLED = "already_cancelled"
-    ALREADY_REPORTED = "already_reported"  # dispatching or dispatched: the report went
-    REPORT_FAILED = "report_failed"  # the report was attempted and could not be delivered
-    NOT_FOUND = "not_found"
-
-
-class ConfirmOutcome(str, enum.Enum):
-    CONFIRMED = "confirmed"  # deadline moved to now; the worker reports within a sweep
-    ALREADY_REPORTED = "already_reported"
-    CANCELLED = "cancelled"
-    REPORT_FAILED = "report_failed"
-    NOT_FOUND = "not_found"
-
-
 @dataclass(frozen=True)
-class CancelResult:
-    outcome: CancelOutcome
+class ActionResult:
+    """The answer to a cancel or confirm, with the incident as it now stands (None: not found)."""
+
+    action: IncidentAction
+    outcome: ActionOutcome
     incident: IncidentView | None
 
-
-@dataclass(frozen=True)
-class ConfirmResult:
-    outcome: ConfirmOutcome
-    incident: IncidentView | None
+    @property
+    def fulfilled(self) -> bool:
+        """The incident stands as the person asked (:meth:`IncidentAction.fulfilled`)."""
+        return self.action.fulfilled(self.outcome)
 
 
 @dataclass(frozen=True)
@@ -281,7 +254,7 @@ async def _insert(
                 detections=1,
                 detected_at=db_now(),
                 deadline_at=db_now(countdown_s),
-                state=IncidentState.PENDING.value,
+                state=IncidentState.PENDING,
                 state_changed_at=db_now(),
                 latitude=kept.latitude if kept else None,
                 longitude=kept.longitude if kept else None,
@@ -304,105 +277,109 @@ def _points(scores: Sequence[ScorePoint], class_key: str, offset_s: float) -> li
     ]
 
 
-async def cancel_incident(
+async def act_on_incident(
     db: Database,
     incident_id: uuid.UUID,
+    action: IncidentAction,
     *,
     device_id: uuid.UUID | None = None,
     reason: str | None = None,
     events: IncidentEvents | None = None,
     actor: str = "device",
-) -> CancelResult:
-    """Cancel a pending incident: it is then never reported. Exactly one of cancel and the
-    deadline wins; the outcome says which, with the incident as it now stands.
+) -> ActionResult:
+    """Cancel a pending incident (then it is never reported) or confirm it (report now: its
+    deadline becomes the database's now). Exactly one of the action and the deadline wins;
+    the outcome says which, with the incident as it now stands.
 
-    ``device_id`` restricts the cancel to that device's incidents (others look not found).
-    Contacts who have not yet been told of the detection are not told; those who have
-    are told it was cancelled.
+    ``device_id`` restricts the action to that device's incidents (others look not found).
+    ``reason`` is a cancel's, kept with the incident. After a cancel, contacts who have not
+    yet been told of the detection are not told; those who have are told it was cancelled.
     """
+    if reason is not None and action is not IncidentAction.CANCEL:
+        raise ValueError(f"only a cancel takes a reason, not a {action}")
+    owned = _owned(incident_id, device_id)
+    if action is IncidentAction.CANCEL:
+        change = move_incident(IncidentState.PENDING, IncidentState.CANCELLED, *owned).values(
+            cancel_reason=reason[:200] if reason else None
+        )
+    else:  # the incident stays pending; the sweeper claims it at the deadline it now has
+        change = (
+            update(Incident)
+            .where(Incident.state == IncidentState.PENDING, *owned)
+            .values(deadline_at=db_now(), trigger="confirmed", state_changed_at=db_now())
+            .execution_options(synchronize_session=False)
+        )
     async with db.session() as session:
-        won = (
-            await session.execute(
-                update(Incident)
-                .where(*_owned(incident_id, device_id), Incident.state == IncidentState.PENDING.value)
-                .values(
-                    state=IncidentState.CANCELLED.value,
-                    cancel_reason=reason[:200] if reason else None,
-                    state_changed_at=db_now(),
-                )
-                .returning(Incident.device_id)
-                .execution_options(synchronize_session=False)
-            )
-        ).first()
-        if won is not None:
-            await session.execute(
-                update(ContactNotification)
-                .where(
-                    ContactNotification.incident_id == incident_id,
-                    ContactNotification.event == "detected",
-                    ContactNotification.state.in_(("pending", "standby")),
-                    ContactNotification.attempts == 0,
-                )
-                .values(state="skipped")
-                .execution_options(synchronize_session=False)
-            )
-            told = await session.scalars(
-                select(ContactNotification.contact_id).where(
-                    ContactNotification.incident_id == incident_id,
-                    ContactNotification.event == "detected",
-                    ContactNotification.state != "skipped",
-                ).distinct()
-            )
-            await add_contact_notifications(session, incident_id, won.device_id, "cancelled", set(told))
-            add_audit(session, incident_id, actor, "cancelled", {"reason": reason})
+        won = (await session.execute(change.returning(Incident.device_id))).first()
         view = await _read(session, incident_id, device_id)
-    if won is not None:
-        assert view is not None
-        if events is not None:
-            await events.publish(view.as_update())
-        return CancelResult(CancelOutcome.CANCELLED, view)
-    if view is None:
-        return CancelResult(CancelOutcome.NOT_FOUND, None)
-    outcome = {
-        IncidentState.CANCELLED: CancelOutcome.ALREADY_CANCELLED,
-        IncidentState.FAILED: CancelOutcome.REPORT_FAILED,
-    }.get(view.state, CancelOutcome.ALREADY_REPORTED)
-    return CancelResult(outcome, view)
+        if view is None:
+            return ActionResult(action, ActionOutcome.NOT_FOUND, None)
+        outcome = action.outcome(won=won is not None, found=view.state)
+        if won is not None:
+            if action is IncidentAction.CANCEL:
+                await _withdraw_detection_notices(session, incident_id, won.device_id)
+            detail = {"reason": reason} if action is IncidentAction.CANCEL else {}
+            add_audit(session, incident_id, actor, outcome.value, detail)
+    if won is not None and events is not None:
+        await events.publish(view.as_update())
+    return ActionResult(action, outcome, view)
 
 
-async def confirm_incident(
-    db: Database,
-    incident_id: uuid.UUID,
-    *,
-    device_id: uuid.UUID | None = None,
-    events: IncidentEvents | None = None,
-    actor: str = "device",
-) -> ConfirmResult:
-    """Report now: a pending incident's deadline becomes the database's now."""
-    async with db.session() as session:
-        won = (
-            await session.execute(
-                update(Incident)
-                .where(*_owned(incident_id, device_id), Incident.state == IncidentState.PENDING.value)
-                .values(deadline_at=db_now(), trigger="confirmed", state_changed_at=db_now())
-                .returning(Incident.id)
-                .execution_options(synchronize_session=False)
-            )
-        ).first()
-        if won is not None:
-            add_audit(session, incident_id, actor, "confirmed", {})
-        view = await _read(session, incident_id, device_id)
-    if view is None:
-        return ConfirmResult(ConfirmOutcome.NOT_FOUND, None)
-    if won is not None:
-        if events is not None:
-            await events.publish(view.as_update())
-        return ConfirmResult(ConfirmOutcome.CONFIRMED, view)
-    outcome = {
-        IncidentState.CANCELLED: ConfirmOutcome.CANCELLED,
-        IncidentState.FAILED: ConfirmOutcome.REPORT_FAILED,
-    }.get(view.state, ConfirmOutcome.ALREADY_REPORTED)
-    return ConfirmResult(outcome, view)
+async def _withdraw_detection_notices(session: AsyncSession, incident_id: uuid.UUID, device_id: uuid.UUID) -> None:
+    # Contacts not yet told of the detection never will be; those told hear of the cancel.
+    await session.execute(
+        move_deliveries(
+            ContactNotification, (DeliveryState.PENDING, DeliveryState.STANDBY), DeliveryState.SKIPPED,
+            ContactNotification.incident_id == incident_id,
+            ContactNotification.event == "detected",
+            ContactNotification.attempts == 0,
+        )
+    )
+    told = await session.scalars(
+        select(ContactNotification.contact_id).where(
+            ContactNotification.incident_id == incident_id,
+            ContactNotification.event == "detected",
+            ContactNotification.state != DeliveryState.SKIPPED,
+        ).distinct()
+    )
+    await add_contact_notifications(session, incident_id, device_id, "cancelled", set(told))
+
+
+def move_incident(source: IncidentState, target: IncidentState, *where: Any) -> Update:
+    """``UPDATE incidents SET state = target WHERE state = source AND <where>``, stamping
+    ``state_changed_at``: the one way an incident's state changes. Chain ``.values()`` and
+    ``.returning()`` onto it; no row comes back when another change came first.
+
+    Raises :class:`~shared.incident_state.IllegalTransition` when the table forbids the move.
+    """
+    return (
+        update(Incident)
+        .where(Incident.state == source, *where)
+        .values(state=source.check_move(target), state_changed_at=db_now())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def move_deliveries(
+    table: type[DispatchOutbox] | type[ContactNotification],
+    sources: Iterable[DeliveryState],
+    target: DeliveryState,
+    *where: Any,
+) -> Update:
+    """``UPDATE <table> SET state = target WHERE state IN sources AND <where>``: the one way a
+    delivery's state changes (chain ``.values()`` for the rest of the row).
+
+    Raises :class:`~shared.incident_state.IllegalTransition` when a source may not become ``target``.
+    """
+    sources = tuple(sources)
+    for source in sources:
+        source.check_move(target)
+    return (
+        update(table)
+        .where(table.state.in_(sources), *where)
+        .values(state=target)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def get_incident(
@@ -442,7 +419,7 @@ async def incident_deliveries(db: Database, incident_id: uuid.UUID) -> list[dict
         rows = (
             await session.scalars(
                 select(DispatchOutbox)
-                .where(DispatchOutbox.incident_id == incident_id, DispatchOutbox.state != "standby")
+                .where(DispatchOutbox.incident_id == incident_id, DispatchOutbox.state != DeliveryState.STANDBY)
                 .order_by(DispatchOutbox.agency_id, DispatchOutbox.position)
             )
         ).all()
@@ -450,7 +427,7 @@ async def incident_deliveries(db: Database, incident_id: uuid.UUID) -> list[dict
         {
             "agency": row.agency_id,
             "channel": row.kind,
-            "state": row.state,
+            "state": row.state.value,
             "attempts": row.attempts,
             "sent_at": row.sent_at.isoformat() if row.sent_at else None,
         }
@@ -512,7 +489,7 @@ async def add_contact_notifications(
             session.add(
                 ContactNotification(
                     incident_id=incident_id, contact_id=contact.id, event=event, position=position, kind=kind,
-                    state="pending" if position == 0 else "standby", attempts=0,
+                    state=DeliveryState.PENDING if position == 0 else DeliveryState.STANDBY, attempts=0,
                     next_attempt_at=db_now(), created_at=db_now(),
                 )
             )
@@ -550,7 +527,7 @@ def _view(incident: Incident, now: datetime) -> IncidentView:
         device_id=incident.device_id,
         class_key=incident.class_key,
         confidence=incident.confidence,
-        state=IncidentState(incident.state),
+        state=incident.state,
         detected_at=incident.detected_at,
         deadline_at=incident.deadline_at,
         state_changed_at=incident.state_changed_at,

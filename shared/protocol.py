@@ -26,6 +26,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from shared.incident_state import IncidentState
+
 ENCODING = "pcm_s16le"
 SAMPLE_RATES: tuple[int, ...] = (8_000, 16_000, 22_050, 44_100, 48_000)
 CHANNELS: tuple[int, ...] = (1, 2)
@@ -311,9 +313,6 @@ class DetectionMessage(Message):
     seconds_left: float | None = None
 
 
-IncidentStateName = Literal["pending", "cancelled", "dispatching", "dispatched", "failed"]
-
-
 class IncidentMessage(Message):
     """Where an incident stands: sent when it opens, when its state or deadline changes, and
     in answer to ``cancel`` and ``confirm``.
@@ -326,7 +325,7 @@ class IncidentMessage(Message):
 
     type: Literal["incident"] = "incident"
     incident_id: str
-    state: IncidentStateName
+    state: IncidentState
     deadline_at: datetime
     seconds_left: float | None = None
     detail: dict[str, Any] = Field(default_factory=dict)

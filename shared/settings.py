@@ -5,36 +5,32 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from pydantic import model_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Where the embedded default keeps its SQLite file, clips and broker folders.
 DEFAULT_DATA_DIR = Path("var")
 
-DEV_SECRET = "change-me-dev-only"
+DEVELOPMENT = "development"
 
 
 class ServiceSettings(BaseSettings):
-    """Base for each service's settings: env prefix per service, refuses dev secrets in production.
+    """Base for each service's settings: an env prefix per service, one environment for all.
 
-    Subclasses set ``model_config = SettingsConfigDict(env_prefix="HEARO_GATEWAY_")`` and so on.
-    Fields shared across services (environment, data dir, database URL) are read with the
-    common ``HEARO_`` prefix as well, via ``validation_alias`` on the subclass when needed.
+    Subclasses set ``model_config = SettingsConfigDict(env_prefix="HEARO_GATEWAY_")`` and so
+    on. ``environment`` is the deployment's, so every service reads it from the one
+    ``HEARO_ENVIRONMENT`` whatever its prefix. Anything but ``development`` is production
+    to the checks: a setting with a development default that must not reach production
+    (a secret) is refused by the settings class that reads it, when not :attr:`development`.
     """
 
-    model_config = SettingsConfigDict(env_prefix="HEARO_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="HEARO_", extra="ignore", populate_by_name=True)
 
-    environment: str = "development"
-    secret_key: str = DEV_SECRET
+    environment: str = Field(default=DEVELOPMENT, validation_alias="HEARO_ENVIRONMENT")
 
-    @model_validator(mode="after")
-    def _refuse_default_secret(self) -> "ServiceSettings":
-        if self.environment != "development" and self.secret_key == DEV_SECRET:
-            raise ValueError(
-                f"{type(self).__name__}: secret_key is the development default; "
-                "set a real secret (environment is not 'development')"
-            )
-        return self
+    @property
+    def development(self) -> bool:
+        return self.environment == DEVELOPMENT
 
 
 def new_token(nbytes: int = 32) -> str:

@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 import redis
 import uvicorn
+from sqlalchemy import text, update
+from sqlalchemy.exc import IntegrityError, StatementError
 
 from hearo.agency import AgencySettings, ReportStore, create_agency_app
 from services.alerting.faults import FaultInjector
@@ -32,6 +34,10 @@ from services.alerting.settings import AgencyConfig, ChannelConfig
 from services.alerting.sweeper import SweepPolicy, Sweeper
 from services.alerting.webhooks import new_secret
 from shared.db import Database, Device, EmergencyContact, upgrade_database
+from shared.db.clock import db_now
+from shared.db.models import DispatchOutbox, Incident
+from shared.incident_state import DeliveryState, IncidentState
+from shared.incidents import open_incident
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = new_secret()
@@ -327,8 +333,6 @@ async def open_incidents(
 ) -> list[uuid.UUID]:
     """``count`` pending incidents on fresh devices, deadlines spread over ``spread_s``;
     every ``contacts_every``-th device has a guardian (0: none)."""
-    from shared.incidents import open_incident
-
     ids = []
     for i in range(count):
         guardian = 1 if contacts_every and i % contacts_every == 0 else 0
@@ -339,6 +343,29 @@ async def open_incidents(
         )
         ids.append(opened.incident.id)
     return ids
+
+
+async def assert_states_enforced(db: Database) -> None:
+    """The migrated schema takes every state of the enums and refuses any other name, in
+    ``incidents`` and both delivery tables (raw SQL, past the ORM, which refuses one too)."""
+    incident = (await open_incident(db, device_id=await make_device(db, contacts=1), class_key="fire",
+                                    confidence=0.9)).incident  # fmt: skip
+    async with db.session() as session:
+        session.add(DispatchOutbox(
+            incident_id=incident.id, agency_id="119", position=0, kind="webhook", state=DeliveryState.PENDING,
+            attempts=0, next_attempt_at=db_now(), created_at=db_now(),
+        ))  # fmt: skip
+    tables = (("incidents", IncidentState), ("dispatch_outbox", DeliveryState), ("contact_notifications", DeliveryState))
+    for table, states in tables:
+        for state in states:
+            async with db.session() as session:
+                await session.execute(text(f"UPDATE {table} SET state = :state"), {"state": state.value})
+        with pytest.raises(IntegrityError, match=f"ck_{table}_state"):
+            async with db.session() as session:
+                await session.execute(text(f"UPDATE {table} SET state = 'lost'"))
+    with pytest.raises(StatementError, match="lost"):
+        async with db.session() as session:
+            await session.execute(update(Incident).values(state="lost"))
 
 
 async def settled(db: Database, timeout_s: float) -> bool:

@@ -47,7 +47,8 @@ from shared.db import Database, EmergencyContact
 from shared.db.clock import db_now
 from shared.db.models import AlertingWorker, ContactNotification, DispatchOutbox, Incident
 from shared.incident_events import IncidentEvents
-from shared.incidents import add_audit, add_contact_notifications, get_incident
+from shared.incident_state import OPEN_DELIVERY_STATES, DeliveryState, IncidentState
+from shared.incidents import add_audit, add_contact_notifications, get_incident, move_deliveries, move_incident
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,6 @@ TABLES: dict[str, type[DispatchOutbox] | type[ContactNotification]] = {
     "agency": DispatchOutbox,
     "contact": ContactNotification,
 }
-OPEN_DELIVERY_STATES = ("standby", "pending", "sending")
 
 
 @dataclass(frozen=True)
@@ -76,9 +76,9 @@ def claimable(model: type[DispatchOutbox] | type[ContactNotification], worker_st
     """Rows a sender may take now: due and pending, or sending under a dead lease."""
     live_workers = select(AlertingWorker.id).where(AlertingWorker.heartbeat_at > db_now(-worker_stale_s))
     return or_(
-        and_(model.state == "pending", model.next_attempt_at <= db_now()),
+        and_(model.state == DeliveryState.PENDING, model.next_attempt_at <= db_now()),
         and_(
-            model.state == "sending",
+            model.state == DeliveryState.SENDING,
             or_(model.lease_until < db_now(), model.lease_owner.not_in(live_workers)),
         ),
     )
@@ -158,16 +158,17 @@ class Dispatcher:
         async with self.db.session() as session:
             claimed = (
                 await session.scalars(
-                    update(model)
-                    .where(model.id == row_id, claimable(model, self.policy.worker_stale_s))
+                    move_deliveries(
+                        model, (DeliveryState.PENDING, DeliveryState.SENDING), DeliveryState.SENDING,
+                        model.id == row_id, claimable(model, self.policy.worker_stale_s),
+                    )
                     .values(
-                        state="sending",
                         lease_owner=self.owner,
                         lease_until=db_now(self.policy.lease_s),
                         attempts=model.attempts + 1,
                     )
                     .returning(model)
-                    .execution_options(synchronize_session=False, populate_existing=True)
+                    .execution_options(populate_existing=True)
                 )
             ).first()
         return cast(Row | None, claimed)
@@ -220,37 +221,39 @@ class Dispatcher:
         self.faults.step("before_record")
         async with self.db.session() as session:
             if result.ok:
-                done = await _update(
-                    session, model, and_(model.id == row.id, model.state.in_(("pending", "sending"))),
-                    state="sent", sent_at=db_now(), lease_owner=None, lease_until=None,
+                done = await _move(
+                    session, model, (DeliveryState.PENDING, DeliveryState.SENDING), DeliveryState.SENT,
+                    model.id == row.id,
+                    sent_at=db_now(), lease_owner=None, lease_until=None,
                     target=target, last_status=result.status, last_error=None,
                 )
                 if done:
-                    await _update(
-                        session, model, and_(_group(model, row), model.position > row.position, model.state == "standby"),
-                        state="skipped",
+                    await _move(
+                        session, model, (DeliveryState.STANDBY,), DeliveryState.SKIPPED,
+                        _group(model, row), model.position > row.position,
                     )
                     add_audit(session, incident_id, self.owner, "delivered", _describe(row, result))
                 return "sent" if done else "not_recorded"
-            mine = and_(model.id == row.id, model.state == "sending", model.lease_owner == self.owner)
+            mine = (model.id == row.id, model.lease_owner == self.owner)
             if result.retryable and row.attempts < self.policy.max_attempts:
-                done = await _update(
-                    session, model, mine,
-                    state="pending", next_attempt_at=db_now(self.policy.backoff_s(row.attempts, self.rng)),
+                done = await _move(
+                    session, model, (DeliveryState.SENDING,), DeliveryState.PENDING, *mine,
+                    next_attempt_at=db_now(self.policy.backoff_s(row.attempts, self.rng)),
                     lease_owner=None, lease_until=None, enqueued_at=None,
                     target=target, last_status=result.status, last_error=result.detail,
                 )
                 return "retry" if done else "not_recorded"
-            done = await _update(
-                session, model, mine,
-                state="failed", lease_owner=None, lease_until=None,
+            done = await _move(
+                session, model, (DeliveryState.SENDING,), DeliveryState.FAILED, *mine,
+                lease_owner=None, lease_until=None,
                 target=target, last_status=result.status, last_error=result.detail,
             )
             if not done:
                 return "not_recorded"
-            fallback = await _update(
-                session, model, and_(_group(model, row), model.position == row.position + 1, model.state == "standby"),
-                state="pending", next_attempt_at=db_now(),
+            fallback = await _move(
+                session, model, (DeliveryState.STANDBY,), DeliveryState.PENDING,
+                _group(model, row), model.position == row.position + 1,
+                next_attempt_at=db_now(),
             )
             detail = {**_describe(row, result), "fallback": bool(fallback)}
             add_audit(session, incident_id, self.owner, "channel_failed", detail)
@@ -261,7 +264,9 @@ class Dispatcher:
         return "failed"
 
 
-async def settle_incident(db: Database, incident_id: uuid.UUID, events: IncidentEvents | None, actor: str = "worker") -> str | None:
+async def settle_incident(
+    db: Database, incident_id: uuid.UUID, events: IncidentEvents | None, actor: str = "worker"
+) -> IncidentState | None:
     """Close a ``dispatching`` incident whose rows are all settled; returns the new state or None.
 
     Called by the sender after each final row outcome and by the sweeper as a backstop
@@ -275,22 +280,20 @@ async def settle_incident(db: Database, incident_id: uuid.UUID, events: Incident
         ).all()
         if not rows or any(state in OPEN_DELIVERY_STATES for _, state in rows):
             return None
-        reached = {agency for agency, state in rows if state == "sent"}
+        reached = {agency for agency, state in rows if state is DeliveryState.SENT}
         missed = sorted({agency for agency, _ in rows} - reached)
-        new_state = "failed" if missed else "dispatched"
+        new_state = IncidentState.FAILED if missed else IncidentState.DISPATCHED
         settled = (
             await session.execute(
-                update(Incident)
-                .where(Incident.id == incident_id, Incident.state == "dispatching")
-                .values(state=new_state, state_changed_at=db_now())
+                move_incident(IncidentState.DISPATCHING, new_state, Incident.id == incident_id)
                 .returning(Incident.device_id)
-                .execution_options(synchronize_session=False)
             )
         ).first()
         if settled is None:
             return None
-        await add_contact_notifications(session, incident_id, settled.device_id, new_state)
-        add_audit(session, incident_id, actor, new_state, {"reached": sorted(reached), "missed": missed})
+        # The guardians' notice is named after the state: "dispatched" or "failed".
+        await add_contact_notifications(session, incident_id, settled.device_id, new_state.value)
+        add_audit(session, incident_id, actor, new_state.value, {"reached": sorted(reached), "missed": missed})
     if events is not None:
         view = await get_incident(db, incident_id)
         if view is not None:
@@ -298,10 +301,16 @@ async def settle_incident(db: Database, incident_id: uuid.UUID, events: Incident
     return new_state
 
 
-async def _update(session: Any, model: Any, where: Any, **values: Any) -> int:
-    result = await session.execute(
-        update(model).where(where).values(**values).execution_options(synchronize_session=False)
-    )
+async def _move(
+    session: Any,
+    model: type[DispatchOutbox] | type[ContactNotification],
+    sources: tuple[DeliveryState, ...],
+    new_state: DeliveryState,
+    *where: Any,
+    **values: Any,
+) -> int:
+    """How many rows moved from ``sources`` to ``new_state`` (:func:`shared.incidents.move_deliveries`)."""
+    result = await session.execute(move_deliveries(model, sources, new_state, *where).values(**values))
     return int(result.rowcount)
 
 

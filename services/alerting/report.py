@@ -34,9 +34,10 @@ from shared.db import Database, Device, EmergencyContact
 from shared.db.clock import db_now
 from shared.incidents import ClipInfo
 from shared.db.models import ContactNotification, DispatchOutbox, Incident, IncidentClip
+from shared.incident_state import DeliveryState, IncidentState
 from shared.taxonomy import by_key
 
-REPORTED_STATES = ("dispatched", "failed")
+REPORTED_STATES = (IncidentState.DISPATCHED, IncidentState.FAILED)
 # How long after the clip's end the gateway may take to encode and store it.
 CLIP_UPLOAD_SLACK_S = 3.0
 
@@ -101,7 +102,7 @@ class ReportBuilder:
                     "label_ko": by_key(h.class_key).label_ko,
                     "label_en": by_key(h.class_key).label_en,
                     "detected_at": _iso(h.detected_at),
-                    "state": h.state,
+                    "state": h.state.value,
                 }
                 for h in history
             ],
@@ -119,7 +120,8 @@ class ReportBuilder:
                         select(DispatchOutbox.agency_id)
                         .where(
                             DispatchOutbox.incident_id == incident.id,
-                            DispatchOutbox.state == ("sent" if row.event == "dispatched" else "failed"),
+                            DispatchOutbox.state
+                            == (DeliveryState.SENT if row.event == "dispatched" else DeliveryState.FAILED),
                         )
                         .distinct()
                     )

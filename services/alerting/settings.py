@@ -77,17 +77,14 @@ def _dev_agencies() -> dict[str, AgencyConfig]:
 class AlertingSettings(ServiceSettings):
     """Everything the alerting worker needs; built once in ``main`` and passed down.
 
-    Outside development it refuses the development webhook secret, like the base class
-    refuses the development ``secret_key``.
+    Outside development it refuses the development webhook secret (and ``clips`` the
+    development clip-signing secret).
     """
 
     model_config = SettingsConfigDict(
         env_prefix="HEARO_ALERTING_", extra="ignore", populate_by_name=True
     )
 
-    environment: str = Field(
-        default="development", validation_alias=AliasChoices("HEARO_ALERTING_ENVIRONMENT", "HEARO_ENVIRONMENT")
-    )
     database_url: str = Field(default=DEFAULT_DATABASE_URL, validation_alias=DATABASE_URL_ENV)
     data_dir: Path = Field(
         default=DEFAULT_DATA_DIR, validation_alias=AliasChoices("HEARO_ALERTING_DATA_DIR", "HEARO_DATA_DIR")
@@ -139,7 +136,7 @@ class AlertingSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _development_defaults(self) -> AlertingSettings:
-        if self.environment == "development":
+        if self.development:
             if not self.sms_provider_url:
                 self.sms_provider_url = f"{DEV_AGENCY_URL}/sms"
             return self

@@ -31,14 +31,15 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, exists, func, insert, or_, select, update
 
-from services.alerting.dispatch import OPEN_DELIVERY_STATES, TABLES, claimable, settle_incident
+from services.alerting.dispatch import TABLES, claimable, settle_incident
 from services.alerting.faults import FaultInjector
 from services.alerting.routing import Router
 from shared.db import Database
 from shared.db.clock import db_now
 from shared.db.models import AlertingWorker, DispatchOutbox, Incident
 from shared.incident_events import IncidentEvents, IncidentUpdate
-from shared.incidents import add_audit
+from shared.incident_state import OPEN_DELIVERY_STATES, DeliveryState, IncidentState
+from shared.incidents import add_audit, move_incident
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ class Sweeper:
             due = (
                 await session.scalars(
                     select(Incident.id)
-                    .where(Incident.state == "pending", Incident.deadline_at <= db_now())
+                    .where(Incident.state == IncidentState.PENDING, Incident.deadline_at <= db_now())
                     .order_by(Incident.deadline_at)
                     .limit(self.policy.claim_batch)
                     .with_for_update(skip_locked=True)
@@ -177,21 +178,15 @@ class Sweeper:
             # and a cancel may have won in between.
             claimed = (
                 await session.execute(
-                    update(Incident)
-                    .where(Incident.id.in_(due), Incident.state == "pending")
-                    .values(
-                        state="dispatching",
-                        trigger=func.coalesce(Incident.trigger, "deadline"),
-                        state_changed_at=db_now(),
-                    )
+                    move_incident(IncidentState.PENDING, IncidentState.DISPATCHING, Incident.id.in_(due))
+                    .values(trigger=func.coalesce(Incident.trigger, "deadline"))
                     .returning(Incident.id, Incident.device_id, Incident.class_key, Incident.deadline_at,
                                Incident.state_changed_at)
-                    .execution_options(synchronize_session=False)
                 )
             ).all()
             rows = [
                 {"incident_id": c.id, "agency_id": p.agency_id, "position": p.position, "kind": p.kind,
-                 "state": "pending" if p.position == 0 else "standby"}
+                 "state": DeliveryState.PENDING if p.position == 0 else DeliveryState.STANDBY}
                 for c in claimed
                 for p in self.router.plan(c.class_key)
             ]
@@ -201,13 +196,13 @@ class Sweeper:
                     [{**row, "id": uuid.uuid4()} for row in rows],
                 )
             for c in claimed:
-                add_audit(session, c.id, self.owner, "dispatching",
+                add_audit(session, c.id, self.owner, IncidentState.DISPATCHING.value,
                           {"agencies": list(self.router.agencies_for(c.class_key))})
         self.faults.step("after_incident_claim")
         if self.events is not None:
             for c in claimed:
                 await self.events.publish(
-                    IncidentUpdate(str(c.id), str(c.device_id), "dispatching", c.deadline_at.isoformat(),
+                    IncidentUpdate(str(c.id), str(c.device_id), IncidentState.DISPATCHING, c.deadline_at.isoformat(),
                                    c.state_changed_at.isoformat(),
                                    {"agencies": list(self.router.agencies_for(c.class_key))})
                 )
@@ -274,7 +269,7 @@ class Sweeper:
         async with self.db.session() as session:
             stuck = (
                 await session.scalars(
-                    select(Incident.id).where(Incident.state == "dispatching", ~open_rows).limit(100)
+                    select(Incident.id).where(Incident.state == IncidentState.DISPATCHING, ~open_rows).limit(100)
                 )
             ).all()
         settled = 0
@@ -287,7 +282,7 @@ class Sweeper:
         async with self.db.session() as session:
             row = (
                 await session.execute(
-                    select(func.min(Incident.deadline_at), db_now()).where(Incident.state == "pending")
+                    select(func.min(Incident.deadline_at), db_now()).where(Incident.state == IncidentState.PENDING)
                 )
             ).one()
         next_deadline, now = row

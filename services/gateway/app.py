@@ -39,7 +39,8 @@ from services.gateway.settings import GatewaySettings
 from shared.clips import create_clip_store
 from shared.db import Database, Device, upgrade_database
 from shared.features.spec import spec_by_name
-from shared.incident_events import IncidentWatcher, create_incident_events
+from shared.incident_events import create_incident_events
+from shared.incident_watcher import IncidentWatcher
 
 log = logging.getLogger(__name__)
 

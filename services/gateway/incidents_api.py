@@ -34,12 +34,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.gateway.auth import CurrentDevice, DatabaseDep
 from shared.clips import CONTENT_TYPE, ClipStore, LocalClipStore, verify_clip_token
 from shared.incident_events import IncidentEvents
+from shared.incident_state import ActionOutcome, IncidentAction
 from shared.incidents import (
-    CancelOutcome,
-    ConfirmOutcome,
-    IncidentView,
-    cancel_incident,
-    confirm_incident,
+    ActionResult,
+    act_on_incident,
     get_incident,
     incident_clip,
     incident_deliveries,
@@ -51,15 +49,6 @@ router = APIRouter(tags=["incidents"])
 
 # How long the clip link in ``GET /v1/incidents/{id}`` stays valid.
 CLIP_LINK_TTL_S = 3600
-
-_CANCEL_CONFLICT = {
-    CancelOutcome.ALREADY_REPORTED: "the report has already gone out; it cannot be cancelled",
-    CancelOutcome.REPORT_FAILED: "the report was attempted and could not be delivered; call 112/119 directly",
-}
-_CONFIRM_CONFLICT = {
-    ConfirmOutcome.CANCELLED: "the incident was cancelled; nothing will be reported",
-    ConfirmOutcome.REPORT_FAILED: "the report was attempted and could not be delivered; call 112/119 directly",
-}
 
 
 def get_events(request: Request) -> IncidentEvents:
@@ -86,11 +75,16 @@ def _not_found() -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, {"code": "unknown_incident", "message": "no such incident"})
 
 
-def _conflict(code: str, message: str, incident: IncidentView | None) -> HTTPException:
-    return HTTPException(
-        status.HTTP_409_CONFLICT,
-        {"code": code, "message": message, "incident": incident.to_json() if incident else None},
-    )
+def _answer(result: ActionResult) -> dict[str, Any]:
+    """200 when the incident stands as asked (a repeat included), else 409 with the truth."""
+    if result.outcome is ActionOutcome.NOT_FOUND or result.incident is None:
+        raise _not_found()
+    if not result.fulfilled:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            {"code": result.outcome.value, "message": result.outcome.message, "incident": result.incident.to_json()},
+        )
+    return {"outcome": result.outcome.value, "incident": result.incident.to_json()}
 
 
 @router.post("/v1/incidents/{incident_id}/cancel")
@@ -98,27 +92,20 @@ async def cancel(
     incident_id: uuid.UUID, device: CurrentDevice, db: DatabaseDep, events: EventsDep, body: CancelRequest | None = None
 ) -> dict[str, Any]:
     """Cancel while the countdown runs: then it is never reported. Loses to the deadline truthfully."""
-    result = await cancel_incident(
-        db, incident_id, device_id=device.id, reason=body.reason if body else None, events=events, actor="rest"
+    reason = body.reason if body else None
+    return _answer(
+        await act_on_incident(
+            db, incident_id, IncidentAction.CANCEL, device_id=device.id, reason=reason, events=events, actor="rest"
+        )
     )
-    if result.outcome is CancelOutcome.NOT_FOUND:
-        raise _not_found()
-    if result.outcome in _CANCEL_CONFLICT:
-        raise _conflict(result.outcome.value, _CANCEL_CONFLICT[result.outcome], result.incident)
-    assert result.incident is not None
-    return {"outcome": result.outcome.value, "incident": result.incident.to_json()}
 
 
 @router.post("/v1/incidents/{incident_id}/confirm")
 async def confirm(incident_id: uuid.UUID, device: CurrentDevice, db: DatabaseDep, events: EventsDep) -> dict[str, Any]:
     """Report now (SOS): the deadline becomes now and the worker reports within a sweep."""
-    result = await confirm_incident(db, incident_id, device_id=device.id, events=events, actor="rest")
-    if result.outcome is ConfirmOutcome.NOT_FOUND:
-        raise _not_found()
-    if result.outcome in _CONFIRM_CONFLICT:
-        raise _conflict(result.outcome.value, _CONFIRM_CONFLICT[result.outcome], result.incident)
-    assert result.incident is not None
-    return {"outcome": result.outcome.value, "incident": result.incident.to_json()}
+    return _answer(
+        await act_on_incident(db, incident_id, IncidentAction.CONFIRM, device_id=device.id, events=events, actor="rest")
+    )
 
 
 @router.get("/v1/incidents")

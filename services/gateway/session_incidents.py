@@ -33,22 +33,20 @@ from services.gateway.ring_buffer import RingBuffer
 from shared.clips import CLIP_AFTER_S, CLIP_BEFORE_S, ClipStore
 from shared.db import Database, Device
 from shared.detector import DetectionEvent
-from shared.incident_events import IncidentEvents, IncidentUpdate, IncidentWatcher
+from shared.incident_events import IncidentEvents, IncidentUpdate
+from shared.incident_state import ActionOutcome, IncidentAction, IncidentState
+from shared.incident_watcher import IncidentWatcher
 from shared.incidents import (
     COUNTDOWN_S,
-    CancelOutcome,
-    ConfirmOutcome,
-    IncidentState,
     IncidentView,
     Location,
     OpenedIncident,
     ScorePoint,
+    act_on_incident,
     archive_clip,
-    cancel_incident,
-    confirm_incident,
     open_incident,
 )
-from shared.protocol import ErrorCode, ErrorMessage, IncidentMessage, Message
+from shared.protocol import CancelMessage, ConfirmMessage, ErrorCode, ErrorMessage, IncidentMessage, Message
 
 log = logging.getLogger(__name__)
 
@@ -57,19 +55,6 @@ Send = Callable[[Message], Awaitable[None]]
 
 _ARCHIVE_ATTEMPTS = 3
 _ARCHIVE_RETRY_S = 1.0
-
-_CANCEL_TEXT = {
-    CancelOutcome.CANCELLED: "cancelled: nothing will be reported",
-    CancelOutcome.ALREADY_CANCELLED: "already cancelled: nothing will be reported",
-    CancelOutcome.ALREADY_REPORTED: "already reported: the report has gone out and cannot be cancelled",
-    CancelOutcome.REPORT_FAILED: "the report was attempted and could not be delivered; call 112/119 directly",
-}
-_CONFIRM_TEXT = {
-    ConfirmOutcome.CONFIRMED: "reporting now",
-    ConfirmOutcome.ALREADY_REPORTED: "already reported",
-    ConfirmOutcome.CANCELLED: "the incident was cancelled; nothing will be reported",
-    ConfirmOutcome.REPORT_FAILED: "the report was attempted and could not be delivered; call 112/119 directly",
-}
 
 
 class IncidentBackend:
@@ -124,7 +109,7 @@ class SessionIncidents:
         self.session_id = session_id
         self._send = send
         self._followers: dict[str, asyncio.Task[None]] = {}
-        self._told: dict[str, tuple[str, str]] = {}  # the (state, deadline) the client last heard
+        self._told: dict[str, tuple[IncidentState, str]] = {}  # the (state, deadline) the client last heard
         self._clips_due: dict[uuid.UUID, float] = {}  # incident -> detection stream time
         self._ended: RingBuffer | None = None  # the audio is over; clips are cut from this
         self._closed = False
@@ -191,47 +176,31 @@ class SessionIncidents:
 
     # --- the client's cancel and confirm ----------------------------------------------------
 
-    async def cancel(self, incident_id: str, reason: str | None) -> None:
-        """Answer a ``cancel``: an ``incident`` message with the truth, or ``unknown_incident``."""
-        key = _incident_uuid(incident_id)
+    async def act(self, message: CancelMessage | ConfirmMessage) -> None:
+        """Answer a ``cancel`` or ``confirm``: an ``incident`` message with the truth, or
+        ``unknown_incident``."""
+        action = IncidentAction(message.type)
+        reason = message.reason if isinstance(message, CancelMessage) else None
+        key = _incident_uuid(message.incident_id)
         if key is None:
-            await self._send(_unknown(incident_id))
+            await self._send(_unknown(message.incident_id))
             return
         try:
-            result = await cancel_incident(
-                self.backend.db, key, device_id=self.device.id, reason=reason, events=self.backend.events
+            result = await act_on_incident(
+                self.backend.db, key, action, device_id=self.device.id, reason=reason, events=self.backend.events
             )
         except Exception:
-            log.exception("session %s: cancel of %s failed", self.session_id, key)
-            await self._send(_not_recorded("cancel"))
+            log.exception("session %s: %s of %s failed", self.session_id, action, key)
+            await self._send(_not_recorded(action))
             return
-        if result.outcome is CancelOutcome.NOT_FOUND or result.incident is None:
-            await self._send(_unknown(incident_id))
+        if result.outcome is ActionOutcome.NOT_FOUND or result.incident is None:
+            await self._send(_unknown(message.incident_id))
             return
         detail: dict[str, Any] = {
-            "event": "cancel", "outcome": result.outcome.value, "message": _CANCEL_TEXT[result.outcome]
+            "event": action.value, "outcome": result.outcome.value, "message": result.outcome.message
         }
-        if result.incident.cancel_reason:
+        if action is IncidentAction.CANCEL and result.incident.cancel_reason:
             detail["reason"] = result.incident.cancel_reason
-        await self._tell(incident_message(result.incident, detail), always=True)
-        self.follow(result.incident)
-
-    async def confirm(self, incident_id: str) -> None:
-        """Answer a ``confirm`` (report now) like ``cancel``."""
-        key = _incident_uuid(incident_id)
-        if key is None:
-            await self._send(_unknown(incident_id))
-            return
-        try:
-            result = await confirm_incident(self.backend.db, key, device_id=self.device.id, events=self.backend.events)
-        except Exception:
-            log.exception("session %s: confirm of %s failed", self.session_id, key)
-            await self._send(_not_recorded("confirm"))
-            return
-        if result.outcome is ConfirmOutcome.NOT_FOUND or result.incident is None:
-            await self._send(_unknown(incident_id))
-            return
-        detail = {"event": "confirm", "outcome": result.outcome.value, "message": _CONFIRM_TEXT[result.outcome]}
         await self._tell(incident_message(result.incident, detail), always=True)
         self.follow(result.incident)
 
@@ -243,12 +212,12 @@ class SessionIncidents:
         running = self._followers.get(key)
         if self._closed or view.state.is_final or (running is not None and not running.done()):
             return
-        known = (view.state.value, view.deadline_at.isoformat())
+        known = (view.state, view.deadline_at.isoformat())
         self._followers[key] = asyncio.create_task(
             self._follow(view.id, known), name=f"session-{self.session_id}-follow-{key}"
         )
 
-    async def _follow(self, incident_id: uuid.UUID, known: tuple[str, str]) -> None:
+    async def _follow(self, incident_id: uuid.UUID, known: tuple[IncidentState, str]) -> None:
         while True:
             try:
                 async for update in self.backend.watcher.watch(incident_id, known=known):
@@ -327,7 +296,7 @@ def incident_message(view: IncidentView, detail: dict[str, Any]) -> IncidentMess
     pending = view.state is IncidentState.PENDING
     return IncidentMessage(
         incident_id=str(view.id),
-        state=view.state.value,
+        state=view.state,
         deadline_at=view.deadline_at,
         seconds_left=round(view.seconds_left, 3) if pending else None,
         detail=detail,
@@ -338,7 +307,7 @@ def update_message(update: IncidentUpdate) -> IncidentMessage:
     """An ``incident`` message from a pushed or polled update (no seconds left: count to the deadline)."""
     return IncidentMessage(
         incident_id=update.incident_id,
-        state=update.state,  # type: ignore[arg-type]  # the states are the same five
+        state=update.state,
         deadline_at=datetime.fromisoformat(update.deadline_at),
         detail={"event": "update", **update.detail},
     )
@@ -355,7 +324,7 @@ def _unknown(incident_id: str) -> ErrorMessage:
     return ErrorMessage(code=ErrorCode.UNKNOWN_INCIDENT, message=f"this device has no incident {incident_id!r}")
 
 
-def _not_recorded(action: str) -> ErrorMessage:
+def _not_recorded(action: IncidentAction) -> ErrorMessage:
     return ErrorMessage(
         code=ErrorCode.INCIDENT_UNAVAILABLE,
         message=f"the {action} could not be recorded; try again (or POST /v1/incidents/<id>/{action})",

@@ -472,12 +472,9 @@ class StreamSession:
                     message=f"no incident {message.incident_id!r}: this gateway does not record incidents",
                 )
             )
-        elif isinstance(message, CancelMessage):
+        elif isinstance(message, CancelMessage | ConfirmMessage):
             assert self.incidents is not None
-            await self.incidents.cancel(message.incident_id, message.reason)
-        elif isinstance(message, ConfirmMessage):
-            assert self.incidents is not None
-            await self.incidents.confirm(message.incident_id)
+            await self.incidents.act(message)
         else:
             await self._send(
                 ErrorMessage(code=ErrorCode.UNEXPECTED_MESSAGE, message="the session has already started")

@@ -8,6 +8,7 @@ consented to. Its bearer token is never stored: only the SHA-256 of it.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Enum,
     Float,
     ForeignKey,
     Index,
@@ -28,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.db.base import Base
+from shared.incident_state import OPEN_INCIDENT_STATES, DeliveryState, IncidentState
 
 
 class Device(Base):
@@ -97,18 +100,25 @@ class EmergencyContact(Base):
     device: Mapped[Device] = relationship(back_populates="contacts")
 
 
-# --- Incidents (alerting). States and transitions: shared/incidents.py; guarantees: docs/incidents.md.
+# --- Incidents (alerting). States and transitions: shared/incident_state.py; lifecycle:
+# shared/incidents.py; guarantees: docs/incidents.md.
 
-INCIDENT_STATES = ("pending", "cancelled", "dispatching", "dispatched", "failed")
-# An incident is open (takes more evidence instead of a second incident) in these states.
-OPEN_INCIDENT_STATES = ("pending", "dispatching")
-DELIVERY_STATES = ("standby", "pending", "sending", "sent", "failed", "skipped")
 # What a guardian is told: the detection, the report going out, its cancel, or that it failed.
 CONTACT_EVENTS = ("detected", "dispatched", "cancelled", "failed")
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+def _in(column: str, values: Iterable[str]) -> str:
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+
+
+def _state_type(states: type[IncidentState] | type[DeliveryState]) -> Enum:
+    # VARCHAR(16) holding the enum's values; reads come back as members and an unknown name
+    # is refused before it reaches the database. The CHECK constraint is declared on the
+    # table under the name the migrations gave it, so the type adds none of its own.
+    return Enum(
+        states, native_enum=False, create_constraint=False, length=16, validate_strings=True,
+        values_callable=lambda members: [member.value for member in members],
+    )
 
 
 class Incident(Base):
@@ -120,7 +130,7 @@ class Incident(Base):
 
     __tablename__ = "incidents"
     __table_args__ = (
-        CheckConstraint(_in("state", INCIDENT_STATES), name="state"),
+        CheckConstraint(_in("state", IncidentState), name="state"),
         Index("ix_incidents_due", "state", "deadline_at"),
         Index("ix_incidents_device_detected", "device_id", "detected_at"),
         Index(
@@ -142,7 +152,7 @@ class Incident(Base):
     detections: Mapped[int] = mapped_column(Integer, default=1)
     detected_at: Mapped[datetime]
     deadline_at: Mapped[datetime]
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[IncidentState] = mapped_column(_state_type(IncidentState))
     state_changed_at: Mapped[datetime]
     # "deadline" or "confirmed": what made it go out; None until it does.
     trigger: Mapped[str | None] = mapped_column(String(16))
@@ -164,7 +174,7 @@ class _DeliveryColumns:
     incident_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[DeliveryState] = mapped_column(_state_type(DeliveryState))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     enqueued_at: Mapped[datetime | None]
@@ -184,7 +194,7 @@ class DispatchOutbox(_DeliveryColumns, Base):
     __tablename__ = "dispatch_outbox"
     __table_args__ = (
         UniqueConstraint("incident_id", "agency_id", "position", name="uq_dispatch_outbox_delivery"),
-        CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
+        CheckConstraint(_in("state", DeliveryState), name="state"),
         Index("ix_dispatch_outbox_due", "state", "next_attempt_at"),
     )
 
@@ -197,7 +207,7 @@ class ContactNotification(_DeliveryColumns, Base):
     __tablename__ = "contact_notifications"
     __table_args__ = (
         UniqueConstraint("incident_id", "contact_id", "event", "position", name="uq_contact_notifications_delivery"),
-        CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
+        CheckConstraint(_in("state", DeliveryState), name="state"),
         CheckConstraint(_in("event", CONTACT_EVENTS), name="event"),
         Index("ix_contact_notifications_due", "state", "next_attempt_at"),
     )

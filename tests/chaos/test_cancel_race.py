@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from shared.db import Database
-from shared.incidents import CancelOutcome, cancel_incident, get_incident
+from shared.incident_state import ActionOutcome, IncidentAction
+from shared.incidents import act_on_incident, get_incident
 from tests.alerting_support import (
     FAST,
     AgencyServer,
@@ -40,7 +41,7 @@ async def test_cancel_racing_the_deadline(
             view = await get_incident(alerting_pg, incident_id)
             assert view is not None
             await asyncio.sleep(max(0.0, view.seconds_left + rng.uniform(-0.1, 0.4)))
-            return incident_id, await cancel_incident(alerting_pg, incident_id, reason="race")
+            return incident_id, await act_on_incident(alerting_pg, incident_id, IncidentAction.CANCEL, reason="race")
 
         results = await asyncio.gather(*(cancel_at_deadline(i) for i in ids))
         assert await settled(alerting_pg, timeout_s=30), workers.logs()
@@ -48,10 +49,10 @@ async def test_cancel_racing_the_deadline(
     reported = {(d["payload"]["data"]["incident_id"]) for d in agency.reports()}
     outcomes = {o.outcome for _, o in results}
     for incident_id, result in results:
-        if result.outcome is CancelOutcome.CANCELLED:
+        if result.outcome is ActionOutcome.CANCELLED:
             assert str(incident_id) not in reported
         else:
-            assert result.outcome is CancelOutcome.ALREADY_REPORTED and str(incident_id) in reported
-    won = sum(1 for _, r in results if r.outcome is CancelOutcome.CANCELLED)
+            assert result.outcome is ActionOutcome.ALREADY_REPORTED and str(incident_id) in reported
+    won = sum(1 for _, r in results if r.outcome is ActionOutcome.CANCELLED)
     print(f"\ncancel race: {won} cancels won, {len(results) - won} lost; {figures}")
-    assert outcomes == {CancelOutcome.CANCELLED, CancelOutcome.ALREADY_REPORTED}
+    assert outcomes == {ActionOutcome.CANCELLED, ActionOutcome.ALREADY_REPORTED}

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from shared.db import Database
-from shared.incidents import cancel_incident
+from shared.incident_state import IncidentAction
+from shared.incidents import act_on_incident
 from tests.alerting_support import (
     FAST,
     AgencyServer,
@@ -31,7 +32,7 @@ async def test_every_message_twice(
     env = worker_env(alerting_pg.url, data_dir, agency, broker_url=redis_broker_url, fault_duplicate_messages="1", **FAST)
     ids = await open_incidents(alerting_pg, 16, countdown_s=1.0, spread_s=1.0, contacts_every=2)
     for incident_id in ids[::4]:
-        await cancel_incident(alerting_pg, incident_id)
+        await act_on_incident(alerting_pg, incident_id, IncidentAction.CANCEL)
     with WorkerSupervisor(env, tmp_path / "logs", count=2) as workers:
         assert await settled(alerting_pg, timeout_s=30), workers.logs()
     figures = await assert_exactly_once(alerting_pg, agency)

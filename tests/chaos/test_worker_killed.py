@@ -11,7 +11,8 @@ import pytest
 
 from services.alerting.faults import STEPS
 from shared.db import Database
-from shared.incidents import cancel_incident
+from shared.incident_state import IncidentAction
+from shared.incidents import act_on_incident
 from tests.alerting_support import (
     FAST,
     AgencyServer,
@@ -33,7 +34,7 @@ async def test_kill_at_step(step: str, alerting_pg: Database, agency: AgencyServ
     )
     ids = await open_incidents(alerting_pg, 12, countdown_s=1.5, spread_s=2.0, contacts_every=4)
     for incident_id in ids[1::5]:
-        await cancel_incident(alerting_pg, incident_id, reason="chaos")
+        await act_on_incident(alerting_pg, incident_id, IncidentAction.CANCEL, reason="chaos")
     with WorkerSupervisor(env, tmp_path / "logs", count=2) as workers:
         ok = await settled(alerting_pg, timeout_s=60)
         assert ok, workers.logs()

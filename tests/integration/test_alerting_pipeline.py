@@ -18,7 +18,8 @@ from moto.server import ThreadedMotoServer
 from shared.clips import ClipStorageSettings, create_clip_store
 from shared.db import Database
 from shared.incident_events import RedisIncidentEvents
-from shared.incidents import CancelOutcome, ConfirmOutcome, archive_clip, cancel_incident, confirm_incident, open_incident
+from shared.incident_state import ActionOutcome, IncidentAction
+from shared.incidents import act_on_incident, archive_clip, open_incident
 from tests.alerting_support import (  # noqa: F401 (fixtures)
     FAST,
     AgencyServer,
@@ -76,9 +77,9 @@ async def test_report_with_s3_clip_contacts_and_pubsub_updates(
             samples = np.random.default_rng(1).uniform(-0.3, 0.3, 16000 * 30).astype(np.float32)
             clip = await archive_clip(db, store, a.id, samples, 16000)
             b = (await open_incident(db, device_id=cancelled, class_key="crime", confidence=0.9, countdown_s=2.0)).incident
-            assert (await cancel_incident(db, b.id, events=events)).outcome is CancelOutcome.CANCELLED
+            assert (await act_on_incident(db, b.id, IncidentAction.CANCEL, events=events)).outcome is ActionOutcome.CANCELLED
             c = (await open_incident(db, device_id=confirmed, class_key="help", confidence=0.9, countdown_s=600)).incident
-            assert (await confirm_incident(db, c.id, events=events)).outcome is ConfirmOutcome.CONFIRMED
+            assert (await act_on_incident(db, c.id, IncidentAction.CONFIRM, events=events)).outcome is ActionOutcome.CONFIRMED
             assert await settled(db, timeout_s=30), workers.logs()
 
         seen: dict[str, list[str]] = {}

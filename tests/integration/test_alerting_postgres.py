@@ -11,8 +11,15 @@ from sqlalchemy import func, select
 
 from shared.db import Database
 from shared.db.models import DispatchOutbox, Incident
-from shared.incidents import CancelOutcome, cancel_incident, open_incident
-from tests.alerting_support import alerting_pg, make_device, open_incidents, sweeper  # noqa: F401 (fixture)
+from shared.incident_state import ActionOutcome, IncidentAction, IncidentState
+from shared.incidents import act_on_incident, open_incident
+from tests.alerting_support import (  # noqa: F401 (fixture)
+    alerting_pg,
+    assert_states_enforced,
+    make_device,
+    open_incidents,
+    sweeper,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -22,6 +29,10 @@ async def test_deadline_is_exact_on_the_database_clock(alerting_pg: Database) ->
     incident = (await open_incident(alerting_pg, device_id=device, class_key="gas", confidence=0.9, countdown_s=60)).incident
     assert incident.deadline_at - incident.detected_at == timedelta(seconds=60)
     assert 59.0 < incident.seconds_left <= 60.0
+
+
+async def test_state_columns_take_the_enums_states_and_nothing_else(alerting_pg: Database) -> None:
+    await assert_states_enforced(alerting_pg)
 
 
 async def test_concurrent_sweepers_claim_each_incident_once(alerting_pg: Database) -> None:
@@ -52,7 +63,7 @@ async def test_cancel_racing_the_claim_has_one_winner(alerting_pg: Database) -> 
 
     async def cancel(incident_id):  # type: ignore[no-untyped-def]
         await asyncio.sleep(0.3 + (hash(incident_id) % 60) / 200)
-        outcomes[(await cancel_incident(alerting_pg, incident_id)).outcome.value] += 1
+        outcomes[(await act_on_incident(alerting_pg, incident_id, IncidentAction.CANCEL)).outcome.value] += 1
 
     await asyncio.gather(keep_claiming(), *(cancel(i) for i in ids))
     async with alerting_pg.session() as session:
@@ -60,6 +71,6 @@ async def test_cancel_racing_the_claim_has_one_winner(alerting_pg: Database) -> 
             select(Incident.state, func.count()).group_by(Incident.state)
         )).all())
         with_outbox = await session.scalar(select(func.count(func.distinct(DispatchOutbox.incident_id))))
-    assert outcomes[CancelOutcome.CANCELLED.value] == rows.get("cancelled", 0)
-    assert outcomes[CancelOutcome.ALREADY_REPORTED.value] == rows.get("dispatching", 0) == with_outbox
+    assert outcomes[ActionOutcome.CANCELLED.value] == rows.get(IncidentState.CANCELLED, 0)
+    assert outcomes[ActionOutcome.ALREADY_REPORTED.value] == rows.get(IncidentState.DISPATCHING, 0) == with_outbox
     assert sum(outcomes.values()) == len(ids)

@@ -24,6 +24,7 @@ from shared.db import (
     database_url_from_env,
     upgrade_database,
 )
+from tests.alerting_support import assert_states_enforced
 
 
 def new_device(token_hash: str = "0" * 64) -> Device:
@@ -156,3 +157,7 @@ def test_database_url_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HEARO_DATABASE_URL", "postgresql+asyncpg://hearo/db")
     assert GatewaySettings().database_url == database_url_from_env() == "postgresql+asyncpg://hearo/db"
     assert GatewaySettings(database_url="sqlite+aiosqlite:///x.db").database_url.endswith("x.db")
+
+
+async def test_state_columns_take_the_enums_states_and_nothing_else(sqlite_db: Database) -> None:
+    await assert_states_enforced(sqlite_db)

@@ -27,7 +27,8 @@ from shared.clips import LocalClipStore
 from shared.db import Database
 from shared.db.clock import db_now
 from shared.db.models import AlertingWorker, AuditEntry, ContactNotification, DispatchOutbox
-from shared.incidents import IncidentState, archive_clip, cancel_incident, confirm_incident, get_incident, open_incident
+from shared.incident_state import IncidentAction, IncidentState
+from shared.incidents import act_on_incident, archive_clip, get_incident, open_incident
 from tests.alerting_support import SECRET, make_device
 
 AGENCIES = {
@@ -145,10 +146,10 @@ async def test_nothing_is_claimed_before_the_deadline_or_after_a_cancel(harness:
     device = await make_device(harness.db)
     early = (await open_incident(harness.db, device_id=device, class_key="fire", confidence=0.9, countdown_s=60)).incident
     cancelled = await due_incident(harness.db)
-    await cancel_incident(harness.db, cancelled)
+    await act_on_incident(harness.db, cancelled, IncidentAction.CANCEL)
     assert (await harness.sweeper.sweep_once()).claimed == 0
     assert await outbox(harness.db, early.id) == [] and await outbox(harness.db, cancelled) == []
-    await confirm_incident(harness.db, early.id)
+    await act_on_incident(harness.db, early.id, IncidentAction.CONFIRM)
     assert (await harness.sweeper.sweep_once()).claimed == 1
 
 

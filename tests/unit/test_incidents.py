@@ -15,16 +15,13 @@ from sqlalchemy import func, select
 from shared.clips import LocalClipStore, verify_clip_token
 from shared.db import Database
 from shared.db.models import AuditEntry, ContactNotification, DispatchOutbox
-from shared.incident_events import IncidentWatcher, LocalIncidentEvents
+from shared.incident_events import LocalIncidentEvents
+from shared.incident_state import ActionOutcome, IncidentAction, IncidentState
 from shared.incidents import (
-    CancelOutcome,
-    ConfirmOutcome,
-    IncidentState,
     Location,
     ScorePoint,
+    act_on_incident,
     archive_clip,
-    cancel_incident,
-    confirm_incident,
     get_incident,
     incident_clip,
     list_incidents,
@@ -114,15 +111,15 @@ async def test_cancel_wins_while_pending_and_is_reported_truthfully_after(sqlite
     device = await make_device(sqlite_db, contacts=1)
     incident = (await open_incident(sqlite_db, device_id=device, class_key="fire", confidence=0.9)).incident
     async with events.subscribe() as updates:
-        result = await cancel_incident(sqlite_db, incident.id, device_id=device, reason="toast", events=events)
+        result = await act_on_incident(sqlite_db, incident.id, IncidentAction.CANCEL, device_id=device, reason="toast", events=events)
         update = await asyncio.wait_for(anext(updates), 1)
-    assert result.outcome is CancelOutcome.CANCELLED and result.incident is not None
+    assert result.outcome is ActionOutcome.CANCELLED and result.incident is not None
     assert result.incident.state is IncidentState.CANCELLED and result.incident.cancel_reason == "toast"
     assert update.state == "cancelled" and update.detail == {"reason": "toast"}
-    again = await cancel_incident(sqlite_db, incident.id, device_id=device)
-    assert again.outcome is CancelOutcome.ALREADY_CANCELLED
-    confirm = await confirm_incident(sqlite_db, incident.id, device_id=device)
-    assert confirm.outcome is ConfirmOutcome.CANCELLED
+    again = await act_on_incident(sqlite_db, incident.id, IncidentAction.CANCEL, device_id=device)
+    assert again.outcome is ActionOutcome.ALREADY_CANCELLED
+    confirm = await act_on_incident(sqlite_db, incident.id, IncidentAction.CONFIRM, device_id=device)
+    assert confirm.outcome is ActionOutcome.CANCELLED
     async with sqlite_db.session() as session:
         states = (await session.scalars(
             select(ContactNotification.state).where(ContactNotification.incident_id == incident.id)
@@ -136,17 +133,17 @@ async def test_cancel_after_the_deadline_claim_is_already_reported(sqlite_db: Da
     incident = (await open_incident(sqlite_db, device_id=device, class_key="crime", confidence=0.9, countdown_s=0)).incident
     published: list[tuple[str, str]] = []
     assert await sweeper(sqlite_db, published).claim_due_incidents() == 1
-    result = await cancel_incident(sqlite_db, incident.id, device_id=device)
-    assert result.outcome is CancelOutcome.ALREADY_REPORTED
+    result = await act_on_incident(sqlite_db, incident.id, IncidentAction.CANCEL, device_id=device)
+    assert result.outcome is ActionOutcome.ALREADY_REPORTED
     assert result.incident is not None and result.incident.state is IncidentState.DISPATCHING
-    assert (await confirm_incident(sqlite_db, incident.id)).outcome is ConfirmOutcome.ALREADY_REPORTED
+    assert (await act_on_incident(sqlite_db, incident.id, IncidentAction.CONFIRM)).outcome is ActionOutcome.ALREADY_REPORTED
 
 
 async def test_cancel_of_another_devices_incident_is_not_found(sqlite_db: Database) -> None:
     owner, stranger = await make_device(sqlite_db), await make_device(sqlite_db)
     incident = (await open_incident(sqlite_db, device_id=owner, class_key="fire", confidence=0.9)).incident
-    assert (await cancel_incident(sqlite_db, incident.id, device_id=stranger)).outcome is CancelOutcome.NOT_FOUND
-    assert (await confirm_incident(sqlite_db, incident.id, device_id=stranger)).outcome is ConfirmOutcome.NOT_FOUND
+    assert (await act_on_incident(sqlite_db, incident.id, IncidentAction.CANCEL, device_id=stranger)).outcome is ActionOutcome.NOT_FOUND
+    assert (await act_on_incident(sqlite_db, incident.id, IncidentAction.CONFIRM, device_id=stranger)).outcome is ActionOutcome.NOT_FOUND
     assert await get_incident(sqlite_db, incident.id, device_id=stranger) is None
     assert (await get_incident(sqlite_db, incident.id, device_id=owner)) is not None
 
@@ -154,8 +151,8 @@ async def test_cancel_of_another_devices_incident_is_not_found(sqlite_db: Databa
 async def test_confirm_moves_the_deadline_to_now(sqlite_db: Database) -> None:
     device = await make_device(sqlite_db)
     incident = (await open_incident(sqlite_db, device_id=device, class_key="help", confidence=0.9)).incident
-    result = await confirm_incident(sqlite_db, incident.id, device_id=device)
-    assert result.outcome is ConfirmOutcome.CONFIRMED and result.incident is not None
+    result = await act_on_incident(sqlite_db, incident.id, IncidentAction.CONFIRM, device_id=device)
+    assert result.outcome is ActionOutcome.CONFIRMED and result.incident is not None
     assert result.incident.seconds_left == 0.0 and result.incident.trigger == "confirmed"
     assert await sweeper(sqlite_db).claim_due_incidents() == 1
 
@@ -166,20 +163,20 @@ async def test_cancel_racing_the_deadline_has_exactly_one_winner(sqlite_db: Data
     incident = (await open_incident(sqlite_db, device_id=device, class_key="fire", confidence=0.9, countdown_s=0.02)).incident
     await asyncio.sleep(0.02 + round_ * 0.002)
     claimed, cancel = await asyncio.gather(
-        sweeper(sqlite_db).claim_due_incidents(), cancel_incident(sqlite_db, incident.id)
+        sweeper(sqlite_db).claim_due_incidents(), act_on_incident(sqlite_db, incident.id, IncidentAction.CANCEL)
     )
     async with sqlite_db.session() as session:
         rows = await session.scalar(select(func.count()).select_from(DispatchOutbox).where(DispatchOutbox.incident_id == incident.id))
-    if cancel.outcome is CancelOutcome.CANCELLED:
+    if cancel.outcome is ActionOutcome.CANCELLED:
         assert claimed == 0 and rows == 0
     else:
-        assert cancel.outcome is CancelOutcome.ALREADY_REPORTED and claimed == 1 and rows == 1
+        assert cancel.outcome is ActionOutcome.ALREADY_REPORTED and claimed == 1 and rows == 1
 
 
 async def test_history_filters(sqlite_db: Database) -> None:
     device = await make_device(sqlite_db)
     fire = (await open_incident(sqlite_db, device_id=device, class_key="fire", confidence=0.9)).incident
-    await cancel_incident(sqlite_db, fire.id)
+    await act_on_incident(sqlite_db, fire.id, IncidentAction.CANCEL)
     crime = (await open_incident(sqlite_db, device_id=device, class_key="crime", confidence=0.9)).incident
     assert [i.id for i in await list_incidents(sqlite_db, device)] == [crime.id, fire.id]
     assert [i.id for i in await list_incidents(sqlite_db, device, class_key="fire")] == [fire.id]
@@ -207,43 +204,3 @@ async def test_clip_is_archived_with_checksum_and_a_verifiable_link(sqlite_db: D
     assert not verify_clip_token("clip-secret", info.key, int(query["exp"]), query["sig"], now=int(query["exp"]))
     async with sqlite_db.session() as session:
         assert "clip" in (await session.scalars(select(AuditEntry.event).where(AuditEntry.incident_id == incident.id))).all()
-
-
-async def test_watcher_follows_through_polls_when_no_event_arrives(sqlite_db: Database) -> None:
-    device = await make_device(sqlite_db)
-    incident = (await open_incident(sqlite_db, device_id=device, class_key="fire", confidence=0.9)).incident
-    silent = LocalIncidentEvents()  # nobody publishes on it: only the poll can see the cancel
-    watcher = IncidentWatcher(sqlite_db, silent, poll_interval_s=0.05)
-    await watcher.start()
-    try:
-        seen: list[str] = []
-
-        async def follow() -> None:
-            async for update in watcher.watch(incident.id, known=(incident.state.value, incident.deadline_at.isoformat())):
-                seen.append(update.state)
-
-        task = asyncio.create_task(follow())
-        await asyncio.sleep(0.1)
-        await cancel_incident(sqlite_db, incident.id)
-        await asyncio.wait_for(task, 2)
-        assert seen == ["cancelled"]
-    finally:
-        await watcher.close()
-
-
-async def test_watcher_takes_pushed_events(sqlite_db: Database) -> None:
-    events = LocalIncidentEvents()
-    device = await make_device(sqlite_db)
-    incident = (await open_incident(sqlite_db, device_id=device, class_key="fire", confidence=0.9)).incident
-    watcher = IncidentWatcher(sqlite_db, events, poll_interval_s=30)
-    await watcher.start()
-    try:
-        updates = watcher.watch(incident.id, known=(incident.state.value, incident.deadline_at.isoformat()))
-        task = asyncio.create_task(anext(updates))
-        await asyncio.sleep(0.05)
-        await confirm_incident(sqlite_db, incident.id, events=events)
-        update = await asyncio.wait_for(task, 1)
-        assert update.state == "pending" and update.deadline_at != incident.deadline_at.isoformat()
-        await updates.aclose()
-    finally:
-        await watcher.close()

@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from shared.incident_state import IncidentState
 from shared.protocol import (
     CLOSE_CODES,
     CancelMessage,
@@ -147,7 +148,8 @@ def test_server_messages_round_trip_with_class_alias() -> None:
         StoppedMessage(stream_time_s=3.0, windows=3, detections=0),
         ErrorMessage(code=ErrorCode.BEHIND, message="dropped 2 windows"),
         IncidentMessage(
-            incident_id="7c0e", state="cancelled", deadline_at=datetime(2025, 1, 2, 3, 5, 5, tzinfo=timezone.utc),
+            incident_id="7c0e", state=IncidentState.CANCELLED,
+            deadline_at=datetime(2025, 1, 2, 3, 5, 5, tzinfo=timezone.utc),
             detail={"outcome": "cancelled", "reason": "dropped a pan"},
         ),
     ):
@@ -166,8 +168,9 @@ def test_every_error_code_has_a_close_code_or_is_a_warning() -> None:
 
 def test_incident_message_states_are_the_incident_states() -> None:
     deadline = datetime(2025, 1, 2, 3, 5, 5, tzinfo=timezone.utc)
-    for state in ("pending", "cancelled", "dispatching", "dispatched", "failed"):
-        message = IncidentMessage(incident_id="i", state=state, deadline_at=deadline)  # type: ignore[arg-type]
-        assert json.loads(message.to_json())["detail"] == {}
+    for state in IncidentState:
+        message = IncidentMessage(incident_id="i", state=state, deadline_at=deadline)
+        assert json.loads(message.to_json())["state"] == state.value
+        assert parse_server_message(message.to_json()) == message
     with pytest.raises(ValueError):
         parse_server_message('{"type": "incident", "incident_id": "i", "state": "lost", "deadline_at": "2025-01-02T03:05:05Z"}')

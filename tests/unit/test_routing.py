@@ -75,8 +75,6 @@ def test_channels_must_be_complete() -> None:
 
 def test_dev_webhook_secret_refused_outside_development(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="development default"):
-        AlertingSettings(environment="production", secret_key="real", agencies=AGENCIES)
-    settings = AlertingSettings(
-        environment="production", secret_key="real", agencies=AGENCIES, contact_webhook_secrets=[SECRET]
-    )
+        AlertingSettings(environment="production", agencies=AGENCIES)
+    settings = AlertingSettings(environment="production", agencies=AGENCIES, contact_webhook_secrets=[SECRET])
     assert settings.environment == "production"

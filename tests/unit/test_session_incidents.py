@@ -32,7 +32,8 @@ from shared.db import Database, Device, upgrade_database
 from shared.db.clock import db_now
 from shared.db.models import Incident
 from shared.features.spec import EFFICIENTAT_MEL
-from shared.incident_events import IncidentWatcher, LocalIncidentEvents
+from shared.incident_events import LocalIncidentEvents
+from shared.incident_watcher import IncidentWatcher
 from tests.gateway_support import (
     TOKEN,
     FakeClassifier,

@@ -25,6 +25,7 @@ from hearo.stream_client import (
     http_base,
     run_stream,
 )
+from shared.incident_state import IncidentState
 from shared.protocol import DetectionMessage, IncidentMessage
 
 
@@ -110,12 +111,16 @@ def test_the_countdown_uses_the_gateways_seconds_left_whatever_the_clocks() -> N
     )
     # "Report now" moves the deadline to the gateway's now: due at once here too.
     board.on_incident(
-        IncidentMessage(incident_id="a" * 32, state="pending", deadline_at=datetime.fromtimestamp(now + 20 + 30, UTC)),
+        IncidentMessage(
+            incident_id="a" * 32, state=IncidentState.PENDING, deadline_at=datetime.fromtimestamp(now + 20 + 30, UTC)
+        ),
         now + 20,
     )
     assert status.describe(now + 20).startswith("incident aaaaaaaa (fire): reporting in 0 s")
     board.on_incident(
-        IncidentMessage(incident_id="a" * 32, state="dispatched", deadline_at=deadline_at, detail={"reached": ["119"]}),
+        IncidentMessage(
+            incident_id="a" * 32, state=IncidentState.DISPATCHED, deadline_at=deadline_at, detail={"reached": ["119"]}
+        ),
         now + 21,
     )
     assert board.unresolved == [] and status.describe(now + 21) == "incident aaaaaaaa (fire): REPORTED to 119"
@@ -126,7 +131,7 @@ def test_evidence_joins_the_incident_without_a_new_countdown() -> None:
     board.on_detection(detection(incident_id="b" * 32), 0.0)
     assert board.incidents == {}  # no deadline: known from its incident message only
     board.on_incident(
-        IncidentMessage(incident_id="b" * 32, state="cancelled", deadline_at=datetime(2026, 1, 1, tzinfo=UTC),
+        IncidentMessage(incident_id="b" * 32, state=IncidentState.CANCELLED, deadline_at=datetime(2026, 1, 1, tzinfo=UTC),
                         detail={"event": "cancel", "reason": "toast"}),  # fmt: skip
         0.0,
     )
@@ -134,7 +139,7 @@ def test_evidence_joins_the_incident_without_a_new_countdown() -> None:
 
 
 def test_leaving_prints_how_to_cancel() -> None:
-    status = IncidentStatus("c" * 32, "pending", deadline=1_000_000.0, class_key="fire")
+    status = IncidentStatus("c" * 32, IncidentState.PENDING, deadline=1_000_000.0, class_key="fire")
     hint = cancel_hint(status, http_base("ws://10.0.0.5:8000/v1/stream"))
     assert "leaving did not cancel it" in hint
     assert f"hearo incident cancel {'c' * 32}" in hint
@@ -151,7 +156,7 @@ def test_ctrl_c_stops_the_audio_first_and_leaves_at_once_during_a_countdown() ->
         for pending in (False, True):
             view = _View("ws://x/v1/stream")
             if pending:
-                view.board.incidents["d"] = IncidentStatus("d", "pending", deadline=0.0)
+                view.board.incidents["d"] = IncidentStatus("d", IncidentState.PENDING, deadline=0.0)
             session = _Session(None, None, asyncio.Event(), view, json_output=True)  # type: ignore[arg-type]
             session.interrupt()
             seen.append((session.stop.is_set(), session.leave.is_set()))
