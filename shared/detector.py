@@ -23,6 +23,15 @@ match that starts one is reported under the same refractory rule, and scores cro
 threshold during a pattern event are its tail. So the model and the pattern detector
 hearing one alarm make one detection.
 
+A *partial* match (one group of the rhythm, fewer than a match needs: an alarm that has
+just started, or an appliance saying "done") never fires by itself; it is evidence fused
+with the scores. For ``partial_hold_s`` either side of it, the class's threshold (and with it
+the release level) is ``partial_pattern_ratio`` times its own, so a smoothed score of at
+least ``partial_pattern_ratio * threshold`` fires the class where the score alone would not:
+a 6 s smoke alarm, one and a half temporal-three cycles, is caught by a model that is only
+half sure. Such an event names the partial pattern (``DetectionEvent.partial_pattern``);
+otherwise it is an onset like any other (refractory period, a pattern event's tail).
+
 Time is the stream time of each window's end (seconds of audio since the session started),
 never the wall clock, so a file streamed at any speed gives the same detections.
 """
@@ -55,6 +64,10 @@ class DetectorConfig:
     # A pattern match this soon after the class's previous one continues its event: more
     # than two cycles of temporal-four (5.8 s each), so one missed cycle does not split it.
     pattern_hold_s: float = 12.0
+    # A partial pattern match scales its class's threshold by this for this long either side
+    # of it: two temporal-three cycles, long enough for the model's windows over the alarm.
+    partial_pattern_ratio: float = 0.5
+    partial_hold_s: float = 8.0
 
     def __post_init__(self) -> None:
         expected = {c.key for c in CLASSES if c.is_emergency}
@@ -72,6 +85,10 @@ class DetectorConfig:
             raise ValueError(f"smoothing_windows must be >= 1, got {self.smoothing_windows}")
         if self.refractory_s < 0 or self.hop_s <= 0 or self.pattern_hold_s < 0:
             raise ValueError("refractory_s and pattern_hold_s must be >= 0 and hop_s > 0")
+        if not 0.0 < self.partial_pattern_ratio <= 1.0:
+            raise ValueError(f"partial_pattern_ratio must be in (0, 1], got {self.partial_pattern_ratio}")
+        if self.partial_hold_s < 0:
+            raise ValueError(f"partial_hold_s must be >= 0, got {self.partial_hold_s}")
 
     @classmethod
     def build(
@@ -96,7 +113,8 @@ class DetectorConfig:
 
 
 class PatternMatch(Protocol):
-    """A match of a standard alarm pattern (the gateway's ``AlarmPatternMatch``)."""
+    """A match of a standard alarm pattern (the gateway's ``AlarmPatternMatch``); ``partial``:
+    fewer cycles than a match needs, evidence only."""
 
     @property
     def pattern(self) -> str: ...
@@ -106,17 +124,23 @@ class PatternMatch(Protocol):
     def confidence(self) -> float: ...
     @property
     def stream_time_s(self) -> float: ...
+    @property
+    def partial(self) -> bool: ...
 
 
 @dataclass(frozen=True)
 class DetectionEvent:
     """The onset of an event: ``confidence`` is the smoothed score that crossed the threshold,
-    or the match's confidence when ``pattern`` (the alarm pattern that was heard) is set."""
+    or the match's confidence when ``pattern`` (the alarm pattern that was heard) is set.
+
+    ``partial_pattern`` names the alarm pattern partly heard when that evidence lowered the
+    threshold and the score alone would not have crossed it (see the module docstring)."""
 
     emergency_class: EmergencyClass
     confidence: float
     stream_time_s: float
     pattern: str | None = None
+    partial_pattern: str | None = None
 
 
 @dataclass
@@ -124,9 +148,16 @@ class _ClassState:
     in_event: bool = False  # the scores hold an event
     last_report_s: float | None = None
     last_pattern_s: float | None = None  # the latest alarm pattern match
+    last_partial: tuple[float, str] | None = None  # the latest partial match: when, which pattern
 
     def in_pattern_event(self, stream_time_s: float, hold_s: float) -> bool:
         return self.last_pattern_s is not None and abs(stream_time_s - self.last_pattern_s) <= hold_s
+
+    def partial_pattern(self, stream_time_s: float, hold_s: float) -> str | None:
+        """The pattern of a partial match within ``hold_s`` of ``stream_time_s``, if any."""
+        if self.last_partial is None or abs(stream_time_s - self.last_partial[0]) > hold_s:
+            return None
+        return self.last_partial[1]
 
     def refractory(self, stream_time_s: float, refractory_s: float) -> bool:
         # Either way in time: pattern matches and windows reach the detector in stream
@@ -189,21 +220,25 @@ class Detector:
         smoothed.flags.writeable = False
         self.smoothed = smoothed
 
-        release = self._thresholds * self.config.release_ratio
+        cfg = self.config
         for emergency_class, state in zip(CLASSES, self._states):
             if emergency_class is NORMAL:
                 continue
             score = float(smoothed[emergency_class.id])
+            own = float(self._thresholds[emergency_class.id])
+            partial = state.partial_pattern(stream_time_s, cfg.partial_hold_s)
+            threshold = own * cfg.partial_pattern_ratio if partial is not None else own
             if state.in_event:
-                state.in_event = score >= release[emergency_class.id]
+                state.in_event = score >= threshold * cfg.release_ratio
                 continue
-            if score < self._thresholds[emergency_class.id]:
+            if score < threshold:
                 continue
             state.in_event = True
-            tail = state.in_pattern_event(stream_time_s, self.config.pattern_hold_s)
-            if not tail and not state.refractory(stream_time_s, self.config.refractory_s):
+            tail = state.in_pattern_event(stream_time_s, cfg.pattern_hold_s)
+            if not tail and not state.refractory(stream_time_s, cfg.refractory_s):
                 state.last_report_s = stream_time_s
-                events.append(DetectionEvent(emergency_class, score, stream_time_s))
+                fused = partial if score < own else None
+                events.append(DetectionEvent(emergency_class, score, stream_time_s, partial_pattern=fused))
         return events
 
     def observe_pattern(
@@ -215,9 +250,7 @@ class Detector:
         docstring), else nothing. Raises KeyError for an unknown class key and ValueError
         for ``normal`` or a confidence outside [0, 1].
         """
-        emergency_class = by_key(class_key)
-        if not emergency_class.is_emergency:
-            raise ValueError(f"class {class_key!r} never fires")
+        emergency_class = _emergency(class_key)
         if not 0.0 <= confidence <= 1.0:
             raise ValueError(f"confidence must be in [0, 1], got {confidence}")
         state = self._states[emergency_class.id]
@@ -228,6 +261,13 @@ class Detector:
         state.last_report_s = stream_time_s
         return [DetectionEvent(emergency_class, confidence, stream_time_s, pattern)]
 
+    def observe_partial_pattern(self, class_key: str, stream_time_s: float, pattern: str) -> None:
+        """Take a partial match of ``pattern`` for ``class_key`` heard at ``stream_time_s``:
+        evidence that lowers the class's threshold around it (see the module docstring), never
+        an event by itself. Raises KeyError for an unknown class key and ValueError for ``normal``.
+        """
+        self._states[_emergency(class_key).id].last_partial = (stream_time_s, pattern)
+
     def hear_patterns(self, matches: Iterable[PatternMatch]) -> None:
         """Queue pattern matches, oldest first, for ``update`` to observe in stream order."""
         self._heard.extend(matches)
@@ -237,8 +277,19 @@ class Detector:
         events: list[DetectionEvent] = []
         while self._heard and self._heard[0].stream_time_s <= until_s:
             match = self._heard.popleft()
-            events += self.observe_pattern(match.class_key, match.confidence, match.stream_time_s, match.pattern)
+            if match.partial:
+                self.observe_partial_pattern(match.class_key, match.stream_time_s, match.pattern)
+            else:
+                events += self.observe_pattern(match.class_key, match.confidence, match.stream_time_s, match.pattern)
         return events
+
+
+def _emergency(class_key: str) -> EmergencyClass:
+    """The emergency class ``class_key`` names; KeyError if none, ValueError for ``normal``."""
+    emergency_class = by_key(class_key)
+    if not emergency_class.is_emergency:
+        raise ValueError(f"class {class_key!r} never fires")
+    return emergency_class
 
 
 def clip_decision(

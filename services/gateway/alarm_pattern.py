@@ -27,20 +27,20 @@ How a stream becomes matches, every stage incremental:
 5. tracks: pulses are grouped by pitch (within ``frequency_tolerance``): an alarm keeps
    its pitch, speech and music do not;
 6. patterns: when a track's newest pulse completes a group (3 for T3, 4 for T4), the
-   track's history is read backwards: each pulse length, short gap and long gap lies
-   within ``timing_tolerance`` of the standard (ISO 8201 and UL 2034 allow 10 %; real
-   devices, phone microphones and rooms need more, hence 30 % by default, plus
-   ``reverb_allowance_s`` by which a room may move a pulse's end either way; onsets are
-   not moved by rooms, so onset-to-onset periods get no allowance). The pulses must be
-   alike: within ``level_spread_db`` of each other, one pitch, and on a regular beat
-   (periods within 10 % of their median). A match needs ``temporal3_cycles`` /
-   ``temporal4_cycles`` groups in a row, the oldest of which may lack its first pulse (the
-   stream started mid-group): one group of three beeps is how appliances say "done", two
-   at the standard rhythm is an alarm;
+   track's history is read backwards against the standard's timing (``alarm_rhythm``:
+   ``timing_tolerance`` on each pulse, gap and long gap, as the standards allow 10 % but
+   real devices, phone microphones and rooms need more, hence 30 % by default; pulses alike
+   in level, pitch and beat). A match needs ``temporal3_cycles`` / ``temporal4_cycles``
+   groups in a row: one group of three beeps is how appliances say "done", two at the
+   standard rhythm is an alarm. Fewer groups, after a quiet and with nothing sounding at
+   their pitch by the time the next beat would have begun, make a *partial* match: the
+   start of an alarm, or an appliance, so it is evidence to weigh with the model's scores
+   (the ``Detector`` lowers the class's threshold for a while), never a detection alone;
 7. output: one match per completed group while the pattern continues. Several tracks may
    complete the same group (a square wave's odd harmonics each make a track); the match
    names the lowest of those within 20 dB of the loudest (the fundamental, unless speech
-   or music masks it) and the others are dropped.
+   or music masks it) and the others are dropped, as is a partial match where a full one
+   completes the same group.
 
 Time is stream time (seconds of audio pushed since the detector was made), so the matches
 depend only on the samples, never on how they were chunked or how fast they arrived.
@@ -48,20 +48,24 @@ depend only on the samples, never on how they were chunked or how fast they arri
 
 from __future__ import annotations
 
-import functools
 import math
 import statistics
 from collections import deque
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from shared.taxonomy import by_key
+from services.gateway.alarm_rhythm import (
+    PATTERNS,
+    TEMPORAL4,
+    Candidate,
+    PatternName,
+    Pulse,
+    RhythmReader,
+)
 
-PatternName = Literal["temporal3", "temporal4"]
+__all__ = ["AlarmPatternConfig", "AlarmPatternDetector", "AlarmPatternMatch", "PatternName"]
 
 _FRAME_S = 0.010  # hop: 10 ms resolves T4's 100 ms pulses and gaps
 _WINDOW_S = 0.032  # at least this long (rounded up to a power of two): ~31 Hz bins
@@ -83,13 +87,11 @@ _ECHO_MEMORY_S = 0.3  # a piece starting this soon after a pulse at its pitch en
 _ECHO_DB = 4.0  # ... peaking this far below it ...
 _ECHO_MAX_S = 0.15  # ... and no longer near its own peak is a swell of the room's tail
 _IN_TUNE_FRACTION = 0.8  # of a steady pulse's frames, within frequency_tolerance of its median
-_SPLIT_GAP_S = 0.02  # pieces this close, the second too soon to be the next pulse, are one
-_REGULARITY = 0.1  # a match's onset-to-onset periods differ from their median by at most this
 _MAX_TRACKS = 16
 _MAX_CYCLES_KEPT = 4
 _HOLD_S = 0.15  # wait this long for other tracks completing the same group ...
 _HARMONICS_DB = 20.0  # ... and name the lowest this close to the loudest (a square's 3rd: -10 dB)
-_DEDUPE_S = 1.0  # one match per group however many tracks complete it
+_DEDUPE_S = 1.0  # one match per group however many tracks complete it, and no partial one beside it
 
 
 @dataclass(frozen=True)
@@ -141,9 +143,14 @@ class AlarmPatternMatch:
 
     ``stream_time_s`` is when the last pulse of the completing group ended (the match is
     returned by the push holding the audio 0.2 to 0.6 s after it: the room's tail must die
-    away first). ``confidence`` grades how
-    textbook the match is (timing, loudness over the floor, cycles seen): any match already
-    means the full rhythm was heard at least the configured number of times.
+    away first; a partial match 0.9 to 1.2 s after it for T3, 0.4 to 0.6 s for T4, once the
+    next beat would have begun). ``confidence`` grades how textbook the match is (timing,
+    loudness over the floor, cycles seen): any full match already means the full rhythm was
+    heard at least the configured number of times.
+
+    ``partial``: the group completed fewer groups in a row than the configured cycles (at
+    least one, after a quiet at least the pattern's long gap). An alarm starting and an
+    appliance saying "done" both sound like that: evidence, never a detection by itself.
     """
 
     pattern: PatternName
@@ -151,35 +158,7 @@ class AlarmPatternMatch:
     confidence: float
     stream_time_s: float
     tone_hz: float
-
-
-@dataclass(frozen=True)
-class _PatternSpec:
-    name: PatternName
-    class_key: str
-    pulses: int  # per group
-    on_s: float
-    gap_s: float  # between the pulses of a group
-    long_off_s: float  # from a group's last pulse to the next group's first
-    bridge_s: float  # pieces closer than this are one pulse with a dip in it
-
-
-_TEMPORAL3 = _PatternSpec("temporal3", by_key("fire").key, 3, 0.5, 0.5, 1.5, bridge_s=0.2)
-_TEMPORAL4 = _PatternSpec("temporal4", by_key("gas").key, 4, 0.1, 0.1, 5.0, bridge_s=0.0)
-
-
-@dataclass(frozen=True)
-class _Pulse:
-    onset_s: float
-    offset_s: float
-    tone_hz: float
-    peak_db: float
-    snr_db: float
-    steady: bool  # kept its pitch throughout
-
-    @property
-    def duration_s(self) -> float:
-        return self.offset_s - self.onset_s
+    partial: bool = False
 
 
 @dataclass
@@ -199,22 +178,20 @@ class _ActivePulse:
 @dataclass
 class _Track:
     tone_hz: float
-    pulses: deque[_Pulse]
+    pulses: deque[Pulse]
 
 
-@dataclass
-class _Candidate:
-    spec: _PatternSpec
-    confidence: float
-    stream_time_s: float
-    tone_hz: float
-    peak_db: float
+@dataclass(frozen=True)
+class _Held:
+    candidate: Candidate
+    track: _Track
+    newest: Pulse  # the track's newest piece when the candidate was made
 
 
 @dataclass
 class _Hold:
     deadline_frame: int
-    candidates: list[_Candidate] = field(default_factory=list)
+    held: list[_Held] = field(default_factory=list)
 
 
 class AlarmPatternDetector:
@@ -268,8 +245,16 @@ class AlarmPatternDetector:
         self._history = np.full((self._rise_frames, self._channels), np.inf)  # levels of the last frames
         self._recent: dict[int, tuple[int, float]] = {}  # channel -> (expiry frame, peak) of ended pulses
         self._tracks: list[_Track] = []
+        self._rhythm = RhythmReader(
+            timing_tolerance=self.config.timing_tolerance,
+            reverb_allowance_s=self.config.reverb_allowance_s,
+            level_spread_db=self.config.level_spread_db,
+            onset_snr_db=self.config.onset_snr_db,
+            frame_s=self._frame_s,
+            hz_tolerance=self._hz_tolerance,
+        )
         self._holds: dict[PatternName, _Hold] = {}
-        self._last_reported: dict[PatternName, float] = {}
+        self._last_reported: dict[tuple[PatternName, bool], float] = {}  # (pattern, partial) -> time
 
     def push(self, samples: np.ndarray) -> list[AlarmPatternMatch]:
         """Take the next mono samples (float, nominally in [-1, 1]) and return the new matches.
@@ -454,7 +439,7 @@ class AlarmPatternDetector:
             tone_hz = statistics.median(hz)
             tolerance = self._hz_tolerance(tone_hz)
             in_tune = sum(1 for f in hz if abs(f - tone_hz) <= tolerance)
-            pulse = _Pulse(
+            pulse = Pulse(
                 onset_s=self._frame_time(active.onset_frame + first),
                 offset_s=self._frame_time(active.onset_frame + last),
                 tone_hz=tone_hz,
@@ -481,161 +466,63 @@ class AlarmPatternDetector:
 
     # -- tracks and patterns (per pulse) -------------------------------------------------------
 
-    def _add_to_track(self, pulse: _Pulse, frame: int) -> None:
+    def _add_to_track(self, pulse: Pulse, frame: int) -> None:
         """File ``pulse`` under its pitch and look for the patterns there."""
-        idle_s = _TEMPORAL4.long_off_s * (1 + self.config.timing_tolerance) + 1.0
+        idle_s = TEMPORAL4.long_off_s * (1 + self.config.timing_tolerance) + 1.0
         self._tracks = [t for t in self._tracks if pulse.onset_s - t.pulses[-1].offset_s < idle_s]
         track = min(self._tracks, key=lambda t: abs(t.tone_hz - pulse.tone_hz), default=None)
         if track is not None and abs(track.tone_hz - pulse.tone_hz) <= self._hz_tolerance(pulse.tone_hz):
             if pulse.peak_db < track.pulses[-1].peak_db - self.config.level_spread_db:
                 return  # quieter than the track's pulses: something else at that pitch
-        elif any(self._on_ok(spec, pulse) for spec in (_TEMPORAL3, _TEMPORAL4)):
+        elif any(self._rhythm.on_ok(spec, pulse) for spec in PATTERNS):
             if len(self._tracks) >= _MAX_TRACKS:  # drop the least promising: fewest pulses, then stalest
                 self._tracks.remove(min(self._tracks, key=lambda t: (len(t.pulses), t.pulses[-1].offset_s)))
-            track = _Track(pulse.tone_hz, deque(maxlen=_MAX_CYCLES_KEPT * _TEMPORAL4.pulses + 1))
+            track = _Track(pulse.tone_hz, deque(maxlen=_MAX_CYCLES_KEPT * TEMPORAL4.pulses + 1))
             self._tracks.append(track)
         else:
             return  # could start no pattern and belongs to none
         track.tone_hz = 0.5 * (track.tone_hz + pulse.tone_hz)
         track.pulses.append(pulse)
         cycles = (self.config.temporal3_cycles, self.config.temporal4_cycles)
-        for spec, needed in zip((_TEMPORAL3, _TEMPORAL4), cycles):
-            joins = functools.partial(self._joins, spec)
-            if not self._on_ok(spec, _bridged(_last_run(track.pulses, joins), joins)[0]):
-                continue  # cheap early exit: the newest (bridged) pulse cannot be this pattern's
-            candidate = self._match(spec, needed, _bridged(track.pulses, joins))
+        for spec, needed in zip(PATTERNS, cycles):
+            candidate = self._rhythm.match(spec, needed, track.pulses)
             if candidate is not None:
-                self._hold(candidate, frame)
+                self._hold(_Held(candidate, track, track.pulses[-1]), frame)
 
-    def _within(self, value: float, nominal: float, allowance: float = 0.0) -> bool:
-        """``value`` is ``nominal`` within the timing tolerance, one frame, and ``allowance``."""
-        slack = nominal * self.config.timing_tolerance + self._frame_s + allowance
-        return nominal - slack <= value <= nominal + slack
-
-    # A room moves pulse ends both ways (a tail lengthens a pulse; the tail's interference with
-    # the direct sound can sink it early) but leaves onsets where they were: durations and
-    # gaps get the reverb allowance, onset-to-onset periods do not.
-
-    def _joins(self, spec: _PatternSpec, before: _Pulse, after: _Pulse) -> bool:
-        """``after`` is the rest of ``before``: a dip split it (a room's interference, noise).
-
-        Either the gap is shorter than any gap of the pattern, or ``after`` followed at once
-        and too soon after ``before``'s onset to be the pattern's next pulse.
-        """
-        gap = after.onset_s - before.offset_s
-        if gap < spec.bridge_s:
-            return True
-        soonest = (spec.on_s + spec.gap_s) * (1 - self.config.timing_tolerance) - self._frame_s
-        return gap <= _SPLIT_GAP_S and after.onset_s - before.onset_s < soonest
-
-    def _on_ok(self, spec: _PatternSpec, pulse: _Pulse) -> bool:
-        return pulse.steady and self._within(pulse.duration_s, spec.on_s, self.config.reverb_allowance_s)
-
-    def _gap_ok(self, spec: _PatternSpec, before: _Pulse, after: _Pulse) -> bool:
-        gap = after.onset_s - before.offset_s
-        period = after.onset_s - before.onset_s
-        return self._within(gap, spec.gap_s, self.config.reverb_allowance_s) and self._within(
-            period, spec.on_s + spec.gap_s
-        )
-
-    def _long_gap_ok(self, spec: _PatternSpec, before: _Pulse, after: _Pulse) -> bool:
-        gap = after.onset_s - before.offset_s
-        return self._within(gap, spec.long_off_s, self.config.reverb_allowance_s)
-
-    def _match(self, spec: _PatternSpec, needed: int, pulses: list[_Pulse]) -> _Candidate | None:
-        """A candidate if the newest pulse completes the ``needed``-th group in a row.
-
-        Pulses far quieter than the newest are something else at that pitch and are skipped.
-        """
-        quietest_db = pulses[-1].peak_db - self.config.level_spread_db
-        pulses = [p for p in pulses if p.peak_db >= quietest_db]
-        groups: list[list[_Pulse]] = []
-        end = len(pulses) - 1
-        while end >= 0 and self._on_ok(spec, pulses[end]):
-            start = end
-            while (
-                start > 0
-                and end - start + 1 <= spec.pulses
-                and self._on_ok(spec, pulses[start - 1])
-                and self._gap_ok(spec, pulses[start - 1], pulses[start])
-            ):
-                start -= 1
-            size = end - start + 1
-            if size > spec.pulses or (size < spec.pulses and not groups):
-                break  # too many in a row, or the newest group is not complete yet
-            if size < spec.pulses:
-                if size >= spec.pulses - 1:  # the oldest group, heard from its second pulse
-                    groups.append(pulses[start : end + 1])
-                break
-            groups.append(pulses[start : end + 1])
-            if start == 0 or not self._long_gap_ok(spec, pulses[start - 1], pulses[start]):
-                break
-            end = start - 1
-        if len(groups) < needed or not groups or len(groups[0]) != spec.pulses:
-            return None
-        recent = [p for group in groups[:needed] for p in group]
-        if not self._alike(spec, groups[:needed], recent):
-            return None
-        peaks = [p.peak_db for p in recent]
-        return _Candidate(
-            spec=spec,
-            confidence=self._confidence(spec, needed, groups),
-            stream_time_s=groups[0][-1].offset_s,
-            tone_hz=statistics.median(p.tone_hz for p in recent),
-            peak_db=statistics.median(peaks),
-        )
-
-    def _alike(self, spec: _PatternSpec, groups: list[list[_Pulse]], pulses: list[_Pulse]) -> bool:
-        """An alarm's pulses are alike: equally loud, one pitch, on a steady beat.
-
-        Each interval alone may stray by the timing tolerance (devices differ); within one
-        device the beat is regular, which chance sequences of speech or music sounds are not.
-        """
-        peaks = [p.peak_db for p in pulses]
-        if max(peaks) - min(peaks) > self.config.level_spread_db:
-            return False
-        tones = [p.tone_hz for p in pulses]
-        centre = statistics.median(tones)
-        if max(abs(t - centre) for t in tones) > self._hz_tolerance(centre):
-            return False
-        periods = [b.onset_s - a.onset_s for group in groups for a, b in zip(group, group[1:])]
-        beat = statistics.median(periods)
-        jitter = _REGULARITY * (spec.on_s + spec.gap_s) + self._frame_s
-        return max(abs(p - beat) for p in periods) <= jitter
-
-    def _confidence(self, spec: _PatternSpec, needed: int, groups: list[list[_Pulse]]) -> float:
-        tol = self.config.timing_tolerance
-        deviations = []
-        for newer, older in zip(groups, groups[1:] + [[]]):
-            for a, b in zip(newer, newer[1:]):
-                deviations.append(abs((b.onset_s - a.onset_s) / (spec.on_s + spec.gap_s) - 1.0))
-            if older:
-                deviations.append(abs((newer[0].onset_s - older[-1].offset_s) / spec.long_off_s - 1.0))
-        timing = 1.0 - min(1.0, statistics.fmean(deviations) / tol) if deviations else 0.0
-        snr = statistics.median(p.snr_db for g in groups for p in g)
-        loudness = min(1.0, max(0.0, (snr - self.config.onset_snr_db) / 20.0))
-        persistence = min(1.0, (len(groups) - needed) / 2.0)
-        return round(0.4 + 0.3 * timing + 0.2 * loudness + 0.1 * persistence, 4)
-
-    def _hold(self, candidate: _Candidate, frame: int) -> None:
+    def _hold(self, held: _Held, frame: int) -> None:
+        """Hold a candidate for the others completing the same group (harmonics, other rooms'
+        paths); a partial one also until the next pulse in a row would have begun, to see
+        that none did: a group is whole, not the start of a longer run of beeps."""
+        candidate = held.candidate
         name = candidate.spec.name
-        last = self._last_reported.get(name)
-        if last is not None and candidate.stream_time_s - last < _DEDUPE_S:
-            return
+        # A full match supersedes a partial one of the same group; a partial one adds nothing.
+        kinds = (False, True) if candidate.partial else (False,)
+        for last in (self._last_reported.get((name, partial)) for partial in kinds):
+            if last is not None and candidate.stream_time_s - last < _DEDUPE_S:
+                return
+        wait_s = _HOLD_S + (self._rhythm.longest_gap_s(candidate.spec) if candidate.partial else 0.0)
+        deadline = frame + round(wait_s / self._frame_s)
         hold = self._holds.get(name)
         if hold is None:
-            hold = self._holds[name] = _Hold(frame + round(_HOLD_S / self._frame_s))
-        hold.candidates.append(candidate)
+            hold = self._holds[name] = _Hold(deadline)
+        elif all(h.candidate.partial for h in hold.held):
+            # A full match waits for its harmonics as if alone; a partial one for its own gap.
+            hold.deadline_frame = deadline if not candidate.partial else max(deadline, hold.deadline_frame)
+        hold.held.append(held)
 
     def _release_holds(self, frame: int) -> list[AlarmPatternMatch]:
         matches = []
         for name in [n for n, hold in self._holds.items() if frame >= hold.deadline_frame]:
-            candidates = self._holds.pop(name).candidates
+            held = self._holds.pop(name).held
+            full = [h.candidate for h in held if not h.candidate.partial]
+            candidates = full or [h.candidate for h in held if self._whole(h)]
+            if not candidates:
+                continue
             # Harmonics of one sounder each make a track; name the lowest of the loud ones.
             loudest = max(c.peak_db for c in candidates)
             audible = [c for c in candidates if c.peak_db >= loudest - _HARMONICS_DB]
             best = min(audible, key=lambda c: c.tone_hz)
-            self._last_reported[name] = best.stream_time_s
+            self._last_reported[(name, best.partial)] = best.stream_time_s
             matches.append(
                 AlarmPatternMatch(
                     pattern=best.spec.name,
@@ -643,37 +530,23 @@ class AlarmPatternDetector:
                     confidence=best.confidence,
                     stream_time_s=best.stream_time_s,
                     tone_hz=best.tone_hz,
+                    partial=best.partial,
                 )
             )
         return matches
 
-
-def _bridged(pulses: Sequence[_Pulse], joins: Callable[[_Pulse, _Pulse], bool]) -> list[_Pulse]:
-    """``pulses`` with the pieces of one pulse (by ``joins``) made one again."""
-    out: list[_Pulse] = []
-    for pulse in pulses:
-        if out and joins(out[-1], pulse):
-            first = out[-1]
-            main = first if first.duration_s >= pulse.duration_s else pulse  # its pitch counts
-            out[-1] = _Pulse(
-                onset_s=first.onset_s,
-                offset_s=pulse.offset_s,
-                tone_hz=main.tone_hz,
-                peak_db=max(first.peak_db, pulse.peak_db),
-                snr_db=max(first.snr_db, pulse.snr_db),
-                steady=main.steady,
-            )
-        else:
-            out.append(pulse)
-    return out
-
-
-def _last_run(pulses: Sequence[_Pulse], joins: Callable[[_Pulse, _Pulse], bool]) -> list[_Pulse]:
-    """The newest pulse with the pieces ``_bridged`` would join to it."""
-    start = len(pulses) - 1
-    while start > 0 and joins(pulses[start - 1], pulses[start]):
-        start -= 1
-    return [pulses[i] for i in range(start, len(pulses))]
+    def _whole(self, held: _Held) -> bool:
+        """Nothing sounded at the candidate's pitch after its group: no piece was filed on its
+        track since (a fourth beep, or the last one still growing) and none is sounding."""
+        if held.track.pulses[-1] is not held.newest:
+            return False
+        tone_hz = held.candidate.tone_hz
+        tolerance = self._hz_tolerance(tone_hz)
+        return not any(
+            self._frame_time(active.onset_frame) > held.candidate.stream_time_s
+            and abs(active.hz[-1] - tone_hz) <= tolerance
+            for active in self._active.values()
+        )
 
 
 def _pieces(levels: list[float], depth_db: float) -> list[tuple[int, int]]:

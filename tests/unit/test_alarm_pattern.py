@@ -9,6 +9,8 @@ import pytest
 from scipy.signal import fftconvolve
 
 from services.gateway.alarm_pattern import AlarmPatternConfig, AlarmPatternDetector, AlarmPatternMatch
+from shared.detector import DetectorConfig, clip_decision
+from shared.taxonomy import NUM_CLASSES, by_key
 
 SR = 16000
 SPEECH_FIXTURE = Path("/work/shared/models/yamnet/speech_test_16k_int16.bin")
@@ -120,6 +122,11 @@ def run(
     return matches
 
 
+def full(matches: list[AlarmPatternMatch]) -> list[AlarmPatternMatch]:
+    """The full matches: the pattern heard the configured number of cycles, not partly."""
+    return [m for m in matches if not m.partial]
+
+
 def condition(signal: np.ndarray, active: np.ndarray, name: str, rng: np.random.Generator) -> np.ndarray:
     if name == "clean":
         return signal
@@ -141,7 +148,7 @@ def test_temporal3_is_fire_within_nine_and_a_half_seconds(
 ) -> None:
     rng = np.random.default_rng(round(hz + 10 * phase_s))
     signal, active = alarm(TEMPORAL3, kind, hz, 12.0, phase_s)
-    matches = run(condition(signal, active, condition_name, rng), chunks=rng)
+    matches = full(run(condition(signal, active, condition_name, rng), chunks=rng))
     assert matches, "no match"
     assert {(m.pattern, m.class_key) for m in matches} == {("temporal3", "fire")}
     assert matches[0].stream_time_s <= 9.5
@@ -154,7 +161,7 @@ def test_temporal3_is_fire_within_nine_and_a_half_seconds(
 def test_temporal4_is_gas_within_twelve_seconds(condition_name: str, phase_s: float) -> None:
     rng = np.random.default_rng(round(100 * phase_s))
     signal, active = alarm(TEMPORAL4, "piezo", 3000.0, 13.0, phase_s)
-    matches = run(condition(signal, active, condition_name, rng), chunks=rng)
+    matches = full(run(condition(signal, active, condition_name, rng), chunks=rng))
     assert matches, "no match"
     assert {(m.pattern, m.class_key) for m in matches} == {("temporal4", "gas")}
     assert matches[0].stream_time_s <= 12.0
@@ -166,7 +173,7 @@ def test_temporal3_over_speech_and_music_at_0_db(background: str) -> None:
     rng = np.random.default_rng(7)
     signal, active = alarm(TEMPORAL3, "piezo", 3100.0, 12.0, 1.3)
     noise = speech(12.0, rng) if background == "speech" else chords(12.0, rng)
-    matches = run(mix(reverb(signal, rng), noise, 0.0, active), chunks=rng)
+    matches = full(run(mix(reverb(signal, rng), noise, 0.0, active), chunks=rng))
     assert matches and matches[0].pattern == "temporal3"
     assert matches[0].stream_time_s <= 9.5
 
@@ -174,7 +181,7 @@ def test_temporal3_over_speech_and_music_at_0_db(background: str) -> None:
 def test_low_frequency_temporal3_over_speech_at_0_db() -> None:
     rng = np.random.default_rng(8)
     signal, active = alarm(TEMPORAL3, "square", 520.0, 12.0, 2.7)
-    matches = run(mix(reverb(signal, rng), speech(12.0, rng), 0.0, active), chunks=rng)
+    matches = full(run(mix(reverb(signal, rng), speech(12.0, rng), 0.0, active), chunks=rng))
     assert matches and matches[0].pattern == "temporal3"
     # Speech is strongest around 500 Hz: the match may be made on an odd harmonic instead.
     harmonic = matches[0].tone_hz / 520.0
@@ -183,16 +190,16 @@ def test_low_frequency_temporal3_over_speech_at_0_db() -> None:
 
 def test_reports_every_cycle_while_the_alarm_sounds() -> None:
     signal, _ = alarm(TEMPORAL3, "piezo", 3100.0, 24.0, 0.0)
-    times = [m.stream_time_s for m in run(signal)]
+    times = [m.stream_time_s for m in full(run(signal))]
     # Cycles end at 2.5 s + 4 s * n; the first match needs two of them.
     assert times == pytest.approx([6.5 + 4 * n for n in range(5)], abs=0.05)
 
 
 def test_one_cycle_is_enough_when_configured() -> None:
     signal, _ = alarm(TEMPORAL3, "piezo", 3100.0, 5.0, -1.0)
-    assert run(signal) == []
+    assert [(m.pattern, m.partial) for m in run(signal)] == [("temporal3", True)]
     matches = run(signal, config=AlarmPatternConfig(temporal3_cycles=1))
-    assert [m.pattern for m in matches] == ["temporal3"]
+    assert [(m.pattern, m.partial) for m in matches] == [("temporal3", False)]
 
 
 def test_matches_do_not_depend_on_chunking() -> None:
@@ -278,14 +285,17 @@ NEGATIVES = [
 @pytest.mark.parametrize("name", NEGATIVES)
 def test_no_match_on_other_sounds(name: str) -> None:
     rng = np.random.default_rng(zlib.crc32(name.encode()))
-    assert run(negative(name, rng), chunks=rng) == []
+    matches = run(negative(name, rng), chunks=rng)
+    assert full(matches) == []
+    # Only an appliance's one group of three "done" beeps is heard, and only as partial.
+    assert {m.pattern for m in matches} <= ({"temporal3"} if name.startswith("microwave") else set())
 
 
 @pytest.mark.parametrize("name", ["microwave_once", "alarm_clock", "phone_uk", "music"])
 def test_no_match_on_other_sounds_in_a_room(name: str) -> None:
     rng = np.random.default_rng(5)
     signal = reverb(negative(name, rng), rng)
-    assert run(mix(signal, pink(len(signal), rng), 20.0, np.abs(signal) > 0.01)) == []
+    assert full(run(mix(signal, pink(len(signal), rng), 20.0, np.abs(signal) > 0.01))) == []
 
 
 def test_alarm_clock_is_not_temporal4_but_temporal4_is() -> None:
@@ -294,6 +304,95 @@ def test_alarm_clock_is_not_temporal4_but_temporal4_is() -> None:
     co, _ = alarm(TEMPORAL4, "piezo", 3000.0, 14.0, 0.0)
     assert run(clock) == []
     assert [m.pattern for m in run(co)] == ["temporal4", "temporal4"]
+
+
+# -- partial matches: one group of the rhythm, evidence for the detector -----------------------
+
+FIRE = by_key("fire").id
+
+
+def short_alarm(
+    alarm_s: float, phase_s: float, lead_s: float = 1.0, seconds: float = 10.0, kind: str = "piezo", hz: float = 3100.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A temporal-three alarm sounding ``alarm_s`` from ``phase_s`` into its cycle, starting
+    ``lead_s`` into a stream of ``seconds``, and where it sounds."""
+    segments = [(lead_s + a, lead_s + min(b, alarm_s)) for a, b in cycled(TEMPORAL3, alarm_s, phase_s)]
+    env = envelope([(a, b) for a, b in segments if b > a], seconds)
+    return 0.3 * env * carrier(kind, hz, seconds), env > 0.5
+
+
+@pytest.mark.parametrize("condition_name", ["clean", "pink10", "pink0"])
+@pytest.mark.parametrize(("kind", "hz"), [("piezo", 3100.0), ("square", 520.0)])
+@pytest.mark.parametrize("phase_s", [0.0, 2.0, 3.0])
+def test_a_six_second_temporal3_is_one_partial_match(kind: str, hz: float, condition_name: str, phase_s: float) -> None:
+    """One and a half cycles: one group whole, too few for a match, so one partial match."""
+    rng = np.random.default_rng(round(hz + 10 * phase_s))
+    signal, active = short_alarm(6.0, phase_s, kind=kind, hz=hz)
+    matches = run(condition(signal, active, condition_name, rng), chunks=rng)
+    assert [(m.pattern, m.class_key, m.partial) for m in matches] == [("temporal3", "fire", True)]
+    # The whole group's end (1 s of lead, then the first group at or after the phase), which
+    # a room's tail may move.
+    group_end_s = 1.0 + (2.5 if phase_s == 0.0 else 6.5 - phase_s)
+    assert matches[0].stream_time_s == pytest.approx(group_end_s, abs=0.15)
+    assert 0.0 <= matches[0].confidence <= 1.0
+
+
+def test_a_partial_match_comes_first_then_full_ones() -> None:
+    signal, _ = alarm(TEMPORAL3, "piezo", 3100.0, 14.0, -1.0)  # the first group whole, at 1 s
+    matches = run(signal)
+    # Groups end at 3.5 s + 4 s * n: the first alone is partial, the next ones make a match.
+    assert [(m.partial, m.stream_time_s) for m in matches] == [
+        (True, pytest.approx(3.5, abs=0.05)),
+        (False, pytest.approx(7.5, abs=0.05)),
+        (False, pytest.approx(11.5, abs=0.05)),
+    ]
+
+
+def test_a_fourth_beep_in_a_row_is_no_group_of_three() -> None:
+    beeping = beeps(cycled([(0.5, 0.5)] * 4 + [(0.5, 30.0)], 6.0, -1.0), 2000.0, 10.0)
+    done = beeps(cycled([(0.5, 0.5)] * 2 + [(0.5, 30.0)], 6.0, -1.0), 2000.0, 10.0)
+    assert run(beeping) == []
+    assert [(m.pattern, m.partial) for m in run(done)] == [("temporal3", True)]
+
+
+def clip_scores(seconds: float, fire: float, sounding: tuple[float, float]) -> tuple[np.ndarray, list[float]]:
+    """Window scores every 0.5 s over ``seconds`` (and 1.5 s of end padding, as the gateway
+    judges a stream's end): ``fire`` for the windows that overlap ``sounding``, else zero."""
+    ends = [2.0 + 0.5 * i for i in range(round((seconds + 1.5 - 2.0) / 0.5) + 1)]
+    rows = np.zeros((len(ends), NUM_CLASSES))
+    for row, end_s in zip(rows, ends):
+        overlaps = end_s > sounding[0] and end_s - 2.0 < sounding[1]
+        row[FIRE] = fire if overlaps else 0.0
+        row[0] = 1.0 - row[FIRE]
+    return rows, ends
+
+
+def test_a_six_second_alarm_the_model_is_half_sure_of_fires_with_its_partial_rhythm() -> None:
+    """Threshold 0.5, ratio 0.5: the model's 0.35 alone is no fire; with the partial match it is."""
+    config = DetectorConfig.build(0.5, smoothing_windows=3, partial_pattern_ratio=0.5)
+    signal, _ = short_alarm(6.0, 0.0)
+    matches = run(signal)
+    assert [m.partial for m in matches] == [True]
+    rows, ends = clip_scores(10.0, 0.35, (1.0, 7.0))
+    assert clip_decision(rows, config, ends, matches) == (FIRE, pytest.approx(0.35))
+    assert clip_decision(rows, config, ends) == (0, 0.0)  # the same scores without the rhythm
+    # The partial match alone never fires, nor with a score under half the threshold.
+    silent, _ = clip_scores(10.0, 0.0, (1.0, 7.0))
+    assert clip_decision(silent, config, ends, matches) == (0, 0.0)
+    low, _ = clip_scores(10.0, 0.2, (1.0, 7.0))
+    assert clip_decision(low, config, ends, matches) == (0, 0.0)
+
+
+@pytest.mark.parametrize("fire", [0.0, 0.2])
+def test_appliance_done_beeps_with_low_scores_never_fire(fire: float) -> None:
+    rng = np.random.default_rng(3)
+    config = DetectorConfig.build(0.5, smoothing_windows=3)
+    for name in ("microwave_once", "microwave_every_30s"):
+        audio = negative(name, rng)
+        matches = run(audio)
+        assert matches and all(m.partial for m in matches)
+        rows, ends = clip_scores(len(audio) / SR, fire, (0.0, len(audio) / SR))
+        assert clip_decision(rows, config, ends, matches) == (0, 0.0)
 
 
 # -- the interface ---------------------------------------------------------------------------

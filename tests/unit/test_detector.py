@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 
@@ -208,3 +210,81 @@ def test_pattern_matches_are_checked() -> None:
         detector.observe_pattern("earthquake", 0.9, 1.0)
     with pytest.raises(ValueError, match="confidence"):
         detector.observe_pattern("fire", 1.5, 1.0)
+
+
+# -- partial alarm pattern matches: evidence that lowers the threshold ----------------------------
+
+
+@dataclass(frozen=True)
+class Match:
+    pattern: str
+    class_key: str
+    confidence: float
+    stream_time_s: float
+    partial: bool = False
+
+
+def test_a_partial_match_alone_never_fires() -> None:
+    detector = make(0.5, smoothing_windows=1, partial_pattern_ratio=0.5)
+    detector.hear_patterns([Match("temporal3", "fire", 0.95, 2.5 + 4 * i, partial=True) for i in range(10)])
+    assert run(detector, [scores()] * 100) == []
+    assert detector.observe_heard_patterns() == []
+
+
+def test_a_partial_match_lowers_its_class_threshold_by_the_ratio() -> None:
+    # Threshold 0.5, ratio 0.5: 0.3 alone does not fire; after a partial fire match it does.
+    rows = [scores(fire=0.3, crime=0.3)] * 10
+    assert run(make(0.5, smoothing_windows=3, partial_pattern_ratio=0.5), rows) == []
+    detector = make(0.5, smoothing_windows=3, partial_pattern_ratio=0.5)
+    detector.hear_patterns([Match("temporal3", "fire", 0.6, 2.2, partial=True)])
+    events = run(detector, rows)
+    assert [(e.emergency_class.key, e.stream_time_s, e.pattern, e.partial_pattern) for e in events] == [
+        ("fire", 3.0, None, "temporal3")  # the first smoothed window; crime keeps its own threshold
+    ]
+    assert events[0].confidence == pytest.approx(0.3)
+
+
+def test_partial_evidence_needs_the_ratio_and_holds_for_a_bounded_time() -> None:
+    config = {"smoothing_windows": 1, "partial_pattern_ratio": 0.5, "partial_hold_s": 8.0}
+    detector = make(0.5, **config)
+    detector.observe_partial_pattern("fire", 2.0, "temporal3")
+    assert run(detector, [scores(fire=0.24)] * 4) == []  # under 0.5 x 0.5
+    detector = make(0.5, **config)
+    detector.observe_partial_pattern("fire", 2.0, "temporal3")
+    assert run(detector, [scores(fire=0.3)], start_s=10.5) == []  # 8.5 s later: over
+    detector = make(0.5, **config)
+    detector.observe_partial_pattern("fire", 2.0, "temporal3")
+    assert [e.stream_time_s for e in run(detector, [scores(fire=0.3)], start_s=10.0)] == [10.0]  # 8 s: still on
+
+
+def test_a_score_over_the_threshold_is_the_model_s_own_detection() -> None:
+    detector = make(0.5, smoothing_windows=1)
+    detector.observe_partial_pattern("fire", 2.0, "temporal3")
+    assert [(e.pattern, e.partial_pattern) for e in run(detector, [scores(fire=0.7)])] == [(None, None)]
+
+
+def test_a_full_match_still_fires_by_itself_and_a_fused_event_is_one_detection() -> None:
+    detector = make(0.5, smoothing_windows=1, refractory_s=0.0)
+    detector.hear_patterns(
+        [Match("temporal3", "fire", 0.8, 2.5, partial=True), Match("temporal3", "fire", 0.9, 6.5)]
+    )
+    events = run(detector, [scores(fire=0.3)] * 12)
+    # The window ending at 2.5 s observes the partial match first and fires, fused; its event
+    # holds the class, so the full match at 6.5 s continues it.
+    assert [(e.stream_time_s, e.pattern, e.partial_pattern) for e in events] == [(2.5, None, "temporal3")]
+    detector = make(0.5, smoothing_windows=1)
+    assert [e.pattern for e in detector.observe_pattern("fire", 0.9, 6.5, "temporal3")] == ["temporal3"]
+
+
+def test_partial_matches_are_checked() -> None:
+    detector = make()
+    with pytest.raises(ValueError, match="never fires"):
+        detector.observe_partial_pattern("normal", 1.0, "temporal3")
+    with pytest.raises(KeyError):
+        detector.observe_partial_pattern("earthquake", 1.0, "temporal3")
+    with pytest.raises(ValueError, match="partial_pattern_ratio"):
+        DetectorConfig.build(0.5, partial_pattern_ratio=0.0)
+    with pytest.raises(ValueError, match="partial_pattern_ratio"):
+        DetectorConfig.build(0.5, partial_pattern_ratio=1.5)
+    with pytest.raises(ValueError, match="partial_hold_s"):
+        DetectorConfig.build(0.5, partial_hold_s=-1.0)

@@ -63,6 +63,7 @@ class Match:
     class_key: str
     confidence: float
     stream_time_s: float
+    partial: bool = False
 
 
 def test_clip_decision_fuses_pattern_matches_in_stream_order() -> None:
