@@ -37,7 +37,8 @@ import torch
 from services.gateway.inference_client import InferenceClient
 from services.inference.batcher import MicroBatcher
 from services.inference.metrics import InferenceMetrics
-from services.inference.registry import Classifier, default_registry
+from services.inference.models.base import Classifier
+from services.inference.registry import default_registry
 from services.inference.settings import InferenceSettings
 from shared.features.spec import EFFICIENTAT_MEL
 

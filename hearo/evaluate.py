@@ -38,16 +38,22 @@ from hearo.stream_client import FALLBACK_RATE
 from services.gateway.alarm_pattern import AlarmPatternDetector, AlarmPatternMatch
 from services.gateway.audio import RING_SAMPLE_RATE, AudioPipeline, Window
 from services.gateway.settings import GatewaySettings
-from services.inference.registry import Classifier, ModelEntry, default_registry
+from services.inference.models.base import Classifier
+from services.inference.models.default import FORMAT as DEFAULT_FORMAT
+from services.inference.models.small_cnn import FORMAT as SMALL_CNN_FORMAT
+from services.inference.registry import ModelEntry, default_registry
 from services.inference.settings import InferenceSettings
 from services.inference.training.metrics import detection_metrics
 from services.inference.training.thresholds import MAX_FALSE_ALARM, choose_thresholds
-from shared.detector import DetectorConfig, clip_decision
+from shared.detector import Detector, DetectorConfig, clip_decision
 from shared.features.spec import FeatureSpec
 from shared.protocol import SAMPLE_RATES
 from shared.taxonomy import CLASS_KEYS, NUM_CLASSES
 
-__all__ = ["EvalReport", "evaluate", "load_model", "read_eval_manifest", "stream_clip", "tune_thresholds"]
+__all__ = [
+    "EvalReport", "HouseholdReport", "evaluate", "evaluate_household", "load_model", "read_eval_manifest",
+    "stream_clip", "tune_thresholds",
+]
 
 
 @dataclass(frozen=True)
@@ -91,11 +97,12 @@ def load_model(model: str | Path, settings: InferenceSettings | None = None) -> 
         path = Path(model)
         if not path.is_file():
             raise ValueError(f"{model}: neither a registered model ({', '.join(registry.names())}) nor a file")
-        from services.inference.models.default import FORMAT
-
         data = torch.load(path, map_location="cpu", weights_only=False)
-        if isinstance(data, dict) and data.get("format") == FORMAT:
+        kind = data.get("format") if isinstance(data, dict) else None
+        if kind == DEFAULT_FORMAT:
             name, settings = "default", settings.model_copy(update={"default_weights": path})
+        elif kind == SMALL_CNN_FORMAT:
+            name, settings = "small_cnn", settings.model_copy(update={"small_cnn_weights": path})
         else:
             name, settings = "beats", settings.model_copy(update={"beats_checkpoint": path})
     entry = registry.get(name)
@@ -199,12 +206,7 @@ def _scored_clips(
             windows, matches = stream_clip(
                 audio.mean(axis=1), rate, spec, hop_frames, smoothing_windows, alarm_patterns, gateway.ring_buffer_s
             )
-            features = [w.features for w in windows]
-            scores = [classifier.predict(torch.stack(features[lo: lo + 32])).scores for lo in range(0, len(features), 32)]
-            # No windows (an empty file, as a stream without audio): nothing fires.
-            yield _ScoredClip(
-                torch.cat(scores).numpy() if scores else np.zeros((0, NUM_CLASSES)), [w.end_s for w in windows], matches
-            )
+            yield _ScoredClip(_predict(classifier, [w.features for w in windows]), [w.end_s for w in windows], matches)
             progress.advance(task)
 
 
@@ -226,6 +228,87 @@ def tune_thresholds(
                           False, GatewaySettings(), console)
     scores = [clip.scores for clip in clips]
     return choose_thresholds(scores, np.array([c for _, c in rows]), smoothing_windows, max_false_alarm)
+
+
+@dataclass(frozen=True)
+class HouseholdReport:
+    """False alarms on hours of household audio with no emergency (``hearo data household``)."""
+
+    model: str
+    folder: str
+    hours: float
+    alarms: list[dict[str, Any]]  # file, stream time (s), class, confidence, pattern (None: the model)
+    minutes: int  # whole minutes of audio (each file cut into one-minute pieces, the rest dropped)
+    minutes_firing: int
+
+    @property
+    def per_hour(self) -> float:
+        return len(self.alarms) / self.hours if self.hours else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "folder": self.folder, "hours": round(self.hours, 3),
+                "false_alarms": len(self.alarms), "false_alarms_per_hour": round(self.per_hour, 3),
+                "minutes": self.minutes, "minutes_firing": self.minutes_firing, "alarms": self.alarms}
+
+
+def evaluate_household(
+    folder: Path,
+    model: str | Path = "default",
+    hop_s: float = 0.5,
+    smoothing_windows: int = 3,
+    alarm_patterns: bool | None = None,
+    thresholds: dict[str, float] | None = None,
+    console: Console | None = None,
+) -> HouseholdReport:
+    """Stream every .wav/.flac under ``folder`` through the gateway's audio path and detector,
+    as ``evaluate`` streams a clip, and count what fires: every detection is a false alarm."""
+    console = console or Console()
+    gateway = GatewaySettings()
+    patterns_on = gateway.alarm_patterns if alarm_patterns is None else alarm_patterns
+    label, entry, classifier = load_model(model)
+    spec = entry.spec
+    hop_frames = spec.frames_for(hop_s)
+    detector = DetectorConfig.build(
+        gateway.detector_default_threshold, gateway.detector_thresholds if thresholds is None else thresholds,
+        getattr(classifier, "thresholds", None),
+        smoothing_windows=smoothing_windows, hop_s=hop_frames * spec.frame_shift / spec.sample_rate,
+    )
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".wav", ".flac"))
+    if not files:
+        raise ValueError(f"{folder}: no household audio (.wav/.flac); make it with `hearo data household`")
+    alarms: list[dict[str, Any]] = []
+    seconds, minutes, firing = 0.0, 0, 0
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"household {label}", total=len(files))
+        for path in files:
+            audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+            windows, matches = stream_clip(audio.mean(axis=1), rate, spec, hop_frames, smoothing_windows,
+                                           patterns_on, gateway.ring_buffer_s)
+            scores = _predict(classifier, [w.features for w in windows])
+            found = Detector(detector)
+            found.hear_patterns(matches)
+            events = [e for row, w in zip(scores, windows) for e in found.update(row, w.end_s)]
+            events += found.observe_heard_patterns()
+            length = audio.shape[0] / rate
+            seconds += length
+            whole = int(length // 60)
+            minutes += whole
+            firing += len({int(e.stream_time_s // 60) for e in events if e.stream_time_s < whole * 60})
+            alarms += [{"file": path.name, "time_s": round(e.stream_time_s, 1), "class": e.emergency_class.key,
+                        "confidence": round(e.confidence, 3), "pattern": e.pattern} for e in events]
+            progress.advance(task)
+    report = HouseholdReport(label, str(folder), seconds / 3600, alarms, minutes, firing)
+    console.print(f"{label} on {folder}: {len(alarms)} false alarms in {report.hours:.2f} h "
+                  f"({report.per_hour:.2f} per hour); {firing} of {minutes} minutes fire")
+    for alarm in alarms[:20]:
+        console.print(f"  {alarm['file']} at {alarm['time_s']} s: {alarm['class']} ({alarm['confidence']}, pattern {alarm['pattern']})")
+    return report
+
+
+def _predict(classifier: Classifier, features: list[torch.Tensor]) -> np.ndarray:
+    scores = [classifier.predict(torch.stack(features[lo: lo + 32])).scores for lo in range(0, len(features), 32)]
+    # No windows (an empty file, as a stream without audio): nothing fires.
+    return torch.cat(scores).numpy() if scores else np.zeros((0, NUM_CLASSES))
 
 
 def report_table(report: EvalReport) -> Table:

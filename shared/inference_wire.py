@@ -91,13 +91,13 @@ class WireError(ValueError):
 @dataclass(frozen=True)
 class Hello:
     """Gateway -> inference, first message: the model wanted (None = whatever is served) and
-    the feature spec the gateway computes."""
+    the feature spec the gateway computes (None = the served model's, which ``Ready`` names)."""
 
     model: str | None
-    spec: FeatureSpec
+    spec: FeatureSpec | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "hello", "model": self.model, "spec": self.spec.to_dict()}
+        return {"type": "hello", "model": self.model, "spec": None if self.spec is None else self.spec.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,8 @@ def decode_control(text: str | bytes) -> ControlMessage:
             model = data.get("model")
             if model is not None and not isinstance(model, str):
                 raise TypeError("model must be a string or null")
-            return Hello(model=model, spec=FeatureSpec.from_dict(data["spec"]))
+            spec = data["spec"]  # required, and null for "the served model's"
+            return Hello(model=model, spec=None if spec is None else FeatureSpec.from_dict(spec))
         if kind == "ready":
             tags = data.get("tags")
             return Ready(

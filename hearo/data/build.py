@@ -37,7 +37,7 @@ from hearo.data.sources import DEFAULT_PACKAGES, check_packages
 from hearo.data.synth import GENERATORS, TTS_PHRASES, shout, synthesise_speech, tts_voices
 from shared.taxonomy import CLASS_KEYS, by_key
 
-__all__ = ["MANIFEST_FIELDS", "BuildConfig", "BuildSummary", "build_dataset", "fingerprint"]
+__all__ = ["MANIFEST_FIELDS", "BuildConfig", "BuildSummary", "Source", "build_dataset", "collect_sources", "fingerprint", "split_groups"]
 
 MANIFEST_FIELDS = (
     "file", "class", "class_id", "source_package", "source_path", "licence", "made", "split",
@@ -135,6 +135,12 @@ def _synthetic_sources(config: BuildConfig, cache: Path, progress: Progress) -> 
     return sources
 
 
+def collect_sources(config: BuildConfig, cache: Path, progress: Progress, summary: BuildSummary) -> list[Source]:
+    """Every labelled source of a build (decoded packages, de-duplicated, then synthesis), in a
+    fixed order, so ``split_groups`` gives the same split to every command that asks."""
+    return _package_sources(config, cache, progress, summary) + _synthetic_sources(config, cache, progress)
+
+
 def _stable(text: str) -> int:
     return int.from_bytes(hashlib.sha1(text.encode()).digest()[:4], "big")
 
@@ -159,9 +165,24 @@ def _event_audio(source: Source, class_key: str, rng: np.random.Generator) -> np
     audio = source.audio
     if class_key == "trapped" and source.recipe == "real":
         audio = arrange_hits(audio, rng)
-    elif source.recipe == "tts" and class_key in ("help", "trapped") and rng.random() < 0.7:
+    elif source.recipe == "tts" and rng.random() < 0.5:  # every class alike (labels.py, rule 4)
         audio = shout(audio, rng)
     return audio
+
+
+SYNTHETIC_SHARE = 0.5
+
+
+def _pick_event(events: Sequence[Source], rng: np.random.Generator) -> Source:
+    """A random event; a class with real recordings takes synthesised or TTS ones for at most
+    ``SYNTHETIC_SHARE`` of its scenes, however many more synthetic sources it has."""
+    real = [e for e in events if e.recipe == "real"]
+    made = [e for e in events if e.recipe != "real"]
+    if real and made:
+        pool = made if rng.random() < min(SYNTHETIC_SHARE, len(made) / len(events)) else real
+    else:
+        pool = real or made
+    return pool[int(rng.integers(len(pool)))]
 
 
 def build_dataset(out: Path, cache: Path, config: BuildConfig = BuildConfig()) -> BuildSummary:
@@ -170,8 +191,7 @@ def build_dataset(out: Path, cache: Path, config: BuildConfig = BuildConfig()) -
     out.mkdir(parents=True, exist_ok=True)
     summary = BuildSummary(manifest=out / "manifest.csv")
     with Progress() as progress:
-        sources = _package_sources(config, cache, progress, summary)
-        sources += _synthetic_sources(config, cache, progress)
+        sources = collect_sources(config, cache, progress, summary)
         summary.sources = Counter(source.label for source in sources)
         validation = split_groups(sources, config.val_fraction, config.seed)
         pools: dict[tuple[str, str], list[Source]] = defaultdict(list)
@@ -203,7 +223,7 @@ def build_dataset(out: Path, cache: Path, config: BuildConfig = BuildConfig()) -
                     beds = bed_pools[int(rng.integers(len(bed_pools)))]
                     background = beds[int(rng.integers(len(beds)))]
                     # Half the normal scenes are background alone, half carry a hard negative.
-                    event = None if class_key == "normal" and (i % 2 == 0 or not events) else events[int(rng.integers(len(events)))]
+                    event = None if class_key == "normal" and (i % 2 == 0 or not events) else _pick_event(events, rng)
                     audio, recipe = compose(
                         None if event is None else _event_audio(event, class_key, rng), background.audio, config.scene_s, rng
                     )

@@ -13,9 +13,25 @@ Roles:
   laughter, calm prompts, single door slams), composed into scenes exactly like events;
 - ``BACKGROUND``: a bed for scenes (speech, music, ambience); also a ``normal`` clip itself.
 
-Review notes: human unit deaths/pain from strategy games are screams (crime) unless they are
-groans (medical); construction hammering and footsteps are negatives for ``trapped``; the
-game "alarm"/klaxon sounds are negatives for ``fire``/``gas`` (sources.md, hard negatives).
+Written rules (each source file has exactly one label; a rule never depends on the game event
+that played the sound, only on what a listener at home would hear):
+
+1. **Vocalisations of pain and fear** are labelled by how they sound. Screams, death cries and
+   cries of pain (ow, ouch, argh, a hit's yelp) are ``crime``. Groans, moans, coughs, gasps,
+   choking, drowning and laboured breathing are ``medical``. No vocalisation is ``accident`` or a
+   negative: a fall is heard as its impact (thuds, a body hitting the ground, collapse), and an
+   ambiguous grunt (hedgewars ``Ooff``, cube2 and freedink grunts, nexuiz ``fall``) is not used.
+2. **Banging**: metal clangs, anvils, a slammed door and knocking, arranged into repeated
+   banging (``scenes.arrange_hits``), are ``trapped``. Hammering and construction (DIY, building
+   sites) are negatives: they are what a home sounds like on a Saturday.
+3. **Electric** is arcing, sparking, zapping and shorting. A steady hum (mains, transformers,
+   fans, machines) is a background, and thunder is a negative: neither is an electrical fault.
+4. **Speech** is an emergency only when its words are one (``help``: "I need help"; TTS distress
+   phrases). Shouted and excited everyday speech (game call-outs, taunts, announcers, "take
+   cover") is a background; TTS of every class goes through the same processing
+   (``build._event_audio``), so shouting alone is never a cue.
+5. **Alarms and beeps that are not ISO 8201 / UL 2034 patterns** (game alerts, klaxons, system
+   sounds, phone rings, timers) are negatives for ``fire`` and ``gas``.
 """
 
 from __future__ import annotations
@@ -64,6 +80,11 @@ _STK = "usr/share/games/supertuxkart/data/"
 _0AD = "usr/share/games/0ad/mods/public/public.zip/audio/"
 _WESM = "usr/share/games/wesnoth/1.16/data/core/music/"
 _AST = "usr/share/asterisk/sounds/"
+# Nexuiz keeps its data in one zip (a .pk3); members inside it are "<pk3 member>/<path in zip>".
+_NEX = "usr/share/games/nexuiz/data/data.pk3/sound/"
+_BZ = "usr/share/games/bzflag/"
+_BSU = "usr/share/games/chromium-bsu/wav/"
+_ETR = "usr/share/games/etr/"
 # megaglest units that are people (its monsters, animals and machines are unused).
 _MG_PEOPLE = (
     "archer", "archmage", "axe_thrower", "battlemage", "guard", "initiate", "princess", "shaman",
@@ -78,9 +99,8 @@ LABEL_RULES: tuple[LabelRule, ...] = tuple(
         ("Sounds/voices/*/Firepunch*.ogg", "crime"),
         ("Sounds/voices/*/PoisonCough.ogg", "medical"),
         ("Sounds/voices/*/PoisonMoan.ogg", "medical"),
-        ("Sounds/voices/*/Ooff[1-3].ogg", "accident"),
         ("Sounds/voices/*/Leavemealone.ogg", "help"),
-        ("Sounds/voices/*/Takecover.ogg", "help"),
+        ("Sounds/voices/*/Takecover.ogg", BACKGROUND),
         ("Sounds/voices/*/Laugh.ogg", NEGATIVE),
         ("Sounds/voices/*/Hello.ogg", NEGATIVE),
         ("Sounds/voices/*/Hurry.ogg", NEGATIVE),
@@ -94,7 +114,7 @@ LABEL_RULES: tuple[LabelRule, ...] = tuple(
         ("Sounds/gun.ogg", "crime"),
         ("Sounds/baseballbat.ogg", "crime"),
         ("Sounds/firepunch_hit.ogg", "crime"),
-        ("Sounds/hammer.ogg", "trapped"),
+        ("Sounds/hammer.ogg", NEGATIVE),
         ("Sounds/steam.ogg", "gas"),
         ("Sounds/blowtorch.ogg", "gas"),
         ("Sounds/flamethrower.ogg", "fire"),
@@ -111,7 +131,7 @@ LABEL_RULES: tuple[LabelRule, ...] = tuple(
     + _rules("wesnoth-1.16-data", _WES, [
         ("human-die-*", "crime"),
         ("human-female-die-*", "crime"),
-        ("human-old-die-*", "medical"),
+        ("human-old-die-*", "crime"),
         ("groan.wav", "medical"),
         ("wail-sml.wav", "medical"),
         ("gunshot.wav", "crime"),
@@ -120,14 +140,14 @@ LABEL_RULES: tuple[LabelRule, ...] = tuple(
         ("mace.*", "crime"),
         ("hiss.wav", "gas"),
         ("hiss-big.wav", "gas"),
-        ("lightning*.ogg", "electric"),
+        ("lightning*.ogg", NEGATIVE),
         ("fire.wav", "fire"),
         ("torch.ogg", "fire"),
         ("flame-big.ogg", "fire"),
         ("ambient/campfire.ogg", "fire"),
         ("rumble.ogg", "accident"),
-        ("human-hit-*", NEGATIVE),
-        ("human-female-hit-*", NEGATIVE),
+        ("human-hit-*", "crime"),
+        ("human-female-hit-*", "crime"),
         ("horse-canter.wav", NEGATIVE),
         ("ambient/*", BACKGROUND),
     ])
@@ -150,8 +170,8 @@ LABEL_RULES: tuple[LabelRule, ...] = tuple(
     + _rules("warmux-data", _WMX, [
         ("sound/*/voices/death*", "crime"),
         ("sound/*/voices/injured_high*", "crime"),
-        ("sound/*/voices/injured_medium*", "medical"),
-        ("sound/*/voices/injured_light*", "medical"),
+        ("sound/*/voices/injured_medium*", "crime"),
+        ("sound/*/voices/injured_light*", "crime"),
         ("sound/*/weapons/m16.ogg", "crime"),
         ("sound/*/weapons/gun.ogg", "crime"),
         ("sound/*/weapons/shotgun.ogg", "crime"),
@@ -175,7 +195,6 @@ LABEL_RULES: tuple[LabelRule, ...] = tuple(
         ("punch.wav", "crime"),
         ("fire.wav", "fire"),
         ("burn.wav", "fire"),
-        ("grunt[12].wav", "medical"),
         ("open.wav", NEGATIVE),
         ("stairs.wav", NEGATIVE),
         ("*.ogg", BACKGROUND),
@@ -185,7 +204,7 @@ LABEL_RULES: tuple[LabelRule, ...] = tuple(
         ("sounds/icecrash.ogg", "crime"),
         ("sounds/cracking.wav", "crime"),
         ("sounds/fizz.wav", "electric"),
-        ("sounds/lightning.wav", "electric"),
+        ("sounds/lightning.wav", NEGATIVE),
         ("sounds/pshit.ogg", "gas"),
         ("sounds/sizzle.ogg", "fire"),
         ("sounds/fire.ogg", "fire"),
@@ -229,17 +248,17 @@ LABEL_RULES: tuple[LabelRule, ...] = tuple(
     + _rules("redeclipse-data", _RE, [
         ("voice/argh*.ogg", "crime"),
         ("player/death*.ogg", "crime"),
-        ("player/pain*.ogg", "medical"),
+        ("player/pain*.ogg", "crime"),
         ("weapons/pistol/primary*.ogg", "crime"),
         ("weapons/rifle/primary*.ogg", "crime"),
         ("weapons/shotgun/primary*.ogg", "crime"),
         ("weapons/smg/primary*.ogg", "crime"),
         ("weapons/thwack*.ogg", "crime"),
         ("ambience/electro.ogg", "electric"),
-        ("ambience/hum.ogg", "electric"),
+        ("ambience/hum.ogg", BACKGROUND),
         ("weapons/bzap.ogg", "electric"),
         ("weapons/bzzt.ogg", "electric"),
-        ("weapons/hum.ogg", "electric"),
+        ("weapons/hum.ogg", BACKGROUND),
         ("weapons/zapper/*.ogg", "electric"),
         ("sfx/shockdamage.ogg", "electric"),
         ("ambience/vapour.ogg", "gas"),
@@ -274,7 +293,6 @@ LABEL_RULES: tuple[LabelRule, ...] = tuple(
         ("sounds/q009/rifle*.ogg", "crime"),
         ("sounds/q009/shotgun*.ogg", "crime"),
         ("sounds/q009/minigun*.ogg", "crime"),
-        ("sounds/aard/grunt*.wav", "medical"),
         ("sounds/aard/bang.wav", "trapped"),
         ("sounds/olpc/MichaelBierylo/sfx_DoorSlam.wav", "trapped"),
         ("sounds/sfx/burning.ogg", "fire"),
@@ -300,7 +318,7 @@ LABEL_RULES: tuple[LabelRule, ...] = tuple(
         ("techs/*/music/*", BACKGROUND),
     ])
     + _rules("widelands-data", _WL, [
-        ("sound/hammering/*.ogg", "trapped"),
+        ("sound/hammering/*.ogg", NEGATIVE),
         ("sound/woodcutting/tree_falling_*.ogg", "accident"),
         ("sound/other/falling_tools_*.ogg", "accident"),
         ("sound/message_*.ogg", NEGATIVE),
@@ -316,12 +334,12 @@ LABEL_RULES: tuple[LabelRule, ...] = tuple(
     ])
     + _rules("supertuxkart-data", _STK, [
         ("sfx/WilhelmScream.ogg", "crime"),
-        ("sfx/hammer.ogg", "trapped"),
+        ("sfx/hammer.ogg", NEGATIVE),
         ("sfx/metal_clang.ogg", "trapped"),
         ("sfx/anvil.ogg", "trapped"),
         ("sfx/bzzt.ogg", "electric"),
         ("tracks/stk_enterprise/bzzt2.ogg", "electric"),
-        ("sfx/static-radio.ogg", "electric"),
+        ("sfx/static-radio.ogg", BACKGROUND),
         ("sfx/ugh.ogg", "medical"),
         ("sfx/crash*.ogg", "accident"),
         ("sfx/horn.ogg", NEGATIVE),
@@ -365,6 +383,56 @@ LABEL_RULES: tuple[LabelRule, ...] = tuple(
     + _rules("asterisk-core-sounds-it-wav", _AST, [("it_IT*/*.wav", BACKGROUND)])
     + _rules("asterisk-core-sounds-ru-wav", _AST, [("ru_RU*/*.wav", BACKGROUND)])
     + _rules("asterisk-prompt-it-menardi-wav", _AST, [("it_IT*/*.wav", BACKGROUND)])
+    + _rules("nexuiz-data", _NEX, [
+        ("player/*/player/death*.ogg", "crime"),
+        ("player/*/player/pain*.ogg", "crime"),
+        ("player/*/player/gasp.ogg", "medical"),
+        ("player/*/player/drown.ogg", "medical"),
+        ("player/*/coms/needhelp*.ogg", "help"),
+        ("player/*/coms/*.ogg", BACKGROUND),
+        ("weapons/campingrifle_fire*.ogg", "crime"),
+        ("weapons/shotgun_fire.ogg", "crime"),
+        ("weapons/uzi_fire.ogg", "crime"),
+        ("ambient/sparks*.ogg", "electric"),
+        ("onslaught/ons_spark*.ogg", "electric"),
+        ("onslaught/electricity_explode.ogg", "electric"),
+        ("desertfactory/steam_burst.wav", "gas"),
+        ("desertfactory/steam_loop.wav", "gas"),
+        ("misc/bodyimpact*.wav", "accident"),
+        ("misc/hitground*.ogg", "accident"),
+        ("misc/footstep*.wav", NEGATIVE),
+        ("misc/metalfootstep*.wav", NEGATIVE),
+        ("kh/alarm.wav", NEGATIVE),
+        ("ctf/*.wav", NEGATIVE),
+        ("announcer/*.ogg", BACKGROUND),
+        ("ambient/fan*.ogg", BACKGROUND),
+        ("ambient/machine*.ogg", BACKGROUND),
+        ("ambient/transformer.ogg", BACKGROUND),
+        ("ambient/water.ogg", BACKGROUND),
+        ("desertfactory/*_loop.wav", BACKGROUND),
+    ])
+    + _rules("bzflag-data", _BZ, [
+        ("flag_*.wav", NEGATIVE),
+        ("message_*.wav", NEGATIVE),
+        ("teleport.wav", NEGATIVE),
+        ("pop.wav", NEGATIVE),
+        ("lock.wav", NEGATIVE),
+    ])
+    + _rules("chromium-bsu-data", _BSU, [
+        ("life_add.wav", NEGATIVE),
+        ("power.wav", NEGATIVE),
+        ("music_*.wav", BACKGROUND),
+    ])
+    + _rules("extremetuxracer-data", _ETR, [
+        ("sounds/*_slide.wav", NEGATIVE),
+        ("sounds/pickup*.wav", NEGATIVE),
+        ("music/*.ogg", BACKGROUND),
+    ])
+    + _rules("xmoto-data", "usr/share/games/xmoto/Textures/Musics/", [("*.ogg", BACKGROUND)])
+    # Household system sounds: chimes, phone, camera shutter, error and message beeps.
+    + _rules("gnome-audio", "usr/share/sounds/", [("*.wav", NEGATIVE)])
+    + _rules("deepin-sound-theme", "usr/share/sounds/deepin/", [("*.wav", NEGATIVE)])
+    + _rules("sound-icons", "usr/share/sounds/sound-icons/", [("*.wav", NEGATIVE)])
 )
 
 

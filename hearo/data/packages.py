@@ -128,7 +128,7 @@ def decode_package(cache: Path, package: str) -> tuple[list[SourceClip], int]:
                     (folder / "copyright").write_bytes(handle.read())
                 continue
             label = label_for(package, name)
-            if label is None and not (name.endswith(".zip") and _rules_reach_into(package, name)):
+            if label is None and not (name.endswith((".zip", ".pk3")) and _rules_reach_into(package, name)):
                 continue
             handle = archive.extractfile(member)
             if handle is None:

@@ -38,11 +38,23 @@ ALLOWED_PACKAGES: dict[str, str] = {
     "asterisk-prompt-es-co": "GPL-2",
     "asterisk-prompt-fr-armelle": "GPL-2",
     "asterisk-prompt-it-menardi-wav": "CC-BY-SA-3.0-IT (Marco Menardi and Paola Dal Zot, www.voip.ammdomus.it)",
+    "nexuiz-data": "GPL-2+ (Alientrap, Lee Vermeulen)",
+    "openttd-opensfx": "see its copyright file (unused)",
+    "bzflag-data": "LGPL-2.1 or MPL",
+    "neverball-data": "see its copyright file (unused)",
+    "extremetuxracer-data": "GPL-2+ / CC0 (per file)",
+    "chromium-bsu-data": "Clarified-Artistic / Expat (per file)",
+    "trigger-rally-data": "see its copyright file (unused)",
+    "xmoto-data": "GPL-2+ / BSD / MIT (per file)",
+    "gnome-audio": "CC-BY-SA-2.0 / CC-BY-3.0 (per file)",
+    "deepin-sound-theme": "GPL-3+",
+    "sound-icons": "GPL-2+",
 }
 
-# Every allow-listed package that has label rules (about 4.6 GB of .debs). Left out: the
+# Every allow-listed package that has label rules (about 5 GB of .debs). Left out: the
 # asterisk-prompt-{es-co,fr-armelle} (headerless GSM), colobot-common-sounds (unnamed sounds)
-# and pingus-data (a few tiny cartoon sounds).
+# pingus-data (a few tiny cartoon sounds), openttd-opensfx (one .cat container of its own format),
+# and neverball-data and trigger-rally-data (no sound files found in the .debs surveyed).
 DEFAULT_PACKAGES: tuple[str, ...] = (
     "hedgewars-data",
     "wesnoth-1.16-data",
@@ -65,6 +77,14 @@ DEFAULT_PACKAGES: tuple[str, ...] = (
     "asterisk-core-sounds-it-wav",
     "asterisk-core-sounds-ru-wav",
     "asterisk-prompt-it-menardi-wav",
+    "nexuiz-data",
+    "bzflag-data",
+    "chromium-bsu-data",
+    "extremetuxracer-data",
+    "xmoto-data",
+    "gnome-audio",
+    "deepin-sound-theme",
+    "sound-icons",
 )
 
 

@@ -69,7 +69,9 @@ def smoke_alarm(rng: np.random.Generator) -> np.ndarray:
         tone = _tone(rng, rng.uniform(500, 540), 1.0, square=True)
     else:
         tone = _tone(rng, rng.uniform(2800, 3500), 1.0)
-    return _normalise(_pattern(rng, tone, 0.5 * duty, 0.5 * (2 - duty), 3, 1.5, rng.uniform(4.0, 6.0)))
+    # Often longer than a scene: scenes and training crops cut it at every phase, and the
+    # long-normal and stream evaluations hear whole alarms.
+    return _normalise(_pattern(rng, tone, 0.5 * duty, 0.5 * (2 - duty), 3, 1.5, rng.uniform(4.0, 12.0)))
 
 
 def co_alarm(rng: np.random.Generator) -> np.ndarray:
@@ -176,7 +178,7 @@ GENERATORS: dict[tuple[str, str], Callable[[np.random.Generator], np.ndarray]] =
     ("fire", "smoke_alarm_t3"): smoke_alarm,
     ("gas", "co_alarm_t4"): co_alarm,
     ("gas", "leak_hiss"): gas_hiss,
-    ("electric", "mains_hum"): electric_hum,
+    ("negative", "mains_hum"): electric_hum,  # a steady hum is not a fault (labels.py, rule 3)
     ("electric", "arc_crackle"): electric_arc,
     ("crime", "glass_break"): glass_break,
     ("trapped", "knocking"): knocking,
@@ -199,9 +201,6 @@ TTS_PHRASES: tuple[Phrase, ...] = tuple(
     + [Phrase("help", "en", t) for t in (
         "Help!", "Help me, please!", "Somebody help!", "Call nine one one!", "Please help me!",
         "Help, is anyone there?")]
-    + [Phrase("medical", "ko", t) for t in (
-        "숨을 못 쉬겠어요", "가슴이 아파요", "아이고 아이고", "머리가 너무 아파요", "아파요 구급차 불러주세요")]
-    + [Phrase("medical", "en", t) for t in ("I can't breathe", "My chest hurts", "I need an ambulance")]
     + [Phrase("trapped", "ko", t) for t in (
         "갇혔어요 문 좀 열어주세요", "엘리베이터에 갇혔어요", "문이 안 열려요 꺼내 주세요", "여기 안에 사람 있어요")]
     + [Phrase("trapped", "en", t) for t in ("I'm trapped, open the door!", "I'm stuck in here, let me out!")]
@@ -212,6 +211,13 @@ TTS_PHRASES: tuple[Phrase, ...] = tuple(
     + [Phrase("negative", "en", t) for t in (
         "The meeting starts at ten.", "What would you like for dinner?", "Turn the TV down a little.",
         "The next station is City Hall.", "I'll call you back later.", "It is going to rain tomorrow.")]
+    # Shouted and excited everyday speech: the same shout processing as the distress phrases
+    # (``build._event_audio``), so a raised voice alone never means an emergency.
+    + [Phrase("negative", "ko", t) for t in (
+        "골! 골이야!", "빨리 와 밥 먹어!", "생일 축하해!", "야 이거 봐 대박이다!", "조용히 좀 해!", "엄마 나 왔어!")]
+    + [Phrase("negative", "en", t) for t in (
+        "Goal! Did you see that?", "Dinner is ready, come down!", "Happy birthday!", "Hurry up, we're late!",
+        "Turn that music down!", "Yes! We won!")]
 )
 
 _KO_VARIANTS = ("klatt", "klatt2", "Andy", "Annie", "Denis", "Gene", "Michael", "f5", "m5", "m6", "whisper", "croak")

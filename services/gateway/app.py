@@ -68,7 +68,7 @@ async def _keep_connecting(client: InferenceClient) -> None:
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     """The gateway app; ``settings`` default to the environment's (``HEARO_GATEWAY_*``)."""
     settings = settings or GatewaySettings()
-    spec = spec_by_name(settings.feature_spec)
+    spec = None if settings.feature_spec is None else spec_by_name(settings.feature_spec)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -97,7 +97,8 @@ class InferenceClient:
     >>> results = await client.classify(windows)  # [n, window_frames, n_mels] -> n results
     >>> await client.close()
 
-    ``model`` None accepts whatever model the service serves (its spec must still match).
+    ``model`` None accepts whatever model the service serves; ``spec`` None takes its feature
+    spec from the handshake (``ready.spec``), a given one must match the served model's.
     ``dtype`` float16 halves the bytes sent at ~1e-3 relative error in the features.
     ``on_ready`` is called with the handshake answer at every (re)connect, before the
     connection is used (the gateway takes the model's detector thresholds from it).
@@ -106,7 +107,7 @@ class InferenceClient:
     def __init__(
         self,
         url: str,
-        spec: FeatureSpec,
+        spec: FeatureSpec | None = None,
         model: str | None = None,
         *,
         timeout: float = 5.0,
@@ -162,14 +163,14 @@ class InferenceClient:
         time or the connection dropped mid-call, InferenceRequestFailed when the service
         answered with an error (``overloaded`` among them), ValueError for a wrong shape.
         """
-        expected = (self.spec.window_frames, self.spec.n_mels)
-        if windows.dim() != 3 or tuple(windows.shape[1:]) != expected:
-            raise ValueError(f"expected windows [n, {expected[0]}, {expected[1]}], got {tuple(windows.shape)}")
         if windows.shape[0] == 0:
             return []
         try:
             async with asyncio.timeout(self.timeout):
                 ws, ready = await self._connection()
+                expected = (ready.spec.window_frames, ready.spec.n_mels)
+                if windows.dim() != 3 or tuple(windows.shape[1:]) != expected:
+                    raise ValueError(f"expected windows [n, {expected[0]}, {expected[1]}], got {tuple(windows.shape)}")
                 parts = await asyncio.gather(
                     *(self._request(ws, ready, chunk) for chunk in windows.detach().cpu().split(ready.max_batch))
                 )
@@ -211,7 +212,7 @@ class InferenceClient:
         if isinstance(reply, ErrorMessage):
             await ws.close()
             raise InferenceRefused(reply.code, reply.message)
-        if not isinstance(reply, Ready) or reply.spec != self.spec or reply.classes != CLASS_KEYS:
+        if not isinstance(reply, Ready) or (self.spec is not None and reply.spec != self.spec) or reply.classes != CLASS_KEYS:
             await ws.close()
             raise InferenceRefused(ErrorCode.SPEC_MISMATCH, f"unexpected handshake answer {reply!r}")
         return ws, reply

@@ -149,23 +149,32 @@ class SessionManager:
         settings: GatewaySettings,
         classifier: Classifier,
         authenticate: Authenticate,
-        spec: FeatureSpec,
+        spec: FeatureSpec | None = None,
         incidents: IncidentBackend | None = None,
     ) -> None:
         self.settings = settings
         self.classifier = classifier
         self.authenticate = authenticate
+        # None: the served model's, from the inference handshake (no session starts before it).
+        self.pinned_spec = spec
         self.spec = spec
         self.incidents = incidents
-        self.hop_frames = spec.frames_for(settings.hop_s)
         # Built now so a bad threshold setting stops the gateway at startup, not a session;
         # rebuilt with the served model's thresholds by ``use_model`` at each (re)connect.
         self.detector_config = self._detector_config(None)
         self.active = 0
 
+    @property
+    def hop_frames(self) -> int:
+        if self.spec is None:
+            raise RuntimeError("no feature spec before the first inference handshake")
+        return self.spec.frames_for(self.settings.hop_s)
+
     def use_model(self, ready: Ready) -> None:
-        """Take the thresholds the model behind ``ready`` advertises: sessions started from
-        now on detect with them (explicit settings still win). Called at every (re)connect."""
+        """Take the feature spec (unless pinned) and the thresholds the model behind ``ready``
+        advertises: sessions started from now on use them (explicit settings still win).
+        Called at every (re)connect."""
+        self.spec = self.pinned_spec or ready.spec
         self.detector_config = self._detector_config(ready.thresholds)
         explicit, stored = self.settings.detector_thresholds, ready.thresholds or {}
         log.info(
@@ -178,6 +187,8 @@ class SessionManager:
 
     def _detector_config(self, model_thresholds: Mapping[str, float] | None) -> DetectorConfig:
         settings, spec = self.settings, self.spec
+        # The hop the spec's frames can make (the setting rounded to whole frames).
+        hop_s = settings.hop_s if spec is None else self.hop_frames * spec.frame_shift / spec.sample_rate
         return DetectorConfig.build(
             settings.detector_default_threshold,
             settings.detector_thresholds,
@@ -185,7 +196,7 @@ class SessionManager:
             release_ratio=settings.detector_release_ratio,
             smoothing_windows=settings.detector_smoothing_windows,
             refractory_s=settings.detector_refractory_s,
-            hop_s=self.hop_frames * spec.frame_shift / spec.sample_rate,
+            hop_s=hop_s,
         )
 
     def try_acquire(self) -> bool:
@@ -328,7 +339,7 @@ class StreamSession:
     # --- streaming ---------------------------------------------------------------------------
 
     async def _stream(self) -> None:
-        assert self.start is not None and self.manager.classifier.ready is not None
+        assert self.start is not None and self.manager.classifier.ready is not None and self.manager.spec is not None
         spec = self.manager.spec
         self.audio = AudioPipeline(
             self.start.sample_rate,

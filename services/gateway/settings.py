@@ -31,9 +31,9 @@ class GatewaySettings(ServiceSettings):
 
     # Inference service (one shared connection per gateway process).
     inference_url: str = "ws://127.0.0.1:8001/v1/windows"
-    # Must be the served model's spec (checked at connect); the default is the spec of the
-    # inference service's default model (``default``).
-    feature_spec: str = "beats_fbank"
+    # None (the default): the served model's spec, taken from the inference handshake. A name
+    # pins it: a service serving a model of another spec is then refused at connect.
+    feature_spec: str | None = None
     inference_model: str | None = None  # None: whatever model the service serves
     inference_timeout_s: float = Field(default=5.0, gt=0.0)
 

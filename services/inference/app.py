@@ -135,12 +135,13 @@ class InferenceService:
         return True
 
     def _refusal(self, hello: Hello) -> tuple[ErrorCode, str] | None:
-        """Why this hello is refused, or None when its model and spec are the served ones."""
+        """Why this hello is refused, or None when its model and spec are the served ones (a
+        hello without a spec takes the served model's)."""
         assert self.ready is not None
         served = self.ready
         if hello.model is not None and hello.model != served.model:
             return ErrorCode.UNKNOWN_MODEL, f"model {hello.model!r} is not served here, {served.model!r} is"
-        if hello.spec != served.spec:
+        if hello.spec is not None and hello.spec != served.spec:
             gateway, ours = hello.spec.to_dict(), served.spec.to_dict()
             differing = [name for name in ours if gateway[name] != ours[name]]
             return ErrorCode.SPEC_MISMATCH, (

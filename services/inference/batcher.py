@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from services.inference.metrics import InferenceMetrics
-from services.inference.registry import Prediction
+from services.inference.models.base import Prediction
 
 
 class Overloaded(Exception):

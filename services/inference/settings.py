@@ -12,8 +12,11 @@ from shared.settings import ServiceSettings
 
 # CI and developers keep the CEO-provided weights in ../shared beside the clone.
 SHARED_MODELS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "models"
-# The embedded default model ships inside the repo (``hearo train --backbone default``).
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "models" / "weights" / "default.pt"
+# The embedded default model ships inside the repo (``hearo train --backbone default``), and
+# so does the previous one (``small_cnn``), kept for comparison.
+WEIGHTS_DIR = Path(__file__).resolve().parent / "models" / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.pt"
+SMALL_CNN_WEIGHTS = WEIGHTS_DIR / "small_cnn.pt"
 
 
 class InferenceSettings(ServiceSettings):
@@ -26,15 +29,17 @@ class InferenceSettings(ServiceSettings):
     checkpoints cannot ship with the repo): an official AudioSet fine-tuned BEATs checkpoint
     (e.g. ``BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt``), scored through the AudioSet
     map, or a 9-class head file written by ``hearo train --backbone beats``.
-    ``default_weights`` is the ``default`` model's file, shipped in the repo.
+    ``default_weights`` and ``small_cnn_weights`` are the ``default`` and ``small_cnn`` models'
+    files, shipped in the repo.
     """
 
     model_config = SettingsConfigDict(env_prefix="HEARO_INFERENCE_", extra="ignore")
 
-    model: str = "default"  # the gateway's default feature_spec is this model's (beats_fbank)
+    model: str = "default"  # the gateway takes the served model's feature spec at connect
     efficientat_weights: Path = SHARED_MODELS_DIR / "efficientat_mn04_as" / "mn04_as_mAP_432.pt"
     beats_checkpoint: Path | None = None
     default_weights: Path = DEFAULT_WEIGHTS
+    small_cnn_weights: Path = SMALL_CNN_WEIGHTS
     device: str = "auto"
     # 128 windows of 200 x 128 float32 make a 13 MB frame, within uvicorn's 16 MiB ws_max_size.
     max_batch: int = Field(default=32, ge=1, le=128)

@@ -5,8 +5,7 @@
 chains the two for a live session; ``clip_windows`` is the offline path (training, evaluation)
 that yields the same windows for a whole clip. ``end_padding`` is the silence that ends a
 stream or a clip so that the detector judges its last audio (``LiveWindows.finish``: the
-gateway's rule at ``stop`` and ``hearo eval``'s), and ``pad_centred`` makes a short clip long
-enough for the detector with silence on both sides (the trainer's). All dispatch
+gateway's rule at ``stop`` and ``hearo eval``'s, and the trainer's calibration). All dispatch
 on ``FeatureSpec.name`` and call the batch modules' per-frame functions, so there is one
 implementation of each feature.
 
@@ -46,7 +45,7 @@ from shared.features import efficientat_mel, kaldi_fbank
 from shared.features.spec import BEATS_FBANK, EFFICIENTAT_MEL, FeatureSpec
 
 __all__ = [
-    "LiveWindows", "LogMelStream", "WindowStream", "clip_windows", "end_padding", "pad_centred", "samples_for_frames"
+    "LiveWindows", "LogMelStream", "WindowStream", "clip_windows", "end_padding", "samples_for_frames"
 ]
 
 _KNOWN = (BEATS_FBANK.name, EFFICIENTAT_MEL.name)
@@ -298,33 +297,6 @@ def clip_windows(spec: FeatureSpec, waveform: np.ndarray | torch.Tensor, hop_fra
     if samples.shape[0] < needed:
         samples = np.pad(samples, (0, needed - samples.shape[0]))
     return torch.stack(LiveWindows(spec, hop_frames).push(samples))
-
-
-def pad_centred(
-    samples: np.ndarray, spec: FeatureSpec, hop_frames: int, windows: int, sample_rate: int | None = None
-) -> np.ndarray:
-    """``samples`` with digital silence before and after (half each, the odd sample after), so
-    a stream of it yields at least ``windows`` windows: the detector's ``smoothing_windows``,
-    which it needs before it decides anything. Longer clips are returned unchanged.
-
-    ``samples`` is ``[n]`` or ``[n, channels]`` of any dtype at ``sample_rate`` (default the
-    spec's; at another rate the length is rounded up, so resampling to the spec's rate keeps it
-    long enough).
-
-    Centred, not at the end, because the detector averages the scores of consecutive windows:
-    in a live stream an event of length ``L`` lies wholly inside ``floor((2 s - L) / hop) + 1``
-    consecutive windows (four for a 0.5 s click at a 0.5 s hop), so the average can take
-    windows that all heard it. Padded centred, a clip of at most ``2 s - (windows - 1) x hop``
-    (1 s for three windows) lies inside every window too; padded at the end, it would sit at
-    the start of the first window and partly or wholly outside the later ones, and the
-    average would be diluted by windows that never heard it, as it is in no stream.
-    """
-    rate = spec.sample_rate if sample_rate is None else sample_rate
-    needed = samples_for_frames(spec, spec.window_frames + (windows - 1) * hop_frames)
-    length = math.ceil(needed * rate / spec.sample_rate)
-    missing = max(length - samples.shape[0], 0)
-    before = missing // 2
-    return np.pad(samples, [(before, missing - before)] + [(0, 0)] * (samples.ndim - 1))
 
 
 def end_padding(spec: FeatureSpec, hop_frames: int, smoothing_windows: int, length: int) -> tuple[int, int]:

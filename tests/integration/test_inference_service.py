@@ -23,7 +23,8 @@ from services.gateway.inference_client import (
     InferenceUnavailable,
 )
 from services.inference.app import create_app
-from services.inference.registry import Classifier, ModelEntry, ModelRegistry, Prediction
+from services.inference.models.base import Classifier, Prediction
+from services.inference.registry import ModelEntry, ModelRegistry
 from services.inference.settings import InferenceSettings
 from shared.features.spec import BEATS_FBANK, EFFICIENTAT_MEL, FeatureSpec
 from shared.inference_wire import (

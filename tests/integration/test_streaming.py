@@ -37,6 +37,7 @@ from services.gateway.settings import GatewaySettings
 from services.inference.app import create_app as create_inference
 from services.inference.models.default import load_default_model
 from services.inference.settings import DEFAULT_WEIGHTS, SHARED_MODELS_DIR, InferenceSettings
+from shared.features.spec import EFFICIENTAT_MEL
 from tests.gateway_support import ServerThread, free_port, pcm16, smoke_alarm
 
 pytestmark = pytest.mark.slow
@@ -328,9 +329,9 @@ async def test_default_model_smoke_alarm_gives_one_fire_and_the_models_threshold
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A fresh install: the inference service's and the gateway's defaults (the shipped
-    ``default`` model on ``beats_fbank``), no ../shared. The alarm pattern detector hears a
-    temporal-three whatever the model's quality, so one ``fire``; the gateway detects with
-    the thresholds stored in the model file, which it was told at connect."""
+    ``default`` model; the gateway sets no spec and takes ``efficientat_mel`` from the
+    handshake), no ../shared. One ``fire``; the gateway detects with the thresholds stored in
+    the model file, which it was told at connect."""
     _, stored = load_default_model(DEFAULT_WEIGHTS)
     inference_port, gateway_port = free_port(), free_port()
     inference = ServerThread(create_inference(InferenceSettings(device="cpu", max_wait_ms=2.0)), inference_port)
@@ -348,6 +349,7 @@ async def test_default_model_smoke_alarm_gives_one_fire_and_the_models_threshold
     try:
         base = f"http://127.0.0.1:{gateway_port}"
         assert httpx.get(f"{base}/healthz", timeout=10).json()["inference"] == {"connected": True, "model": "default"}
+        assert app.state.sessions.spec == EFFICIENTAT_MEL
         in_force = app.state.sessions.detector_config.thresholds
         assert stored["thresholds"] and all(in_force[key] == value for key, value in stored["thresholds"].items())
         assert "detector thresholds for model default" in caplog.text

@@ -10,7 +10,7 @@ import torch
 
 from services.inference.batcher import BatcherClosed, MicroBatcher, Overloaded
 from services.inference.metrics import InferenceMetrics
-from services.inference.registry import Prediction
+from services.inference.models.base import Prediction
 
 
 class GatedModel:

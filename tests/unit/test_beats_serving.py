@@ -20,7 +20,8 @@ from services.inference.models.beats import (
     save_head_file,
 )
 from services.inference.models.beats.head import head_file_dict
-from services.inference.registry import Classifier, ModelLoadError, default_registry
+from services.inference.models.base import Classifier, ModelLoadError
+from services.inference.registry import default_registry
 from services.inference.settings import InferenceSettings
 from shared.features.spec import BEATS_FBANK
 from shared.features.stream import clip_windows

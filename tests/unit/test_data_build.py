@@ -103,7 +103,7 @@ def test_new_package_labels() -> None:
     assert label_for("supertuxkart-data", f"{stk}sfx/WilhelmScream.ogg") == "crime"
     assert label_for("supertuxkart-data", f"{stk}sfx/horn.ogg") == NEGATIVE
     assert label_for("supertuxkart-data", f"{stk}music/Lava.ogg") == BACKGROUND
-    assert label_for("widelands-data", "usr/share/games/widelands/data/sound/hammering/hammering_01.ogg") == "trapped"
+    assert label_for("widelands-data", "usr/share/games/widelands/data/sound/hammering/hammering_01.ogg") == NEGATIVE
     assert label_for("wesnoth-1.16-music", "usr/share/games/wesnoth/1.16/data/core/music/battle.ogg") == BACKGROUND
 
 

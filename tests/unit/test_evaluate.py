@@ -14,7 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 from hearo.cli import app
-from hearo.evaluate import evaluate, read_eval_manifest
+from hearo.evaluate import evaluate, evaluate_household, read_eval_manifest
 from services.gateway.settings import GatewaySettings
 from services.inference.models.default import DefaultNet, save_default_model
 from services.inference.settings import DEFAULT_WEIGHTS
@@ -96,11 +96,32 @@ def _never_firing_model(path: Path) -> Path:
     net = DefaultNet()
     with torch.no_grad():
         net.classes.weight.zero_()
-        net.classes.bias.zero_()
+        net.classes.bias.fill_(-20.0)
         net.classes.bias[0] = 20.0
-    thresholds = {c.key: 0.5 for c in CLASSES if c.is_emergency}
-    save_default_model(path, net, thresholds, metrics={}, recipe={})
+    point = {"thresholds": {c.key: 0.5 for c in CLASSES if c.is_emergency}, "smoothing_windows": 3, "hop_s": 0.5}
+    save_default_model(path, net, tuple(f"tag {i}" for i in range(527)), point, metrics={}, recipe={})
     return path
+
+
+def test_household_audio_counts_false_alarms_per_hour(tmp_path: Path) -> None:
+    """A model that never fires gives none; the alarm patterns still fire on a real alarm in a
+    household file, and each one counts."""
+    household = tmp_path / "household"
+    household.mkdir()
+    rng = np.random.default_rng(2)
+    sf.write(str(household / "quiet.wav"), (0.001 * rng.standard_normal(SR * 70)).astype(np.float32), SR)
+    model = _never_firing_model(tmp_path / "never.pt")
+    quiet = evaluate_household(household, model)
+    assert quiet.alarms == [] and quiet.minutes == 1 and quiet.minutes_firing == 0
+    assert quiet.hours == pytest.approx(70 / 3600)
+    sf.write(str(household / "alarm.wav"), np.concatenate([np.zeros(SR * 5, np.float32), _temporal_three(20.0)]), SR)
+    result = CliRunner().invoke(app, ["eval", "--household", str(household), "--model", str(model),
+                                      "--json", str(tmp_path / "h.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "h.json").read_text())["household"]
+    assert report["false_alarms"] == 1 and report["alarms"][0]["class"] == "fire"
+    assert report["alarms"][0]["pattern"] == "temporal3" and report["minutes_firing"] == 0  # alarm.wav is 25 s
+    assert report["false_alarms_per_hour"] == pytest.approx(3600 / 95, rel=0.01)
 
 
 def test_eval_hears_the_alarm_patterns_the_model_misses(tmp_path: Path) -> None:

@@ -135,7 +135,7 @@ def test_control_messages_round_trip() -> None:
     tuned = Ready("default", BEATS_FBANK, CLASS_KEYS, 32, None, {"fire": 0.85, "help": 0.2})
     refused = ErrorMessage(ErrorCode.SPEC_MISMATCH, "expects efficientat_mel")
     failed = ErrorMessage(ErrorCode.OVERLOADED, "queue full", request_id=2**63)
-    for message in (hello, Hello(None, BEATS_FBANK), ready, tuned, refused, failed):
+    for message in (hello, Hello(None, BEATS_FBANK), Hello(None, None), ready, tuned, refused, failed):
         assert decode_control(encode_control(message)) == message
     assert '"type":"hello"' in encode_control(hello)
 

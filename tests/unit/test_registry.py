@@ -6,15 +6,8 @@ import pytest
 import torch
 
 from services.gateway.settings import GatewaySettings
-from services.inference.registry import (
-    Classifier,
-    ModelEntry,
-    ModelLoadError,
-    ModelRegistry,
-    Prediction,
-    UnknownModelError,
-    default_registry,
-)
+from services.inference.models.base import Classifier, ModelLoadError, Prediction
+from services.inference.registry import ModelEntry, ModelRegistry, UnknownModelError, default_registry
 from services.inference.settings import InferenceSettings
 from shared.features.spec import BEATS_FBANK, EFFICIENTAT_MEL
 from shared.taxonomy import CLASS_KEYS, NUM_CLASSES
@@ -60,11 +53,18 @@ def test_duplicate_names_and_foreign_class_order_are_refused() -> None:
         registry.register(ModelEntry("shuffled", BEATS_FBANK, load_mean, tuple(reversed(CLASS_KEYS))))
 
 
-def test_default_model_is_served_on_the_gateways_default_spec() -> None:
-    """The two defaults change together, so a fresh install's gateway and inference agree."""
-    served = InferenceSettings().model
-    assert served == "default"
-    assert default_registry().get(served).spec.name == GatewaySettings().feature_spec == BEATS_FBANK.name
+def test_default_model_is_served_and_the_gateway_takes_its_spec_from_the_handshake() -> None:
+    """No user sets HEARO_GATEWAY_FEATURE_SPEC: the gateway asks for none and takes the served one."""
+    assert InferenceSettings().model == "default"
+    assert default_registry().get("default").spec == EFFICIENTAT_MEL
+    assert GatewaySettings().feature_spec is None
+
+
+def test_previous_default_is_served_as_small_cnn_on_the_beats_fbank() -> None:
+    entry = default_registry().get("small_cnn")
+    classifier = entry.load(InferenceSettings(), torch.device("cpu"))
+    assert entry.spec == BEATS_FBANK
+    assert classifier.predict(torch.zeros(2, BEATS_FBANK.window_frames, BEATS_FBANK.n_mels)).scores.shape == (2, NUM_CLASSES)
 
 
 def test_default_registry_serves_efficientat_on_its_spec() -> None:

@@ -1,29 +1,38 @@
-"""Hear-o's own embedded default model: a small CNN on the BEATs filterbank windows.
+"""Hear-o's embedded default model: EfficientAT mn04 (AudioSet) fine-tuned for the nine classes.
 
-``DefaultNet`` takes the wire's time-major windows ``[B, 198, 128]`` (``BEATS_FBANK``) and
-returns nine class logits plus 527 AudioSet logits, the second head only used to distil the
-EfficientAT mn04 teacher during training. It is a stem convolution and six depthwise-separable
-blocks (MobileNet-style), about 0.3 M parameters and 70 MFLOP per 2 s window
-(``count_flops``), so a 2-core CPU scores hundreds of windows a second.
+``DefaultNet`` is the mn04 network (``efficientat.EfficientAT``, initialised from the published
+AudioSet weights by ``hearo train``) with a second head: nine independent sigmoid class
+scores, so that two confusable classes never split one probability. The AudioSet head is kept,
+distilled from the frozen original during training, and served as the "what it hears" tags.
 
-A model file (``save_default_model``) is a plain dict of tensors and numbers, loaded with
-``torch.load(weights_only=True)``: the state dict, the per-class detector thresholds chosen on
-the validation split, the validation metrics and the recipe. ``DefaultClassifier`` serves it
-through the inference registry: softmax class scores, no tags.
+- Input: the wire's time-major ``efficientat_mel`` windows ``[B, 200, 128]`` (32 kHz, 2 s).
+- Band: mel bins above ``BAND_LIMIT_HZ`` are set to the spec's digital-silence value before
+  the network, in training and serving alike. Training material is 16 kHz, so those bins were
+  always empty; a 48 kHz phone must not show the model a band it never learned.
+- Class head: frequency-pooled feature maps, mean and max over time (a short bang in a 2 s
+  window still counts), one linear layer.
+
+A model file (``save_default_model``) is a plain dict loaded with ``weights_only=True``: the
+state dict (half precision), the AudioSet tag names, the operating point (per-class
+thresholds and the detector's smoothing), its calibration figures and the recipe.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from shared.features.spec import BEATS_FBANK
+from services.inference.models.base import Prediction
+from services.inference.models.efficientat import EMBEDDING_DIM, NUM_AUDIOSET_LABELS, EfficientAT
+from shared.features.spec import EFFICIENTAT_MEL
 from shared.taxonomy import CLASS_KEYS, NUM_CLASSES
 
 __all__ = [
+    "BAND_LIMIT_HZ",
     "FORMAT",
     "DefaultClassifier",
     "DefaultNet",
@@ -33,120 +42,128 @@ __all__ = [
     "save_default_model",
 ]
 
-FORMAT = "hearo-default-v1"
-NUM_TEACHER_LABELS = 527
-_WIDTHS = ((32, 64, 2), (64, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2), (256, 256, 1))
+FORMAT = "hearo-default-mn04-v1"
+BAND_LIMIT_HZ = 7_600.0
+# (ln(0 + 1e-5) + 4.5) / 5: what the efficientat_mel spec gives for digital silence.
+SILENCE = (math.log(1e-5) + 4.5) / 5
 
 
-def _separable(c_in: int, c_out: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_in, 3, stride, 1, groups=c_in, bias=False),
-        nn.BatchNorm2d(c_in),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(c_in, c_out, 1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-    )
+def _mel(hz: float) -> float:
+    return 1127.0 * math.log(1.0 + hz / 700.0)
+
+
+def band_mask(limit_hz: float = BAND_LIMIT_HZ) -> Tensor:
+    """bool [128]: the efficientat_mel bins whose filter reaches above ``limit_hz``."""
+    step = _mel(15_000.0) / (EFFICIENTAT_MEL.n_mels + 1)
+    right_edges = torch.arange(2, EFFICIENTAT_MEL.n_mels + 2, dtype=torch.float64) * step
+    return right_edges > _mel(limit_hz)
 
 
 class DefaultNet(nn.Module):
-    """Windows [B, T, 128] -> (class logits [B, 9], teacher logits [B, 527])."""
+    """Windows [B, 200, 128] -> (class logits [B, 9], AudioSet logits [B, 527])."""
 
-    def __init__(self, dropout: float = 0.2) -> None:
+    def __init__(self, dropout: float = 0.3) -> None:
         super().__init__()
-        self.input_norm = nn.BatchNorm2d(1)
-        self.stem = nn.Sequential(nn.Conv2d(1, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True))
-        self.blocks = nn.Sequential(*[_separable(i, o, s) for i, o, s in _WIDTHS])
-        width = _WIDTHS[-1][1]
+        self.backbone = EfficientAT()
         self.dropout = nn.Dropout(dropout)
-        self.classes = nn.Linear(2 * width, NUM_CLASSES)
-        self.teacher = nn.Linear(2 * width, NUM_TEACHER_LABELS)
+        self.classes = nn.Linear(2 * EMBEDDING_DIM, NUM_CLASSES)
+        self.band_mask: Tensor
+        self.register_buffer("band_mask", band_mask(), persistent=False)
 
     def forward(self, windows: Tensor) -> tuple[Tensor, Tensor]:
-        if windows.dim() != 3 or windows.shape[2] != BEATS_FBANK.n_mels:
-            raise ValueError(f"expected windows [B, T, {BEATS_FBANK.n_mels}], got {tuple(windows.shape)}")
-        x = self.input_norm(windows.transpose(1, 2).unsqueeze(1))  # [B, 1, mel, time]
-        x = self.blocks(self.stem(x)).mean(dim=2)  # frequency pooled: [B, C, time]
-        # Mean and max over time: a short bang in a long window still counts.
-        pooled = self.dropout(torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1))
-        return self.classes(pooled), self.teacher(pooled)
+        if windows.dim() != 3 or windows.shape[2] != EFFICIENTAT_MEL.n_mels:
+            raise ValueError(f"expected windows [B, T, {EFFICIENTAT_MEL.n_mels}], got {tuple(windows.shape)}")
+        mel = windows.transpose(1, 2).masked_fill(self.band_mask[:, None], SILENCE)
+        maps = self.backbone.features(mel.unsqueeze(1))  # [B, 384, mel', time']
+        audioset = self.backbone.classifier[2:](maps.mean(dim=(2, 3)))
+        over_time = maps.mean(dim=2)
+        pooled = torch.cat([over_time.mean(dim=2), over_time.amax(dim=2)], dim=1)
+        return self.classes(self.dropout(pooled)), audioset
 
 
-def count_parameters(model: nn.Module, serving_only: bool = True) -> int:
-    """Parameters; ``serving_only`` leaves out the distillation head, which is never run when serving."""
-    return sum(
-        p.numel() for name, p in model.named_parameters() if not (serving_only and name.startswith("teacher."))
-    )
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
 
 
-def count_flops(model: DefaultNet, frames: int = BEATS_FBANK.window_frames) -> int:
-    """FLOPs (2 x multiply-adds of convolutions and the class head) for one window of ``frames``."""
+def count_flops(model: nn.Module, window: Tensor) -> int:
+    """FLOPs (2 x multiply-adds of every convolution and linear layer) for one ``window`` [1, T, F]."""
     total = 0
 
-    def conv_hook(module: nn.Module, _inputs: Any, output: Tensor) -> None:
+    def hook(module: nn.Module, _inputs: Any, output: Tensor) -> None:
         nonlocal total
-        assert isinstance(module, nn.Conv2d)
-        k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
-        total += 2 * k * output.numel()
+        if isinstance(module, nn.Conv2d):
+            fan_in = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+            total += 2 * fan_in * output.numel()
+        elif isinstance(module, nn.Linear):
+            total += 2 * module.in_features * output.numel()
 
-    hooks = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(1, frames, BEATS_FBANK.n_mels))
+            model(window)
     finally:
-        for hook in hooks:
-            hook.remove()
+        for handle in hooks:
+            handle.remove()
         model.train(was_training)
-    return total + 2 * model.classes.in_features * model.classes.out_features
+    return total
 
 
 def save_default_model(
-    path: Path, model: DefaultNet, thresholds: dict[str, float], metrics: dict[str, Any], recipe: dict[str, Any]
+    path: Path,
+    model: DefaultNet,
+    tag_labels: tuple[str, ...],
+    operating_point: dict[str, Any],
+    metrics: dict[str, Any],
+    recipe: dict[str, Any],
 ) -> None:
-    """Write a model file: weights (half precision, the distillation head dropped), thresholds, metrics, recipe."""
-    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items() if not k.startswith("teacher.")}
+    """Write a model file. ``operating_point``: ``thresholds`` (class key -> threshold) and the
+    detector parameters they were chosen with (``smoothing_windows``, ``hop_s``)."""
+    if len(tag_labels) != NUM_AUDIOSET_LABELS:
+        raise ValueError(f"{len(tag_labels)} tag labels, expected {NUM_AUDIOSET_LABELS}")
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(
-        {"format": FORMAT, "spec": BEATS_FBANK.to_dict(), "classes": list(CLASS_KEYS), "state_dict": state,
-         "thresholds": thresholds, "metrics": metrics, "recipe": recipe},
+        {"format": FORMAT, "spec": EFFICIENTAT_MEL.to_dict(), "classes": list(CLASS_KEYS), "state_dict": state,
+         "tag_labels": list(tag_labels), "thresholds": dict(operating_point["thresholds"]),
+         "operating_point": operating_point, "metrics": metrics, "recipe": recipe},
         path,
     )
 
 
 def load_default_model(path: Path) -> tuple[DefaultNet, dict[str, Any]]:
-    """(the network in eval mode, the file's other fields). ValueError if ``path`` is not a model file."""
+    """(the network in eval mode, the file's other fields), loaded strictly. ValueError if
+    ``path`` is not a default model file or its weights do not fit ``DefaultNet``."""
     data = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{path} is not a Hear-o default model file ({FORMAT})")
-    if tuple(data["classes"]) != CLASS_KEYS or data["spec"]["name"] != BEATS_FBANK.name:
+    if tuple(data["classes"]) != CLASS_KEYS or data["spec"]["name"] != EFFICIENTAT_MEL.name:
         raise ValueError(f"{path}: classes or feature spec differ from this build's")
     model = DefaultNet()
     state = {k: v.float() if v.is_floating_point() else v for k, v in data["state_dict"].items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith("teacher.") for k in missing):
-        raise ValueError(f"{path}: weights do not fit DefaultNet (missing {missing}, unexpected {unexpected})")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: weights do not fit DefaultNet: {exc}") from exc
     return model.eval(), {k: v for k, v in data.items() if k != "state_dict"}
 
 
 class DefaultClassifier:
-    """The default model as the registry's ``Classifier``: softmax scores over the nine classes."""
+    """The default model as the registry's ``Classifier``: sigmoid class scores and AudioSet tags."""
 
     def __init__(self, path: Path, device: torch.device) -> None:
         model, info = load_default_model(path)
         self._model = model.to(device)
         self._device = device
+        self._tag_labels = tuple(info["tag_labels"])
         self.thresholds: dict[str, float] = dict(info["thresholds"])
 
     @property
-    def tag_labels(self) -> None:
-        return None
+    def tag_labels(self) -> tuple[str, ...]:
+        return self._tag_labels
 
     @torch.inference_mode()
-    def predict(self, windows: Tensor) -> Any:
-        # Imported here: the registry imports this module for its loader.
-        from services.inference.registry import Prediction
-
-        logits, _ = self._model(windows.to(self._device))
-        return Prediction(torch.softmax(logits.float(), dim=1).cpu())
+    def predict(self, windows: Tensor) -> Prediction:
+        logits, audioset = self._model(windows.to(self._device))
+        return Prediction(torch.sigmoid(logits.float()).cpu(), torch.sigmoid(audioset.float()).cpu())

@@ -29,7 +29,8 @@ from services.inference.audioset_map import AudioSetClassMap, read_labels_csv
 from services.inference.models.beats.checkpoint import beats_from_official
 from services.inference.models.beats.head import BEATsHeadModel, head_model_from_dict, is_head_file
 from services.inference.models.beats.model import BEATs
-from services.inference.registry import AudioSetTagger, ModelLoadError, Prediction
+from services.inference.models.audioset_tagger import AudioSetTagger
+from services.inference.models.base import ModelLoadError, Prediction
 
 # Tag display names are read from an AudioSet label list beside the checkpoint, if there is one.
 LABELS_CSV_NAME = "class_labels_indices.csv"
