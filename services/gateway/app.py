@@ -79,20 +79,22 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         watcher = IncidentWatcher(db, events, poll_interval_s=settings.incident_poll_interval_s)
         clip_store = create_clip_store(settings.clips)
         incidents = IncidentBackend(db, events, watcher, clip_store, countdown_s=settings.incident_countdown_s)
-        # At every (re)connect the sessions take the served model's detector thresholds.
-        client = InferenceClient(
-            settings.inference_url, spec, settings.inference_model, timeout=settings.inference_timeout_s,
-            on_ready=lambda ready: sessions.use_model(ready),
-        )  # fmt: skip
 
         async def authenticate(token: str) -> Device | None:
             return await authenticate_token(db, token)
+
+        client = InferenceClient(
+            settings.inference_url, spec, settings.inference_model, timeout=settings.inference_timeout_s
+        )
+        sessions = SessionManager(settings, client, authenticate, spec, incidents)
+        # At every (re)connect, before any call uses the connection, the sessions take the
+        # served model's feature spec and detector thresholds.
+        client.on_ready = sessions.use_model
 
         app.state.db = db
         app.state.incident_events = events
         app.state.clip_store = clip_store
         app.state.inference = client
-        sessions = SessionManager(settings, client, authenticate, spec, incidents)
         app.state.sessions = sessions
         connecting: asyncio.Task[None] | None = None
         try:

@@ -100,8 +100,9 @@ class InferenceClient:
     ``model`` None accepts whatever model the service serves; ``spec`` None takes its feature
     spec from the handshake (``ready.spec``), a given one must match the served model's.
     ``dtype`` float16 halves the bytes sent at ~1e-3 relative error in the features.
-    ``on_ready`` is called with the handshake answer at every (re)connect, before the
-    connection is used (the gateway takes the model's detector thresholds from it).
+    ``on_ready`` (an argument, or the attribute set before ``connect``) is called with the
+    handshake answer at every (re)connect, before the connection is used (the gateway's
+    sessions take the model's feature spec and detector thresholds from it).
     """
 
     def __init__(
@@ -122,7 +123,7 @@ class InferenceClient:
         self.timeout = timeout
         self.dtype = dtype
         self._backoff = (backoff_initial_s, backoff_max_s)
-        self._on_ready = on_ready
+        self.on_ready = on_ready
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[ScoresResult]] = {}
         self._ws: ClientConnection | None = None
@@ -219,8 +220,8 @@ class InferenceClient:
 
     def _attach(self, ws: ClientConnection, ready: Ready) -> None:
         # Told before any call can use the connection, so nothing classifies on stale settings.
-        if self._on_ready is not None:
-            self._on_ready(ready)
+        if self.on_ready is not None:
+            self.on_ready(ready)
         self._ws, self._ready, self._last_error = ws, ready, None
         self._state_changed.set()
 
