@@ -3,8 +3,9 @@
     from services.inference.training import TrainingConfig, run_training
     model_file = run_training(TrainingConfig(checkpoint=ckpt, data=folder, out=Path("beats9.pt")))
 
-``dataset``: the dataset layouts, the split by source file and window cutting; ``aihub``: the
-AI Hub emergency audio data set and its class map; ``finetune``: the training run;
+``labelled_clips``: the clip and scan types the readers produce; ``dataset``: the dataset
+layouts, the split by source file and window cutting; ``aihub``: the AI Hub emergency audio
+data set and its class map; ``finetune``: the training run;
 ``metrics``: the validation metrics stored in the model file. Layouts and choices:
 ``docs/training.md``.
 """
@@ -13,8 +14,6 @@ from __future__ import annotations
 
 from services.inference.training.aihub import AIHUB_CLASS_MAP, AIHubLabelError, read_aihub_label, scan_aihub
 from services.inference.training.dataset import (
-    DatasetScan,
-    LabelledClip,
     clip_to_windows,
     read_clip,
     scan_class_folders,
@@ -22,6 +21,7 @@ from services.inference.training.dataset import (
     split_by_source,
 )
 from services.inference.training.config import TrainingConfig
+from services.inference.training.labelled_clips import DatasetScan, LabelledClip
 from services.inference.training.finetune import run_training
 from services.inference.training.metrics import classification_metrics
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.inference.training.dataset import AUDIO_SUFFIXES, DatasetScan, LabelledClip
+from services.inference.training.labelled_clips import AUDIO_SUFFIXES, DatasetScan, LabelledClip
 
 # The 16 mid-classes -> Hear-o class key, or None: left out of training.
 AIHUB_CLASS_MAP: dict[str, str | None] = {

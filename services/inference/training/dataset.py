@@ -22,7 +22,6 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,45 +29,13 @@ import soundfile as sf
 import soxr
 import torch
 
+from services.inference.training.aihub import scan_aihub
+from services.inference.training.labelled_clips import AUDIO_SUFFIXES, DatasetScan, LabelledClip
 from shared.features.spec import BEATS_FBANK, FeatureSpec
 from shared.features.stream import clip_windows, samples_for_frames
 from shared.taxonomy import CLASS_KEYS, by_key
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 LAYOUTS = ("auto", "folders", "aihub")
-
-
-@dataclass(frozen=True)
-class LabelledClip:
-    """A labelled stretch of one audio file: all of it, or ``[start_s, end_s)`` in seconds."""
-
-    path: Path
-    class_key: str
-    start_s: float = 0.0
-    end_s: float | None = None
-
-    def __post_init__(self) -> None:
-        by_key(self.class_key)  # KeyError naming the known keys
-        if self.start_s < 0 or (self.end_s is not None and self.end_s <= self.start_s):
-            raise ValueError(f"{self.path}: bad segment [{self.start_s}, {self.end_s})")
-
-    @property
-    def source(self) -> str:
-        """The source file: the unit of the train/validation split."""
-        return str(self.path)
-
-
-@dataclass(frozen=True)
-class DatasetScan:
-    """The clips of a dataset folder, the layout they were read in, and what was left out and why."""
-
-    clips: list[LabelledClip]
-    layout: str
-    skipped: dict[str, int] = field(default_factory=dict)
-
-    def class_counts(self) -> dict[str, int]:
-        """Clips per class key (classes without clips absent)."""
-        return dict(Counter(clip.class_key for clip in self.clips))
 
 
 def scan_dataset(root: str | Path, layout: str = "auto") -> DatasetScan:
@@ -94,9 +61,6 @@ def scan_dataset(root: str | Path, layout: str = "auto") -> DatasetScan:
     if layout == "folders":
         scan = scan_class_folders(root)
     else:
-        # Imported here: the AI Hub reader builds on this module's clip types.
-        from services.inference.training.aihub import scan_aihub
-
         scan = scan_aihub(root)
     if not scan.clips:
         raise ValueError(f"{root}: no labelled audio found ({layout} layout)")
