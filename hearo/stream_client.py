@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 import soundfile
 import soxr
+from pydantic import ValidationError
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -159,6 +161,25 @@ class MicSource:
 
 def _error(err: Console, message: str) -> None:
     err.print(Text.assemble(("error: ", "bold red"), message))
+
+
+def _parse_failure(raw: str, exc: ValueError) -> tuple[str, str]:
+    """(kind, reason) for a gateway message that does not parse: kind is its ``type``, or what
+    it is when it has none (reports are made once per kind on stderr)."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        kind = "not JSON"
+    else:
+        kind = data["type"] if isinstance(data, dict) and isinstance(data.get("type"), str) else "no type"
+    if isinstance(exc, ValidationError):
+        reason = "; ".join(
+            f"{'.'.join(map(str, error['loc']))}: {error['msg']}" if error["loc"] else error["msg"]
+            for error in exc.errors()[:3]
+        )
+    else:
+        reason = str(exc)
+    return kind, reason
 
 
 def _pcm16(samples: np.ndarray) -> bytes:
@@ -305,10 +326,11 @@ def run_stream(
     """Stream ``source`` (or the microphone when ``mic``) to the gateway at ``url``; the exit code.
 
     ``json_output`` prints every gateway message as one JSON line on stdout (for scripts)
-    instead of the live display. With ``wait`` the client stays connected after the audio
-    until every incident of the stream is resolved (the gateway closes then); without, it
-    leaves at ``stopped``. Problems, and how to cancel an incident left pending, are
-    explained on stderr.
+    instead of the live display; a message this client cannot parse is skipped, its line
+    followed by ``{"type": "client_warning", "code": "unreadable_message", ...}``. With
+    ``wait`` the client stays connected after the audio until every incident of the stream
+    is resolved (the gateway closes then); without, it leaves at ``stopped``. Problems, and
+    how to cancel an incident left pending, are explained on stderr.
     """
     err = Console(stderr=True)
     try:
@@ -334,7 +356,7 @@ async def _stream(
     except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
         _error(err, f"cannot connect to {url}: {exc}")
         return EXIT_CONNECTION
-    session = _Session(ws, source, stop, _View(url), json_output, wait)
+    session = _Session(ws, source, stop, _View(url), json_output, wait, err)
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError):  # no signal handlers off the main thread
         loop.add_signal_handler(signal.SIGINT, session.interrupt)
@@ -368,6 +390,7 @@ class _Session:
         view: _View,
         json_output: bool,
         wait: bool = True,
+        err: Console | None = None,
     ) -> None:
         self.ws = ws
         self.source = source
@@ -375,6 +398,8 @@ class _Session:
         self.view = view
         self.json_output = json_output
         self.wait = wait
+        self.err = err or Console(stderr=True)
+        self.unreadable_kinds: set[str] = set()  # kinds of unparsable messages already reported on stderr
         # Started at ``ready``, so a refused stream prints only its error; rendered at each
         # refresh, so the countdown runs between messages.
         self.live = None if json_output else Live(console=Console(), refresh_per_second=4, get_renderable=view.render)
@@ -456,7 +481,8 @@ class _Session:
                     print(raw, flush=True)
                 try:
                     message = parse_server_message(raw)
-                except ValueError:
+                except ValueError as exc:
+                    self._report_unreadable(raw, exc)
                     continue
                 if isinstance(message, ReadyMessage):
                     view.ready = message
@@ -486,6 +512,25 @@ class _Session:
                         view.notes.append(f"warning ({message.code.value}): {message.message}")
         except ConnectionClosed:
             pass
+
+    def _report_unreadable(self, raw: str, exc: ValueError) -> None:
+        """A gateway message this client cannot parse (a newer gateway, or a broken one) is
+        skipped, not fatal: said on stderr once per kind and, with ``json_output``, as a
+        ``client_warning`` JSON line after the message's own line every time."""
+        kind, reason = _parse_failure(raw, exc)
+        if self.json_output:
+            warning = {"type": "client_warning", "code": "unreadable_message", "kind": kind, "message": reason}
+            print(json.dumps(warning, ensure_ascii=False), flush=True)
+        if kind not in self.unreadable_kinds:
+            self.unreadable_kinds.add(kind)
+            self.err.print(
+                Text.assemble(
+                    ("warning: ", "bold yellow"),
+                    f"skipped a gateway message this client cannot read ({kind}): {reason}. "
+                    "Further ones of this kind are not repeated here.",
+                ),
+                soft_wrap=True,
+            )
 
     def exit_code(self, err: Console) -> int:
         """The process exit code for how the stream ended, explaining any failure on ``err``."""

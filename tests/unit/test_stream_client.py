@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from rich.console import Console
 
 from hearo.stream_client import (
     EXIT_INPUT,
@@ -26,7 +29,7 @@ from hearo.stream_client import (
     run_stream,
 )
 from shared.incident_state import IncidentState
-from shared.protocol import DetectionMessage, IncidentMessage
+from shared.protocol import ClassScore, DetectionMessage, IncidentMessage, ScoresMessage, StoppedMessage
 
 
 def tone(rate: int, seconds: float, channels: int) -> np.ndarray:
@@ -165,3 +168,61 @@ def test_ctrl_c_stops_the_audio_first_and_leaves_at_once_during_a_countdown() ->
         return seen
 
     assert asyncio.run(scenario()) == [(True, False), (True, True), (True, True), (True, True)]
+
+
+class ScriptedSocket:
+    """The gateway's side of a stream as a fixed list of text frames."""
+
+    def __init__(self, frames: list[str]) -> None:
+        self.frames = frames
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        for frame in self.frames:
+            yield frame
+
+
+def receive(frames: list[str], json_output: bool) -> tuple[_Session, str]:
+    err = io.StringIO()
+    session = _Session(
+        ScriptedSocket(frames), None, asyncio.Event(), _View("ws://x/v1/stream"), json_output,  # type: ignore[arg-type]
+        err=Console(file=err, width=400),
+    )  # fmt: skip
+    asyncio.run(session._receive())
+    return session, err.getvalue()
+
+
+def test_messages_that_do_not_parse_are_reported_and_the_stream_goes_on(capsys: pytest.CaptureFixture[str]) -> None:
+    scores = ScoresMessage(stream_time_s=1.0, top=[ClassScore(class_="fire", class_id=5, score=0.9)]).to_json()
+    frames = [
+        "not json",
+        '{"type": "gossip", "about": "a newer gateway"}',
+        scores,
+        '{"type": "gossip"}',
+        '{"type": "scores"}',
+        StoppedMessage(stream_time_s=1.0, windows=2, detections=0).to_json(),
+    ]
+    session, err = receive(frames, json_output=True)
+    assert session.view.scores is not None and session.stopped  # skipped, not fatal
+    lines = capsys.readouterr().out.splitlines()
+    # Each frame's own line, and after each one that does not parse, a warning line.
+    assert lines[0] == "not json"
+    warnings = [json.loads(line) for line in lines if line.startswith('{"type": "client_warning"')]
+    assert [(w["code"], w["kind"]) for w in warnings] == [
+        ("unreadable_message", "not JSON"), ("unreadable_message", "gossip"),
+        ("unreadable_message", "gossip"), ("unreadable_message", "scores"),
+    ]  # fmt: skip
+    assert lines.index(json.dumps(warnings[0])) == 1
+    assert "stream_time_s: Field required" in warnings[3]["message"]
+    assert len(lines) == len(frames) + len(warnings)
+    # On stderr once per kind.
+    assert err.count("warning:") == 3
+    assert "cannot read (gossip)" in err and "cannot read (not JSON)" in err and "cannot read (scores)" in err
+
+
+def test_without_json_a_message_that_does_not_parse_is_reported_on_stderr_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    session, err = receive(['{"type": "gossip"}', '["not", "an", "object"]'], json_output=False)
+    assert capsys.readouterr().out == ""
+    assert "cannot read (gossip)" in err and "cannot read (no type)" in err
+    assert not session.stopped
