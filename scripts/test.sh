@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
-exec .venv/bin/python -m pytest -q tests "$@"
+# No path here: pyproject's testpaths run the tiers in order (unit first); paths in "$@" replace them.
+exec .venv/bin/python -m pytest -q "$@"
