@@ -201,6 +201,7 @@ def data_household(
     minutes: Annotated[float, typer.Option(help="Total length; files are 1 to 10 minutes.")] = 180.0,
     packages: Annotated[Optional[str], typer.Option(help="Comma-separated packages: the data build's (default: its default).")] = None,
     seed: Annotated[int, typer.Option(help="The data build's seed (it decides the split).")] = 0,
+    compose_seed: Annotated[int, typer.Option(help="Seed of the composition: another gives other scenes from the same sources.")] = 0,
 ) -> None:
     """Compose hours of household audio with no emergency from the data build's normal sources (one part of its split)."""
     from hearo.data import DEFAULT_PACKAGES, BuildConfig
@@ -208,7 +209,7 @@ def data_household(
 
     names = tuple(p.strip() for p in packages.split(",") if p.strip()) if packages else DEFAULT_PACKAGES
     try:
-        rows = build_household(out, cache, HouseholdConfig(part=part, minutes=minutes, seed=seed,
+        rows = build_household(out, cache, HouseholdConfig(part=part, minutes=minutes, seed=compose_seed,
                                                            build=BuildConfig(packages=names, seed=seed)))
     except ValueError as exc:
         typer.echo(f"hearo data household: {exc}", err=True)

@@ -53,7 +53,7 @@ PARTS = ("training", "calibration", "evaluation")
 class HouseholdConfig:
     part: str = "evaluation"
     minutes: float = 180.0
-    seed: int = 0
+    seed: int = 0  # the composition's; the split follows ``build.seed``
     build: BuildConfig = BuildConfig()
 
     def __post_init__(self) -> None:
