@@ -43,6 +43,7 @@ from services.inference.models.default import FORMAT as DEFAULT_FORMAT
 from services.inference.models.small_cnn import FORMAT as SMALL_CNN_FORMAT
 from services.inference.registry import ModelEntry, default_registry
 from services.inference.settings import InferenceSettings
+from services.inference.training.calibration import household_files
 from services.inference.training.metrics import detection_metrics
 from services.inference.training.thresholds import MAX_FALSE_ALARM, choose_thresholds
 from shared.detector import Detector, DetectorConfig, clip_decision
@@ -151,21 +152,13 @@ def evaluate(
     ``thresholds``: per class, in place of the gateway's settings (``tune_thresholds``' output).
     """
     console = console or Console()
-    gateway = GatewaySettings()
-    patterns_on = gateway.alarm_patterns if alarm_patterns is None else alarm_patterns
-    label, entry, classifier = load_model(model)
-    spec = entry.spec
-    hop_frames = spec.frames_for(hop_s)
-    # The thresholds the gateway would use with this model: its explicit settings, then the model's.
-    detector = DetectorConfig.build(
-        gateway.detector_default_threshold, gateway.detector_thresholds if thresholds is None else thresholds,
-        getattr(classifier, "thresholds", None),
-        smoothing_windows=smoothing_windows, hop_s=hop_frames * spec.frame_shift / spec.sample_rate,
-    )
+    served = _Served.load(model, hop_s, smoothing_windows, alarm_patterns, thresholds)
+    label, detector, patterns_on = served.label, served.detector, served.alarm_patterns
     rows = read_eval_manifest(manifest)
     predictions = [
         clip_decision(clip.scores, detector, clip.end_times, clip.matches)[0]
-        for clip in _scored_clips(rows, label, spec, classifier, hop_frames, smoothing_windows, patterns_on, gateway, console)
+        for clip in _scored_clips(rows, label, served.spec, served.classifier, served.hop_frames, smoothing_windows,
+                                  patterns_on, served.gateway, console)
     ]
     metrics = detection_metrics(torch.tensor([c for _, c in rows]), torch.tensor(predictions))
     clips = [{"file": str(path), "class_id": c, "predicted": int(p)} for (path, c), p in zip(rows, predictions)]
@@ -231,6 +224,36 @@ def tune_thresholds(
 
 
 @dataclass(frozen=True)
+class _Served:
+    """A model as the gateway would serve and judge it: its windows, its classifier, the
+    detector configuration the gateway would build for it, and whether patterns are fused."""
+
+    label: str
+    spec: FeatureSpec
+    classifier: Classifier
+    hop_frames: int
+    detector: DetectorConfig
+    alarm_patterns: bool
+    gateway: GatewaySettings
+
+    @classmethod
+    def load(cls, model: str | Path, hop_s: float, smoothing_windows: int, alarm_patterns: bool | None,
+             thresholds: dict[str, float] | None) -> _Served:
+        gateway = GatewaySettings()
+        label, entry, classifier = load_model(model)
+        spec = entry.spec
+        hop_frames = spec.frames_for(hop_s)
+        # The thresholds the gateway would use with this model: its explicit settings, then the model's.
+        detector = DetectorConfig.build(
+            gateway.detector_default_threshold, gateway.detector_thresholds if thresholds is None else thresholds,
+            getattr(classifier, "thresholds", None),
+            smoothing_windows=smoothing_windows, hop_s=hop_frames * spec.frame_shift / spec.sample_rate,
+        )
+        patterns = gateway.alarm_patterns if alarm_patterns is None else alarm_patterns
+        return cls(label, spec, classifier, hop_frames, detector, patterns, gateway)
+
+
+@dataclass(frozen=True)
 class HouseholdReport:
     """False alarms on hours of household audio with no emergency (``hearo data household``)."""
 
@@ -263,29 +286,19 @@ def evaluate_household(
     """Stream every .wav/.flac under ``folder`` through the gateway's audio path and detector,
     as ``evaluate`` streams a clip, and count what fires: every detection is a false alarm."""
     console = console or Console()
-    gateway = GatewaySettings()
-    patterns_on = gateway.alarm_patterns if alarm_patterns is None else alarm_patterns
-    label, entry, classifier = load_model(model)
-    spec = entry.spec
-    hop_frames = spec.frames_for(hop_s)
-    detector = DetectorConfig.build(
-        gateway.detector_default_threshold, gateway.detector_thresholds if thresholds is None else thresholds,
-        getattr(classifier, "thresholds", None),
-        smoothing_windows=smoothing_windows, hop_s=hop_frames * spec.frame_shift / spec.sample_rate,
-    )
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".wav", ".flac"))
-    if not files:
-        raise ValueError(f"{folder}: no household audio (.wav/.flac); make it with `hearo data household`")
+    served = _Served.load(model, hop_s, smoothing_windows, alarm_patterns, thresholds)
+    label = served.label
+    files = household_files(folder)
     alarms: list[dict[str, Any]] = []
     seconds, minutes, firing = 0.0, 0, 0
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"household {label}", total=len(files))
         for path in files:
             audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-            windows, matches = stream_clip(audio.mean(axis=1), rate, spec, hop_frames, smoothing_windows,
-                                           patterns_on, gateway.ring_buffer_s)
-            scores = _predict(classifier, [w.features for w in windows])
-            found = Detector(detector)
+            windows, matches = stream_clip(audio.mean(axis=1), rate, served.spec, served.hop_frames, smoothing_windows,
+                                           served.alarm_patterns, served.gateway.ring_buffer_s)
+            scores = _predict(served.classifier, [w.features for w in windows])
+            found = Detector(served.detector)
             found.hear_patterns(matches)
             events = [e for row, w in zip(scores, windows) for e in found.update(row, w.end_s)]
             events += found.observe_heard_patterns()

@@ -104,20 +104,23 @@ def _load_beats(settings: InferenceSettings, device: torch.device) -> Classifier
     return load_beats_classifier(_required_file(settings.beats_checkpoint, "BEATs checkpoint", setting), device)
 
 
-def _load_default(settings: InferenceSettings, device: torch.device) -> Classifier:
-    path = _required_file(settings.default_weights, "default model weights", "HEARO_INFERENCE_DEFAULT_WEIGHTS")
+def _model_file(load: Callable[[Path, torch.device], Classifier], path: Path, what: str, setting: str,
+                device: torch.device) -> Classifier:
+    """A classifier from one of our model files; a file of another kind is a ModelLoadError."""
     try:
-        return DefaultClassifier(path, device)
+        return load(_required_file(path, what, setting), device)
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from exc
+
+
+def _load_default(settings: InferenceSettings, device: torch.device) -> Classifier:
+    return _model_file(DefaultClassifier, settings.default_weights, "default model weights",
+                       "HEARO_INFERENCE_DEFAULT_WEIGHTS", device)
 
 
 def _load_small_cnn(settings: InferenceSettings, device: torch.device) -> Classifier:
-    path = _required_file(settings.small_cnn_weights, "small CNN weights", "HEARO_INFERENCE_SMALL_CNN_WEIGHTS")
-    try:
-        return SmallCNNClassifier(path, device)
-    except ValueError as exc:
-        raise ModelLoadError(str(exc)) from exc
+    return _model_file(SmallCNNClassifier, settings.small_cnn_weights, "small CNN weights",
+                       "HEARO_INFERENCE_SMALL_CNN_WEIGHTS", device)
 
 
 def default_registry() -> ModelRegistry:
