@@ -43,9 +43,8 @@ from services.inference.models.default import FORMAT as DEFAULT_FORMAT
 from services.inference.models.small_cnn import FORMAT as SMALL_CNN_FORMAT
 from services.inference.registry import ModelEntry, default_registry
 from services.inference.settings import InferenceSettings
-from services.inference.training.calibration import household_files
+from services.inference.training.calibration import CalibrationBudget, calibrate, household_files
 from services.inference.training.metrics import detection_metrics
-from services.inference.training.thresholds import MAX_FALSE_ALARM, choose_thresholds
 from shared.detector import Detector, DetectorConfig, clip_decision
 from shared.features.spec import FeatureSpec
 from shared.protocol import SAMPLE_RATES
@@ -208,11 +207,12 @@ def tune_thresholds(
     model: str | Path = "default",
     hop_s: float = 0.5,
     smoothing_windows: int = 3,
-    max_false_alarm: float = MAX_FALSE_ALARM,
+    max_false_alarm: float = CalibrationBudget.max_clip_false_alarm,
     console: Console | None = None,
 ) -> dict[str, float]:
     """Per-class thresholds for ``model`` chosen on ``manifest``'s clips by the trainer's rule
-    (``choose_thresholds``), from the model's own scores streamed as the service streams them
+    without household audio (``calibration.calibrate``: the best clip F1 within the per-clip
+    false-alarm bound), from the model's own scores streamed as the service streams them
     (the alarm pattern detector does not depend on them). Tune on clips you will not evaluate on."""
     console = console or Console()
     label, entry, classifier = load_model(model)
@@ -220,7 +220,8 @@ def tune_thresholds(
     clips = _scored_clips(rows, label, entry.spec, classifier, entry.spec.frames_for(hop_s), smoothing_windows,
                           False, GatewaySettings(), console)
     scores = [clip.scores for clip in clips]
-    return choose_thresholds(scores, np.array([c for _, c in rows]), smoothing_windows, max_false_alarm)
+    budget = CalibrationBudget(max_clip_false_alarm=max_false_alarm, smoothing_windows=smoothing_windows)
+    return calibrate(scores, [c for _, c in rows], [], budget).thresholds
 
 
 @dataclass(frozen=True)

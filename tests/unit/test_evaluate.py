@@ -17,6 +17,7 @@ from hearo.cli import app
 from hearo.evaluate import evaluate, evaluate_household, read_eval_manifest
 from services.gateway.settings import GatewaySettings
 from services.inference.models.default import DefaultNet, save_default_model
+from services.inference.training.calibration import THRESHOLD_GRID
 from services.inference.settings import DEFAULT_WEIGHTS
 from services.inference.training.metrics import detection_metrics
 from shared.detector import DetectorConfig, clip_decision
@@ -184,4 +185,4 @@ def test_thresholds_command_prints_a_setting_the_gateway_reads(tmp_path: Path, m
     assert name == "HEARO_GATEWAY_DETECTOR_THRESHOLDS"
     monkeypatch.setenv(name, value.strip("'"))
     # A model that never fires separates nothing: every class gets the strictest threshold.
-    assert GatewaySettings().detector_thresholds == {c.key: 0.95 for c in CLASSES if c.is_emergency}
+    assert GatewaySettings().detector_thresholds == {c.key: THRESHOLD_GRID[-1] for c in CLASSES if c.is_emergency}
