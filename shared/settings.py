@@ -5,8 +5,10 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.local_secrets import local_secret
 
 # Where the embedded default keeps its SQLite file, clips and broker folders.
 DEFAULT_DATA_DIR = Path("var")
@@ -27,10 +29,20 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HEARO_", extra="ignore", populate_by_name=True)
 
     environment: str = Field(default=DEVELOPMENT, validation_alias="HEARO_ENVIRONMENT")
+    # The deployment's folder for the embedded default's files (SQLite, clips, broker,
+    # generated secrets): one for every service, like the environment.
+    data_dir: Path = Field(default=DEFAULT_DATA_DIR, validation_alias=AliasChoices("HEARO_DATA_DIR"))
 
     @property
     def development(self) -> bool:
         return self.environment == DEVELOPMENT
+
+    def local_secret(self, name: str) -> str:
+        """The generated secret ``name`` under ``data_dir`` (development only; see
+        :mod:`shared.local_secrets`)."""
+        if not self.development:
+            raise ValueError(f"{type(self).__name__}: the secret {name!r} must be configured outside development")
+        return local_secret(name, self.data_dir)
 
 
 def new_token(nbytes: int = 32) -> str:
