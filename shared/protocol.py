@@ -50,6 +50,9 @@ class ErrorCode(str, enum.Enum):
     FRAME_TOO_LARGE = "frame_too_large"  # a frame over ``ready.max_frame_bytes``
     START_TIMEOUT = "start_timeout"  # no ``start`` within the gateway's start timeout
     TOO_MANY_SESSIONS = "too_many_sessions"  # the gateway is at its session limit
+    SESSION_REPLACED = "session_replaced"  # a newer session of the device took this one's place
+    IDLE_TIMEOUT = "idle_timeout"  # no audio for the gateway's idle timeout
+    TOKEN_REVOKED = "token_revoked"  # the session's token was rotated or its device deleted
     FLOOD = "flood"  # control messages far faster than any client needs
     BEHIND = "behind"  # warning: inference fell behind, the oldest windows were dropped
     INFERENCE_UNAVAILABLE = "inference_unavailable"  # the model service cannot be reached
@@ -68,6 +71,8 @@ class CloseCode(enum.IntEnum):
     UNAUTHORIZED = 4001
     BAD_REQUEST = 4400
     START_TIMEOUT = 4408
+    IDLE_TIMEOUT = 4408  # the same close as START_TIMEOUT: the client did not send in time
+    SESSION_REPLACED = 4409
     FRAME_TOO_LARGE = 4413
     TOO_MANY_REQUESTS = 4429
     INFERENCE_UNAVAILABLE = 4503
@@ -85,6 +90,9 @@ CLOSE_CODES: dict[ErrorCode, CloseCode] = {
     ErrorCode.FRAME_TOO_LARGE: CloseCode.FRAME_TOO_LARGE,
     ErrorCode.START_TIMEOUT: CloseCode.START_TIMEOUT,
     ErrorCode.TOO_MANY_SESSIONS: CloseCode.TOO_MANY_REQUESTS,
+    ErrorCode.SESSION_REPLACED: CloseCode.SESSION_REPLACED,
+    ErrorCode.IDLE_TIMEOUT: CloseCode.IDLE_TIMEOUT,
+    ErrorCode.TOKEN_REVOKED: CloseCode.UNAUTHORIZED,
     ErrorCode.FLOOD: CloseCode.TOO_MANY_REQUESTS,
     ErrorCode.INFERENCE_UNAVAILABLE: CloseCode.INFERENCE_UNAVAILABLE,
     ErrorCode.INTERNAL: CloseCode.INTERNAL_ERROR,

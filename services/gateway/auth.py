@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import uuid
+from collections.abc import Collection
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -62,6 +64,16 @@ async def authenticate_token(db: Database, token: str) -> Device | None:
     if device is None or not hmac.compare_digest(device.token_hash, token_hash):
         return None
     return device
+
+
+async def current_token_hashes(db: Database, device_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The stored token hash of each of ``device_ids`` that still exists (a deleted device is
+    absent): what open sessions are checked against (``services.gateway.revocation``)."""
+    if not device_ids:
+        return {}
+    async with db.session() as session:
+        rows = await session.execute(select(Device.id, Device.token_hash).where(Device.id.in_(list(device_ids))))
+    return {device_id: token_hash for device_id, token_hash in rows.all()}
 
 
 def get_db(request: Request) -> Database:

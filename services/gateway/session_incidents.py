@@ -18,6 +18,10 @@ what one ``/v1/stream`` session does with it:
   when the deadline won).
 
 ``close`` stops following and never touches an incident: a disconnect is not a cancel.
+
+Before each incident is opened the session's token is checked against the database: a
+session whose token was rotated, or whose device was deleted, never opens an incident, even
+if the revocation event never reached this gateway (``open`` raises :class:`TokenRevoked`).
 """
 
 from __future__ import annotations
@@ -29,9 +33,13 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+from sqlalchemy import select
+
+from services.gateway.auth import current_token_hashes
 from services.gateway.ring_buffer import RingBuffer
 from shared.clips import CLIP_AFTER_S, CLIP_BEFORE_S, ClipStore
 from shared.db import Database, Device
+from shared.db.models import Incident
 from shared.detector import DetectionEvent
 from shared.incident_events import IncidentEvents, IncidentUpdate
 from shared.incident_state import ActionOutcome, IncidentAction, IncidentState
@@ -55,6 +63,15 @@ Send = Callable[[Message], Awaitable[None]]
 
 _ARCHIVE_ATTEMPTS = 3
 _ARCHIVE_RETRY_S = 1.0
+
+
+class TokenRevoked(Exception):
+    """The session's token is no longer its device's; ``current_token_hash`` is the hash of
+    the device's token now, None when the device is gone."""
+
+    def __init__(self, current_token_hash: str | None) -> None:
+        super().__init__("the session's device token was revoked")
+        self.current_token_hash = current_token_hash
 
 
 class IncidentBackend:
@@ -103,9 +120,12 @@ class IncidentBackend:
 class SessionIncidents:
     """The incidents of one session's device as that session sees them (module docstring)."""
 
-    def __init__(self, backend: IncidentBackend, device: Device, session_id: str, send: Send) -> None:
+    def __init__(
+        self, backend: IncidentBackend, device: Device, session_id: str, send: Send, *, token_hash: str
+    ) -> None:
         self.backend = backend
         self.device = device
+        self.token_hash = token_hash  # of the token the session was opened with
         self.session_id = session_id
         self._send = send
         self._followers: dict[str, asyncio.Task[None]] = {}
@@ -130,6 +150,7 @@ class SessionIncidents:
         self, event: DetectionEvent, scores: Sequence[ScorePoint], location: Location | None
     ) -> OpenedIncident | None:
         """Record ``event`` as an incident (or as evidence); None when the database failed.
+        Raises :class:`TokenRevoked` when the session's token is no longer valid.
 
         The work runs to its end even if the session is cancelled meanwhile, so an incident
         that was opened always gets its clip.
@@ -143,6 +164,7 @@ class SessionIncidents:
         self, event: DetectionEvent, scores: Sequence[ScorePoint], location: Location | None
     ) -> OpenedIncident | None:
         try:
+            await self._check_token()
             opened = await open_incident(
                 self.backend.db,
                 device_id=self.device.id,
@@ -154,7 +176,11 @@ class SessionIncidents:
                 countdown_s=self.backend.countdown_s,
                 events=self.backend.events,
             )
-        except Exception:
+        except TokenRevoked:
+            raise
+        except Exception as error:
+            if isinstance(error, LookupError):
+                await self._check_token()  # open_incident's answer for a device deleted since the check
             log.exception("session %s: the %s detection could not be recorded", self.session_id,
                           event.emergency_class.key)  # fmt: skip
             return None
@@ -164,6 +190,12 @@ class SessionIncidents:
                  "opened" if opened.created else "evidence for", opened.incident.id,
                  event.emergency_class.key, event.confidence)  # fmt: skip
         return opened
+
+    async def _check_token(self) -> None:
+        current = (await current_token_hashes(self.backend.db, [self.device.id])).get(self.device.id)
+        if current != self.token_hash:
+            log.info("session %s: device %s token revoked; no incident opened", self.session_id, self.device.id)
+            raise TokenRevoked(current)
 
     async def announce(self, opened: OpenedIncident) -> None:
         """Tell the client where the incident of a detection stands, and follow it."""
@@ -270,6 +302,10 @@ class SessionIncidents:
     async def _store(self, incident_id: uuid.UUID, samples: Any, sample_rate: int, before_s: float) -> None:
         for attempt in range(1, _ARCHIVE_ATTEMPTS + 1):
             try:
+                if not await self._incident_exists(incident_id):
+                    # Deleted with its device: its audio must not be stored after all.
+                    log.info("incident %s: deleted with its device; its clip is dropped", incident_id)
+                    return
                 info = await archive_clip(self.backend.db, self.backend.clip_store, incident_id, samples, sample_rate)
             except Exception:
                 if attempt == _ARCHIVE_ATTEMPTS:
@@ -280,6 +316,10 @@ class SessionIncidents:
             log.info("incident %s: clip archived (%.1f s, %.1f s before the detection)", incident_id,
                      info.duration_s, before_s)  # fmt: skip
             return
+
+    async def _incident_exists(self, incident_id: uuid.UUID) -> bool:
+        async with self.backend.db.session() as session:
+            return await session.scalar(select(Incident.id).where(Incident.id == incident_id)) is not None
 
     def close(self, ring: RingBuffer | None) -> None:
         """The session is over: archive the clips still due (when there was audio) and stop

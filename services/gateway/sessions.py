@@ -33,13 +33,15 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hmac
 import logging
 import math
+import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime
+from typing import Any
 from typing import Protocol
 
 import numpy as np
@@ -49,9 +51,11 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from services.gateway.alarm_pattern import AlarmPatternDetector
 from services.gateway.audio import RING_SAMPLE_RATE, AudioPipeline, Window
+from services.gateway.auth import hash_token
 from services.gateway.detector import DetectionEvent, Detector, DetectorConfig
 from services.gateway.inference_client import InferenceError, WindowResult
-from services.gateway.session_incidents import IncidentBackend, SessionIncidents
+from services.gateway.rate_limit import TokenBucket
+from services.gateway.session_incidents import IncidentBackend, SessionIncidents, TokenRevoked
 from services.gateway.settings import GatewaySettings
 from shared.db import Device
 from shared.features.spec import FeatureSpec
@@ -94,6 +98,9 @@ CONTROL_BURST = 20
 CONTROL_PER_SECOND = 5.0
 # An incident's score timeline: the detected class's smoothed scores over this long before it.
 TIMELINE_S = 10.0
+# How long a revocation is remembered for sessions still authenticating when it was heard.
+REVOCATION_MEMORY_S = 60.0
+REVOKED_MESSAGE = "the device token was rotated or the device deleted; reconnect with a current token"
 
 Authenticate = Callable[[str], Awaitable[Device | None]]
 
@@ -163,6 +170,10 @@ class SessionManager:
         # rebuilt with the served model's thresholds by ``use_model`` at each (re)connect.
         self.detector_config = self._detector_config(None)
         self.active = 0
+        # Admitted sessions per device, oldest first; a session is counted in ``active`` while here.
+        self._by_device: dict[uuid.UUID, list[StreamSession]] = {}
+        # Revocations heard lately: device -> (its current token's hash, None when deleted; when heard).
+        self._revoked: dict[uuid.UUID, tuple[str | None, float]] = {}
 
     @property
     def hop_frames(self) -> int:
@@ -199,38 +210,92 @@ class SessionManager:
             hop_s=hop_s,
         )
 
-    def try_acquire(self) -> bool:
-        """Take a session slot; False when the gateway is at ``max_sessions``."""
-        if self.active >= self.settings.max_sessions:
-            return False
-        self.active += 1
-        return True
+    def admit(self, session: StreamSession) -> None:
+        """Count an authenticated ``session`` in, or raise ``_Fatal``.
 
-    def release(self) -> None:
+        A device at ``max_sessions_per_device`` has its oldest session replaced (told why,
+        then closed 4409), so one device never holds more and never takes another's slot;
+        otherwise a gateway at ``max_sessions`` refuses (4429). A token revoked while the
+        session was authenticating is refused (4001).
+        """
+        assert session.device is not None
+        device_id = session.device.id
+        if not self._token_current(device_id, session.token_hash):
+            raise _Fatal(ErrorCode.TOKEN_REVOKED, REVOKED_MESSAGE)
+        mine = self._by_device.setdefault(device_id, [])
+        cap = self.settings.max_sessions_per_device
+        if len(mine) >= cap:
+            oldest = mine[0]
+            self._remove(oldest)  # its slot passes to the new session
+            oldest.end(
+                ErrorCode.SESSION_REPLACED,
+                f"a newer session of this device started; a device may have {cap} at once and this was the oldest",
+            )
+            mine = self._by_device.setdefault(device_id, [])
+        elif self.active >= self.settings.max_sessions:
+            if not mine:
+                del self._by_device[device_id]
+            raise _Fatal(
+                ErrorCode.TOO_MANY_SESSIONS,
+                f"the gateway is at its limit of {self.settings.max_sessions} sessions; retry later",
+            )
+        mine.append(session)
+        self.active += 1
+
+    def release(self, session: StreamSession) -> None:
+        """Count ``session`` out (again is harmless)."""
+        self._remove(session)
+
+    def sessions_of(self, device_id: uuid.UUID) -> list[StreamSession]:
+        """The device's admitted sessions, oldest first."""
+        return list(self._by_device.get(device_id, ()))
+
+    def device_ids(self) -> list[uuid.UUID]:
+        """The devices with admitted sessions."""
+        return list(self._by_device)
+
+    def revoke(self, device_id: uuid.UUID, current_token_hash: str | None) -> int:
+        """End the device's sessions opened with another token than the one whose hash is
+        ``current_token_hash`` (every one when None: the device is gone), telling each why
+        (``token_revoked``, close 4001); returns how many. Remembered for a while, so that a
+        session still authenticating with the old token is refused at admission."""
+        now = time.monotonic()
+        self._revoked[device_id] = (current_token_hash, now)
+        for known, (_, heard_at) in list(self._revoked.items()):
+            if now - heard_at > REVOCATION_MEMORY_S:
+                del self._revoked[known]
+        ended = 0
+        for session in self.sessions_of(device_id):
+            if not self._token_current(device_id, session.token_hash):
+                self._remove(session)
+                session.end(ErrorCode.TOKEN_REVOKED, REVOKED_MESSAGE)
+                ended += 1
+        if ended:
+            log.info("device %s: %d sessions closed, their token revoked", device_id, ended)
+        return ended
+
+    def _token_current(self, device_id: uuid.UUID, token_hash: str) -> bool:
+        revoked = self._revoked.get(device_id)
+        if revoked is None:
+            return True
+        current, _ = revoked
+        return current is not None and hmac.compare_digest(current, token_hash)
+
+    def _remove(self, session: StreamSession) -> None:
+        if session.device is None:
+            return
+        mine = self._by_device.get(session.device.id)
+        if mine is None or session not in mine:
+            return
+        mine.remove(session)
         self.active -= 1
+        if not mine:
+            del self._by_device[session.device.id]
 
     async def serve(self, websocket: WebSocket) -> None:
         """Run one client's session to its end; never raises for anything the client does."""
         await websocket.accept()
         await StreamSession(self, websocket).run()
-
-
-@dataclass
-class _TokenBucket:
-    """``capacity`` events at once, refilled at ``per_second``."""
-
-    capacity: float
-    per_second: float
-    tokens: float
-    updated: float
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.per_second)
-        self.updated = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
 
 
 class StreamSession:
@@ -243,6 +308,9 @@ class StreamSession:
         self.session_id = uuid.uuid4().hex
         self._closed = False  # close sent, or the client left
         self.device: Device | None = None
+        self.token_hash = ""  # of the token the session was opened with, from the handshake on
+        # Set by the gateway to end the session from outside (``end``): replaced, revoked.
+        self._ended: asyncio.Future[_Fatal] = asyncio.get_running_loop().create_future()
         self.start: StartMessage | None = None
         self.location: Location | None = None  # the latest position, kept only with consent
         self.detector = Detector(manager.detector_config)
@@ -262,20 +330,22 @@ class StreamSession:
         # Scores: ``scores_per_second`` on average; a second token absorbs the jitter of windows
         # that arrive exactly at that rate, so none is skipped for arriving a moment early.
         rate = self.settings.scores_per_second
-        self._scores = _TokenBucket(2.0, rate, 1.0, self._loop.time()) if rate > 0 else None
-        self._control = _TokenBucket(CONTROL_BURST, CONTROL_PER_SECOND, CONTROL_BURST, self._loop.time())
+        self._scores = TokenBucket(2.0, rate, 1.0, self._loop.time()) if rate > 0 else None
+        self._control = TokenBucket(CONTROL_BURST, CONTROL_PER_SECOND, CONTROL_BURST, self._loop.time())
+
+    def end(self, code: ErrorCode, message: str) -> None:
+        """End the session from outside (another task): the client gets a fatal ``error``
+        with ``message`` and the close of ``code``. Later calls do nothing."""
+        if not self._ended.done():
+            self._ended.set_result(_Fatal(code, message))
 
     async def run(self) -> None:
         holds_slot = False
         try:
             self.start = await self._handshake()
-            if not self.manager.try_acquire():
-                raise _Fatal(
-                    ErrorCode.TOO_MANY_SESSIONS,
-                    f"the gateway is at its limit of {self.settings.max_sessions} sessions; retry later",
-                )
+            self.manager.admit(self)
             holds_slot = True
-            await self._stream()
+            await self._unless_ended(self._stream())
         except _Fatal as fatal:
             await self._fail(fatal.code, str(fatal))
         except (_Disconnected, WebSocketDisconnect):
@@ -288,9 +358,23 @@ class StreamSession:
             if self.incidents is not None:
                 self.incidents.close(self.audio.ring if self.audio is not None else None)
             if holds_slot:
-                self.manager.release()
+                self.manager.release(self)
                 log.info("session %s closed: %d windows classified, %d detections", self.session_id,
                          self.windows_classified, self.detections)  # fmt: skip
+
+    async def _unless_ended(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` to its end, unless ``end`` is called first: then stop it and raise
+        the ``_Fatal`` given there."""
+        task = asyncio.create_task(work, name=f"session-{self.session_id}-stream")
+        try:
+            await asyncio.wait({task, self._ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+        if task.cancelled():  # by the ``end`` above: cancelling this task would not get here
+            raise self._ended.result()
+        task.result()
 
     # --- handshake ---------------------------------------------------------------------------
 
@@ -314,6 +398,7 @@ class StreamSession:
         token = message.token or self._bearer_token()
         if not token:
             raise _Fatal(ErrorCode.UNAUTHORIZED, "no device token: put it in start.token or an Authorization header")
+        self.token_hash = hash_token(token)
         self.device = await self.manager.authenticate(token)
         if self.device is None:
             raise _Fatal(ErrorCode.UNAUTHORIZED, "the device token is not valid (rotated or revoked?)")
@@ -329,7 +414,9 @@ class StreamSession:
         if not self.manager.classifier.connected or self.manager.classifier.ready is None:
             raise _Fatal(ErrorCode.INFERENCE_UNAVAILABLE, "the model service is not reachable; retry later")
         if self.manager.incidents is not None:
-            self.incidents = SessionIncidents(self.manager.incidents, self.device, self.session_id, self._send)
+            self.incidents = SessionIncidents(
+                self.manager.incidents, self.device, self.session_id, self._send, token_hash=self.token_hash
+            )
         return message
 
     def _bearer_token(self) -> str | None:
@@ -411,9 +498,18 @@ class StreamSession:
     async def _read_loop(self) -> _Ended:
         """Take audio and control messages until ``stop`` or the client leaves, then end the audio."""
         assert self.audio is not None and self.start is not None
+        idle_s = self.settings.idle_timeout_s
+        # From ``ready``, then from the end of each frame's handling (time the gateway spent
+        # not reading, to keep the speed limit or wait for inference, is not the client idling).
+        audio_at = self._loop.time()
         while True:
             try:
-                frame = await self._receive()
+                async with asyncio.timeout_at(audio_at + idle_s):
+                    frame = await self._receive()
+            except TimeoutError:
+                raise _Fatal(
+                    ErrorCode.IDLE_TIMEOUT, f"no audio for {idle_s:g} s; a session must keep sending audio"
+                ) from None
             except _Disconnected:
                 await self._end_audio()
                 return _Ended.LEFT
@@ -431,6 +527,7 @@ class StreamSession:
                     self.incidents.audio_advanced(self.audio.ring)
                 await self._enqueue(windows)
                 await self._keep_speed_limit()
+                audio_at = self._loop.time()
                 continue
             message = await self._control_message(frame)
             if isinstance(message, StopMessage):
@@ -586,7 +683,14 @@ class StreamSession:
             self.detections += 1
             opened: OpenedIncident | None = None
             if self.incidents is not None:
-                opened = await self.incidents.open(event, self._timeline(event), self._incident_location())
+                try:
+                    opened = await self.incidents.open(event, self._timeline(event), self._incident_location())
+                except TokenRevoked as revoked:
+                    # The backstop of the revocation events: this and the device's other stale
+                    # sessions end, and nothing is reported on a revoked token.
+                    assert self.device is not None
+                    self.manager.revoke(self.device.id, revoked.current_token_hash)
+                    raise _Fatal(ErrorCode.TOKEN_REVOKED, REVOKED_MESSAGE) from None
             cls = event.emergency_class
             # Only the detection that opened the incident starts a countdown.
             countdown = opened.incident if opened is not None and opened.created else None

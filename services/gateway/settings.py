@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import SettingsConfigDict
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from shared.clips import ClipStorageSettings
+from services.gateway.rate_limit import RateLimit
 from shared.db import DATABASE_URL_ENV, DEFAULT_DATABASE_URL
+from shared.local_secrets import is_development_value
 from shared.settings import ServiceSettings
+
+# Long enough that guessing is hopeless within the registration rate limit.
+MIN_ENROLMENT_KEY_LENGTH = 16
 
 
 class GatewaySettings(ServiceSettings):
@@ -20,7 +27,8 @@ class GatewaySettings(ServiceSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="HEARO_GATEWAY_", extra="ignore", populate_by_name=True
+        # "null" in a variable is None: how a rate limit is turned off.
+        env_prefix="HEARO_GATEWAY_", extra="ignore", populate_by_name=True, env_parse_none_str="null"
     )
 
     database_url: str = Field(default=DEFAULT_DATABASE_URL, validation_alias=DATABASE_URL_ENV)
@@ -39,6 +47,14 @@ class GatewaySettings(ServiceSettings):
 
     # Streaming sessions (/v1/stream); see docs/protocol.md for what each bound does.
     max_sessions: int = Field(default=200, ge=1)
+    # Sessions of one device at once: a new one beyond it replaces the device's oldest (4409),
+    # so no device can take the slots of others.
+    max_sessions_per_device: int = Field(default=2, ge=1)
+    # A session that sends no audio for this long is closed (4408): a silent socket holds a slot.
+    idle_timeout_s: float = Field(default=30.0, gt=0.0)
+    # How often the open sessions' tokens are checked against the database: the backstop of the
+    # revocation events (a rotated or deleted token's sessions close within this, at worst).
+    token_check_interval_s: float = Field(default=5.0, gt=0.0)
     max_frame_bytes: int = Field(default=65_536, ge=1_024)
     start_timeout_s: float = Field(default=10.0, gt=0.0)
     hop_s: float = Field(default=0.5, gt=0.0)
@@ -65,3 +81,35 @@ class GatewaySettings(ServiceSettings):
     incident_countdown_s: float = Field(default=60.0, ge=0.0)
     incident_poll_interval_s: float = Field(default=1.0, gt=0.0)
     incident_follow_s: float = Field(default=300.0, ge=0.0)
+
+    # REST rate limits, token buckets per client address and per device token (JSON, e.g.
+    # HEARO_GATEWAY_REST_PER_IP='{"burst": 120, "per_minute": 600}'; null turns one off).
+    rest_per_ip: RateLimit | None = RateLimit(burst=120, per_minute=600)
+    rest_per_device: RateLimit | None = RateLimit(burst=60, per_minute=120)
+    registration_per_ip: RateLimit | None = RateLimit(burst=10, per_minute=1)
+    # Registration needs one of these keys in the X-Hearo-Enrolment-Key header; several
+    # (comma-separated) while one is being replaced. Required outside development.
+    enrolment_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=AliasChoices("HEARO_GATEWAY_ENROLMENT_KEY", "enrolment_keys")
+    )
+
+    @field_validator("enrolment_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _enrolment_outside_development(self) -> GatewaySettings:
+        for key in self.enrolment_keys:
+            if len(key) < MIN_ENROLMENT_KEY_LENGTH:
+                raise ValueError(f"an enrolment key must be at least {MIN_ENROLMENT_KEY_LENGTH} characters")
+            if not self.development and is_development_value(key):
+                raise ValueError("HEARO_GATEWAY_ENROLMENT_KEY holds a public development value")
+        if not self.development and not self.enrolment_keys:
+            raise ValueError(
+                "HEARO_GATEWAY_ENROLMENT_KEY is required outside development: without it anyone "
+                "who can reach the gateway can register devices"
+            )
+        return self

@@ -164,6 +164,10 @@ def test_every_error_code_has_a_close_code_or_is_a_warning() -> None:
     assert CLOSE_CODES[ErrorCode.UNAUTHORIZED] is CloseCode.UNAUTHORIZED
     assert CLOSE_CODES[ErrorCode.FRAME_TOO_LARGE] == 4413
     assert CLOSE_CODES[ErrorCode.TOO_MANY_SESSIONS] == 4429
+    # Issue 12: the closes a session gets from the gateway's own decisions, as documented.
+    assert CLOSE_CODES[ErrorCode.SESSION_REPLACED] == 4409
+    assert CLOSE_CODES[ErrorCode.IDLE_TIMEOUT] == 4408
+    assert CLOSE_CODES[ErrorCode.TOKEN_REVOKED] == 4001
 
 
 def test_incident_message_states_are_the_incident_states() -> None:

@@ -38,7 +38,13 @@ from tests.gateway_support import (
 )
 
 
+# Tokens of two fixed devices; TOKEN names a new device at each session.
+DEVICE_TOKENS = {"token-a": uuid.UUID(int=1), "token-b": uuid.UUID(int=2)}
+
+
 async def authenticate(token: str) -> Device | None:
+    if token in DEVICE_TOKENS:
+        return Device(id=DEVICE_TOKENS[token])
     return Device(id=uuid.uuid4()) if token == TOKEN else None
 
 
@@ -401,3 +407,64 @@ def test_location_without_consent_is_refused_once(client: TestClient) -> None:
         ws.send_json({"type": "location", "lat": 37.6, "lon": 127.1})
         messages = stop(ws)
     assert [m["type"] for m in messages] == ["stopped"]
+
+
+# --- fair sessions and revocation (issue 12) ---------------------------------------------------
+
+
+def test_a_device_over_its_cap_replaces_its_oldest_session_and_others_are_untouched(
+    classifier: FakeClassifier,
+) -> None:
+    with make_client(classifier, max_sessions_per_device=2) as client:
+        manager: SessionManager = client.app.state.sessions  # type: ignore[attr-defined]
+        with session(client, token="token-b") as other, session(client, token="token-a") as first:
+            with session(client, token="token-a") as second, session(client, token="token-a") as third:
+                error = fatal_error(first, ErrorCode.SESSION_REPLACED, CloseCode.SESSION_REPLACED)
+                assert "oldest" in error["message"]
+                assert manager.active == 3 and len(manager.sessions_of(DEVICE_TOKENS["token-a"])) == 2
+                for ws in (second, third, other):
+                    send_audio(ws, audio(3.0, loud=True))
+                    assert stop(ws)[-1]["detections"] == 1
+        assert manager.active == 0
+
+
+def test_replacing_frees_a_slot_even_when_the_gateway_is_full(classifier: FakeClassifier) -> None:
+    with make_client(classifier, max_sessions=2, max_sessions_per_device=2) as client:
+        with session(client, token="token-a") as first, session(client, token="token-a") as second:
+            with client.websocket_connect("/v1/stream") as other_device:
+                other_device.send_json(start(token="token-b"))
+                fatal_error(other_device, ErrorCode.TOO_MANY_SESSIONS, CloseCode.TOO_MANY_REQUESTS)
+            with session(client, token="token-a") as third:
+                fatal_error(first, ErrorCode.SESSION_REPLACED, CloseCode.SESSION_REPLACED)
+                stop(third)
+            stop(second)
+
+
+def test_a_session_that_sends_no_audio_is_closed_4408(classifier: FakeClassifier) -> None:
+    with make_client(classifier, idle_timeout_s=0.3) as client:
+        with session(client) as silent:
+            silent.send_json({"type": "location", "lat": 1.0, "lon": 2.0})  # not audio: still idle
+            error = fatal_error(silent, ErrorCode.IDLE_TIMEOUT, CloseCode.IDLE_TIMEOUT)
+            assert "no audio for 0.3 s" in error["message"]
+        with session(client) as talking:
+            for _ in range(8):  # 0.8 s of audio, in frames 0.1 s apart: never idle
+                send_audio(talking, audio(0.1))
+                time.sleep(0.1)
+            stop(talking)
+
+
+def test_revoking_a_device_closes_its_stale_sessions_4001(classifier: FakeClassifier) -> None:
+    with make_client(classifier) as client:
+        manager: SessionManager = client.app.state.sessions  # type: ignore[attr-defined]
+        device = DEVICE_TOKENS["token-a"]
+        with session(client, token="token-a") as revoked, session(client, token="token-b") as other:
+            # The device's token is now another one: this session's token is stale.
+            assert client.portal.call(manager.revoke, device, "hash-of-the-new-token") == 1  # type: ignore[union-attr]
+            error = fatal_error(revoked, ErrorCode.TOKEN_REVOKED, CloseCode.UNAUTHORIZED)
+            assert "rotated" in error["message"]
+            stop(other)
+        # A session that authenticated with the old token before the revocation was heard.
+        with client.websocket_connect("/v1/stream") as late:
+            late.send_json(start(token="token-a"))
+            fatal_error(late, ErrorCode.TOKEN_REVOKED, CloseCode.UNAUTHORIZED)
+        assert manager.active == 0

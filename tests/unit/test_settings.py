@@ -14,6 +14,7 @@ from shared.settings import ServiceSettings
 
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 CLIP_SECRET = "a-real-clip-signing-secret"
+ENROLMENT_KEY = "a-real-enrolment-key-for-registration"
 
 
 @pytest.fixture
@@ -39,6 +40,7 @@ def test_every_service_reads_the_shared_environment(
 ) -> None:
     monkeypatch.setenv("HEARO_ENVIRONMENT", "staging")
     monkeypatch.setenv("HEARO_CLIPS_SECRET_KEY", CLIP_SECRET)
+    monkeypatch.setenv("HEARO_GATEWAY_ENROLMENT_KEY", ENROLMENT_KEY)
     monkeypatch.setenv("HEARO_ALERTING_CONTACT_WEBHOOK_SECRETS", f'["{WEBHOOK_SECRET}"]')
     monkeypatch.setenv(
         "HEARO_ALERTING_AGENCIES",
@@ -60,6 +62,7 @@ def test_gateway_in_production_refuses_the_development_clip_secret(production: p
     with pytest.raises(ValueError, match="HEARO_CLIPS_SECRET_KEY"):
         GatewaySettings()
     production.setenv("HEARO_CLIPS_SECRET_KEY", CLIP_SECRET)
+    production.setenv("HEARO_GATEWAY_ENROLMENT_KEY", ENROLMENT_KEY)
     settings = GatewaySettings()
     assert settings.environment == "production" and settings.clips.secret_key == CLIP_SECRET
 
