@@ -7,11 +7,22 @@ It receives what the alerting worker sends and shows it the way a dispatcher wou
   by ``webhook-id``: a retry of something already received is answered 200 and counted as
   an attempt, never stored as a second report.
 * ``POST /sms``: an SMS provider stand-in taking the default JSON template
-  (``HEARO_ALERTING_SMS_PROVIDER_URL=http://127.0.0.1:8090/sms``), de-duplicated by the
-  ``Idempotency-Key`` header.
+  (``HEARO_ALERTING_SMS_PROVIDER_URL=http://127.0.0.1:8090/sms``), signed like the webhooks
+  (the worker signs with ``HEARO_ALERTING_SMS_PROVIDER_SECRETS``) and de-duplicated by
+  ``webhook-id``, which the worker sets to its ``Idempotency-Key``.
 * ``GET /``: the reports page (class, times, place with a map link, clip player, profile,
   history), refreshed every few seconds. ``GET /reports`` and ``GET /sms`` give the same
-  as JSON, with how many attempts each delivery took.
+  as JSON, with how many attempts each delivery took. These hold what a report holds (a
+  person's name, medical notes, location, clip links), so they need a login: HTTP Basic
+  with ``username`` and ``password``.
+
+A body that is signed but not a JSON object with the fields the route takes is answered 400
+with a message saying what is wrong, and is not stored.
+
+Secrets: in development, unset ``secrets`` is the webhook secret the alerting worker signs
+with (generated under ``<data_dir>/secrets/webhook``) and an unset password is generated
+under ``<data_dir>/secrets/agency-password`` and printed at start. Outside development both
+must be set and a public development value is refused.
 
 Storage is SQLite: a file by default so a drill survives a restart, ``:memory:`` for tests.
 Run it with :func:`serve_agency` (what the CLI does) or mount :func:`create_agency_app`.
@@ -19,36 +30,108 @@ Run it with :func:`serve_agency` (what the CLI does) or mount :func:`create_agen
 
 from __future__ import annotations
 
+import hmac
 import html
 import json
 import sqlite3
+import sys
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import Field
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.alerting.settings import DEV_WEBHOOK_SECRET
-from services.alerting.webhooks import WebhookVerificationError, verify
+from services.alerting.settings import check_webhook_secrets
+from services.alerting.webhooks import WebhookVerificationError, local_webhook_secret, verify
+from shared.local_secrets import is_development_value
 from shared.settings import DEFAULT_DATA_DIR, ServiceSettings
 
 KST = timezone(timedelta(hours=9))
 MAX_BODY_BYTES = 1 << 20
+# The generated development password (``<data_dir>/secrets/agency-password``).
+LOCAL_PASSWORD_SECRET = "agency-password"
 
 
 class AgencySettings(ServiceSettings):
-    """``HEARO_AGENCY_*``: the secrets it accepts, where it keeps reports, where it listens."""
+    """``HEARO_AGENCY_*``: the secrets it accepts, its login, where it keeps reports and listens.
 
-    model_config = SettingsConfigDict(env_prefix="HEARO_AGENCY_", extra="ignore", populate_by_name=True)
+    ``secrets`` (a JSON list, current first) verify webhooks and SMS; ``username`` and
+    ``password`` guard the page and the lists. Unset in development they are generated
+    (see the module docstring); elsewhere they are required.
+    """
 
-    secrets: list[str] = Field(default_factory=lambda: [DEV_WEBHOOK_SECRET])
+    model_config = SettingsConfigDict(
+        env_prefix="HEARO_AGENCY_", extra="ignore", populate_by_name=True,
+        hide_input_in_errors=True,  # a refused value may be a secret: it must not reach the log
+    )
+
+    secrets: list[str] = Field(default_factory=list)
+    username: str = Field(default="agency", min_length=1)
+    password: str = ""
     db_path: str = str(DEFAULT_DATA_DIR / "agency.sqlite3")
     host: str = "127.0.0.1"
     port: int = 8090
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets_are_whsec(cls, secrets: list[str]) -> list[str]:
+        return check_webhook_secrets(secrets)
+
+    @model_validator(mode="after")
+    def _configured_outside_development(self) -> AgencySettings:
+        if self.development:
+            return self
+        missing = [name for name, unset in (
+            ("HEARO_AGENCY_SECRETS", not self.secrets), ("HEARO_AGENCY_PASSWORD", not self.password)
+        ) if unset]  # fmt: skip
+        if missing:
+            raise ValueError(
+                f"AgencySettings: {' and '.join(missing)} must be set outside development "
+                f"(environment is {self.environment!r})"
+            )
+        if any(is_development_value(secret) for secret in (*self.secrets, self.password)):
+            raise ValueError(
+                "AgencySettings: HEARO_AGENCY_SECRETS holds a public development value; configure the "
+                f"secrets the sender really uses (environment is {self.environment!r}, not 'development')"
+            )
+        return self
+
+    def verifying_secrets(self) -> list[str]:
+        """The webhook secrets accepted: the configured ones, or in development the generated one."""
+        return list(self.secrets) or [local_webhook_secret(self)]
+
+    def login_password(self) -> str:
+        """The password of the page and the lists: configured, or in development generated."""
+        return self.password or self.local_secret(LOCAL_PASSWORD_SECRET)
+
+
+class MalformedBody(ValueError):
+    """A correctly signed body that is not what the route takes: answered 400, not stored."""
+
+
+def parse_body(body: bytes, required: dict[str, type]) -> dict[str, Any]:
+    """``body`` as a JSON object holding each ``required`` field with its type; else MalformedBody."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError) as error:  # not UTF-8, not JSON, or nested past the parser
+        raise MalformedBody(f"the body is not JSON ({type(error).__name__})") from None
+    if not isinstance(payload, dict):
+        raise MalformedBody(f"the body must be a JSON object, not {_json_type(payload)}")
+    for name, kind in required.items():
+        if not isinstance(payload.get(name), kind):
+            raise MalformedBody(f"the body needs {name!r} as a JSON {_json_type(kind())}")
+    return payload
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 class ReportStore:
@@ -110,35 +193,55 @@ def create_agency_app(settings: AgencySettings, store: ReportStore | None = None
     """The receiver app; ``store`` defaults to one at ``settings.db_path`` (tests pass their own)."""
     app = FastAPI(title="Hear-o drill agency", docs_url=None, redoc_url=None)
     app.state.store = store = store if store is not None else ReportStore(settings.db_path)
-    secrets = list(settings.secrets)
+    secrets = settings.verifying_secrets()
+    username, password = settings.username.encode(), settings.login_password().encode()
+    basic = HTTPBasic(realm="Hear-o drill agency")
+
+    def dispatcher(credentials: HTTPBasicCredentials = Depends(basic)) -> None:
+        # Both compared in full, so the answer's timing does not tell which part was wrong.
+        user_ok = hmac.compare_digest(credentials.username.encode(), username)
+        password_ok = hmac.compare_digest(credentials.password.encode(), password)
+        if not (user_ok and password_ok):
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, "wrong username or password",
+                headers={"WWW-Authenticate": 'Basic realm="Hear-o drill agency"'},
+            )
+
+    async def signed(request: Request, required: dict[str, type]) -> tuple[str, dict[str, Any]] | JSONResponse:
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return JSONResponse({"error": "too_large", "message": f"the body exceeds {MAX_BODY_BYTES} bytes"}, 413)
+        try:
+            msg_id = verify(secrets, request.headers, body)
+            return msg_id, parse_body(body, required)
+        except WebhookVerificationError as error:
+            return JSONResponse({"error": "invalid_signature", "message": str(error)}, status_code=401)
+        except MalformedBody as error:
+            return JSONResponse({"error": "malformed_body", "message": str(error)}, status_code=400)
 
     @app.post("/webhooks/{agency_id}")
     async def receive_webhook(agency_id: str, request: Request) -> JSONResponse:
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return JSONResponse({"error": "too_large"}, status_code=413)
-        try:
-            msg_id = verify(secrets, request.headers, body)
-        except WebhookVerificationError as error:
-            return JSONResponse({"error": "invalid_signature", "message": str(error)}, status_code=401)
-        payload = json.loads(body)
-        fresh = store.record(msg_id, "webhook", agency_id, str(payload.get("type", "")), payload)
+        received = await signed(request, {"type": str, "data": dict})
+        if isinstance(received, JSONResponse):
+            return received
+        msg_id, payload = received
+        fresh = store.record(msg_id, "webhook", agency_id, payload["type"], payload)
         return JSONResponse({"status": "accepted" if fresh else "duplicate"})
 
     @app.post("/sms")
     async def receive_sms(request: Request) -> JSONResponse:
-        key = request.headers.get("idempotency-key")
-        if not key:
-            return JSONResponse({"error": "missing Idempotency-Key"}, status_code=400)
-        payload = await request.json()
-        fresh = store.record(key, "sms", str(payload.get("to", "")), "sms", payload)
+        received = await signed(request, {"to": str, "text": str})
+        if isinstance(received, JSONResponse):
+            return received
+        msg_id, payload = received
+        fresh = store.record(msg_id, "sms", payload["to"], "sms", payload)
         return JSONResponse({"status": "accepted" if fresh else "duplicate"})
 
-    @app.get("/reports")
+    @app.get("/reports", dependencies=[Depends(dispatcher)])
     async def reports() -> list[dict[str, Any]]:
         return store.list("webhook")
 
-    @app.get("/sms")
+    @app.get("/sms", dependencies=[Depends(dispatcher)])
     async def sms_messages() -> list[dict[str, Any]]:
         return store.list("sms")
 
@@ -146,28 +249,38 @@ def create_agency_app(settings: AgencySettings, store: ReportStore | None = None
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/", response_class=HTMLResponse, dependencies=[Depends(dispatcher)])
     async def page() -> str:
         return render_page(store.list())
 
     return app
 
 
+def login_notice(settings: AgencySettings) -> str:
+    """How to open the page: the URL and login, the password shown only when generated
+    (a configured one is the operator's and is never printed)."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    password = "HEARO_AGENCY_PASSWORD" if settings.password else settings.login_password()
+    return f"Drill agency: http://{host}:{settings.port}/  (user {settings.username}, password {password})"
+
+
 def serve_agency(settings: AgencySettings) -> None:
     """Run the receiver in the foreground with uvicorn (``hearo agency``)."""
     import uvicorn
 
-    uvicorn.run(create_agency_app(settings), host=settings.host, port=settings.port, log_level="info")
+    app = create_agency_app(settings)
+    print(login_notice(settings), file=sys.stderr, flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
 
 
 def render_page(deliveries: list[dict[str, Any]]) -> str:
     """The dispatcher's page: reports first, then notices to guardians and SMS, newest first."""
     reports = [d for d in deliveries if d["type"] == "incident.reported"]
     others = [d for d in deliveries if d["type"] != "incident.reported"]
-    cards = "\n".join(_report_card(d) for d in reports) or "<p>No reports yet.</p>"
+    cards = "\n".join(_shown(_report_card, d) for d in reports) or "<p>No reports yet.</p>"
     rows = "\n".join(
         f"<tr><td>{_e(_kst(d['received_at']))}</td><td>{_e(d['channel'])}</td><td>{_e(d['agency'])}</td>"
-        f"<td>{_e(d['type'])}</td><td><pre>{_e(_notice_text(d))}</pre></td></tr>"
+        f"<td>{_e(d['type'])}</td><td>{_shown(lambda n: f'<pre>{_e(_notice_text(n))}</pre>', d)}</td></tr>"
         for d in others
     )
     return f"""<!doctype html>
@@ -186,6 +299,15 @@ pre{{white-space:pre-wrap;margin:0}}
 <h2>Other deliveries ({len(others)})</h2>
 <table>{rows}</table>
 </body></html>"""
+
+
+def _shown(render: Callable[[dict[str, Any]], str], delivery: dict[str, Any]) -> str:
+    # A signed payload of an unexpected shape shows as raw JSON instead of breaking the page.
+    try:
+        return render(delivery)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raw = json.dumps(delivery["payload"], ensure_ascii=False)
+        return f"<div class=\"report\"><p>Unreadable delivery {_e(delivery['key'])}:</p><pre>{_e(raw)}</pre></div>"
 
 
 def _report_card(delivery: dict[str, Any]) -> str:

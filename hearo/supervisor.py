@@ -94,6 +94,14 @@ def build_children(host: str, port: int, inference_port: int, with_agency: bool)
     return children
 
 
+def _agency_notice() -> str:
+    # Read as the agency child reads them (same environment and working folder), so the
+    # generated password shown is the one it checks.
+    from hearo.agency import AgencySettings, login_notice
+
+    return f"{login_notice(AgencySettings())} — the reports it received"
+
+
 def run_system(host: str, port: int, inference_port: int, with_agency: bool = True) -> int:
     """Run until interrupted; returns the process exit code."""
     from shared.db import database_url_from_env, upgrade_database
@@ -123,7 +131,7 @@ def run_system(host: str, port: int, inference_port: int, with_agency: bool = Tr
             f"\n[bold]Hear-o is running.[/] REST API and docs: http://{host}:{port}/docs\n"
             f"Register a device:  .venv/bin/hearo device register --name 'Your name' --birth-year 1942\n"
             f"Stream a recording: .venv/bin/hearo stream FILE.wav --token TOKEN\n"
-            + ("Drill agency (received reports): http://127.0.0.1:8090/\n" if with_agency else "")
+            + (f"{_agency_notice()}\n" if with_agency else "")
             + "Press Ctrl-C to stop.\n"
         )
         while not stopping:

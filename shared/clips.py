@@ -6,7 +6,8 @@ alerting worker puts a link to it in the report. Two stores, one interface:
 
 * :class:`LocalClipStore` (default): files under a folder; links point at the gateway's
   ``GET /v1/clips/{key}?exp=...&sig=...``, an HMAC-SHA256 token over key and expiry that
-  :func:`verify_clip_token` checks.
+  :meth:`LocalClipStore.verify` checks against the current secret and the previous ones
+  (a key rotates without breaking links already sent).
 * :class:`S3ClipStore` (when ``HEARO_CLIPS_S3_BUCKET`` is set): objects in a bucket through
   boto3; links are S3 presigned GET URLs.
 """
@@ -23,6 +24,7 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,27 +35,35 @@ import soundfile as sf
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from shared.local_secrets import is_development_value
 from shared.settings import DEFAULT_DATA_DIR, ServiceSettings
 
 CLIP_BEFORE_S = 10.0
 CLIP_AFTER_S = 20.0
 CONTENT_TYPE = "audio/flac"
-# Signs local clip links in development only: refused anywhere else.
-DEV_CLIP_SECRET = "change-me-dev-only"
+# The name of the generated signing secret in development (``<data_dir>/secrets/clip-signing``).
+CLIP_SIGNING_SECRET = "clip-signing"
 _KEY = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.flac")
 
 
 class ClipStorageSettings(ServiceSettings):
     """Where clips live and how links to them are signed; shared by gateway and alerting.
 
-    Read from ``HEARO_CLIPS_*``. ``secret_key`` (``HEARO_CLIPS_SECRET_KEY``) signs local
-    links: the gateway that serves them and the worker that issues them must share it.
-    Outside development the development secret is refused whenever links are local.
+    Read from ``HEARO_CLIPS_*``. ``secret_key`` (``HEARO_CLIPS_SECRET_KEY``, or the
+    deployment-wide ``HEARO_SECRET_KEY``) signs local links: the gateway that serves them
+    and the worker that issues them must share it. Unset in development, it is generated
+    once under ``<data_dir>/secrets/clip-signing`` (see :meth:`signing_secrets`); outside
+    development it is required whenever links are local, and a known development value is
+    refused. ``previous_secret_keys`` (``HEARO_CLIPS_PREVIOUS_SECRET_KEYS``, a JSON list)
+    still verify during a rotation but never sign.
     """
 
-    model_config = SettingsConfigDict(env_prefix="HEARO_CLIPS_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="HEARO_CLIPS_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
-    secret_key: str = DEV_CLIP_SECRET
+    secret_key: str = Field(default="", validation_alias=AliasChoices("HEARO_CLIPS_SECRET_KEY", "HEARO_SECRET_KEY"))
+    previous_secret_keys: list[str] = Field(default_factory=list)
     dir: Path = DEFAULT_DATA_DIR / "clips"
     s3_bucket: str = ""
     s3_endpoint_url: str = ""
@@ -66,14 +76,27 @@ class ClipStorageSettings(ServiceSettings):
     link_ttl_s: int = Field(default=24 * 3600, gt=0, le=7 * 24 * 3600)  # S3 presigning caps at 7 days
 
     @model_validator(mode="after")
-    def _refuse_dev_secret(self) -> ClipStorageSettings:
-        # S3 links are presigned with the AWS credentials; only local links use secret_key.
-        if not self.development and not self.s3_bucket and self.secret_key == DEV_CLIP_SECRET:
+    def _refuse_missing_or_public_secret(self) -> ClipStorageSettings:
+        if self.development:
+            return self
+        if any(is_development_value(key) for key in (self.secret_key, *self.previous_secret_keys)):
             raise ValueError(
-                "ClipStorageSettings: secret_key (HEARO_CLIPS_SECRET_KEY) is the development default; "
-                "set a real secret to sign clip links (environment is not 'development')"
+                "ClipStorageSettings: HEARO_CLIPS_SECRET_KEY (or HEARO_SECRET_KEY, or one of "
+                "HEARO_CLIPS_PREVIOUS_SECRET_KEYS) is a public development value; set a real secret "
+                f"(environment is {self.environment!r}, not 'development')"
+            )
+        # S3 links are presigned with the AWS credentials; only local links use secret_key.
+        if not self.s3_bucket and not self.secret_key:
+            raise ValueError(
+                "ClipStorageSettings: HEARO_CLIPS_SECRET_KEY (or HEARO_SECRET_KEY) is not set; it signs "
+                f"clip links and is required outside development (environment is {self.environment!r})"
             )
         return self
+
+    def signing_secrets(self) -> list[str]:
+        """The current secret, then the previous ones. In development an unset current secret
+        is the one generated under ``data_dir`` (so every process of ``hearo run`` agrees)."""
+        return [self.secret_key or self.local_secret(CLIP_SIGNING_SECRET), *self.previous_secret_keys]
 
 
 @dataclass(frozen=True)
@@ -89,6 +112,11 @@ class EncodedClip:
 def clip_key(incident_id: uuid.UUID) -> str:
     """The storage key of an incident's clip; known before the clip exists."""
     return f"{incident_id}.flac"
+
+
+def clip_incident(key: str) -> uuid.UUID | None:
+    """The incident whose clip ``key`` names (:func:`clip_key` undone); None for any other string."""
+    return uuid.UUID(key.removesuffix(".flac")) if _KEY.fullmatch(key) else None
 
 
 def encode_flac(samples: np.ndarray, sample_rate: int) -> EncodedClip:
@@ -130,12 +158,20 @@ class ClipStore(abc.ABC):
 
 
 class LocalClipStore(ClipStore):
-    """Clips as files under ``root``, served by the gateway through signed links."""
+    """Clips as files under ``root``, served by the gateway through signed links.
 
-    def __init__(self, root: Path, secret: str, public_base_url: str) -> None:
+    Links are signed with ``secret``; :meth:`verify` also accepts ``previous_secrets``.
+    """
+
+    def __init__(self, root: Path, secret: str, public_base_url: str, previous_secrets: Sequence[str] = ()) -> None:
         self.root = Path(root)
         self.secret = secret
+        self.previous_secrets = tuple(previous_secrets)
         self.public_base_url = public_base_url.rstrip("/")
+
+    def verify(self, key: str, expires_at: int, sig: str) -> bool:
+        """True when ``sig`` is an unexpired link token for ``key`` under any secret held."""
+        return any(verify_clip_token(s, key, expires_at, sig) for s in (self.secret, *self.previous_secrets))
 
     def path_for(self, key: str) -> Path:
         """The file of ``key``; ValueError for anything that is not a clip key."""
@@ -200,7 +236,8 @@ class S3ClipStore(ClipStore):
 def create_clip_store(settings: ClipStorageSettings) -> ClipStore:
     """S3 when a bucket is configured (credentials from the usual AWS variables), else local."""
     if not settings.s3_bucket:
-        return LocalClipStore(settings.dir, settings.secret_key, settings.public_base_url)
+        current, *previous = settings.signing_secrets()
+        return LocalClipStore(settings.dir, current, settings.public_base_url, previous)
     import boto3
     from botocore.config import Config
 

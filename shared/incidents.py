@@ -463,6 +463,39 @@ async def incident_clip(db: Database, incident_id: uuid.UUID) -> ClipInfo | None
     return None if clip is None else ClipInfo.from_row(clip)
 
 
+# Audit events of a clip: a link handed out, and the clip fetched through one.
+CLIP_LINK_ISSUED = "clip_link_issued"
+CLIP_DOWNLOADED = "clip_downloaded"
+
+
+async def audit_clip_access(
+    db: Database, incident_id: uuid.UUID, event: str, actor: str, detail: dict[str, Any]
+) -> bool:
+    """Write an access to the incident's clip (``CLIP_LINK_ISSUED`` or ``CLIP_DOWNLOADED``) to
+    its audit trail. False, with nothing written, when there is no such incident (any more)."""
+    try:
+        async with db.session() as session:
+            if await session.get(Incident, incident_id) is None:
+                return False
+            add_audit(session, incident_id, actor, event, detail)
+    except IntegrityError:  # deleted between the read and the write
+        return False
+    return True
+
+
+async def clip_accesses(db: Database, incident_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Every audited access to the incident's clip, oldest first: ``{at, event, actor, **detail}``."""
+    async with db.session() as session:
+        rows = (
+            await session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.incident_id == incident_id, AuditEntry.event.in_((CLIP_LINK_ISSUED, CLIP_DOWNLOADED)))
+                .order_by(AuditEntry.at, AuditEntry.id)
+            )
+        ).all()
+    return [{"at": row.at.isoformat(), "event": row.event, "actor": row.actor, **row.detail} for row in rows]
+
+
 async def add_contact_notifications(
     session: AsyncSession,
     incident_id: uuid.UUID,

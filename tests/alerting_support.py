@@ -41,6 +41,7 @@ from shared.incidents import open_incident
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = new_secret()
+AGENCY_PASSWORD = "drill-agency-password"
 REDIS_URL_ENV = "HEARO_TEST_REDIS_URL"
 # The Redis database these tests use as a broker: flushed before and after, nothing else touched.
 BROKER_DB = 13
@@ -185,7 +186,7 @@ class AgencyServer:
     def __init__(self) -> None:
         self.port = free_port()
         self.store = ReportStore(":memory:")
-        self.app = FlakyAgency(create_agency_app(AgencySettings(secrets=[SECRET]), self.store))
+        self.app = FlakyAgency(create_agency_app(AgencySettings(secrets=[SECRET], password=AGENCY_PASSWORD), self.store))
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -242,6 +243,7 @@ def worker_env(
             "HEARO_ALERTING_AGENCIES": json.dumps({k: v.model_dump() for k, v in agency.agencies().items()}),
             "HEARO_ALERTING_CONTACT_WEBHOOK_SECRETS": json.dumps([SECRET]),
             "HEARO_ALERTING_SMS_PROVIDER_URL": f"{agency.url}/sms",
+            "HEARO_ALERTING_SMS_PROVIDER_SECRETS": json.dumps([SECRET]),  # the agency's /sms verifies
             "PYTHONPATH": str(REPO),
         }
     )

@@ -28,6 +28,15 @@ POSTGRES_URL_ENV = "HEARO_TEST_POSTGRES_URL"
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 
+@pytest.fixture(autouse=True)
+def data_dir_outside_the_repo(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test's ``HEARO_DATA_DIR``: a fresh folder, so that what settings generate there
+    (development secrets, see shared/local_secrets.py) never lands in the repo's ``var/``."""
+    folder = tmp_path_factory.mktemp("hearo-data")
+    monkeypatch.setenv("HEARO_DATA_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """The URL of a SQLite file that does not exist yet (its folder neither)."""

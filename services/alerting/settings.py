@@ -16,16 +16,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.alerting.webhooks import local_webhook_secret, secret_key
 from shared.clips import ClipStorageSettings
 from shared.db import DATABASE_URL_ENV, DEFAULT_DATABASE_URL
+from shared.local_secrets import is_development_value
 from shared.settings import DEFAULT_DATA_DIR, ServiceSettings
 
-# The development webhook secret, shared with ``hearo agency``'s development default so
-# that the one-command demo verifies signatures end to end. Refused outside development.
-DEV_WEBHOOK_SECRET = "whsec_ZGV2LW9ubHktaGVhcm8td2ViaG9vay1zZWNyZXQ="
 # The provider body: a JSON object whose string values have $to, $sender, $subject, $text
 # and $idempotency_key substituted (``hearo agency``'s /sms takes this one).
 DEFAULT_SMS_TEMPLATE: dict[str, object] = {
@@ -43,10 +42,17 @@ class ChannelConfig(BaseModel):
     signs, so the receiver may hold either the old or the new one.
     """
 
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     kind: Literal["webhook", "sms"]
     url: str | None = None
     secrets: list[str] = Field(default_factory=list)
     to: str | None = None
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets_are_whsec(cls, secrets: list[str]) -> list[str]:
+        return check_webhook_secrets(secrets)
 
     @model_validator(mode="after")
     def _complete(self) -> ChannelConfig:
@@ -64,11 +70,16 @@ class AgencyConfig(BaseModel):
     channels: list[ChannelConfig] = Field(min_length=1)
 
 
-def _dev_agencies() -> dict[str, AgencyConfig]:
+def check_webhook_secrets(secrets: list[str]) -> list[str]:
+    """``secrets`` when each is a usable ``whsec_<base64>`` secret; ValueError naming the fault."""
+    for secret in secrets:
+        secret_key(secret)
+    return secrets
+
+
+def _drill_agencies(secret: str) -> dict[str, AgencyConfig]:
     def local(agency_id: str, name: str) -> AgencyConfig:
-        webhook = ChannelConfig(
-            kind="webhook", url=f"{DEV_AGENCY_URL}/webhooks/{agency_id}", secrets=[DEV_WEBHOOK_SECRET]
-        )
+        webhook = ChannelConfig(kind="webhook", url=f"{DEV_AGENCY_URL}/webhooks/{agency_id}", secrets=[secret])
         return AgencyConfig(name=name, channels=[webhook])
 
     return {"112": local("112", "112 경찰 (local drill receiver)"), "119": local("119", "119 소방 (local drill receiver)")}
@@ -77,12 +88,16 @@ def _dev_agencies() -> dict[str, AgencyConfig]:
 class AlertingSettings(ServiceSettings):
     """Everything the alerting worker needs; built once in ``main`` and passed down.
 
-    Outside development it refuses the development webhook secret (and ``clips`` the
-    development clip-signing secret).
+    In development, unset ``agencies``, ``contact_webhook_secrets`` and SMS provider are the
+    drill agency's (``hearo agency``), signed with the webhook secret generated under
+    ``data_dir`` (:func:`~services.alerting.webhooks.local_webhook_secret`). Outside
+    development they must be configured, and a public development value is refused (as
+    ``clips`` refuses one for clip links).
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="HEARO_ALERTING_", extra="ignore", populate_by_name=True
+        env_prefix="HEARO_ALERTING_", extra="ignore", populate_by_name=True,
+        hide_input_in_errors=True,  # a refused value may be a secret: it must not reach the log
     )
 
     database_url: str = Field(default=DEFAULT_DATABASE_URL, validation_alias=DATABASE_URL_ENV)
@@ -95,15 +110,20 @@ class AlertingSettings(ServiceSettings):
     redis_url: str = Field(default="", validation_alias=AliasChoices("HEARO_ALERTING_REDIS_URL", "HEARO_REDIS_URL"))
     clips: ClipStorageSettings = Field(default_factory=lambda: ClipStorageSettings())
 
-    agencies: dict[str, AgencyConfig] = Field(default_factory=_dev_agencies)
+    agencies: dict[str, AgencyConfig] = Field(default_factory=dict)
     # Class key -> agency ids; a class not named here goes to its taxonomy default.
     routes: dict[str, list[str]] = Field(default_factory=dict)
-    # Emergency contacts' webhooks are signed with these (they carry no secret of their own).
-    contact_webhook_secrets: list[str] = Field(default_factory=lambda: [DEV_WEBHOOK_SECRET])
+    # Emergency contacts' webhooks are signed with these (they carry no secret of their own),
+    # the current one first; during a rotation each listed secret signs.
+    contact_webhook_secrets: list[str] = Field(default_factory=list)
 
     # Empty in development: the drill receiver's /sms (``hearo agency``); elsewhere: no SMS.
     sms_provider_url: str = ""
     sms_provider_headers: dict[str, str] = Field(default_factory=dict)
+    # When set, each provider request is also signed as a Standard Webhook (webhook-* headers,
+    # webhook-id = the idempotency key); the drill agency's /sms requires it. Real providers
+    # authenticate with sms_provider_headers instead.
+    sms_provider_secrets: list[str] = Field(default_factory=list)
     sms_sender: str = "Hear-o"
     # The JSON body posted to the provider; string values have $to, $sender, $text,
     # $subject and $idempotency_key substituted.
@@ -134,22 +154,49 @@ class AlertingSettings(ServiceSettings):
     fault_kill_first: bool = False
     fault_duplicate_messages: bool = False
 
+    @field_validator("contact_webhook_secrets", "sms_provider_secrets")
+    @classmethod
+    def _secrets_are_whsec(cls, secrets: list[str]) -> list[str]:
+        return check_webhook_secrets(secrets)
+
     @model_validator(mode="after")
     def _development_defaults(self) -> AlertingSettings:
         if self.development:
-            if not self.sms_provider_url:
-                self.sms_provider_url = f"{DEV_AGENCY_URL}/sms"
+            self._report_to_the_drill_agency()
             return self
-        secrets = list(self.contact_webhook_secrets)
+        missing = [name for name, unset in (
+            ("HEARO_ALERTING_AGENCIES", not self.agencies),
+            ("HEARO_ALERTING_CONTACT_WEBHOOK_SECRETS", not self.contact_webhook_secrets),
+        ) if unset]  # fmt: skip
+        if missing:
+            raise ValueError(
+                f"AlertingSettings: {' and '.join(missing)} must be set outside development "
+                f"(environment is {self.environment!r})"
+            )
+        secrets = [*self.contact_webhook_secrets, *self.sms_provider_secrets]
         for agency in self.agencies.values():
             for channel in agency.channels:
                 secrets.extend(channel.secrets)
-        if DEV_WEBHOOK_SECRET in secrets:
+        if any(is_development_value(secret) for secret in secrets):
             raise ValueError(
-                "AlertingSettings: a webhook secret is the development default; "
-                "configure real agencies (environment is not 'development')"
+                "AlertingSettings: a webhook secret (in HEARO_ALERTING_AGENCIES, _CONTACT_WEBHOOK_SECRETS or "
+                "_SMS_PROVIDER_SECRETS) is a public development value; configure real secrets "
+                f"(environment is {self.environment!r}, not 'development')"
             )
         return self
+
+    def _report_to_the_drill_agency(self) -> None:
+        # Only what was left unset: a developer's own agencies or provider are kept as given.
+        if self.agencies and self.contact_webhook_secrets and self.sms_provider_url:
+            return
+        secret = local_webhook_secret(self)
+        if not self.agencies:
+            self.agencies = _drill_agencies(secret)
+        if not self.contact_webhook_secrets:
+            self.contact_webhook_secrets = [secret]
+        if not self.sms_provider_url:
+            self.sms_provider_url = f"{DEV_AGENCY_URL}/sms"
+            self.sms_provider_secrets = self.sms_provider_secrets or [secret]
 
     @property
     def resolved_broker_url(self) -> str:

@@ -3,7 +3,10 @@
 Providers differ only in the JSON they want, so the body is a template from settings: a
 JSON object whose string values may contain ``$to``, ``$sender``, ``$subject``, ``$text``
 and ``$idempotency_key`` (substituted after parsing, so a text can never break the JSON).
-The idempotency key also goes in an ``Idempotency-Key`` header.
+The idempotency key also goes in an ``Idempotency-Key`` header. Given ``secrets``, the
+request is also signed as a Standard Webhook (:mod:`services.alerting.webhooks`, with the
+idempotency key as ``webhook-id``), which is how the drill agency's ``/sms`` knows the
+sender; a real provider authenticates the configured ``headers`` instead.
 
 Size: Korean carriers take one long message (LMS) of at most ``LMS_MAX_BYTES`` = 2,000
 bytes counted in EUC-KR/CP949 (a Hangul syllable is 2 bytes, ASCII 1) with a subject of
@@ -14,6 +17,7 @@ from the end until the text fits, so the class, the place and the clip link alwa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -23,6 +27,7 @@ from typing import Any
 import httpx
 
 from services.alerting.delivery import DeliveryResult
+from services.alerting.webhooks import webhook_headers
 
 LMS_MAX_BYTES = 2000
 LMS_SUBJECT_MAX_BYTES = 40
@@ -100,6 +105,7 @@ class SmsSender:
         template: Mapping[str, Any],
         sender: str,
         timeout_s: float,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.client = client
         self.provider_url = provider_url
@@ -107,6 +113,7 @@ class SmsSender:
         self.template = template
         self.sender = sender
         self.timeout_s = timeout_s
+        self.secrets = list(secrets)
 
     async def send(self, message: SmsMessage, idempotency_key: str) -> DeliveryResult:
         """One attempt; never raises for what the network or the provider does."""
@@ -122,10 +129,14 @@ class SmsSender:
                 "idempotency_key": idempotency_key,
             },
         )
-        headers = {**self.headers, "Idempotency-Key": idempotency_key}
+        # Serialised here so that the signature covers exactly the bytes sent.
+        content = json.dumps(body, ensure_ascii=False).encode()
+        headers = {**self.headers, "Idempotency-Key": idempotency_key, "content-type": "application/json"}
+        if self.secrets:
+            headers.update(webhook_headers(self.secrets, idempotency_key, content))
         try:
             response = await self.client.post(
-                self.provider_url, json=body, headers=headers, timeout=self.timeout_s
+                self.provider_url, content=content, headers=headers, timeout=self.timeout_s
             )
         except httpx.HTTPError as error:
             return DeliveryResult.from_error(error)

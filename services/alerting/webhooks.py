@@ -25,8 +25,12 @@ from collections.abc import Mapping, Sequence
 import httpx
 
 from services.alerting.delivery import DeliveryResult
+from shared.settings import ServiceSettings
 
 SECRET_PREFIX = "whsec_"
+# The generated development secret (``<data_dir>/secrets/webhook``): the alerting worker signs
+# with it and ``hearo agency`` verifies with it, so ``hearo run`` works end to end.
+LOCAL_WEBHOOK_SECRET = "webhook"
 SIGNATURE_VERSION = "v1"
 # Receivers refuse timestamps further than this from their clock (replay protection).
 DEFAULT_TOLERANCE_S = 5 * 60
@@ -39,6 +43,13 @@ class WebhookVerificationError(Exception):
 def new_secret(nbytes: int = 32) -> str:
     """A fresh random secret in ``whsec_`` form."""
     return SECRET_PREFIX + base64.b64encode(secrets_module.token_bytes(nbytes)).decode()
+
+
+def local_webhook_secret(settings: ServiceSettings) -> str:
+    """The development webhook secret in ``whsec_`` form: the key is the generated secret's
+    bytes, so every process reading the same data folder derives the same one. Raises
+    ValueError outside development (:meth:`ServiceSettings.local_secret`)."""
+    return SECRET_PREFIX + base64.b64encode(settings.local_secret(LOCAL_WEBHOOK_SECRET).encode()).decode()
 
 
 def secret_key(secret: str) -> bytes:

@@ -140,6 +140,7 @@ class AlertingRuntime:
         sms = SmsSender(
             self.http, provider_url=s.sms_provider_url, headers=s.sms_provider_headers,
             template=s.sms_template, sender=s.sms_sender, timeout_s=s.send_timeout_s,
+            secrets=s.sms_provider_secrets,
         )
         self.dispatcher = Dispatcher(
             self.db,

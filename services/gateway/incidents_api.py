@@ -7,14 +7,21 @@ POST     /v1/incidents/{id}/confirm         report now → 200 ``{outcome, incid
                                             409 ``cancelled`` / ``report_failed``
 GET      /v1/incidents                      the caller's incidents; ``since``, ``until``
                                             (ISO 8601), ``class``, ``limit`` → ``{incidents}``
-GET      /v1/incidents/{id}                 one incident with its clip and deliveries
+GET      /v1/incidents/{id}                 one incident with its clip, deliveries and
+                                            who accessed the clip (``clip_access``)
 GET      /v1/clips/{key}?exp=&sig=          the clip (FLAC) behind a link the worker signed
 =======  =================================  ================================================
 
 Incident routes need the device token and only ever show the caller's own incidents (an
 incident of another device is a 404). A repeated cancel answers 200 ``already_cancelled``
 and a repeated confirm 200 ``already_reported``: both are safe to retry. The clip route
-needs no token: the link's HMAC and expiry are the authorisation.
+needs no token: the link's HMAC and expiry are the authorisation (checked against the
+current clip secret and the previous ones, so a rotation does not break links already sent).
+
+Every clip access goes to the incident's audit trail, where its owner sees it in
+``GET /v1/incidents/{id}``: each link that route hands out (``clip_link_issued``) and each
+fetch through a valid link (``clip_downloaded``, with the client's address). S3 links go to
+S3 directly: their issue is audited, their fetches are in the bucket's access log.
 
 The app must set, before serving: ``app.state.db`` (:class:`~shared.db.Database`),
 ``app.state.incident_events`` (:func:`shared.incident_events.create_incident_events`) and
@@ -32,12 +39,16 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway.auth import CurrentDevice, DatabaseDep
-from shared.clips import CONTENT_TYPE, ClipStore, LocalClipStore, verify_clip_token
+from shared.clips import CONTENT_TYPE, ClipStore, LocalClipStore, clip_incident
 from shared.incident_events import IncidentEvents
 from shared.incident_state import ActionOutcome, IncidentAction
 from shared.incidents import (
+    CLIP_DOWNLOADED,
+    CLIP_LINK_ISSUED,
     ActionResult,
     act_on_incident,
+    audit_clip_access,
+    clip_accesses,
     get_incident,
     incident_clip,
     incident_deliveries,
@@ -135,32 +146,47 @@ async def history(
 
 @router.get("/v1/incidents/{incident_id}")
 async def detail(incident_id: uuid.UUID, device: CurrentDevice, db: DatabaseDep, store: ClipStoreDep) -> dict[str, Any]:
-    """One incident with where its report went and a fresh link to its clip."""
+    """One incident with where its report went, a fresh link to its clip, and every access
+    to the clip so far (this link included)."""
     incident = await get_incident(db, incident_id, device_id=device.id)
     if incident is None:
         raise _not_found()
     clip = await incident_clip(db, incident_id)
     body = incident.to_json()
-    body["clip"] = None if clip is None else {
-        "url": store.link(clip.key, CLIP_LINK_TTL_S), "sha256": clip.sha256,
-        "duration_s": clip.duration_s, "content_type": clip.content_type,
-    }
+    body["clip"] = None
+    if clip is not None:
+        body["clip"] = {
+            "url": store.link(clip.key, CLIP_LINK_TTL_S), "sha256": clip.sha256,
+            "duration_s": clip.duration_s, "content_type": clip.content_type,
+        }
+        await audit_clip_access(db, incident_id, CLIP_LINK_ISSUED, "owner", {"link_ttl_s": CLIP_LINK_TTL_S})
     body["deliveries"] = await incident_deliveries(db, incident_id)
+    body["clip_access"] = await clip_accesses(db, incident_id)
     return body
 
 
 @router.get("/v1/clips/{key}", response_class=FileResponse)
-async def clip_file(key: str, exp: int, sig: str, store: ClipStoreDep) -> FileResponse:
-    """A clip behind a signed, expiring link (local storage; S3 links go to S3 directly)."""
-    if not isinstance(store, LocalClipStore) or not verify_clip_token(store.secret, key, exp, sig):
+async def clip_file(
+    key: str, exp: int, sig: str, request: Request, store: ClipStoreDep, db: DatabaseDep
+) -> FileResponse:
+    """A clip behind a signed, expiring link (local storage; S3 links go to S3 directly).
+    Each fetch is written to the incident's audit trail before the clip is sent."""
+    if not isinstance(store, LocalClipStore) or not store.verify(key, exp, sig):
         raise HTTPException(status.HTTP_403_FORBIDDEN, {"code": "bad_link", "message": "the link is invalid or expired"})
-    try:
-        path = store.path_for(key)
-    except ValueError:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, {"code": "unknown_clip", "message": "no such clip"}) from None
+    incident_id = clip_incident(key)
+    if incident_id is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, {"code": "unknown_clip", "message": "no such clip"})
+    path = store.path_for(key)
     if not path.is_file():
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
             {"code": "clip_pending", "message": "the clip is not stored yet; try again shortly"},
         )
+    client = request.client.host if request.client else None
+    detail: dict[str, Any] = {"client": client, "link_expires_at": exp}
+    if "range" in request.headers:  # a player fetching part of the clip
+        detail["range"] = request.headers["range"]
+    if not await audit_clip_access(db, incident_id, CLIP_DOWNLOADED, "link", detail):
+        # A clip whose incident is gone (erased) is not served: nothing could record the access.
+        raise HTTPException(status.HTTP_404_NOT_FOUND, {"code": "unknown_clip", "message": "no such clip"})
     return FileResponse(path, media_type=CONTENT_TYPE, headers={"Cache-Control": "private, max-age=300"})

@@ -67,7 +67,8 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def clips(data_dir: Path) -> ClipStorageSettings:
-    return ClipStorageSettings(dir=data_dir / "clips", public_base_url=f"http://127.0.0.1:{free_port()}")
+    # The worker (HEARO_DATA_DIR=data_dir) generates the clip secret there: the gateway reads the same one.
+    return ClipStorageSettings(dir=data_dir / "clips", data_dir=data_dir, public_base_url=f"http://127.0.0.1:{free_port()}")
 
 
 async def test_embedded_mode_reports_with_a_playable_clip(

@@ -1,17 +1,26 @@
-"""`hearo agency`: verifies signatures, de-duplicates by webhook-id, shows the reports."""
+"""`hearo agency`: verifies signatures, de-duplicates by webhook-id, shows the reports behind
+a login, answers malformed bodies 400, and agrees with the worker on the generated secrets."""
 
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from hearo.agency import AgencySettings, ReportStore, create_agency_app
+from hearo.agency import AgencySettings, ReportStore, create_agency_app, login_notice
+from services.alerting.settings import AlertingSettings
+from services.alerting.sms import SmsMessage, SmsSender
 from services.alerting.webhooks import new_secret, webhook_headers
 
 SECRET = new_secret()
+PASSWORD = "drill-password"
+LOGIN = ("agency", PASSWORD)
+# The public development secret earlier releases signed with by default.
+OLD_DEV_SECRET = "whsec_ZGV2LW9ubHktaGVhcm8td2ViaG9vay1zZWNyZXQ="
 
 
 def report_body(incident_id: str = "i-1") -> bytes:
@@ -38,9 +47,13 @@ def report_body(incident_id: str = "i-1") -> bytes:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    app = create_agency_app(AgencySettings(secrets=[SECRET]), ReportStore(":memory:"))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://agency") as c:
+    app = create_agency_app(AgencySettings(secrets=[SECRET], password=PASSWORD), ReportStore(":memory:"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://agency", auth=LOGIN) as c:
         yield c
+
+
+def signed(body: bytes, msg_id: str, secret: str = SECRET) -> dict[str, str]:
+    return webhook_headers([secret], msg_id, body)
 
 
 async def test_signed_report_is_stored_once_and_duplicates_counted(client: httpx.AsyncClient) -> None:
@@ -62,18 +75,145 @@ async def test_bad_signature_is_refused_and_not_stored(client: httpx.AsyncClient
     assert (await client.get("/reports")).json() == []
 
 
-async def test_sms_is_deduplicated_by_idempotency_key(client: httpx.AsyncClient) -> None:
+async def test_sms_is_verified_and_deduplicated_by_webhook_id(client: httpx.AsyncClient) -> None:
+    body = json.dumps({"to": "+8219", "text": "화재"}).encode()
     for _ in range(2):
-        response = await client.post("/sms", json={"to": "+8219", "text": "화재"}, headers={"Idempotency-Key": "k"})
+        response = await client.post("/sms", content=body, headers=signed(body, "k"))
         assert response.status_code == 200
-    assert (await client.post("/sms", json={"to": "+8219"})).status_code == 400
     messages = (await client.get("/sms")).json()
-    assert len(messages) == 1 and messages[0]["attempts"] == 2
+    assert len(messages) == 1 and messages[0]["attempts"] == 2 and messages[0]["key"] == "k"
+
+
+async def test_unsigned_or_wrongly_signed_sms_is_refused(client: httpx.AsyncClient) -> None:
+    body = json.dumps({"to": "+8219", "text": "가짜 신고"}).encode()
+    unsigned = await client.post("/sms", content=body, headers={"Idempotency-Key": "forged"})
+    assert unsigned.status_code == 401 and unsigned.json()["error"] == "invalid_signature"
+    public = await client.post("/sms", content=body, headers=signed(body, "forged", OLD_DEV_SECRET))
+    assert public.status_code == 401
+    assert (await client.get("/sms")).json() == []
+
+
+async def test_the_workers_sms_sender_signs_what_the_agency_verifies() -> None:
+    app = create_agency_app(AgencySettings(secrets=[SECRET], password=PASSWORD), store := ReportStore(":memory:"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://agency") as http:
+        def sender(secrets: list[str]) -> SmsSender:
+            return SmsSender(http, provider_url="http://agency/sms", headers={"X-Api-Key": "k"},
+                             template={"to": "$to", "text": "$text"}, sender="Hear-o", timeout_s=5, secrets=secrets)  # fmt: skip
+
+        refused = await sender([]).send(SmsMessage("+82119", "s", "화재"), "row-1")
+        accepted = await sender([SECRET]).send(SmsMessage("+82119", "s", "화재"), "row-1")
+    assert (refused.ok, refused.status) == (False, 401)
+    assert accepted.ok and [m["payload"]["text"] for m in store.list("sms")] == ["화재"]
+
+
+@pytest.mark.parametrize("path", ["/", "/reports", "/sms"])
+async def test_the_page_and_lists_need_the_login(client: httpx.AsyncClient, path: str) -> None:
+    body = report_body()
+    await client.post("/webhooks/119", content=body, headers=signed(body, "row-9"))
+    anonymous = await client.get(path, auth=None)
+    assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"].startswith("Basic")
+    assert "화재" not in anonymous.text and "openstreetmap" not in anonymous.text
+    assert (await client.get(path, auth=("agency", "guess"))).status_code == 401
+    assert (await client.get(path, auth=("admin", PASSWORD))).status_code == 401
+    assert (await client.get(path)).status_code == 200
+    assert (await client.get("/healthz", auth=None)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"not json", "not JSON"),
+        (b"\xff\xfe", "not JSON"),
+        (b"[1, 2]", "JSON object, not array"),
+        (b"[" * 100_000, "not JSON"),
+        (b'{"data": {}}', "'type'"),
+        (b'{"type": "incident.reported", "data": [1]}', "'data' as a JSON object"),
+    ],
+)
+async def test_a_malformed_signed_webhook_is_a_400_with_a_message(
+    client: httpx.AsyncClient, body: bytes, message: str
+) -> None:
+    response = await client.post("/webhooks/119", content=body, headers=signed(body, "bad"))
+    assert response.status_code == 400
+    assert response.json()["error"] == "malformed_body" and message in response.json()["message"]
+    sms = await client.post("/sms", content=body, headers=signed(body, "bad-sms"))
+    assert sms.status_code == 400 and sms.json()["error"] == "malformed_body"
+    assert (await client.get("/reports")).json() == [] and (await client.get("/sms")).json() == []
+
+
+async def test_sms_without_its_fields_is_a_400(client: httpx.AsyncClient) -> None:
+    body = json.dumps({"to": "+8219"}).encode()
+    response = await client.post("/sms", content=body, headers=signed(body, "k"))
+    assert response.status_code == 400 and "'text'" in response.json()["message"]
+
+
+async def test_a_report_of_an_unexpected_shape_does_not_break_the_page(client: httpx.AsyncClient) -> None:
+    odd = json.dumps({"type": "incident.reported", "data": {"class": "fire", "location": {"latitude": 1}}}).encode()
+    assert (await client.post("/webhooks/119", content=odd, headers=signed(odd, "odd"))).status_code == 200
+    page = await client.get("/")
+    assert page.status_code == 200 and "Unreadable delivery odd" in page.text
+
+
+async def test_rotation_old_and_new_secret_both_verify() -> None:
+    old, new = new_secret(), new_secret()
+    app = create_agency_app(AgencySettings(secrets=[new, old], password=PASSWORD), ReportStore(":memory:"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://agency") as http:
+        for msg_id, secret in (("by-old", old), ("by-new", new)):
+            body = report_body(msg_id)
+            response = await http.post("/webhooks/119", content=body, headers=signed(body, msg_id, secret))
+            assert response.status_code == 200, response.text
+        retired = report_body("by-retired")
+        response = await http.post("/webhooks/119", content=retired, headers=signed(retired, "r", new_secret()))
+        assert response.status_code == 401
+
+
+async def test_development_defaults_are_generated_shared_with_the_worker_and_not_public(
+    data_dir_outside_the_repo: Path,
+) -> None:
+    settings = AgencySettings()
+    app = create_agency_app(settings, ReportStore(":memory:"))
+    worker = AlertingSettings()
+    # The worker signs with what the agency verifies: the same generated secret, not a public one.
+    assert settings.verifying_secrets() == worker.contact_webhook_secrets == worker.agencies["119"].channels[0].secrets
+    assert settings.verifying_secrets() == worker.sms_provider_secrets
+    assert OLD_DEV_SECRET not in settings.verifying_secrets()
+    password = settings.login_password()
+    assert password in login_notice(settings) and len(password) >= 32
+    for name in ("webhook", "agency-password"):
+        assert stat.S_IMODE((data_dir_outside_the_repo / "secrets" / name).stat().st_mode) == 0o600
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://agency") as http:
+        body = report_body()
+        public = await http.post("/webhooks/119", content=body, headers=signed(body, "x", OLD_DEV_SECRET))
+        assert public.status_code == 401
+        ours = await http.post("/webhooks/119", content=body, headers=signed(body, "x", worker.contact_webhook_secrets[0]))
+        assert ours.status_code == 200
+        assert (await http.get("/reports", auth=("agency", password))).status_code == 200
+
+
+def test_a_configured_password_is_never_printed() -> None:
+    settings = AgencySettings(secrets=[SECRET], password="operator-chosen")
+    assert "operator-chosen" not in login_notice(settings) and "HEARO_AGENCY_PASSWORD" in login_notice(settings)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"password": PASSWORD}, "HEARO_AGENCY_SECRETS"),
+        ({"secrets": [SECRET]}, "HEARO_AGENCY_PASSWORD"),
+        ({"secrets": [SECRET, OLD_DEV_SECRET], "password": PASSWORD}, "public development value"),
+        ({"secrets": ["not-a-whsec"], "password": PASSWORD}, "whsec_"),
+    ],
+)
+def test_in_production_the_agency_needs_real_secrets(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message) as refused:
+        AgencySettings(environment="production", **fields)
+    assert OLD_DEV_SECRET not in str(refused.value)  # a refused secret is not echoed to the log
+    assert AgencySettings(environment="production", secrets=[SECRET], password=PASSWORD).secrets == [SECRET]
 
 
 async def test_page_shows_class_place_clip_history_and_escapes(client: httpx.AsyncClient) -> None:
     body = report_body()
-    await client.post("/webhooks/119", content=body, headers=webhook_headers([SECRET], "row-3", body))
+    await client.post("/webhooks/119", content=body, headers=signed(body, "row-3"))
     page = (await client.get("/")).text
     assert "화재, 화재경보" in page
     assert '<audio controls preload="none" src="https://clips/x.flac?sig=1">' in page

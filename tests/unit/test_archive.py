@@ -8,6 +8,7 @@ import io
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 from botocore.config import Config
@@ -76,15 +77,34 @@ async def test_s3_store_put_get_and_presigned_link(monkeypatch: pytest.MonkeyPat
 
 
 def test_store_follows_settings(tmp_path: Path) -> None:
-    local = create_clip_store(ClipStorageSettings(dir=tmp_path))
+    local = create_clip_store(ClipStorageSettings(dir=tmp_path, secret_key="now", previous_secret_keys=["before"]))
     assert isinstance(local, LocalClipStore) and local.root == tmp_path
+    assert (local.secret, local.previous_secrets) == ("now", ("before",))
     s3 = create_clip_store(ClipStorageSettings(s3_bucket="b", s3_endpoint_url="http://127.0.0.1:1"))
     assert isinstance(s3, S3ClipStore) and s3.bucket == "b"
 
 
 def test_clip_secret_must_be_set_outside_development() -> None:
-    with pytest.raises(ValueError, match="secret_key"):
+    with pytest.raises(ValueError, match="HEARO_CLIPS_SECRET_KEY"):
         ClipStorageSettings(environment="production")
+
+
+def signed_query(link: str) -> tuple[int, str]:
+    query = parse_qs(urlsplit(link).query)
+    return int(query["exp"][0]), query["sig"][0]
+
+
+def test_rotation_links_signed_with_the_previous_key_still_verify(tmp_path: Path) -> None:
+    key = clip_key(uuid.uuid4())
+    before = LocalClipStore(tmp_path, "old-secret", "http://gw")
+    after = LocalClipStore(tmp_path, "new-secret", "http://gw", previous_secrets=["old-secret"])
+    sent_before = signed_query(before.link(key, 600))
+    assert after.verify(key, *sent_before)  # a link already in a report keeps working
+    assert after.link(key, 600) != before.link(key, 600) and after.verify(key, *signed_query(after.link(key, 600)))
+    assert not before.verify(key, *signed_query(after.link(key, 600)))  # new links use the new key only
+    retired = LocalClipStore(tmp_path, "new-secret", "http://gw")  # the window closed
+    assert not retired.verify(key, *sent_before)
+    assert not after.verify(clip_key(uuid.uuid4()), *sent_before)  # bound to its clip
 
 
 async def test_report_link_is_ready_when_the_clip_is_stored(sqlite_db: Database, tmp_path: Path) -> None:

@@ -5,25 +5,27 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from services.gateway import incidents_api
 from services.gateway.auth import issue_token
 from shared.clips import LocalClipStore
 from shared.db import Database, Device
+from shared.db.models import Incident
 from shared.incident_events import LocalIncidentEvents
 from shared.incidents import archive_clip, open_incident
 from tests.alerting_support import make_device, sweeper
 
 
 class Client:
-    def __init__(self, http: httpx.AsyncClient, db: Database, store: LocalClipStore) -> None:
-        self.http, self.db, self.store = http, db, store
+    def __init__(self, http: httpx.AsyncClient, db: Database, store: LocalClipStore, app: FastAPI) -> None:
+        self.http, self.db, self.store, self.app = http, db, store, app
 
     async def device(self) -> tuple[uuid.UUID, dict[str, str]]:
         device_id = await make_device(self.db)
@@ -40,7 +42,7 @@ async def client(sqlite_db: Database, tmp_path: Path) -> AsyncIterator[Client]:
     store = LocalClipStore(tmp_path / "clips", "clip-secret", "http://gw")
     app.state.db, app.state.incident_events, app.state.clip_store = sqlite_db, LocalIncidentEvents(), store
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
-        yield Client(http, sqlite_db, store)
+        yield Client(http, sqlite_db, store, app)
 
 
 async def test_cancel_then_repeat_and_confirm_conflict(client: Client) -> None:
@@ -109,3 +111,53 @@ async def test_clip_link_issued_before_the_clip_exists_says_pending(client: Clie
     assert response.status_code == 404 and response.json()["detail"]["code"] == "clip_pending"
     bad_key = client.store.link(key, 60).replace(key, "..%2Fsecret.flac")
     assert (await client.http.get(bad_key)).status_code in (403, 404)
+
+
+async def test_every_clip_access_is_audited_and_shown_to_the_owner(client: Client) -> None:
+    device, auth = await client.device()
+    _, stranger = await client.device()
+    incident = (await open_incident(client.db, device_id=device, class_key="crime", confidence=0.9)).incident
+    await archive_clip(client.db, client.store, incident.id, np.zeros(16000, np.float32), 16000)
+    first = (await client.http.get(f"/v1/incidents/{incident.id}", headers=auth)).json()
+    assert [a["event"] for a in first["clip_access"]] == ["clip_link_issued"]
+    assert first["clip_access"][0]["actor"] == "owner" and first["clip_access"][0]["link_ttl_s"] == 3600
+
+    # Whoever holds a link (an agency, a guardian, anyone it was forwarded to) leaves a trace.
+    fetched = await client.http.get(first["clip"]["url"], headers={"Range": "bytes=0-3"})
+    assert fetched.status_code == 206 and fetched.content == b"fLaC"
+    refused = await client.http.get(first["clip"]["url"].replace("sig=", "sig=x"))
+    assert refused.status_code == 403
+
+    second = (await client.http.get(f"/v1/incidents/{incident.id}", headers=auth)).json()
+    events = [a["event"] for a in second["clip_access"]]
+    assert events == ["clip_link_issued", "clip_downloaded", "clip_link_issued"]  # a forged link is not an access
+    download = second["clip_access"][1]
+    assert download["actor"] == "link" and download["client"] == "127.0.0.1" and download["range"] == "bytes=0-3"
+    assert download["link_expires_at"] == int(parse_qs(urlsplit(first["clip"]["url"]).query)["exp"][0])
+    assert (await client.http.get(f"/v1/incidents/{incident.id}", headers=stranger)).status_code == 404
+
+
+async def test_links_signed_before_a_key_rotation_still_play(client: Client, tmp_path: Path) -> None:
+    device, auth = await client.device()
+    incident = (await open_incident(client.db, device_id=device, class_key="fire", confidence=0.9)).incident
+    info = await archive_clip(client.db, client.store, incident.id, np.zeros(16000, np.float32), 16000)
+    before_rotation = client.store.link(info.key, 600)  # e.g. in a report already sent
+    rotated = LocalClipStore(client.store.root, "rotated-secret", "http://gw", previous_secrets=[client.store.secret])
+    client.app.state.clip_store = rotated
+    assert (await client.http.get(before_rotation)).status_code == 200
+    fresh = (await client.http.get(f"/v1/incidents/{incident.id}", headers=auth)).json()["clip"]["url"]
+    assert fresh != before_rotation and (await client.http.get(fresh)).status_code == 200
+    client.app.state.clip_store = LocalClipStore(client.store.root, "rotated-secret", "http://gw")
+    assert (await client.http.get(before_rotation)).status_code == 403  # the window closed
+    assert (await client.http.get(fresh)).status_code == 200
+
+
+async def test_a_clip_whose_incident_is_gone_is_not_served(client: Client) -> None:
+    device, _ = await client.device()
+    incident = (await open_incident(client.db, device_id=device, class_key="fire", confidence=0.9)).incident
+    info = await archive_clip(client.db, client.store, incident.id, np.zeros(16000, np.float32), 16000)
+    link = client.store.link(info.key, 600)
+    async with client.db.session() as session:
+        await session.execute(delete(Incident).where(Incident.id == incident.id))
+    response = await client.http.get(link)
+    assert response.status_code == 404 and response.json()["detail"]["code"] == "unknown_clip"

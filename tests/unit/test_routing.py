@@ -73,8 +73,8 @@ def test_channels_must_be_complete() -> None:
         ChannelConfig(kind="sms")
 
 
-def test_dev_webhook_secret_refused_outside_development(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ValueError, match="development default"):
+def test_contact_webhook_secrets_required_outside_development(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="HEARO_ALERTING_CONTACT_WEBHOOK_SECRETS must be set"):
         AlertingSettings(environment="production", agencies=AGENCIES)
     settings = AlertingSettings(environment="production", agencies=AGENCIES, contact_webhook_secrets=[SECRET])
     assert settings.environment == "production"

@@ -18,6 +18,7 @@ from services.alerting.sms import (
     render_body,
     truncate_bytes,
 )
+from services.alerting.webhooks import new_secret, verify
 
 CLIP_URL = "https://clips.example/v1/clips/0b6f3a52-5f39-4bd4-9a6c-0c3c4d4e1a00.flac?exp=1&sig=abc"
 
@@ -120,3 +121,25 @@ async def test_sender_without_provider_fails_permanently() -> None:
         sender = SmsSender(client, provider_url="", headers={}, template={}, sender="x", timeout_s=1)
         result = await sender.send(SmsMessage("+8210", "s", "t"), "k")
     assert not result.ok and not result.retryable
+
+
+async def test_sender_signs_like_a_webhook_when_given_secrets_and_keeps_provider_headers() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    old, new = new_secret(), new_secret()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        for secrets in ([], [new, old]):
+            sender = SmsSender(client, provider_url="http://agency/sms", headers={"Authorization": "Bearer k"},
+                               template={"to": "$to", "text": "$text"}, sender="x", timeout_s=1, secrets=secrets)  # fmt: skip
+            assert (await sender.send(SmsMessage("+82119", "s", "화재"), "row-8")).ok
+    plain, signed = seen
+    assert "webhook-signature" not in plain.headers and plain.headers["authorization"] == "Bearer k"
+    assert signed.headers["authorization"] == "Bearer k" and signed.headers["idempotency-key"] == "row-8"
+    # The receiver holding either secret of a rotation verifies the exact bytes sent.
+    for secret in (old, new):
+        assert verify([secret], signed.headers, signed.content) == "row-8"
+    assert json.loads(signed.content) == {"to": "+82119", "text": "화재"}
