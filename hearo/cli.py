@@ -87,10 +87,17 @@ def agency(
     host: Annotated[Optional[str], typer.Option(help="Listen address (default: HEARO_AGENCY_HOST or 127.0.0.1).")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port (default: HEARO_AGENCY_PORT or 8090).")] = None,
 ) -> None:
-    """A receiving agency for demos and drills: verifies signatures, shows reports on a page."""
+    """A receiving agency for demos and drills: verifies signatures, shows reports on a page
+    behind a login (in development a generated password, printed at start)."""
+    from pydantic import ValidationError
+
     from hearo.agency import AgencySettings, serve_agency
 
-    settings = AgencySettings()
+    try:
+        settings = AgencySettings()
+    except ValidationError as error:  # a configuration mistake: say which, without a traceback
+        typer.echo("hearo agency: " + "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors()), err=True)
+        raise typer.Exit(2) from None
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     serve_agency(settings.model_copy(update=overrides))
 
