@@ -144,6 +144,7 @@ def device_register(
     accuracy_m: Annotated[float, typer.Option(help="Location accuracy in metres.")] = 50.0,
     share_profile: Annotated[bool, typer.Option(help="Consent to share the profile with agencies.")] = True,
     api: Annotated[str, typer.Option(help="Gateway base URL.")] = "http://127.0.0.1:8000",
+    enrolment_key: Annotated[Optional[str], typer.Option(envvar="HEARO_ENROLMENT_KEY", help="The deployment's enrolment key (required by a gateway outside development).")] = None,
 ) -> None:
     """Register a device (consenting to recording) and print its token once."""
     import httpx
@@ -158,7 +159,8 @@ def device_register(
     if lat is not None and lon is not None:
         body["location"] = {"latitude": lat, "longitude": lon, "accuracy_m": accuracy_m}
     try:
-        response = httpx.post(f"{api.rstrip('/')}/v1/devices", json=body, timeout=10.0)
+        headers = {"X-Hearo-Enrolment-Key": enrolment_key} if enrolment_key else {}
+        response = httpx.post(f"{api.rstrip('/')}/v1/devices", json=body, headers=headers, timeout=10.0)
     except httpx.HTTPError as exc:
         typer.echo(f"cannot reach the gateway at {api}: {exc}", err=True)
         raise typer.Exit(4) from None

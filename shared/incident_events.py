@@ -9,6 +9,8 @@ after its transaction commits:
   nothing: an update published while Redis restarts is simply lost.
 * :class:`LocalIncidentEvents` (embedded mode): the same within one process.
 
+Both are the channels of ``shared.pubsub`` carrying :class:`IncidentUpdate` as JSON.
+
 Because an event can be lost (and in embedded mode the worker is another process), the
 gateway follows an incident with :class:`shared.incident_watcher.IncidentWatcher`, which
 takes pushed events and polls the database as a backstop, so the client learns every state
@@ -18,17 +20,14 @@ at most one poll interval late, whatever happened to the events.
 from __future__ import annotations
 
 import abc
-import asyncio
 import contextlib
 import json
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from shared.incident_state import IncidentState
-
-log = logging.getLogger(__name__)
+from shared.pubsub import LocalChannel, RedisChannel
 
 CHANNEL = "hearo:incident-updates"
 
@@ -77,98 +76,15 @@ class IncidentEvents(abc.ABC):
         """Release connections."""
 
 
-class LocalIncidentEvents(IncidentEvents):
-    """In-process fan-out. A subscriber that falls behind by ``max_queue`` loses the oldest."""
-
-    def __init__(self, max_queue: int = 1000) -> None:
-        self._queues: set[asyncio.Queue[IncidentUpdate]] = set()
-        self._max_queue = max_queue
-
-    async def publish(self, update: IncidentUpdate) -> None:
-        for queue in self._queues:
-            if queue.full():
-                queue.get_nowait()
-            queue.put_nowait(update)
-
-    @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[AsyncIterator[IncidentUpdate]]:
-        queue: asyncio.Queue[IncidentUpdate] = asyncio.Queue(self._max_queue)
-        self._queues.add(queue)
-
-        async def updates() -> AsyncIterator[IncidentUpdate]:
-            while True:
-                yield await queue.get()
-
-        try:
-            yield updates()
-        finally:
-            self._queues.discard(queue)
+class LocalIncidentEvents(LocalChannel[IncidentUpdate], IncidentEvents):
+    """In-process fan-out (``shared.pubsub.LocalChannel``)."""
 
 
-class RedisIncidentEvents(IncidentEvents):
-    """Redis pub/sub on :data:`CHANNEL`. A subscription survives Redis restarts (it reconnects)."""
+class RedisIncidentEvents(RedisChannel[IncidentUpdate], IncidentEvents):
+    """Redis pub/sub on :data:`CHANNEL` (``shared.pubsub.RedisChannel``)."""
 
     def __init__(self, url: str, *, reconnect_delay_s: float = 0.5) -> None:
-        import redis.asyncio as redis
-
-        self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
-        self._reconnect_delay_s = reconnect_delay_s
-
-    async def publish(self, update: IncidentUpdate) -> None:
-        try:
-            await self._redis.publish(CHANNEL, update.to_json())
-        except Exception as error:  # the database has the state; the poll will carry it
-            log.warning("incident update not published: %s", error)
-
-    @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[AsyncIterator[IncidentUpdate]]:
-        queue: asyncio.Queue[IncidentUpdate] = asyncio.Queue(1000)
-        ready = asyncio.Event()
-        reader = asyncio.create_task(self._read(queue, ready))
-        try:
-            # Wait (briefly) until subscribed, so updates published after this returns arrive.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ready.wait(), 2.0)
-
-            async def updates() -> AsyncIterator[IncidentUpdate]:
-                while True:
-                    yield await queue.get()
-
-            yield updates()
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-
-    async def _read(self, queue: asyncio.Queue[IncidentUpdate], ready: asyncio.Event) -> None:
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(CHANNEL)
-                ready.set()
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is None or message.get("type") != "message":
-                        continue
-                    try:
-                        update = IncidentUpdate.from_json(message["data"])
-                    except (ValueError, TypeError) as error:  # not ours to read; the poll has the truth
-                        log.warning("incident update ignored: %s", error)
-                        continue
-                    if queue.full():
-                        queue.get_nowait()
-                    queue.put_nowait(update)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.warning("incident updates: Redis subscription lost (%s); reconnecting", error)
-                await asyncio.sleep(self._reconnect_delay_s)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-
-    async def close(self) -> None:
-        await self._redis.aclose()
+        super().__init__(url, CHANNEL, IncidentUpdate.to_json, IncidentUpdate.from_json, reconnect_delay_s=reconnect_delay_s)
 
 
 def create_incident_events(redis_url: str) -> IncidentEvents:

@@ -23,16 +23,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, WebSocket
+from fastapi import Depends, FastAPI, WebSocket
 
 from services.gateway import devices, incidents_api
 from services.gateway.auth import authenticate_token
+from services.gateway.enrolment import Enrolment
 from services.gateway.inference_client import (
     InferenceClient,
     InferenceError,
     InferenceRefused,
     InferenceUnavailable,
 )
+from services.gateway.rate_limit import RATE_LIMITED_RESPONSE, RequestLimits, limit_rest
 from services.gateway.session_incidents import IncidentBackend
 from services.gateway.sessions import SessionManager
 from services.gateway.settings import GatewaySettings
@@ -115,8 +117,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await db.dispose()
 
     app = FastAPI(title="Hear-o gateway", lifespan=lifespan)
-    app.include_router(devices.router)
-    app.include_router(incidents_api.router)
+    app.state.request_limits = RequestLimits(settings.rest_per_ip, settings.rest_per_device, settings.registration_per_ip)
+    app.state.enrolment = Enrolment(settings.enrolment_keys)
+    if not app.state.enrolment.required:
+        log.warning("registration is open: no enrolment key is set (HEARO_GATEWAY_ENROLMENT_KEY; development only)")
+    # Every REST route is rate limited per client address and per device token.
+    limited: dict[str, Any] = {"dependencies": [Depends(limit_rest)], "responses": RATE_LIMITED_RESPONSE}
+    app.include_router(devices.router, **limited)
+    app.include_router(incidents_api.router, **limited)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, Any]:

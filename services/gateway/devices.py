@@ -4,15 +4,16 @@ Mount with ``app.include_router(devices.router)``; the routes take the process's
 :class:`~shared.db.Database` from ``app.state.db``, which the app must set before serving.
 
 =======  ========================  ==================================================
-POST     /v1/devices               register (no auth) → 201 ``{device_id, token}``
+POST     /v1/devices               register (enrolment key) → 201 ``{device_id, token}``
 GET      /v1/devices/me            the caller's device → ``DeviceOut``
 PATCH    /v1/devices/me            replace the fields given → ``DeviceOut``
 POST     /v1/devices/me/token      rotate the token; the old one stops working → 200
 DELETE   /v1/devices/me            deregister: the device and its contacts are deleted → 204
 =======  ========================  ==================================================
 
-Every ``/me`` route needs ``Authorization: Bearer <token>`` and only ever touches the
-caller's own device. The token is in the response body exactly once, at registration or
+Registration needs the deployment's enrolment key when one is set (``enrolment``; always
+outside development) and is rate limited per client address (``rate_limit``). Every ``/me``
+route needs ``Authorization: Bearer <token>`` and only ever touches the caller's own device. The token is in the response body exactly once, at registration or
 rotation, and is never stored.
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Depends, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import HttpUrl
 from sqlalchemy import delete, func, inspect, select
@@ -29,6 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from services.gateway.auth import CurrentDevice, DatabaseDep, issue_token, unauthorized
+from services.gateway.enrolment import ENROLMENT_RESPONSES, require_enrolment_key
+from services.gateway.rate_limit import limit_registration
 from services.gateway.schemas import (
     Contact,
     DeviceCredentials,
@@ -47,7 +50,13 @@ router = APIRouter(prefix="/v1/devices", tags=["devices"])
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    # In this order: the rate limit first, so enrolment keys cannot be guessed at speed.
+    dependencies=[Depends(limit_registration), Depends(require_enrolment_key)],
+    responses=ENROLMENT_RESPONSES,  # type: ignore[arg-type]
+)
 async def register_device(
     body: DeviceRegistration, db: DatabaseDep, response: Response
 ) -> DeviceCredentials:

@@ -367,7 +367,8 @@ class StreamSession:
         the ``_Fatal`` given there."""
         task = asyncio.create_task(work, name=f"session-{self.session_id}-stream")
         try:
-            await asyncio.wait({task, self._ended}, return_when=asyncio.FIRST_COMPLETED)
+            waited: set[asyncio.Future[Any]] = {task, self._ended}
+            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not task.done():
                 task.cancel()

@@ -11,13 +11,12 @@ import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from fastapi import FastAPI
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import Connection
 
-from services.gateway import devices
 from services.gateway.auth import authenticate_token
 from shared.db import Base, Database, Device, EmergencyContact, upgrade_database
+from tests.devices_support import devices_app, http_client
 
 pytestmark = pytest.mark.postgres
 
@@ -43,11 +42,7 @@ def bearer(token: str) -> dict[str, str]:
 
 @pytest.fixture
 async def client(postgres_db: Database) -> AsyncIterator[httpx.AsyncClient]:
-    app = FastAPI()
-    app.state.db = postgres_db
-    app.include_router(devices.router)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://hearo.test") as client:
+    async with http_client(devices_app(postgres_db)) as client:
         yield client
 
 

@@ -11,13 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from services.gateway import devices
 from services.gateway.auth import authenticate_token
+from services.gateway.enrolment import ENROLMENT_KEY_HEADER
+from services.gateway.rate_limit import RateLimit, RequestLimits
 from shared.db import Database, Device, EmergencyContact
+from tests.devices_support import devices_app, http_client
 
 
 def registration(name: str = "Kim Soon-ja", **overrides: Any) -> dict[str, Any]:
@@ -48,11 +49,7 @@ def bearer(token: str) -> dict[str, str]:
 
 @pytest.fixture
 async def client(sqlite_db: Database) -> AsyncIterator[httpx.AsyncClient]:
-    app = FastAPI()
-    app.state.db = sqlite_db
-    app.include_router(devices.router)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://hearo.test") as client:
+    async with http_client(devices_app(sqlite_db)) as client:
         yield client
 
 
@@ -370,3 +367,60 @@ async def test_authenticate_token_for_the_websocket(
     assert await authenticate_token(sqlite_db, "") is None
     assert await authenticate_token(sqlite_db, token + "x") is None
     assert await authenticate_token(sqlite_db, "a" * 10_000) is None
+
+
+# --- enrolment keys and rate limits (issue 12, F2) ----------------------------------------------
+
+OLD_KEY, NEW_KEY = "enrolment-key-of-last-year", "enrolment-key-of-this-year"
+
+
+async def test_registration_needs_one_of_the_enrolment_keys(sqlite_db: Database) -> None:
+    async with http_client(devices_app(sqlite_db, enrolment_keys=[OLD_KEY, NEW_KEY])) as client:
+        missing = await client.post("/v1/devices", json=registration())
+        assert missing.status_code == 401
+        assert missing.json()["detail"]["code"] == "enrolment_key_required"
+        assert ENROLMENT_KEY_HEADER in missing.json()["detail"]["message"]
+        wrong = await client.post("/v1/devices", json=registration(), headers={ENROLMENT_KEY_HEADER: "guess"})
+        assert wrong.status_code == 403
+        assert wrong.json()["detail"] == {
+            "code": "invalid_enrolment_key", "message": "the enrolment key is not valid for this gateway"
+        }
+        for key in (OLD_KEY, NEW_KEY):  # both, while the old one is being replaced
+            accepted = await client.post("/v1/devices", json=registration(), headers={ENROLMENT_KEY_HEADER: key})
+            assert accepted.status_code == 201, accepted.text
+    async with sqlite_db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(Device)) == 2
+
+
+async def test_registration_is_rate_limited_per_address(sqlite_db: Database) -> None:
+    limits = RequestLimits(None, None, RateLimit(burst=3, per_minute=1))
+    app = devices_app(sqlite_db, limits)
+    async with http_client(app, "192.0.2.1") as client:
+        for _ in range(3):
+            assert (await client.post("/v1/devices", json=registration())).status_code == 201
+        refused = await client.post("/v1/devices", json=registration())
+        assert refused.status_code == 429
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        assert refused.json()["detail"]["code"] == "rate_limited"
+        assert "registrations from this address" in refused.json()["detail"]["message"]
+    async with http_client(app, "192.0.2.2") as neighbour:  # another address is not affected
+        assert (await neighbour.post("/v1/devices", json=registration())).status_code == 201
+
+
+async def test_a_device_over_its_rest_limit_does_not_slow_another(sqlite_db: Database) -> None:
+    limits = RequestLimits(None, RateLimit(burst=5, per_minute=60), None)
+    async with http_client(devices_app(sqlite_db, limits)) as client:
+        _, noisy = await register(client)
+        _, quiet = await register(client)
+        statuses = [(await client.get("/v1/devices/me", headers=bearer(noisy))).status_code for _ in range(8)]
+        assert statuses == [200] * 5 + [429] * 3
+        limited = await client.get("/v1/devices/me", headers=bearer(noisy))
+        assert limited.headers["Retry-After"] == "1" and "from this device" in limited.json()["detail"]["message"]
+        assert (await client.get("/v1/devices/me", headers=bearer(quiet))).status_code == 200
+
+
+async def test_rest_is_rate_limited_per_address(sqlite_db: Database) -> None:
+    limits = RequestLimits(RateLimit(burst=4, per_minute=60), None, None)
+    async with http_client(devices_app(sqlite_db, limits), "198.51.100.7") as client:
+        statuses = [(await client.get("/v1/devices/me", headers=bearer("made-up"))).status_code for _ in range(6)]
+    assert statuses == [401] * 4 + [429] * 2  # made-up tokens do not get past it either

@@ -1,0 +1,139 @@
+"""Publish/subscribe of small messages between processes: Redis pub/sub, or in-process.
+
+The one mechanism under the incident updates (``shared.incident_events``) and the device
+revocations (``services.gateway.revocation``), each on its own channel:
+
+* :class:`RedisChannel` (production): every subscriber on every process hears every message
+  published after it subscribed. Pub/sub keeps nothing: a message published while Redis
+  restarts is lost, so each user has a backstop (a database poll).
+* :class:`LocalChannel` (embedded mode): the same within one process.
+
+Publishing never raises (a failure is logged); a message that cannot be decoded is logged and
+skipped. Example::
+
+    async with channel.subscribe() as messages:
+        async for message in messages:
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class LocalChannel(Generic[T]):
+    """In-process fan-out. A subscriber that falls behind by ``max_queue`` loses the oldest."""
+
+    def __init__(self, max_queue: int = 1000) -> None:
+        self._queues: set[asyncio.Queue[T]] = set()
+        self._max_queue = max_queue
+
+    async def publish(self, message: T) -> None:
+        """Send ``message`` to current subscribers."""
+        for queue in self._queues:
+            _put_dropping_oldest(queue, message)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[AsyncIterator[T]]:
+        """Every message published from now until the block exits."""
+        queue: asyncio.Queue[T] = asyncio.Queue(self._max_queue)
+        self._queues.add(queue)
+        try:
+            yield _drain(queue)
+        finally:
+            self._queues.discard(queue)
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class RedisChannel(Generic[T]):
+    """Redis pub/sub on ``channel``; a subscription survives Redis restarts (it reconnects)."""
+
+    def __init__(
+        self,
+        url: str,
+        channel: str,
+        encode: Callable[[T], str],
+        decode: Callable[[str | bytes], T],
+        *,
+        reconnect_delay_s: float = 0.5,
+    ) -> None:
+        import redis.asyncio as redis
+
+        self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self.channel = channel
+        self._encode = encode
+        self._decode = decode
+        self._reconnect_delay_s = reconnect_delay_s
+
+    async def publish(self, message: T) -> None:
+        """Send ``message`` to current subscribers; a failure is logged, not raised."""
+        try:
+            await self._redis.publish(self.channel, self._encode(message))
+        except Exception as error:  # each channel's users have a backstop for a lost message
+            log.warning("%s: message not published: %s", self.channel, error)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[AsyncIterator[T]]:
+        """Every message published from (about) now until the block exits."""
+        queue: asyncio.Queue[T] = asyncio.Queue(1000)
+        ready = asyncio.Event()
+        reader = asyncio.create_task(self._read(queue, ready), name=f"subscribe-{self.channel}")
+        try:
+            # Wait (briefly) until subscribed, so messages published after this returns arrive.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ready.wait(), 2.0)
+            yield _drain(queue)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _read(self, queue: asyncio.Queue[T], ready: asyncio.Event) -> None:
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                ready.set()
+                while True:
+                    raw = await pubsub.get_message(timeout=1.0)
+                    if raw is None or raw.get("type") != "message":
+                        continue
+                    try:
+                        message = self._decode(raw["data"])
+                    except (ValueError, TypeError, KeyError) as error:  # not ours to read
+                        log.warning("%s: message ignored: %s", self.channel, error)
+                        continue
+                    _put_dropping_oldest(queue, message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("%s: Redis subscription lost (%s); reconnecting", self.channel, error)
+                await asyncio.sleep(self._reconnect_delay_s)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    async def close(self) -> None:
+        """Close the Redis connections."""
+        await self._redis.aclose()
+
+
+def _put_dropping_oldest(queue: asyncio.Queue[T], message: T) -> None:
+    if queue.full():
+        queue.get_nowait()
+    queue.put_nowait(message)
+
+
+async def _drain(queue: asyncio.Queue[T]) -> AsyncIterator[T]:
+    while True:
+        yield await queue.get()

@@ -1,0 +1,32 @@
+"""The /v1/devices routes mounted as the gateway mounts them, for tests that need only them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import Depends, FastAPI
+
+from services.gateway import devices
+from services.gateway.enrolment import Enrolment
+from services.gateway.rate_limit import RequestLimits, limit_rest
+from shared.db import Database
+
+
+def devices_app(db: Database, limits: RequestLimits | None = None, enrolment_keys: Sequence[str] = ()) -> FastAPI:
+    """The devices routes on ``db``; no rate limits and open registration unless given."""
+    app = FastAPI()
+    app.state.db = db
+    app.state.request_limits = limits or RequestLimits(None, None, None)
+    app.state.enrolment = Enrolment(enrolment_keys)
+    app.include_router(devices.router, dependencies=[Depends(limit_rest)])
+    return app
+
+
+@asynccontextmanager
+async def http_client(app: FastAPI, address: str = "127.0.0.1") -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process client of ``app`` whose requests come from ``address``."""
+    transport = httpx.ASGITransport(app=app, client=(address, 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://hearo.test") as client:
+        yield client
