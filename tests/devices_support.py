@@ -12,6 +12,7 @@ from services.gateway import devices
 from services.gateway.enrolment import Enrolment
 from services.gateway.rate_limit import RequestLimits, limit_rest
 from shared.db import Database
+from shared.pubsub import LocalChannel
 
 
 def devices_app(db: Database, limits: RequestLimits | None = None, enrolment_keys: Sequence[str] = ()) -> FastAPI:
@@ -20,6 +21,7 @@ def devices_app(db: Database, limits: RequestLimits | None = None, enrolment_key
     app.state.db = db
     app.state.request_limits = limits or RequestLimits(None, None, None)
     app.state.enrolment = Enrolment(enrolment_keys)
+    app.state.revocations = LocalChannel()  # heard by nobody here
     app.include_router(devices.router, dependencies=[Depends(limit_rest)])
     return app
 

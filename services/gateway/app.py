@@ -5,7 +5,8 @@ Routes: ``/healthz``, ``/v1/devices...`` (``devices.router``), ``/v1/incidents..
 Startup opens the database (migrating it only when ``migrate_on_start`` is set; ``hearo db
 upgrade`` is the usual migrate step), the incident updates (Redis pub/sub when
 ``redis_url`` is set, in-process otherwise) with the watcher that follows incidents for
-the sessions, the clip store, and the process's one inference client. If the inference
+the sessions, the device revocations (the same Redis, or in-process) that end the sessions of
+a rotated or deleted token, the clip store, and the process's one inference client. If the inference
 service is not up yet the gateway starts anyway and keeps connecting in the background;
 until then ``start`` is answered ``inference_unavailable`` (close 4503). A refused
 handshake (a spec or model mismatch) is a configuration error and stops the startup.
@@ -35,6 +36,7 @@ from services.gateway.inference_client import (
     InferenceUnavailable,
 )
 from services.gateway.rate_limit import RATE_LIMITED_RESPONSE, RequestLimits, limit_rest
+from services.gateway.revocation import RevocationWatch, create_revocations
 from services.gateway.session_incidents import IncidentBackend
 from services.gateway.sessions import SessionManager
 from services.gateway.settings import GatewaySettings
@@ -92,15 +94,20 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         # At every (re)connect, before any call uses the connection, the sessions take the
         # served model's feature spec and detector thresholds.
         client.on_ready = sessions.use_model
+        # A rotated or deleted token ends its sessions on every gateway (docs/protocol.md).
+        revocations = create_revocations(settings.redis_url)
+        revocation_watch = RevocationWatch(sessions, revocations, db, settings.token_check_interval_s)
 
         app.state.db = db
         app.state.incident_events = events
         app.state.clip_store = clip_store
         app.state.inference = client
         app.state.sessions = sessions
+        app.state.revocations = revocations
         connecting: asyncio.Task[None] | None = None
         try:
             await watcher.start()
+            await revocation_watch.start()
             try:
                 await client.connect()
             except InferenceUnavailable as exc:
@@ -110,6 +117,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         finally:
             if connecting is not None:
                 connecting.cancel()
+            await revocation_watch.close()
+            await revocations.close()
             await incidents.drain(_DRAIN_S)
             await watcher.close()
             await events.close()

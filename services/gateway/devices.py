@@ -11,7 +11,9 @@ POST     /v1/devices/me/token      rotate the token; the old one stops working â
 DELETE   /v1/devices/me            deregister: the device and its contacts are deleted â†’ 204
 =======  ========================  ==================================================
 
-Registration needs the deployment's enrolment key when one is set (``enrolment``; always
+Rotating or deleting also ends the device's open streaming sessions on the old token, on
+every gateway (``revocation``: close 4001 within about a second). Registration needs the
+deployment's enrolment key when one is set (``enrolment``; always
 outside development) and is rate limited per client address (``rate_limit``). Every ``/me``
 route needs ``Authorization: Bearer <token>`` and only ever touches the caller's own device. The token is in the response body exactly once, at registration or
 rotation, and is never stored.
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -32,6 +36,7 @@ from sqlalchemy.orm import selectinload
 from services.gateway.auth import CurrentDevice, DatabaseDep, issue_token, unauthorized
 from services.gateway.enrolment import ENROLMENT_RESPONSES, require_enrolment_key
 from services.gateway.rate_limit import limit_registration
+from services.gateway.revocation import DeviceRevoked, RevocationChannel, revocations_of
 from services.gateway.schemas import (
     Contact,
     DeviceCredentials,
@@ -45,6 +50,8 @@ from services.gateway.schemas import (
 from shared.db import Device, EmergencyContact
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
+
+RevocationsDep = Annotated[RevocationChannel, Depends(revocations_of)]
 
 # The token is a credential: keep it out of every cache between here and the device.
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -125,23 +132,28 @@ async def update_device(body: DeviceUpdate, current: CurrentDevice, db: Database
 
 @router.post("/me/token")
 async def rotate_token(
-    current: CurrentDevice, db: DatabaseDep, response: Response
+    current: CurrentDevice, db: DatabaseDep, revocations: RevocationsDep, response: Response
 ) -> DeviceCredentials:
-    """Issue a new token; the one used for this request stops working at once."""
+    """Issue a new token; the one used for this request stops working at once, and the
+    streaming sessions opened with it are closed (4001)."""
     token, token_hash = issue_token()
     async with db.session() as session:
         device = await _load_for_update(session, current.id)
         device.token_hash = token_hash
         device.token_issued_at = func.now()
+    # After the commit: a gateway that hears this and reads the database sees the new token.
+    await revocations.publish(DeviceRevoked(str(current.id), token_hash))
     response.headers.update(_NO_STORE)
     return DeviceCredentials(device_id=current.id, token=token)
 
 
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
-async def deregister_device(current: CurrentDevice, db: DatabaseDep) -> Response:
-    """Delete the device, its profile and its contacts; its token stops working."""
+async def deregister_device(current: CurrentDevice, db: DatabaseDep, revocations: RevocationsDep) -> Response:
+    """Delete the device, its profile and its contacts; its token stops working and its
+    streaming sessions are closed (4001)."""
     async with db.session() as session:
         await session.execute(delete(Device).where(Device.id == current.id))
+    await revocations.publish(DeviceRevoked(str(current.id), None))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -250,9 +250,9 @@ class SessionManager:
         """The device's admitted sessions, oldest first."""
         return list(self._by_device.get(device_id, ()))
 
-    def device_ids(self) -> list[uuid.UUID]:
-        """The devices with admitted sessions."""
-        return list(self._by_device)
+    def all(self) -> list[StreamSession]:
+        """Every admitted session."""
+        return [session for mine in self._by_device.values() for session in mine]
 
     def revoke(self, device_id: uuid.UUID, current_token_hash: str | None) -> int:
         """End the device's sessions opened with another token than the one whose hash is
@@ -264,15 +264,23 @@ class SessionManager:
         for known, (_, heard_at) in list(self._revoked.items()):
             if now - heard_at > REVOCATION_MEMORY_S:
                 del self._revoked[known]
-        ended = 0
-        for session in self.sessions_of(device_id):
-            if not self._token_current(device_id, session.token_hash):
-                self._remove(session)
-                session.end(ErrorCode.TOKEN_REVOKED, REVOKED_MESSAGE)
-                ended += 1
+        ended = sum(
+            self.end_revoked(session)
+            for session in self.sessions_of(device_id)
+            if not self._token_current(device_id, session.token_hash)
+        )
         if ended:
             log.info("device %s: %d sessions closed, their token revoked", device_id, ended)
         return ended
+
+    def end_revoked(self, session: StreamSession) -> bool:
+        """End an admitted ``session`` whose token is revoked (``token_revoked``, 4001);
+        False when it was no longer admitted."""
+        if session.device is None or session not in self._by_device.get(session.device.id, ()):
+            return False
+        self._remove(session)
+        session.end(ErrorCode.TOKEN_REVOKED, REVOKED_MESSAGE)
+        return True
 
     def _token_current(self, device_id: uuid.UUID, token_hash: str) -> bool:
         revoked = self._revoked.get(device_id)

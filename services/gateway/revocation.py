@@ -1,0 +1,130 @@
+"""Revocation: a rotated or deleted device token ends that device's open sessions, on every
+gateway, within about a second.
+
+``POST /v1/devices/me/token`` and ``DELETE /v1/devices/me`` commit, then publish a
+:class:`DeviceRevoked` (the device, and the hash of its token now, None once deleted) on the
+Redis channel :data:`CHANNEL` of ``HEARO_REDIS_URL`` (in-process when there is none, as the
+incident updates). Each gateway's :class:`RevocationWatch` hears it and
+``SessionManager.revoke`` closes that device's sessions opened with another token (fatal
+``token_revoked``, close 4001).
+
+Pub/sub keeps nothing, so two backstops stand behind a lost message: every
+``token_check_interval_s`` (5 s) the watch reads the current token of every device with open
+sessions (one query) and ends the stale ones, and no session opens an incident before its
+token has been checked (``session_incidents``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+
+from fastapi import Request
+
+from services.gateway.auth import current_token_hashes
+from services.gateway.sessions import SessionManager
+from shared.db import Database
+from shared.pubsub import LocalChannel, RedisChannel
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "hearo:device-revocations"
+
+@dataclass(frozen=True)
+class DeviceRevoked:
+    """Every token of ``device_id`` but the one whose SHA-256 is ``token_hash`` is revoked;
+    all of them when ``token_hash`` is None (the device was deleted)."""
+
+    device_id: str
+    token_hash: str | None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> DeviceRevoked:
+        data = json.loads(raw)
+        uuid.UUID(data["device_id"])  # a ValueError for anything else
+        return cls(device_id=data["device_id"], token_hash=data["token_hash"])
+
+
+RevocationChannel = LocalChannel[DeviceRevoked] | RedisChannel[DeviceRevoked]
+
+
+def create_revocations(redis_url: str) -> RevocationChannel:
+    """Redis pub/sub when ``redis_url`` is set, else in-process."""
+    if redis_url:
+        return RedisChannel(redis_url, CHANNEL, DeviceRevoked.to_json, DeviceRevoked.from_json)
+    return LocalChannel()
+
+
+def revocations_of(request: Request) -> RevocationChannel:
+    """The app's channel: ``create_app`` sets ``app.state.revocations``."""
+    channel: RevocationChannel = request.app.state.revocations
+    return channel
+
+
+class RevocationWatch:
+    """Ends the sessions of revoked tokens: on each :class:`DeviceRevoked`, and by a periodic
+    check of the open sessions' tokens against the database."""
+
+    def __init__(
+        self, sessions: SessionManager, channel: RevocationChannel, db: Database, check_interval_s: float
+    ) -> None:
+        self.sessions = sessions
+        self.channel = channel
+        self.db = db
+        self.check_interval_s = check_interval_s
+        self._exit = contextlib.AsyncExitStack()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Subscribe (revocations published from now on are heard) and start the checks."""
+        messages = await self._exit.enter_async_context(self.channel.subscribe())
+        self._tasks = [
+            asyncio.create_task(self._listen(messages), name="hearo-revocations"),
+            asyncio.create_task(self._check_tokens(), name="hearo-token-checks"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+        await self._exit.aclose()
+
+    async def _listen(self, messages: AsyncIterator[DeviceRevoked]) -> None:
+        async for revoked in messages:
+            self.sessions.revoke(uuid.UUID(revoked.device_id), revoked.token_hash)
+
+    async def _check_tokens(self) -> None:
+        while True:
+            await asyncio.sleep(self.check_interval_s)
+            try:
+                await self.check_once()
+            except Exception as error:  # the database is away: the next check will do
+                log.warning("session token check failed: %s", error)
+
+    async def check_once(self) -> int:
+        """End every open session whose token is no longer its device's; returns how many."""
+        # Only sessions admitted before the read: a session opened later with a token newer
+        # than what the read saw must not be taken for a stale one.
+        opened = [(session, session.device.id) for session in self.sessions.all() if session.device is not None]
+        if not opened:
+            return 0
+        started = time.monotonic()
+        current = await current_token_hashes(self.db, {device_id for _, device_id in opened})
+        ended = 0
+        for session, device_id in opened:
+            if current.get(device_id) != session.token_hash and self.sessions.end_revoked(session):
+                ended += 1
+        if ended:
+            log.info("token check: %d sessions on revoked tokens closed (%.0f ms)", ended,
+                     (time.monotonic() - started) * 1000)  # fmt: skip
+        return ended
