@@ -77,6 +77,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         feature_spec="efficientat_mel",
         inference_timeout_s=20.0,
         max_sessions=MAX_SESSIONS,
+        # One device opens every session here: its own cap (which replaces its oldest session)
+        # must be above the gateway's, which the session limit test reaches.
+        max_sessions_per_device=MAX_SESSIONS + 1,
         max_frame_bytes=32_768,
         start_timeout_s=1.0,
         # Fast enough that a 12 s file takes about a second; the limit itself is unit-tested.
