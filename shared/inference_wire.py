@@ -28,6 +28,12 @@ from shared.features.spec import FeatureSpec
 from shared.taxonomy import by_key
 
 PROTOCOL_VERSION = 1
+
+# Authentication: the gateway sends ``Authorization: Bearer <token>`` with the WebSocket
+# upgrade; the inference service answers 401 before accepting when it is missing or wrong.
+# In development both sides use the secret generated under the data folder by this name.
+INFERENCE_TOKEN_SECRET = "inference-token"
+MIN_TOKEN_LENGTH = 16
 WINDOWS_MAGIC = b"HW"
 SCORES_MAGIC = b"HS"
 
@@ -52,7 +58,8 @@ class PayloadDtype(enum.IntEnum):
 
 
 class ErrorCode(str, enum.Enum):
-    """``code`` of an ``error`` message. The first three end the connection (see ``CloseCode``)."""
+    """``code`` of an ``error`` message. The first three end the connection (see ``CloseCode``);
+    ``unauthorized`` is the body of the HTTP 401 that refuses an upgrade without a valid token."""
 
     BAD_HELLO = "bad_hello"
     UNKNOWN_MODEL = "unknown_model"
@@ -60,6 +67,7 @@ class ErrorCode(str, enum.Enum):
     BAD_REQUEST = "bad_request"
     OVERLOADED = "overloaded"
     MODEL_ERROR = "model_error"
+    UNAUTHORIZED = "unauthorized"
 
 
 class CloseCode(enum.IntEnum):

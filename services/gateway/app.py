@@ -33,6 +33,7 @@ from services.gateway.inference_client import (
     InferenceClient,
     InferenceError,
     InferenceRefused,
+    InferenceUnauthorized,
     InferenceUnavailable,
 )
 from services.gateway.rate_limit import RATE_LIMITED_RESPONSE, RequestLimits, limit_rest
@@ -88,7 +89,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             return await authenticate_token(db, token)
 
         client = InferenceClient(
-            settings.inference_url, spec, settings.inference_model, timeout=settings.inference_timeout_s
+            settings.inference_url,
+            spec,
+            settings.inference_model,
+            token=settings.inference_credential(),
+            timeout=settings.inference_timeout_s,
         )
         sessions = SessionManager(settings, client, authenticate, spec, incidents)
         # At every (re)connect, before any call uses the connection, the sessions take the
@@ -112,6 +117,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 await client.connect()
             except InferenceUnavailable as exc:
                 log.warning("starting without inference (%s); connecting in the background", exc)
+                connecting = asyncio.create_task(_keep_connecting(client), name="hearo-inference-connect")
+            except InferenceUnauthorized as exc:
+                # Tokens may be mid-rotation: keep trying (with backoff) and say what to fix.
+                log.error("starting without inference: %s; retrying in the background", exc)
                 connecting = asyncio.create_task(_keep_connecting(client), name="hearo-inference-connect")
             yield
         finally:

@@ -10,17 +10,21 @@ Exceptions:
 
     InferenceError
     ├── InferenceRefused        the handshake was refused (spec_mismatch, unknown_model,
-    │                           bad_hello): a configuration error, not retried by callers
+    │   │                       bad_hello): a configuration error, not retried by callers
+    │   └── InferenceUnauthorized   the upgrade was refused (401): a missing or wrong token
     ├── InferenceUnavailable    not connected, connection lost mid-call, or client closed
     ├── InferenceTimeout        no answer within ``timeout`` (also a TimeoutError)
     └── InferenceRequestFailed  the service answered this request with an error; ``code`` is
-                                ``overloaded``, ``bad_request`` or ``model_error``
+                                ``overloaded`` (the service had no room for it, or shed
+                                it for a connection with less queued), ``bad_request`` or
+                                ``model_error``
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import random
 from collections.abc import Callable
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from shared.features.spec import FeatureSpec
 from shared.inference_wire import (
@@ -59,6 +63,13 @@ class InferenceRefused(InferenceError):
         super().__init__(f"inference refused the connection ({code.value}): {message}")
         self.code = code
         self.detail = message
+
+
+class InferenceUnauthorized(InferenceRefused):
+    """The inference service refused the connection's token (code ``unauthorized``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.UNAUTHORIZED, message)
 
 
 class InferenceUnavailable(InferenceError):
@@ -99,6 +110,8 @@ class InferenceClient:
 
     ``model`` None accepts whatever model the service serves; ``spec`` None takes its feature
     spec from the handshake (``ready.spec``), a given one must match the served model's.
+    ``token`` is sent as ``Authorization: Bearer`` with every (re)connect; the service answers
+    401 without it (``InferenceUnauthorized``).
     ``dtype`` float16 halves the bytes sent at ~1e-3 relative error in the features.
     ``on_ready`` (an argument, or the attribute set before ``connect``) is called with the
     handshake answer at every (re)connect, before the connection is used (the gateway's
@@ -111,6 +124,7 @@ class InferenceClient:
         spec: FeatureSpec | None = None,
         model: str | None = None,
         *,
+        token: str | None = None,
         timeout: float = 5.0,
         dtype: PayloadDtype = PayloadDtype.FLOAT32,
         backoff_initial_s: float = 0.1,
@@ -120,6 +134,7 @@ class InferenceClient:
         self.url = url
         self.spec = spec
         self.model = model
+        self._headers = {} if token is None else {"Authorization": f"Bearer {token}"}
         self.timeout = timeout
         self.dtype = dtype
         self._backoff = (backoff_initial_s, backoff_max_s)
@@ -200,7 +215,13 @@ class InferenceClient:
     async def _open(self) -> tuple[ClientConnection, Ready]:
         try:
             # Compression off: float features barely compress and deflate would cost CPU per frame.
-            ws = await connect(self.url, compression=None, open_timeout=self.timeout)
+            ws = await connect(
+                self.url, compression=None, open_timeout=self.timeout, additional_headers=self._headers
+            )
+        except InvalidStatus as exc:
+            if exc.response.status_code in (401, 403):
+                raise InferenceUnauthorized(_refusal_detail(exc)) from None
+            raise InferenceUnavailable(f"cannot connect to inference at {self.url}: {exc}") from exc
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             raise InferenceUnavailable(f"cannot connect to inference at {self.url}: {exc}") from exc
         try:
@@ -295,7 +316,9 @@ class InferenceClient:
                     # Waiting callers fail now rather than at their timeout.
                     self._state_changed.set()
                     self._state_changed.clear()
-                log.warning("reconnect to inference failed: %s", exc)
+                # A refusal (a wrong token, another model) needs an operator: an error, not a warning.
+                log.log(logging.ERROR if isinstance(exc, InferenceRefused) else logging.WARNING,
+                        "reconnect to inference failed: %s", exc)  # fmt: skip
                 delay = min(delay * 2, most)
                 continue
             self._attach(ws, ready)
@@ -320,3 +343,15 @@ class InferenceClient:
                 future.set_exception(InferenceRequestFailed(control.code, control.message))
         else:
             log.error("unexpected control message from inference: %r", control)
+
+
+def _refusal_detail(refused: InvalidStatus) -> str:
+    """What the service said when it refused the upgrade, and what to check."""
+    try:
+        said = str(json.loads(refused.response.body or b"")["message"])
+    except (ValueError, KeyError, TypeError):
+        said = f"HTTP {refused.response.status_code}"
+    return (
+        f"{said} (the gateway's HEARO_GATEWAY_INFERENCE_TOKEN, or HEARO_INFERENCE_TOKEN, must be "
+        "one the inference service accepts)"
+    )

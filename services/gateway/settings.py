@@ -10,6 +10,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 from shared.clips import ClipStorageSettings
 from services.gateway.rate_limit import RateLimit
 from shared.db import DATABASE_URL_ENV, DEFAULT_DATABASE_URL
+from shared.inference_wire import INFERENCE_TOKEN_SECRET
 from shared.local_secrets import is_development_value
 from shared.settings import ServiceSettings
 
@@ -44,6 +45,12 @@ class GatewaySettings(ServiceSettings):
     feature_spec: str | None = None
     inference_model: str | None = None  # None: whatever model the service serves
     inference_timeout_s: float = Field(default=5.0, gt=0.0)
+    # Sent to the inference service as Authorization: Bearer; the one HEARO_INFERENCE_TOKEN both
+    # services read, or a gateway's own (a gateway moves to a new token during a rotation).
+    # Required outside development; in development an unset one is the generated shared secret.
+    inference_token: str = Field(
+        default="", validation_alias=AliasChoices("HEARO_GATEWAY_INFERENCE_TOKEN", "HEARO_INFERENCE_TOKEN", "inference_token")
+    )
 
     # Streaming sessions (/v1/stream); see docs/protocol.md for what each bound does.
     max_sessions: int = Field(default=200, ge=1)
@@ -99,6 +106,24 @@ class GatewaySettings(ServiceSettings):
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _inference_token_outside_development(self) -> GatewaySettings:
+        if self.development:
+            return self
+        if not self.inference_token:
+            raise ValueError(
+                "HEARO_GATEWAY_INFERENCE_TOKEN (or HEARO_INFERENCE_TOKEN) is required outside development: "
+                "the inference service refuses a gateway without its token"
+            )
+        if is_development_value(self.inference_token):
+            raise ValueError("HEARO_GATEWAY_INFERENCE_TOKEN (or HEARO_INFERENCE_TOKEN) holds a public development value")
+        return self
+
+    def inference_credential(self) -> str:
+        """The token sent to inference: ``inference_token``, in development else the generated one
+        that the inference service of ``hearo run`` reads too."""
+        return self.inference_token or self.local_secret(INFERENCE_TOKEN_SECRET)
 
     @model_validator(mode="after")
     def _enrolment_outside_development(self) -> GatewaySettings:

@@ -3,7 +3,9 @@
 Routes: ``/healthz`` (200 once the model is loaded, 503 before and while stopping),
 ``/metrics`` (Prometheus), ``/v1/models`` (the served model, its spec and classes) and the
 ``/v1/windows`` WebSocket (protocol: ``shared/inference_wire.py``,
-``docs/inference-protocol.md``). Run with ``hearo serve inference`` or
+``docs/inference-protocol.md``), which needs ``Authorization: Bearer <token>``: without a
+valid token the upgrade is answered 401 before anything is accepted, so a client without
+one costs no handshake, no queue slot and no model time. Run with ``hearo serve inference`` or
 ``uvicorn --factory services.inference.app:create_app``.
 """
 
@@ -11,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -39,6 +43,9 @@ from shared.inference_wire import (
 
 log = logging.getLogger(__name__)
 
+# A flood of refused upgrades must not flood the log: one warning per interval, with a count.
+_REFUSAL_LOG_INTERVAL_S = 10.0
+
 Outbox = asyncio.Queue[str | bytes]
 
 
@@ -51,6 +58,10 @@ class InferenceService:
         self.metrics = InferenceMetrics()
         self.batcher: MicroBatcher | None = None
         self.ready: Ready | None = None
+        # Resolved here, not per connection: in development this reads (or makes) the file once.
+        self._tokens = [token.encode() for token in settings.accepted_tokens()]
+        self._refusals_unlogged = 0
+        self._refusal_logged_at = -_REFUSAL_LOG_INTERVAL_S
 
     async def start(self) -> None:
         classifier = self.entry.load(self.settings, self.settings.torch_device())
@@ -60,6 +71,7 @@ class InferenceService:
             max_batch=self.settings.max_batch,
             max_wait_s=self.settings.max_wait_ms / 1000,
             queue_size=self.settings.queue_size,
+            client_queue_size=self.settings.client_queue_size(),
             torch_threads=self.settings.torch_threads,
         )
         self.ready = Ready(
@@ -84,13 +96,47 @@ class InferenceService:
     def is_ready(self) -> bool:
         return self.batcher is not None and self.batcher.running
 
+    def authorized(self, authorization: str | None) -> bool:
+        """True when ``authorization`` is ``Bearer <one of the accepted tokens>``."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return False
+        presented = token.strip().encode()
+        # Every token compared, in constant time each: the answer's timing tells nothing.
+        return any([hmac.compare_digest(presented, accepted) for accepted in self._tokens])
+
+    async def refuse_unauthorized(self, ws: WebSocket) -> None:
+        """Answer the upgrade 401 without accepting it (a close before accept where the server
+        cannot send an HTTP answer: a 403)."""
+        self.metrics.unauthorized_total.inc()
+        self._refusals_unlogged += 1
+        now = time.monotonic()
+        if now - self._refusal_logged_at >= _REFUSAL_LOG_INTERVAL_S:
+            log.warning(
+                "refused %d WebSocket upgrade(s) without a valid inference token (latest from %s)",
+                self._refusals_unlogged, ws.client.host if ws.client else "unknown",
+            )  # fmt: skip
+            self._refusals_unlogged, self._refusal_logged_at = 0, now
+        message = ErrorMessage(
+            ErrorCode.UNAUTHORIZED,
+            "missing or wrong inference token: send Authorization: Bearer <HEARO_INFERENCE_TOKEN>",
+        )
+        if "websocket.http.response" in ws.scope.get("extensions", {}):
+            await ws.send_denial_response(JSONResponse(message.to_dict(), status_code=401))
+        else:
+            await ws.close(code=1008)
+
     async def serve_connection(self, ws: WebSocket) -> None:
         """One gateway connection: handshake, then windows requests until it disconnects."""
+        if not self.authorized(ws.headers.get("authorization")):
+            await self.refuse_unauthorized(ws)
+            return
         await ws.accept()
         if not await self._handshake(ws):
             return
         outbox: Outbox = asyncio.Queue()
         pending: set[asyncio.Future[BatchedPrediction]] = set()
+        connection = object()  # this connection's share of the batcher's queue
         writer = asyncio.create_task(self._write(ws, outbox))
         self.metrics.connections.inc()
         try:
@@ -102,7 +148,7 @@ class InferenceService:
                 if data is None:
                     self._refuse_request(outbox, "after the handshake only binary windows frames are accepted")
                 else:
-                    self._accept_request(data, outbox, pending)
+                    self._accept_request(data, outbox, pending, connection)
         finally:
             self.metrics.connections.dec()
             # A gone gateway's queued windows are withdrawn; its batch-mates are unaffected.
@@ -158,7 +204,9 @@ class InferenceService:
         except (WebSocketDisconnect, RuntimeError):
             pass  # the gateway left first; nothing to tell it
 
-    def _accept_request(self, data: bytes, outbox: Outbox, pending: set[asyncio.Future[BatchedPrediction]]) -> None:
+    def _accept_request(
+        self, data: bytes, outbox: Outbox, pending: set[asyncio.Future[BatchedPrediction]], connection: object
+    ) -> None:
         assert self.batcher is not None
         try:
             request = WindowsRequest.decode(data, self.entry.spec, self.settings.max_batch)
@@ -166,7 +214,7 @@ class InferenceService:
             self._refuse_request(outbox, str(exc), exc.request_id)
             return
         try:
-            future = self.batcher.submit(torch.from_numpy(request.windows))
+            future = self.batcher.submit(torch.from_numpy(request.windows), client=connection)
         except (Overloaded, BatcherClosed) as exc:
             outbox.put_nowait(encode_control(ErrorMessage(ErrorCode.OVERLOADED, str(exc), request.request_id)))
             return
@@ -188,6 +236,9 @@ class InferenceService:
         if future.cancelled():
             return
         error = future.exception()
+        if isinstance(error, Overloaded):  # shed for a lighter connection: counted by the batcher
+            outbox.put_nowait(encode_control(ErrorMessage(ErrorCode.OVERLOADED, str(error), request_id)))
+            return
         if error is not None:
             log.error("model failed on request %d", request_id, exc_info=error)
             message = ErrorMessage(ErrorCode.MODEL_ERROR, f"{type(error).__name__}: {error}", request_id)

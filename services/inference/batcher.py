@@ -1,24 +1,38 @@
-"""Micro-batcher: many small window requests in, one model call per batch out.
+"""Micro-batcher: many small window requests in, one model call per batch out, fair across clients.
 
 One worker task owns the model and runs it on a dedicated single-thread executor, so the
 event loop keeps serving sockets while a batch computes and the model never sees two calls
-at once. Requests queue in a bounded FIFO counted in windows; a request that does not fit is
-refused at once with ``Overloaded`` (the queue never blocks a caller and never grows past
-``queue_size``).
+at once. Each request belongs to a client (the inference app's client is a gateway
+connection). The queue never blocks a caller and never grows past ``queue_size`` windows:
 
-A batch starts when it holds ``max_batch`` windows, when the next request would not fit, or
-``max_wait_s`` after its oldest request was queued, whichever comes first. Requests are never
-split across batches. A caller that cancels its future frees its queue slot at once and is
-left out of the batch if it was already taken.
+* a client may hold at most ``client_queue_size`` queued windows; beyond that its request is
+  refused at once (``Overloaded``, reason ``client_quota``);
+* when the whole queue is full, room is made for a client by shedding the newest queued
+  requests of the heaviest client (the one with the most queued windows), as long as that one
+  holds more than the newcomer would; shed requests fail with ``Overloaded`` (reason ``shed``),
+  so their callers know. When the newcomer is itself the heaviest, its request is refused
+  (reason ``queue_full``). One client flooding the service therefore only ever loses its own work.
+
+Batches are filled in start-time fair queueing order: every client has a virtual clock that
+advances by the windows it is served, a client that becomes active starts at the clock of the
+last request taken, and the next request taken is the head of the client whose clock is
+lowest (on a tie, the one with less queued). A client that asks for less than its share is served in the next batch whatever the
+others have queued.
+
+A batch starts when it holds ``max_batch`` windows, when the next request (in fair order)
+would not fit, or ``max_wait_s`` after the oldest queued request arrived, whichever comes
+first. Requests are never split across batches. A caller that cancels its future frees its
+queue slot at once and is left out of the batch if it was already taken.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable, Sequence
+import enum
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -26,8 +40,20 @@ from services.inference.metrics import InferenceMetrics
 from services.inference.models.base import Prediction
 
 
+class ShedReason(str, enum.Enum):
+    """Why a request was not served for want of room (the ``reason`` label of the metrics)."""
+
+    CLIENT_QUOTA = "client_quota"  # its client already held client_queue_size windows
+    QUEUE_FULL = "queue_full"  # the queue was full and its client was the heaviest
+    SHED = "shed"  # queued, then dropped to make room for a lighter client
+
+
 class Overloaded(Exception):
-    """The queue is full; the request was not accepted."""
+    """The request was refused, or shed from the queue, for want of room; ``reason`` says which."""
+
+    def __init__(self, reason: ShedReason, message: str) -> None:
+        super().__init__(f"{reason.value}: {message}")
+        self.reason = reason
 
 
 class BatcherClosed(RuntimeError):
@@ -45,10 +71,20 @@ class BatchedPrediction:
 
 
 @dataclass(eq=False)
+class _Client:
+    key: Hashable
+    # Virtual clock: the start tag its next request gets (windows served, in fair-queueing time).
+    clock: float
+    queue: collections.deque[_Request] = field(default_factory=collections.deque)
+    queued_windows: int = 0
+
+
+@dataclass(eq=False)
 class _Request:
     windows: torch.Tensor
     future: asyncio.Future[BatchedPrediction]
     queued_at: float
+    client: _Client
     in_queue: bool = True
 
     @property
@@ -56,17 +92,21 @@ class _Request:
         return int(self.windows.shape[0])
 
 
+_SHARED_CLIENT = "shared"
+
+
 class MicroBatcher:
     """Batches ``submit``-ted windows into calls of ``predict`` (see the module docstring).
 
     ``torch_threads`` is the model thread's intra-op thread count (0: torch's default).
+    ``client_queue_size`` (default: ``queue_size``) bounds the windows one client may have queued.
 
     Use::
 
         batcher = MicroBatcher(classifier.predict, metrics, max_batch=32, max_wait_s=0.008,
-                               queue_size=512)
+                               queue_size=512, client_queue_size=256)
         await batcher.start()
-        result = await batcher.submit(windows)   # windows [n, frames, mels], n <= max_batch
+        result = await batcher.submit(windows, client=connection)  # [n, frames, mels], n <= max_batch
         await batcher.close()                    # finishes what is queued, then stops
     """
 
@@ -78,18 +118,28 @@ class MicroBatcher:
         max_batch: int,
         max_wait_s: float,
         queue_size: int,
+        client_queue_size: int | None = None,
         torch_threads: int = 0,
     ) -> None:
-        if max_batch < 1 or queue_size < max_batch or max_wait_s < 0:
-            raise ValueError("need max_batch >= 1, queue_size >= max_batch and max_wait_s >= 0")
+        client_queue_size = queue_size if client_queue_size is None else client_queue_size
+        if max_batch < 1 or not max_batch <= client_queue_size <= queue_size or max_wait_s < 0:
+            raise ValueError(
+                "need max_batch >= 1, max_batch <= client_queue_size <= queue_size and max_wait_s >= 0"
+            )
+        for reason in ShedReason:  # at 0 from the start: a dashboard tells "none" from "not exported"
+            metrics.overloaded_total.labels(reason.value)
+            metrics.shed_windows_total.labels(reason.value)
         self._predict = predict
         self._torch_threads = torch_threads
         self._metrics = metrics
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.queue_size = queue_size
-        self._queue: collections.deque[_Request] = collections.deque()
+        self.client_queue_size = client_queue_size
+        # Clients with queued requests only: one that empties is forgotten (see _enqueue).
+        self._clients: dict[Hashable, _Client] = {}
         self._queued_windows = 0
+        self._clock = 0.0  # the start tag of the last request taken
         self._arrival = asyncio.Event()
         self._closed = False
         self._worker: asyncio.Task[None] | None = None
@@ -103,6 +153,11 @@ class MicroBatcher:
     def queued_windows(self) -> int:
         return self._queued_windows
 
+    def queued_windows_of(self, client: Hashable) -> int:
+        """Windows ``client`` has queued now."""
+        state = self._clients.get(client)
+        return 0 if state is None else state.queued_windows
+
     async def start(self) -> None:
         if self._worker is not None:
             raise RuntimeError("batcher already started")
@@ -111,25 +166,38 @@ class MicroBatcher:
         )
         self._worker = asyncio.create_task(self._run(), name="hearo-batcher")
 
-    def submit(self, windows: torch.Tensor) -> asyncio.Future[BatchedPrediction]:
-        """Queue ``windows`` [n, frames, mels] and return the future of their prediction.
+    def submit(self, windows: torch.Tensor, client: Hashable = _SHARED_CLIENT) -> asyncio.Future[BatchedPrediction]:
+        """Queue ``windows`` [n, frames, mels] for ``client`` and return the future of their prediction.
 
-        Raises ``Overloaded`` when n more windows would exceed ``queue_size``, ``BatcherClosed``
-        when not running, ValueError when n is not in 1..max_batch. Cancelling the future
-        withdraws the request.
+        Raises ``Overloaded`` when the request finds no room (``client_quota`` or
+        ``queue_full``), ``BatcherClosed`` when not running, ValueError when n is not in
+        1..max_batch. Making room may shed other clients' queued requests: their futures then
+        fail with ``Overloaded`` (``shed``). Cancelling the future withdraws the request.
         """
         if not self.running:
             raise BatcherClosed("the batcher is not running")
         n = int(windows.shape[0]) if windows.dim() == 3 else 0
         if not 1 <= n <= self.max_batch:
             raise ValueError(f"expected windows [1..{self.max_batch}, frames, mels], got {tuple(windows.shape)}")
+        held = self.queued_windows_of(client)
+        if held + n > self.client_queue_size:
+            raise self._refused(
+                ShedReason.CLIENT_QUOTA, n, f"this client has {held} windows queued; its limit is {self.client_queue_size}"
+            )
         if self._queued_windows + n > self.queue_size:
-            self._metrics.overloaded_total.inc()
-            raise Overloaded(f"{self._queued_windows} windows queued; the limit is {self.queue_size}")
+            victims = self._victims(client, held + n, self._queued_windows + n - self.queue_size)
+            if victims is None:
+                raise self._refused(
+                    ShedReason.QUEUE_FULL, n,
+                    f"{self._queued_windows} windows queued (the limit is {self.queue_size}) and this client holds the most",
+                )  # fmt: skip
+            for victim in victims:
+                self._shed(victim)
         loop = asyncio.get_running_loop()
-        request = _Request(windows, loop.create_future(), loop.time())
+        request = _Request(windows, loop.create_future(), loop.time(), self._enqueue(client))
         request.future.add_done_callback(lambda _: self._withdraw(request))
-        self._queue.append(request)
+        request.client.queue.append(request)
+        request.client.queued_windows += n
         self._set_queued(self._queued_windows + n)
         self._arrival.set()
         return request.future
@@ -143,21 +211,74 @@ class MicroBatcher:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
+    def _refused(self, reason: ShedReason, windows: int, message: str) -> Overloaded:
+        self._metrics.count_shed(reason, windows)
+        return Overloaded(reason, message)
+
+    def _victims(self, client: Hashable, load_after: int, needed: int) -> list[_Request] | None:
+        """The requests to shed so that ``needed`` windows come free, newest of the heaviest
+        client first, never taking a client down to below what the newcomer would hold; None
+        when that cannot free enough (nothing is shed then)."""
+        loads = {key: state.queued_windows for key, state in self._clients.items() if key != client}
+        kept = {key: len(state.queue) for key, state in self._clients.items()}
+        victims: list[_Request] = []
+        while needed > 0:
+            heaviest = max(loads, key=loads.__getitem__, default=None)
+            if heaviest is None or loads[heaviest] <= load_after:
+                return None
+            kept[heaviest] -= 1
+            victim = self._clients[heaviest].queue[kept[heaviest]]
+            victims.append(victim)
+            loads[heaviest] -= victim.size
+            needed -= victim.size
+        return victims
+
+    def _shed(self, request: _Request) -> None:
+        self._metrics.count_shed(ShedReason.SHED, request.size)
+        # Out of the queue now (done callbacks run later), so the room is there for the newcomer.
+        self._withdraw(request)
+        request.future.set_exception(
+            Overloaded(ShedReason.SHED, "dropped from the queue to make room for a client with less queued")
+        )
+
+    def _enqueue(self, key: Hashable) -> _Client:
+        state = self._clients.get(key)
+        if state is None:
+            # A client becoming active starts at the current clock: idle time earns no credit,
+            # and a newcomer is not behind everyone else.
+            state = self._clients[key] = _Client(key, self._clock)
+        return state
+
     def _set_queued(self, windows: int) -> None:
         self._queued_windows = windows
         self._metrics.queue_windows.set(windows)
 
-    def _withdraw(self, request: _Request) -> None:
-        # Runs when the future completes; only a cancelled caller can still be in the queue.
-        if request.in_queue:
-            request.in_queue = False
-            self._queue.remove(request)
-            self._set_queued(self._queued_windows - request.size)
-
-    def _take(self) -> _Request:
-        request = self._queue.popleft()
+    def _dequeue(self, request: _Request) -> None:
         request.in_queue = False
+        client = request.client
+        client.queued_windows -= request.size
         self._set_queued(self._queued_windows - request.size)
+        if not client.queue:
+            del self._clients[client.key]
+
+    def _withdraw(self, request: _Request) -> None:
+        # Runs when the future completes; only a cancelled or shed request can still be queued.
+        if request.in_queue:
+            request.client.queue.remove(request)
+            self._dequeue(request)
+
+    def _next(self) -> _Client | None:
+        """The client whose head request is next in fair order: lowest clock; on a tie the one
+        with less queued (a light client is not put behind every flooder's turn), then the oldest head."""
+        return min(
+            self._clients.values(), key=lambda c: (c.clock, c.queued_windows, c.queue[0].queued_at), default=None
+        )
+
+    def _take(self, client: _Client) -> _Request:
+        request = client.queue.popleft()
+        self._clock = client.clock
+        client.clock += request.size
+        self._dequeue(request)
         return request
 
     async def _run(self) -> None:
@@ -165,26 +286,27 @@ class MicroBatcher:
             while (batch := await self._collect()) is not None:
                 await self._execute(batch)
         finally:
-            for request in self._queue:
-                if not request.future.done():
-                    request.future.set_exception(BatcherClosed("the batcher stopped"))
+            for client in list(self._clients.values()):
+                for request in list(client.queue):
+                    if not request.future.done():
+                        request.future.set_exception(BatcherClosed("the batcher stopped"))
 
     async def _collect(self) -> list[_Request] | None:
         """The next batch, or None once closed and drained."""
-        while not self._queue:
+        while not self._clients:
             if self._closed:
                 return None
             self._arrival.clear()
             await self._arrival.wait()
-        deadline = self._queue[0].queued_at + self.max_wait_s
+        deadline = min(c.queue[0].queued_at for c in self._clients.values()) + self.max_wait_s
         batch: list[_Request] = []
         size = 0
         while True:
-            while self._queue and size + self._queue[0].size <= self.max_batch:
-                request = self._take()
+            while (client := self._next()) is not None and size + client.queue[0].size <= self.max_batch:
+                request = self._take(client)
                 batch.append(request)
                 size += request.size
-            if self._queue or size == self.max_batch or self._closed:
+            if self._clients or size == self.max_batch or self._closed:
                 return batch
             self._arrival.clear()
             try:

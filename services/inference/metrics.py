@@ -6,6 +6,8 @@ can live in one process without duplicate-metric errors.
 
 from __future__ import annotations
 
+import enum
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -34,9 +36,24 @@ class InferenceMetrics:
             buckets=_SECONDS_BUCKETS,
             registry=self.registry,
         )
+        # By reason (batcher.ShedReason): client_quota, queue_full (refused at arrival), shed
+        # (queued, then dropped for a lighter connection). Each such request was answered
+        # ``overloaded``, so no window goes unanswered.
         self.overloaded_total = Counter(
             "hearo_inference_overloaded",
-            "Requests refused because the queue was full.",
+            "Requests not served for want of room, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.shed_windows_total = Counter(
+            "hearo_inference_shed_windows",
+            "Windows not served for want of room, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.unauthorized_total = Counter(
+            "hearo_inference_unauthorized",
+            "WebSocket upgrades refused for a missing or wrong token.",
             registry=self.registry,
         )
         self.queue_windows = Gauge(
@@ -54,6 +71,11 @@ class InferenceMetrics:
             "Open gateway connections.",
             registry=self.registry,
         )
+
+    def count_shed(self, reason: enum.Enum, windows: int) -> None:
+        """One request of ``windows`` windows not served, for ``reason`` (its value is the label)."""
+        self.overloaded_total.labels(reason.value).inc()
+        self.shed_windows_total.labels(reason.value).inc(windows)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type."""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import torch
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
+from shared.inference_wire import INFERENCE_TOKEN_SECRET, MIN_TOKEN_LENGTH
+from shared.local_secrets import is_development_value
 from shared.settings import ServiceSettings
 
 # CI and developers keep the CEO-provided weights in ../shared beside the clone.
@@ -31,6 +34,14 @@ class InferenceSettings(ServiceSettings):
     map, or a 9-class head file written by ``hearo train --backbone beats``.
     ``default_weights`` and ``small_cnn_weights`` are the ``default`` and ``small_cnn`` models'
     files, shipped in the repo.
+
+    ``token`` (``HEARO_INFERENCE_TOKEN``) is what a gateway must send to connect
+    (``Authorization: Bearer``); ``previous_tokens`` (``HEARO_INFERENCE_PREVIOUS_TOKENS``,
+    comma-separated) are still accepted while gateways move to a new one. Outside development
+    the token is required; in development an unset one is generated under ``data_dir``
+    (shared with the gateway, which reads the same file). ``connection_queue_size`` bounds the
+    windows one gateway connection may have queued (default: half of ``queue_size``), so one
+    connection cannot take the queue the others need.
     """
 
     model_config = SettingsConfigDict(env_prefix="HEARO_INFERENCE_", extra="ignore")
@@ -45,11 +56,51 @@ class InferenceSettings(ServiceSettings):
     max_batch: int = Field(default=32, ge=1, le=128)
     max_wait_ms: float = Field(default=8.0, ge=0.0)
     queue_size: int = Field(default=512, ge=1)
+    connection_queue_size: int | None = Field(default=None, ge=1)
     top_tags: int = Field(default=5, ge=0, le=255)
     # One intra-op thread: small batches run faster so (bench/bench_inference.py on 2 cores:
     # batch 1 about twice the windows/s of two threads) and a core stays free for the sockets.
     torch_threads: int = Field(default=1, ge=0)
     hello_timeout_s: float = Field(default=10.0, gt=0.0)
+    token: str = ""
+    previous_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("previous_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [token.strip() for token in value.split(",") if token.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> InferenceSettings:
+        if not self.max_batch <= self.client_queue_size() <= self.queue_size:
+            raise ValueError(
+                "HEARO_INFERENCE_CONNECTION_QUEUE_SIZE must be at least HEARO_INFERENCE_MAX_BATCH "
+                f"({self.max_batch}) and at most HEARO_INFERENCE_QUEUE_SIZE ({self.queue_size})"
+            )
+        for token in (self.token, *self.previous_tokens):
+            if token and len(token) < MIN_TOKEN_LENGTH:
+                raise ValueError(f"an inference token must be at least {MIN_TOKEN_LENGTH} characters")
+            if token and not self.development and is_development_value(token):
+                raise ValueError("HEARO_INFERENCE_TOKEN (or a previous token) holds a public development value")
+        if not self.development and not self.token:
+            raise ValueError(
+                "HEARO_INFERENCE_TOKEN is required outside development: without it anyone who can "
+                f"reach the inference port can use it (environment is {self.environment!r})"
+            )
+        return self
+
+    def client_queue_size(self) -> int:
+        """Windows one connection may have queued: ``connection_queue_size``, else half the queue."""
+        if self.connection_queue_size is not None:
+            return self.connection_queue_size
+        return min(self.queue_size, max(self.max_batch, self.queue_size // 2))
+
+    def accepted_tokens(self) -> list[str]:
+        """The current token, then the previous ones. In development an unset current token is
+        the one generated under ``data_dir`` (the gateways of ``hearo run`` read the same)."""
+        return [self.token or self.local_secret(INFERENCE_TOKEN_SECRET), *self.previous_tokens]
 
     def torch_device(self) -> torch.device:
         """``device`` resolved: "auto" is CUDA when available, else CPU."""

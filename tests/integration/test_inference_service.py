@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -14,12 +17,13 @@ import torch
 import uvicorn
 from fastapi import FastAPI
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from services.gateway.inference_client import (
     InferenceClient,
     InferenceRefused,
     InferenceRequestFailed,
+    InferenceUnauthorized,
     InferenceUnavailable,
 )
 from services.inference.app import create_app
@@ -120,10 +124,21 @@ class ToyService:
         model: str | None = "toy",
         timeout: float = 5.0,
         on_ready: Callable[[Ready], None] | None = None,
+        token: str | None = None,
     ) -> InferenceClient:
         return InferenceClient(
-            self.url, spec, model, timeout=timeout, backoff_initial_s=0.05, backoff_max_s=0.2, on_ready=on_ready
-        )
+            self.url, spec, model, token=token or self.token, timeout=timeout,
+            backoff_initial_s=0.05, backoff_max_s=0.2, on_ready=on_ready,
+        )  # fmt: skip
+
+    @property
+    def token(self) -> str:
+        """The token the service accepts (in development: generated under the test's data folder)."""
+        return self.settings.accepted_tokens()[0]
+
+    def connect_raw(self, token: str | None = None) -> Any:
+        """A bare WebSocket to /v1/windows, authenticated with the service's token by default."""
+        return connect(self.url, compression=None, additional_headers={"Authorization": f"Bearer {token or self.token}"})
 
 
 @pytest.fixture
@@ -183,7 +198,7 @@ async def test_spec_mismatch_and_unknown_model_are_refused_at_connect(toy: ToySe
         await toy.client(model="beats").connect()
     assert info.value.code is ErrorCode.UNKNOWN_MODEL
     # The documented close code follows the error message.
-    async with connect(toy.url, compression=None) as ws:
+    async with toy.connect_raw() as ws:
         await ws.send(encode_control(Hello(None, EFFICIENTAT_MEL)))
         refusal = decode_control(await ws.recv())
         assert isinstance(refusal, ErrorMessage) and refusal.code is ErrorCode.SPEC_MISMATCH
@@ -214,7 +229,7 @@ async def test_flood_gets_overloaded_answers_and_nothing_hangs() -> None:
 
 
 async def test_malformed_frames_get_errors_and_the_connection_keeps_working(toy: ToyService) -> None:
-    async with connect(toy.url, compression=None) as ws:
+    async with toy.connect_raw() as ws:
         await ws.send(encode_control(Hello("toy", SPEC)))
         assert decode_control(await ws.recv()).to_dict()["type"] == "ready"
 
@@ -297,7 +312,10 @@ async def test_real_efficientat_model_over_the_wire() -> None:
         pytest.skip(f"EfficientAT mn04 weights not at {settings.efficientat_weights} (../shared/models beside the repo)")
     port = free_port()
     server = ServerThread(create_app(settings), port)
-    client = InferenceClient(f"ws://127.0.0.1:{port}/v1/windows", EFFICIENTAT_MEL, "efficientat", timeout=10.0)
+    client = InferenceClient(
+        f"ws://127.0.0.1:{port}/v1/windows", EFFICIENTAT_MEL, "efficientat",
+        token=settings.accepted_tokens()[0], timeout=10.0,
+    )  # fmt: skip
     try:
         ready = await client.connect()
         assert ready.tags is not None and len(ready.tags) == 527
@@ -312,3 +330,64 @@ async def test_real_efficientat_model_over_the_wire() -> None:
         assert bool(((result.scores >= 0) & (result.scores <= 1)).all())
         assert result.tags[0][0] == "Silence"
         assert len(result.tags) == settings.top_tags
+
+
+async def test_a_connection_without_the_token_is_refused_before_it_is_accepted(toy: ToyService) -> None:
+    for headers in ({}, {"Authorization": "Bearer not-the-inference-token"}, {"Authorization": toy.token}):
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(toy.url, compression=None, additional_headers=headers):
+                pass
+        assert refused.value.response.status_code == 401
+        assert json.loads(refused.value.response.body or b"")["code"] == "unauthorized"
+    with pytest.raises(InferenceUnauthorized, match="HEARO_GATEWAY_INFERENCE_TOKEN"):
+        await toy.client(token="a-wrong-token-of-enough-length").connect()
+    async with toy.connect_raw() as ws:  # the right token, scheme in any case
+        await ws.send(encode_control(Hello("toy", SPEC)))
+        assert isinstance(decode_control(await ws.recv()), Ready)
+    async with httpx.AsyncClient(base_url=toy.http) as http:
+        metrics = (await http.get("/metrics")).text
+    assert "hearo_inference_unauthorized_total 4.0" in metrics
+
+
+async def test_previous_tokens_are_accepted_during_a_rotation() -> None:
+    old, new = "the-old-inference-token", "the-new-inference-token"
+    service = ToyService(token=new, previous_tokens=[old])
+    try:
+        for token in (new, old):
+            client = service.client(token=token)
+            await client.connect()
+            assert float((await client.classify(windows_of(0.5)))[0].scores[0]) == pytest.approx(0.5)
+            await client.close()
+        with pytest.raises(InferenceUnauthorized):
+            await service.client(token="yet-another-inference-token").connect()
+    finally:
+        service.server.stop()
+
+
+async def test_a_gateway_whose_token_stops_working_fails_fast_says_why_and_backs_off(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service = ToyService(token="the-first-inference-token")
+    client = service.client(timeout=3.0)
+    try:
+        await client.connect()
+        await asyncio.to_thread(service.server.stop)
+        # The service comes back with a new token the gateway was not given.
+        service.settings = service.settings.model_copy(update={"token": "a-rotated-inference-token"})
+        service.server = service.start()
+        await asyncio.sleep(1.0)
+        started = time.monotonic()
+        with pytest.raises(InferenceRefused) as refused:
+            await client.classify(windows_of(0.5))
+        assert refused.value.code is ErrorCode.UNAUTHORIZED
+        assert time.monotonic() - started < 1.0  # told at once, not at the call's timeout
+        async with httpx.AsyncClient(base_url=service.http) as http:
+            metrics = (await http.get("/metrics")).text
+        attempts = float(re.search(r"^hearo_inference_unauthorized_total (\S+)$", metrics, re.M)[1])  # type: ignore[index]
+        # Backoff 0.05 s doubling to 0.2 s (half to full jitter): a handful of tries, not a hot loop.
+        assert 1 <= attempts <= 15
+    finally:
+        await client.close()
+        service.server.stop()
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and "unauthorized" in r.getMessage()]
+    assert errors and "HEARO_INFERENCE_TOKEN" in errors[0].getMessage()

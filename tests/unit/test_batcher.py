@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import pytest
 import torch
 
-from services.inference.batcher import BatcherClosed, MicroBatcher, Overloaded
+from services.inference.batcher import BatchedPrediction, BatcherClosed, MicroBatcher, Overloaded, ShedReason
 from services.inference.metrics import InferenceMetrics
 from services.inference.models.base import Prediction
 
@@ -24,9 +24,11 @@ class GatedModel:
         self.gate.set()
         self.entered = threading.Event()
         self.batches: list[int] = []
+        self.values: list[list[float]] = []  # each call's windows, by their first value
 
     def __call__(self, windows: torch.Tensor) -> Prediction:
         self.batches.append(int(windows.shape[0]))
+        self.values.append(windows[:, 0, 0].tolist())
         self.entered.set()
         assert self.gate.wait(5)
         if (windows[:, 0, 0] < 0).any():
@@ -47,10 +49,18 @@ def item(value: float, n: int = 1) -> torch.Tensor:
 
 @asynccontextmanager
 async def running(
-    model: GatedModel, *, max_batch: int = 4, max_wait_s: float = 0.0, queue_size: int = 64
+    model: GatedModel,
+    *,
+    max_batch: int = 4,
+    max_wait_s: float = 0.0,
+    queue_size: int = 64,
+    client_queue_size: int | None = None,
 ) -> AsyncIterator[tuple[MicroBatcher, InferenceMetrics]]:
     metrics = InferenceMetrics()
-    batcher = MicroBatcher(model, metrics, max_batch=max_batch, max_wait_s=max_wait_s, queue_size=queue_size)
+    batcher = MicroBatcher(
+        model, metrics, max_batch=max_batch, max_wait_s=max_wait_s, queue_size=queue_size,
+        client_queue_size=client_queue_size,
+    )  # fmt: skip
     await batcher.start()
     try:
         yield batcher, metrics
@@ -122,12 +132,123 @@ async def test_overloaded_when_queue_full_and_never_blocks() -> None:
         assert batcher.queued_windows == 4
         with pytest.raises(Overloaded):
             batcher.submit(item(4.0))
-        assert metrics.registry.get_sample_value("hearo_inference_overloaded_total") == 1
+        # One client holds the whole queue, which is also its own quota.
+        assert overloaded(metrics, ShedReason.CLIENT_QUOTA) == (1, 1)
         assert metrics.registry.get_sample_value("hearo_inference_queue_windows") == 4
         model.gate.set()
         await asyncio.gather(in_flight, *queued)
         assert batcher.queued_windows == 0
         await batcher.submit(item(5.0))  # room again
+
+
+def overloaded(metrics: InferenceMetrics, reason: ShedReason) -> tuple[float | None, float | None]:
+    """(requests, windows) not served for ``reason``."""
+    labels = {"reason": reason.value}
+    return (
+        metrics.registry.get_sample_value("hearo_inference_overloaded_total", labels),
+        metrics.registry.get_sample_value("hearo_inference_shed_windows_total", labels),
+    )
+
+
+async def test_queued_clients_are_served_in_turn_not_in_arrival_order() -> None:
+    model = GatedModel()
+    async with running(model, max_batch=2) as (batcher, _):
+        model.hold_next_batch()
+        first = batcher.submit(item(0.0), client="a")
+        await model.wait_entered()
+        futures = [batcher.submit(item(10.0 + i), client="a") for i in range(4)]
+        futures += [batcher.submit(item(20.0 + i), client="b") for i in range(2)]
+        model.gate.set()
+        await asyncio.gather(first, *futures)
+    # b arrived last but is not behind all of a's requests: one each per turn (b first on a
+    # tie, having less queued).
+    assert model.values == [[0.0], [20.0, 10.0], [21.0, 11.0], [12.0, 13.0]]
+
+
+async def test_a_flooding_client_cannot_starve_a_light_one() -> None:
+    """Three clients keep their quotas full; a light client's every request is in the next
+    batch or the one after, never behind the flood's hundreds of queued windows."""
+    model = GatedModel()
+    async with running(model, max_batch=4, queue_size=96, client_queue_size=32) as (batcher, metrics):
+        stop = asyncio.Event()
+
+        async def flood(client: str) -> None:
+            while not stop.is_set():
+                try:
+                    await batcher.submit(item(1.0, n=4), client=client)
+                except Overloaded:
+                    await asyncio.sleep(0)
+
+        async def keep_full(client: str) -> None:
+            await asyncio.gather(*(flood(client) for _ in range(12)))  # 48 windows wanted, 32 allowed
+
+        flooders = [asyncio.create_task(keep_full(f"flood-{i}")) for i in range(3)]
+        await asyncio.sleep(0.05)
+        delays = []
+        for i in range(20):
+            queued_before = batcher.queued_windows
+            started = len(model.values)
+            await batcher.submit(item(1000.0 + i), client="light")
+            served_in = next(n for n, values in enumerate(model.values) if 1000.0 + i in values)
+            delays.append(served_in - started)
+            assert queued_before >= 64, "the flood was not filling the queue"
+        stop.set()
+        await asyncio.gather(*flooders)
+    # 0: the next batch to start; 1: a batch already taken but not yet in the model.
+    assert max(delays) <= 1, delays
+    assert (overloaded(metrics, ShedReason.CLIENT_QUOTA)[0] or 0) > 0  # the flood hit its quota
+
+
+async def test_a_full_queue_sheds_the_newest_requests_of_the_heaviest_client() -> None:
+    model = GatedModel()
+    async with running(model, max_batch=2, queue_size=8) as (batcher, metrics):
+        model.hold_next_batch()
+        in_flight = batcher.submit(item(0.0), client="heavy")
+        await model.wait_entered()
+        heavy = [batcher.submit(item(10.0 + i, n=2), client="heavy") for i in range(3)]
+        middle = batcher.submit(item(20.0, n=2), client="middle")
+        assert batcher.queued_windows == 8
+        # A light client finds the queue full: the heavy client's newest request makes room.
+        light = [batcher.submit(item(30.0), client="light")]
+        await asyncio.sleep(0)
+        assert heavy[2].done() and isinstance(heavy[2].exception(), Overloaded)
+        assert heavy[2].exception().reason is ShedReason.SHED  # type: ignore[union-attr]
+        assert not heavy[1].done() and batcher.queued_windows_of("heavy") == 4
+        light.append(batcher.submit(item(31.0), client="light"))  # fits: 6 + 1 + 1 = 8 queued
+        # heavy (4) and middle (2) are both heavier than light would be (3): heavy goes first.
+        light.append(batcher.submit(item(32.0), client="light"))
+        await asyncio.sleep(0)
+        assert isinstance(heavy[1].exception(), Overloaded) and not heavy[0].done() and not middle.done()
+        assert batcher.queued_windows_of("heavy") == 2
+        light.append(batcher.submit(item(33.0), client="light"))  # fits: 7 + 1 = 8
+        # Now nobody is heavier than light would be (4 + 1): its request is refused, nothing is shed.
+        with pytest.raises(Overloaded) as refused:
+            batcher.submit(item(34.0), client="light")
+        assert refused.value.reason is ShedReason.QUEUE_FULL
+        assert not heavy[0].done() and not middle.done()
+        model.gate.set()
+        served = await asyncio.gather(in_flight, heavy[0], middle, *light)
+    assert all(isinstance(result, BatchedPrediction) for result in served)
+    assert overloaded(metrics, ShedReason.SHED) == (2, 4)
+    assert overloaded(metrics, ShedReason.QUEUE_FULL) == (1, 1)
+    assert batcher.queued_windows == 0
+
+
+async def test_a_client_over_its_quota_is_refused_while_others_still_get_in() -> None:
+    model = GatedModel()
+    async with running(model, max_batch=2, queue_size=8, client_queue_size=4) as (batcher, metrics):
+        model.hold_next_batch()
+        in_flight = batcher.submit(item(0.0), client="a")
+        await model.wait_entered()
+        queued = [batcher.submit(item(1.0, n=2), client="a") for _ in range(2)]
+        with pytest.raises(Overloaded) as refused:
+            batcher.submit(item(2.0), client="a")
+        assert refused.value.reason is ShedReason.CLIENT_QUOTA and "limit is 4" in str(refused.value)
+        queued.append(batcher.submit(item(3.0, n=2), client="b"))
+        model.gate.set()
+        await asyncio.gather(in_flight, *queued)
+    assert overloaded(metrics, ShedReason.CLIENT_QUOTA) == (1, 1)
+    assert overloaded(metrics, ShedReason.SHED) == (0, 0)  # exported at 0 from the start
 
 
 async def test_model_exception_reaches_only_the_failing_request() -> None:

@@ -36,6 +36,7 @@ def test_a_flood_of_keys_stays_within_max_keys() -> None:
 def test_production_refuses_to_start_with_open_registration(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HEARO_ENVIRONMENT", "production")
     monkeypatch.setenv("HEARO_CLIPS_SECRET_KEY", "a-real-clip-signing-secret")
+    monkeypatch.setenv("HEARO_INFERENCE_TOKEN", "a-real-inference-token")
     with pytest.raises(ValueError, match="HEARO_GATEWAY_ENROLMENT_KEY is required"):
         GatewaySettings()
     monkeypatch.setenv("HEARO_GATEWAY_ENROLMENT_KEY", "short")

@@ -26,6 +26,7 @@ PUBLIC_WEBHOOK_SECRETS = sorted(v for v in KNOWN_DEVELOPMENT_VALUES if v.startsw
 @pytest.fixture
 def production(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     monkeypatch.setenv("HEARO_ENVIRONMENT", "production")
+    monkeypatch.setenv("HEARO_INFERENCE_TOKEN", "a-real-inference-token")  # gateway and inference need it
     return monkeypatch
 
 
@@ -46,6 +47,7 @@ def test_every_service_reads_the_shared_environment(
 ) -> None:
     monkeypatch.setenv("HEARO_ENVIRONMENT", "staging")
     monkeypatch.setenv("HEARO_CLIPS_SECRET_KEY", CLIP_SECRET)
+    monkeypatch.setenv("HEARO_INFERENCE_TOKEN", "a-real-inference-token")
     monkeypatch.setenv("HEARO_GATEWAY_ENROLMENT_KEY", ENROLMENT_KEY)
     monkeypatch.setenv("HEARO_AGENCY_SECRETS", f'["{WEBHOOK_SECRET}"]')
     monkeypatch.setenv("HEARO_AGENCY_PASSWORD", "a-real-agency-password")
