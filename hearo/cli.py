@@ -49,14 +49,21 @@ def serve_inference(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8001,
 ) -> None:
-    """The inference service (model owner, micro-batcher)."""
+    """The inference service (model owner, micro-batcher); gateways need its token
+    (HEARO_INFERENCE_TOKEN). Listens on loopback unless --host says otherwise."""
     import uvicorn
+    from pydantic import ValidationError
 
     from services.inference.app import create_app
     from services.inference.settings import InferenceSettings
 
+    try:
+        settings = InferenceSettings()
+    except ValidationError as error:  # a configuration mistake (a missing token): say which, no traceback
+        typer.echo("hearo serve inference: " + "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors()), err=True)
+        raise typer.Exit(2) from None
     _service_logging()
-    uvicorn.run(create_app(InferenceSettings()), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
 @serve_app.command("gateway")
