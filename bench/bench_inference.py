@@ -145,7 +145,10 @@ async def over_the_wire(settings: InferenceSettings, streams: int, seconds: floa
         [sys.executable, "-m", "uvicorn", "--factory", "services.inference.app:create_app",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     )  # fmt: skip
-    client = InferenceClient(f"ws://127.0.0.1:{port}/v1/windows", SPEC, settings.model, timeout=30.0)
+    # The child reads the same token (this environment and data folder; in development the generated one).
+    client = InferenceClient(
+        f"ws://127.0.0.1:{port}/v1/windows", SPEC, settings.model, token=settings.accepted_tokens()[0], timeout=30.0
+    )
     done = 0
 
     async def counted(windows: torch.Tensor) -> None:
