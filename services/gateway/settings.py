@@ -49,7 +49,8 @@ class GatewaySettings(ServiceSettings):
     # services read, or a gateway's own (a gateway moves to a new token during a rotation).
     # Required outside development; in development an unset one is the generated shared secret.
     inference_token: str = Field(
-        default="", validation_alias=AliasChoices("HEARO_GATEWAY_INFERENCE_TOKEN", "HEARO_INFERENCE_TOKEN", "inference_token")
+        default="",
+        validation_alias=AliasChoices("HEARO_GATEWAY_INFERENCE_TOKEN", "HEARO_INFERENCE_TOKEN", "inference_token"),
     )
 
     # Streaming sessions (/v1/stream); see docs/protocol.md for what each bound does.

@@ -16,8 +16,8 @@ connection). The queue never blocks a caller and never grows past ``queue_size``
 Batches are filled in start-time fair queueing order: every client has a virtual clock that
 advances by the windows it is served, a client that becomes active starts at the clock of the
 last request taken, and the next request taken is the head of the client whose clock is
-lowest (on a tie, the one with less queued). A client that asks for less than its share is served in the next batch whatever the
-others have queued.
+lowest (on a tie, the one with less queued). A client that asks for less than its share is
+served in the next batch, whatever the others have queued.
 
 A batch starts when it holds ``max_batch`` windows, when the next request (in fair order)
 would not fit, or ``max_wait_s`` after the oldest queued request arrived, whichever comes
