@@ -9,7 +9,12 @@ alerting worker puts a link to it in the report. Two stores, one interface:
   :meth:`LocalClipStore.verify` checks against the current secret and the previous ones
   (a key rotates without breaking links already sent).
 * :class:`S3ClipStore` (when ``HEARO_CLIPS_S3_BUCKET`` is set): objects in a bucket through
-  boto3; links are S3 presigned GET URLs.
+  boto3, encrypted at rest by the server (``HEARO_CLIPS_S3_SERVER_SIDE_ENCRYPTION``: SSE-S3
+  ``AES256`` by default, or ``aws:kms`` with ``HEARO_CLIPS_S3_KMS_KEY_ID``); links are S3
+  presigned GET URLs.
+
+A clip is deleted (:meth:`ClipStore.delete`) when its incident's grace or retention runs out
+or its device is erased (``services/alerting/retention.py``, ``services/gateway/privacy.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 import numpy as np
@@ -69,6 +74,9 @@ class ClipStorageSettings(ServiceSettings):
     s3_endpoint_url: str = ""
     s3_region: str = "us-east-1"
     s3_prefix: str = "clips/"
+    # Clips are a home's audio: every object is encrypted at rest by the server.
+    s3_server_side_encryption: Literal["AES256", "aws:kms"] = "AES256"
+    s3_kms_key_id: str = ""  # with aws:kms; empty: the bucket's AWS-managed key
     public_base_url: str = Field(
         default="http://127.0.0.1:8000",
         validation_alias=AliasChoices("HEARO_CLIPS_PUBLIC_BASE_URL", "HEARO_PUBLIC_BASE_URL"),
@@ -153,6 +161,10 @@ class ClipStore(abc.ABC):
         """The bytes under ``key``; FileNotFoundError when there are none."""
 
     @abc.abstractmethod
+    async def delete(self, key: str) -> None:
+        """Remove what is under ``key``; nothing there is not an error (deleting twice is safe)."""
+
+    @abc.abstractmethod
     def link(self, key: str, ttl_s: int) -> str:
         """A URL that fetches ``key`` for ``ttl_s`` seconds; valid before the clip exists."""
 
@@ -186,6 +198,9 @@ class LocalClipStore(ClipStore):
     async def get(self, key: str) -> bytes:
         return await asyncio.to_thread(self.path_for(key).read_bytes)
 
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self.path_for(key).unlink, missing_ok=True)
+
     def link(self, key: str, ttl_s: int) -> str:
         self.path_for(key)
         expires_at = int(time.time()) + ttl_s
@@ -202,18 +217,32 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 class S3ClipStore(ClipStore):
-    """Clips as objects in an S3-compatible bucket; links are presigned GET URLs."""
+    """Clips as objects in an S3-compatible bucket; links are presigned GET URLs.
 
-    def __init__(self, client: Any, bucket: str, prefix: str = "") -> None:
+    Every object is written with server-side encryption ``encryption`` (``AES256`` or
+    ``aws:kms``, then under ``kms_key_id`` when given): a bucket whose default is plain
+    storage still gets encrypted clips.
+    """
+
+    def __init__(
+        self, client: Any, bucket: str, prefix: str = "", *, encryption: str = "AES256", kms_key_id: str = ""
+    ) -> None:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix
+        self._encryption: dict[str, str] = {"ServerSideEncryption": encryption}
+        if encryption == "aws:kms" and kms_key_id:
+            self._encryption["SSEKMSKeyId"] = kms_key_id
 
     async def put(self, key: str, data: bytes) -> None:
         await asyncio.to_thread(
             self.client.put_object,
-            Bucket=self.bucket, Key=self.prefix + key, Body=data, ContentType=CONTENT_TYPE,
+            Bucket=self.bucket, Key=self.prefix + key, Body=data, ContentType=CONTENT_TYPE, **self._encryption,
         )
+
+    async def delete(self, key: str) -> None:
+        # S3 answers a delete of a missing key with 204 too; versioned buckets keep a delete marker.
+        await asyncio.to_thread(self.client.delete_object, Bucket=self.bucket, Key=self.prefix + key)
 
     async def get(self, key: str) -> bytes:
         def fetch() -> bytes:
@@ -247,4 +276,7 @@ def create_clip_store(settings: ClipStorageSettings) -> ClipStore:
         region_name=settings.s3_region,
         config=Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}),
     )
-    return S3ClipStore(client, settings.s3_bucket, settings.s3_prefix)
+    return S3ClipStore(
+        client, settings.s3_bucket, settings.s3_prefix,
+        encryption=settings.s3_server_side_encryption, kms_key_id=settings.s3_kms_key_id,
+    )
