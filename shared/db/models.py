@@ -134,6 +134,12 @@ class Incident(Base):
         Index("ix_incidents_due", "state", "deadline_at"),
         Index("ix_incidents_device_detected", "device_id", "detected_at"),
         Index(
+            "ix_incidents_retention",
+            "detected_at",
+            sqlite_where=text("personal_data_deleted_at IS NULL"),
+            postgresql_where=text("personal_data_deleted_at IS NULL"),
+        ),
+        Index(
             "uq_incidents_open_per_device",
             "device_id",
             unique=True,
@@ -160,6 +166,10 @@ class Incident(Base):
     latitude: Mapped[float | None] = mapped_column(Float)
     longitude: Mapped[float | None] = mapped_column(Float)
     location_accuracy_m: Mapped[float | None] = mapped_column(Float)
+    # Privacy (docs/incidents.md#privacy): the owner's explicit consent to keep a cancelled
+    # incident's clip for training, and when retention deleted its audio and personal data.
+    clip_donated_at: Mapped[datetime | None]
+    personal_data_deleted_at: Mapped[datetime | None]
 
 
 class _DeliveryColumns:
