@@ -143,6 +143,12 @@ class AlertingSettings(ServiceSettings):
     claim_batch: int = Field(default=200, ge=1)
     clip_wait_s: float = Field(default=3.0, ge=0)
     history_limit: int = Field(default=10, ge=0)
+    # Privacy (docs/incidents.md#privacy): a cancelled incident's clip is deleted this long
+    # after the cancel unless its owner donated it; every settled incident's audio, location
+    # and report bodies this long after its detection (the row and audit trail stay).
+    cancelled_clip_grace_s: float = Field(default=24 * 3600.0, ge=0)
+    personal_data_retention_s: float = Field(default=90 * 24 * 3600.0, gt=0)
+    retention_interval_s: float = Field(default=60.0, gt=0)
     # Where an exhausted delivery is announced besides the log and the audit trail.
     ops_webhook_url: str = ""
     concurrency: int = Field(default=8, ge=1)

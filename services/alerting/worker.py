@@ -7,8 +7,9 @@ more in production, on PostgreSQL and Redis. One process holds:
   ``hearo.alerting.deliver(table, row_id)`` is ``acks_late`` and ``reject_on_worker_lost``
   and is idempotent: it claims the row with a lease before sending;
 * an asyncio loop in its own thread (:class:`AlertingRuntime`) that owns the database
-  engine, the HTTP client and the :class:`~services.alerting.sweeper.Sweeper`; task
-  threads hand their coroutine to it.
+  engine, the HTTP client, the :class:`~services.alerting.sweeper.Sweeper` and the
+  :class:`~services.alerting.retention.Retention` job (clips and personal data that have
+  outlived their purpose); task threads hand their coroutine to it.
 
 Broker: ``HEARO_ALERTING_BROKER_URL``. Unset, the embedded default is kombu's filesystem
 transport under ``<data_dir>/broker`` (no server; messages are files). ``redis://...``
@@ -34,6 +35,7 @@ from celery import Celery
 from services.alerting.dispatch import Dispatcher, OpsAlerter, RetryPolicy
 from services.alerting.faults import FaultInjector
 from services.alerting.report import ReportBuilder
+from services.alerting.retention import Retention, RetentionPolicy
 from services.alerting.routing import Router
 from services.alerting.settings import AlertingSettings
 from services.alerting.sms import SmsSender
@@ -102,12 +104,14 @@ class AlertingRuntime:
         self._thread = threading.Thread(target=self.loop.run_forever, name="alerting-runtime", daemon=True)
         self._stop = asyncio.Event()
         self._sweep: Future[None] | None = None
+        self._retain: Future[None] | None = None
         self.dispatcher: Dispatcher | None = None
 
     def start(self) -> None:
         self._thread.start()
         self.call(self._open())
         self._sweep = asyncio.run_coroutine_threadsafe(self._sweeper.run(self._stop), self.loop)
+        self._retain = asyncio.run_coroutine_threadsafe(self._retention.run(self._stop), self.loop)
 
     def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run ``coroutine`` on the runtime's loop and wait for its result (from any thread)."""
@@ -121,8 +125,9 @@ class AlertingRuntime:
         if not self._thread.is_alive():
             return
         self.loop.call_soon_threadsafe(self._stop.set)
-        if self._sweep is not None:
-            self._sweep.result(timeout=30)
+        for job in (self._sweep, self._retain):
+            if job is not None:
+                job.result(timeout=30)
         self.call(self._close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
@@ -165,6 +170,11 @@ class AlertingRuntime:
             faults=self.faults,
             events=self.events,
             duplicate_messages=s.fault_duplicate_messages,
+        )
+        self._retention = Retention(
+            self.db, clips,
+            RetentionPolicy(s.cancelled_clip_grace_s, s.personal_data_retention_s, s.retention_interval_s),
+            actor=self.owner,
         )
 
     def _publish(self, table: str, row_id: str) -> None:

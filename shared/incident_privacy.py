@@ -1,0 +1,162 @@
+"""What happens to an incident's audio and personal data after the emergency: donation,
+deletion, retention (docs/incidents.md#privacy).
+
+* :func:`donate_clip`: the owner's explicit consent to keep the clip of a cancelled false
+  alarm for training, stamped on the incident (``clip_donated_at``) and audited.
+* :func:`delete_clip`: the clip removed from the store and its row dropped, audited as
+  ``clip_deleted`` with the reason (a false alarm's grace over, the device erased).
+* :func:`expire_personal_data`: an incident past the deployment's retention keeps its row
+  and audit trail (what was detected, when, who was told, the outcome) but loses its audio,
+  its location and the report bodies sent (which held the profile and medical notes).
+
+The store is deleted from before the row goes, inside the row's transaction: when the store
+fails, the row stays and the next run tries again, so no stored audio is ever left without a
+row that points at it. Rows are taken ``FOR UPDATE SKIP LOCKED`` so several workers split
+the work, and a donation waits for (and then sees) a deletion in progress.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+
+from shared.clips import ClipStore
+from shared.db import Database
+from shared.db.clock import db_now
+from shared.db.models import ContactNotification, DispatchOutbox, Incident, IncidentClip
+from shared.incident_state import OPEN_DELIVERY_STATES, IncidentState
+from shared.incidents import add_audit
+
+# Audit events (``audit_log.event``).
+CLIP_DONATED = "clip_donated"
+CLIP_DELETED = "clip_deleted"
+PERSONAL_DATA_DELETED = "personal_data_deleted"
+
+# Why a clip was deleted (``detail.reason`` of ``clip_deleted``).
+REASON_FALSE_ALARM = "cancelled_false_alarm"
+REASON_DEVICE_ERASED = "device_erased"
+
+
+class DonationOutcome(enum.StrEnum):
+    DONATED = "donated"
+    ALREADY_DONATED = "already_donated"
+    NOT_FOUND = "not_found"  # no such incident (or another device's)
+    NOT_CANCELLED = "not_cancelled"  # only a false alarm's clip is donated; a report's is evidence
+    NO_CLIP = "no_clip"  # not stored yet, or already deleted
+
+    @property
+    def message(self) -> str:
+        return _DONATION_MESSAGES[self]
+
+
+_DONATION_MESSAGES = {
+    DonationOutcome.DONATED: "thank you: the clip is kept for training and not deleted after the grace period",
+    DonationOutcome.ALREADY_DONATED: "the clip was already donated",
+    DonationOutcome.NOT_FOUND: "no such incident",
+    DonationOutcome.NOT_CANCELLED: "only the clip of a cancelled incident (a false alarm) can be donated",
+    DonationOutcome.NO_CLIP: "this incident has no stored clip (not stored yet, or already deleted)",
+}
+
+
+@dataclass(frozen=True)
+class Donation:
+    outcome: DonationOutcome
+    donated_at: datetime | None = None
+
+
+async def donate_clip(db: Database, incident_id: uuid.UUID, device_id: uuid.UUID) -> Donation:
+    """Record the owner's consent to keep the clip of their cancelled incident for training.
+
+    Repeating it is harmless (``already_donated`` with the first time). The grace deletion
+    then skips the clip; the deployment's retention and an erasure of the device still apply.
+    """
+    async with db.session() as session:
+        incident = await session.scalar(
+            select(Incident).where(Incident.id == incident_id, Incident.device_id == device_id).with_for_update()
+        )
+        if incident is None:
+            return Donation(DonationOutcome.NOT_FOUND)
+        if incident.state is not IncidentState.CANCELLED:
+            return Donation(DonationOutcome.NOT_CANCELLED)
+        if incident.clip_donated_at is not None:
+            return Donation(DonationOutcome.ALREADY_DONATED, incident.clip_donated_at)
+        clip = await session.scalar(select(IncidentClip).where(IncidentClip.incident_id == incident_id).with_for_update())
+        if clip is None:
+            return Donation(DonationOutcome.NO_CLIP)
+        donated_at = await session.scalar(
+            update(Incident).where(Incident.id == incident_id).values(clip_donated_at=db_now())
+            .returning(Incident.clip_donated_at).execution_options(synchronize_session=False)
+        )
+        add_audit(session, incident_id, "owner", CLIP_DONATED, {"sha256": clip.sha256})
+    return Donation(DonationOutcome.DONATED, donated_at)
+
+
+async def delete_clip(
+    db: Database, store: ClipStore, incident_id: uuid.UUID, *, reason: str, actor: str, keep_donated: bool
+) -> bool:
+    """Delete the incident's clip from the store and the database, audited with ``reason``.
+
+    False when there was nothing to delete: no clip, another worker holds it, or (with
+    ``keep_donated``) the owner donated it.
+    """
+    query = select(IncidentClip).join(Incident, Incident.id == IncidentClip.incident_id).where(
+        IncidentClip.incident_id == incident_id
+    )
+    if keep_donated:
+        query = query.where(Incident.clip_donated_at.is_(None))
+    async with db.session() as session:
+        clip = await session.scalar(query.with_for_update(skip_locked=True))
+        if clip is None:
+            return False
+        await store.delete(clip.key)
+        await session.delete(clip)
+        add_audit(session, incident_id, actor, CLIP_DELETED, {"reason": reason, "sha256": clip.sha256})
+    return True
+
+
+async def expire_personal_data(db: Database, store: ClipStore, incident_id: uuid.UUID, *, actor: str) -> bool:
+    """Apply the retention to a settled incident: delete its clip (donated or not), forget its
+    location and the bodies of its finished deliveries, stamp ``personal_data_deleted_at``.
+
+    The row, its score timeline and its audit trail stay: what was detected and reported, to
+    whom and when, is the record a deployment keeps. False when the incident is not settled,
+    already done, or held by another worker.
+    """
+    settled = [state for state in IncidentState if state.is_final]
+    async with db.session() as session:
+        incident = await session.scalar(
+            select(Incident)
+            .where(Incident.id == incident_id, Incident.personal_data_deleted_at.is_(None), Incident.state.in_(settled))
+            .with_for_update(skip_locked=True)
+        )
+        if incident is None:
+            return False
+        clip = await session.get(IncidentClip, incident_id, with_for_update=True)
+        if clip is not None:
+            await store.delete(clip.key)
+            await session.delete(clip)
+        cleared = 0
+        for table in (DispatchOutbox, ContactNotification):
+            # The report bodies held the profile, medical notes and location; a contact's
+            # target is their phone number or webhook.
+            values = {"payload": None, "target": None} if table is ContactNotification else {"payload": None}
+            result = await session.execute(
+                update(table)
+                .where(table.incident_id == incident_id, table.state.not_in(OPEN_DELIVERY_STATES))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            cleared += result.rowcount  # type: ignore[attr-defined]
+        await session.execute(
+            update(Incident).where(Incident.id == incident_id)
+            .values(latitude=None, longitude=None, location_accuracy_m=None, personal_data_deleted_at=db_now())
+            .execution_options(synchronize_session=False)
+        )
+        add_audit(session, incident_id, actor, PERSONAL_DATA_DELETED, {
+            "clip_sha256": clip.sha256 if clip is not None else None, "deliveries_cleared": cleared,
+        })  # fmt: skip
+    return True
