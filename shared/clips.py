@@ -146,7 +146,8 @@ def verify_clip_token(secret: str, key: str, expires_at: int, sig: str, now: flo
     """True when ``sig`` was made by :func:`sign_clip_token` with ``secret`` and has not expired."""
     if (time.time() if now is None else now) >= expires_at:
         return False
-    return hmac.compare_digest(sign_clip_token(secret, key, expires_at), sig)
+    # As bytes: compare_digest refuses a str with non-ASCII characters (a forged link has any).
+    return hmac.compare_digest(sign_clip_token(secret, key, expires_at).encode(), sig.encode())
 
 
 class ClipStore(abc.ABC):

@@ -35,6 +35,7 @@ from sqlalchemy.orm import selectinload
 
 from services.gateway.auth import CurrentDevice, DatabaseDep, issue_token, unauthorized
 from services.gateway.enrolment import ENROLMENT_RESPONSES, require_enrolment_key
+from services.gateway.openapi import BAD_BODY, UNAUTHORIZED, ApiRoute
 from services.gateway.rate_limit import limit_registration
 from services.gateway.revocation import DeviceRevoked, RevocationChannel, revocations_of
 from services.gateway.schemas import (
@@ -49,7 +50,8 @@ from services.gateway.schemas import (
 )
 from shared.db import Device, EmergencyContact
 
-router = APIRouter(prefix="/v1/devices", tags=["devices"])
+# Every route but registration (which documents its own 401) needs the device token.
+router = APIRouter(prefix="/v1/devices", tags=["devices"], route_class=ApiRoute, responses=UNAUTHORIZED)
 
 RevocationsDep = Annotated[RevocationChannel, Depends(revocations_of)]
 
@@ -62,7 +64,7 @@ _NO_STORE = {"Cache-Control": "no-store"}
     status_code=status.HTTP_201_CREATED,
     # In this order: the rate limit first, so enrolment keys cannot be guessed at speed.
     dependencies=[Depends(limit_registration), Depends(require_enrolment_key)],
-    responses=ENROLMENT_RESPONSES,  # type: ignore[arg-type]
+    responses={**BAD_BODY, **ENROLMENT_RESPONSES},
 )
 async def register_device(
     body: DeviceRegistration, db: DatabaseDep, response: Response
@@ -91,7 +93,7 @@ async def read_device(device: CurrentDevice) -> DeviceOut:
     return device_out(device)
 
 
-@router.patch("/me")
+@router.patch("/me", responses=BAD_BODY)
 async def update_device(body: DeviceUpdate, current: CurrentDevice, db: DatabaseDep) -> DeviceOut:
     """Replace each top-level field present in the body; absent fields stay as they are.
 

@@ -21,6 +21,8 @@ from typing import Annotated
 
 from fastapi import Header, HTTPException, Request, status
 
+from services.gateway.openapi import ApiError, Responses
+
 ENROLMENT_KEY_HEADER = "X-Hearo-Enrolment-Key"
 
 
@@ -71,8 +73,8 @@ async def require_enrolment_key(
     enrolment.check(enrolment_key)
 
 
-ENROLMENT_RESPONSES = {
-    status.HTTP_401_UNAUTHORIZED: {"description": "An enrolment key is required (`enrolment_key_required`)."},
-    status.HTTP_403_FORBIDDEN: {"description": "The enrolment key is not valid (`invalid_enrolment_key`)."},
+ENROLMENT_RESPONSES: Responses = {
+    status.HTTP_401_UNAUTHORIZED: {"model": ApiError, "description": "An enrolment key is required (`enrolment_key_required`)."},
+    status.HTTP_403_FORBIDDEN: {"model": ApiError, "description": "The enrolment key is not valid (`invalid_enrolment_key`)."},
 }
 """The enrolment errors in the OpenAPI description of the registration route."""

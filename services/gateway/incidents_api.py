@@ -6,7 +6,8 @@ POST     /v1/incidents/{id}/cancel          ``{reason?}`` → 200 ``{outcome, in
 POST     /v1/incidents/{id}/confirm         report now → 200 ``{outcome, incident}``;
                                             409 ``cancelled`` / ``report_failed``
 GET      /v1/incidents                      the caller's incidents; ``since``, ``until``
-                                            (ISO 8601), ``class``, ``limit`` → ``{incidents}``
+                                            (RFC 3339, with offset), ``class``, ``limit``
+                                            → ``{incidents}``
 GET      /v1/incidents/{id}                 one incident with its clip, deliveries and
                                             who accessed the clip (``clip_access``)
 GET      /v1/clips/{key}?exp=&sig=          the clip (FLAC) behind a link the worker signed
@@ -30,15 +31,23 @@ The app must set, before serving: ``app.state.db`` (:class:`~shared.db.Database`
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from services.gateway.auth import CurrentDevice, DatabaseDep
+from services.gateway.openapi import (
+    BAD_BODY,
+    CLIP_LINK,
+    INCIDENT_CONFLICT,
+    INCIDENT_NOT_FOUND,
+    UNAUTHORIZED,
+    ApiRoute,
+)
 from shared.clips import CONTENT_TYPE, ClipStore, LocalClipStore, clip_incident
 from shared.incident_events import IncidentEvents
 from shared.incident_state import ActionOutcome, IncidentAction
@@ -56,7 +65,7 @@ from shared.incidents import (
 )
 from shared.taxonomy import CLASS_KEYS
 
-router = APIRouter(tags=["incidents"])
+router = APIRouter(tags=["incidents"], route_class=ApiRoute)
 
 # How long the clip link in ``GET /v1/incidents/{id}`` stays valid.
 CLIP_LINK_TTL_S = 3600
@@ -74,6 +83,28 @@ def get_clip_store(request: Request) -> ClipStore:
 
 EventsDep = Annotated[IncidentEvents, Depends(get_events)]
 ClipStoreDep = Annotated[ClipStore, Depends(get_clip_store)]
+
+# RFC 3339 (the OpenAPI ``date-time`` format), offset required. Without this check pydantic
+# would also take a number (``since=1.5``) as Unix time, which the schema does not allow.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _rfc3339(value: object) -> object:
+    if isinstance(value, str) and not _RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 date-time with its offset, e.g. 2026-11-22T09:00:00+09:00")
+    return value
+
+
+def _known_class(key: str) -> str:
+    if key not in CLASS_KEYS:
+        raise ValueError(f"must be one of {', '.join(CLASS_KEYS)}")
+    return key
+
+
+ZonedTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+ClassKey = Annotated[str, AfterValidator(_known_class), WithJsonSchema({"type": "string", "enum": list(CLASS_KEYS)})]
 
 
 class CancelRequest(BaseModel):
@@ -98,7 +129,10 @@ def _answer(result: ActionResult) -> dict[str, Any]:
     return {"outcome": result.outcome.value, "incident": result.incident.to_json()}
 
 
-@router.post("/v1/incidents/{incident_id}/cancel")
+@router.post(
+    "/v1/incidents/{incident_id}/cancel",
+    responses={**BAD_BODY, **UNAUTHORIZED, **INCIDENT_NOT_FOUND, **INCIDENT_CONFLICT},
+)
 async def cancel(
     incident_id: uuid.UUID, device: CurrentDevice, db: DatabaseDep, events: EventsDep, body: CancelRequest | None = None
 ) -> dict[str, Any]:
@@ -111,7 +145,7 @@ async def cancel(
     )
 
 
-@router.post("/v1/incidents/{incident_id}/confirm")
+@router.post("/v1/incidents/{incident_id}/confirm", responses={**UNAUTHORIZED, **INCIDENT_NOT_FOUND, **INCIDENT_CONFLICT})
 async def confirm(incident_id: uuid.UUID, device: CurrentDevice, db: DatabaseDep, events: EventsDep) -> dict[str, Any]:
     """Report now (SOS): the deadline becomes now and the worker reports within a sweep."""
     return _answer(
@@ -119,32 +153,24 @@ async def confirm(incident_id: uuid.UUID, device: CurrentDevice, db: DatabaseDep
     )
 
 
-@router.get("/v1/incidents")
+@router.get("/v1/incidents", responses=UNAUTHORIZED)
 async def history(
     device: CurrentDevice,
     db: DatabaseDep,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    class_: Annotated[str | None, Query(alias="class")] = None,
+    since: ZonedTime | None = None,
+    until: ZonedTime | None = None,
+    class_: Annotated[ClassKey | None, Query(alias="class")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    """The caller's incidents detected in ``[since, until)``, newest first."""
-    if class_ is not None and class_ not in CLASS_KEYS:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            {"code": "unknown_class", "message": f"class must be one of {', '.join(CLASS_KEYS)}"},
-        )
-    for name, moment in (("since", since), ("until", until)):
-        if moment is not None and moment.tzinfo is None:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                {"code": "naive_time", "message": f"{name} needs a time zone, e.g. 2026-11-22T09:00:00+09:00"},
-            )
+    """The caller's incidents detected in ``[since, until)``, newest first.
+
+    ``since`` and ``until`` are RFC 3339 date-times with their offset
+    (``2026-11-22T09:00:00+09:00``); ``class`` is a class key."""
     incidents = await list_incidents(db, device.id, since=since, until=until, class_key=class_, limit=limit)
     return {"incidents": [i.to_json() for i in incidents]}
 
 
-@router.get("/v1/incidents/{incident_id}")
+@router.get("/v1/incidents/{incident_id}", responses={**UNAUTHORIZED, **INCIDENT_NOT_FOUND})
 async def detail(incident_id: uuid.UUID, device: CurrentDevice, db: DatabaseDep, store: ClipStoreDep) -> dict[str, Any]:
     """One incident with where its report went, a fresh link to its clip, and every access
     to the clip so far (this link included)."""
@@ -165,7 +191,7 @@ async def detail(incident_id: uuid.UUID, device: CurrentDevice, db: DatabaseDep,
     return body
 
 
-@router.get("/v1/clips/{key}", response_class=FileResponse)
+@router.get("/v1/clips/{key}", response_class=FileResponse, responses=CLIP_LINK)
 async def clip_file(
     key: str, exp: int, sig: str, request: Request, store: ClipStoreDep, db: DatabaseDep
 ) -> FileResponse:

@@ -25,6 +25,7 @@ from fastapi import HTTPException, Request, status
 from pydantic import BaseModel, Field
 
 from services.gateway.auth import hash_token
+from services.gateway.openapi import ApiError
 
 # Beyond this many keys held at once, the longest unused are forgotten first (a flood of
 # addresses or made-up tokens cannot grow memory without bound).
@@ -172,6 +173,7 @@ async def limit_registration(request: Request) -> None:
 
 RATE_LIMITED_RESPONSE = {
     status.HTTP_429_TOO_MANY_REQUESTS: {
+        "model": ApiError,
         "description": "Too many requests from this address or device; retry after `Retry-After` seconds. "
         'Body: `{"detail": {"code": "rate_limited", "message": "..."}}`.',
         "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},

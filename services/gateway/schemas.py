@@ -1,8 +1,11 @@
 """Request and response bodies of the device routes (``/v1/devices``).
 
 Inputs refuse unknown fields, so a misspelt consent flag is a 422 rather than a silent
-default. Consent flags must be JSON booleans: consent is never inferred from ``"yes"``
-or ``1``.
+default. Inputs are strict: a number must be a JSON number and a consent flag a JSON boolean
+(consent is never inferred from ``"yes"`` or ``1``). Every rule a field has is in its JSON
+schema too (``pattern``, bounds, ``const``), so the OpenAPI schema refuses what the API
+refuses (``tests/integration/test_openapi_contract.py``); the one rule it cannot state is that
+a location needs ``consent_location`` (stored consent, for ``PATCH``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime, timezone
+
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -20,14 +25,24 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 MAX_CONTACTS = 10
 # The oldest verified human lived to 122.
 MAX_AGE_YEARS = 125
 
-_PHONE_SEPARATORS = re.compile(r"[\s().-]")
+# What Python's ``\s`` matches, spelt out: a schema ``pattern`` is read by other regex engines
+# (ECMA's and Rust's ``\s`` differ from Python's), and must refuse exactly what we refuse.
+_SPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# Text that is not only white space (names, relations, addresses).
+_NOT_BLANK = f"[^{_SPACE}]"
+_PHONE_SEPARATORS = re.compile(f"[{_SPACE}().-]")
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# "+", a digit 1-9, then 6 to 14 digits, with separators anywhere: what ``_e164`` accepts.
+_SEP = f"[{_SPACE}().-]*"
+_PHONE_PATTERN = f"^{_SEP}\\+{_SEP}[1-9](?:{_SEP}[0-9]){{6,14}}{_SEP}$"
+_EMAIL_CORE = f"[^@{_SPACE}]+@[^@{_SPACE}]+\\.[^@{_SPACE}]+"
+_EMAIL = re.compile(_EMAIL_CORE)
 
 _NO_RECORDING = (
     "consent_recording must be true: Hear-o cannot listen without the owner's consent to recording"
@@ -35,14 +50,26 @@ _NO_RECORDING = (
 
 
 class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # Text is kept as given (no trimming): a trimmed length would differ from the schema's.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def birth_years() -> tuple[int, int]:
+    """The birth years a profile may have this year: ``(earliest, latest)``."""
+    this_year = datetime.now(timezone.utc).year
+    return this_year - MAX_AGE_YEARS, this_year
+
+
+def _birth_year_bounds(schema: dict[str, Any]) -> None:
+    # Computed when the schema is, like the validator's at each request.
+    schema["minimum"], schema["maximum"] = birth_years()
 
 
 class Profile(_Input):
     """The person the device protects, as an agency will see them (with consent)."""
 
-    name: str = Field(min_length=1, max_length=200)
-    birth_year: int = Field(description=f"within the last {MAX_AGE_YEARS} years")
+    name: str = Field(min_length=1, max_length=200, pattern=_NOT_BLANK)
+    birth_year: int = Field(description=f"within the last {MAX_AGE_YEARS} years", json_schema_extra=_birth_year_bounds)
     medical_notes: str | None = Field(
         default=None, max_length=4000, description="conditions, medication, allergies"
     )
@@ -50,10 +77,9 @@ class Profile(_Input):
     @field_validator("birth_year")
     @classmethod
     def _plausible_birth_year(cls, year: int) -> int:
-        this_year = datetime.now(timezone.utc).year
-        if not this_year - MAX_AGE_YEARS <= year <= this_year:
-            earliest = this_year - MAX_AGE_YEARS
-            raise ValueError(f"birth_year must be between {earliest} and {this_year}")
+        earliest, latest = birth_years()
+        if not earliest <= year <= latest:
+            raise ValueError(f"birth_year must be between {earliest} and {latest}")
         return year
 
 
@@ -72,11 +98,11 @@ class LocationOut(Location):
 class Contact(_Input):
     """Someone to tell when the owner is in trouble; ``phone`` is stored as E.164."""
 
-    name: str = Field(min_length=1, max_length=200)
-    relation: str = Field(min_length=1, max_length=100, examples=["daughter", "neighbour"])
-    phone: str = Field(examples=["+82 10 1234 5678"])
+    name: str = Field(min_length=1, max_length=200, pattern=_NOT_BLANK)
+    relation: str = Field(min_length=1, max_length=100, pattern=_NOT_BLANK, examples=["daughter", "neighbour"])
+    phone: str = Field(examples=["+82 10 1234 5678"], json_schema_extra={"pattern": _PHONE_PATTERN})
     webhook_url: HttpUrl | None = Field(default=None, max_length=2000)
-    email: str | None = Field(default=None, max_length=254)
+    email: str | None = Field(default=None, max_length=254, json_schema_extra={"pattern": f"^{_EMAIL_CORE}$"})
 
     @field_validator("phone")
     @classmethod
@@ -104,10 +130,10 @@ class DeviceRegistration(_Input):
     """
 
     profile: Profile
-    address: str | None = Field(default=None, min_length=1, max_length=500)
+    address: str | None = Field(default=None, min_length=1, max_length=500, pattern=_NOT_BLANK)
     location: Location | None = None
     contacts: list[Contact] = Field(default_factory=list, max_length=MAX_CONTACTS)
-    consent_recording: StrictBool
+    consent_recording: StrictBool = Field(json_schema_extra={"const": True})
     consent_location: StrictBool
     consent_share_profile: StrictBool
 
@@ -132,13 +158,14 @@ class DeviceUpdate(_Input):
     recording cannot be withdrawn here: deregistering the device is how it is withdrawn.
     """
 
-    profile: Profile | None = None
-    address: str | None = Field(default=None, min_length=1, max_length=500)
+    # ``SkipJsonSchema[None]``: absent is allowed, null is not (``_no_null_for_required``).
+    profile: Profile | SkipJsonSchema[None] = None
+    address: str | None = Field(default=None, min_length=1, max_length=500, pattern=_NOT_BLANK)
     location: Location | None = None
-    contacts: list[Contact] | None = Field(default=None, max_length=MAX_CONTACTS)
-    consent_recording: StrictBool | None = None
-    consent_location: StrictBool | None = None
-    consent_share_profile: StrictBool | None = None
+    contacts: Annotated[list[Contact], Field(max_length=MAX_CONTACTS)] | SkipJsonSchema[None] = None
+    consent_recording: StrictBool | SkipJsonSchema[None] = Field(default=None, json_schema_extra={"const": True})
+    consent_location: StrictBool | SkipJsonSchema[None] = None
+    consent_share_profile: StrictBool | SkipJsonSchema[None] = None
 
     @field_validator("consent_recording")
     @classmethod
