@@ -439,20 +439,31 @@ async def archive_clip(
     db: Database, store: ClipStore, incident_id: uuid.UUID, samples: np.ndarray, sample_rate: int
 ) -> ClipInfo:
     """Encode ``samples`` as FLAC, store it under the incident's key and record it (checksum
-    included). Storing again replaces the clip: the gateway may store a longer one later."""
+    included). Storing again replaces the clip: the gateway may store a longer one later.
+
+    Raises LookupError, with the stored object deleted again, when the incident is gone
+    (its device erased while the clip was being stored): no audio outlives its incident.
+    """
     # Encoding 30 s takes ~15 ms of CPU: off the event loop, which carries live audio.
     encoded = await asyncio.to_thread(encode_flac, samples, sample_rate)
     key = clip_key(incident_id)
     await store.put(key, encoded.data)
     info = ClipInfo(key, encoded.sha256, encoded.duration_s, len(encoded.data), CONTENT_TYPE)
-    async with db.session() as session:
-        clip = await session.get(IncidentClip, incident_id)
-        if clip is None:
-            session.add(IncidentClip(incident_id=incident_id, created_at=db_now(), **info.__dict__))
-        else:
-            for name, value in info.__dict__.items():
-                setattr(clip, name, value)
-        add_audit(session, incident_id, "gateway", "clip", {"sha256": info.sha256, "duration_s": info.duration_s})
+    try:
+        async with db.session() as session:
+            clip = await session.get(IncidentClip, incident_id)
+            if clip is None:
+                session.add(IncidentClip(incident_id=incident_id, created_at=db_now(), **info.__dict__))
+            else:
+                for name, value in info.__dict__.items():
+                    setattr(clip, name, value)
+            add_audit(session, incident_id, "gateway", "clip", {"sha256": info.sha256, "duration_s": info.duration_s})
+    except IntegrityError:
+        async with db.session() as session:
+            if await session.get(Incident, incident_id) is not None:
+                raise  # not the incident's foreign key: the clip stays for the retry
+        await store.delete(key)  # the incident was deleted after the put
+        raise LookupError(f"no incident {incident_id}; its clip was not kept") from None
     return info
 
 

@@ -152,6 +152,7 @@ class AlertingSettings(ServiceSettings):
     # Where an exhausted delivery is announced besides the log and the audit trail.
     ops_webhook_url: str = ""
     concurrency: int = Field(default=8, ge=1)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Fault injection for the chaos suite (services/alerting/faults.py): steps
     # (comma-separated) at which the worker SIGKILLs itself with this probability (the
     # first time for certain when fault_kill_first), and whether each task is published twice.

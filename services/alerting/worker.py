@@ -44,6 +44,7 @@ from services.alerting.webhooks import WebhookSender
 from shared.clips import create_clip_store
 from shared.db import Database
 from shared.incident_events import IncidentEvents, RedisIncidentEvents
+from shared.log_hygiene import install_log_hygiene
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,7 @@ def create_celery(settings: AlertingSettings) -> tuple[Celery, AlertingRuntime]:
 def run_worker(settings: AlertingSettings, *, loglevel: str = "INFO") -> int:
     """Run the worker in the foreground until SIGTERM/SIGINT (warm shutdown); returns the exit code."""
     logging.basicConfig(level=loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_hygiene()
     app, runtime = create_celery(settings)
     runtime.start()
     log.info("alerting worker %s: broker %s, database %s", runtime.owner,
@@ -227,7 +229,8 @@ def run_worker(settings: AlertingSettings, *, loglevel: str = "INFO") -> int:
 
 
 def main() -> int:
-    return run_worker(AlertingSettings())
+    settings = AlertingSettings()
+    return run_worker(settings, loglevel=settings.log_level)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, WebSocket
 
-from services.gateway import devices, incidents_api
+from services.gateway import devices, incidents_api, privacy_api
 from services.gateway.auth import authenticate_token
 from services.gateway.enrolment import Enrolment
 from services.gateway.inference_client import (
@@ -46,6 +46,7 @@ from shared.db import Database, Device, upgrade_database
 from shared.features.spec import spec_by_name
 from shared.incident_events import create_incident_events
 from shared.incident_watcher import IncidentWatcher
+from shared.log_hygiene import install_log_hygiene
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ async def _keep_connecting(client: InferenceClient) -> None:
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     """The gateway app; ``settings`` default to the environment's (``HEARO_GATEWAY_*``)."""
     settings = settings or GatewaySettings()
+    install_log_hygiene()  # no audio, token or link signature in any log (shared/log_hygiene.py)
     spec = None if settings.feature_spec is None else spec_by_name(settings.feature_spec)
 
     @asynccontextmanager
@@ -143,6 +145,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     limited: dict[str, Any] = {"dependencies": [Depends(limit_rest)], "responses": RATE_LIMITED_RESPONSE}
     app.include_router(devices.router, **limited)
     app.include_router(incidents_api.router, **limited)
+    app.include_router(privacy_api.router, **limited)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, Any]:
