@@ -215,6 +215,8 @@ def parse_client_message(text: str | bytes) -> ClientMessage:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(ErrorCode.INVALID_JSON, f"not valid JSON: {exc}") from None
+    except RecursionError:  # arrays or objects nested thousands deep: json recurses per level
+        raise ProtocolError(ErrorCode.INVALID_JSON, "not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.INVALID_JSON, "a control message must be a JSON object")
     kind = data.get("type")

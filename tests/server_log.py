@@ -28,7 +28,8 @@ class ServerLog(logging.Handler):
 
 @contextmanager
 def capture_server_log() -> Iterator[ServerLog]:
-    """Collect what is logged, from any thread, while the block runs."""
+    """Collect what is logged, from any thread, while the block runs. Enter it once the server
+    has started: uvicorn's logging setup replaces the handlers of its own loggers."""
     handler = ServerLog()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     loggers = [logging.getLogger(name) for name in _LOGGERS]

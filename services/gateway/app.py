@@ -28,6 +28,7 @@ from fastapi import Depends, FastAPI, WebSocket
 
 from services.gateway import devices, incidents_api, privacy_api
 from services.gateway.auth import authenticate_token
+from services.gateway.client_errors_log import quiet_client_errors
 from services.gateway.enrolment import Enrolment
 from services.gateway.inference_client import (
     InferenceClient,
@@ -74,6 +75,7 @@ async def _keep_connecting(client: InferenceClient) -> None:
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     """The gateway app; ``settings`` default to the environment's (``HEARO_GATEWAY_*``)."""
     settings = settings or GatewaySettings()
+    quiet_client_errors()  # a client's non-UTF-8 text frame is not a gateway error
     install_log_hygiene()  # no audio, token or link signature in any log (shared/log_hygiene.py)
     spec = None if settings.feature_spec is None else spec_by_name(settings.feature_spec)
 

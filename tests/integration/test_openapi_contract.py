@@ -44,13 +44,7 @@ _NOT_CHECKED = [schemathesis.checks.positive_data_acceptance, schemathesis.check
 
 
 @pytest.fixture(scope="module")
-def server_log() -> Iterator[ServerLog]:
-    with capture_server_log() as log:
-        yield log
-
-
-@pytest.fixture(scope="module")
-def live_gateway(tmp_path_factory: pytest.TempPathFactory, server_log: ServerLog) -> Iterator[Gateway]:
+def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     folder = tmp_path_factory.mktemp("contract")
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("HEARO_DATA_DIR", str(folder / "var"))
@@ -65,6 +59,12 @@ def live_gateway(tmp_path_factory: pytest.TempPathFactory, server_log: ServerLog
         )
         with run_gateways(monkeypatch, settings) as (gateway,):
             yield gateway
+
+
+@pytest.fixture(scope="module")
+def server_log(live_gateway: Gateway) -> Iterator[ServerLog]:
+    with capture_server_log() as log:
+        yield log
 
 
 @pytest.fixture(scope="module")

@@ -178,3 +178,11 @@ def test_incident_message_states_are_the_incident_states() -> None:
         assert parse_server_message(message.to_json()) == message
     with pytest.raises(ValueError):
         parse_server_message('{"type": "incident", "incident_id": "i", "state": "lost", "deadline_at": "2025-01-02T03:05:05Z"}')
+
+
+def test_json_nested_too_deeply_is_invalid_json_not_a_crash() -> None:
+    # Found by tests/integration/test_ws_fuzz.py: json.loads recursed into a RecursionError.
+    for text in ("[" * 30_000 + "]" * 30_000, '{"a":' * 5_000 + "1" + "}" * 5_000, "[" * 30_000):
+        with pytest.raises(ProtocolError) as refused:
+            parse_client_message(text)
+        assert refused.value.code is ErrorCode.INVALID_JSON
