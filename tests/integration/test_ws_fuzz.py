@@ -1,5 +1,5 @@
 """Issue 12, item 8: ``/v1/stream`` under mutated messages and frames. A real gateway (uvicorn on
-a free port, SQLite, the fake classifier) takes ``HEARO_FUZZ_CASES`` (20,000 by default; the
+a free port, PostgreSQL, the fake classifier) takes ``HEARO_FUZZ_CASES`` (20,000 by default; the
 longer run is ``HEARO_FUZZ_CASES=100000``) fuzzed WebSocket messages from several clients at
 once, each message one case: mutations of valid ``start``, ``location``, ``cancel``, ``confirm``
 and ``stop`` messages (bit flips, truncation, wrong types, huge numbers, unicode, deep nesting,
@@ -38,7 +38,8 @@ from tests.gateway_apps import Gateway, open_session, run_gateways, send_audio, 
 from tests.gateway_support import audio, start
 from tests.server_log import capture_server_log
 
-pytestmark = pytest.mark.slow
+# PostgreSQL: SQLite allows one writer, and the fuzzing opens and cancels incidents from many sessions.
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 CASES = int(os.environ.get("HEARO_FUZZ_CASES", "20000"))
 SEED = int(os.environ.get("HEARO_FUZZ_SEED", "0"))
@@ -291,9 +292,11 @@ async def _witness(gateway: Gateway, token: str, stop: asyncio.Event, seen: Witn
         await reader
 
 
-async def test_the_stream_survives_fuzzed_messages_and_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_stream_survives_fuzzed_messages_and_frames(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = GatewaySettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'hearo.db'}",
+        database_url=postgres_url,
         migrate_on_start=True,
         clips=ClipStorageSettings(dir=tmp_path / "clips"),
         max_frame_bytes=MAX_FRAME_BYTES,
