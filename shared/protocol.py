@@ -183,7 +183,8 @@ class CancelMessage(Message):
 
     type: Literal["cancel"] = "cancel"
     incident_id: str = Field(min_length=1, max_length=64)
-    reason: str | None = Field(default=None, max_length=500)
+    # No NUL: PostgreSQL cannot store it (the cancel would fail as incident_unavailable).
+    reason: str | None = Field(default=None, max_length=500, pattern=r"^[^\x00]*$")
 
 
 class ConfirmMessage(Message):

@@ -48,6 +48,7 @@ from services.gateway.openapi import (
     UNAUTHORIZED,
     ApiRoute,
 )
+from services.gateway.schemas import NO_NUL
 from shared.clips import CONTENT_TYPE, ClipStore, LocalClipStore, clip_incident
 from shared.incident_events import IncidentEvents
 from shared.incident_state import ActionOutcome, IncidentAction
@@ -110,7 +111,7 @@ ClassKey = Annotated[str, AfterValidator(_known_class), WithJsonSchema({"type": 
 class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str | None = Field(default=None, max_length=200)
+    reason: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
 
 
 def _not_found() -> HTTPException:

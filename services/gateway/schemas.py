@@ -34,14 +34,16 @@ MAX_AGE_YEARS = 125
 # What Python's ``\s`` matches, spelt out: a schema ``pattern`` is read by other regex engines
 # (ECMA's and Rust's ``\s`` differ from Python's), and must refuse exactly what we refuse.
 _SPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-# Text that is not only white space (names, relations, addresses).
-_NOT_BLANK = f"[^{_SPACE}]"
+# No text may hold NUL: PostgreSQL cannot store it (the insert would fail, a 500).
+NO_NUL = r"^[^\x00]*$"
+# Text that is not only white space (names, relations, addresses), and without NUL.
+_NOT_BLANK = f"^[^\\x00]*[^{_SPACE}\\x00][^\\x00]*$"
 _PHONE_SEPARATORS = re.compile(f"[{_SPACE}().-]")
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 # "+", a digit 1-9, then 6 to 14 digits, with separators anywhere: what ``_e164`` accepts.
 _SEP = f"[{_SPACE}().-]*"
 _PHONE_PATTERN = f"^{_SEP}\\+{_SEP}[1-9](?:{_SEP}[0-9]){{6,14}}{_SEP}$"
-_EMAIL_CORE = f"[^@{_SPACE}]+@[^@{_SPACE}]+\\.[^@{_SPACE}]+"
+_EMAIL_CORE = f"[^@{_SPACE}\\x00]+@[^@{_SPACE}\\x00]+\\.[^@{_SPACE}\\x00]+"
 _EMAIL = re.compile(_EMAIL_CORE)
 
 _NO_RECORDING = (
@@ -71,7 +73,7 @@ class Profile(_Input):
     name: str = Field(min_length=1, max_length=200, pattern=_NOT_BLANK)
     birth_year: int = Field(description=f"within the last {MAX_AGE_YEARS} years", json_schema_extra=_birth_year_bounds)
     medical_notes: str | None = Field(
-        default=None, max_length=4000, description="conditions, medication, allergies"
+        default=None, max_length=4000, pattern=NO_NUL, description="conditions, medication, allergies"
     )
 
     @field_validator("birth_year")

@@ -186,3 +186,10 @@ def test_json_nested_too_deeply_is_invalid_json_not_a_crash() -> None:
         with pytest.raises(ProtocolError) as refused:
             parse_client_message(text)
         assert refused.value.code is ErrorCode.INVALID_JSON
+
+
+def test_a_cancel_reason_with_nul_is_invalid() -> None:
+    # Found by tests/integration/test_ws_fuzz.py: PostgreSQL cannot store NUL, the cancel failed.
+    with pytest.raises(ProtocolError) as refused:
+        parse_client_message(json.dumps({"type": "cancel", "incident_id": "x", "reason": "toast\u0000"}))
+    assert refused.value.code is ErrorCode.INVALID_MESSAGE
