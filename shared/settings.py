@@ -26,7 +26,10 @@ class ServiceSettings(BaseSettings):
     (a secret) is refused by the settings class that reads it, when not :attr:`development`.
     """
 
-    model_config = SettingsConfigDict(env_prefix="HEARO_", extra="ignore", populate_by_name=True)
+    # hide_input_in_errors: a refused secret must not be echoed into a log by its own error.
+    model_config = SettingsConfigDict(
+        env_prefix="HEARO_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     environment: str = Field(default=DEVELOPMENT, validation_alias="HEARO_ENVIRONMENT")
     # The deployment's folder for the embedded default's files (SQLite, clips, broker,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+import tempfile
+from pathlib import Path
 
 import httpx
 from fastapi import Depends, FastAPI
@@ -11,13 +13,21 @@ from fastapi import Depends, FastAPI
 from services.gateway import devices
 from services.gateway.enrolment import Enrolment
 from services.gateway.rate_limit import RequestLimits, limit_rest
+from shared.clips import LocalClipStore
 from shared.db import Database
+from shared.incident_events import LocalIncidentEvents
 from shared.pubsub import LocalChannel
 
 
-def devices_app(db: Database, limits: RequestLimits | None = None, enrolment_keys: Sequence[str] = ()) -> FastAPI:
-    """The devices routes on ``db``; no rate limits and open registration unless given."""
+def devices_app(
+    db: Database, limits: RequestLimits | None = None, enrolment_keys: Sequence[str] = (), clips_dir: Path | None = None
+) -> FastAPI:
+    """The devices routes on ``db``; no rate limits and open registration unless given; the
+    clips an erasure deletes live under ``clips_dir`` (a temporary folder by default)."""
     app = FastAPI()
+    root = clips_dir or Path(tempfile.mkdtemp(prefix="hearo-clips-"))
+    app.state.clip_store = LocalClipStore(root, "test-clip-secret", "http://hearo.test")
+    app.state.incident_events = LocalIncidentEvents()
     app.state.db = db
     app.state.request_limits = limits or RequestLimits(None, None, None)
     app.state.enrolment = Enrolment(enrolment_keys)

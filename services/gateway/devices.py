@@ -8,7 +8,7 @@ POST     /v1/devices               register (enrolment key) → 201 ``{device_id
 GET      /v1/devices/me            the caller's device → ``DeviceOut``
 PATCH    /v1/devices/me            replace the fields given → ``DeviceOut``
 POST     /v1/devices/me/token      rotate the token; the old one stops working → 200
-DELETE   /v1/devices/me            deregister: the device and its contacts are deleted → 204
+DELETE   /v1/devices/me            erase the device and its owner's data → 200 statement
 =======  ========================  ==================================================
 
 Rotating or deleting also ends the device's open streaming sessions on the old token, on
@@ -26,7 +26,7 @@ from typing import Any
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import HttpUrl
 from sqlalchemy import delete, func, inspect, select
@@ -35,7 +35,9 @@ from sqlalchemy.orm import selectinload
 
 from services.gateway.auth import CurrentDevice, DatabaseDep, issue_token, unauthorized
 from services.gateway.enrolment import ENROLMENT_RESPONSES, require_enrolment_key
-from services.gateway.openapi import BAD_BODY, UNAUTHORIZED, ApiRoute
+from services.gateway.incidents_api import ClipStoreDep, EventsDep
+from services.gateway.openapi import BAD_BODY, ERASURE_DEFERRED, UNAUTHORIZED, ApiRoute
+from services.gateway.privacy import ErasureDeferred, erase_device_data
 from services.gateway.rate_limit import limit_registration
 from services.gateway.revocation import DeviceRevoked, RevocationChannel, revocations_of
 from services.gateway.schemas import (
@@ -149,14 +151,27 @@ async def rotate_token(
     return DeviceCredentials(device_id=current.id, token=token)
 
 
-@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
-async def deregister_device(current: CurrentDevice, db: DatabaseDep, revocations: RevocationsDep) -> Response:
-    """Delete the device, its profile and its contacts; its token stops working and its
-    streaming sessions are closed (4001)."""
-    async with db.session() as session:
-        await session.execute(delete(Device).where(Device.id == current.id))
+@router.delete("/me", responses=ERASURE_DEFERRED)
+async def deregister_device(
+    current: CurrentDevice, db: DatabaseDep, revocations: RevocationsDep, store: ClipStoreDep, events: EventsDep
+) -> dict[str, Any]:
+    """Erase the device and its owner's data (``privacy.erase_device_data``): a running
+    countdown is cancelled ("device deleted"), clips, incidents and contacts are deleted, and
+    the answer states what was deleted and what is kept (reports already sent stay with the
+    agencies). The token stops working and its streaming sessions are closed (4001). While a
+    report is being sent the erasure waits: 409 ``report_in_flight`` with ``Retry-After``."""
+    try:
+        statement = await erase_device_data(db, store, current.id, events=events)
+    except ErasureDeferred as deferred:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            {"code": "report_in_flight", "message": str(deferred)},
+            headers={"Retry-After": str(deferred.retry_after_s)},
+        ) from None
     await revocations.publish(DeviceRevoked(str(current.id), None))
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    if statement is None:  # a concurrent request erased it first
+        raise unauthorized("invalid_token", "the device token is not valid (the device is gone)")
+    return statement.to_json()
 
 
 def device_out(device: Device) -> DeviceOut:

@@ -105,6 +105,14 @@ INCIDENT_CONFLICT: Responses = {
     )
 }
 
+ERASURE_DEFERRED: Responses = {
+    status.HTTP_409_CONFLICT: _error(
+        "A report of this device is being sent right now (`report_in_flight`); try again after `Retry-After`.",
+        headers={"Retry-After": {"description": "seconds", "schema": {"type": "string"}}},
+    )
+}
+"""``DELETE /v1/devices/me``."""
+
 CLIP_LINK: Responses = {
     status.HTTP_403_FORBIDDEN: _error("The link's signature is wrong or it has expired (`bad_link`)."),
     status.HTTP_404_NOT_FOUND: _error("No such clip (`unknown_clip`), or not stored yet (`clip_pending`)."),
