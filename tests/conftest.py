@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -87,3 +87,12 @@ async def postgres_db(postgres_url: str) -> AsyncIterator[Database]:
     db = Database(postgres_url)
     yield db
     await db.dispose()
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's S3 server on a loopback port with the bucket ``tests.s3_support.BUCKET``."""
+    from tests.s3_support import moto_s3  # moto is slow to import; only S3 tests pay for it
+
+    with moto_s3(monkeypatch) as endpoint:
+        yield endpoint

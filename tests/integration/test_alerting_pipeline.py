@@ -6,14 +6,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import httpx
 import numpy as np
 import pytest
-from moto.server import ThreadedMotoServer
 
 from shared.clips import ClipStorageSettings, create_clip_store
 from shared.db import Database
@@ -27,30 +24,14 @@ from tests.alerting_support import (  # noqa: F401 (fixtures)
     agency,
     alerting_pg,
     assert_exactly_once,
-    free_port,
     make_device,
     redis_broker_url,
     settled,
     worker_env,
 )
+from tests.s3_support import BUCKET
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
-
-BUCKET = "hearo-clips"
-
-
-@pytest.fixture
-def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """moto's S3 in server mode on a loopback port, with one bucket."""
-    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.stop()
 
 
 async def test_report_with_s3_clip_contacts_and_pubsub_updates(

@@ -7,31 +7,13 @@ test uses): the object's ``ServerSideEncryption`` comes back from a HEAD of it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
 from shared.clips import ClipStorageSettings, S3ClipStore, clip_key, create_clip_store
-from tests.alerting_support import free_port
-
-BUCKET = "hearo-clips"
-
-
-@pytest.fixture
-def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.stop()
-
+from tests.s3_support import BUCKET
 
 def _head(endpoint: str, key: str) -> dict[str, object]:
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")

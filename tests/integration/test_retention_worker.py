@@ -22,7 +22,7 @@ from shared.incident_privacy import donate_clip
 from shared.incident_state import IncidentAction
 from shared.incidents import act_on_incident, archive_clip, open_incident
 from tests.alerting_support import FAST, AgencyServer, WorkerSupervisor, agency, make_device, wait_for, worker_env  # noqa: F401
-from tests.integration.test_clip_encryption import BUCKET, s3_endpoint  # noqa: F401 (fixture)
+from tests.s3_support import BUCKET
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +87,7 @@ async def test_the_worker_deletes_a_false_alarms_local_clip_after_the_grace(agen
 
 
 async def test_the_worker_deletes_a_false_alarms_s3_clip_after_the_grace(
-    agency: AgencyServer, tmp_path: Path, s3_endpoint: str  # noqa: F811
+    agency: AgencyServer, tmp_path: Path, s3_endpoint: str
 ) -> None:
     clips = ClipStorageSettings(s3_bucket=BUCKET, s3_endpoint_url=s3_endpoint)
     s3_env = {"HEARO_CLIPS_S3_BUCKET": BUCKET, "HEARO_CLIPS_S3_ENDPOINT_URL": s3_endpoint}
