@@ -6,9 +6,12 @@ Heavy imports (torch, FastAPI apps) happen inside the commands so `hearo --help`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings
 
 app = typer.Typer(help="Hear-o: live audio emergency detection.", no_args_is_help=True)
 serve_app = typer.Typer(help="Run one service in the foreground (what `hearo run` starts).")
@@ -44,6 +47,21 @@ def _service_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+SettingsT = TypeVar("SettingsT", bound="BaseSettings")
+
+
+def _settings(cls: type[SettingsT], command: str) -> SettingsT:
+    """``cls()`` from the environment; a configuration mistake (a missing or public secret, a
+    bad value) is one line naming it and exit status 2, not a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        return cls()
+    except ValidationError as error:
+        typer.echo(f"hearo {command}: " + "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors()), err=True)
+        raise typer.Exit(2) from None
+
+
 @serve_app.command("inference")
 def serve_inference(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
@@ -52,16 +70,11 @@ def serve_inference(
     """The inference service (model owner, micro-batcher); gateways need its token
     (HEARO_INFERENCE_TOKEN). Listens on loopback unless --host says otherwise."""
     import uvicorn
-    from pydantic import ValidationError
 
     from services.inference.app import create_app
     from services.inference.settings import InferenceSettings
 
-    try:
-        settings = InferenceSettings()
-    except ValidationError as error:  # a configuration mistake (a missing token): say which, no traceback
-        typer.echo("hearo serve inference: " + "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors()), err=True)
-        raise typer.Exit(2) from None
+    settings = _settings(InferenceSettings, "serve inference")
     _service_logging()
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
@@ -77,16 +90,19 @@ def serve_gateway(
     from services.gateway.app import create_app
     from services.gateway.settings import GatewaySettings
 
+    settings = _settings(GatewaySettings, "serve gateway")
     _service_logging()
-    uvicorn.run(create_app(GatewaySettings()), host=host, port=port, log_level="info", ws_max_size=1 << 20)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", ws_max_size=1 << 20)
 
 
 @serve_app.command("alerting")
 def serve_alerting() -> None:
     """The alerting worker: confirmation timer (sweeper), dispatch, contact notices."""
-    from services.alerting.worker import main
+    from services.alerting.settings import AlertingSettings
+    from services.alerting.worker import run_worker
 
-    raise typer.Exit(main())
+    settings = _settings(AlertingSettings, "serve alerting")
+    raise typer.Exit(run_worker(settings, loglevel=settings.log_level))
 
 
 @app.command()
@@ -96,15 +112,9 @@ def agency(
 ) -> None:
     """A receiving agency for demos and drills: verifies signatures, shows reports on a page
     behind a login (in development a generated password, printed at start)."""
-    from pydantic import ValidationError
-
     from hearo.agency import AgencySettings, serve_agency
 
-    try:
-        settings = AgencySettings()
-    except ValidationError as error:  # a configuration mistake: say which, without a traceback
-        typer.echo("hearo agency: " + "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors()), err=True)
-        raise typer.Exit(2) from None
+    settings = _settings(AgencySettings, "agency")
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     serve_agency(settings.model_copy(update=overrides))
 

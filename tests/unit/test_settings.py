@@ -157,3 +157,17 @@ def test_development_generates_one_clip_secret_that_gateway_and_worker_share(
     key = "0b6f3a52-5f39-4bd4-9a6c-0c3c4d4e1a00.flac"
     query = dict(part.split("=", 1) for part in link_store.link(key, 60).split("?", 1)[1].split("&"))
     assert serving_store.verify(key, int(query["exp"]), query["sig"])  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("command", [["serve", "gateway"], ["serve", "alerting"], ["agency"]])
+def test_a_service_started_without_its_secrets_says_which_in_one_line(
+    production: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    from typer.testing import CliRunner
+
+    from hearo.cli import app
+
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 2
+    assert "required outside development" in result.output or "must be set" in result.output, result.output
+    assert "Traceback" not in result.output
