@@ -5,8 +5,10 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated
+
+from pydantic import AliasChoices, BeforeValidator, Field
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.local_secrets import local_secret
 
@@ -14,6 +16,17 @@ from shared.local_secrets import local_secret
 DEFAULT_DATA_DIR = Path("var")
 
 DEVELOPMENT = "development"
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+# A list setting written ``a,b`` in the environment (keys and tokens: current first, then the
+# ones still accepted during a rotation). NoDecode: the value is not JSON.
+CommaSeparated = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
 
 
 class ServiceSettings(BaseSettings):

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from shared.clips import ClipStorageSettings
 from services.gateway.rate_limit import RateLimit
 from shared.db import DATABASE_URL_ENV, DEFAULT_DATABASE_URL
 from shared.inference_wire import INFERENCE_TOKEN_SECRET
 from shared.local_secrets import is_development_value
-from shared.settings import ServiceSettings
+from shared.settings import CommaSeparated, ServiceSettings
 
 # Long enough that guessing is hopeless within the registration rate limit.
 MIN_ENROLMENT_KEY_LENGTH = 16
@@ -97,16 +95,9 @@ class GatewaySettings(ServiceSettings):
     registration_per_ip: RateLimit | None = RateLimit(burst=10, per_minute=1)
     # Registration needs one of these keys in the X-Hearo-Enrolment-Key header; several
     # (comma-separated) while one is being replaced. Required outside development.
-    enrolment_keys: Annotated[list[str], NoDecode] = Field(
+    enrolment_keys: CommaSeparated = Field(
         default_factory=list, validation_alias=AliasChoices("HEARO_GATEWAY_ENROLMENT_KEY", "enrolment_keys")
     )
-
-    @field_validator("enrolment_keys", mode="before")
-    @classmethod
-    def _split_keys(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [key.strip() for key in value.split(",") if key.strip()]
-        return value
 
     @model_validator(mode="after")
     def _inference_token_outside_development(self) -> GatewaySettings:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import torch
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from shared.inference_wire import INFERENCE_TOKEN_SECRET, MIN_TOKEN_LENGTH
 from shared.local_secrets import is_development_value
-from shared.settings import ServiceSettings
+from shared.settings import CommaSeparated, ServiceSettings
 
 # CI and developers keep the CEO-provided weights in ../shared beside the clone.
 SHARED_MODELS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "models"
@@ -63,14 +62,7 @@ class InferenceSettings(ServiceSettings):
     torch_threads: int = Field(default=1, ge=0)
     hello_timeout_s: float = Field(default=10.0, gt=0.0)
     token: str = ""
-    previous_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
-
-    @field_validator("previous_tokens", mode="before")
-    @classmethod
-    def _split_tokens(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [token.strip() for token in value.split(",") if token.strip()]
-        return value
+    previous_tokens: CommaSeparated = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> InferenceSettings:
