@@ -96,3 +96,10 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
     with moto_s3(monkeypatch) as endpoint:
         yield endpoint
+
+
+@pytest.fixture(params=["sqlite_db", pytest.param("postgres_db", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest) -> Database:
+    """The test runs twice: on the embedded SQLite and on PostgreSQL (row locks, SKIP LOCKED)."""
+    database: Database = request.getfixturevalue(request.param)
+    return database

@@ -22,12 +22,6 @@ from shared.incidents import act_on_incident, archive_clip, open_incident
 from tests.alerting_support import make_device
 
 
-@pytest.fixture(params=["sqlite_db", pytest.param("postgres_db", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest) -> Database:
-    database: Database = request.getfixturevalue(request.param)
-    return database
-
-
 def _store(tmp_path: Path) -> LocalClipStore:
     return LocalClipStore(tmp_path / "clips", "s", "http://gw")
 

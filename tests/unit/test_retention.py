@@ -24,13 +24,6 @@ from tests.alerting_support import make_device
 DAY = 24 * 3600.0
 
 
-@pytest.fixture(params=["sqlite_db", pytest.param("postgres_db", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest) -> Database:
-    """Each test on the embedded SQLite and on PostgreSQL (row locks, SKIP LOCKED)."""
-    database: Database = request.getfixturevalue(request.param)
-    return database
-
-
 def _store(tmp_path: Path) -> LocalClipStore:
     return LocalClipStore(tmp_path / "clips", "s", "http://gw")
 
