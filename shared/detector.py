@@ -141,6 +141,15 @@ class DetectionEvent:
     stream_time_s: float
     pattern: str | None = None
     partial_pattern: str | None = None
+    spoken: str | None = None  # "heard: '살려주세요' ×2" when spoken evidence made the detection
+
+
+class SpokenEvidence(Protocol):
+    """The spoken-words source the detector consults (``shared.spoken.SpokenFusion``): it says,
+    at each window, which classes its heard phrases fire given the smoothed scores."""
+
+    def decide(self, stream_time_s: float, smoothed: np.ndarray | None,
+               thresholds: Mapping[str, float]) -> list[Any]: ...
 
 
 @dataclass
@@ -181,6 +190,8 @@ class Detector:
     _states: list[_ClassState] = field(init=False)
     _thresholds: np.ndarray = field(init=False)
     _heard: deque[PatternMatch] = field(init=False, default_factory=deque)  # not yet observed
+    spoken: SpokenEvidence | None = None
+    """Spoken distress words (``shared.spoken.SpokenFusion``), consulted at every window."""
     smoothed: np.ndarray | None = field(init=False, default=None)
     """The latest window's smoothed scores (read-only), or None before ``smoothing_windows``
     consecutive windows are in hand."""
@@ -215,10 +226,11 @@ class Detector:
         self._filled += 1
         if self._filled < k:
             self.smoothed = None
-            return events
+            return events + self._observe_spoken(stream_time_s)
         smoothed = self._history.mean(axis=0)
         smoothed.flags.writeable = False
         self.smoothed = smoothed
+        events += self._observe_spoken(stream_time_s)
 
         cfg = self.config
         for emergency_class, state in zip(CLASSES, self._states):
@@ -267,6 +279,21 @@ class Detector:
         an event by itself. Raises KeyError for an unknown class key and ValueError for ``normal``.
         """
         self._states[_emergency(class_key).id].last_partial = (stream_time_s, pattern)
+
+    def _observe_spoken(self, stream_time_s: float) -> list[DetectionEvent]:
+        """The events spoken evidence starts at this window: one per class under the same
+        rules as a pattern match (an event already running, or the refractory period, joins it)."""
+        if self.spoken is None:
+            return []
+        events = []
+        for decision in self.spoken.decide(stream_time_s, self.smoothed, self.config.thresholds):
+            emergency_class = _emergency(decision.class_key)
+            state = self._states[emergency_class.id]
+            if state.in_event or state.refractory(stream_time_s, self.config.refractory_s):
+                continue
+            state.last_report_s = stream_time_s
+            events.append(DetectionEvent(emergency_class, decision.confidence, stream_time_s, spoken=decision.summary))
+        return events
 
     def hear_patterns(self, matches: Iterable[PatternMatch]) -> None:
         """Queue pattern matches, oldest first, for ``update`` to observe in stream order."""
