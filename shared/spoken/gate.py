@@ -1,9 +1,11 @@
 """The speech gate: cuts a 16 kHz stream into speech segments, so the recogniser runs only on
 speech and never on music, appliances or silence.
 
-Per 30 ms frame: voiced when WebRTC's VAD (``webrtcvad``, aggressiveness 3) says speech and the
-frame is at least ``floor_margin_db`` above the running noise floor (without ``webrtcvad``:
-the level rule and a spectral-flatness rule, speech being far from white). A segment opens on
+Per 30 ms frame: voiced when WebRTC's VAD (``webrtcvad``, aggressiveness 3) says speech, the
+frame is at least ``floor_margin_db`` above the noise floor (the 10th percentile of the last
+10 s of frame levels, so steady noise and hum become the floor) and it is not a pure tone (at
+most ``max_tonality`` of its energy above 700 Hz near its strongest frequency there: beeps are).
+Without ``webrtcvad``: the level and tone rules and a spectral-flatness rule. A segment opens on
 ``onset_frames`` voiced frames out of the last ``onset_window``, keeps ``preroll_s`` before it,
 closes after ``hangover_s`` without voice, and is cut at ``max_segment_s``.
 
@@ -12,6 +14,9 @@ A closed segment is passed on only if it sounds like speech as a whole:
 - syllable rhythm: the share of its energy envelope's modulation in 2-9 Hz (syllables come
   at about 4 Hz; a steady hum, a beep train or a sustained note has little there) is at least
   ``min_syllabic``;
+- pauses: speech stops between syllables and words, music and noise hardly do: at least
+  ``min_pause_share`` of its 20 ms frames lie below half the mean energy of their second
+  (the low short-time energy ratio of speech/music discrimination);
 - when the acoustic model's speech score is given (``note_model_speech``: the highest of its
   AudioSet speech tags per window), it reached ``min_model_speech`` somewhere over the segment.
 
@@ -43,6 +48,8 @@ class GateConfig:
     max_segment_s: float = 6.0
     min_voiced_s: float = 0.3
     min_syllabic: float = 0.2
+    min_pause_share: float = 0.2
+    max_tonality: float = 0.6
     min_model_speech: float = 0.15
     max_flatness: float = 0.35  # the fallback without webrtcvad
 
@@ -70,14 +77,14 @@ class SpeechGate:
     config: GateConfig = field(default_factory=GateConfig)
     heard_s: float = 0.0
     passed_s: float = 0.0
-    rejected: dict[str, int] = field(default_factory=lambda: {"voiced": 0, "syllabic": 0, "model": 0})
+    rejected: dict[str, int] = field(default_factory=lambda: {"voiced": 0, "syllabic": 0, "pauses": 0, "model": 0})
 
     def __post_init__(self) -> None:
         module = _vad()
         self._vad = module.Vad(self.config.vad_mode) if module is not None else None  # type: ignore[attr-defined]
         self._pending = np.zeros(0, dtype=np.float32)
         self._frames_seen = 0
-        self._floor_db = -70.0
+        self._levels: deque[float] = deque(maxlen=333)  # 10 s of frame levels
         self._recent: deque[bool] = deque(maxlen=self.config.onset_window)
         self._preroll: deque[np.ndarray] = deque(maxlen=max(1, round(self.config.preroll_s / 0.03)))
         self._segment: list[np.ndarray] | None = None
@@ -120,6 +127,11 @@ class SpeechGate:
         cfg = self.config
         if level_db < max(self._floor_db + cfg.floor_margin_db, cfg.min_level_dbfs):
             return False
+        # Above 700 Hz: a voice's strong fundamental lies below, a beep's tone above.
+        power = (np.abs(np.fft.rfft(frame * np.hanning(FRAME))) ** 2)[21:]
+        peak = int(np.argmax(power))
+        if power[max(peak - 2, 0): peak + 3].sum() > cfg.max_tonality * (power.sum() + 1e-12):
+            return False
         if self._vad is not None:
             pcm = (np.clip(frame, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes()
             return bool(self._vad.is_speech(pcm, SAMPLE_RATE))
@@ -131,10 +143,8 @@ class SpeechGate:
     def _frame(self, frame: np.ndarray) -> SpeechSegment | None:
         cfg = self.config
         level_db = 10 * np.log10(float(np.mean(frame.astype(np.float64) ** 2)) + 1e-10)
+        self._levels.append(level_db)
         voiced = self._voiced(frame, level_db)
-        # The floor follows quiet frames quickly and loud ones slowly (a minimum tracker).
-        rate = 0.2 if level_db < self._floor_db else 0.002
-        self._floor_db += rate * (level_db - self._floor_db)
         self._frames_seen += 1
         self._recent.append(voiced)
         if self._segment is None:
@@ -174,11 +184,18 @@ class SpeechGate:
         if syllabic_share(audio) < cfg.min_syllabic:
             self.rejected["syllabic"] += 1
             return None
+        if pause_share(audio) < cfg.min_pause_share:
+            self.rejected["pauses"] += 1
+            return None
         if self._model and not self._model_heard_speech(start_s, end_s):
             self.rejected["model"] += 1
             return None
         self.passed_s += audio.size / SAMPLE_RATE
         return SpeechSegment(start_s, end_s, audio, voiced_s, level, self._floor_db)
+
+    @property
+    def _floor_db(self) -> float:
+        return float(np.percentile(self._levels, 10)) if self._levels else -100.0
 
     def _model_heard_speech(self, start_s: float, end_s: float) -> bool:
         overlapping = [s for t, s in self._model if t >= start_s and t - 2.0 <= end_s]
@@ -201,3 +218,18 @@ def syllabic_share(audio: np.ndarray) -> float:
     if total <= 0:
         return 0.0
     return float(power[(freqs >= 2.0) & (freqs <= 9.0)].sum() / total)
+
+
+def pause_share(audio: np.ndarray) -> float:
+    """The share of 20 ms frames whose energy is below half the mean of their second."""
+    hop = 320
+    n = audio.size // hop
+    if n < 10:
+        return 0.0
+    energy = np.mean(audio[: n * hop].astype(np.float64).reshape(n, hop) ** 2, axis=1)
+    shares = []
+    for lo in range(0, n, 50):
+        second = energy[lo: lo + 50]
+        if second.size >= 10:
+            shares.append(float(np.mean(second < 0.5 * second.mean())))
+    return float(np.mean(shares)) if shares else 0.0

@@ -112,11 +112,9 @@ def _common_syllables() -> list[str]:
     """Hangul syllables of KS X 1001 (the 2,350 in everyday use)."""
     out = []
     for cp in range(0xAC00, 0xD7A4):
-        try:
-            chr(cp).encode("euc-kr")
-        except UnicodeEncodeError:
-            continue
-        out.append(chr(cp))
+        # Python's euc-kr codec spells the other syllables as 8-byte compositions.
+        if len(chr(cp).encode("euc-kr")) == 2:
+            out.append(chr(cp))
     return out
 
 
@@ -244,7 +242,7 @@ def availability() -> dict[str, str | None]:
         _korean_model_dir()
         reasons["ko"] = None
     except (ImportError, SpokenUnavailable, OSError) as exc:
-        reasons["ko"] = str(exc) if isinstance(exc, SpokenUnavailable) else "Korean: vosk is not installed"
+        reasons["ko"] = str(exc) if isinstance(exc, SpokenUnavailable) else "Korean: vosk is not installed (pip install -e '.[speech]')"
     try:
         import pocketsphinx  # noqa: F401
 
