@@ -23,6 +23,9 @@ and two moves the diagram hides: ``sending ──▶ sending`` (a dead lease tak
 ``pending ──▶ sent`` (a success recorded after another sender had set the row to retry:
 success is written whatever the lease, because it is true).
 
+What a guardian is told (``contact_notifications.event``) is a :class:`ContactEvent`: the
+detection, its cancel, and the two final states of the report.
+
 The values are the strings on the wire and in the database. Code that moves a state asks
 the table first (:meth:`IncidentState.check_move`), so a move the diagrams lack raises
 :class:`IllegalTransition` before any SQL runs; the database's CHECK constraints refuse a
@@ -123,6 +126,25 @@ DELIVERY_MOVES: Mapping[DeliveryState, frozenset[DeliveryState]] = {
 OPEN_INCIDENT_STATES = tuple(state for state in IncidentState if state.is_open)
 # A delivery in one of these may still be sent; an incident settles once none of its are.
 OPEN_DELIVERY_STATES = tuple(state for state in DeliveryState if not state.is_final)
+
+
+class ContactEvent(enum.StrEnum):
+    """What a guardian is told about an incident (``contact_notifications.event``, and the
+    ``incident.<event>`` notice they get)."""
+
+    DETECTED = "detected"  # the countdown started
+    DISPATCHED = "dispatched"  # the report reached every agency
+    CANCELLED = "cancelled"  # the owner called it a false alarm (sent only to those told of the detection)
+    FAILED = "failed"  # an agency could not be reached on any channel
+
+    @classmethod
+    def settled_as(cls, state: IncidentState) -> ContactEvent:
+        """The notice of a report that settled in ``state`` (``dispatched`` or ``failed``)."""
+        if state is IncidentState.DISPATCHED:
+            return cls.DISPATCHED
+        if state is IncidentState.FAILED:
+            return cls.FAILED
+        raise ValueError(f"an incident {state.value!r} has not settled its report")
 
 
 class IncidentAction(enum.StrEnum):

@@ -12,11 +12,28 @@ and classify the answer the same way:
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import httpx
 
 _RETRYABLE_4XX = frozenset({408, 425, 429})
+
+
+class AttemptOutcome(enum.StrEnum):
+    """What one run of the deliver task did with its row (the task's result; the row's state
+    is a :class:`~shared.incident_state.DeliveryState`)."""
+
+    NOT_CLAIMABLE = "not_claimable"  # done already, or held by a live sender: a harmless duplicate
+    SENT = "sent"
+    RETRY = "retry"  # back to pending, due again after the backoff
+    FAILED = "failed"  # this channel gave up; the next one, if any, is due now
+    NOT_RECORDED = "not_recorded"  # sent, but the lease was lost before the outcome could be written
+
+    @property
+    def settles(self) -> bool:
+        """The row reached a final state: its incident may now settle."""
+        return self in (AttemptOutcome.SENT, AttemptOutcome.FAILED)
 
 
 @dataclass(frozen=True)

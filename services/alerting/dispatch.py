@@ -37,7 +37,7 @@ from typing import Any, cast
 import httpx
 from sqlalchemy import and_, or_, select, update
 
-from services.alerting.delivery import DeliveryResult
+from services.alerting.delivery import AttemptOutcome, DeliveryResult
 from services.alerting.faults import FaultInjector
 from services.alerting.report import ReportBuilder
 from services.alerting.routing import Router
@@ -47,7 +47,7 @@ from shared.db import Database, EmergencyContact
 from shared.db.clock import db_now
 from shared.db.models import AlertingWorker, ContactNotification, DispatchOutbox, Incident
 from shared.incident_events import IncidentEvents
-from shared.incident_state import OPEN_DELIVERY_STATES, DeliveryState, IncidentState
+from shared.incident_state import OPEN_DELIVERY_STATES, ContactEvent, DeliveryState, IncidentState
 from shared.incidents import add_audit, add_contact_notifications, get_incident, move_deliveries, move_incident
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class Dispatcher:
         self.events = events
         self.rng = rng or random.Random()
 
-    async def deliver(self, table: str, row_id: uuid.UUID) -> str:
+    async def deliver(self, table: str, row_id: uuid.UUID) -> AttemptOutcome:
         """Try to deliver row ``row_id`` of ``table`` (``agency`` or ``contact``) once.
 
         Returns what happened (``not_claimable``, ``sent``, ``retry``, ``failed``); a
@@ -143,14 +143,14 @@ class Dispatcher:
         model = TABLES[table]
         row = await self._claim(model, row_id)
         if row is None:
-            return "not_claimable"
+            return AttemptOutcome.NOT_CLAIMABLE
         self.faults.step("after_claim")
         payload = row.payload.encode() if row.payload is not None else await self._fix_payload(model, row)
         target, result = await self._send(row, payload)
         self.faults.step("after_send")
         outcome = await self._record(model, row, target, result)
         self.faults.step("after_record")
-        if isinstance(row, DispatchOutbox) and outcome in ("sent", "failed"):
+        if isinstance(row, DispatchOutbox) and outcome.settles:
             await settle_incident(self.db, row.incident_id, self.events, actor=self.owner)
         return outcome
 
@@ -216,7 +216,7 @@ class Dispatcher:
 
     async def _record(
         self, model: type[DispatchOutbox] | type[ContactNotification], row: Row, target: str | None, result: DeliveryResult
-    ) -> str:
+    ) -> AttemptOutcome:
         incident_id = row.incident_id
         self.faults.step("before_record")
         async with self.db.session() as session:
@@ -233,7 +233,7 @@ class Dispatcher:
                         _group(model, row), model.position > row.position,
                     )
                     add_audit(session, incident_id, self.owner, "delivered", _describe(row, result))
-                return "sent" if done else "not_recorded"
+                return AttemptOutcome.SENT if done else AttemptOutcome.NOT_RECORDED
             mine = (model.id == row.id, model.lease_owner == self.owner)
             if result.retryable and row.attempts < self.policy.max_attempts:
                 done = await _move(
@@ -242,14 +242,14 @@ class Dispatcher:
                     lease_owner=None, lease_until=None, enqueued_at=None,
                     target=target, last_status=result.status, last_error=result.detail,
                 )
-                return "retry" if done else "not_recorded"
+                return AttemptOutcome.RETRY if done else AttemptOutcome.NOT_RECORDED
             done = await _move(
                 session, model, (DeliveryState.SENDING,), DeliveryState.FAILED, *mine,
                 lease_owner=None, lease_until=None,
                 target=target, last_status=result.status, last_error=result.detail,
             )
             if not done:
-                return "not_recorded"
+                return AttemptOutcome.NOT_RECORDED
             fallback = await _move(
                 session, model, (DeliveryState.STANDBY,), DeliveryState.PENDING,
                 _group(model, row), model.position == row.position + 1,
@@ -261,7 +261,7 @@ class Dispatcher:
                 add_audit(session, incident_id, self.owner, "ops_alert", detail)
         if not fallback:
             await self.ops.alert("delivery_exhausted", {"incident_id": str(incident_id), **detail})
-        return "failed"
+        return AttemptOutcome.FAILED
 
 
 async def settle_incident(
@@ -291,8 +291,7 @@ async def settle_incident(
         ).first()
         if settled is None:
             return None
-        # The guardians' notice is named after the state: "dispatched" or "failed".
-        await add_contact_notifications(session, incident_id, settled.device_id, new_state.value)
+        await add_contact_notifications(session, incident_id, settled.device_id, ContactEvent.settled_as(new_state))
         add_audit(session, incident_id, actor, new_state.value, {"reached": sorted(reached), "missed": missed})
     if events is not None:
         view = await get_incident(db, incident_id)

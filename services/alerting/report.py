@@ -32,12 +32,14 @@ from services.alerting.routing import Router
 from shared.clips import CLIP_AFTER_S, ClipStore
 from shared.db import Database, Device, EmergencyContact
 from shared.db.clock import db_now
-from shared.incidents import ClipInfo
 from shared.db.models import ContactNotification, DispatchOutbox, Incident, IncidentClip
-from shared.incident_state import DeliveryState, IncidentState
+from shared.incident_state import ContactEvent, DeliveryState, IncidentState
+from shared.incidents import ClipInfo
 from shared.taxonomy import by_key
 
 REPORTED_STATES = (IncidentState.DISPATCHED, IncidentState.FAILED)
+# The notices of a settled report: they name the agencies it reached (or missed) and the place.
+SETTLED_EVENTS = tuple(ContactEvent.settled_as(state) for state in REPORTED_STATES)
 # How long after the clip's end the gateway may take to encode and store it.
 CLIP_UPLOAD_SLACK_S = 3.0
 
@@ -113,7 +115,7 @@ class ReportBuilder:
         async with self.db.session() as session:
             incident, device, now = await self._load(session, row.incident_id)
             contact = await session.get(EmergencyContact, row.contact_id)
-            if row.event in ("dispatched", "failed"):
+            if row.event in SETTLED_EVENTS:
                 # The agencies the report reached (or, for "failed", could not reach).
                 agencies = list(
                     await session.scalars(
@@ -121,7 +123,7 @@ class ReportBuilder:
                         .where(
                             DispatchOutbox.incident_id == incident.id,
                             DispatchOutbox.state
-                            == (DeliveryState.SENT if row.event == "dispatched" else DeliveryState.FAILED),
+                            == (DeliveryState.SENT if row.event is ContactEvent.DISPATCHED else DeliveryState.FAILED),
                         )
                         .distinct()
                     )
@@ -138,7 +140,7 @@ class ReportBuilder:
             "detected_at": _iso(incident.detected_at),
             "deadline_at": _iso(incident.deadline_at),
             "agencies": names,
-            "location": _location(incident, device) if row.event in ("dispatched", "failed") else None,
+            "location": _location(incident, device) if row.event in SETTLED_EVENTS else None,
         }
         return _envelope(f"incident.{row.event}", now, data)
 

@@ -28,6 +28,7 @@ import httpx
 
 from services.alerting.delivery import DeliveryResult
 from services.alerting.webhooks import webhook_headers
+from shared.incident_state import ContactEvent
 
 LMS_MAX_BYTES = 2000
 LMS_SUBJECT_MAX_BYTES = 40
@@ -175,18 +176,18 @@ def contact_message(to: str, notice: Mapping[str, Any]) -> SmsMessage:
     """The LMS a guardian gets (the ``data`` of an ``incident.<event>`` notice)."""
     cls = notice["class"]
     who = notice.get("owner_name") or "보호 대상자"
-    event = notice["event"]
-    if event == "detected":
+    event = ContactEvent(notice["event"])
+    if event is ContactEvent.DETECTED:
         lines = [
             f"[Hear-o] {who}님의 기기에서 '{cls['label_ko']}' 상황이 감지되었습니다 ({_kst(notice['detected_at'])}).",
             f"{_kst(notice['deadline_at'])}까지 취소되지 않으면 {', '.join(notice['agencies'])}에 자동 신고됩니다.",
         ]
-    elif event == "dispatched":
+    elif event is ContactEvent.DISPATCHED:
         lines = [
             f"[Hear-o] {who}님의 '{cls['label_ko']}' 상황이 {', '.join(notice['agencies'])}에 신고되었습니다.",
             _place_line(notice.get("location")),
         ]
-    elif event == "failed":
+    elif event is ContactEvent.FAILED:
         lines = [
             f"[Hear-o] {who}님의 '{cls['label_ko']}' 상황을 {', '.join(notice['agencies'])}에 신고하지 못했습니다.",
             "직접 112 또는 119에 신고해 주세요.",

@@ -120,7 +120,8 @@ class AlertingRuntime:
 
     def deliver(self, table: str, row_id: str) -> str:
         assert self.dispatcher is not None, "runtime not started"
-        return self.call(self.dispatcher.deliver(table, uuid.UUID(row_id)))
+        # The plain value: Celery logs the task's result by repr, and operators grep for 'sent'.
+        return self.call(self.dispatcher.deliver(table, uuid.UUID(row_id))).value
 
     def stop(self) -> None:
         if not self._thread.is_alive():

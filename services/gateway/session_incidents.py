@@ -47,7 +47,7 @@ from shared.incident_watcher import IncidentWatcher
 from shared.incidents import (
     COUNTDOWN_S,
     IncidentView,
-    Location,
+    IncidentLocation as Location,
     OpenedIncident,
     ScorePoint,
     act_on_incident,

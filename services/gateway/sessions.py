@@ -59,7 +59,7 @@ from services.gateway.session_incidents import IncidentBackend, SessionIncidents
 from services.gateway.settings import GatewaySettings
 from shared.db import Device
 from shared.features.spec import FeatureSpec
-from shared.incidents import Location as IncidentLocation
+from shared.incidents import IncidentLocation
 from shared.incidents import OpenedIncident, ScorePoint
 from shared.inference_wire import Ready
 from shared.protocol import (

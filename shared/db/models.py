@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.db.base import Base
-from shared.incident_state import OPEN_INCIDENT_STATES, DeliveryState, IncidentState
+from shared.incident_state import OPEN_INCIDENT_STATES, ContactEvent, DeliveryState, IncidentState
 
 
 class Device(Base):
@@ -101,17 +101,13 @@ class EmergencyContact(Base):
 
 
 # --- Incidents (alerting). States and transitions: shared/incident_state.py; lifecycle:
-# shared/incidents.py; guarantees: docs/incidents.md.
-
-# What a guardian is told: the detection, the report going out, its cancel, or that it failed.
-CONTACT_EVENTS = ("detected", "dispatched", "cancelled", "failed")
-
+# shared/incidents/ (package); guarantees: docs/incidents.md.
 
 def _in(column: str, values: Iterable[str]) -> str:
     return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
-def _state_type(states: type[IncidentState] | type[DeliveryState]) -> Enum:
+def _enum_type(states: type[IncidentState] | type[DeliveryState] | type[ContactEvent]) -> Enum:
     # VARCHAR(16) holding the enum's values; reads come back as members and an unknown name
     # is refused before it reaches the database. The CHECK constraint is declared on the
     # table under the name the migrations gave it, so the type adds none of its own.
@@ -158,7 +154,7 @@ class Incident(Base):
     detections: Mapped[int] = mapped_column(Integer, default=1)
     detected_at: Mapped[datetime]
     deadline_at: Mapped[datetime]
-    state: Mapped[IncidentState] = mapped_column(_state_type(IncidentState))
+    state: Mapped[IncidentState] = mapped_column(_enum_type(IncidentState))
     state_changed_at: Mapped[datetime]
     # "deadline" or "confirmed": what made it go out; None until it does.
     trigger: Mapped[str | None] = mapped_column(String(16))
@@ -184,7 +180,7 @@ class _DeliveryColumns:
     incident_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))
-    state: Mapped[DeliveryState] = mapped_column(_state_type(DeliveryState))
+    state: Mapped[DeliveryState] = mapped_column(_enum_type(DeliveryState))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     enqueued_at: Mapped[datetime | None]
@@ -218,12 +214,12 @@ class ContactNotification(_DeliveryColumns, Base):
     __table_args__ = (
         UniqueConstraint("incident_id", "contact_id", "event", "position", name="uq_contact_notifications_delivery"),
         CheckConstraint(_in("state", DeliveryState), name="state"),
-        CheckConstraint(_in("event", CONTACT_EVENTS), name="event"),
+        CheckConstraint(_in("event", ContactEvent), name="event"),
         Index("ix_contact_notifications_due", "state", "next_attempt_at"),
     )
 
     contact_id: Mapped[int] = mapped_column(ForeignKey("emergency_contacts.id", ondelete="CASCADE"))
-    event: Mapped[str] = mapped_column(String(16))
+    event: Mapped[ContactEvent] = mapped_column(_enum_type(ContactEvent))
 
 
 class IncidentClip(Base):

@@ -12,6 +12,7 @@ from shared.incident_state import (
     OPEN_DELIVERY_STATES,
     OPEN_INCIDENT_STATES,
     ActionOutcome,
+    ContactEvent,
     DeliveryState,
     IllegalTransition,
     IncidentAction,
@@ -113,3 +114,12 @@ def test_action_outcomes(
 
 def test_every_outcome_has_a_message() -> None:
     assert all(outcome.message for outcome in ActionOutcome)
+
+
+def test_contact_events_are_the_database_strings_and_a_settled_report_names_its_notice() -> None:
+    assert [e.value for e in ContactEvent] == ["detected", "dispatched", "cancelled", "failed"]
+    assert ContactEvent.settled_as(I.DISPATCHED) is ContactEvent.DISPATCHED
+    assert ContactEvent.settled_as(I.FAILED) is ContactEvent.FAILED
+    for state in (I.PENDING, I.DISPATCHING, I.CANCELLED):
+        with pytest.raises(ValueError, match="has not settled"):
+            ContactEvent.settled_as(state)

@@ -18,7 +18,7 @@ from shared.db.models import AuditEntry, ContactNotification, DispatchOutbox
 from shared.incident_events import LocalIncidentEvents
 from shared.incident_state import ActionOutcome, IncidentAction, IncidentState
 from shared.incidents import (
-    Location,
+    IncidentLocation,
     ScorePoint,
     act_on_incident,
     archive_clip,
@@ -83,7 +83,7 @@ async def test_refuses_normal_class_and_unknown_device(sqlite_db: Database) -> N
 
 
 async def test_location_is_kept_only_with_consent(sqlite_db: Database) -> None:
-    place = Location(37.5, 127.0, 12.0)
+    place = IncidentLocation(37.5, 127.0, 12.0)
     with_consent = await make_device(sqlite_db)
     without = await make_device(sqlite_db, consent_location=False)
     kept = await open_incident(sqlite_db, device_id=with_consent, class_key="fire", confidence=0.9, location=place)

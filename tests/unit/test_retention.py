@@ -18,7 +18,7 @@ from shared.db.clock import db_now
 from shared.db.models import AuditEntry, DispatchOutbox, Incident, IncidentClip
 from shared.incident_privacy import DonationOutcome, donate_clip
 from shared.incident_state import DeliveryState, IncidentAction, IncidentState
-from shared.incidents import Location, act_on_incident, archive_clip, open_incident
+from shared.incidents import IncidentLocation, act_on_incident, archive_clip, open_incident
 from tests.alerting_support import make_device
 
 DAY = 24 * 3600.0
@@ -31,7 +31,7 @@ def _store(tmp_path: Path) -> LocalClipStore:
 async def _incident_with_clip(db: Database, store: ClipStore, *, cancel: bool) -> tuple[uuid.UUID, uuid.UUID]:
     device = await make_device(db)
     incident = (
-        await open_incident(db, device_id=device, class_key="fire", confidence=0.9, location=Location(37.5, 127.0, 10))
+        await open_incident(db, device_id=device, class_key="fire", confidence=0.9, location=IncidentLocation(37.5, 127.0, 10))
     ).incident
     await archive_clip(db, store, incident.id, np.zeros(1600, np.float32), 16000)
     if cancel:

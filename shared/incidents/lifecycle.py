@@ -1,0 +1,270 @@
+"""The incident lifecycle as the gateway drives it: open, cancel or confirm, and read.
+
+The states and the moves between them are :mod:`shared.incident_state`'s (the alerting
+worker owns the moves after ``pending``). Every move is one conditional ``UPDATE ... WHERE
+state = <expected>`` (:mod:`shared.incidents.moves`), so when a cancel races the deadline
+exactly one of them changes the row and the other learns the truth from what it finds: a
+cancel that loses answers ``already_reported``. Times come from the database clock
+(:func:`shared.db.clock.db_now`), never from a process's clock.
+
+After each committed change an :class:`~shared.incident_events.IncidentUpdate` is published
+when an ``events`` bus is given; losing it loses nothing (see :mod:`shared.incident_events`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from shared.db import Database
+from shared.db.clock import db_now
+from shared.db.models import Device, DispatchOutbox, Incident
+from shared.incident_events import IncidentEvents
+from shared.incident_state import (
+    OPEN_INCIDENT_STATES,
+    ActionOutcome,
+    ContactEvent,
+    DeliveryState,
+    IncidentAction,
+    IncidentState,
+)
+from shared.incidents.audit import add_audit
+from shared.incidents.contacts import add_contact_notifications, withdraw_detection_notices
+from shared.incidents.moves import move_incident
+from shared.incidents.views import (
+    ActionResult,
+    IncidentLocation,
+    IncidentView,
+    OpenedIncident,
+    ScorePoint,
+    owned,
+    read_incident,
+    view_of,
+)
+from shared.taxonomy import by_key
+
+COUNTDOWN_S = 60.0
+# An incident keeps at most this many score points (a long event keeps adding evidence).
+MAX_TIMELINE_POINTS = 600
+
+
+async def open_incident(
+    db: Database,
+    *,
+    device_id: uuid.UUID,
+    class_key: str,
+    confidence: float,
+    scores: Sequence[ScorePoint] = (),
+    location: IncidentLocation | None = None,
+    session_id: str | None = None,
+    countdown_s: float = COUNTDOWN_S,
+    events: IncidentEvents | None = None,
+    actor: str = "gateway",
+) -> OpenedIncident:
+    """Open an incident for a detection, or add the detection to the device's open one.
+
+    A new incident is ``pending`` with ``deadline_at`` = database now + ``countdown_s``,
+    and its emergency contacts are queued a "detected" notice in the same transaction.
+    The location is kept only when the device consented to location. Raises ValueError
+    for an unknown or non-emergency class, LookupError for an unknown device.
+    """
+    cls = by_key(class_key)
+    if not cls.is_emergency:
+        raise ValueError(f"class {class_key!r} is not an emergency; no incident is opened for it")
+    for _ in range(3):
+        existing = await _add_evidence(db, device_id, class_key, confidence, scores)
+        if existing is not None:
+            return OpenedIncident(existing, created=False)
+        try:
+            view = await _insert(db, device_id, class_key, confidence, scores, location, session_id, countdown_s, actor)
+        except IntegrityError:
+            continue  # another detection opened one in between: add to it
+        if events is not None:
+            await events.publish(view.as_update())
+        return OpenedIncident(view, created=True)
+    raise RuntimeError(f"could not open or join an incident for device {device_id}")
+
+
+async def _add_evidence(
+    db: Database, device_id: uuid.UUID, class_key: str, confidence: float, scores: Sequence[ScorePoint]
+) -> IncidentView | None:
+    async with db.session() as session:
+        # The write comes first: it takes the row (PostgreSQL) or database (SQLite) lock
+        # before anything is read, so the read-modify-write of the timeline is not racy.
+        row = (
+            await session.execute(
+                update(Incident)
+                .where(Incident.device_id == device_id, Incident.state.in_(OPEN_INCIDENT_STATES))
+                .values(detections=Incident.detections + 1)
+                .returning(Incident.id, db_now())
+                .execution_options(synchronize_session=False)
+            )
+        ).first()
+        if row is None:
+            return None
+        incident_id, now = row
+        incident = await session.get_one(Incident, incident_id, populate_existing=True)
+        since = (now - incident.detected_at).total_seconds()
+        timeline = incident.score_timeline + _points(scores, class_key, since)
+        incident.score_timeline = timeline[-MAX_TIMELINE_POINTS:]
+        incident.confidence = max(incident.confidence, confidence)
+        add_audit(session, incident_id, "gateway", "evidence", {"class": class_key, "confidence": confidence})
+        await session.flush()
+        return view_of(incident, now)
+
+
+async def _insert(
+    db: Database,
+    device_id: uuid.UUID,
+    class_key: str,
+    confidence: float,
+    scores: Sequence[ScorePoint],
+    location: IncidentLocation | None,
+    session_id: str | None,
+    countdown_s: float,
+    actor: str,
+) -> IncidentView:
+    async with db.session() as session:
+        device = await session.get(Device, device_id)
+        if device is None:
+            raise LookupError(f"no device {device_id}")
+        kept = location if device.consent_location else None
+        incident_id = uuid.uuid4()
+        session.add(
+            Incident(
+                id=incident_id,
+                device_id=device_id,
+                session_id=session_id,
+                class_key=class_key,
+                confidence=confidence,
+                score_timeline=_points(scores, class_key, 0.0)[-MAX_TIMELINE_POINTS:],
+                detections=1,
+                detected_at=db_now(),
+                deadline_at=db_now(countdown_s),
+                state=IncidentState.PENDING,
+                state_changed_at=db_now(),
+                latitude=kept.latitude if kept else None,
+                longitude=kept.longitude if kept else None,
+                location_accuracy_m=kept.accuracy_m if kept else None,
+            )
+        )
+        await session.flush()
+        await add_contact_notifications(session, incident_id, device_id, ContactEvent.DETECTED)
+        add_audit(session, incident_id, actor, "opened", {"class": class_key, "confidence": confidence})
+        await session.flush()
+        view = await read_incident(session, incident_id)
+        assert view is not None
+        return view
+
+
+def _points(scores: Sequence[ScorePoint], class_key: str, offset_s: float) -> list[dict[str, Any]]:
+    return [
+        {"t": round(p.t + offset_s, 3), "class": p.class_key or class_key, "score": round(float(p.score), 4)}
+        for p in scores
+    ]
+
+
+async def act_on_incident(
+    db: Database,
+    incident_id: uuid.UUID,
+    action: IncidentAction,
+    *,
+    device_id: uuid.UUID | None = None,
+    reason: str | None = None,
+    events: IncidentEvents | None = None,
+    actor: str = "device",
+) -> ActionResult:
+    """Cancel a pending incident (then it is never reported) or confirm it (report now: its
+    deadline becomes the database's now). Exactly one of the action and the deadline wins;
+    the outcome says which, with the incident as it now stands.
+
+    ``device_id`` restricts the action to that device's incidents (others look not found).
+    ``reason`` is a cancel's, kept with the incident. After a cancel, contacts who have not
+    yet been told of the detection are not told; those who have are told it was cancelled.
+    """
+    if reason is not None and action is not IncidentAction.CANCEL:
+        raise ValueError(f"only a cancel takes a reason, not a {action}")
+    where = owned(incident_id, device_id)
+    if action is IncidentAction.CANCEL:
+        change = move_incident(IncidentState.PENDING, IncidentState.CANCELLED, *where).values(
+            cancel_reason=reason[:200] if reason else None
+        )
+    else:  # the incident stays pending; the sweeper claims it at the deadline it now has
+        change = (
+            update(Incident)
+            .where(Incident.state == IncidentState.PENDING, *where)
+            .values(deadline_at=db_now(), trigger="confirmed", state_changed_at=db_now())
+            .execution_options(synchronize_session=False)
+        )
+    async with db.session() as session:
+        won = (await session.execute(change.returning(Incident.device_id))).first()
+        view = await read_incident(session, incident_id, device_id)
+        if view is None:
+            return ActionResult(action, ActionOutcome.NOT_FOUND, None)
+        outcome = action.outcome(won=won is not None, found=view.state)
+        if won is not None:
+            if action is IncidentAction.CANCEL:
+                await withdraw_detection_notices(session, incident_id, won.device_id)
+            detail = {"reason": reason} if action is IncidentAction.CANCEL else {}
+            add_audit(session, incident_id, actor, outcome.value, detail)
+    if won is not None and events is not None:
+        await events.publish(view.as_update())
+    return ActionResult(action, outcome, view)
+
+
+async def get_incident(
+    db: Database, incident_id: uuid.UUID, *, device_id: uuid.UUID | None = None
+) -> IncidentView | None:
+    """The incident, or None (also when it belongs to another device than ``device_id``)."""
+    async with db.session() as session:
+        return await read_incident(session, incident_id, device_id)
+
+
+async def list_incidents(
+    db: Database,
+    device_id: uuid.UUID,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    class_key: str | None = None,
+    limit: int = 100,
+) -> list[IncidentView]:
+    """A device's incidents detected in ``[since, until)``, newest first."""
+    query = select(Incident, db_now()).where(Incident.device_id == device_id)
+    if since is not None:
+        query = query.where(Incident.detected_at >= since)
+    if until is not None:
+        query = query.where(Incident.detected_at < until)
+    if class_key is not None:
+        query = query.where(Incident.class_key == class_key)
+    query = query.order_by(Incident.detected_at.desc()).limit(limit)
+    async with db.session() as session:
+        rows = (await session.execute(query)).all()
+    return [view_of(incident, now) for incident, now in rows]
+
+
+async def incident_deliveries(db: Database, incident_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Where the report went: one entry per agency channel tried (state, attempts, sent_at)."""
+    async with db.session() as session:
+        rows = (
+            await session.scalars(
+                select(DispatchOutbox)
+                .where(DispatchOutbox.incident_id == incident_id, DispatchOutbox.state != DeliveryState.STANDBY)
+                .order_by(DispatchOutbox.agency_id, DispatchOutbox.position)
+            )
+        ).all()
+    return [
+        {
+            "agency": row.agency_id,
+            "channel": row.kind,
+            "state": row.state.value,
+            "attempts": row.attempts,
+            "sent_at": row.sent_at.isoformat() if row.sent_at else None,
+        }
+        for row in rows
+    ]

@@ -1,0 +1,160 @@
+"""An incident as the gateway reads it: :class:`IncidentView` and the values around it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db.clock import db_now
+from shared.db.models import Incident
+from shared.incident_events import IncidentUpdate
+from shared.incident_state import ActionOutcome, IncidentAction, IncidentState
+from shared.taxonomy import by_key
+
+
+@dataclass(frozen=True)
+class ScorePoint:
+    """A class score ``t`` seconds from the detection (negative: before it)."""
+
+    t: float
+    score: float
+    class_key: str | None = None
+
+
+@dataclass(frozen=True)
+class IncidentLocation:
+    """Where the device was when the incident was detected, as kept with the incident (only
+    with the owner's consent to location). The client's wire position is
+    :class:`shared.protocol.Location`."""
+
+    latitude: float
+    longitude: float
+    accuracy_m: float
+
+
+@dataclass(frozen=True)
+class IncidentView:
+    """An incident as read, with ``seconds_left`` to its deadline on the database clock."""
+
+    id: uuid.UUID
+    device_id: uuid.UUID
+    class_key: str
+    confidence: float
+    state: IncidentState
+    detected_at: datetime
+    deadline_at: datetime
+    state_changed_at: datetime
+    seconds_left: float
+    detections: int
+    score_timeline: list[dict[str, Any]]
+    trigger: str | None
+    cancel_reason: str | None
+    location: IncidentLocation | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The REST representation (``GET /v1/incidents/{id}``)."""
+        cls = by_key(self.class_key)
+        return {
+            "incident_id": str(self.id),
+            "class": cls.key,
+            "class_id": cls.id,
+            "label_en": cls.label_en,
+            "label_ko": cls.label_ko,
+            "confidence": self.confidence,
+            "state": self.state.value,
+            "detected_at": self.detected_at.isoformat(),
+            "deadline_at": self.deadline_at.isoformat(),
+            "state_changed_at": self.state_changed_at.isoformat(),
+            "seconds_left": round(self.seconds_left, 3) if self.state is IncidentState.PENDING else 0.0,
+            "detections": self.detections,
+            "score_timeline": self.score_timeline,
+            "trigger": self.trigger,
+            "cancel_reason": self.cancel_reason,
+            "location": None if self.location is None else {
+                "latitude": self.location.latitude,
+                "longitude": self.location.longitude,
+                "accuracy_m": self.location.accuracy_m,
+            },
+        }
+
+    def as_update(self, detail: dict[str, Any] | None = None) -> IncidentUpdate:
+        return IncidentUpdate(
+            incident_id=str(self.id),
+            device_id=str(self.device_id),
+            state=self.state,
+            deadline_at=self.deadline_at.isoformat(),
+            at=self.state_changed_at.isoformat(),
+            detail=detail if detail is not None else (
+                {"reason": self.cancel_reason} if self.state is IncidentState.CANCELLED else {}
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class OpenedIncident:
+    """``created`` is False when the detection was added as evidence to an open incident."""
+
+    incident: IncidentView
+    created: bool
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """The answer to a cancel or confirm, with the incident as it now stands (None: not found)."""
+
+    action: IncidentAction
+    outcome: ActionOutcome
+    incident: IncidentView | None
+
+    @property
+    def fulfilled(self) -> bool:
+        """The incident stands as the person asked (:meth:`IncidentAction.fulfilled`)."""
+        return self.action.fulfilled(self.outcome)
+
+
+def owned(incident_id: uuid.UUID, device_id: uuid.UUID | None) -> list[Any]:
+    """The WHERE conditions for the incident, restricted to ``device_id``'s when given."""
+    conditions: list[Any] = [Incident.id == incident_id]
+    if device_id is not None:
+        conditions.append(Incident.device_id == device_id)
+    return conditions
+
+
+async def read_incident(
+    session: AsyncSession, incident_id: uuid.UUID, device_id: uuid.UUID | None = None
+) -> IncidentView | None:
+    """The incident as it stands in the caller's transaction, or None (see :func:`owned`)."""
+    row = (
+        await session.execute(
+            select(Incident, db_now()).where(*owned(incident_id, device_id)).execution_options(populate_existing=True)
+        )
+    ).first()
+    return None if row is None else view_of(row[0], row[1])
+
+
+def view_of(incident: Incident, now: datetime) -> IncidentView:
+    """The view of a row read at database time ``now``."""
+    location = None
+    if incident.latitude is not None and incident.longitude is not None:
+        location = IncidentLocation(incident.latitude, incident.longitude, incident.location_accuracy_m or 0.0)
+    return IncidentView(
+        id=incident.id,
+        device_id=incident.device_id,
+        class_key=incident.class_key,
+        confidence=incident.confidence,
+        state=incident.state,
+        detected_at=incident.detected_at,
+        deadline_at=incident.deadline_at,
+        state_changed_at=incident.state_changed_at,
+        seconds_left=max(0.0, (incident.deadline_at - now).total_seconds()),
+        detections=incident.detections,
+        score_timeline=list(incident.score_timeline),
+        trigger=incident.trigger,
+        cancel_reason=incident.cancel_reason,
+        location=location,
+    )
