@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from hearo.stream_client import FALLBACK_RATE
+from hearo.audio_sources import FALLBACK_RATE
 from services.gateway.alarm_pattern import AlarmPatternDetector, AlarmPatternMatch
 from services.gateway.audio import RING_SAMPLE_RATE, AudioPipeline, Window
 from services.gateway.settings import GatewaySettings

@@ -25,27 +25,20 @@ import contextlib
 import json
 import signal
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
 
-import numpy as np
-import soundfile
-import soxr
 from pydantic import ValidationError
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from shared.incident_state import IncidentState
+from hearo.audio_sources import FRAME_MS, AudioSource, FileSource, InputError, MicSource
+from hearo.incident_board import cancel_hint, http_base
+from hearo.stream_view import StreamView
 from shared.protocol import (
     ENCODING,
-    SAMPLE_RATES,
     CloseCode,
     DetectionMessage,
     ErrorMessage,
@@ -64,99 +57,7 @@ EXIT_AUTH = 2
 EXIT_PROTOCOL = 3
 EXIT_CONNECTION = 4
 
-FRAME_MS = 100
-FALLBACK_RATE = 16_000
-MIC_RATE = 16_000
 STOPPED_TIMEOUT_S = 60.0
-TOP_CLASSES = 5
-_STATE_STYLES = {
-    IncidentState.PENDING: "bold yellow", IncidentState.DISPATCHED: "bold red", IncidentState.CANCELLED: "green"
-}
-
-
-class InputError(Exception):
-    """The audio source cannot be used (unreadable file, no microphone support)."""
-
-
-class AudioSource(Protocol):
-    """PCM16 little-endian frames of ``FRAME_MS`` at ``sample_rate`` x ``channels``."""
-
-    sample_rate: int
-    channels: int
-    realtime: bool  # produces audio at real time by itself (a microphone)
-
-    def frames(self) -> AsyncIterator[bytes]: ...
-
-
-class FileSource:
-    """A sound file, as it is when its rate is accepted, else mono resampled to 16 kHz."""
-
-    realtime = False
-
-    def __init__(self, path: Path) -> None:
-        try:
-            self._file = soundfile.SoundFile(str(path))
-        except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:
-            raise InputError(f"cannot read {path}: {exc}") from None
-        self._resample = self._file.samplerate not in SAMPLE_RATES
-        self._mixdown = self._resample or self._file.channels > 2
-        self.sample_rate = FALLBACK_RATE if self._resample else self._file.samplerate
-        self.channels = 1 if self._mixdown else self._file.channels
-
-    async def frames(self) -> AsyncIterator[bytes]:
-        block = self._file.samplerate * FRAME_MS // 1000
-        resampler = soxr.ResampleStream(self._file.samplerate, FALLBACK_RATE, 1) if self._resample else None
-        with self._file:
-            try:
-                if not self._mixdown:
-                    for chunk in self._file.blocks(blocksize=block, dtype="int16", always_2d=True):
-                        yield chunk.astype("<i2").tobytes()
-                    return
-                for chunk in self._file.blocks(blocksize=block, dtype="float32", always_2d=True):
-                    mono = chunk.mean(axis=1, dtype=np.float32)
-                    yield _pcm16(resampler.resample_chunk(mono) if resampler is not None else mono)
-                if resampler is not None:
-                    yield _pcm16(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
-            except (soundfile.LibsndfileError, RuntimeError) as exc:
-                raise InputError(f"cannot read {self._file.name}: {exc}") from None
-
-
-class MicSource:
-    """The default input device at 16 kHz mono, until ``stop`` is set."""
-
-    sample_rate = MIC_RATE
-    channels = 1
-    realtime = True
-
-    def __init__(self, stop: asyncio.Event) -> None:
-        try:
-            import sounddevice
-        except ImportError:
-            raise InputError(
-                "streaming the microphone needs the 'mic' extra: pip install 'hearo[mic]' (sounddevice)"
-            ) from None
-        except OSError as exc:  # sounddevice is there but PortAudio is not
-            raise InputError(f"no audio input available: {exc}") from None
-        self._sounddevice = sounddevice
-        self._stop = stop
-
-    async def frames(self) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[bytes] = asyncio.Queue()
-
-        def on_audio(data: Any, _frames: int, _time: Any, _status: Any) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, bytes(data))
-
-        try:
-            stream = self._sounddevice.RawInputStream(
-                samplerate=MIC_RATE, channels=1, dtype="int16", blocksize=MIC_RATE * FRAME_MS // 1000, callback=on_audio
-            )
-        except Exception as exc:  # PortAudioError and friends: no device, rate refused
-            raise InputError(f"cannot open the microphone: {exc}") from None
-        with stream:
-            # A frame arrives every FRAME_MS, so ``stop`` is seen within one.
-            while not self._stop.is_set():
-                yield await queue.get()
 
 
 def _error(err: Console, message: str) -> None:
@@ -180,144 +81,6 @@ def _parse_failure(raw: str, exc: ValueError) -> tuple[str, str]:
     else:
         reason = str(exc)
     return kind, reason
-
-
-def _pcm16(samples: np.ndarray) -> bytes:
-    return (np.clip(samples, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes()
-
-
-@dataclass
-class IncidentStatus:
-    """An incident as the client last heard of it; ``deadline`` on the local wall clock."""
-
-    incident_id: str
-    state: IncidentState
-    deadline: float  # time.time() at which the report is due (the gateway's clock, skew removed)
-    class_key: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def unresolved(self) -> bool:
-        return not self.state.is_final
-
-    def describe(self, now: float) -> str:
-        """One line for people: the countdown while pending, else the outcome."""
-        what = f"incident {self.incident_id[:8]}" + (f" ({self.class_key})" if self.class_key else "")
-        if self.state is IncidentState.PENDING:
-            left = max(0.0, self.deadline - now)
-            return f"{what}: reporting in {left:.0f} s unless cancelled (hearo incident cancel {self.incident_id})"
-        if self.state is IncidentState.DISPATCHING:
-            return f"{what}: reporting now"
-        if self.state is IncidentState.DISPATCHED:
-            reached = self.detail.get("reached")
-            return f"{what}: REPORTED" + (f" to {', '.join(reached)}" if reached else "")
-        if self.state is IncidentState.CANCELLED:
-            reason = self.detail.get("reason")
-            return f"{what}: cancelled, nothing reported" + (f" ({reason})" if reason else "")
-        return f"{what}: the report could not be delivered; call 112/119 directly"
-
-
-@dataclass
-class IncidentBoard:
-    """The incidents of the stream, from ``detection`` and ``incident`` messages.
-
-    Countdowns use ``seconds_left`` when a message has it (the database's clock); later
-    deadlines are moved by the skew then measured between the gateway's clock and this one.
-    """
-
-    incidents: dict[str, IncidentStatus] = field(default_factory=dict)
-    _skew_s: float = 0.0  # the gateway's deadline_at minus the local time it is due
-
-    def on_detection(self, message: DetectionMessage, now: float) -> None:
-        if message.incident_id is None:
-            return
-        known = self.incidents.get(message.incident_id)
-        if known is not None:
-            known.class_key = known.class_key or message.class_
-        elif message.deadline_at is not None:
-            self.incidents[message.incident_id] = IncidentStatus(
-                message.incident_id, IncidentState.PENDING, self._local(message.deadline_at, message.seconds_left, now),
-                message.class_,
-            )  # fmt: skip
-
-    def on_incident(self, message: IncidentMessage, now: float) -> IncidentStatus:
-        status = self.incidents.get(message.incident_id)
-        deadline = self._local(message.deadline_at, message.seconds_left, now)
-        if status is None:
-            status = self.incidents[message.incident_id] = IncidentStatus(message.incident_id, message.state, deadline)
-        status.state, status.deadline = message.state, deadline
-        status.class_key = status.class_key or message.detail.get("class")
-        status.detail = message.detail
-        return status
-
-    def _local(self, deadline_at: datetime, seconds_left: float | None, now: float) -> float:
-        if seconds_left is not None:
-            self._skew_s = deadline_at.timestamp() - (now + seconds_left)
-        return deadline_at.timestamp() - self._skew_s
-
-    @property
-    def unresolved(self) -> list[IncidentStatus]:
-        return [status for status in self.incidents.values() if status.unresolved]
-
-
-def cancel_hint(status: IncidentStatus, http_base: str) -> str:
-    """How to cancel ``status`` once this client is gone."""
-    due = datetime.fromtimestamp(status.deadline, UTC).astimezone().strftime("%H:%M:%S")
-    when = f"the report goes out at {due}" if status.state is IncidentState.PENDING else "the report is going out"
-    return (
-        f"incident {status.incident_id} is still {status.state}: {when}; leaving did not cancel it.\n"
-        f"  cancel it with: hearo incident cancel {status.incident_id}\n"
-        f"  or: curl -X POST {http_base}/v1/incidents/{status.incident_id}/cancel "
-        f"-H 'Authorization: Bearer $HEARO_TOKEN'"
-    )
-
-
-def http_base(ws_url: str) -> str:
-    """The gateway's REST base for its stream URL: ws://host:8000/v1/stream -> http://host:8000."""
-    scheme, _, rest = ws_url.partition("://")
-    host = rest.split("/", 1)[0]
-    return f"{'https' if scheme == 'wss' else 'http'}://{host}"
-
-
-@dataclass
-class _View:
-    """What the live display shows, updated from the gateway's messages."""
-
-    url: str
-    ready: ReadyMessage | None = None
-    scores: ScoresMessage | None = None
-    detections: list[DetectionMessage] = field(default_factory=list)
-    board: IncidentBoard = field(default_factory=IncidentBoard)
-    notes: list[str] = field(default_factory=list)
-
-    def render(self) -> Group:
-        title = Text(f"Hear-o  {self.url}", style="bold")
-        if self.ready is not None:
-            title.append(f"  model {self.ready.model}", style="dim")
-        if self.scores is not None:
-            title.append(f"  {self.scores.stream_time_s:7.1f} s", style="cyan")
-        table = Table(show_header=True, header_style="bold", expand=False)
-        table.add_column("class")
-        table.add_column("score", justify="right")
-        table.add_column("", min_width=20)
-        for entry in self.scores.top[:TOP_CLASSES] if self.scores else []:
-            bar = "█" * round(entry.score * 20)
-            table.add_row(entry.class_, f"{entry.score:.2f}", Text(bar, style="red" if entry.class_ != "normal" else "green"))
-        parts: list[Any] = [title, table]
-        for d in self.detections:
-            heard = f"the {d.pattern} alarm rhythm" if d.pattern else f"confidence {d.confidence:.2f}"
-            parts.append(
-                Text(
-                    f"DETECTED {d.class_} ({d.label_en} / {d.label_ko}) {heard} at {d.stream_time_s:.1f} s",
-                    style="bold red",
-                )
-            )
-        now = time.time()
-        for status in self.board.incidents.values():
-            style = _STATE_STYLES.get(status.state, "bold")
-            parts.append(Text(status.describe(now), style=style))
-        parts += [Text(note, style="yellow") for note in self.notes]
-        return Group(*parts)
 
 
 def run_stream(
@@ -356,7 +119,7 @@ async def _stream(
     except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
         _error(err, f"cannot connect to {url}: {exc}")
         return EXIT_CONNECTION
-    session = _Session(ws, source, stop, _View(url), json_output, wait, err)
+    session = _Session(ws, source, stop, StreamView(url), json_output, wait, err)
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError):  # no signal handlers off the main thread
         loop.add_signal_handler(signal.SIGINT, session.interrupt)
@@ -387,7 +150,7 @@ class _Session:
         ws: ClientConnection,
         source: AudioSource,
         stop: asyncio.Event,
-        view: _View,
+        view: StreamView,
         json_output: bool,
         wait: bool = True,
         err: Console | None = None,

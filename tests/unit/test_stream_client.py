@@ -15,19 +15,10 @@ import pytest
 import soundfile
 from rich.console import Console
 
-from hearo.stream_client import (
-    EXIT_INPUT,
-    FRAME_MS,
-    FileSource,
-    IncidentBoard,
-    IncidentStatus,
-    InputError,
-    _Session,
-    _View,
-    cancel_hint,
-    http_base,
-    run_stream,
-)
+from hearo.audio_sources import FRAME_MS, FileSource, InputError
+from hearo.incident_board import IncidentBoard, IncidentStatus, cancel_hint, http_base
+from hearo.stream_client import EXIT_INPUT, _Session, run_stream
+from hearo.stream_view import StreamView
 from shared.incident_state import IncidentState
 from shared.protocol import ClassScore, DetectionMessage, IncidentMessage, ScoresMessage, StoppedMessage
 
@@ -157,7 +148,7 @@ def test_ctrl_c_stops_the_audio_first_and_leaves_at_once_during_a_countdown() ->
     async def scenario() -> list[tuple[bool, bool]]:
         seen = []
         for pending in (False, True):
-            view = _View("ws://x/v1/stream")
+            view = StreamView("ws://x/v1/stream")
             if pending:
                 view.board.incidents["d"] = IncidentStatus("d", IncidentState.PENDING, deadline=0.0)
             session = _Session(None, None, asyncio.Event(), view, json_output=True)  # type: ignore[arg-type]
@@ -184,7 +175,7 @@ class ScriptedSocket:
 def receive(frames: list[str], json_output: bool) -> tuple[_Session, str]:
     err = io.StringIO()
     session = _Session(
-        ScriptedSocket(frames), None, asyncio.Event(), _View("ws://x/v1/stream"), json_output,  # type: ignore[arg-type]
+        ScriptedSocket(frames), None, asyncio.Event(), StreamView("ws://x/v1/stream"), json_output,  # type: ignore[arg-type]
         err=Console(file=err, width=400),
     )  # fmt: skip
     asyncio.run(session._receive())
