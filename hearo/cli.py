@@ -243,6 +243,21 @@ def data_household(
     typer.echo(f"{len(rows)} files, {sum(r.seconds for r in rows) / 60:.0f} minutes: {out / 'index.csv'}")
 
 
+@data_app.command("spoken")
+def data_spoken(
+    out: Annotated[Path, typer.Option(help="Folder for the spoken evaluation set and its index.csv.")] = Path.home() / ".cache/hearo/spoken",
+    cache: Annotated[Path, typer.Option(help="The data build's cache (`hearo data build --cache`): nexuiz-data, Asterisk and game voices decoded.")] = Path("var/data-cache"),
+    household_tune: Annotated[Path, typer.Option(help="Household audio for the tuning voices' backgrounds (`--part calibration`).")] = Path("var/household-calibration"),
+    household_val: Annotated[Path, typer.Option(help="Household audio for the validation voices' backgrounds (`--part evaluation`).")] = Path("var/household-evaluation"),
+    normal_minutes: Annotated[float, typer.Option(help="Speech-heavy normal audio, in ten-minute files.")] = 130.0,
+) -> None:
+    """Build the spoken evaluation set: TTS distress phrases in every voice, real needhelp calls, speech-heavy normal audio."""
+    from hearo.spoken_eval import build_spoken_set
+
+    counts = build_spoken_set(out, cache, household_tune, household_val, normal_minutes)
+    typer.echo(f"{counts}: {out / 'index.csv'}")
+
+
 @app.command()
 def train(
     data: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Dataset folder: `hearo data build` output (default backbone), or class folders / AI Hub layout (beats; docs/training.md).")],
@@ -311,6 +326,8 @@ def evaluate_command(
     hop_s: Annotated[float, typer.Option(help="The service's hop between windows.")] = 0.5,
     smoothing_windows: Annotated[int, typer.Option(help="The detector's smoothing (gateway default 3).")] = 3,
     no_patterns: Annotated[bool, typer.Option("--no-patterns", help="The model alone: no alarm pattern detector.")] = False,
+    spoken: Annotated[Optional[Path], typer.Option(exists=True, file_okay=False, help="The spoken set (`hearo data spoken`): keyword recall, false keywords and false spoken detections per hour (needs the speech extra); with --household, spoken false alarms there too.")] = None,
+    languages: Annotated[str, typer.Option(help="Spoken languages to listen for (with --spoken).")] = "ko,en",
 ) -> None:
     """Score a model on labelled clips and/or household audio with the service's streaming semantics (alarm patterns included)."""
     import json
@@ -319,10 +336,28 @@ def evaluate_command(
     from services.inference.models.base import ModelLoadError
     from services.inference.registry import UnknownModelError
 
-    if manifest is None and household is None:
-        raise typer.BadParameter("give --manifest, --household or both")
+    if manifest is None and household is None and spoken is None:
+        raise typer.BadParameter("give --manifest, --household, --spoken or several")
     patterns = False if no_patterns else None
     report: dict[str, object] = {}
+    if spoken is not None:
+        from hearo.spoken_eval import evaluate_spoken
+        from shared.spoken import SpokenUnavailable, parse_languages
+
+        try:
+            result = evaluate_spoken(spoken, parse_languages(languages), household=household)
+        except (SpokenUnavailable, ValueError) as exc:
+            typer.echo(f"hearo eval --spoken: {exc}", err=True)
+            raise typer.Exit(2) from None
+        for key, row in result["keyword_recall"].items():
+            typer.echo(f"keyword recall {key}: {row['recall']:.3f} ({row['clips']} clips)")
+        typer.echo(f"false keywords: {result['false_keywords_per_hour']} per hour, false spoken detections: "
+                   f"{result['false_detections_per_hour']} per hour ({result['normal_hours']} h of speech-heavy normal audio)")
+        typer.echo(f"recogniser CPU: {100 * result['recogniser_cpu_share_of_stream']:.2f} % of a core per stream; "
+                   f"gate pass rate {result['gate_pass_rate']}")
+        report["spoken"] = result
+        if manifest is None:
+            household = None  # the spoken report covered it
     try:
         if manifest is not None:
             clips = evaluate(manifest, model, png_out=png or (json_out.with_suffix(".png") if json_out else None),

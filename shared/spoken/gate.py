@@ -43,8 +43,8 @@ class GateConfig:
     min_level_dbfs: float = -55.0
     onset_frames: int = 4
     onset_window: int = 6
-    preroll_s: float = 0.2
-    hangover_s: float = 0.36
+    preroll_s: float = 0.5
+    hangover_s: float = 0.5
     max_segment_s: float = 6.0
     min_voiced_s: float = 0.3
     min_syllabic: float = 0.2

@@ -108,10 +108,14 @@ def korean_vocabulary() -> frozenset[str]:
     return frozenset(words)
 
 
-def _common_syllables() -> list[str]:
-    """Hangul syllables of KS X 1001 (the 2,350 in everyday use)."""
+def _common_syllables(final_consonants: bool = False) -> list[str]:
+    """Hangul syllables of KS X 1001 (the 2,350 in everyday use); without ``final_consonants``
+    only the open ones (consonant + vowel, 399): a coarser garbage path that absorbs other
+    speech without out-scoring the keywords on unclear voices."""
     out = []
     for cp in range(0xAC00, 0xD7A4):
+        if not final_consonants and (cp - 0xAC00) % 28:
+            continue
         # Python's euc-kr codec spells the other syllables as 8-byte compositions.
         if len(chr(cp).encode("euc-kr")) == 2:
             out.append(chr(cp))
@@ -123,7 +127,7 @@ class KoreanKeywords:
 
     language = "ko"
 
-    def __init__(self, phrases: Sequence[DistressPhrase] | None = None) -> None:
+    def __init__(self, phrases: Sequence[DistressPhrase] | None = None, final_consonants: bool = False) -> None:
         self.phrases = [p for p in (phrases or load_phrases()) if p.language == "ko"]
         self._model = _vosk_model()
         vocabulary = korean_vocabulary()
@@ -131,7 +135,7 @@ class KoreanKeywords:
         missing = sorted(keyword_words - vocabulary)
         if missing:
             raise ValueError(f"Korean phrase tokens not in the model's vocabulary: {missing}")
-        fillers = [s for s in _common_syllables() if s in vocabulary and s not in keyword_words]
+        fillers = [s for s in _common_syllables(final_consonants) if s in vocabulary and s not in keyword_words]
         forms = [" ".join(form) for p in self.phrases for form in p.tokens]
         self.grammar = json.dumps(forms + fillers, ensure_ascii=False)
 
