@@ -1,0 +1,136 @@
+// The device's open incident, wherever it is told from: this tab's stream (detection,
+// incident), the REST API (after a reload, in a tab that is not listening, or when the stream
+// is down), and the other tabs of this browser (BroadcastChannel). The countdown runs from the
+// server's `seconds_left` (the database clock), never from this device's clock.
+
+import { api } from "./api.js";
+
+export const OPEN_STATES = ["pending", "dispatching"];
+const POLL_OPEN_MS = 2000; // an open incident: how it ends must show within seconds
+const POLL_IDLE_MS = 15000; // none known: another device's detection shows within this
+const SEEN_KEY = "hearo.incidents.seen"; // finished incidents already shown to the person
+
+export class IncidentTracker {
+  /** onChange(incident | null): incident = {id, state, class, label_en, label_ko, deadline (ms,
+   *  performance.now clock), outcome, reason, detail}. */
+  constructor(onChange) {
+    this.onChange = onChange;
+    this.current = null;
+    this.timer = null;
+    this.channel = "BroadcastChannel" in window ? new BroadcastChannel("hearo-incidents") : null;
+    if (this.channel) this.channel.onmessage = (event) => this.apply(event.data, false);
+  }
+
+  start() {
+    this.poll();
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible") this.poll();
+    });
+  }
+
+  schedule() {
+    clearTimeout(this.timer);
+    const open = this.current && OPEN_STATES.includes(this.current.state);
+    const ms = open ? (document.visibilityState === "visible" ? POLL_OPEN_MS : 2 * POLL_OPEN_MS) : POLL_IDLE_MS;
+    this.timer = setTimeout(() => this.poll(), ms);
+  }
+
+  async poll() {
+    try {
+      if (this.current && OPEN_STATES.includes(this.current.state)) {
+        this.apply(fromRest(await api("GET", `/v1/incidents/${this.current.id}`)));
+      } else {
+        const { incidents } = await api("GET", "/v1/incidents?limit=3");
+        const open = incidents.find((i) => OPEN_STATES.includes(i.state));
+        if (open) this.apply(fromRest(open));
+      }
+    } catch {
+      // No connection: the stream, the other tabs or the next poll will tell.
+    }
+    this.schedule();
+  }
+
+  /** A gateway message of this tab's stream. */
+  fromStream(message) {
+    if (message.type === "detection" && message.incident_id) {
+      const known = this.current && this.current.id === message.incident_id;
+      this.apply({
+        id: message.incident_id,
+        state: known ? this.current.state : "pending",
+        class: message.class, label_en: message.label_en, label_ko: message.label_ko,
+        secondsLeft: message.seconds_left ?? (known ? undefined : null),
+      });
+    } else if (message.type === "incident") {
+      const update = { id: message.incident_id, state: message.state, detail: message.detail || {} };
+      if (message.seconds_left !== undefined) update.secondsLeft = message.seconds_left;
+      else if (message.state === "pending" && message.deadline_at) update.deadlineAt = message.deadline_at;
+      if (message.detail && message.detail.class) update.class = message.detail.class;
+      if (message.detail && message.detail.reason) update.reason = message.detail.reason;
+      this.apply(update);
+    }
+  }
+
+  /** The answer of a cancel or confirm (REST), which is where the incident now stands. */
+  fromAction(body, outcome) {
+    this.apply({ ...fromRest(body), outcome });
+  }
+
+  apply(update, broadcast = true) {
+    if (!update || !update.id) return;
+    let incident = this.current && this.current.id === update.id ? { ...this.current } : null;
+    if (!incident) {
+      if (!OPEN_STATES.includes(update.state) || seen().includes(update.id)) return; // an old one
+      incident = { id: update.id, state: update.state };
+    }
+    for (const key of ["state", "class", "label_en", "label_ko", "outcome", "reason", "detail", "deliveries"]) {
+      if (update[key] !== undefined) incident[key] = update[key];
+    }
+    // Deadlines are kept as seconds from now, made local at once: clocks differ between devices.
+    if (typeof update.secondsLeft === "number" && incident.state === "pending") {
+      incident.deadline = performance.now() + update.secondsLeft * 1000;
+    } else if (update.deadlineAt && incident.deadline === undefined) {
+      incident.deadline = performance.now() + Math.max(0, Date.parse(update.deadlineAt) - Date.now());
+    }
+    const changed = !this.current || this.current.id !== incident.id || this.current.state !== incident.state
+      || this.current.deadline !== incident.deadline || this.current.outcome !== incident.outcome
+      || this.current.class !== incident.class;
+    this.current = incident;
+    if (broadcast && this.channel) {
+      const { deadline, ...shared } = incident;
+      const secondsLeft = deadline === undefined ? undefined : Math.max(0, (deadline - performance.now()) / 1000);
+      this.channel.postMessage({ ...shared, secondsLeft });
+    }
+    if (changed) {
+      this.onChange(incident);
+      this.schedule();
+    }
+  }
+
+  /** The person closed the finished alert: do not show this incident again in any tab. */
+  dismiss() {
+    if (this.current) {
+      const ids = [this.current.id, ...seen()].slice(0, 20);
+      localStorage.setItem(SEEN_KEY, JSON.stringify(ids));
+    }
+    this.current = null;
+    this.onChange(null);
+    this.schedule();
+  }
+}
+
+function seen() {
+  try {
+    return JSON.parse(localStorage.getItem(SEEN_KEY)) || [];
+  } catch {
+    return [];
+  }
+}
+
+/** GET /v1/incidents(/{id}) body → a tracker update. */
+export function fromRest(body) {
+  return {
+    id: body.incident_id, state: body.state, class: body.class, label_en: body.label_en, label_ko: body.label_ko,
+    secondsLeft: body.state === "pending" ? body.seconds_left : undefined, reason: body.cancel_reason ?? undefined,
+    deliveries: body.deliveries,
+  };
+}

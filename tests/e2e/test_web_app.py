@@ -1,0 +1,281 @@
+"""The web app in real headless Chromium against a real ``hearo run``, a WAV file as microphone.
+
+One ``hearo run`` for the module (the default 60 s countdown: no test waits it out; Report now
+and a reload do not need to). Each test registers its own device through the page, since a
+device has one open incident at a time. Screenshots go to ``var/test-artifacts/web/``.
+
+* registering works, and a conversation gives scores and no alert, at 360 px and in Korean;
+* a smoke alarm gives the fire alert and its countdown; Cancel with a reason ends it, the
+  agency receives nothing; history plays the clip and deletes it;
+* the countdown survives a reload and shows in a second tab; Report now reaches the agency.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.web_support import (
+    System,
+    chromium_or_skip,
+    hearo_run,
+    launch_chromium,
+    screenshot,
+    write_conversation,
+    write_smoke_alarm,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+DETECTION_S = 45.0  # two temporal-three cycles (8 s) plus start-up, on two busy cores
+PHONE = {"width": 360, "height": 760}
+TABLET_LANDSCAPE = {"width": 1180, "height": 820}
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    return chromium_or_skip()
+
+
+@pytest.fixture(scope="module")
+def system(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    with hearo_run(tmp_path_factory.mktemp("hearo-web")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def sounds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("sounds")
+    return {
+        "smoke": write_smoke_alarm(folder / "smoke-alarm.wav"),
+        "conversation": write_conversation(folder / "conversation.wav"),
+    }
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as running:
+        yield running
+
+
+def browser(playwright: Any, microphone: Path, chromium: Path) -> Any:
+    return launch_chromium(playwright, microphone, chromium)
+
+
+def register(page: Any, system: System, name: str) -> None:
+    """Fill the registration form as a person would, by its labels, and submit it."""
+    page.goto(system.base + "/")
+    page.get_by_label(re.compile("^(Name|이름)$")).first.fill(name)
+    page.get_by_label(re.compile("^(Year of birth|태어난 해)$")).fill("1942")
+    page.get_by_label(re.compile("^(Address|주소)$")).fill("서울시 중구 세종대로 110")
+    page.locator("fieldset.contact [name=c_name]").fill("Kim Min-ji")
+    page.locator("fieldset.contact [name=c_relation]").fill("granddaughter")
+    page.locator("fieldset.contact [name=c_phone]").fill("+82 10 1234 5678")
+    page.locator("[name=consent_recording]").check()
+    page.locator("[name=consent_location]").check()
+    page.locator("[name=consent_share_profile]").check()
+    page.locator("button[type=submit][form=register-form]").click()
+    page.locator("#view-listen").wait_for(state="visible", timeout=10_000)
+    assert page.evaluate("localStorage.getItem('hearo.token')"), "the token is kept in the browser"
+    assert "token" not in page.url
+
+
+def start_listening(page: Any) -> None:
+    page.locator("#listen-start").click()
+    page.locator("#listen-status[data-listening=true]").wait_for(timeout=20_000)
+
+
+def alert_incident(page: Any) -> str:
+    """Wait for the alert; the incident id it shows (from the page's tracker)."""
+    page.locator("#alert").wait_for(state="visible", timeout=DETECTION_S * 1000)
+    incident_id: str = page.evaluate(
+        "fetch('/v1/incidents?limit=1', {headers: {Authorization: 'Bearer ' + localStorage.getItem('hearo.token')}})"
+        ".then(r => r.json()).then(b => b.incidents[0].incident_id)"
+    )
+    return incident_id
+
+
+def seconds_left(page: Any) -> int:
+    page.wait_for_function("() => /^[0-9]+$/.test(document.querySelector('#alert-seconds').textContent)")
+    return int(page.locator("#alert-seconds").text_content())
+
+
+def no_horizontal_scroll(page: Any) -> None:
+    width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], f"the page is wider than the screen: {width}"
+
+
+def low_contrast(page: Any) -> list[str]:
+    """Visible text under WCAG AA contrast (4.5:1; 3:1 for large text), by computed colours."""
+    problems: list[str] = page.evaluate(
+        """() => {
+          const rgb = (c) => (c.match(/[0-9.]+/g) || []).map(Number);
+          const lum = ([r, g, b]) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+            return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+          const background = (el) => { for (; el; el = el.parentElement) { const c = rgb(getComputedStyle(el).backgroundColor);
+            if (c.length === 3 || c[3] > 0) return c.slice(0, 3); } return [255, 255, 255]; };
+          const out = [];
+          for (const el of document.querySelectorAll('body *')) {
+            const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+            if (!own || !el.checkVisibility()) continue;
+            const style = getComputedStyle(el);
+            const a = lum(rgb(style.color)), b = lum(background(el));
+            const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+            const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+            const large = size >= 24 || (bold && size >= 18.66);
+            if (ratio < (large ? 3 : 4.5)) out.push(`${el.tagName}#${el.id} "${el.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}`);
+          }
+          return out;
+        }"""
+    )
+    return problems
+
+
+def small_targets(page: Any) -> list[str]:
+    """Visible buttons and inputs smaller than 44 CSS px (WCAG 2.5.5's target size)."""
+    found: list[str] = page.evaluate(
+        """() => [...document.querySelectorAll('button, input:not([type=checkbox]):not([type=radio]), a')]
+          .filter((el) => el.checkVisibility()).map((el) => [el, el.getBoundingClientRect()])
+          .filter(([, r]) => r.height < 44 || r.width < 44).map(([el, r]) => `${el.tagName} ${el.textContent.trim().slice(0, 20)} ${r.width}x${r.height}`)"""
+    )
+    return found
+
+
+def test_registering_and_a_conversation_gives_scores_and_no_alert(
+    system: System, sounds: dict[str, Path], playwright: Any, chromium: Path
+) -> None:
+    with browser(playwright, sounds["conversation"], chromium) as chrome:
+        # Korean from the browser's language, on a 360 px phone.
+        page = chrome.new_page(viewport=PHONE, locale="ko-KR")
+        register(page, system, "김영자")
+        assert page.locator("html").get_attribute("lang") == "ko"
+        assert page.locator("#listen-title").text_content() == "듣고 있지 않아요", "not listening is said before Start"
+        start_listening(page)
+        # Scores for the nine classes arrive; the level meter moves.
+        page.wait_for_function("() => document.querySelectorAll('#scores .score-value').length === 9 && "
+                               "[...document.querySelectorAll('#scores .score-value')].some(e => e.textContent.endsWith('%'))")
+        assert page.locator("#conn").get_attribute("data-conn") == "listening"
+        page.wait_for_function("() => Number(document.querySelector('#level').getAttribute('aria-valuenow')) > 0")
+        assert not no_alert_within(page, 20.0), "a conversation must not raise an alert"
+        no_horizontal_scroll(page)
+        assert low_contrast(page) == []
+        assert small_targets(page) == []
+        # The switch to English, kept for the next visit.
+        page.locator("#lang-switch").click()
+        page.wait_for_function("() => document.documentElement.lang === 'en'")
+        assert page.locator("#listen-title").text_content() == "Listening"
+        screenshot(page, "listening-phone")
+        # Stopping says so at once: silence must never look like safety.
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.locator("#listen-stop").click()
+        page.locator("#listen-status[data-listening=false]").wait_for()
+        assert page.locator("#listen-title").text_content() == "NOT listening"
+        # A tablet on its side: no sideways scrolling either.
+        page.set_viewport_size(TABLET_LANDSCAPE)
+        start_listening(page)
+        page.wait_for_timeout(3000)
+        no_horizontal_scroll(page)
+        screenshot(page, "listening")
+        for view in ("history", "settings"):
+            page.goto(f"{system.base}/#{view}")
+            page.locator(f"#view-{view}").wait_for(state="visible")
+            no_horizontal_scroll(page)
+            assert low_contrast(page) == []
+
+
+def no_alert_within(page: Any, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if page.locator("#alert").is_visible():
+            return True
+        page.wait_for_timeout(500)
+    return False
+
+
+def test_a_smoke_alarm_alerts_cancel_reports_nothing_and_history_plays_the_clip(
+    system: System, sounds: dict[str, Path], playwright: Any, chromium: Path
+) -> None:
+    with browser(playwright, sounds["smoke"], chromium) as chrome:
+        page = chrome.new_page(viewport={"width": 412, "height": 915}, locale="en-GB")
+        register(page, system, "Kim Young-ja")
+        start_listening(page)
+        incident_id = alert_incident(page)
+        # The class in both languages, a countdown from the server's deadline that runs.
+        assert page.locator("#alert-class").text_content() == "Fire or smoke alarm"
+        assert page.locator("#alert-class-other").text_content() == "화재, 화재경보"
+        first = seconds_left(page)
+        assert 30 < first <= 60
+        page.wait_for_timeout(2100)
+        assert seconds_left(page) < first
+        assert low_contrast(page) == []
+        screenshot(page, "alert")
+        page.get_by_role("button", name="Cancel: false alarm").click()
+        page.locator("#alert[data-state=cancelled]").wait_for(timeout=10_000)
+        assert "Nothing was reported" in page.locator("#alert-outcome").text_content()
+        page.get_by_role("button", name="Close").click()
+        page.locator("#alert").wait_for(state="hidden")
+        # Stop, so the gateway archives the clip with what it holds; it is never reported.
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.locator("#listen-stop").click()
+        time.sleep(3)
+        assert system.reported(incident_id) == []
+
+        page.goto(f"{system.base}/#history")
+        item = page.locator(f"li.incident[data-id='{incident_id}']")
+        item.wait_for()
+        assert "Cancelled" in item.text_content() and "false alarm" in item.text_content()
+        audio = item.locator("audio")
+        for _ in range(20):  # the clip is archived a few seconds after the stop
+            item.get_by_role("button", name="Details").click()
+            item.locator(".details h3").first.wait_for()
+            if audio.count():
+                break
+            item.get_by_role("button", name="Hide details").click()
+            page.wait_for_timeout(1000)
+        audio.wait_for(timeout=5000)
+        assert "Kim Min-ji" in item.text_content(), "who was told"
+        page.evaluate("document.querySelector('li.incident audio').play()")
+        page.wait_for_function("() => document.querySelector('li.incident audio').currentTime > 0.2", timeout=10_000)
+        screenshot(page, "history")
+        page.once("dialog", lambda dialog: dialog.accept())
+        item.get_by_role("button", name="Delete this recording").click()
+        item.get_by_text("The recording is deleted.").wait_for()
+        assert system.reported(incident_id) == [], "a cancelled incident never reaches the agency"
+
+
+def test_the_countdown_survives_a_reload_and_report_now_reaches_the_agency(
+    system: System, sounds: dict[str, Path], playwright: Any, chromium: Path
+) -> None:
+    with browser(playwright, sounds["smoke"], chromium) as chrome:
+        context = chrome.new_context(viewport=TABLET_LANDSCAPE, locale="en-US")
+        page = context.new_page()
+        register(page, system, "Park Soon-ja")
+        start_listening(page)
+        incident_id = alert_incident(page)
+        before = seconds_left(page)
+        page.reload()
+        page.locator("#alert").wait_for(state="visible", timeout=10_000)
+        after = seconds_left(page)
+        assert 0 < after <= before, (before, after)
+        page.wait_for_timeout(1500)
+        assert seconds_left(page) < after, "the countdown runs after the reload"
+        # A second tab of the same browser shows the same alert.
+        other = context.new_page()
+        other.goto(system.base + "/")
+        other.locator("#alert").wait_for(state="visible", timeout=10_000)
+        assert abs(seconds_left(other) - seconds_left(page)) <= 2
+        # Report now: the drill agency has the report, and both tabs follow it to dispatched.
+        page.get_by_role("button", name=re.compile("report now")).click()
+        page.locator("#alert[data-state=dispatched]").wait_for(timeout=30_000)
+        other.locator("#alert[data-state=dispatched]").wait_for(timeout=10_000)
+        reports = system.reported(incident_id)
+        assert reports and reports[0]["payload"]["data"]["class"]["key"] == "fire"
+        assert reports[0]["payload"]["data"]["profile"]["name"] == "Park Soon-ja"
+        screenshot(page, "dispatched-tablet")
