@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, true, update
 
 from services.gateway.privacy import DEVICE_DELETED, ErasureDeferred, erase_device_data
 from shared.clips import LocalClipStore
@@ -32,7 +32,7 @@ async def _incident(db: Database, store: LocalClipStore, device: uuid.UUID) -> u
     return incident.id
 
 
-async def _count(db: Database, model: type, *where: object) -> int:
+async def _count(db: Database, model: type, *where: ColumnElement[bool]) -> int:
     async with db.session() as session:
         return int(await session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
@@ -61,8 +61,8 @@ async def test_erasure_deletes_everything_and_keeps_an_anonymised_record_of_repo
 
     assert list(store.root.iterdir()) == []  # every clip left the store
     for model, where in ((Device, Device.id == device), (EmergencyContact, EmergencyContact.device_id == device),
-                         (Incident, Incident.device_id == device), (IncidentClip, True),
-                         (DispatchOutbox, True)):  # fmt: skip
+                         (Incident, Incident.device_id == device), (IncidentClip, true()),
+                         (DispatchOutbox, true())):  # fmt: skip
         assert await _count(db, model, where) == 0, model
     body = statement.to_json()
     assert body["deleted"] == {"profile": 1, "contacts": 2, "incidents": 3, "clips": 3}
