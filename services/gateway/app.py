@@ -30,6 +30,7 @@ from services.gateway import devices, incidents_api, privacy_api, web_api
 from services.gateway.auth import authenticate_token
 from services.gateway.client_errors_log import quiet_client_errors
 from services.gateway.enrolment import Enrolment
+from services.gateway.metrics import GATEWAY_METRICS, router as metrics_router
 from services.gateway.inference_client import (
     InferenceClient,
     InferenceError,
@@ -100,6 +101,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             timeout=settings.inference_timeout_s,
         )
         sessions = SessionManager(settings, client, authenticate, spec, incidents)
+        GATEWAY_METRICS.watch_sessions(sessions)  # hearo_gateway_sessions at /metrics
         # At every (re)connect, before any call uses the connection, the sessions take the
         # served model's feature spec and detector thresholds.
         client.on_ready = sessions.use_model
@@ -151,6 +153,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     # The web app: the page at / and its files under /web (docs in web_api).
     app.include_router(web_api.router, **limited)
     app.mount(web_api.STATIC_PATH, web_api.static_files(), name="web")
+    # Prometheus; neither the compose proxy nor the Ingress routes it to the public.
+    app.include_router(metrics_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, Any]:

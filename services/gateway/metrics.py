@@ -1,0 +1,115 @@
+"""Prometheus metrics of the gateway, served at ``GET /metrics``.
+
+One gateway is one process, so the instruments live in one object per process,
+:data:`GATEWAY_METRICS`, on a registry of its own (not prometheus_client's global one), and
+the session code records into it with plain calls::
+
+    GATEWAY_METRICS.windows_classified(len(results), latency_s)   # after a classify call
+    GATEWAY_METRICS.windows_dropped(DropReason.BEHIND)             # a live window skipped
+    GATEWAY_METRICS.detection("fire")                              # each detection sent
+
+The open sessions are read, not counted: ``create_app`` hands the session registry to
+:meth:`GatewayMetrics.watch_sessions` and the gauge asks it at every scrape, so a crashed
+session cannot leave the gauge off by one. ``hearo_gateway_sessions`` is the gateway HPA's
+signal (``k8s/base/gateway-hpa.yaml``); every name here is listed in docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Protocol
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from shared.taxonomy import CLASSES
+
+# A window answered later than this after it was sent to inference is late: at the 0.5 s hop
+# a stream's windows then queue up behind each other.
+LATE_AFTER_S = 0.5
+_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class DropReason(enum.StrEnum):
+    """Why a window was never classified."""
+
+    BEHIND = "behind"  # live audio fell behind real time: the oldest queued window was skipped
+    INFERENCE_UNAVAILABLE = "inference_unavailable"  # the classify call failed (no model service)
+
+
+class SessionCount(Protocol):
+    @property
+    def active(self) -> int: ...
+
+
+class GatewayMetrics:
+    """The gateway's instruments; see the module docstring for who records what."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.sessions = Gauge("hearo_gateway_sessions", "Streaming sessions open now.", registry=self.registry)
+        self._windows = Counter(
+            "hearo_gateway_windows", "Audio windows classified (rate: windows/s).", registry=self.registry
+        )
+        self._late = Counter(
+            "hearo_gateway_late_windows",
+            f"Windows whose scores came back more than {LATE_AFTER_S} s after they were sent.",
+            registry=self.registry,
+        )
+        self._dropped = Counter(
+            "hearo_gateway_dropped_windows", "Windows never classified, by reason.", ["reason"], registry=self.registry
+        )
+        self._latency = Histogram(
+            "hearo_gateway_classify_seconds",
+            "Round trip of one classify request to inference.",
+            buckets=_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self._detections = Counter(
+            "hearo_gateway_detections", "Detections sent to clients, by class.", ["class"], registry=self.registry
+        )
+        # Every label exported at 0 from the start: a rate() over a series that appears only at
+        # its first event misses that event, and an alert on it would not fire.
+        for reason in DropReason:
+            self._dropped.labels(reason.value)
+        for emergency_class in CLASSES:
+            if emergency_class.is_emergency:
+                self._detections.labels(emergency_class.key)
+        self.sessions.set_function(lambda: 0)
+
+    def watch_sessions(self, sessions: SessionCount) -> None:
+        """Report ``sessions.active`` as ``hearo_gateway_sessions`` at every scrape."""
+        read: Callable[[], float] = lambda: float(sessions.active)  # noqa: E731
+        self.sessions.set_function(read)
+
+    def windows_classified(self, count: int, latency_s: float) -> None:
+        """``count`` windows came back from one classify call that took ``latency_s``."""
+        self._windows.inc(count)
+        self._latency.observe(latency_s)
+        if latency_s > LATE_AFTER_S:
+            self._late.inc(count)
+
+    def windows_dropped(self, reason: DropReason, count: int = 1) -> None:
+        """``count`` windows will never be classified, for ``reason``."""
+        self._dropped.labels(reason.value).inc(count)
+
+    def detection(self, class_key: str) -> None:
+        """One detection of ``class_key`` sent to a client."""
+        self._detections.labels(class_key).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition body and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+GATEWAY_METRICS = GatewayMetrics()
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus exposition. Not for the public: the proxy and the Ingress do not route it."""
+    body, content_type = GATEWAY_METRICS.render()
+    return Response(body, media_type=content_type)
