@@ -153,6 +153,10 @@ class AlertingSettings(ServiceSettings):
     ops_webhook_url: str = ""
     concurrency: int = Field(default=8, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Prometheus metrics (services/alerting/metrics.py) served on this port (0: not served),
+    # the database-derived ones read every metrics_interval_s.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_interval_s: float = Field(default=1.0, gt=0)
     # Fault injection for the chaos suite (services/alerting/faults.py): steps
     # (comma-separated) at which the worker SIGKILLs itself with this probability (the
     # first time for certain when fault_kill_first), and whether each task is published twice.

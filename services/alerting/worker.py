@@ -32,8 +32,9 @@ from typing import Any, TypeVar
 import httpx
 from celery import Celery
 
-from services.alerting.dispatch import Dispatcher, OpsAlerter, RetryPolicy
+from services.alerting.dispatch import Dispatcher, RetryPolicy
 from services.alerting.faults import FaultInjector
+from services.alerting.metrics import AlertingMetrics, MeteredOpsAlerter
 from services.alerting.report import ReportBuilder
 from services.alerting.retention import Retention, RetentionPolicy
 from services.alerting.routing import Router
@@ -107,12 +108,17 @@ class AlertingRuntime:
         self._sweep: Future[None] | None = None
         self._retain: Future[None] | None = None
         self.dispatcher: Dispatcher | None = None
+        self.metrics = AlertingMetrics()
+        self._meter: Future[None] | None = None
 
     def start(self) -> None:
         self._thread.start()
         self.call(self._open())
         self._sweep = asyncio.run_coroutine_threadsafe(self._sweeper.run(self._stop), self.loop)
         self._retain = asyncio.run_coroutine_threadsafe(self._retention.run(self._stop), self.loop)
+        self._meter = asyncio.run_coroutine_threadsafe(
+            self.metrics.run(self.db, self._stop, self.settings.metrics_interval_s), self.loop
+        )
 
     def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run ``coroutine`` on the runtime's loop and wait for its result (from any thread)."""
@@ -121,13 +127,18 @@ class AlertingRuntime:
     def deliver(self, table: str, row_id: str) -> str:
         assert self.dispatcher is not None, "runtime not started"
         # The plain value: Celery logs the task's result by repr, and operators grep for 'sent'.
-        return self.call(self.dispatcher.deliver(table, uuid.UUID(row_id))).value
+        outcome = self.call(self.dispatcher.deliver(table, uuid.UUID(row_id)))
+        try:
+            self.call(self.metrics.observe_delivery(self.db, table, uuid.UUID(row_id), outcome))
+        except Exception as error:  # the delivery is done; a metric must not turn it into a failure
+            log.warning("delivery metrics not recorded: %s", type(error).__name__)
+        return outcome.value
 
     def stop(self) -> None:
         if not self._thread.is_alive():
             return
         self.loop.call_soon_threadsafe(self._stop.set)
-        for job in (self._sweep, self._retain):
+        for job in (self._sweep, self._retain, self._meter):
             if job is not None:
                 job.result(timeout=30)
         self.call(self._close())
@@ -158,7 +169,7 @@ class AlertingRuntime:
             sms=sms,
             contact_secrets=s.contact_webhook_secrets,
             policy=RetryPolicy(s.max_attempts, s.backoff_base_s, s.backoff_max_s, s.lease_s, s.worker_stale_s),
-            ops=OpsAlerter(self.http, s.ops_webhook_url, s.send_timeout_s),
+            ops=MeteredOpsAlerter(self.metrics, self.http, s.ops_webhook_url, s.send_timeout_s),
             faults=self.faults,
             events=self.events,
             rng=random.Random(),
@@ -210,6 +221,8 @@ def run_worker(settings: AlertingSettings, *, loglevel: str = "INFO") -> int:
     install_log_hygiene()
     app, runtime = create_celery(settings)
     runtime.start()
+    if settings.metrics_port:
+        runtime.metrics.serve(settings.metrics_port)
     log.info("alerting worker %s: broker %s, database %s", runtime.owner,
              settings.resolved_broker_url.split("@")[-1], settings.database_url.split("@")[-1])
     try:
