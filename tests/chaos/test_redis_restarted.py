@@ -17,17 +17,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared.db import Database
-from tests.alerting_support import (
-    FAST,
-    AgencyServer,
-    assert_exactly_once,
-    free_port,
-    open_incidents,
-    settled,
-    worker_env,
-    WorkerSupervisor,
-)
+from tests.alerting_support import free_port
+from tests.chaos_support import Chaos
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -80,18 +71,15 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.kill()
 
 
-async def test_redis_restarted_empty_during_countdowns_and_dispatch(
-    alerting_pg: Database, agency: AgencyServer, own_redis: RedisServer, data_dir: Path, tmp_path: Path
-) -> None:
-    env = worker_env(alerting_pg.url, data_dir, agency, broker_url=own_redis.url, redis_url=own_redis.url, **FAST)
-    with WorkerSupervisor(env, tmp_path / "logs") as workers:
+async def test_redis_restarted_empty_during_countdowns_and_dispatch(chaos: Chaos, own_redis: RedisServer) -> None:
+    with chaos.workers(broker_url=own_redis.url, redis_url=own_redis.url) as workers:
         await asyncio.sleep(2.0)  # worker up and consuming
-        ids = await open_incidents(alerting_pg, 12, countdown_s=1.0, spread_s=3.0, contacts_every=3)
+        ids = await chaos.open_incidents(12, countdown_s=1.0, spread_s=3.0, contacts_every=3)
         await asyncio.sleep(0.6)  # all counting down, none due yet
         own_redis.restart_empty()
         await asyncio.sleep(1.2)  # some reported, some in flight, some still counting
         own_redis.restart_empty()
-        assert await settled(alerting_pg, timeout_s=40), workers.logs()
-    figures = await assert_exactly_once(alerting_pg, agency)
+        await chaos.settle(workers, timeout_s=40)
+    figures = await chaos.exactly_once()
     print(f"\nredis restarted twice: {figures}")
     assert figures["incidents"] == len(ids)
