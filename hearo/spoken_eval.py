@@ -248,7 +248,8 @@ def _fired(hits: list[Any], seconds: float) -> list[Any]:
     """The detections the spoken evidence alone (repetition, shouting) makes over a stream."""
     fusion = SpokenFusion()
     fusion.hear(sorted(hits, key=lambda h: h.end_s))
-    decisions, last = [], {}
+    decisions: list[Any] = []
+    last: dict[str, float] = {}
     for t in np.arange(2.0, seconds + 2.5, 0.5):
         for d in fusion.decide(float(t), None, {}):
             if t - last.get(d.class_key, -1e9) >= 30.0:  # the detector's refractory period

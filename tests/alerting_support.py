@@ -36,7 +36,7 @@ from services.alerting.webhooks import new_secret
 from shared.db import Database, Device, EmergencyContact, upgrade_database
 from shared.db.clock import db_now
 from shared.db.models import DispatchOutbox, Incident
-from shared.incident_state import DeliveryState, IncidentState
+from shared.incident_state import ContactEvent, DeliveryState, IncidentState
 from shared.incidents import open_incident
 
 REPO = Path(__file__).resolve().parents[1]
@@ -384,7 +384,7 @@ async def settled(db: Database, timeout_s: float) -> bool:
             open_rows = 0
             for model in (DispatchOutbox, ContactNotification):
                 open_rows += await session.scalar(
-                    select(func.count()).select_from(model).where(model.state.in_(("pending", "sending")))
+                    select(func.count()).select_from(model).where(model.state.in_((DeliveryState.PENDING, DeliveryState.SENDING)))
                 ) or 0
         return open_incidents_ == 0 and open_rows == 0
 
@@ -434,7 +434,7 @@ async def assert_exactly_once(db: Database, agency: AgencyServer) -> dict[str, i
     if missing:
         problems.append(f"rows recorded as sent that never arrived: {sorted(missing)[:5]}")
     cancelled_notices = [
-        r for r in contact_rows if r.event == "dispatched" and incidents[r.incident_id].state == "cancelled"
+        r for r in contact_rows if r.event == ContactEvent.DISPATCHED and incidents[r.incident_id].state == IncidentState.CANCELLED
     ]
     if cancelled_notices:
         problems.append("a guardian was told a cancelled incident was reported")
