@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from sqlalchemy import func, select
 
 from services.alerting.delivery import AttemptOutcome
-from services.alerting.dispatch import OpsAlerter
+from services.alerting.dispatch import TABLES, OpsAlerter
 from shared.db import Database
 from shared.db.clock import db_now
 from shared.db.models import DispatchOutbox, Incident
@@ -55,7 +55,7 @@ class AlertingMetrics:
         )
         self.attempts = Counter(
             "hearo_alerting_delivery_attempts",
-            "Deliver task runs by outbox table and outcome.",
+            "Deliver task runs by outbox (agency, contact) and outcome.",
             ["table", "outcome"],
             registry=self.registry,
         )
@@ -78,7 +78,7 @@ class AlertingMetrics:
         )
         for state in IncidentState:
             self.incidents.labels(state.value).set(0)
-        for table in (DispatchOutbox.__tablename__, "contact_notifications"):
+        for table in TABLES:
             for outcome in AttemptOutcome:
                 self.attempts.labels(table, outcome.value)
         self.ops_alerts.labels("delivery_exhausted")
@@ -90,7 +90,7 @@ class AlertingMetrics:
     async def observe_delivery(self, db: Database, table: str, row_id: uuid.UUID, outcome: AttemptOutcome) -> None:
         """Count one deliver task's ``outcome``; for an agency report sent, its delay and channel."""
         self.attempts.labels(table, outcome.value).inc()
-        if table != DispatchOutbox.__tablename__:
+        if TABLES.get(table) is not DispatchOutbox:
             return
         if outcome is AttemptOutcome.RETRY:
             self.dispatch_retries.inc()
