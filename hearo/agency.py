@@ -270,7 +270,7 @@ def serve_agency(settings: AgencySettings) -> None:
 
     app = create_agency_app(settings)
     print(login_notice(settings), file=sys.stderr, flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", log_config=None)
 
 
 def render_page(deliveries: list[dict[str, Any]]) -> str:

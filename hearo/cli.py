@@ -17,6 +17,8 @@ from hearo.cli_model import data_app, evaluate_command, thresholds_command, trai
 if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
 
+    from shared.settings import ServiceSettings
+
 app = typer.Typer(help="Hear-o: live audio emergency detection.", no_args_is_help=True)
 serve_app = typer.Typer(help="Run one service in the foreground (what `hearo run` starts).")
 db_app = typer.Typer(help="Database schema.")
@@ -42,12 +44,12 @@ def run(
     raise typer.Exit(run_system(host=host, port=port, inference_port=inference_port, with_agency=agency))
 
 
-def _service_logging() -> None:
-    # uvicorn configures only its own loggers; the services' INFO lines (the model served,
-    # the inference connection and the detector thresholds in force) would otherwise be lost.
-    import logging
+def _service_logging(settings: ServiceSettings) -> None:
+    # Every line (ours and uvicorn's, which is run with log_config=None so that its loggers
+    # reach the root handler) in the deployment's one format (shared.log_format).
+    from shared.log_format import configure_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_format)
 
 
 SettingsT = TypeVar("SettingsT", bound="BaseSettings")
@@ -78,8 +80,8 @@ def serve_inference(
     from services.inference.settings import InferenceSettings
 
     settings = _settings(InferenceSettings, "serve inference")
-    _service_logging()
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    _service_logging(settings)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", log_config=None)
 
 
 @serve_app.command("gateway")
@@ -94,8 +96,8 @@ def serve_gateway(
     from services.gateway.settings import GatewaySettings
 
     settings = _settings(GatewaySettings, "serve gateway")
-    _service_logging()
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", ws_max_size=1 << 20)
+    _service_logging(settings)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", log_config=None, ws_max_size=1 << 20)
 
 
 @serve_app.command("alerting")
@@ -119,6 +121,7 @@ def agency(
 
     settings = _settings(AgencySettings, "agency")
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    _service_logging(settings)
     serve_agency(settings.model_copy(update=overrides))
 
 

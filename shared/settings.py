@@ -11,6 +11,7 @@ from pydantic import AliasChoices, BeforeValidator, Field
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.local_secrets import local_secret
+from shared.log_format import LogFormat
 
 # Where the embedded default keeps its SQLite file, clips and broker folders.
 DEFAULT_DATA_DIR = Path("var")
@@ -48,6 +49,8 @@ class ServiceSettings(BaseSettings):
     # The deployment's folder for the embedded default's files (SQLite, clips, broker,
     # generated secrets): one for every service, like the environment.
     data_dir: Path = Field(default=DEFAULT_DATA_DIR, validation_alias=AliasChoices("HEARO_DATA_DIR"))
+    # Readable lines by default; JSON lines for a log pipeline (shared.log_format).
+    log_format: LogFormat = Field(default="text", validation_alias="HEARO_LOG_FORMAT")
 
     @property
     def development(self) -> bool:

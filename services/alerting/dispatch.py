@@ -49,6 +49,7 @@ from shared.db.models import AlertingWorker, ContactNotification, DispatchOutbox
 from shared.incident_events import IncidentEvents
 from shared.incident_state import OPEN_DELIVERY_STATES, ContactEvent, DeliveryState, IncidentState
 from shared.incidents import add_audit, add_contact_notifications, get_incident, move_deliveries, move_incident
+from shared.log_format import bind_log_ids
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,8 @@ class Dispatcher:
         row = await self._claim(model, row_id)
         if row is None:
             return AttemptOutcome.NOT_CLAIMABLE
+        # Each delivery runs as its own task, so the ids stay on this delivery's lines.
+        bind_log_ids(incident_id=str(row.incident_id), delivery=f"{table}:{row_id}")
         self.faults.step("after_claim")
         payload = row.payload.encode() if row.payload is not None else await self._fix_payload(model, row)
         target, result = await self._send(row, payload)

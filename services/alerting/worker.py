@@ -45,6 +45,7 @@ from services.alerting.webhooks import WebhookSender
 from shared.clips import create_clip_store
 from shared.db import Database
 from shared.incident_events import IncidentEvents, RedisIncidentEvents
+from shared.log_format import configure_logging
 from shared.log_hygiene import install_log_hygiene
 
 log = logging.getLogger(__name__)
@@ -217,7 +218,7 @@ def create_celery(settings: AlertingSettings) -> tuple[Celery, AlertingRuntime]:
 
 def run_worker(settings: AlertingSettings, *, loglevel: str = "INFO") -> int:
     """Run the worker in the foreground until SIGTERM/SIGINT (warm shutdown); returns the exit code."""
-    logging.basicConfig(level=loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_format, loglevel)
     install_log_hygiene()
     app, runtime = create_celery(settings)
     runtime.start()
