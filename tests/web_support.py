@@ -48,6 +48,8 @@ def chromium_or_skip() -> Path:
 
 def port_taken(port: int) -> bool:
     with socket.socket() as sock:
+        # As uvicorn binds: a connection of a previous run in TIME_WAIT does not hold the port.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -62,6 +64,23 @@ class System:
     base: str
     folder: Path
     log: Path
+    pid: int  # hearo run's
+
+    def kill_gateway(self) -> None:
+        """SIGKILL the gateway child of this ``hearo run`` (its supervisor starts a new one): to
+        the page, a dropped connection."""
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if parent == self.pid and b"serve" in cmdline and b"gateway" in cmdline:
+                os.kill(int(entry.name), signal.SIGKILL)
+                return
+        raise AssertionError("no gateway process under hearo run")
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:]
@@ -93,7 +112,7 @@ def hearo_run(folder: Path, **env_overrides: str) -> Iterator[System]:
             [str(HEARO), "run", "--port", str(port), "--inference-port", str(inference_port)],
             cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-    system = System(f"http://127.0.0.1:{port}", folder, log)
+    system = System(f"http://127.0.0.1:{port}", folder, log, process.pid)
     try:
         deadline = time.monotonic() + STARTUP_S
         while True:

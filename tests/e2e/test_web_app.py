@@ -7,7 +7,8 @@ device has one open incident at a time. Screenshots go to ``var/test-artifacts/w
 * registering works, and a conversation gives scores and no alert, at 360 px and in Korean;
 * a smoke alarm gives the fire alert and its countdown; Cancel with a reason ends it, the
   agency receives nothing; history plays the clip and deletes it;
-* the countdown survives a reload and shows in a second tab; Report now reaches the agency.
+* the countdown survives a reload, shows in a second tab and outlives a dropped connection,
+  after which the page listens again; Report now reaches the agency.
 """
 
 from __future__ import annotations
@@ -271,6 +272,22 @@ def test_the_countdown_survives_a_reload_and_report_now_reaches_the_agency(
         other.goto(system.base + "/")
         other.locator("#alert").wait_for(state="visible", timeout=10_000)
         assert abs(seconds_left(other) - seconds_left(page)) <= 2
+        # A dropped connection (the gateway killed; hearo run starts another): the page says it
+        # is not listening, the alert and its countdown stay, and it listens again by itself.
+        # The reload resumes listening (this tab was listening before it) where the browser lets
+        # the sound start without a tap; where it does not, the page asks for one, and gets it.
+        page.wait_for_function("() => document.querySelector('#listen-status').dataset.listening === 'true'"
+                               " || /Start/.test(document.querySelector('#listen-reason').textContent)", timeout=20_000)
+        if page.locator("#listen-start").is_visible():
+            assert "Press Start" in page.locator("#listen-reason").text_content()
+            page.locator("#listen-start").click()
+        page.locator("#listen-status[data-listening=true]").wait_for(timeout=20_000)
+        system.kill_gateway()
+        page.locator("#conn[data-conn=reconnecting]").wait_for(timeout=10_000)
+        assert page.locator("#listen-title").text_content() == "NOT listening"
+        assert page.locator("#alert[data-state=pending]").is_visible() and seconds_left(page) > 0
+        page.locator("#listen-status[data-listening=true]").wait_for(timeout=30_000)
+        assert page.locator("#alert[data-state=pending]").is_visible()
         # Report now: the drill agency has the report, and both tabs follow it to dispatched.
         page.get_by_role("button", name=re.compile("report now")).click()
         page.locator("#alert[data-state=dispatched]").wait_for(timeout=30_000)

@@ -17,6 +17,9 @@ const LISTENING_KEY = "hearo.listening"; // this tab was listening: go on after 
 const CLASSES_KEY = "hearo.classes";
 const OTHER_TAB_S = 5;
 
+// Read before anything draws: the first status drawn (not listening yet) clears it.
+const resumeListening = sessionStorage.getItem(LISTENING_KEY) === "1";
+
 const state = {
   device: null,
   classes: JSON.parse(localStorage.getItem(CLASSES_KEY) || "null"),
@@ -90,7 +93,8 @@ function renderStatus() {
   show($("#wakelock-warning"), listenState === ListenState.LISTENING && !listener.wakeLockHeld());
   document.body.dataset.listening = String(listening);
   if (!listening) {
-    renderLevel(0, 0);
+    loudest = 0;
+    scheduleDraw();
     if (listenState !== ListenState.LISTENING) state.scores = null;
     renderScores();
   }
@@ -98,16 +102,37 @@ function renderStatus() {
   else if (listenState === ListenState.OFF || reason === "replaced" || reason === "signed_out") sessionStorage.removeItem(LISTENING_KEY);
 }
 
-let lastLevelAt = 0;
-function renderLevel(rms, peak) {
-  const now = performance.now();
-  if (rms > 0 && now - lastLevelAt < 90) return;
-  lastLevelAt = now;
-  // -60 dBFS .. 0 dBFS over the bar.
-  const db = rms > 0 ? 20 * Math.log10(rms) : -100;
-  const fraction = Math.max(0, Math.min(1, (db + 60) / 60));
-  $("#level-bar").style.transform = `scaleX(${fraction.toFixed(3)})`;
-  $("#level").setAttribute("aria-valuenow", String(Math.round(fraction * 100)));
+// Drawing is most of what listening costs this device (bench/bench_web_client.py), and each
+// redraw costs about the same whatever changed: the level (the loudest frame since the last
+// one) and the scores are drawn together, at most twice a second.
+const DRAW_MS = 500;
+let loudest = 0;
+let drawTimer = null;
+let lastLevelStep = -1;
+function renderLevel(rms) {
+  loudest = Math.max(loudest, rms);
+  scheduleDraw();
+}
+
+function scheduleDraw() {
+  if (drawTimer !== null || document.hidden) return; // nobody sees it: draw when shown again
+  drawTimer = setTimeout(() => {
+    drawTimer = null;
+    requestAnimationFrame(draw);
+  }, DRAW_MS);
+}
+
+function draw() {
+  // -60 dBFS .. 0 dBFS over the bar, in 40 steps.
+  const db = loudest > 0 ? 20 * Math.log10(loudest) : -100;
+  loudest = 0;
+  const step = Math.round(40 * Math.max(0, Math.min(1, (db + 60) / 60)));
+  if (step !== lastLevelStep) {
+    lastLevelStep = step;
+    $("#level-bar").style.transform = `scaleX(${step / 40})`;
+    $("#level").setAttribute("aria-valuenow", String(Math.round((step / 40) * 100)));
+  }
+  if (scoresChanged) renderScores();
 }
 
 function streamMessage(message) {
@@ -118,7 +143,8 @@ function streamMessage(message) {
   } else if (message.type === "scores") {
     state.scores = message.top;
     state.tags = message.tags || null;
-    renderScores();
+    scoresChanged = true;
+    scheduleDraw();
   } else if (message.type === "detection" || message.type === "incident") {
     tracker.fromStream(message);
   }
@@ -136,14 +162,19 @@ function buildScores() {
   }));
 }
 
+let scoresChanged = false;
 function renderScores() {
+  scoresChanged = false;
   const list = $("#scores");
   if (!list.children.length) buildScores();
   const scores = new Map((state.scores || []).map((s) => [s.class, s.score]));
   for (const row of list.children) {
     const score = scores.get(row.dataset.class);
-    row.querySelector(".score-fill").style.transform = `scaleX(${(score ?? 0).toFixed(3)})`;
-    row.querySelector(".score-value").textContent = score === undefined ? "–" : `${Math.round(score * 100)}%`;
+    const text = score === undefined ? "–" : `${Math.round(score * 100)}%`;
+    const value = row.querySelector(".score-value");
+    if (value.textContent === text) continue; // unchanged: nothing to draw
+    value.textContent = text;
+    row.querySelector(".score-fill").style.transform = `scaleX(${(score ?? 0).toFixed(2)})`;
     row.dataset.high = String((score ?? 0) >= 0.5 && row.dataset.class !== "normal");
   }
   show($("#scores-none"), !state.scores);
@@ -227,6 +258,10 @@ onLanguage(() => {
   if (view === "settings" && state.device) settingsView.show(state.device);
 });
 window.addEventListener("hashchange", () => route(location.hash.slice(1)));
+document.addEventListener("visibilitychange", () => {
+  scoresChanged = true;
+  scheduleDraw();
+});
 
 async function main() {
   await setLanguage(chooseLanguage());
@@ -242,7 +277,7 @@ async function main() {
   route(location.hash.slice(1) || "listen");
   if (!token()) return;
   tracker.start();
-  if (sessionStorage.getItem(LISTENING_KEY)) listener.start(); // it was listening before the reload
+  if (resumeListening) listener.start(); // it was listening before the reload
 }
 
 main();
