@@ -5,6 +5,7 @@ and a reload do not need to). Each test registers its own device through the pag
 device has one open incident at a time. Screenshots go to ``var/test-artifacts/web/``.
 
 * registering works, and a conversation gives scores and no alert, at 360 px and in Korean;
+  settings save, and "sign out other devices" leaves this browser listening on a new token;
 * a smoke alarm gives the fire alert and its countdown; Cancel with a reason ends it, the
   agency receives nothing; history plays the clip and deletes it;
 * the countdown survives a reload, shows in a second tab and outlives a dropped connection,
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.web_support import (
@@ -173,6 +175,21 @@ def test_registering_and_a_conversation_gives_scores_and_no_alert(
         page.wait_for_function("() => document.documentElement.lang === 'en'")
         assert page.locator("#listen-title").text_content() == "Listening"
         screenshot(page, "listening-phone")
+        # Settings: a change saved; "sign out other devices" gives this browser a new token (the
+        # old one stops working) and its stream goes on with the new one.
+        old_token = page.evaluate("() => localStorage.getItem('hearo.token')")
+        page.locator("#nav a[href='#settings']").click()
+        page.locator("#view-settings").get_by_label("Medical notes (illnesses, medicines, allergies)").fill("diabetes; insulin")
+        page.locator("button[form=settings-form]").click()
+        page.wait_for_function("() => document.querySelector('#settings-status').textContent === 'Saved.'")
+        no_horizontal_scroll(page)
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Sign out other devices").click()
+        page.wait_for_function("() => document.querySelector('#settings-status').textContent.startsWith('Done')")
+        assert httpx.get(f"{system.base}/v1/devices/me", headers={"Authorization": f"Bearer {old_token}"}).status_code == 401
+        page.locator("#nav a[href='#listen']").click()
+        page.wait_for_timeout(3000)  # the old token's session is closed (4001); the page reconnects
+        page.locator("#listen-status[data-listening=true]").wait_for(timeout=15_000)
         # Stopping says so at once: silence must never look like safety.
         page.once("dialog", lambda dialog: dialog.accept())
         page.locator("#listen-stop").click()
@@ -183,7 +200,7 @@ def test_registering_and_a_conversation_gives_scores_and_no_alert(
         start_listening(page)
         page.wait_for_timeout(3000)
         no_horizontal_scroll(page)
-        screenshot(page, "listening")
+        screenshot(page, "listening", full_page=True)
         for view in ("history", "settings"):
             page.goto(f"{system.base}/#{view}")
             page.locator(f"#view-{view}").wait_for(state="visible")
