@@ -147,6 +147,15 @@ class ContactEvent(enum.StrEnum):
         raise ValueError(f"an incident {state.value!r} has not settled its report")
 
 
+class IncidentOutcome(enum.StrEnum):
+    """What an agency found when it answered a report (``incident_outcomes.outcome``): the
+    outcome ledger behind the published precision (docs/incidents.md#the-outcome-ledger)."""
+
+    CONFIRMED_EMERGENCY = "confirmed_emergency"
+    NO_EMERGENCY_FOUND = "no_emergency_found"
+    UNABLE_TO_REACH = "unable_to_reach"  # nobody answered on site: neither true nor false
+
+
 class IncidentAction(enum.StrEnum):
     """What a person can ask of a pending incident; the values are the client messages' types."""
 

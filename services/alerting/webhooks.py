@@ -15,29 +15,44 @@ Receivers (``hearo agency``) call :func:`verify` and de-duplicate on ``webhook-i
 from __future__ import annotations
 
 import base64
-import binascii
-import hashlib
-import hmac
 import secrets as secrets_module
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import httpx
 
 from services.alerting.delivery import DeliveryResult
 from shared.settings import ServiceSettings
+from shared.standard_webhooks import (
+    DEFAULT_TOLERANCE_S,
+    SECRET_PREFIX,
+    SIGNATURE_VERSION,
+    WebhookVerificationError,
+    secret_key,
+    signature,
+    verify,
+    webhook_headers,
+)
 
-SECRET_PREFIX = "whsec_"
+__all__ = [
+    "DEFAULT_TOLERANCE_S",
+    "LOCAL_WEBHOOK_SECRET",
+    "SECRET_PREFIX",
+    "SIGNATURE_VERSION",
+    "WebhookSender",
+    "WebhookVerificationError",
+    "local_webhook_secret",
+    "new_secret",
+    "secret_key",
+    "signature",
+    "verify",
+    "webhook_headers",
+]
+
+# The primitives (secrets, signing, verifying) are shared with the gateway, which verifies
+# the agencies' outcome callbacks the same way: shared/standard_webhooks.py.
 # The generated development secret (``<data_dir>/secrets/webhook``): the alerting worker signs
 # with it and ``hearo agency`` verifies with it, so ``hearo run`` works end to end.
 LOCAL_WEBHOOK_SECRET = "webhook"
-SIGNATURE_VERSION = "v1"
-# Receivers refuse timestamps further than this from their clock (replay protection).
-DEFAULT_TOLERANCE_S = 5 * 60
-
-
-class WebhookVerificationError(Exception):
-    """The request is not a valid signed webhook: missing header, stale timestamp, bad signature."""
 
 
 def new_secret(nbytes: int = 32) -> str:
@@ -50,74 +65,6 @@ def local_webhook_secret(settings: ServiceSettings) -> str:
     bytes, so every process reading the same data folder derives the same one. Raises
     ValueError outside development (:meth:`ServiceSettings.local_secret`)."""
     return SECRET_PREFIX + base64.b64encode(settings.local_secret(LOCAL_WEBHOOK_SECRET).encode()).decode()
-
-
-def secret_key(secret: str) -> bytes:
-    """The key bytes of a ``whsec_<base64>`` secret; ValueError when it is not one."""
-    if not secret.startswith(SECRET_PREFIX):
-        raise ValueError("a webhook secret starts with 'whsec_'")
-    try:
-        key = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
-    except binascii.Error as error:
-        raise ValueError(f"a webhook secret is whsec_ followed by base64: {error}") from None
-    if len(key) < 16:
-        raise ValueError("a webhook secret needs at least 16 bytes of key")
-    return key
-
-
-def signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """One ``v1,<base64>`` signature of ``{msg_id}.{timestamp}.{body}``."""
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    mac = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
-    return f"{SIGNATURE_VERSION},{base64.b64encode(mac).decode()}"
-
-
-def webhook_headers(
-    secrets: Sequence[str], msg_id: str, body: bytes, timestamp: int | None = None
-) -> dict[str, str]:
-    """The Standard Webhooks headers for one attempt, signed with every secret given."""
-    if not secrets:
-        raise ValueError("at least one secret is needed to sign a webhook")
-    ts = int(time.time()) if timestamp is None else timestamp
-    return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(ts),
-        "webhook-signature": " ".join(signature(s, msg_id, ts, body) for s in secrets),
-        "content-type": "application/json",
-    }
-
-
-def verify(
-    secrets: Sequence[str],
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    tolerance_s: int = DEFAULT_TOLERANCE_S,
-    now: float | None = None,
-) -> str:
-    """Check a received webhook; returns its ``webhook-id``.
-
-    ``headers`` must look names up case-insensitively (Starlette's and httpx's do).
-    Raises :class:`WebhookVerificationError` unless one signature matches one of
-    ``secrets`` and the timestamp is within ``tolerance_s`` of ``now``.
-    """
-    msg_id = headers.get("webhook-id")
-    raw_ts = headers.get("webhook-timestamp")
-    raw_sigs = headers.get("webhook-signature")
-    if not msg_id or not raw_ts or not raw_sigs:
-        raise WebhookVerificationError("missing webhook-id, webhook-timestamp or webhook-signature")
-    try:
-        ts = int(raw_ts)
-    except ValueError:
-        raise WebhookVerificationError("webhook-timestamp is not an integer") from None
-    current = time.time() if now is None else now
-    if abs(current - ts) > tolerance_s:
-        raise WebhookVerificationError("webhook-timestamp is outside the tolerance")
-    expected = [signature(s, msg_id, ts, body) for s in secrets]
-    for candidate in raw_sigs.split():
-        if any(hmac.compare_digest(candidate, e) for e in expected):
-            return msg_id
-    raise WebhookVerificationError("no signature matches")
 
 
 class WebhookSender:

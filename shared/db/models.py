@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.db.base import Base
-from shared.incident_state import OPEN_INCIDENT_STATES, ContactEvent, DeliveryState, IncidentState
+from shared.incident_state import OPEN_INCIDENT_STATES, ContactEvent, DeliveryState, IncidentOutcome, IncidentState
 
 
 class Device(Base):
@@ -251,6 +251,32 @@ class AuditEntry(Base):
     actor: Mapped[str] = mapped_column(String(64))
     event: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class IncidentOutcomeRecord(Base):
+    """What one agency found for one reported incident (the outcome ledger). A later answer
+    from the same agency replaces the row; every answer stays in the audit trail. ``message_id``
+    and ``signed_at`` are the callback's ``webhook-id`` and ``webhook-timestamp``: an older
+    message than the recorded one cannot replace it."""
+
+    __tablename__ = "incident_outcomes"
+    __table_args__ = (
+        UniqueConstraint("incident_id", "agency_id", name="uq_incident_outcomes_agency"),
+        CheckConstraint(_in("outcome", IncidentOutcome), name="outcome"),
+    )
+    __mapper_args__ = {"eager_defaults": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    agency_id: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[IncidentOutcome] = mapped_column(
+        Enum(IncidentOutcome, native_enum=False, create_constraint=False, length=24, validate_strings=True,
+             values_callable=lambda members: [member.value for member in members])
+    )
+    note: Mapped[str | None] = mapped_column(String(500))
+    message_id: Mapped[str] = mapped_column(String(255))
+    signed_at: Mapped[datetime]
+    received_at: Mapped[datetime]
 
 
 class AlertingWorker(Base):

@@ -72,9 +72,9 @@ async def test_migrations_build_the_schema_on_postgres(postgres_url: str) -> Non
     assert first == (
         [
             "alembic_version", "alerting_workers", "audit_log", "contact_notifications", "devices",
-            "dispatch_outbox", "emergency_contacts", "incident_clips", "incidents",
+            "dispatch_outbox", "emergency_contacts", "incident_clips", "incident_outcomes", "incidents",
         ],
-        "0003",
+        "0004",
         [],
     )
     assert second == first

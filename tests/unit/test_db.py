@@ -62,9 +62,9 @@ async def test_upgrade_creates_the_schema_on_a_fresh_file(sqlite_url: str) -> No
         await db.dispose()
     assert tables == [
         "alembic_version", "alerting_workers", "audit_log", "contact_notifications", "devices",
-        "dispatch_outbox", "emergency_contacts", "incident_clips", "incidents",
+        "dispatch_outbox", "emergency_contacts", "incident_clips", "incident_outcomes", "incidents",
     ]
-    assert revision == "0003"
+    assert revision == "0004"
     assert differences == [], "models and migrations disagree; write a revision"
 
 
