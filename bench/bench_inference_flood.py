@@ -40,7 +40,7 @@ from websockets.exceptions import ConnectionClosed
 from services.gateway.inference_client import InferenceClient, InferenceError
 from services.inference.registry import default_registry
 from services.inference.settings import InferenceSettings
-from shared.inference_wire import ErrorMessage, Hello, WindowsRequest, decode_control, encode_control
+from shared.inference_wire import InferenceErrorMessage as ErrorMessage, Hello, WindowsRequest, decode_control, encode_control
 
 HOP_S = 0.5  # a real-time stream sends one window per hop
 TARGET_P99_S = 1.5

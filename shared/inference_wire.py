@@ -57,8 +57,8 @@ class PayloadDtype(enum.IntEnum):
         return np.dtype("<f4") if self is PayloadDtype.FLOAT32 else np.dtype("<f2")
 
 
-class ErrorCode(str, enum.Enum):
-    """``code`` of an ``error`` message. The first three end the connection (see ``CloseCode``);
+class InferenceErrorCode(str, enum.Enum):
+    """``code`` of an ``error`` message. The first three end the connection (see ``InferenceCloseCode``);
     ``unauthorized`` is the body of the HTTP 401 that refuses an upgrade without a valid token."""
 
     BAD_HELLO = "bad_hello"
@@ -70,7 +70,7 @@ class ErrorCode(str, enum.Enum):
     UNAUTHORIZED = "unauthorized"
 
 
-class CloseCode(enum.IntEnum):
+class InferenceCloseCode(enum.IntEnum):
     """WebSocket close codes the inference service uses after a refused handshake."""
 
     BAD_HELLO = 4400
@@ -78,10 +78,10 @@ class CloseCode(enum.IntEnum):
     SPEC_MISMATCH = 4409
 
 
-HANDSHAKE_CLOSE_CODES: dict[ErrorCode, CloseCode] = {
-    ErrorCode.BAD_HELLO: CloseCode.BAD_HELLO,
-    ErrorCode.UNKNOWN_MODEL: CloseCode.UNKNOWN_MODEL,
-    ErrorCode.SPEC_MISMATCH: CloseCode.SPEC_MISMATCH,
+HANDSHAKE_CLOSE_CODES: dict[InferenceErrorCode, InferenceCloseCode] = {
+    InferenceErrorCode.BAD_HELLO: InferenceCloseCode.BAD_HELLO,
+    InferenceErrorCode.UNKNOWN_MODEL: InferenceCloseCode.UNKNOWN_MODEL,
+    InferenceErrorCode.SPEC_MISMATCH: InferenceCloseCode.SPEC_MISMATCH,
 }
 
 
@@ -139,11 +139,11 @@ class Ready:
 
 
 @dataclass(frozen=True)
-class ErrorMessage:
+class InferenceErrorMessage:
     """Inference -> gateway: a refused handshake (``request_id`` None, then close) or a failed
     request (``request_id`` set; the connection stays open)."""
 
-    code: ErrorCode
+    code: InferenceErrorCode
     message: str
     request_id: int | None = None
 
@@ -154,7 +154,7 @@ class ErrorMessage:
         return data
 
 
-ControlMessage = Hello | Ready | ErrorMessage
+ControlMessage = Hello | Ready | InferenceErrorMessage
 
 
 def encode_control(message: ControlMessage) -> str:
@@ -185,8 +185,8 @@ def decode_control(text: str | bytes) -> ControlMessage:
             )
         if kind == "error":
             request_id = data.get("id")
-            return ErrorMessage(
-                code=ErrorCode(data["code"]),
+            return InferenceErrorMessage(
+                code=InferenceErrorCode(data["code"]),
                 message=str(data.get("message", "")),
                 request_id=None if request_id is None else int(request_id),
             )

@@ -36,8 +36,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from shared.features.spec import FeatureSpec
 from shared.inference_wire import (
-    ErrorCode,
-    ErrorMessage,
+    InferenceErrorCode,
+    InferenceErrorMessage,
     Hello,
     PayloadDtype,
     Ready,
@@ -59,7 +59,7 @@ class InferenceError(Exception):
 class InferenceRefused(InferenceError):
     """The inference service refused the handshake."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: InferenceErrorCode, message: str) -> None:
         super().__init__(f"inference refused the connection ({code.value}): {message}")
         self.code = code
         self.detail = message
@@ -69,7 +69,7 @@ class InferenceUnauthorized(InferenceRefused):
     """The inference service refused the connection's token (code ``unauthorized``)."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(ErrorCode.UNAUTHORIZED, message)
+        super().__init__(InferenceErrorCode.UNAUTHORIZED, message)
 
 
 class InferenceUnavailable(InferenceError):
@@ -83,7 +83,7 @@ class InferenceTimeout(InferenceError, TimeoutError):
 class InferenceRequestFailed(InferenceError):
     """The inference service answered a request with an error."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: InferenceErrorCode, message: str) -> None:
         super().__init__(f"inference request failed ({code.value}): {message}")
         self.code = code
 
@@ -231,12 +231,12 @@ class InferenceClient:
         except (ConnectionClosed, TimeoutError, WireError) as exc:
             await ws.close()
             raise InferenceUnavailable(f"handshake with inference at {self.url} failed: {exc!r}") from exc
-        if isinstance(reply, ErrorMessage):
+        if isinstance(reply, InferenceErrorMessage):
             await ws.close()
             raise InferenceRefused(reply.code, reply.message)
         if not isinstance(reply, Ready) or (self.spec is not None and reply.spec != self.spec) or reply.classes != CLASS_KEYS:
             await ws.close()
-            raise InferenceRefused(ErrorCode.SPEC_MISMATCH, f"unexpected handshake answer {reply!r}")
+            raise InferenceRefused(InferenceErrorCode.SPEC_MISMATCH, f"unexpected handshake answer {reply!r}")
         return ws, reply
 
     def _attach(self, ws: ClientConnection, ready: Ready) -> None:
@@ -337,7 +337,7 @@ class InferenceClient:
         except WireError as exc:
             log.error("undecodable message from inference: %s", exc)
             return
-        if isinstance(control, ErrorMessage) and control.request_id is not None:
+        if isinstance(control, InferenceErrorMessage) and control.request_id is not None:
             future = self._pending.get(control.request_id)
             if future is not None and not future.done():
                 future.set_exception(InferenceRequestFailed(control.code, control.message))

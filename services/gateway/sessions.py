@@ -52,7 +52,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from services.gateway.alarm_pattern import AlarmPatternDetector
 from services.gateway.audio import RING_SAMPLE_RATE, AudioPipeline, Window
 from services.gateway.auth import hash_token
-from services.gateway.detector import DetectionEvent, Detector, DetectorConfig
+from shared.detector import DetectionEvent, Detector, DetectorConfig
 from services.gateway.inference_client import InferenceError, WindowResult
 from services.gateway.rate_limit import TokenBucket
 from services.gateway.session_incidents import IncidentBackend, SessionIncidents, TokenRevoked
@@ -105,7 +105,7 @@ REVOKED_MESSAGE = "the device token was rotated or the device deleted; reconnect
 Authenticate = Callable[[str], Awaitable[Device | None]]
 
 
-class Classifier(Protocol):
+class WindowClassifier(Protocol):
     """What a session needs of the inference client (``InferenceClient`` is one)."""
 
     @property
@@ -154,7 +154,7 @@ class SessionManager:
     def __init__(
         self,
         settings: GatewaySettings,
-        classifier: Classifier,
+        classifier: WindowClassifier,
         authenticate: Authenticate,
         spec: FeatureSpec | None = None,
         incidents: IncidentBackend | None = None,

@@ -30,8 +30,8 @@ from services.inference.registry import ModelEntry, ModelRegistry, default_regis
 from services.inference.settings import InferenceSettings
 from shared.inference_wire import (
     HANDSHAKE_CLOSE_CODES,
-    ErrorCode,
-    ErrorMessage,
+    InferenceErrorCode,
+    InferenceErrorMessage,
     Hello,
     Ready,
     ScoresResult,
@@ -117,8 +117,8 @@ class InferenceService:
                 self._refusals_unlogged, ws.client.host if ws.client else "unknown",
             )  # fmt: skip
             self._refusals_unlogged, self._refusal_logged_at = 0, now
-        message = ErrorMessage(
-            ErrorCode.UNAUTHORIZED,
+        message = InferenceErrorMessage(
+            InferenceErrorCode.UNAUTHORIZED,
             "missing or wrong inference token: send Authorization: Bearer <HEARO_INFERENCE_TOKEN>",
         )
         if "websocket.http.response" in ws.scope.get("extensions", {}):
@@ -162,7 +162,7 @@ class InferenceService:
             async with asyncio.timeout(self.settings.hello_timeout_s):
                 message = await ws.receive()
         except TimeoutError:
-            await self._refuse(ws, ErrorCode.BAD_HELLO, f"no hello within {self.settings.hello_timeout_s} s")
+            await self._refuse(ws, InferenceErrorCode.BAD_HELLO, f"no hello within {self.settings.hello_timeout_s} s")
             return False
         if message["type"] == "websocket.disconnect":
             return False
@@ -171,7 +171,7 @@ class InferenceService:
             if not isinstance(hello, Hello):
                 raise WireError(f"expected a hello message, got {type(hello).__name__}")
         except WireError as exc:
-            await self._refuse(ws, ErrorCode.BAD_HELLO, str(exc))
+            await self._refuse(ws, InferenceErrorCode.BAD_HELLO, str(exc))
             return False
         refusal = self._refusal(hello)
         if refusal is not None:
@@ -180,26 +180,26 @@ class InferenceService:
         await ws.send_text(encode_control(self.ready))
         return True
 
-    def _refusal(self, hello: Hello) -> tuple[ErrorCode, str] | None:
+    def _refusal(self, hello: Hello) -> tuple[InferenceErrorCode, str] | None:
         """Why this hello is refused, or None when its model and spec are the served ones (a
         hello without a spec takes the served model's)."""
         assert self.ready is not None
         served = self.ready
         if hello.model is not None and hello.model != served.model:
-            return ErrorCode.UNKNOWN_MODEL, f"model {hello.model!r} is not served here, {served.model!r} is"
+            return InferenceErrorCode.UNKNOWN_MODEL, f"model {hello.model!r} is not served here, {served.model!r} is"
         if hello.spec is not None and hello.spec != served.spec:
             gateway, ours = hello.spec.to_dict(), served.spec.to_dict()
             differing = [name for name in ours if gateway[name] != ours[name]]
-            return ErrorCode.SPEC_MISMATCH, (
+            return InferenceErrorCode.SPEC_MISMATCH, (
                 f"model {served.model!r} expects spec {served.spec.name!r}, the gateway sent {hello.spec.name!r}; "
                 f"they differ in {', '.join(differing)}"
             )
         return None
 
-    async def _refuse(self, ws: WebSocket, code: ErrorCode, message: str) -> None:
+    async def _refuse(self, ws: WebSocket, code: InferenceErrorCode, message: str) -> None:
         log.warning("refused a gateway: %s: %s", code.value, message)
         try:
-            await ws.send_text(encode_control(ErrorMessage(code, message)))
+            await ws.send_text(encode_control(InferenceErrorMessage(code, message)))
             await ws.close(code=HANDSHAKE_CLOSE_CODES[code], reason=code.value)
         except (WebSocketDisconnect, RuntimeError):
             pass  # the gateway left first; nothing to tell it
@@ -216,14 +216,15 @@ class InferenceService:
         try:
             future = self.batcher.submit(torch.from_numpy(request.windows), client=connection)
         except (Overloaded, BatcherClosed) as exc:
-            outbox.put_nowait(encode_control(ErrorMessage(ErrorCode.OVERLOADED, str(exc), request.request_id)))
+            refusal = InferenceErrorMessage(InferenceErrorCode.OVERLOADED, str(exc), request.request_id)
+            outbox.put_nowait(encode_control(refusal))
             return
         pending.add(future)
         future.add_done_callback(functools.partial(self._answer, request.request_id, outbox, pending))
 
     def _refuse_request(self, outbox: Outbox, message: str, request_id: int | None = None) -> None:
         self.metrics.bad_requests_total.inc()
-        outbox.put_nowait(encode_control(ErrorMessage(ErrorCode.BAD_REQUEST, message, request_id)))
+        outbox.put_nowait(encode_control(InferenceErrorMessage(InferenceErrorCode.BAD_REQUEST, message, request_id)))
 
     def _answer(
         self,
@@ -237,11 +238,13 @@ class InferenceService:
             return
         error = future.exception()
         if isinstance(error, Overloaded):  # shed for a lighter connection: counted by the batcher
-            outbox.put_nowait(encode_control(ErrorMessage(ErrorCode.OVERLOADED, str(error), request_id)))
+            shed = InferenceErrorMessage(InferenceErrorCode.OVERLOADED, str(error), request_id)
+            outbox.put_nowait(encode_control(shed))
             return
         if error is not None:
             log.error("model failed on request %d", request_id, exc_info=error)
-            message = ErrorMessage(ErrorCode.MODEL_ERROR, f"{type(error).__name__}: {error}", request_id)
+            detail = f"{type(error).__name__}: {error}"
+            message = InferenceErrorMessage(InferenceErrorCode.MODEL_ERROR, detail, request_id)
             outbox.put_nowait(encode_control(message))
             return
         outbox.put_nowait(self._encode_result(request_id, future.result()))

@@ -30,7 +30,7 @@ from services.inference.models.base import Classifier, Prediction
 from services.inference.registry import ModelEntry, ModelRegistry
 from services.inference.settings import InferenceSettings
 from shared.features.spec import BEATS_FBANK
-from shared.inference_wire import ErrorMessage, Hello, PayloadDtype, Ready, WindowsRequest, decode_control, encode_control
+from shared.inference_wire import InferenceErrorMessage, Hello, PayloadDtype, Ready, WindowsRequest, decode_control, encode_control
 from shared.taxonomy import NUM_CLASSES
 from tests.gateway_support import ServerThread, free_port
 
@@ -88,7 +88,7 @@ async def count_answers(ws: ClientConnection, answers: Counter[str]) -> None:
                 answers["scores"] += 1
             else:
                 control = decode_control(message)
-                answers[control.code.value if isinstance(control, ErrorMessage) else "other"] += 1
+                answers[control.code.value if isinstance(control, InferenceErrorMessage) else "other"] += 1
     except ConnectionClosed:
         pass
 

@@ -32,9 +32,9 @@ from services.inference.registry import ModelEntry, ModelRegistry
 from services.inference.settings import InferenceSettings
 from shared.features.spec import BEATS_FBANK, EFFICIENTAT_MEL, FeatureSpec
 from shared.inference_wire import (
-    CloseCode,
-    ErrorCode,
-    ErrorMessage,
+    InferenceCloseCode,
+    InferenceErrorCode,
+    InferenceErrorMessage,
     Hello,
     Ready,
     ScoresResult,
@@ -193,18 +193,18 @@ async def test_requests_above_max_batch_are_split_by_the_client() -> None:
 async def test_spec_mismatch_and_unknown_model_are_refused_at_connect(toy: ToyService) -> None:
     with pytest.raises(InferenceRefused) as info:
         await toy.client(spec=EFFICIENTAT_MEL).connect()
-    assert info.value.code is ErrorCode.SPEC_MISMATCH
+    assert info.value.code is InferenceErrorCode.SPEC_MISMATCH
     with pytest.raises(InferenceRefused) as info:
         await toy.client(model="beats").connect()
-    assert info.value.code is ErrorCode.UNKNOWN_MODEL
+    assert info.value.code is InferenceErrorCode.UNKNOWN_MODEL
     # The documented close code follows the error message.
     async with toy.connect_raw() as ws:
         await ws.send(encode_control(Hello(None, EFFICIENTAT_MEL)))
         refusal = decode_control(await ws.recv())
-        assert isinstance(refusal, ErrorMessage) and refusal.code is ErrorCode.SPEC_MISMATCH
+        assert isinstance(refusal, InferenceErrorMessage) and refusal.code is InferenceErrorCode.SPEC_MISMATCH
         with pytest.raises(ConnectionClosed) as closed:
             await ws.recv()
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == CloseCode.SPEC_MISMATCH
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == InferenceCloseCode.SPEC_MISMATCH
 
 
 async def test_flood_gets_overloaded_answers_and_nothing_hangs() -> None:
@@ -223,7 +223,7 @@ async def test_flood_gets_overloaded_answers_and_nothing_hangs() -> None:
     refused = [o for o in outcomes if isinstance(o, InferenceRequestFailed)]
     served = [o for o in outcomes if isinstance(o, list)]
     assert len(refused) + len(served) == 8
-    assert refused and all(o.code is ErrorCode.OVERLOADED for o in refused)
+    assert refused and all(o.code is InferenceErrorCode.OVERLOADED for o in refused)
     # At most one batch (2) in the model plus a full queue (2) got through.
     assert 3 <= len(served) <= 4
 
@@ -235,17 +235,17 @@ async def test_malformed_frames_get_errors_and_the_connection_keeps_working(toy:
 
         await ws.send(b"garbage")
         error = decode_control(await ws.recv())
-        assert isinstance(error, ErrorMessage) and error.code is ErrorCode.BAD_REQUEST and error.request_id is None
+        assert isinstance(error, InferenceErrorMessage) and error.code is InferenceErrorCode.BAD_REQUEST and error.request_id is None
 
         wrong_shape = WindowsRequest(5, windows_of(0.5, spec=EFFICIENTAT_MEL).numpy()).encode()
         await ws.send(wrong_shape)
         error = decode_control(await ws.recv())
-        assert isinstance(error, ErrorMessage) and error.code is ErrorCode.BAD_REQUEST and error.request_id == 5
+        assert isinstance(error, InferenceErrorMessage) and error.code is InferenceErrorCode.BAD_REQUEST and error.request_id == 5
         assert "does not match spec" in error.message
 
         await ws.send("a text frame")
         error = decode_control(await ws.recv())
-        assert isinstance(error, ErrorMessage) and error.code is ErrorCode.BAD_REQUEST
+        assert isinstance(error, InferenceErrorMessage) and error.code is InferenceErrorCode.BAD_REQUEST
 
         await ws.send(WindowsRequest(6, windows_of(0.75).numpy()).encode())
         frame = await ws.recv()
@@ -379,7 +379,7 @@ async def test_a_gateway_whose_token_stops_working_fails_fast_says_why_and_backs
         started = time.monotonic()
         with pytest.raises(InferenceRefused) as refused:
             await client.classify(windows_of(0.5))
-        assert refused.value.code is ErrorCode.UNAUTHORIZED
+        assert refused.value.code is InferenceErrorCode.UNAUTHORIZED
         assert time.monotonic() - started < 1.0  # told at once, not at the call's timeout
         async with httpx.AsyncClient(base_url=service.http) as http:
             metrics = (await http.get("/metrics")).text

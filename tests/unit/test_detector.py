@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from services.gateway.detector import DetectionEvent, Detector, DetectorConfig
+from shared.detector import DetectionEvent, Detector, DetectorConfig
 from shared.taxonomy import NUM_CLASSES, by_key
 
 HOP = 0.5

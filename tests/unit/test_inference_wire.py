@@ -10,8 +10,8 @@ from shared.features.spec import BEATS_FBANK, EFFICIENTAT_MEL
 from shared.inference_wire import (
     SCORES_HEADER,
     WINDOWS_HEADER,
-    ErrorCode,
-    ErrorMessage,
+    InferenceErrorCode,
+    InferenceErrorMessage,
     Hello,
     PayloadDtype,
     Ready,
@@ -133,8 +133,8 @@ def test_control_messages_round_trip() -> None:
     hello = Hello("efficientat", SPEC)
     ready = Ready("efficientat", SPEC, CLASS_KEYS, 32, ("Speech", "Music"))
     tuned = Ready("default", BEATS_FBANK, CLASS_KEYS, 32, None, {"fire": 0.85, "help": 0.2})
-    refused = ErrorMessage(ErrorCode.SPEC_MISMATCH, "expects efficientat_mel")
-    failed = ErrorMessage(ErrorCode.OVERLOADED, "queue full", request_id=2**63)
+    refused = InferenceErrorMessage(InferenceErrorCode.SPEC_MISMATCH, "expects efficientat_mel")
+    failed = InferenceErrorMessage(InferenceErrorCode.OVERLOADED, "queue full", request_id=2**63)
     for message in (hello, Hello(None, BEATS_FBANK), Hello(None, None), ready, tuned, refused, failed):
         assert decode_control(encode_control(message)) == message
     assert '"type":"hello"' in encode_control(hello)
