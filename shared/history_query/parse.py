@@ -72,7 +72,7 @@ def time_zone(name: str) -> tzinfo:
     """The IANA zone ``name`` (``Asia/Seoul``); ValueError naming it when there is no such zone."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         if name == DEFAULT_TIME_ZONE:
             return _SEOUL
         raise ValueError(f"unknown time zone {name!r} (an IANA name such as Asia/Seoul)") from None
