@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import fftconvolve
 
-from services.gateway.alarm_pattern import AlarmPatternDetector
+from shared.alarm_patterns import AlarmPatternDetector
 
 SR = 16000
 SPEECH = Path("/work/shared/models/yamnet/speech_test_16k_int16.bin")

@@ -35,7 +35,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from hearo.audio_sources import FALLBACK_RATE
-from services.gateway.alarm_pattern import AlarmPatternDetector, AlarmPatternMatch
+from shared.alarm_patterns import AlarmPatternDetector, AlarmPatternMatch
 from services.gateway.audio import RING_SAMPLE_RATE, AudioPipeline, Window
 from services.gateway.settings import GatewaySettings
 from services.inference.models.base import Classifier

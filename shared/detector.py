@@ -11,8 +11,8 @@ For each emergency class (``normal`` never fires), every window:
 3. hysteresis: the event lasts while the smoothed score stays at or above
    ``release_ratio * threshold``; only after it falls below can the class start another.
 
-A second source can report the same classes: matches of a standard alarm pattern (the
-gateway's ``AlarmPatternDetector``: temporal-three for ``fire``, temporal-four for ``gas``)
+A second source can report the same classes: matches of a standard alarm pattern
+(``shared.alarm_patterns``: temporal-three for ``fire``, temporal-four for ``gas``)
 given to ``observe_pattern``, or queued with ``hear_patterns`` as they are heard: ``update``
 then observes the queued matches up to its window's end before the window itself, so both
 sources meet the detector in stream order however far the audio runs ahead of the scores
@@ -113,7 +113,7 @@ class DetectorConfig:
 
 
 class PatternMatch(Protocol):
-    """A match of a standard alarm pattern (the gateway's ``AlarmPatternMatch``); ``partial``:
+    """A match of a standard alarm pattern (``shared.alarm_patterns.AlarmPatternMatch``); ``partial``:
     fewer cycles than a match needs, evidence only."""
 
     @property

@@ -19,7 +19,7 @@ import numpy as np
 import soxr
 import torch
 
-from services.gateway.alarm_pattern import AlarmPatternDetector, AlarmPatternMatch
+from shared.alarm_patterns import AlarmPatternDetector, AlarmPatternMatch
 from services.gateway.ring_buffer import RingBuffer
 from shared.features.spec import FeatureSpec
 from shared.features.stream import LiveWindows

@@ -49,7 +49,7 @@ import torch
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from services.gateway.alarm_pattern import AlarmPatternDetector
+from shared.alarm_patterns import AlarmPatternDetector
 from services.gateway.audio import RING_SAMPLE_RATE, AudioPipeline, Window
 from services.gateway.auth import hash_token
 from shared.detector import DetectionEvent, Detector, DetectorConfig

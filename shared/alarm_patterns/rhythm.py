@@ -1,5 +1,5 @@
 """Reads the standard alarm rhythms in the pulses heard at one pitch: the pattern stage of
-``alarm_pattern`` (whose module docstring tells the whole pipeline).
+the alarm pattern detector (the ``shared.alarm_patterns`` docstring tells the whole pipeline).
 
 When a pulse completes a group (3 for temporal-three, 4 for temporal-four), the track's
 pulses are read backwards: each pulse length, short gap and long gap lies within
@@ -11,7 +11,7 @@ first pulse (the stream started mid-group).
 
 - ``needed`` groups in a row make a match: two at the standard rhythm is an alarm.
 - Fewer (at least one complete group) make a *partial* match, and only after a quiet at
-  least the pattern's long gap, as an alarm starts (``alarm_pattern`` then waits to hear
+  least the pattern's long gap, as an alarm starts (``tracks`` then waits to hear
   that the group is whole: nothing at its pitch by the next beat). One group of three beeps
   is also how appliances say "done", so a partial match is evidence for the detector to
   weigh with the model's scores, never a detection by itself.

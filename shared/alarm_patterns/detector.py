@@ -1,71 +1,22 @@
-"""Recognises the standard alarm sound patterns in a live stream: signal processing, no model.
-
-An AudioSet tagger hears a smoke alarm's beeps but not their rhythm, and the rhythm is what
-the standards fix: ISO 8201 / NFPA 72 temporal-three (T3, smoke: three 0.5 s pulses 0.5 s
-apart, then 1.5 s off) and UL 2034 / NFPA 720 temporal-four (T4, carbon monoxide: four
-0.1 s pulses 0.1 s apart, then about 5 s off). This detector looks for exactly that.
-
-How a stream becomes matches, every stage incremental:
-
-1. frames: 32 ms Hann windows every 10 ms, power spectrum by ``rfft`` (batched over at least
-   0.1 s of audio); the channels are the FFT bins between ``min_tone_hz`` and
-   ``max_tone_hz`` (a piezo's 2.8-3.5 kHz fundamental and the 520 Hz low-frequency square
-   wave both fall inside; harmonics above 8 kHz fold away at 16 kHz and do not matter);
-2. noise floor per channel: the minimum over the last 2 s of 100 ms mean powers, so it
-   follows speech, TV or music underneath, and rises to meet a tone that never stops;
-3. onsets: a bin that is a spectral peak, ``tonality_db`` above its neighbours,
-   ``onset_snr_db`` above its floor and ``onset_rise_db`` above its own level 30 ms
-   earlier (sounders switch on; voices and music mostly swell) starts a sounding, which
-   follows the peak to a neighbouring bin and lasts until the level sinks under the floor
-   plus ``release_snr_db`` or stays ``release_drop_db`` under a slowly sinking reference
-   (a room's tail, which sinks faster);
-4. pulses: a sounding is cut at each fresh onset inside it, seen as a dip
-   ``onset_rise_db`` deep or a rise as steep as an onset: in a reverberant room the tail
-   of a T4 pulse fills the 0.1 s gap, so four pulses sound as one with dips. Each piece
-   keeps the frames within ``release_drop_db`` of its plateau, so tails, swells and rooms
-   that sink a steady tone under its onset do not move its ends;
-5. tracks: pulses are grouped by pitch (within ``frequency_tolerance``): an alarm keeps
-   its pitch, speech and music do not;
-6. patterns: when a track's newest pulse completes a group (3 for T3, 4 for T4), the
-   track's history is read backwards against the standard's timing (``alarm_rhythm``:
-   ``timing_tolerance`` on each pulse, gap and long gap, as the standards allow 10 % but
-   real devices, phone microphones and rooms need more, hence 30 % by default; pulses alike
-   in level, pitch and beat). A match needs ``temporal3_cycles`` / ``temporal4_cycles``
-   groups in a row: one group of three beeps is how appliances say "done", two at the
-   standard rhythm is an alarm. Fewer groups, after a quiet and with nothing sounding at
-   their pitch by the time the next beat would have begun, make a *partial* match: the
-   start of an alarm, or an appliance, so it is evidence to weigh with the model's scores
-   (the ``Detector`` lowers the class's threshold for a while), never a detection alone;
-7. output: one match per completed group while the pattern continues. Several tracks may
-   complete the same group (a square wave's odd harmonics each make a track); the match
-   names the lowest of those within 20 dB of the loudest (the fundamental, unless speech
-   or music masks it) and the others are dropped, as is a partial match where a full one
-   completes the same group.
-
-Time is stream time (seconds of audio pushed since the detector was made), so the matches
-depend only on the samples, never on how they were chunked or how fast they arrived.
+"""Stages 1 to 4 of the alarm pattern detector (the package docstring tells the whole
+pipeline): spectral frames, each channel's noise floor, the onsets and soundings of tones,
+and the pulses cut from them; ``tracks`` does the rest. ``AlarmPatternDetector`` is the
+public surface.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from services.gateway.alarm_rhythm import (
-    PATTERNS,
-    TEMPORAL4,
-    Candidate,
-    PatternName,
-    Pulse,
-    RhythmReader,
-)
+from shared.alarm_patterns.config import AlarmPatternConfig, AlarmPatternMatch
+from shared.alarm_patterns.rhythm import Pulse, RhythmReader
+from shared.alarm_patterns.tracks import PatternTracks
 
-__all__ = ["AlarmPatternConfig", "AlarmPatternDetector", "AlarmPatternMatch", "PatternName"]
 
 _FRAME_S = 0.010  # hop: 10 ms resolves T4's 100 ms pulses and gaps
 _WINDOW_S = 0.032  # at least this long (rounded up to a power of two): ~31 Hz bins
@@ -87,78 +38,6 @@ _ECHO_MEMORY_S = 0.3  # a piece starting this soon after a pulse at its pitch en
 _ECHO_DB = 4.0  # ... peaking this far below it ...
 _ECHO_MAX_S = 0.15  # ... and no longer near its own peak is a swell of the room's tail
 _IN_TUNE_FRACTION = 0.8  # of a steady pulse's frames, within frequency_tolerance of its median
-_MAX_TRACKS = 16
-_MAX_CYCLES_KEPT = 4
-_HOLD_S = 0.15  # wait this long for other tracks completing the same group ...
-_HARMONICS_DB = 20.0  # ... and name the lowest this close to the loudest (a square's 3rd: -10 dB)
-_DEDUPE_S = 1.0  # one match per group however many tracks complete it, and no partial one beside it
-
-
-@dataclass(frozen=True)
-class AlarmPatternConfig:
-    """Detector parameters; the defaults are what the tests and the bench were measured with.
-
-    Levels are in dB; a bin's level reads as the dBFS amplitude of a sine centred on it.
-    """
-
-    min_tone_hz: float = 400.0  # the band a pulse's fundamental must lie in
-    max_tone_hz: float = 4500.0
-    onset_snr_db: float = 10.0  # a pulse starts this far above the channel's noise floor ...
-    tonality_db: float = 10.0  # ... and this far above the mean of the bins 3-8 bins away
-    onset_rise_db: float = 6.0  # ... having risen this much in 30 ms; also the dip/rise that cuts
-    release_snr_db: float = 5.0  # a sounding ends under floor + this ...
-    release_drop_db: float = 8.0  # ... or 0.1 s this far under its reference; a pulse's ends too
-    reference_decay_db_per_s: float = 60.0  # faster than a tone's drift, slower than a room's tail
-    min_level_dbfs: float = -70.0  # quieter tones are ignored, however clean
-    timing_tolerance: float = 0.3  # relative, on each pulse, gap and long gap (the standards say 0.1)
-    reverb_allowance_s: float = 0.08  # a room may move a pulse's end, either way, by this much more
-    frequency_tolerance: float = 0.03  # relative; pulses within this of each other share a track
-    level_spread_db: float = 6.0  # an alarm's pulses are equally loud: largest minus smallest peak
-    temporal3_cycles: int = 2  # groups in a row before a T3 match; 1 also fires on appliance beeps
-    temporal4_cycles: int = 2
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.min_tone_hz < self.max_tone_hz:
-            raise ValueError("need 0 < min_tone_hz < max_tone_hz")
-        if not 0.0 < self.timing_tolerance < 1.0:
-            raise ValueError(f"timing_tolerance must be in (0, 1), got {self.timing_tolerance}")
-        if not 0.0 < self.frequency_tolerance < 0.5:
-            raise ValueError(f"frequency_tolerance must be in (0, 0.5), got {self.frequency_tolerance}")
-        if self.temporal3_cycles < 1 or self.temporal4_cycles < 1:
-            raise ValueError("temporal3_cycles and temporal4_cycles must be >= 1")
-        if self.temporal3_cycles > _MAX_CYCLES_KEPT or self.temporal4_cycles > _MAX_CYCLES_KEPT:
-            raise ValueError(f"at most {_MAX_CYCLES_KEPT} cycles can be required")
-        for name in ("onset_snr_db", "tonality_db", "onset_rise_db", "release_drop_db"):
-            if getattr(self, name) <= 0.0:
-                raise ValueError(f"{name} must be positive")
-        if self.release_snr_db > self.onset_snr_db:
-            raise ValueError("release_snr_db must not exceed onset_snr_db")
-        if self.reverb_allowance_s < 0.0 or self.reference_decay_db_per_s < 0.0:
-            raise ValueError("reverb_allowance_s and reference_decay_db_per_s must be >= 0")
-
-
-@dataclass(frozen=True)
-class AlarmPatternMatch:
-    """A completed cycle of a standard alarm pattern.
-
-    ``stream_time_s`` is when the last pulse of the completing group ended (the match is
-    returned by the push holding the audio 0.2 to 0.6 s after it: the room's tail must die
-    away first; a partial match 0.9 to 1.2 s after it for T3, 0.4 to 0.6 s for T4, once the
-    next beat would have begun). ``confidence`` grades how textbook the match is (timing,
-    loudness over the floor, cycles seen): any full match already means the full rhythm was
-    heard at least the configured number of times.
-
-    ``partial``: the group completed fewer groups in a row than the configured cycles (at
-    least one, after a quiet at least the pattern's long gap). An alarm starting and an
-    appliance saying "done" both sound like that: evidence, never a detection by itself.
-    """
-
-    pattern: PatternName
-    class_key: str  # "fire" for temporal3, "gas" for temporal4
-    confidence: float
-    stream_time_s: float
-    tone_hz: float
-    partial: bool = False
 
 
 @dataclass
@@ -173,25 +52,6 @@ class _ActivePulse:
     below: int = 0  # frames in a row under the floor plus release_snr_db
     quiet: int = 0  # frames in a row release_drop_db under the reference
     echo_of_db: float | None = None  # peak of a pulse that ended here just before
-
-
-@dataclass
-class _Track:
-    tone_hz: float
-    pulses: deque[Pulse]
-
-
-@dataclass(frozen=True)
-class _Held:
-    candidate: Candidate
-    track: _Track
-    newest: Pulse  # the track's newest piece when the candidate was made
-
-
-@dataclass
-class _Hold:
-    deadline_frame: int
-    held: list[_Held] = field(default_factory=list)
 
 
 class AlarmPatternDetector:
@@ -244,8 +104,7 @@ class AlarmPatternDetector:
         self._max_frames = round(_MAX_PULSE_S / self._frame_s)
         self._history = np.full((self._rise_frames, self._channels), np.inf)  # levels of the last frames
         self._recent: dict[int, tuple[int, float]] = {}  # channel -> (expiry frame, peak) of ended pulses
-        self._tracks: list[_Track] = []
-        self._rhythm = RhythmReader(
+        rhythm = RhythmReader(
             timing_tolerance=self.config.timing_tolerance,
             reverb_allowance_s=self.config.reverb_allowance_s,
             level_spread_db=self.config.level_spread_db,
@@ -253,8 +112,7 @@ class AlarmPatternDetector:
             frame_s=self._frame_s,
             hz_tolerance=self._hz_tolerance,
         )
-        self._holds: dict[PatternName, _Hold] = {}
-        self._last_reported: dict[tuple[PatternName, bool], float] = {}  # (pattern, partial) -> time
+        self._tracks = PatternTracks(self.config, rhythm, self._frame_s, self._hz_tolerance, self._frame_time)
 
     def push(self, samples: np.ndarray) -> list[AlarmPatternMatch]:
         """Take the next mono samples (float, nominally in [-1, 1]) and return the new matches.
@@ -327,13 +185,13 @@ class AlarmPatternDetector:
 
         matches: list[AlarmPatternMatch] = []
         for row in range(count):
-            if not (self._active or self._holds or row in onsets):
+            if not (self._active or self._tracks.holding or row in onsets):
                 continue
             frame = self._frame + row
             self._follow_pulses(frame, level[row], floor_db[row])
             if row in onsets:
                 self._start_pulses(frame, onsets[row], level[row], floor_db[row])
-            matches += self._release_holds(frame)
+            matches += self._tracks.release(frame, self._active.values())
         self._frame += count
         return matches
 
@@ -453,7 +311,7 @@ class AlarmPatternDetector:
                 and sum(1 for db in levels if db >= peak_db - drop_db) * self._frame_s <= _ECHO_MAX_S
             )
             if pulse.duration_s >= _BLIP_S and not echo:
-                self._add_to_track(pulse, frame)
+                self._tracks.add(pulse, frame)
                 louder_db = peak_db
                 expiry = active.onset_frame + last + round(_ECHO_MEMORY_S / self._frame_s)
                 self._recent[active.channel] = (expiry, peak_db)
@@ -463,91 +321,6 @@ class AlarmPatternDetector:
 
     def _hz_tolerance(self, hz: float) -> float:
         return max(self.config.frequency_tolerance * hz, 0.75 * self._bin_hz)
-
-    # -- tracks and patterns (per pulse) -------------------------------------------------------
-
-    def _add_to_track(self, pulse: Pulse, frame: int) -> None:
-        """File ``pulse`` under its pitch and look for the patterns there."""
-        idle_s = TEMPORAL4.long_off_s * (1 + self.config.timing_tolerance) + 1.0
-        self._tracks = [t for t in self._tracks if pulse.onset_s - t.pulses[-1].offset_s < idle_s]
-        track = min(self._tracks, key=lambda t: abs(t.tone_hz - pulse.tone_hz), default=None)
-        if track is not None and abs(track.tone_hz - pulse.tone_hz) <= self._hz_tolerance(pulse.tone_hz):
-            if pulse.peak_db < track.pulses[-1].peak_db - self.config.level_spread_db:
-                return  # quieter than the track's pulses: something else at that pitch
-        elif any(self._rhythm.on_ok(spec, pulse) for spec in PATTERNS):
-            if len(self._tracks) >= _MAX_TRACKS:  # drop the least promising: fewest pulses, then stalest
-                self._tracks.remove(min(self._tracks, key=lambda t: (len(t.pulses), t.pulses[-1].offset_s)))
-            track = _Track(pulse.tone_hz, deque(maxlen=_MAX_CYCLES_KEPT * TEMPORAL4.pulses + 1))
-            self._tracks.append(track)
-        else:
-            return  # could start no pattern and belongs to none
-        track.tone_hz = 0.5 * (track.tone_hz + pulse.tone_hz)
-        track.pulses.append(pulse)
-        cycles = (self.config.temporal3_cycles, self.config.temporal4_cycles)
-        for spec, needed in zip(PATTERNS, cycles):
-            candidate = self._rhythm.match(spec, needed, track.pulses)
-            if candidate is not None:
-                self._hold(_Held(candidate, track, track.pulses[-1]), frame)
-
-    def _hold(self, held: _Held, frame: int) -> None:
-        """Hold a candidate for the others completing the same group (harmonics, other rooms'
-        paths); a partial one also until the next pulse in a row would have begun, to see
-        that none did: a group is whole, not the start of a longer run of beeps."""
-        candidate = held.candidate
-        name = candidate.spec.name
-        # A full match supersedes a partial one of the same group; a partial one adds nothing.
-        kinds = (False, True) if candidate.partial else (False,)
-        for last in (self._last_reported.get((name, partial)) for partial in kinds):
-            if last is not None and candidate.stream_time_s - last < _DEDUPE_S:
-                return
-        wait_s = _HOLD_S + (self._rhythm.longest_gap_s(candidate.spec) if candidate.partial else 0.0)
-        deadline = frame + round(wait_s / self._frame_s)
-        hold = self._holds.get(name)
-        if hold is None:
-            hold = self._holds[name] = _Hold(deadline)
-        elif all(h.candidate.partial for h in hold.held):
-            # A full match waits for its harmonics as if alone; a partial one for its own gap.
-            hold.deadline_frame = deadline if not candidate.partial else max(deadline, hold.deadline_frame)
-        hold.held.append(held)
-
-    def _release_holds(self, frame: int) -> list[AlarmPatternMatch]:
-        matches = []
-        for name in [n for n, hold in self._holds.items() if frame >= hold.deadline_frame]:
-            held = self._holds.pop(name).held
-            full = [h.candidate for h in held if not h.candidate.partial]
-            candidates = full or [h.candidate for h in held if self._whole(h)]
-            if not candidates:
-                continue
-            # Harmonics of one sounder each make a track; name the lowest of the loud ones.
-            loudest = max(c.peak_db for c in candidates)
-            audible = [c for c in candidates if c.peak_db >= loudest - _HARMONICS_DB]
-            best = min(audible, key=lambda c: c.tone_hz)
-            self._last_reported[(name, best.partial)] = best.stream_time_s
-            matches.append(
-                AlarmPatternMatch(
-                    pattern=best.spec.name,
-                    class_key=best.spec.class_key,
-                    confidence=best.confidence,
-                    stream_time_s=best.stream_time_s,
-                    tone_hz=best.tone_hz,
-                    partial=best.partial,
-                )
-            )
-        return matches
-
-    def _whole(self, held: _Held) -> bool:
-        """Nothing sounded at the candidate's pitch after its group: no piece was filed on its
-        track since (a fourth beep, or the last one still growing) and none is sounding."""
-        if held.track.pulses[-1] is not held.newest:
-            return False
-        tone_hz = held.candidate.tone_hz
-        tolerance = self._hz_tolerance(tone_hz)
-        return not any(
-            self._frame_time(active.onset_frame) > held.candidate.stream_time_s
-            and abs(active.hz[-1] - tone_hz) <= tolerance
-            for active in self._active.values()
-        )
-
 
 def _pieces(levels: list[float], depth_db: float) -> list[tuple[int, int]]:
     """``[start, stop)`` ranges of ``levels`` split where a new onset shows.

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.signal import fftconvolve
 
-from services.gateway.alarm_pattern import AlarmPatternConfig, AlarmPatternDetector, AlarmPatternMatch
+from shared.alarm_patterns import AlarmPatternConfig, AlarmPatternDetector, AlarmPatternMatch
 from shared.detector import DetectorConfig, clip_decision
 from shared.taxonomy import NUM_CLASSES, by_key
 
