@@ -27,6 +27,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, WebSocket
 
 from services.gateway import devices, incidents_api, privacy_api, web_api
+from services.gateway import outcomes_api, stats_api
 from services.gateway import ask_api  # GET /v1/ask: questions over the device's history
 from services.gateway.auth import authenticate_token
 from services.gateway.client_errors_log import quiet_client_errors
@@ -151,6 +152,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(devices.router, **limited)
     app.include_router(incidents_api.router, **limited)
     app.include_router(privacy_api.router, **limited)
+    # The outcome ledger: agencies' signed answers and the published stats.
+    app.include_router(outcomes_api.router_for(settings.clips), **limited)
+    app.include_router(stats_api.router, **limited)
     app.include_router(ask_api.router, **limited)
     # The web app: the page at / and its files under /web (docs in web_api).
     app.include_router(web_api.router, **limited)
