@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Optional, TypeVar
 
 import typer
 
+from hearo.cli_ask import ask
 from hearo.cli_model import data_app, evaluate_command, thresholds_command, train
 
 if TYPE_CHECKING:
@@ -200,6 +201,7 @@ def device_register(
 app.command()(train)
 app.command("eval")(evaluate_command)
 app.command("thresholds")(thresholds_command)
+app.command("ask")(ask)  # hearo/cli_ask.py: questions over the device's history
 
 
 ApiOption = Annotated[str, typer.Option(help="Gateway base URL.")]
