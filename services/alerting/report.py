@@ -11,7 +11,9 @@ An agency report (``type: incident.reported``) carries, under ``data``:
   registered one;
 * ``profile`` (name, birth_year, medical_notes) only when the person consented to sharing it;
 * ``clip``: an expiring link (see :mod:`services.alerting.archive`);
-* ``history``: this person's earlier reports, newest first.
+* ``history``: this person's earlier reports, newest first;
+* ``outcome_callback``: where and with which secret the agency answers what it found
+  (:mod:`shared.outcome_callback`), or null when the deployment has no key for it.
 
 A guardian's notice (``type: incident.detected|dispatched|cancelled|failed``) carries the
 event, class, times, the owner's name, the agencies and, once reported, the location.
@@ -35,6 +37,7 @@ from shared.db.clock import db_now
 from shared.db.models import ContactNotification, DispatchOutbox, Incident, IncidentClip
 from shared.incident_state import ContactEvent, DeliveryState, IncidentState
 from shared.incidents import ClipInfo
+from shared.outcome_callback import OutcomeCallbacks
 from shared.taxonomy import by_key
 
 REPORTED_STATES = (IncidentState.DISPATCHED, IncidentState.FAILED)
@@ -48,7 +51,8 @@ class ReportBuilder:
     """Builds payload bytes from the database for one outbox or notification row."""
 
     def __init__(
-        self, db: Database, router: Router, clips: ClipStore, *, clip_wait_s: float, link_ttl_s: int, history_limit: int
+        self, db: Database, router: Router, clips: ClipStore, *, clip_wait_s: float, link_ttl_s: int, history_limit: int,
+        callbacks: OutcomeCallbacks | None = None,
     ) -> None:
         self.db = db
         self.router = router
@@ -56,6 +60,7 @@ class ReportBuilder:
         self.clip_wait_s = clip_wait_s
         self.link_ttl_s = link_ttl_s
         self.history_limit = history_limit
+        self.callbacks = callbacks
 
     async def agency_report(self, row: DispatchOutbox) -> bytes:
         async with self.db.session() as session:
@@ -108,6 +113,7 @@ class ReportBuilder:
                 }
                 for h in history
             ],
+            "outcome_callback": None if self.callbacks is None else self.callbacks.for_report(incident.id, row.agency_id),
         }
         return _envelope("incident.reported", now, data)
 

@@ -47,6 +47,7 @@ from shared.db import Database
 from shared.incident_events import IncidentEvents, RedisIncidentEvents
 from shared.log_format import configure_logging
 from shared.log_hygiene import install_log_hygiene
+from shared.outcome_callback import OutcomeCallbacks
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ class AlertingRuntime:
         reports = ReportBuilder(
             self.db, self.router, clips,
             clip_wait_s=s.clip_wait_s, link_ttl_s=s.clips.link_ttl_s, history_limit=s.history_limit,
+            callbacks=OutcomeCallbacks.from_settings(s.clips),
         )
         sms = SmsSender(
             self.http, provider_url=s.sms_provider_url, headers=s.sms_provider_headers,
