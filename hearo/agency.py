@@ -15,6 +15,10 @@ It receives what the alerting worker sends and shows it the way a dispatcher wou
   as JSON, with how many attempts each delivery took. These hold what a report holds (a
   person's name, medical notes, location, clip links), so they need a login: HTTP Basic
   with ``username`` and ``password``.
+* ``POST /reports/{key}/outcome`` (same login, same-origin form): the page's three buttons
+  per report (confirmed emergency, no emergency found, unable to reach) answer the report
+  through its signed ``outcome_callback`` (:func:`send_outcome`, which tests call too); the
+  gateway's answer is kept and shown on the card.
 
 A body that is signed but not a JSON object with the fields the route takes is answered 400
 with a message saying what is wrong, and is not stored.
@@ -36,20 +40,26 @@ import json
 import sqlite3
 import sys
 import threading
+import uuid
+from dataclasses import dataclass
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 from fastapi import Depends, FastAPI, HTTPException, Request, status
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.alerting.settings import check_webhook_secrets
 from services.alerting.webhooks import WebhookVerificationError, local_webhook_secret, verify
+from shared.incident_state import IncidentOutcome
 from shared.local_secrets import is_development_value
+from shared.standard_webhooks import webhook_headers
 from shared.settings import DEFAULT_DATA_DIR, ServiceSettings
 
 KST = timezone(timedelta(hours=9))
@@ -153,6 +163,13 @@ class ReportStore:
                 received_at TEXT NOT NULL,
                 attempts INTEGER NOT NULL
             );
+            CREATE TABLE IF NOT EXISTS outcomes (
+                key TEXT PRIMARY KEY,
+                outcome TEXT NOT NULL,
+                status INTEGER NOT NULL,
+                result TEXT NOT NULL,
+                answered_at TEXT NOT NULL
+            );
             """
         )
 
@@ -184,9 +201,83 @@ class ReportStore:
             for r in rows
         ]
 
+    def get(self, key: str) -> dict[str, Any] | None:
+        """One delivery by its idempotency key, or None."""
+        return next((d for d in self.list() if d["key"] == key), None)
+
+    def record_outcome(self, key: str, outcome: str, reply: OutcomeReply) -> None:
+        """Keep the latest answer sent for the report ``key`` and what the gateway said."""
+        now = datetime.now(timezone.utc).isoformat()
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO outcomes VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                "outcome = excluded.outcome, status = excluded.status, result = excluded.result, "
+                "answered_at = excluded.answered_at",
+                (key, outcome, reply.status, reply.result, now),
+            )
+
+    def outcomes(self) -> dict[str, dict[str, Any]]:
+        """Report key -> the latest answer sent for it."""
+        with self._lock:
+            rows = self._db.execute("SELECT key, outcome, status, result, answered_at FROM outcomes").fetchall()
+        return {r[0]: {"outcome": r[1], "status": r[2], "result": r[3], "answered_at": r[4]} for r in rows}
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+@dataclass(frozen=True)
+class OutcomeReply:
+    """What the gateway answered an outcome callback: the HTTP status and ``result`` (200:
+    ``recorded``, ``replaced``, ``unchanged``) or the error's ``code``."""
+
+    status: int
+    result: str
+    body: Any
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == 200
+
+
+async def send_outcome(
+    report: dict[str, Any],
+    outcome: IncidentOutcome | str,
+    note: str | None = None,
+    *,
+    client: httpx.AsyncClient | None = None,
+    timeout_s: float = 10.0,
+) -> OutcomeReply:
+    """Answer a received ``incident.reported`` ``report`` (its JSON payload) with ``outcome``,
+    signed with the report's ``outcome_callback.secret`` under a fresh ``webhook-id``.
+
+    Raises ValueError when the report carries no callback; network errors are httpx's.
+    """
+    data = report["data"]
+    callback = data.get("outcome_callback")
+    if not callback:
+        raise ValueError("this report carries no outcome_callback")
+    body = json.dumps(
+        {"agency_id": data["agency"]["id"], "outcome": IncidentOutcome(outcome).value, "note": note}
+    ).encode()
+    headers = webhook_headers([callback["secret"]], f"msg_{uuid.uuid4().hex}", body)
+    if client is None:
+        async with httpx.AsyncClient(timeout=timeout_s) as own:
+            response = await own.post(callback["url"], content=body, headers=headers)
+    else:
+        response = await client.post(callback["url"], content=body, headers=headers, timeout=timeout_s)
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = response.text
+    if response.status_code == 200 and isinstance(answer, dict):
+        result = str(answer.get("result"))
+    elif isinstance(answer, dict) and isinstance(answer.get("detail"), dict):
+        result = str(answer["detail"].get("code"))
+    else:
+        result = f"http_{response.status_code}"
+    return OutcomeReply(response.status_code, result, answer)
 
 
 def create_agency_app(settings: AgencySettings, store: ReportStore | None = None) -> FastAPI:
@@ -251,7 +342,28 @@ def create_agency_app(settings: AgencySettings, store: ReportStore | None = None
 
     @app.get("/", response_class=HTMLResponse, dependencies=[Depends(dispatcher)])
     async def page() -> str:
-        return render_page(store.list())
+        return render_page(store.list(), store.outcomes())
+
+    @app.post("/reports/{key}/outcome", dependencies=[Depends(dispatcher)])
+    async def answer_report(key: str, request: Request) -> RedirectResponse:
+        # The browser sends the Basic login with any form that posts here, from any site: only
+        # this page's own forms may answer (a cross-site form would be a forged answer).
+        if not _same_origin(request):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "answers are taken from this page only")
+        form = parse_qs((await request.body()).decode(errors="replace"))
+        delivery = store.get(key)
+        try:
+            outcome = IncidentOutcome(form.get("outcome", [""])[0])
+        except ValueError:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "outcome must be one of the three buttons") from None
+        if delivery is None or delivery["type"] != "incident.reported":
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such report")
+        try:
+            reply = await send_outcome(delivery["payload"], outcome)
+        except (ValueError, httpx.HTTPError) as error:
+            reply = OutcomeReply(0, f"not sent: {type(error).__name__}", str(error))
+        store.record_outcome(key, outcome.value, reply)
+        return RedirectResponse("/", status_code=status.HTTP_303_SEE_OTHER)
 
     return app
 
@@ -273,11 +385,29 @@ def serve_agency(settings: AgencySettings) -> None:
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", log_config=None)
 
 
-def render_page(deliveries: list[dict[str, Any]]) -> str:
-    """The dispatcher's page: reports first, then notices to guardians and SMS, newest first."""
+def _same_origin(request: Request) -> bool:
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    return origin is None or urlsplit(origin).netloc == request.headers.get("host")
+
+
+OUTCOME_BUTTONS = (
+    (IncidentOutcome.CONFIRMED_EMERGENCY, "Confirmed emergency"),
+    (IncidentOutcome.NO_EMERGENCY_FOUND, "No emergency found"),
+    (IncidentOutcome.UNABLE_TO_REACH, "Unable to reach"),
+)
+
+
+def render_page(deliveries: list[dict[str, Any]], outcomes: dict[str, dict[str, Any]] | None = None) -> str:
+    """The dispatcher's page: reports first (each with its outcome buttons and the answer
+    sent), then notices to guardians and SMS, newest first."""
     reports = [d for d in deliveries if d["type"] == "incident.reported"]
     others = [d for d in deliveries if d["type"] != "incident.reported"]
-    cards = "\n".join(_shown(_report_card, d) for d in reports) or "<p>No reports yet.</p>"
+    answers = outcomes or {}
+    cards = "\n".join(
+        _shown(lambda d: _report_card(d, answers.get(d["key"])), d) for d in reports
+    ) or "<p>No reports yet.</p>"
     rows = "\n".join(
         f"<tr><td>{_e(_kst(d['received_at']))}</td><td>{_e(d['channel'])}</td><td>{_e(d['agency'])}</td>"
         f"<td>{_e(d['type'])}</td><td>{_shown(lambda n: f'<pre>{_e(_notice_text(n))}</pre>', d)}</td></tr>"
@@ -310,7 +440,21 @@ def _shown(render: Callable[[dict[str, Any]], str], delivery: dict[str, Any]) ->
         return f"<div class=\"report\"><p>Unreadable delivery {_e(delivery['key'])}:</p><pre>{_e(raw)}</pre></div>"
 
 
-def _report_card(delivery: dict[str, Any]) -> str:
+def _outcome_form(delivery: dict[str, Any], answer: dict[str, Any] | None) -> str:
+    data = delivery["payload"].get("data", {})
+    if not data.get("outcome_callback"):
+        return "no callback in this report"
+    buttons = "".join(
+        f'<button name="outcome" value="{_e(value.value)}">{_e(label)}</button> ' for value, label in OUTCOME_BUTTONS
+    )
+    sent = ""
+    if answer is not None:
+        sent = f"<br>sent {_e(answer['outcome'])} at {_e(_kst(answer['answered_at']))}: {_e(answer['result'])}"
+    action = f"/reports/{_e(delivery['key'])}/outcome"
+    return f'<form method="post" action="{action}">{buttons}</form>{sent}'
+
+
+def _report_card(delivery: dict[str, Any], answer: dict[str, Any] | None = None) -> str:
     data = delivery["payload"].get("data", {})
     cls = data.get("class", {})
     location = data.get("location")
@@ -354,6 +498,7 @@ def _report_card(delivery: dict[str, Any]) -> str:
 <dt>Score timeline</dt><dd>{_e(timeline)}</dd>
 <dt>History</dt><dd><ul>{history_html}</ul></dd>
 <dt>Incident</dt><dd><code>{_e(data.get('incident_id'))}</code></dd>
+<dt>Outcome</dt><dd>{_outcome_form(delivery, answer)}</dd>
 </dl></div>"""
 
 
