@@ -14,6 +14,7 @@ import typer
 
 from hearo.cli_ask import ask
 from hearo.cli_model import data_app, evaluate_command, thresholds_command, train
+from hearo.cli_stats import stats_command
 
 if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
@@ -201,6 +202,7 @@ def device_register(
 app.command()(train)
 app.command("eval")(evaluate_command)
 app.command("thresholds")(thresholds_command)
+app.command("stats")(stats_command)
 app.command("ask")(ask)  # hearo/cli_ask.py: questions over the device's history
 
 
