@@ -141,7 +141,7 @@ MAX_SPAN_HOURS = 24 * 366
 # collapsed (쓰러지다) is a fall to the detector and often a medical emergency to a guardian.
 CLASS_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # compounds first, so their parts are not read again
-    (r"전기 ?사고|전기 ?화재|electrical (?:accident|fire)", ("electric",)),
+    (r"전기 ?사고|감전 ?사고|전기 ?화재|electrical (?:accident|fire)s?", ("electric",)),
     (r"가스 ?경보|일산화탄소|gas alarms?|co alarms?|carbon monoxide", ("gas",)),
     (r"화재 ?경보|연기 ?경보|fire alarms?|smoke alarms?|smoke detectors?", ("fire",)),
     (r"(?:call|calls|called|calling|cry|cries|cried|crying|shout\w*|yell\w*|scream\w*) for help", ("help",)),
@@ -167,7 +167,7 @@ AGENCY_WORDS: tuple[tuple[str, Agency], ...] = (
 # Words for states (shared/incident_state.py). "Reported" is a report under way or done.
 REPORTED = (IncidentState.DISPATCHING, IncidentState.DISPATCHED)
 STATE_WORDS: tuple[tuple[str, tuple[IncidentState, ...]], ...] = (
-    (r"신고 ?(?:가 |이 )?실패|실패|report(?:s|ing)? failed|failed|couldn'?t (?:be )?reach\w*|not delivered|undelivered",
+    (r"신고 ?(?:가 |이 )?실패|실패|report(?:s|ing)? failed|failed (?:reports?|to report)|failed|couldn'?t (?:be )?reach\w*|not delivered|undelivered",
      (IncidentState.FAILED,)),
     (r"취소|오경보|오작동|잘못 울|cancel\w*|false alarms?|called off", (IncidentState.CANCELLED,)),
     (r"대기|진행 ?중|카운트다운|pending|waiting|countdown|counting down", (IncidentState.PENDING,)),
