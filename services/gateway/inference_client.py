@@ -18,6 +18,9 @@ Exceptions:
                                 ``overloaded`` (the service had no room for it, or shed
                                 it for a connection with less queued), ``bad_request`` or
                                 ``model_error``
+
+The socket comes from a connection factory (``connect``: by default a ``websockets``
+connection to ``url``), so unit tests drive the client over a fake ``InferenceSocket``.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ import itertools
 import json
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect as websockets_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from shared.features.spec import FeatureSpec
@@ -88,6 +92,30 @@ class InferenceRequestFailed(InferenceError):
         self.code = code
 
 
+class InferenceSocket(Protocol):
+    """The client's side of one connection to the inference service, after the HTTP upgrade
+    (a ``websockets`` ``ClientConnection`` is one): ``send`` takes the hello and the window
+    requests, ``recv`` gives the handshake answer, iteration the answers to requests.
+    ``send``, ``recv`` and iteration raise ``websockets.exceptions.ConnectionClosed`` once the
+    connection is gone; iteration ends when it closed normally. A unit test's fake socket
+    answers as the service would (``tests/unit/test_inference_client.py``).
+    """
+
+    async def send(self, message: str | bytes) -> None: ...
+
+    async def recv(self) -> str | bytes: ...
+
+    async def close(self) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]: ...
+
+
+# Opens a new connection (at connect and every reconnect). Raising ``OSError`` or
+# ``TimeoutError`` means the service is unreachable; websockets' ``InvalidStatus`` with 401
+# or 403 that it refused the token.
+ConnectionFactory = Callable[[], Awaitable[InferenceSocket]]
+
+
 @dataclass(frozen=True)
 class WindowResult:
     """Scores of one window: ``scores`` float32 [9] in taxonomy id order; ``tags`` the model's
@@ -116,6 +144,7 @@ class InferenceClient:
     ``on_ready`` (an argument, or the attribute set before ``connect``) is called with the
     handshake answer at every (re)connect, before the connection is used (the gateway's
     sessions take the model's feature spec and detector thresholds from it).
+    ``connection_factory`` opens each connection; None opens a WebSocket to ``url``.
     """
 
     def __init__(
@@ -130,18 +159,20 @@ class InferenceClient:
         backoff_initial_s: float = 0.1,
         backoff_max_s: float = 5.0,
         on_ready: Callable[[Ready], None] | None = None,
+        connection_factory: ConnectionFactory | None = None,
     ) -> None:
         self.url = url
         self.spec = spec
         self.model = model
         self._headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        self._connect_socket = connection_factory or self._websocket
         self.timeout = timeout
         self.dtype = dtype
         self._backoff = (backoff_initial_s, backoff_max_s)
         self.on_ready = on_ready
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[ScoresResult]] = {}
-        self._ws: ClientConnection | None = None
+        self._ws: InferenceSocket | None = None
         self._ready: Ready | None = None
         # Set while connected, and for good once closed: waiters wake and re-check the state.
         self._state_changed = asyncio.Event()
@@ -212,12 +243,15 @@ class InferenceClient:
             await self._ws.close()
         self._detach(InferenceUnavailable("the inference client was closed"))
 
-    async def _open(self) -> tuple[ClientConnection, Ready]:
+    async def _websocket(self) -> InferenceSocket:
+        # Compression off: float features barely compress and deflate would cost CPU per frame.
+        return await websockets_connect(
+            self.url, compression=None, open_timeout=self.timeout, additional_headers=self._headers
+        )
+
+    async def _open(self) -> tuple[InferenceSocket, Ready]:
         try:
-            # Compression off: float features barely compress and deflate would cost CPU per frame.
-            ws = await connect(
-                self.url, compression=None, open_timeout=self.timeout, additional_headers=self._headers
-            )
+            ws = await self._connect_socket()
         except InvalidStatus as exc:
             if exc.response.status_code in (401, 403):
                 raise InferenceUnauthorized(_refusal_detail(exc)) from None
@@ -239,7 +273,7 @@ class InferenceClient:
             raise InferenceRefused(InferenceErrorCode.SPEC_MISMATCH, f"unexpected handshake answer {reply!r}")
         return ws, reply
 
-    def _attach(self, ws: ClientConnection, ready: Ready) -> None:
+    def _attach(self, ws: InferenceSocket, ready: Ready) -> None:
         # Told before any call can use the connection, so nothing classifies on stale settings.
         if self.on_ready is not None:
             self.on_ready(ready)
@@ -254,7 +288,7 @@ class InferenceClient:
             if not future.done():
                 future.set_exception(error)
 
-    async def _connection(self) -> tuple[ClientConnection, Ready]:
+    async def _connection(self) -> tuple[InferenceSocket, Ready]:
         while True:
             if self._closed:
                 raise InferenceUnavailable("the inference client was closed")
@@ -266,7 +300,7 @@ class InferenceClient:
                 raise InferenceRefused(self._last_error.code, self._last_error.detail)
             await self._state_changed.wait()
 
-    async def _request(self, ws: ClientConnection, ready: Ready, windows: torch.Tensor) -> list[WindowResult]:
+    async def _request(self, ws: InferenceSocket, ready: Ready, windows: torch.Tensor) -> list[WindowResult]:
         request_id = next(self._ids)
         future: asyncio.Future[ScoresResult] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
@@ -292,7 +326,7 @@ class InferenceClient:
             for i in range(scores.shape[0])
         ]
 
-    async def _run(self, ws: ClientConnection) -> None:
+    async def _run(self, ws: InferenceSocket) -> None:
         """Route answers to callers; on a drop, fail what is in flight and reconnect, until closed."""
         while True:
             try:
@@ -304,7 +338,7 @@ class InferenceClient:
             self._detach(InferenceUnavailable("the connection to inference was lost"))
             ws = await self._reconnect()
 
-    async def _reconnect(self) -> ClientConnection:
+    async def _reconnect(self) -> InferenceSocket:
         delay, most = self._backoff
         while True:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
