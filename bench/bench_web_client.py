@@ -119,7 +119,7 @@ def measure(page: object, cdp: object, marker: str, seconds: float) -> tuple[flo
 CAPTURE_ONLY = """async () => {
   const stream = await navigator.mediaDevices.getUserMedia({audio: {channelCount: 1, echoCancellation: false,
     noiseSuppression: false, autoGainControl: false}});
-  const context = new AudioContext({latencyHint: "playback"});
+  const context = new AudioContext({latencyHint: "playback", renderSizeHint: 1024});  // as the page
   await context.audioWorklet.addModule("/web/js/pcm-worklet.js");
   const node = new AudioWorkletNode(context, "pcm-capture", {numberOfInputs: 1, numberOfOutputs: 0,
     processorOptions: {frameMs: 100}});

@@ -215,6 +215,7 @@ $("#register-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = event.target;
   const status = $("#register-status");
+  if (!form.reportValidity()) return; // the browser says which field, in its own language
   if (!form.elements.consent_recording.checked) {
     status.textContent = t("consent.recording.required");
     form.elements.consent_recording.focus();

@@ -35,6 +35,7 @@ export class SettingsView {
   }
 
   async save() {
+    if (!this.form.reportValidity()) return;
     const device = await this.run(() => api("PATCH", "/v1/devices/me", readProfileForm(this.form, false)), "settings.saved");
     if (device) this.onDevice(device);
   }
