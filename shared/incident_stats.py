@@ -222,16 +222,15 @@ async def incident_stats(
                 .where(*window)
             )
         ).all()
-        first_sent = dict(
-            (
-                await session.execute(
-                    select(DispatchOutbox.incident_id, func.min(DispatchOutbox.sent_at))
-                    .join(Incident, Incident.id == DispatchOutbox.incident_id)
-                    .where(DispatchOutbox.state == DeliveryState.SENT, *window)
-                    .group_by(DispatchOutbox.incident_id)
-                )
-            ).tuples().all()
-        )
+        first_sent = {
+            incident_id: sent_at
+            for incident_id, sent_at in await session.execute(
+                select(DispatchOutbox.incident_id, func.min(DispatchOutbox.sent_at))
+                .join(Incident, Incident.id == DispatchOutbox.incident_id)
+                .where(DispatchOutbox.state == DeliveryState.SENT, *window)
+                .group_by(DispatchOutbox.incident_id)
+            )
+        }
         answers: dict[Any, list[IncidentOutcome]] = {}
         for incident_id, outcome in (
             await session.execute(
@@ -239,7 +238,7 @@ async def incident_stats(
                 .join(Incident, Incident.id == IncidentOutcomeRecord.incident_id)
                 .where(*window)
             )
-        ).tuples():
+        ):
             answers.setdefault(incident_id, []).append(outcome)
     records = [
         IncidentRecord(
