@@ -4,7 +4,7 @@
 '어젯밤 (11월 24일 18:00 ~ 11월 25일 06:00): 2건이 있었어요 — 23:14 화재 경보 (취소됨), 02:40 낙상·사고 (119에 신고됨).'
 >>> render_answer(query, [])   # English question, nothing found
 'Last night (24 Nov 18:00 – 25 Nov 06:00): nothing was heard.'
->>> render_answer(query_for("지난 주말에 119 신고된 거 있어?"), [])
+>>> render_answer(parse_question("지난 주말에 119 신고된 거 있어?", now, tz), [])
 '지난 주말 (11월 21일 00:00 ~ 11월 23일 00:00): 찾는 일(119, 신고됨)은 없었어요.'
 >>> not_understood("en")
 'I could not tell which time you mean. Try, for example: ...'

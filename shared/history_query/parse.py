@@ -40,7 +40,7 @@ DEFAULT_TIME_ZONE = "Asia/Seoul"
 # Korea keeps no daylight saving time: the fixed offset is exact where no tz database is installed.
 _SEOUL = timezone(timedelta(hours=9), "KST")
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ class _Text:
             self._blank(m.start(), m.end(), True)
         return bool(found)
 
-    def take_first(self, table: Sequence[tuple[str, T]], *, is_time: bool = True) -> tuple[re.Match[str], T] | None:
+    def take_first(self, table: Sequence[tuple[str, _T]], *, is_time: bool = True) -> tuple[re.Match[str], _T] | None:
         """The meaning of the first entry of ``table`` that occurs (all of its matches taken)."""
         for pattern, meaning in table:
             found = self.take(pattern, is_time=is_time)
@@ -167,7 +167,7 @@ class _Text:
                 return found[0], meaning
         return None
 
-    def take_each(self, table: Sequence[tuple[str, T]]) -> list[tuple[re.Match[str], T]]:
+    def take_each(self, table: Sequence[tuple[str, _T]]) -> list[tuple[re.Match[str], _T]]:
         """Every entry of ``table`` that occurs, with its meaning, in the table's order."""
         return [(m, meaning) for pattern, meaning in table for m in self.take(pattern)]
 
