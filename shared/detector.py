@@ -12,11 +12,12 @@ For each emergency class (``normal`` never fires), every window:
    ``release_ratio * threshold``; only after it falls below can the class start another.
 
 A second source can report the same classes: matches of a standard alarm pattern
-(``shared.alarm_patterns``: temporal-three for ``fire``, temporal-four for ``gas``)
-given to ``observe_pattern``, or queued with ``hear_patterns`` as they are heard: ``update``
-then observes the queued matches up to its window's end before the window itself, so both
-sources meet the detector in stream order however far the audio runs ahead of the scores
-(``observe_heard_patterns`` takes the rest at the end of a stream, or while no scores come).
+(``shared.alarm_patterns``: temporal-three for ``fire``, temporal-four for ``gas``). A
+gateway session gets matches and windows from its ``AudioPipeline`` in stream order, one
+channel, and gives each match to ``observe_match`` as it comes; a caller holding a clip's
+matches apart queues them with ``hear_patterns``, and ``update`` then observes those up to its
+window's end before the window itself (``observe_heard_patterns`` takes the rest at the end).
+Either way both sources meet the detector in stream order.
 A class has one event whichever source sees it: a match while the scores hold the class's
 event, or within ``pattern_hold_s`` of the class's previous match, continues the event; a
 match that starts one is reported under the same refractory rule, and scores crossing the
@@ -303,12 +304,16 @@ class Detector:
         """Observe the queued matches heard up to ``until_s``; returns the events they start."""
         events: list[DetectionEvent] = []
         while self._heard and self._heard[0].stream_time_s <= until_s:
-            match = self._heard.popleft()
-            if match.partial:
-                self.observe_partial_pattern(match.class_key, match.stream_time_s, match.pattern)
-            else:
-                events += self.observe_pattern(match.class_key, match.confidence, match.stream_time_s, match.pattern)
+            events += self.observe_match(self._heard.popleft())
         return events
+
+    def observe_match(self, match: PatternMatch) -> list[DetectionEvent]:
+        """Observe one match now (a partial one as evidence, a full one as ``observe_pattern``);
+        for a caller that already has matches and windows in stream order (a gateway session)."""
+        if match.partial:
+            self.observe_partial_pattern(match.class_key, match.stream_time_s, match.pattern)
+            return []
+        return self.observe_pattern(match.class_key, match.confidence, match.stream_time_s, match.pattern)
 
 
 def _emergency(class_key: str) -> EmergencyClass:

@@ -43,7 +43,8 @@ from services.gateway.inference_client import (
 from services.gateway.rate_limit import RATE_LIMITED_RESPONSE, RequestLimits, limit_rest
 from services.gateway.revocation import RevocationWatch, create_revocations
 from services.gateway.session_incidents import IncidentBackend
-from services.gateway.sessions import SessionManager
+from services.gateway.session_registry import SessionRegistry
+from services.gateway.sessions import serve_stream
 from services.gateway.settings import GatewaySettings
 from shared.clips import create_clip_store
 from shared.db import Database, Device, upgrade_database
@@ -102,7 +103,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             token=settings.inference_credential(),
             timeout=settings.inference_timeout_s,
         )
-        sessions = SessionManager(settings, client, authenticate, spec, incidents)
+        sessions = SessionRegistry(settings, client, authenticate, spec, incidents)
         GATEWAY_METRICS.watch_sessions(sessions)  # hearo_gateway_sessions at /metrics
         # At every (re)connect, before any call uses the connection, the sessions take the
         # served model's feature spec and detector thresholds.
@@ -175,6 +176,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.websocket("/v1/stream")
     async def stream(websocket: WebSocket) -> None:
-        await app.state.sessions.serve(websocket)
+        await serve_stream(app.state.sessions, websocket)
 
     return app

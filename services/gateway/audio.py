@@ -7,12 +7,17 @@ hop. Both resamplers start from the client's rate because going through 16 kHz w
 32 kHz model's input at 8 kHz, and alarm harmonics live above it. When a target rate equals
 the client's (or the model's rate is 16 kHz) the audio is reused, not resampled twice.
 The 16 kHz audio also feeds the alarm pattern detector when the session has one. At the end of
-the stream (``flush``) digital silence completes the model windows that hold its last audio
+the stream (``hear_end``) digital silence completes the model windows that hold its last audio
 (``LiveWindows.finish``), so the detector judges the end of every stream.
+
+What the pipeline hears comes out as one stream, in stream order (``Heard``): each alarm
+pattern match just before the first window ending at or after it, and those heard after the
+last window at the end. So a session passes one channel on to its detector.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,14 +82,21 @@ class Window:
     end_s: float
 
 
+# What a pipeline emits, in stream order: model windows and alarm pattern matches.
+Heard = Window | AlarmPatternMatch
+
+
 class AudioPipeline:
     """One session's audio path from PCM16 bytes to model windows (see the module docstring).
 
-    ``push`` takes binary frames in arrival order and returns the windows they complete;
-    ``flush`` ends the stream and returns the windows its end completes, padded for the detector. Window
-    times are stream seconds since the first sample; the ring buffer and ``alarm_patterns``
-    (given the ring's 16 kHz audio) share that clock, and ``take_matches`` hands over the
-    pattern matches found so far.
+    ``hear`` takes binary frames in arrival order and returns what they complete: windows,
+    and the pattern matches due before them, in stream order; ``hear_end`` ends the stream
+    and returns the rest, the windows padded for the detector. Times are stream seconds
+    since the first sample; the ring buffer and ``alarm_patterns`` (given the ring's 16 kHz
+    audio) share that clock.
+
+    ``push``, ``flush`` and ``take_matches`` give the same apart, windows and matches, for a
+    caller that judges a whole clip at once (``hearo eval``'s ``stream_clip``).
     """
 
     def __init__(
@@ -107,41 +119,68 @@ class AudioPipeline:
         self._windows = LiveWindows(spec, hop_frames)
         self._received = 0
         self._alarm_patterns = alarm_patterns
-        self._matches: list[AlarmPatternMatch] = []
+        self._due: deque[AlarmPatternMatch] = deque()  # heard, waiting for the window they precede
+        self._taken: list[AlarmPatternMatch] = []  # for ``take_matches``
 
     @property
     def stream_time_s(self) -> float:
         """Seconds of audio received so far."""
         return self._received / self.sample_rate
 
-    def push(self, data: bytes) -> list[Window]:
+    def hear(self, data: bytes) -> list[Heard]:
         """Decode and process one binary frame; raises ValueError if it is not whole sample frames."""
         samples = decode_pcm16(data, self.channels)
         self._received += len(samples)
         ring_audio = self._to_ring.push(samples)
         model_audio = ring_audio if self._to_model is None else self._to_model.push(samples)
-        return self._process(ring_audio, model_audio)
+        return self._in_order(self._process(ring_audio, model_audio))
 
-    def flush(self, smoothing_windows: int) -> list[Window]:
+    def hear_end(self, smoothing_windows: int) -> list[Heard]:
         """End of stream: run the resamplers' tails through, then end the model's audio with
         the silence a detector averaging ``smoothing_windows`` windows needs to judge its end
-        (``LiveWindows.finish``); push nothing afterwards. The silence is model input only: it
-        is not in ``stream_time_s``, the ring (the incident clip) or the alarm pattern detector.
+        (``LiveWindows.finish``); every match still due comes last. Hear nothing afterwards.
+        The silence is model input only: it is not in ``stream_time_s``, the ring (the
+        incident clip) or the alarm pattern detector.
         """
         ring_audio = self._to_ring.flush()
         model_audio = ring_audio if self._to_model is None else self._to_model.flush()
-        return self._process(ring_audio, model_audio) + self._timed(self._windows.finish(smoothing_windows))
+        windows = self._process(ring_audio, model_audio) + self._timed(self._windows.finish(smoothing_windows))
+        heard = self._in_order(windows)
+        heard += self._due
+        self._due.clear()
+        return heard
+
+    def push(self, data: bytes) -> list[Window]:
+        """``hear`` apart: the windows; the matches wait for ``take_matches``."""
+        return self._apart(self.hear(data))
+
+    def flush(self, smoothing_windows: int) -> list[Window]:
+        """``hear_end`` apart: the windows; the matches wait for ``take_matches``."""
+        return self._apart(self.hear_end(smoothing_windows))
 
     def take_matches(self) -> list[AlarmPatternMatch]:
-        """The alarm pattern matches found since the last call, oldest first."""
-        matches, self._matches = self._matches, []
+        """The matches ``push`` and ``flush`` set apart since the last call, oldest first."""
+        matches, self._taken = self._taken, []
         return matches
+
+    def _apart(self, heard: list[Heard]) -> list[Window]:
+        self._taken += [item for item in heard if isinstance(item, AlarmPatternMatch)]
+        return [item for item in heard if isinstance(item, Window)]
 
     def _process(self, ring_audio: np.ndarray, model_audio: np.ndarray) -> list[Window]:
         self.ring.append(ring_audio)
         if self._alarm_patterns is not None:
-            self._matches += self._alarm_patterns.push(ring_audio)
+            self._due += self._alarm_patterns.push(ring_audio)
         return self._timed(self._windows.push(model_audio))
+
+    def _in_order(self, windows: list[Window]) -> list[Heard]:
+        """``windows``, each after the matches due by its end."""
+        heard: list[Heard] = []
+        for window in windows:
+            while self._due and self._due[0].stream_time_s <= window.end_s:
+                heard.append(self._due.popleft())
+            heard.append(window)
+        return heard
 
     def _timed(self, windows: list[torch.Tensor]) -> list[Window]:
         """The windows just emitted, with the stream time each ends at."""

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from fastapi import Request
 
 from services.gateway.auth import current_token_hashes
-from services.gateway.sessions import SessionManager
+from services.gateway.session_registry import SessionRegistry as SessionManager
 from shared.db import Database
 from shared.pubsub import LocalChannel, RedisChannel
 

@@ -3,9 +3,10 @@
 The incident lifecycle itself lives in ``shared.incidents`` (docs/incidents.md); this is
 what one ``/v1/stream`` session does with it:
 
-* ``open`` on each detection: ``open_incident`` makes a pending incident with its
-  countdown, or adds the detection as evidence to the device's open one; ``announce``
-  then tells the client (an ``incident`` message) and starts following it;
+* ``open`` on each detection, as work of its own in detection order (the session does not
+  wait for the database to go on classifying): ``open_incident`` makes a pending incident
+  with its countdown, or adds the detection as evidence to the device's open one;
+  ``announce`` then tells the client (an ``incident`` message) and starts following it;
 * following: one task per unresolved incident the session knows of pushes each change
   of state or deadline (``IncidentWatcher``: pushed events, database polls as backstop)
   until cancelled, dispatched or failed;
@@ -81,7 +82,7 @@ class IncidentBackend:
     incident being opened when the client leaves); ``drain`` waits for it at shutdown.
 
     >>> backend = IncidentBackend(db, events, watcher, clip_store, countdown_s=60)
-    >>> manager = SessionManager(settings, inference_client, authenticate, spec, backend)
+    >>> registry = SessionRegistry(settings, inference_client, authenticate, spec, backend)
     """
 
     def __init__(
@@ -132,6 +133,7 @@ class SessionIncidents:
         self._told: dict[str, tuple[IncidentState, str]] = {}  # the (state, deadline) the client last heard
         self._clips_due: dict[uuid.UUID, float] = {}  # incident -> detection stream time
         self._ended: RingBuffer | None = None  # the audio is over; clips are cut from this
+        self._opening: asyncio.Task[OpenedIncident | None] | None = None  # the latest detection's
         self._closed = False
 
     @property
@@ -146,19 +148,37 @@ class SessionIncidents:
 
     # --- detections ----------------------------------------------------------------------
 
-    async def open(
+    def open(
         self, event: DetectionEvent, scores: Sequence[ScorePoint], location: Location | None
-    ) -> OpenedIncident | None:
-        """Record ``event`` as an incident (or as evidence); None when the database failed.
-        Raises :class:`TokenRevoked` when the session's token is no longer valid.
+    ) -> asyncio.Task[OpenedIncident | None]:
+        """Start recording ``event`` as an incident (or as evidence) and return the work: its
+        result is None when the database failed; it raises :class:`TokenRevoked` when the
+        session's token is no longer valid.
 
-        The work runs to its end even if the session is cancelled meanwhile, so an incident
-        that was opened always gets its clip.
+        The work runs after the session's earlier detections' (so a detection is evidence of
+        the incident an earlier one opened) and to its end even if the session ends
+        meanwhile (``IncidentBackend.spawn``): no detection is lost, none is written twice,
+        and an incident that was opened always gets its clip. The caller need not wait for
+        it: the session goes on classifying.
         """
         work = self.backend.spawn(
-            self._open(event, scores, location), name=f"session-{self.session_id}-open-incident"
+            self._open_after(self._opening, event, scores, location),
+            name=f"session-{self.session_id}-open-incident",
         )
-        return await asyncio.shield(work)
+        work.add_done_callback(_retrieved)  # read by the session's reporter, unless it ended first
+        self._opening = work
+        return work
+
+    async def _open_after(
+        self,
+        earlier: asyncio.Task[OpenedIncident | None] | None,
+        event: DetectionEvent,
+        scores: Sequence[ScorePoint],
+        location: Location | None,
+    ) -> OpenedIncident | None:
+        if earlier is not None:
+            await asyncio.wait({earlier})
+        return await self._open(event, scores, location)
 
     async def _open(
         self, event: DetectionEvent, scores: Sequence[ScorePoint], location: Location | None
@@ -351,6 +371,11 @@ def update_message(update: IncidentUpdate) -> IncidentMessage:
         deadline_at=datetime.fromisoformat(update.deadline_at),
         detail={"event": "update", **update.detail},
     )
+
+
+def _retrieved(work: asyncio.Task[Any]) -> None:
+    if not work.cancelled():
+        work.exception()  # a TokenRevoked nobody waited for is not an asyncio error
 
 
 def _incident_uuid(text: str) -> uuid.UUID | None:

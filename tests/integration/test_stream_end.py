@@ -24,7 +24,8 @@ from rich.console import Console
 
 from hearo import evaluate as hearo_eval
 from hearo.stream_client import EXIT_OK, run_stream
-from services.gateway.sessions import SessionManager
+from services.gateway.session_registry import SessionRegistry
+from services.gateway.sessions import serve_stream
 from services.gateway.settings import GatewaySettings
 from shared.db import Device
 from shared.features.spec import EFFICIENTAT_MEL
@@ -48,12 +49,12 @@ def gateway_url() -> Iterator[str]:
         return Device(id=uuid.uuid4()) if token == TOKEN else None
 
     # The settings ``hearo eval`` reads too: the same detector.
-    manager = SessionManager(GatewaySettings(), FakeClassifier(), authenticate, EFFICIENTAT_MEL)
+    manager = SessionRegistry(GatewaySettings(), FakeClassifier(), authenticate, EFFICIENTAT_MEL)
     app = FastAPI()
 
     @app.websocket("/v1/stream")
     async def stream(websocket: WebSocket) -> None:
-        await manager.serve(websocket)
+        await serve_stream(manager, websocket)
 
     port = free_port()
     server = ServerThread(app, port)

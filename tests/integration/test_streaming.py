@@ -347,7 +347,7 @@ async def test_default_model_smoke_alarm_gives_one_fire_and_the_models_threshold
         incident_follow_s=1.0,
     )
     app = create_gateway(settings)
-    with caplog.at_level(logging.INFO, logger="services.gateway.sessions"):
+    with caplog.at_level(logging.INFO, logger="services.gateway"):
         server = ServerThread(app, gateway_port, ws_max_size=1 << 20)
     try:
         base = f"http://127.0.0.1:{gateway_port}"

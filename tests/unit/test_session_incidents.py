@@ -25,7 +25,8 @@ from starlette.testclient import TestClient
 from services.gateway import incidents_api
 from services.gateway.auth import authenticate_token, hash_token
 from services.gateway.session_incidents import IncidentBackend
-from services.gateway.sessions import SessionManager
+from services.gateway.session_registry import SessionRegistry
+from services.gateway.sessions import serve_stream
 from services.gateway.settings import GatewaySettings
 from shared.clips import LocalClipStore
 from shared.db import Database, Device, upgrade_database
@@ -109,7 +110,7 @@ def make_harness(tmp_path: Path, classifier: FakeClassifier, **overrides: Any) -
             return await authenticate_token(db, token)
 
         app.state.db, app.state.incident_events, app.state.clip_store = db, events, store
-        app.state.sessions = SessionManager(settings, classifier, authenticate, EFFICIENTAT_MEL, backend)
+        app.state.sessions = SessionRegistry(settings, classifier, authenticate, EFFICIENTAT_MEL, backend)
         yield
         await backend.drain(5)
         await watcher.close()
@@ -120,7 +121,7 @@ def make_harness(tmp_path: Path, classifier: FakeClassifier, **overrides: Any) -
 
     @app.websocket("/v1/stream")
     async def stream(websocket: WebSocket) -> None:
-        await app.state.sessions.serve(websocket)
+        await serve_stream(app.state.sessions, websocket)
 
     return Harness(TestClient(app), db, tmp_path)
 

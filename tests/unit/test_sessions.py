@@ -18,7 +18,8 @@ from fastapi import FastAPI, WebSocket
 from starlette.testclient import TestClient
 
 from services.gateway import sessions
-from services.gateway.sessions import SessionManager
+from services.gateway.session_registry import SessionRegistry
+from services.gateway.sessions import serve_stream
 from services.gateway.settings import GatewaySettings
 from shared.db import Device
 from shared.features.spec import EFFICIENTAT_MEL
@@ -51,12 +52,12 @@ async def authenticate(token: str) -> Device | None:
 def make_client(classifier: FakeClassifier, **overrides: Any) -> TestClient:
     settings = GatewaySettings(**{"max_stream_speed": 1000.0, **overrides})
     app = FastAPI()
-    manager = SessionManager(settings, classifier, authenticate, EFFICIENTAT_MEL)
+    manager = SessionRegistry(settings, classifier, authenticate, EFFICIENTAT_MEL)
     app.state.sessions = manager
 
     @app.websocket("/v1/stream")
     async def stream(websocket: WebSocket) -> None:
-        await manager.serve(websocket)
+        await serve_stream(manager, websocket)
 
     return TestClient(app)
 
@@ -148,7 +149,7 @@ def test_sessions_after_a_connect_use_the_models_thresholds_unless_set(
     """The fake model scores the tone 0.9 as fire: under the model's 0.95 nothing fires,
     unless the gateway's own setting says 0.5."""
     with make_client(classifier, detector_thresholds=setting, alarm_patterns=False) as client:
-        manager: SessionManager = client.app.state.sessions  # type: ignore[attr-defined]
+        manager: SessionRegistry = client.app.state.sessions  # type: ignore[attr-defined]
         assert classifier.ready is not None
         manager.use_model(replace(classifier.ready, thresholds={"fire": 0.95, "crime": 0.3}))
         assert manager.detector_config.thresholds["crime"] == 0.3
@@ -353,7 +354,7 @@ def test_client_leaving_mid_stream_frees_its_slot(classifier: FakeClassifier) ->
     with make_client(classifier, max_sessions=1) as client:
         with session(client) as ws:
             send_audio(ws, audio(1.0))
-        manager: SessionManager = client.app.state.sessions  # type: ignore[attr-defined]
+        manager: SessionRegistry = client.app.state.sessions  # type: ignore[attr-defined]
         deadline = time.monotonic() + 2.0
         while manager.active and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -416,7 +417,7 @@ def test_a_device_over_its_cap_replaces_its_oldest_session_and_others_are_untouc
     classifier: FakeClassifier,
 ) -> None:
     with make_client(classifier, max_sessions_per_device=2) as client:
-        manager: SessionManager = client.app.state.sessions  # type: ignore[attr-defined]
+        manager: SessionRegistry = client.app.state.sessions  # type: ignore[attr-defined]
         with session(client, token="token-b") as other, session(client, token="token-a") as first:
             with session(client, token="token-a") as second, session(client, token="token-a") as third:
                 error = fatal_error(first, ErrorCode.SESSION_REPLACED, CloseCode.SESSION_REPLACED)
@@ -455,7 +456,7 @@ def test_a_session_that_sends_no_audio_is_closed_4408(classifier: FakeClassifier
 
 def test_revoking_a_device_closes_its_stale_sessions_4001(classifier: FakeClassifier) -> None:
     with make_client(classifier) as client:
-        manager: SessionManager = client.app.state.sessions  # type: ignore[attr-defined]
+        manager: SessionRegistry = client.app.state.sessions  # type: ignore[attr-defined]
         device = DEVICE_TOKENS["token-a"]
         with session(client, token="token-a") as revoked, session(client, token="token-b") as other:
             # The device's token is now another one: this session's token is stale.

@@ -1,0 +1,155 @@
+"""A session's classification: what the reader queued (``HeardQueue``: windows and alarm
+pattern matches in stream order) goes through the shared inference client and the session's
+``Detector``, in that order, and out as ``scores`` and detections.
+
+Each pass takes everything queued (one inference request for every waiting window), then
+walks it in stream order: a match is observed when it comes (``Detector.observe_match``), a
+window with its scores; the detections of the matches before a window are reported with
+the window's. While inference is down the matches are still observed: the alarm patterns
+need no model. The detections go to the ``DetectionReporter``, which records their
+incidents without holding up the next pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from services.gateway.audio import Window
+from services.gateway.heard_queue import END, HeardQueue, Queued
+from services.gateway.inference_client import InferenceError, WindowResult
+from services.gateway.rate_limit import TokenBucket
+from services.gateway.session_detections import DetectionReporter
+from shared.alarm_patterns import AlarmPatternMatch
+from shared.detector import DetectionEvent, Detector
+from shared.incidents import IncidentLocation, ScorePoint
+from shared.inference_wire import Ready
+from shared.protocol import ClassScore, ErrorCode, ErrorMessage, Message, ScoresMessage, TagScore
+from shared.taxonomy import CLASSES
+
+log = logging.getLogger(__name__)
+
+# An incident's score timeline: the detected class's smoothed scores over this long before it.
+TIMELINE_S = 10.0
+
+
+class WindowClassifier(Protocol):
+    """What a session needs of the inference client (``InferenceClient`` is one)."""
+
+    @property
+    def ready(self) -> Ready | None: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def classify(self, windows: torch.Tensor) -> list[WindowResult]: ...
+
+
+class StreamClassifier:
+    """Classifies one session's queued stream until its end marker (``run``).
+
+    ``location`` gives the position to record with an incident (None: the registered one);
+    ``scores`` limits the ``scores`` messages (None: none are sent).
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        classifier: WindowClassifier,
+        detector: Detector,
+        queue: HeardQueue,
+        reporter: DetectionReporter,
+        send: Callable[[Message], Awaitable[None]],
+        location: Callable[[], IncidentLocation | None],
+        scores: TokenBucket | None,
+    ) -> None:
+        self.session_id = session_id
+        self.classifier = classifier
+        self.detector = detector
+        self.windows_classified = 0
+        self._queue = queue
+        self._reporter = reporter
+        self._send = send
+        self._location = location
+        self._scores = scores
+        self._loop = asyncio.get_running_loop()
+        timeline_windows = math.ceil(TIMELINE_S / detector.config.hop_s) + 1
+        self._smoothed: deque[tuple[float, np.ndarray]] = deque(maxlen=timeline_windows)
+        self._inference_down = False  # told the client inference is unavailable
+
+    async def run(self) -> None:
+        """Classify until the end marker, then wait until every detection is told."""
+        while True:
+            taken = await self._queue.take()
+            await self._judge(taken)
+            if taken[-1] is END:
+                await self._reporter.finish()
+                return
+
+    async def _judge(self, taken: list[Queued]) -> None:
+        windows = [item for item in taken if isinstance(item, Window)]
+        results = await self._classify(windows) if windows else []
+        scored = iter(results or ())
+        events: list[DetectionEvent] = []  # of the matches since the last window scored
+        for item in taken:
+            if isinstance(item, AlarmPatternMatch):
+                events += self.detector.observe_match(item)
+            elif isinstance(item, Window) and results is not None:
+                result = next(scored)
+                self.windows_classified += 1
+                events += self.detector.update(result.scores.numpy(), item.end_s)
+                if self.detector.smoothed is not None:
+                    self._smoothed.append((item.end_s, self.detector.smoothed))
+                await self._report(events)
+                events = []
+        await self._report(events)
+        if results:
+            await self._send_scores(windows[-1], results[-1])
+
+    async def _classify(self, windows: list[Window]) -> list[WindowResult] | None:
+        """The windows' results, or None when inference failed (the client is told once)."""
+        try:
+            results = await self.classifier.classify(torch.stack([w.features for w in windows]))
+        except InferenceError as exc:
+            log.warning("session %s: %d windows unclassified: %s", self.session_id, len(windows), exc)
+            if not self._inference_down:
+                self._inference_down = True
+                await self._send(
+                    ErrorMessage(
+                        code=ErrorCode.INFERENCE_UNAVAILABLE,
+                        message="the model service is unavailable; audio is not being checked until it returns",
+                    )
+                )
+            return None
+        self._inference_down = False
+        self._queue.caught_up()
+        return results
+
+    async def _report(self, events: list[DetectionEvent]) -> None:
+        for event in events:
+            await self._reporter.report(event, self._timeline(event), self._location())
+
+    def _timeline(self, event: DetectionEvent) -> list[ScorePoint]:
+        """The detected class's smoothed scores over the last ``TIMELINE_S``, timed from the detection."""
+        column = event.emergency_class.id
+        return [ScorePoint(round(t - event.stream_time_s, 3), float(row[column])) for t, row in self._smoothed]
+
+    async def _send_scores(self, window: Window, result: WindowResult) -> None:
+        if self._scores is None or not self._scores.take(self._loop.time()):
+            return
+        scores = result.scores.tolist()
+        ranked = sorted(CLASSES, key=lambda c: scores[c.id], reverse=True)
+        await self._send(
+            ScoresMessage(
+                stream_time_s=round(window.end_s, 3),
+                top=[ClassScore(class_=c.key, class_id=c.id, score=round(scores[c.id], 4)) for c in ranked],
+                tags=[TagScore(label=label, score=round(score, 4)) for label, score in result.tags] or None,
+            )
+        )

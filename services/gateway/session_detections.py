@@ -1,0 +1,123 @@
+"""A session's detections, told to its client: a ``detection`` message each, with the
+incident it opened or joined (and that incident's countdown when it opened one).
+
+Recording an incident is a database write, and a slow database must not hold up the
+classification of the next windows: ``report`` starts the write (``SessionIncidents.open``,
+which keeps detection order) and returns; the reporter's own task waits for each write in
+turn and then tells the client, so the messages keep the order of the detections. A write
+that failed is told as today (``incident_unavailable``); a token found revoked ends the
+session (``SessionFatal``, ``token_revoked``) after the registry has ended the device's other
+stale sessions. Without incidents a detection is told at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from services.gateway.session_incidents import SessionIncidents, TokenRevoked
+from services.gateway.session_state import REVOKED_MESSAGE, SessionFatal
+from shared.detector import DetectionEvent
+from shared.incidents import IncidentLocation, OpenedIncident, ScorePoint
+from shared.protocol import DetectionMessage, ErrorCode, ErrorMessage, Message
+
+Send = Callable[[Message], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class _Opening:
+    event: DetectionEvent
+    work: asyncio.Task[OpenedIncident | None]
+    incidents: SessionIncidents
+
+
+class DetectionReporter:
+    """Tells one session's client of its detections; ``start`` its task, ``report`` each
+    detection, ``finish`` at the end of the stream (it waits for the writes begun).
+
+    ``revoked`` is called with the device's current token hash (None: the device is gone)
+    when a write finds the session's token revoked.
+    """
+
+    def __init__(
+        self, send: Send, incidents: SessionIncidents | None, revoked: Callable[[str | None], object]
+    ) -> None:
+        self._send = send
+        self._incidents = incidents
+        self._revoked = revoked
+        self._openings: asyncio.Queue[_Opening | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.detections = 0
+
+    def start(self, name: str) -> asyncio.Task[None]:
+        """The task that tells the client, in order, of the detections whose incidents were written."""
+        if self._task is not None:
+            raise RuntimeError("the reporter has already started")
+        self._task = asyncio.create_task(self._tell_in_order(), name=name)
+        return self._task
+
+    async def report(
+        self, event: DetectionEvent, timeline: list[ScorePoint], location: IncidentLocation | None
+    ) -> None:
+        """Report ``event``; with incidents, its write is started and the message waits for it."""
+        self.detections += 1
+        if self._incidents is None:
+            await self._send(detection_message(event, None))
+            return
+        work = self._incidents.open(event, timeline, location)
+        self._openings.put_nowait(_Opening(event, work, self._incidents))
+
+    async def finish(self) -> None:
+        """Wait until every detection reported is told (re-raises what ended the reporter)."""
+        if self._task is None:
+            return
+        self._openings.put_nowait(None)
+        await asyncio.wait({self._task})
+        self._task.result()
+
+    async def _tell_in_order(self) -> None:
+        while (opening := await self._openings.get()) is not None:
+            # ``wait``, not ``await``: the write must outlive this task if it is cancelled.
+            await asyncio.wait({opening.work})
+            try:
+                opened = opening.work.result()
+            except TokenRevoked as revoked:
+                # The backstop of the revocation events: this and the device's other stale
+                # sessions end, and nothing is reported on a revoked token.
+                self._revoked(revoked.current_token_hash)
+                raise SessionFatal(ErrorCode.TOKEN_REVOKED, REVOKED_MESSAGE) from None
+            await self._send(detection_message(opening.event, opened))
+            if opened is not None:
+                await opening.incidents.announce(opened)
+            else:
+                await self._send(
+                    ErrorMessage(
+                        code=ErrorCode.INCIDENT_UNAVAILABLE,
+                        message="this detection could not be recorded as an incident and will not be "
+                        "reported; call 112/119 directly if you need help",
+                    )
+                )
+
+
+def detection_message(event: DetectionEvent, opened: OpenedIncident | None) -> DetectionMessage:
+    """The ``detection`` message of ``event``; only the detection that opened its incident
+    carries the countdown."""
+    cls = event.emergency_class
+    countdown = opened.incident if opened is not None and opened.created else None
+    return DetectionMessage(
+        detection_id=uuid.uuid4().hex,
+        class_=cls.key,
+        class_id=cls.id,
+        label_en=cls.label_en,
+        label_ko=cls.label_ko,
+        confidence=round(event.confidence, 4),
+        stream_time_s=round(event.stream_time_s, 3),
+        detected_at=datetime.now(UTC),
+        pattern=event.pattern,
+        incident_id=str(opened.incident.id) if opened is not None else None,
+        deadline_at=countdown.deadline_at if countdown is not None else None,
+        seconds_left=round(countdown.seconds_left, 3) if countdown is not None else None,
+    )
