@@ -104,8 +104,8 @@ function renderStatus() {
 
 // Drawing is most of what listening costs this device (bench/bench_web_client.py), and each
 // redraw costs about the same whatever changed: the level (the loudest frame since the last
-// one) and the scores are drawn together, at most twice a second.
-const DRAW_MS = 500;
+// one) and the scores are drawn together, at most once a second (twice: +1.6 % of a core).
+const DRAW_MS = 1000;
 let loudest = 0;
 let drawTimer = null;
 let lastLevelStep = -1;
