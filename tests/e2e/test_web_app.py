@@ -9,7 +9,9 @@ device has one open incident at a time. Screenshots go to ``var/test-artifacts/w
 * a smoke alarm gives the fire alert and its countdown; Cancel with a reason ends it, the
   agency receives nothing; history plays the clip and deletes it;
 * the countdown survives a reload, shows in a second tab and outlives a dropped connection,
-  after which the page listens again; Report now reaches the agency.
+  after which the page listens again; Report now reaches the agency;
+* with a model that has no tags (a gateway with the fake classifier of tests/gateway_support.py)
+  the page shows the class scores and no tag list.
 """
 
 from __future__ import annotations
@@ -21,8 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+import soundfile
 
+from services.gateway.settings import GatewaySettings
+from tests.gateway_apps import run_gateways
 from tests.web_support import (
     System,
     chromium_or_skip,
@@ -278,6 +284,8 @@ def test_the_countdown_survives_a_reload_and_report_now_reaches_the_agency(
         start_listening(page)
         incident_id = alert_incident(page)
         before = seconds_left(page)
+        no_horizontal_scroll(page)
+        screenshot(page, "alert-tablet")
         page.reload()
         page.locator("#alert").wait_for(state="visible", timeout=10_000)
         after = seconds_left(page)
@@ -313,3 +321,21 @@ def test_the_countdown_survives_a_reload_and_report_now_reaches_the_agency(
         assert reports and reports[0]["payload"]["data"]["class"]["key"] == "fire"
         assert reports[0]["payload"]["data"]["profile"]["name"] == "Park Soon-ja"
         screenshot(page, "dispatched-tablet")
+
+
+def test_a_model_without_tags_shows_the_scores_alone(
+    playwright: Any, chromium: Path, tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    quiet = tmp_path / "quiet-room.wav"
+    soundfile.write(quiet, 0.003 * np.random.default_rng(2).standard_normal(5 * 48_000), 48_000, subtype="PCM_16")
+    with run_gateways(monkeypatch, GatewaySettings(database_url=sqlite_url, migrate_on_start=True)) as (gateway,):
+        _, token = gateway.register()
+        with browser(playwright, quiet, chromium) as chrome:
+            page = chrome.new_page(locale="en-GB")
+            page.goto(gateway.http + "/")
+            page.evaluate("(token) => localStorage.setItem('hearo.token', token)", token)
+            page.reload()
+            start_listening(page)
+            page.wait_for_function("() => document.querySelector('#scores li[data-class=normal] .score-value').textContent === '90%'")
+            assert page.locator("#tags-section").is_hidden()
+            assert page.locator("#alert").is_hidden()
