@@ -159,22 +159,27 @@ export class AlertSound {
     this.timer = null;
   }
 
-  /** Call from a user gesture so that the browser lets it play later. */
+  /** Call from a user gesture: the page then counts as one the person used, and the browser
+   * lets the chime play later without another. The context is suspended until then: a running
+   * one keeps an audio thread busy all the time a stream runs. */
   prime() {
-    if (!this.context && "AudioContext" in window) this.context = new AudioContext();
-    if (this.context && this.context.state === "suspended") this.context.resume().catch(() => {});
+    if (!this.context && "AudioContext" in window) {
+      this.context = new AudioContext();
+      if (!this.timer) this.context.suspend().catch(() => {});
+    }
   }
 
   start() {
     if (this.timer) return;
     this.prime();
+    if (this.context) this.context.resume().then(() => this.chime()).catch(() => {});
     this.timer = setInterval(() => this.chime(), 2000);
-    this.chime();
   }
 
   stop() {
     clearInterval(this.timer);
     this.timer = null;
+    if (this.context && this.context.state === "running") this.context.suspend().catch(() => {});
   }
 
   chime() {

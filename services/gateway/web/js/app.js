@@ -189,6 +189,10 @@ async function startListening() {
 }
 
 $("#listen-start").addEventListener("click", startListening);
+// After a reload listening resumes by itself; the first touch anywhere lets the chime play.
+for (const kind of ["pointerdown", "keydown"]) {
+  document.addEventListener(kind, () => alertView.sound.prime(), { once: true, capture: true });
+}
 $("#listen-stop").addEventListener("click", () => {
   if (confirm(t("listen.stop.confirm"))) listener.stop();
 });
