@@ -60,7 +60,14 @@ def test_the_acoustic_model_saying_no_speech_holds_a_segment_back() -> None:
 
 def test_speech_passes_with_its_times() -> None:
     speech = speak("espeak-ng", "ko+m5", "살려주세요 제발 도와주세요")
+    spoken_s = speech.size / SR
     segments = _segments(in_room(speech, lead_s=2.0))
     assert segments
     assert 1.5 <= segments[0].start_s <= 2.1
-    assert sum(s.voiced_s for s in segments) >= 0.5 * speech.size / SR
+    # The recogniser hears what the segments span, so they must cover the words.
+    assert segments[-1].end_s >= 2.0 + 0.9 * spoken_s
+    assert sum(s.end_s - s.start_s for s in segments) >= 0.9 * spoken_s
+    # WebRTC's VAD marks most of the speech voiced; the level-and-flatness fallback used
+    # without the speech extra marks only the vowel cores, about a third.
+    voiced_share = 0.5 if SpeechGate().uses_webrtcvad else 0.25
+    assert sum(s.voiced_s for s in segments) >= voiced_share * spoken_s
