@@ -67,6 +67,31 @@ def data_household(
     typer.echo(f"{len(rows)} files, {sum(r.seconds for r in rows) / 60:.0f} minutes: {out / 'index.csv'}")
 
 
+@data_app.command("hard-negatives")
+def data_hard_negatives(
+    household: Annotated[list[Path], typer.Option(exists=True, file_okay=False, help="Household training audio (`hearo data household --part training`); repeat for several.")],
+    out: Annotated[Path, typer.Option(help="Folder for the mined 4 s clips (give it to `hearo train --household-train`); a rerun resumes.")],
+    model: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="The default model file that mines (usually the shipped one).")] = Path("services/inference/models/weights/default.pt"),
+    min_score: Annotated[float, typer.Option(help="A window is mined when its highest emergency score reaches this.")] = 0.3,
+    threads: Annotated[int, typer.Option(help="Torch threads.")] = 2,
+) -> None:
+    """Cut 4 s clips around the household moments a model mistakes for an emergency (hard negatives for training)."""
+    import torch
+    from rich.console import Console
+
+    from services.inference.models.default import load_default_model
+    from services.inference.training.hard_negatives import HardNegativeConfig, mine_hard_negatives
+
+    torch.set_num_threads(threads)
+    try:
+        count = mine_hard_negatives(load_default_model(model)[0], household, out, HardNegativeConfig(min_score=min_score),
+                                    Console(stderr=True))
+    except ValueError as exc:
+        typer.echo(f"hearo data hard-negatives: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{count} hard-negative clips: {out}")
+
+
 @data_app.command("spoken")
 def data_spoken(
     out: Annotated[Path, typer.Option(help="Folder for the spoken evaluation set and its index.csv.")] = Path.home() / ".cache/hearo/spoken",

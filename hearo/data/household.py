@@ -219,6 +219,7 @@ class HouseholdFile:
     scene: str
     seconds: float
     sources: str  # "package:member; ..." of every source heard in it
+    part: str  # of the split: what the file may be used for (training, calibration, evaluation)
 
 
 def build_household(out: Path, cache: Path, config: HouseholdConfig = HouseholdConfig()) -> list[HouseholdFile]:
@@ -243,11 +244,11 @@ def build_household(out: Path, cache: Path, config: HouseholdConfig = HouseholdC
         audio, used = _compose(scene, seconds, pools, np.random.default_rng([config.seed, PARTS.index(config.part), i]))
         path = out / f"{scene}-{i:03d}.wav"
         sf.write(str(path), audio, SR, subtype="PCM_16")
-        rows.append(HouseholdFile(path.name, scene, round(seconds, 1), "; ".join(sorted(used))))
+        rows.append(HouseholdFile(path.name, scene, round(seconds, 1), "; ".join(sorted(used)), config.part))
         total_s += seconds
         i += 1
     with open(out / "index.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["file", "scene", "seconds", "sources"])
+        writer = csv.DictWriter(f, fieldnames=["file", "scene", "seconds", "sources", "part"])
         writer.writeheader()
         writer.writerows(asdict(row) for row in rows)
     return rows

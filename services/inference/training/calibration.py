@@ -40,7 +40,7 @@ from shared.taxonomy import CLASSES, NUM_CLASSES
 
 __all__ = [
     "THRESHOLD_GRID", "CalibrationBudget", "OperatingPoint", "calibrate", "clip_scores", "count_alarms", "household_clips", "household_files",
-    "score_household",
+    "score_household", "score_windows", "stream_windows",
 ]
 
 HOP_S = 0.5
@@ -141,12 +141,13 @@ def count_alarms(scores: np.ndarray, config: DetectorConfig) -> int:
 
 
 @torch.inference_mode()
-def _score(model: nn.Module, windows: torch.Tensor, batch: int = 128) -> np.ndarray:
+def score_windows(model: nn.Module, windows: torch.Tensor, batch: int = 128) -> np.ndarray:
+    """The nine class probabilities of each window: [windows, 9]."""
     rows = [torch.sigmoid(model(windows[lo: lo + batch])[0]) for lo in range(0, len(windows), batch)]
     return torch.cat(rows).numpy() if rows else np.zeros((0, NUM_CLASSES), np.float32)
 
 
-def _windows(audio: np.ndarray, rate: int, smoothing_windows: int) -> torch.Tensor:
+def stream_windows(audio: np.ndarray, rate: int, smoothing_windows: int) -> torch.Tensor:
     """The windows the gateway cuts from ``audio`` streamed and then stopped (its end padded by
     the one rule, ``end_padding``), at the model's rate."""
     hop_frames = EFFICIENTAT_MEL.frames_for(HOP_S)
@@ -158,7 +159,7 @@ def _windows(audio: np.ndarray, rate: int, smoothing_windows: int) -> torch.Tens
 def clip_scores(model: nn.Module, clips: Sequence[ManifestClip], rate: int = 16_000, smoothing_windows: int = 3) -> list[np.ndarray]:
     """Each clip padded and streamed as ``hearo eval`` does, scored: one [windows, 9] array each."""
     model.eval()
-    return [_score(model, _windows(c.audio.astype(np.float32) / 32768, rate, smoothing_windows)) for c in clips]
+    return [score_windows(model, stream_windows(c.audio.astype(np.float32) / 32768, rate, smoothing_windows)) for c in clips]
 
 
 def household_files(folder: Path) -> list[Path]:
@@ -189,7 +190,7 @@ def score_household(model: nn.Module, folder: Path, console: Console | None = No
     out = []
     for path in household_files(folder):
         audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        out.append(_score(model, _windows(audio.mean(axis=1), rate, 3)))
+        out.append(score_windows(model, stream_windows(audio.mean(axis=1), rate, 3)))
         if console is not None:
             console.print(f"household: {path.name} scored ({len(out[-1])} windows)")
     return out
