@@ -5,7 +5,7 @@ gateway, within about a second.
 :class:`DeviceRevoked` (the device, and the hash of its token now, None once deleted) on the
 Redis channel :data:`CHANNEL` of ``HEARO_REDIS_URL`` (in-process when there is none, as the
 incident updates). Each gateway's :class:`RevocationWatch` hears it and
-``SessionManager.revoke`` closes that device's sessions opened with another token (fatal
+``SessionRegistry.revoke`` closes that device's sessions opened with another token (fatal
 ``token_revoked``, close 4001).
 
 Pub/sub keeps nothing, so two backstops stand behind a lost message: every
@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from fastapi import Request
 
 from services.gateway.auth import current_token_hashes
-from services.gateway.session_registry import SessionRegistry as SessionManager
+from services.gateway.session_registry import SessionRegistry
 from shared.db import Database
 from shared.pubsub import LocalChannel, RedisChannel
 
@@ -75,7 +75,7 @@ class RevocationWatch:
     check of the open sessions' tokens against the database."""
 
     def __init__(
-        self, sessions: SessionManager, channel: RevocationChannel, db: Database, check_interval_s: float
+        self, sessions: SessionRegistry, channel: RevocationChannel, db: Database, check_interval_s: float
     ) -> None:
         self.sessions = sessions
         self.channel = channel

@@ -44,7 +44,7 @@ _NEXT: dict[SessionState, frozenset[SessionState]] = {
 }
 
 
-class IllegalTransition(RuntimeError):
+class IllegalPhaseChange(RuntimeError):
     """A session was asked to move to a phase its current phase cannot lead to (a bug)."""
 
     def __init__(self, current: SessionState, wanted: SessionState) -> None:
@@ -54,14 +54,14 @@ class IllegalTransition(RuntimeError):
 
 
 class SessionPhase:
-    """The phase of one session; ``advance`` to a later one, or raise ``IllegalTransition``.
+    """The phase of one session; ``advance`` to a later one, or raise ``IllegalPhaseChange``.
 
     >>> phase = SessionPhase()
     >>> phase.advance(SessionState.STREAMING)
     >>> phase.advance(SessionState.HANDSHAKE)
     Traceback (most recent call last):
     ...
-    services.gateway.session_state.IllegalTransition: a session cannot go from streaming to handshake
+    services.gateway.session_state.IllegalPhaseChange: a session cannot go from streaming to handshake
     """
 
     def __init__(self) -> None:
@@ -69,7 +69,7 @@ class SessionPhase:
 
     def advance(self, later: SessionState) -> None:
         if not self.state.can_become(later):
-            raise IllegalTransition(self.state, later)
+            raise IllegalPhaseChange(self.state, later)
         self.state = later
 
     def end(self) -> None:

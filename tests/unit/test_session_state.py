@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.gateway.session_state import IllegalTransition, SessionPhase, SessionState
+from services.gateway.session_state import IllegalPhaseChange, SessionPhase, SessionState
 
 
 def test_a_session_goes_through_its_phases_in_order() -> None:
@@ -30,6 +30,6 @@ def test_an_illegal_change_raises(path: tuple[SessionState, ...], illegal: Sessi
     phase = SessionPhase()
     for state in path:
         phase.advance(state)
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(IllegalPhaseChange):
         phase.advance(illegal)
     assert phase.state is (path[-1] if path else SessionState.HANDSHAKE)
