@@ -40,7 +40,7 @@ from websockets.exceptions import ConnectionClosed
 from services.gateway.inference_client import InferenceClient, InferenceError
 from services.inference.registry import default_registry
 from services.inference.settings import InferenceSettings
-from shared.inference_wire import InferenceErrorMessage as ErrorMessage, Hello, WindowsRequest, decode_control, encode_control
+from shared.inference_wire import Hello, InferenceErrorMessage, WindowsRequest, decode_control, encode_control
 
 HOP_S = 0.5  # a real-time stream sends one window per hop
 TARGET_P99_S = 1.5
@@ -109,7 +109,7 @@ def flood(url: str, token: str, connections: int, seconds: float, answers: dict[
                             counts["scores"] += 1
                         else:
                             control = decode_control(message)
-                            counts[control.code.value if isinstance(control, ErrorMessage) else "other"] += 1
+                            counts[control.code.value if isinstance(control, InferenceErrorMessage) else "other"] += 1
                 except ConnectionClosed:
                     pass
 
