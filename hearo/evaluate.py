@@ -9,7 +9,7 @@ and, unless ``alarm_patterns`` is off (``--no-patterns``; default: the gateway's
 windows are scored and, with the pattern matches, fed through the gateway's detector
 (``shared.detector.clip_decision``, the fusion the live session uses): the clip is ``normal``
 if nothing fires, else the class detected first. The clip ends as the gateway ends a stream at
-``stop`` (``AudioPipeline.flush``: ``shared.features.stream.end_padding``): silence completes
+``stop`` (``AudioPipeline.hear_end``: ``shared.features.stream.end_padding``): silence completes
 the windows that hold its last audio, so its end lies in every window the smoothing averages,
 and a clip shorter than a window is padded centred to the detector's minimum (``2 s +
 (smoothing_windows - 1) x hop``), so a short event lies in every one; ``hearo stream`` of the
@@ -128,8 +128,11 @@ def stream_clip(
     pcm16 = (np.clip(audio, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes()
     patterns = AlarmPatternDetector(RING_SAMPLE_RATE) if alarm_patterns else None
     pipeline = AudioPipeline(rate, 1, spec, hop_frames, ring_seconds, patterns)
-    windows = pipeline.push(pcm16) + pipeline.flush(smoothing_windows)
-    return windows, pipeline.take_matches()
+    heard = pipeline.hear(pcm16) + pipeline.hear_end(smoothing_windows)
+    # Apart, for scoring every window in one batch; the detector takes the matches back in
+    # stream order (``Detector.hear_patterns``).
+    return ([item for item in heard if isinstance(item, Window)],
+            [item for item in heard if isinstance(item, AlarmPatternMatch)])
 
 
 def evaluate(

@@ -94,9 +94,6 @@ class AudioPipeline:
     and returns the rest, the windows padded for the detector. Times are stream seconds
     since the first sample; the ring buffer and ``alarm_patterns`` (given the ring's 16 kHz
     audio) share that clock.
-
-    ``push``, ``flush`` and ``take_matches`` give the same apart, windows and matches, for a
-    caller that judges a whole clip at once (``hearo eval``'s ``stream_clip``).
     """
 
     def __init__(
@@ -120,7 +117,6 @@ class AudioPipeline:
         self._received = 0
         self._alarm_patterns = alarm_patterns
         self._due: deque[AlarmPatternMatch] = deque()  # heard, waiting for the window they precede
-        self._taken: list[AlarmPatternMatch] = []  # for ``take_matches``
 
     @property
     def stream_time_s(self) -> float:
@@ -149,23 +145,6 @@ class AudioPipeline:
         heard += self._due
         self._due.clear()
         return heard
-
-    def push(self, data: bytes) -> list[Window]:
-        """``hear`` apart: the windows; the matches wait for ``take_matches``."""
-        return self._apart(self.hear(data))
-
-    def flush(self, smoothing_windows: int) -> list[Window]:
-        """``hear_end`` apart: the windows; the matches wait for ``take_matches``."""
-        return self._apart(self.hear_end(smoothing_windows))
-
-    def take_matches(self) -> list[AlarmPatternMatch]:
-        """The matches ``push`` and ``flush`` set apart since the last call, oldest first."""
-        matches, self._taken = self._taken, []
-        return matches
-
-    def _apart(self, heard: list[Heard]) -> list[Window]:
-        self._taken += [item for item in heard if isinstance(item, AlarmPatternMatch)]
-        return [item for item in heard if isinstance(item, Window)]
 
     def _process(self, ring_audio: np.ndarray, model_audio: np.ndarray) -> list[Window]:
         self.ring.append(ring_audio)

@@ -76,8 +76,8 @@ def test_pipeline_from_44k1_stereo(spec: object) -> None:
     frame_bytes = 4 * 441 * 2  # 20 ms of stereo
     windows = []
     for i in range(0, len(pcm), frame_bytes):
-        windows += pipeline.push(pcm[i : i + frame_bytes])
-    windows += pipeline.flush(3)
+        windows += pipeline.hear(pcm[i : i + frame_bytes])
+    windows += pipeline.hear_end(3)
     assert pipeline.stream_time_s == pytest.approx(seconds)
     # A window once ~2 s are in, then one per 0.5 s, and the tail's silence completes the first
     # window to reach the end of the audio and two more, for the detector's smoothing of 3.
@@ -102,8 +102,8 @@ def test_pipeline_windows_match_the_offline_windows_of_the_resampled_clip() -> N
     pcm = pcm16(samples)
     streamed = []
     for i in range(0, len(pcm), 1920):  # 20 ms
-        streamed += pipeline.push(pcm[i : i + 1920])
-    streamed += pipeline.flush(3)
+        streamed += pipeline.hear(pcm[i : i + 1920])
+    streamed += pipeline.hear_end(3)
     resampled = stream_through(Resampler(48_000, 32_000), quantised, 48_000)
     offline = clip_windows(EFFICIENTAT_MEL, np.pad(resampled, end_padding(EFFICIENTAT_MEL, 50, 3, resampled.size)), 50)
     assert len(streamed) == offline.shape[0]
