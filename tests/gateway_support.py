@@ -12,6 +12,7 @@ import asyncio
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,11 +21,15 @@ import numpy as np
 import pytest
 import torch
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from services.gateway.inference_client import InferenceUnavailable, WindowResult
+from services.gateway.session_registry import SessionRegistry
+from services.gateway.sessions import serve_stream
+from services.gateway.settings import GatewaySettings
+from shared.db import Device
 from shared.features.spec import EFFICIENTAT_MEL
 from shared.inference_wire import Ready
 from shared.protocol import CloseCode, ErrorCode
@@ -68,6 +73,30 @@ def fake_scores(windows: torch.Tensor) -> torch.Tensor:
     scores[loud, FIRE] = 0.9
     scores[~loud, 0] = 0.9
     return scores
+
+
+# Tokens of two fixed devices; TOKEN names a new device at each session.
+DEVICE_TOKENS = {"token-a": uuid.UUID(int=1), "token-b": uuid.UUID(int=2)}
+
+
+async def authenticate(token: str) -> Device | None:
+    if token in DEVICE_TOKENS:
+        return Device(id=DEVICE_TOKENS[token])
+    return Device(id=uuid.uuid4()) if token == TOKEN else None
+
+
+def make_client(classifier: FakeClassifier, **overrides: Any) -> TestClient:
+    """Sessions alone (no database: no incidents) on ``classifier``, over Starlette's in-process client."""
+    settings = GatewaySettings(**{"max_stream_speed": 1000.0, **overrides})
+    app = FastAPI()
+    manager = SessionRegistry(settings, classifier, authenticate, EFFICIENTAT_MEL)
+    app.state.sessions = manager
+
+    @app.websocket("/v1/stream")
+    async def stream(websocket: WebSocket) -> None:
+        await serve_stream(manager, websocket)
+
+    return TestClient(app)
 
 
 def start(token: str | None = TOKEN, **fields: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import enum
 from collections import deque
 
 from services.gateway.audio import Heard, Window
+from services.gateway.metrics import GATEWAY_METRICS, DropReason
 
 
 class _End(enum.Enum):
@@ -59,14 +60,15 @@ class HeardQueue:
 
     def put_dropping_oldest(self, item: Queued) -> bool:
         """Queue ``item`` now; when a window finds the queue full, the oldest window goes
-        first. Returns True for the first window dropped since the consumer last ``caught_up``
-        (the client is told once)."""
+        first, and is counted (``DropReason.BEHIND``). Returns True for the first window
+        dropped since the consumer last ``caught_up`` (the client is told once)."""
         if not (isinstance(item, Window) and self.full):
             self._append(item)
             return False
         oldest = next(i for i, queued in enumerate(self._items) if isinstance(queued, Window))
         del self._items[oldest]
         self._windows -= 1
+        GATEWAY_METRICS.windows_dropped(DropReason.BEHIND)
         self._append(item)
         first, self._dropping = not self._dropping, True
         return first

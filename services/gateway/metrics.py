@@ -35,7 +35,8 @@ class DropReason(enum.StrEnum):
     """Why a window was never classified."""
 
     BEHIND = "behind"  # live audio fell behind real time: the oldest queued window was skipped
-    INFERENCE_UNAVAILABLE = "inference_unavailable"  # the classify call failed (no model service)
+    # The classify call failed (no model service, a timeout, an overloaded one): never retried.
+    INFERENCE_UNAVAILABLE = "inference_unavailable"
 
 
 class SessionCount(Protocol):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -25,6 +26,7 @@ import torch
 from services.gateway.audio import Window
 from services.gateway.heard_queue import END, HeardQueue, Queued
 from services.gateway.inference_client import InferenceError, WindowResult
+from services.gateway.metrics import GATEWAY_METRICS, DropReason
 from services.gateway.rate_limit import TokenBucket
 from services.gateway.session_detections import DetectionReporter
 from shared.alarm_patterns import AlarmPatternMatch
@@ -115,9 +117,13 @@ class StreamClassifier:
 
     async def _classify(self, windows: list[Window]) -> list[WindowResult] | None:
         """The windows' results, or None when inference failed (the client is told once)."""
+        sent_at = time.monotonic()
         try:
             results = await self.classifier.classify(torch.stack([w.features for w in windows]))
         except InferenceError as exc:
+            # Whatever failed (the connection, a timeout, an overloaded service), these windows
+            # are never retried: the client is told inference is unavailable, and the count says so.
+            GATEWAY_METRICS.windows_dropped(DropReason.INFERENCE_UNAVAILABLE, len(windows))
             log.warning("session %s: %d windows unclassified: %s", self.session_id, len(windows), exc)
             if not self._inference_down:
                 self._inference_down = True
@@ -128,6 +134,7 @@ class StreamClassifier:
                     )
                 )
             return None
+        GATEWAY_METRICS.windows_classified(len(results), time.monotonic() - sent_at)
         self._inference_down = False
         self._queue.caught_up()
         return results

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from services.gateway.metrics import GATEWAY_METRICS
 from services.gateway.session_incidents import SessionIncidents, TokenRevoked
 from services.gateway.session_state import REVOKED_MESSAGE, SessionFatal
 from shared.detector import DetectionEvent
@@ -65,7 +66,7 @@ class DetectionReporter:
         """Report ``event``; with incidents, its write is started and the message waits for it."""
         self.detections += 1
         if self._incidents is None:
-            await self._send(detection_message(event, None))
+            await self._tell(event, None)
             return
         work = self._incidents.open(event, timeline, location)
         self._openings.put_nowait(_Opening(event, work, self._incidents))
@@ -89,7 +90,7 @@ class DetectionReporter:
                 # sessions end, and nothing is reported on a revoked token.
                 self._revoked(revoked.current_token_hash)
                 raise SessionFatal(ErrorCode.TOKEN_REVOKED, REVOKED_MESSAGE) from None
-            await self._send(detection_message(opening.event, opened))
+            await self._tell(opening.event, opened)
             if opened is not None:
                 await opening.incidents.announce(opened)
             else:
@@ -100,6 +101,10 @@ class DetectionReporter:
                         "reported; call 112/119 directly if you need help",
                     )
                 )
+
+    async def _tell(self, event: DetectionEvent, opened: OpenedIncident | None) -> None:
+        await self._send(detection_message(event, opened))
+        GATEWAY_METRICS.detection(event.emergency_class.key)
 
 
 def detection_message(event: DetectionEvent, opened: OpenedIncident | None) -> DetectionMessage:

@@ -30,6 +30,7 @@ message and a close code, or is answered and ignored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import uuid
@@ -54,6 +55,7 @@ from shared.alarm_patterns import AlarmPatternDetector
 from shared.db import Device
 from shared.detector import Detector
 from shared.incidents import IncidentLocation
+from shared.log_format import bound_log_ids
 from shared.protocol import (
     CancelMessage,
     ClassInfo,
@@ -130,24 +132,27 @@ class StreamSession:
             self._ended.set_result(SessionFatal(code, message))
 
     async def run(self) -> None:
-        try:
-            opened = await handshake(self.socket, self.registry)
-            admitted = AdmittedSession(self.session_id, opened.device, opened.token_hash, self.end)
-            self.registry.admit(admitted)
+        # The ids ride on every line of the session and its tasks (they copy the context), failures too.
+        with contextlib.ExitStack() as log_ids, bound_log_ids(session_id=self.session_id):
             try:
-                await self._unless_ended(self._stream(opened))
+                opened = await handshake(self.socket, self.registry)
+                log_ids.enter_context(bound_log_ids(device_id=str(opened.device.id)))
+                admitted = AdmittedSession(self.session_id, opened.device, opened.token_hash, self.end)
+                self.registry.admit(admitted)
+                try:
+                    await self._unless_ended(self._stream(opened))
+                finally:
+                    self.registry.release(admitted)
+            except SessionFatal as fatal:
+                await self.socket.fail(fatal.code, str(fatal))
+            except (ClientLeft, WebSocketDisconnect):
+                pass
+            except Exception:
+                log.exception("session %s failed", self.session_id)
+                await self.socket.fail(ErrorCode.INTERNAL, "the gateway failed this session; reconnect")
             finally:
-                self.registry.release(admitted)
-        except SessionFatal as fatal:
-            await self.socket.fail(fatal.code, str(fatal))
-        except (ClientLeft, WebSocketDisconnect):
-            pass
-        except Exception:
-            log.exception("session %s failed", self.session_id)
-            await self.socket.fail(ErrorCode.INTERNAL, "the gateway failed this session; reconnect")
-        finally:
-            self.phase.end()
-            self.socket.forget()
+                self.phase.end()
+                self.socket.forget()
 
     async def _unless_ended(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` to its end, unless ``end`` is called first: then stop it and raise
@@ -214,8 +219,7 @@ class StreamSession:
             )
         )
         self._started_at = self._loop.time()
-        log.info("session %s open: device %s, %d Hz x%d", self.session_id, stream.device.id,
-                 stream.start.sample_rate, stream.start.channels)  # fmt: skip
+        log.info("session %s open: %d Hz x%d", self.session_id, stream.start.sample_rate, stream.start.channels)
         await self._set_location(stream, stream.start.location)
 
         name = f"session-{self.session_id}"

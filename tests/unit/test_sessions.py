@@ -7,59 +7,31 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 import pytest
-from fastapi import FastAPI, WebSocket
 from starlette.testclient import TestClient
 
 from services.gateway import sessions
 from services.gateway.session_registry import SessionRegistry
-from services.gateway.sessions import serve_stream
-from services.gateway.settings import GatewaySettings
-from shared.db import Device
-from shared.features.spec import EFFICIENTAT_MEL
 from shared.protocol import CloseCode, ErrorCode
 from shared.taxonomy import CLASS_KEYS, CLASSES, NUM_CLASSES
 from tests.gateway_support import (
+    DEVICE_TOKENS,
     FIRE,
     TOKEN,
     FakeClassifier,
     audio,
     fatal_error,
+    make_client,
     send_audio,
     session,
     start,
     stop,
     temporal3_square,
 )
-
-
-# Tokens of two fixed devices; TOKEN names a new device at each session.
-DEVICE_TOKENS = {"token-a": uuid.UUID(int=1), "token-b": uuid.UUID(int=2)}
-
-
-async def authenticate(token: str) -> Device | None:
-    if token in DEVICE_TOKENS:
-        return Device(id=DEVICE_TOKENS[token])
-    return Device(id=uuid.uuid4()) if token == TOKEN else None
-
-
-def make_client(classifier: FakeClassifier, **overrides: Any) -> TestClient:
-    settings = GatewaySettings(**{"max_stream_speed": 1000.0, **overrides})
-    app = FastAPI()
-    manager = SessionRegistry(settings, classifier, authenticate, EFFICIENTAT_MEL)
-    app.state.sessions = manager
-
-    @app.websocket("/v1/stream")
-    async def stream(websocket: WebSocket) -> None:
-        await serve_stream(manager, websocket)
-
-    return TestClient(app)
 
 
 @pytest.fixture
