@@ -71,7 +71,7 @@ def _rows(index: Path) -> list[dict[str, str]]:
 def _training_only(folder: Path) -> None:
     """ValueError if an ``index.csv`` under ``folder`` lists a file of another household part."""
     for index in folder.rglob("index.csv"):
-        parts = {row.get("part") for row in _rows(index)} - {None}
+        parts = {row["part"] for row in _rows(index) if row.get("part")}
         if parts - {"training"}:
             raise ValueError(f"{index}: household audio of part {sorted(parts)}; only --part training may be mined")
 
