@@ -128,7 +128,8 @@ def run_system(host: str, port: int, inference_port: int, with_agency: bool = Tr
                 return 1
             console.print(f"[green]{child.name} is up[/]")
         console.print(
-            f"\n[bold]Hear-o is running.[/] REST API and docs: http://{host}:{port}/docs\n"
+            f"\n[bold]Hear-o is running.[/] Open the web app: http://{host}:{port}/\n"
+            f"REST API and docs: http://{host}:{port}/docs\n"
             f"Register a device:  .venv/bin/hearo device register --name 'Your name' --birth-year 1942\n"
             f"Stream a recording: .venv/bin/hearo stream FILE.wav --token TOKEN\n"
             + (f"{_agency_notice()}\n" if with_agency else "")
