@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Optional, TypeVar
 import typer
 
 from hearo.cli_ask import ask
+from hearo.cli_bench import bench_app
 from hearo.cli_model import data_app, evaluate_command, thresholds_command, train
 from hearo.cli_stats import stats_command
 
@@ -31,6 +32,7 @@ app.add_typer(device_app, name="device")
 app.add_typer(data_app, name="data")
 incident_app = typer.Typer(help="This device's incidents: history, cancel a pending report, report now.")
 app.add_typer(incident_app, name="incident")
+app.add_typer(bench_app, name="bench")
 
 
 @app.command()
