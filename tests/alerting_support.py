@@ -27,7 +27,8 @@ import uvicorn
 from sqlalchemy import text, update
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from hearo.agency import AgencySettings, ReportStore, create_agency_app
+from hearo.agency import AgencySettings, create_agency_app
+from hearo.agency_store import ReportStore
 from services.alerting.faults import FaultInjector
 from services.alerting.routing import Router
 from services.alerting.settings import AgencyConfig, ChannelConfig

@@ -2,6 +2,9 @@
 
 * :mod:`~shared.history_query.parse`: the question as a :class:`HistoryQuery` (time range,
   classes, states, language), or :class:`NotUnderstood`; rule-based, nothing remote.
+* :mod:`~shared.history_query.time_range`: its time words as a range; the parser's part.
+* :mod:`~shared.history_query.question_text`: the question as the parser reads it, each
+  phrase read once.
 * :mod:`~shared.history_query.vocabulary`: every word it understands and answers with.
 * :mod:`~shared.history_query.answer`: the answer in the question's language.
 * :mod:`~shared.history_query.ask`: both over the database, for ``GET /v1/ask`` (docs/ask.md).

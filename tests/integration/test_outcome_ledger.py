@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hearo.agency import send_outcome
+from hearo.agency_outcome import send_outcome
 from services.gateway import app as gateway_app
 from services.gateway.settings import GatewaySettings
 from shared.clips import ClipStorageSettings

@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hearo.agency import AgencySettings, ReportStore, create_agency_app, login_notice
+from hearo.agency import AgencySettings, create_agency_app, login_notice
+from hearo.agency_store import ReportStore
 from services.alerting.settings import AlertingSettings
 from services.alerting.sms import SmsMessage, SmsSender
 from services.alerting.webhooks import new_secret, webhook_headers
