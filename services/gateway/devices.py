@@ -28,7 +28,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import HttpUrl
 from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -47,8 +46,8 @@ from services.gateway.schemas import (
     DeviceRegistration,
     DeviceUpdate,
     Location,
-    LocationOut,
     Profile,
+    device_out,
 )
 from shared.db import Device, EmergencyContact
 
@@ -172,50 +171,6 @@ async def deregister_device(
     if statement is None:  # a concurrent request erased it first
         raise unauthorized("invalid_token", "the device token is not valid (the device is gone)")
     return statement.to_json()
-
-
-def device_out(device: Device) -> DeviceOut:
-    """The API view of a device row (its contacts must be loaded)."""
-    location = None
-    if (
-        device.latitude is not None
-        and device.longitude is not None
-        and device.location_accuracy_m is not None
-        and device.location_updated_at is not None
-    ):
-        location = LocationOut(
-            latitude=device.latitude,
-            longitude=device.longitude,
-            accuracy_m=device.location_accuracy_m,
-            updated_at=device.location_updated_at,
-        )
-    return DeviceOut(
-        id=device.id,
-        profile=Profile(
-            name=device.owner_name,
-            birth_year=device.birth_year,
-            medical_notes=device.medical_notes,
-        ),
-        address=device.address,
-        location=location,
-        contacts=[
-            Contact(
-                name=c.name,
-                relation=c.relation,
-                phone=c.phone,
-                webhook_url=None if c.webhook_url is None else HttpUrl(c.webhook_url),
-                email=c.email,
-            )
-            for c in device.contacts
-        ],
-        consent_recording=device.consent_recording,
-        consent_location=device.consent_location,
-        consent_share_profile=device.consent_share_profile,
-        consents_updated_at=device.consents_updated_at,
-        token_issued_at=device.token_issued_at,
-        created_at=device.created_at,
-        updated_at=device.updated_at,
-    )
 
 
 async def _load_for_update(session: AsyncSession, device_id: uuid.UUID) -> Device:

@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from services.gateway.schemas import device_out
 from shared.clips import ClipStore, clip_key
 from shared.db import Database, Device, EmergencyContact
 from shared.db.clock import db_now
@@ -210,8 +211,6 @@ def _kept_sentences(reports: list[dict[str, Any]], cancelled: list[str]) -> list
 async def export_device_data(db: Database, store: ClipStore, device: Device, link_ttl_s: int) -> dict[str, Any]:
     """Everything kept about ``device`` (contacts loaded) and its incidents; each clip still
     stored gets a link valid ``link_ttl_s`` seconds, audited as issued to the owner."""
-    from services.gateway.devices import device_out  # the one API view of a device
-
     views = list(reversed(await list_incidents(db, device.id, limit=_ALL)))  # oldest first
     async with db.session() as session:
         now = await session.scalar(select(db_now()))

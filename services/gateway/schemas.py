@@ -27,6 +27,8 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from shared.db import Device
+
 MAX_CONTACTS = 10
 # The oldest verified human lived to 122.
 MAX_AGE_YEARS = 125
@@ -209,3 +211,47 @@ class DeviceCredentials(BaseModel):
 
     device_id: uuid.UUID
     token: str
+
+
+def device_out(device: Device) -> DeviceOut:
+    """The API view of a device row (its contacts must be loaded)."""
+    location = None
+    if (
+        device.latitude is not None
+        and device.longitude is not None
+        and device.location_accuracy_m is not None
+        and device.location_updated_at is not None
+    ):
+        location = LocationOut(
+            latitude=device.latitude,
+            longitude=device.longitude,
+            accuracy_m=device.location_accuracy_m,
+            updated_at=device.location_updated_at,
+        )
+    return DeviceOut(
+        id=device.id,
+        profile=Profile(
+            name=device.owner_name,
+            birth_year=device.birth_year,
+            medical_notes=device.medical_notes,
+        ),
+        address=device.address,
+        location=location,
+        contacts=[
+            Contact(
+                name=c.name,
+                relation=c.relation,
+                phone=c.phone,
+                webhook_url=None if c.webhook_url is None else HttpUrl(c.webhook_url),
+                email=c.email,
+            )
+            for c in device.contacts
+        ],
+        consent_recording=device.consent_recording,
+        consent_location=device.consent_location,
+        consent_share_profile=device.consent_share_profile,
+        consents_updated_at=device.consents_updated_at,
+        token_issued_at=device.token_issued_at,
+        created_at=device.created_at,
+        updated_at=device.updated_at,
+    )
