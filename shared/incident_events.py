@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from shared.incident_state import IncidentState
+from shared.incident_state import EvidenceMark, IncidentState
 from shared.pubsub import LocalChannel, RedisChannel
 
 CHANNEL = "hearo:incident-updates"
@@ -35,7 +35,8 @@ CHANNEL = "hearo:incident-updates"
 @dataclass(frozen=True)
 class IncidentUpdate:
     """An incident's state as of ``at`` (database clock, ISO 8601). ``detail`` varies by state:
-    ``reason`` for cancelled, ``agencies`` for dispatched or failed."""
+    ``reason`` for cancelled, ``agencies`` for dispatched or failed, ``shortened`` (why) when
+    growing evidence moved the deadline earlier. ``evidence``: the mark, None when not read."""
 
     incident_id: str
     device_id: str
@@ -43,6 +44,7 @@ class IncidentUpdate:
     deadline_at: str
     at: str
     detail: dict[str, Any] = field(default_factory=dict)
+    evidence: EvidenceMark | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
@@ -51,7 +53,8 @@ class IncidentUpdate:
     def from_json(cls, raw: str | bytes) -> IncidentUpdate:
         """Raises ValueError for a state this version does not know."""
         data = json.loads(raw)
-        return cls(**{**data, "state": IncidentState(data["state"])})
+        evidence = data.get("evidence")
+        return cls(**{**data, "state": IncidentState(data["state"]), "evidence": evidence and EvidenceMark(evidence)})
 
 
 class IncidentEvents(abc.ABC):

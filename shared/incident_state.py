@@ -156,6 +156,15 @@ class IncidentOutcome(enum.StrEnum):
     UNABLE_TO_REACH = "unable_to_reach"  # nobody answered on site: neither true nor false
 
 
+class EvidenceMark(enum.StrEnum):
+    """How the evidence of a pending incident has gone since its detection
+    (``incidents.evidence``; the rule: ``shared.incidents.evidence``, docs/evidence.md)."""
+
+    GROWING = "growing"  # heard again, or another emergency heard: the case is stronger
+    STEADY = "steady"  # neither: the sound may go on, nothing new
+    FADED = "faded"  # back to normal sound for most of the time since; shown, never a cancel
+
+
 class IncidentAction(enum.StrEnum):
     """What a person can ask of a pending incident; the values are the client messages' types."""
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator
 
 from shared.db import Database
 from shared.incident_events import IncidentEvents, IncidentUpdate
-from shared.incident_state import IncidentState
+from shared.incident_state import EvidenceMark, IncidentState
 from shared.incidents import get_incident
 
 class IncidentWatcher:
@@ -56,7 +56,8 @@ class IncidentWatcher:
     async def watch(
         self, incident_id: uuid.UUID | str, *, known: tuple[IncidentState, str] | None = None
     ) -> AsyncGenerator[IncidentUpdate, None]:
-        """Each change of state or deadline of ``incident_id`` after ``known`` (state, deadline_at).
+        """Each change of state, deadline or evidence mark of ``incident_id`` after ``known``
+        (state, deadline_at; the mark then is taken from the first update read).
 
         Ends after a final state, or at once when the incident does not exist.
         """
@@ -64,6 +65,7 @@ class IncidentWatcher:
         queue: asyncio.Queue[IncidentUpdate] = asyncio.Queue()
         self._queues.setdefault(key, set()).add(queue)
         last = known
+        mark: EvidenceMark | None = None
         try:
             while True:
                 try:
@@ -75,9 +77,11 @@ class IncidentWatcher:
                         return
                 assert update is not None
                 current = (update.state, update.deadline_at)
+                mark = mark or update.evidence
                 # Events and polls arrive out of order: one about a state already left is stale.
-                if current != last and (last is None or last[0].leads_to(update.state)):
-                    last = current
+                news = current != last or (update.evidence is not None and update.evidence != mark)
+                if news and (last is None or last[0].leads_to(update.state)):
+                    last, mark = current, update.evidence or mark
                     yield update
                 if update.state.is_final:
                     return

@@ -37,7 +37,7 @@ from services.alerting.webhooks import new_secret
 from shared.db import Database, Device, EmergencyContact, upgrade_database
 from shared.db.clock import db_now
 from shared.db.models import DispatchOutbox, Incident
-from shared.incident_state import ContactEvent, DeliveryState, IncidentState
+from shared.incident_state import ContactEvent, DeliveryState, EvidenceMark, IncidentState
 from shared.incidents import open_incident
 
 REPO = Path(__file__).resolve().parents[1]
@@ -350,7 +350,8 @@ async def open_incidents(
 
 async def assert_states_enforced(db: Database) -> None:
     """The migrated schema takes every state of the enums and refuses any other name, in
-    ``incidents`` and both delivery tables (raw SQL, past the ORM, which refuses one too)."""
+    ``incidents`` and both delivery tables (raw SQL, past the ORM, which refuses one too), and
+    likewise the incidents' evidence marks."""
     incident = (await open_incident(db, device_id=await make_device(db, contacts=1), class_key="fire",
                                     confidence=0.9)).incident  # fmt: skip
     async with db.session() as session:
@@ -369,6 +370,12 @@ async def assert_states_enforced(db: Database) -> None:
     with pytest.raises(StatementError, match="lost"):
         async with db.session() as session:
             await session.execute(update(Incident).values(state="lost"))
+    for mark in EvidenceMark:  # the countdown evidence mark, by the same rule
+        async with db.session() as session:
+            await session.execute(text("UPDATE incidents SET evidence = :mark"), {"mark": mark.value})
+    with pytest.raises(IntegrityError, match="ck_incidents_evidence"):
+        async with db.session() as session:
+            await session.execute(text("UPDATE incidents SET evidence = 'lost'"))
 
 
 async def settled(db: Database, timeout_s: float) -> bool:

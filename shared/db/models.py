@@ -30,7 +30,14 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.db.base import Base
-from shared.incident_state import OPEN_INCIDENT_STATES, ContactEvent, DeliveryState, IncidentOutcome, IncidentState
+from shared.incident_state import (
+    OPEN_INCIDENT_STATES,
+    ContactEvent,
+    DeliveryState,
+    EvidenceMark,
+    IncidentOutcome,
+    IncidentState,
+)
 
 
 class Device(Base):
@@ -107,7 +114,7 @@ def _in(column: str, values: Iterable[str]) -> str:
     return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
-def _enum_type(states: type[IncidentState] | type[DeliveryState] | type[ContactEvent]) -> Enum:
+def _enum_type(states: type[IncidentState] | type[DeliveryState] | type[ContactEvent] | type[EvidenceMark]) -> Enum:
     # VARCHAR(16) holding the enum's values; reads come back as members and an unknown name
     # is refused before it reaches the database. The CHECK constraint is declared on the
     # table under the name the migrations gave it, so the type adds none of its own.
@@ -127,6 +134,7 @@ class Incident(Base):
     __tablename__ = "incidents"
     __table_args__ = (
         CheckConstraint(_in("state", IncidentState), name="state"),
+        CheckConstraint(_in("evidence", EvidenceMark), name="evidence"),
         Index("ix_incidents_due", "state", "deadline_at"),
         Index("ix_incidents_device_detected", "device_id", "detected_at"),
         Index(
@@ -152,6 +160,11 @@ class Incident(Base):
     # [{"t": seconds from detected_at, "class": key, "score": float}, ...]
     score_timeline: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     detections: Mapped[int] = mapped_column(Integer, default=1)
+    # How the evidence went during the countdown (shared/incidents/evidence.py), and what it
+    # rests on: {"renewals", "classes_heard", "alarm_patterns", "spoken", "heard_s",
+    # "quiet_share", "shortened": {"from", "to", "reason"} or null}; null until first judged.
+    evidence: Mapped[EvidenceMark] = mapped_column(_enum_type(EvidenceMark), default=EvidenceMark.STEADY)
+    evidence_summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     detected_at: Mapped[datetime]
     deadline_at: Mapped[datetime]
     state: Mapped[IncidentState] = mapped_column(_enum_type(IncidentState))

@@ -5,6 +5,8 @@ One module per noun; import from here, the public surface:
 * :mod:`~shared.incidents.lifecycle`: open, cancel or confirm (:func:`act_on_incident`, one
   :class:`~shared.incident_state.IncidentAction` for both), read, list, where the report went.
 * :mod:`~shared.incidents.views`: :class:`IncidentView` and the values it is made of.
+* :mod:`~shared.incidents.evidence`: the countdown's evidence (growing, steady, faded) and
+  when growing evidence shortens the countdown; :mod:`~shared.incidents.evidence_record` writes it.
 * :mod:`~shared.incidents.moves`: the only two ways a state changes in the database.
 * :mod:`~shared.incidents.contacts`: the notices queued for the emergency contacts.
 * :mod:`~shared.incidents.clips`: the recorded audio and every access to it.
@@ -25,8 +27,19 @@ from shared.incidents.clips import (
     incident_clip,
 )
 from shared.incidents.contacts import add_contact_notifications
+from shared.incidents.evidence import (
+    EvidenceFacts,
+    EvidencePolicy,
+    FadedRule,
+    Shortening,
+    ShorteningRule,
+    judge_evidence,
+    shortened_deadline,
+)
+from shared.incidents.evidence_record import EvidenceRecorded, record_evidence
 from shared.incidents.lifecycle import (
     COUNTDOWN_S,
+    MAX_TIMELINE_POINTS,
     act_on_incident,
     get_incident,
     incident_deliveries,
@@ -40,12 +53,19 @@ __all__ = [
     "CLIP_DOWNLOADED",
     "CLIP_LINK_ISSUED",
     "COUNTDOWN_S",
+    "MAX_TIMELINE_POINTS",
     "ActionResult",
     "ClipInfo",
+    "EvidenceFacts",
+    "EvidencePolicy",
+    "EvidenceRecorded",
+    "FadedRule",
     "IncidentLocation",
     "IncidentView",
     "OpenedIncident",
     "ScorePoint",
+    "Shortening",
+    "ShorteningRule",
     "act_on_incident",
     "add_audit",
     "add_contact_notifications",
@@ -55,8 +75,11 @@ __all__ = [
     "get_incident",
     "incident_clip",
     "incident_deliveries",
+    "judge_evidence",
     "list_incidents",
     "move_deliveries",
     "move_incident",
     "open_incident",
+    "record_evidence",
+    "shortened_deadline",
 ]

@@ -79,7 +79,7 @@ async def open_incident(
     for _ in range(3):
         existing = await _add_evidence(db, device_id, class_key, confidence, scores)
         if existing is not None:
-            return OpenedIncident(existing, created=False)
+            return OpenedIncident(*existing)
         try:
             view = await _insert(db, device_id, class_key, confidence, scores, location, session_id, countdown_s, actor)
         except IntegrityError:
@@ -92,7 +92,7 @@ async def open_incident(
 
 async def _add_evidence(
     db: Database, device_id: uuid.UUID, class_key: str, confidence: float, scores: Sequence[ScorePoint]
-) -> IncidentView | None:
+) -> tuple[IncidentView, bool, float] | None:
     async with db.session() as session:
         # The write comes first: it takes the row (PostgreSQL) or database (SQLite) lock
         # before anything is read, so the read-modify-write of the timeline is not racy.
@@ -115,7 +115,7 @@ async def _add_evidence(
         incident.confidence = max(incident.confidence, confidence)
         add_audit(session, incident_id, "gateway", "evidence", {"class": class_key, "confidence": confidence})
         await session.flush()
-        return view_of(incident, now)
+        return view_of(incident, now), False, since
 
 
 async def _insert(

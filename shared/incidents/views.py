@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db.clock import db_now
 from shared.db.models import Incident
 from shared.incident_events import IncidentUpdate
-from shared.incident_state import ActionOutcome, IncidentAction, IncidentState
+from shared.incident_state import ActionOutcome, EvidenceMark, IncidentAction, IncidentState
 from shared.taxonomy import by_key
 
 
@@ -52,6 +52,8 @@ class IncidentView:
     seconds_left: float
     detections: int
     score_timeline: list[dict[str, Any]]
+    evidence: EvidenceMark
+    evidence_summary: dict[str, Any] | None
     trigger: str | None
     cancel_reason: str | None
     location: IncidentLocation | None
@@ -73,6 +75,8 @@ class IncidentView:
             "seconds_left": round(self.seconds_left, 3) if self.state is IncidentState.PENDING else 0.0,
             "detections": self.detections,
             "score_timeline": self.score_timeline,
+            "evidence": self.evidence.value,
+            "evidence_summary": self.evidence_summary,
             "trigger": self.trigger,
             "cancel_reason": self.cancel_reason,
             "location": None if self.location is None else {
@@ -89,6 +93,7 @@ class IncidentView:
             state=self.state,
             deadline_at=self.deadline_at.isoformat(),
             at=self.state_changed_at.isoformat(),
+            evidence=self.evidence,
             detail=detail if detail is not None else (
                 {"reason": self.cancel_reason} if self.state is IncidentState.CANCELLED else {}
             ),
@@ -97,10 +102,12 @@ class IncidentView:
 
 @dataclass(frozen=True)
 class OpenedIncident:
-    """``created`` is False when the detection was added as evidence to an open incident."""
+    """``created`` is False when the detection was added as evidence to an open incident, then
+    ``since_detected_s`` after that incident's detection (database clock)."""
 
     incident: IncidentView
     created: bool
+    since_detected_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -154,6 +161,8 @@ def view_of(incident: Incident, now: datetime) -> IncidentView:
         seconds_left=max(0.0, (incident.deadline_at - now).total_seconds()),
         detections=incident.detections,
         score_timeline=list(incident.score_timeline),
+        evidence=incident.evidence,
+        evidence_summary=incident.evidence_summary,
         trigger=incident.trigger,
         cancel_reason=incident.cancel_reason,
         location=location,

@@ -74,7 +74,7 @@ async def test_migrations_build_the_schema_on_postgres(postgres_url: str) -> Non
             "alembic_version", "alerting_workers", "audit_log", "contact_notifications", "devices",
             "dispatch_outbox", "emergency_contacts", "incident_clips", "incident_outcomes", "incidents",
         ],
-        "0004",
+        "0005",
         [],
     )
     assert second == first

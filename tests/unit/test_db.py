@@ -64,7 +64,7 @@ async def test_upgrade_creates_the_schema_on_a_fresh_file(sqlite_url: str) -> No
         "alembic_version", "alerting_workers", "audit_log", "contact_notifications", "devices",
         "dispatch_outbox", "emergency_contacts", "incident_clips", "incident_outcomes", "incidents",
     ]
-    assert revision == "0004"
+    assert revision == "0005"
     assert differences == [], "models and migrations disagree; write a revision"
 
 
