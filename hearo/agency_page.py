@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from hearo.agency_chart import timeline_svg
 from shared.incident_state import IncidentOutcome
 
 KST = timezone(timedelta(hours=9))
@@ -105,7 +106,7 @@ def _report_card(delivery: dict[str, Any], answer: dict[str, Any] | None = None)
     history_html = "".join(
         f"<li>{_e(_kst(h['detected_at']))} {_e(h['label_ko'])} ({_e(h['state'])})</li>" for h in history
     ) or "<li>none</li>"
-    timeline = ", ".join(f"{p['score']:.2f}" for p in data.get("score_timeline", [])[:30])
+    timeline = timeline_svg(data.get("score_timeline") or [], str(cls.get("key", "")), _seconds_between(data))
     return f"""<div class="report">
 <h2>{_e(cls.get('label_ko'))} · {_e(cls.get('label_en'))}</h2>
 <dl>
@@ -115,11 +116,36 @@ def _report_card(delivery: dict[str, Any], answer: dict[str, Any] | None = None)
 <dt>Location</dt><dd>{place}</dd>
 <dt>Clip</dt><dd>{clip_html}</dd>
 <dt>Person</dt><dd>{profile_html}</dd>
-<dt>Score timeline</dt><dd>{_e(timeline)}</dd>
+<dt>Evidence</dt><dd>{_evidence_text(data.get('evidence'))}</dd>
+<dt>Score timeline</dt><dd>{timeline}</dd>
 <dt>History</dt><dd><ul>{history_html}</ul></dd>
 <dt>Incident</dt><dd><code>{_e(data.get('incident_id'))}</code></dd>
 <dt>Outcome</dt><dd>{_outcome_form(delivery, answer)}</dd>
 </dl></div>"""
+
+
+def _evidence_text(evidence: object) -> str:
+    if not isinstance(evidence, dict):
+        return "not recorded"
+    heard = ", ".join(str(key) for key in evidence.get("classes_heard") or [])
+    text = (
+        f"<strong>{_e(evidence.get('mark'))}</strong>: {_e(evidence.get('detections'))} detection(s); heard: {_e(heard)}"
+    )
+    if evidence.get("quiet_share") is not None:
+        text += f"; quiet {_e(round(100 * float(evidence['quiet_share'])))}% of the countdown heard"
+    shortened = evidence.get("shortened")
+    if isinstance(shortened, dict):
+        text += f"<br>countdown shortened to {_e(_kst(shortened.get('to')))}: {_e(shortened.get('reason'))}"
+    return text
+
+
+def _seconds_between(data: dict[str, Any]) -> float | None:
+    # Where the deadline falls on the chart: the one the report went at.
+    try:
+        detected = datetime.fromisoformat(data["detected_at"])
+        return (datetime.fromisoformat(data["deadline_at"]) - detected).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _notice_text(delivery: dict[str, Any]) -> str:

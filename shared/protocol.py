@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from shared.incident_state import IncidentState
+from shared.incident_state import EvidenceMark, IncidentState
 
 ENCODING = "pcm_s16le"
 SAMPLE_RATES: tuple[int, ...] = (8_000, 16_000, 22_050, 44_100, 48_000)
@@ -331,7 +331,9 @@ class IncidentMessage(Message):
     ``seconds_left`` (database clock) comes with pending states the gateway has just read;
     otherwise count down to ``deadline_at``. ``detail`` says why: ``outcome`` and
     ``message`` answer a cancel or confirm, ``evidence`` marks a detection added to the
-    incident, ``reason`` is a cancel's reason, ``reached``/``missed`` list agencies.
+    incident, ``reason`` is a cancel's reason, ``reached``/``missed`` list agencies,
+    ``shortened`` says why growing evidence moved the deadline earlier. ``evidence`` is the
+    countdown's evidence mark (``growing``, ``steady``, ``faded``; docs/evidence.md), when known.
     """
 
     type: Literal["incident"] = "incident"
@@ -339,6 +341,7 @@ class IncidentMessage(Message):
     state: IncidentState
     deadline_at: datetime
     seconds_left: float | None = None
+    evidence: EvidenceMark | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
 
 

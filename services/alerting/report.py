@@ -3,7 +3,12 @@
 An agency report (``type: incident.reported``) carries, under ``data``:
 
 * ``incident_id``, ``agency`` (id, name), ``class`` (key, id, Korean and English label);
-* ``confidence`` and ``score_timeline`` (``t`` seconds from the detection, class, score);
+* ``confidence`` and ``score_timeline`` (``t`` seconds from the detection, class, score: the
+  10 s before it and what the gateway kept hearing during the countdown);
+* ``evidence``: how that went (docs/evidence.md): ``mark`` (``growing``, ``steady`` or
+  ``faded``), ``detections``, ``renewals`` (per class, detected again), ``classes_heard``,
+  ``alarm_patterns``, ``spoken``, ``quiet_share`` and ``shortened`` (``from``, ``to``,
+  ``reason`` when growing evidence brought the report forward, else null);
 * ``detected_at``, ``deadline_at``, ``reported_at`` (database clock, ISO 8601 UTC) and
   ``trigger`` (``deadline`` or ``confirmed``);
 * ``location`` (latitude, longitude, accuracy_m, map_url, source, address) when the person
@@ -95,6 +100,7 @@ class ReportBuilder:
             "confidence": round(incident.confidence, 4),
             "score_timeline": incident.score_timeline,
             "detections": incident.detections,
+            "evidence": _evidence(incident),
             "detected_at": _iso(incident.detected_at),
             "deadline_at": _iso(incident.deadline_at),
             "reported_at": _iso(now),
@@ -169,6 +175,20 @@ def _envelope(kind: str, at: datetime, data: dict[str, Any]) -> bytes:
 def _class(key: str) -> dict[str, Any]:
     cls = by_key(key)
     return {"key": cls.key, "id": cls.id, "label_ko": cls.label_ko, "label_en": cls.label_en}
+
+
+def _evidence(incident: Incident) -> dict[str, Any]:
+    summary = incident.evidence_summary or {}
+    return {
+        "mark": incident.evidence.value,
+        "detections": incident.detections,
+        "renewals": summary.get("renewals", {}),
+        "classes_heard": summary.get("classes_heard", [incident.class_key]),
+        "alarm_patterns": summary.get("alarm_patterns", []),
+        "spoken": summary.get("spoken", False),
+        "quiet_share": summary.get("quiet_share"),
+        "shortened": summary.get("shortened"),
+    }
 
 
 def _location(incident: Incident, device: Device) -> dict[str, Any] | None:

@@ -91,7 +91,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         events = create_incident_events(settings.redis_url)
         watcher = IncidentWatcher(db, events, poll_interval_s=settings.incident_poll_interval_s)
         clip_store = create_clip_store(settings.clips)
-        incidents = IncidentBackend(db, events, watcher, clip_store, countdown_s=settings.incident_countdown_s)
+        incidents = IncidentBackend(
+            db, events, watcher, clip_store, countdown_s=settings.incident_countdown_s, evidence=settings.evidence
+        )
 
         async def authenticate(token: str) -> Device | None:
             return await authenticate_token(db, token)

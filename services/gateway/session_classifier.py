@@ -85,6 +85,7 @@ class StreamClassifier:
         timeline_windows = math.ceil(TIMELINE_S / detector.config.hop_s) + 1
         self._smoothed: deque[tuple[float, np.ndarray]] = deque(maxlen=timeline_windows)
         self._inference_down = False  # told the client inference is unavailable
+        self._evidence = reporter.listen(detector.config, session_id)  # the countdown keeps listening
 
     async def run(self) -> None:
         """Classify until the end marker, then wait until every detection is told."""
@@ -102,6 +103,8 @@ class StreamClassifier:
         events: list[DetectionEvent] = []  # of the matches since the last window scored
         for item in taken:
             if isinstance(item, AlarmPatternMatch):
+                if self._evidence is not None:
+                    self._evidence.matched(item)
                 events += self.detector.observe_match(item)
             elif isinstance(item, Window) and results is not None:
                 result = next(scored)
@@ -109,6 +112,8 @@ class StreamClassifier:
                 events += self.detector.update(result.scores.numpy(), item.end_s)
                 if self.detector.smoothed is not None:
                     self._smoothed.append((item.end_s, self.detector.smoothed))
+                    if self._evidence is not None:
+                        self._evidence.heard(item.end_s, self.detector.smoothed)
                 await self._report(events)
                 events = []
         await self._report(events)
@@ -141,6 +146,8 @@ class StreamClassifier:
 
     async def _report(self, events: list[DetectionEvent]) -> None:
         for event in events:
+            if self._evidence is not None:
+                self._evidence.detected(event)
             await self._reporter.report(event, self._timeline(event), self._location())
 
     def _timeline(self, event: DetectionEvent) -> list[ScorePoint]:

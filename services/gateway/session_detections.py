@@ -8,6 +8,9 @@ turn and then tells the client, so the messages keep the order of the detections
 that failed is told as today (``incident_unavailable``); a token found revoked ends the
 session (``SessionFatal``, ``token_revoked``) after the registry has ended the device's other
 stale sessions. Without incidents a detection is told at once.
+
+With incidents the reporter also keeps listening during their countdowns (``listen``: a
+``CountdownEvidence`` the classifier feeds), and tells it each incident as its write returns.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from services.gateway.metrics import GATEWAY_METRICS
+from services.gateway.session_evidence import CountdownEvidence
 from services.gateway.session_incidents import SessionIncidents, TokenRevoked
 from services.gateway.session_state import REVOKED_MESSAGE, SessionFatal
-from shared.detector import DetectionEvent
+from shared.detector import DetectionEvent, DetectorConfig
 from shared.incidents import IncidentLocation, OpenedIncident, ScorePoint
 from shared.protocol import DetectionMessage, ErrorCode, ErrorMessage, Message
 
@@ -51,7 +55,15 @@ class DetectionReporter:
         self._revoked = revoked
         self._openings: asyncio.Queue[_Opening | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._evidence: CountdownEvidence | None = None
         self.detections = 0
+
+    def listen(self, config: DetectorConfig, session_id: str) -> CountdownEvidence | None:
+        """The evidence of this session's incidents' countdowns (None without incidents), for
+        the classifier to feed with what it hears under the detector's ``config``."""
+        if self._incidents is not None and self._evidence is None:
+            self._evidence = CountdownEvidence(self._incidents.backend, config, session_id)
+        return self._evidence
 
     def start(self, name: str) -> asyncio.Task[None]:
         """The task that tells the client, in order, of the detections whose incidents were written."""
@@ -78,6 +90,8 @@ class DetectionReporter:
         self._openings.put_nowait(None)
         await asyncio.wait({self._task})
         self._task.result()
+        if self._evidence is not None:
+            self._evidence.finish()
 
     async def _tell_in_order(self) -> None:
         while (opening := await self._openings.get()) is not None:
@@ -91,6 +105,8 @@ class DetectionReporter:
                 self._revoked(revoked.current_token_hash)
                 raise SessionFatal(ErrorCode.TOKEN_REVOKED, REVOKED_MESSAGE) from None
             await self._tell(opening.event, opened)
+            if self._evidence is not None:
+                self._evidence.attach(opening.event, opened)
             if opened is not None:
                 await opening.incidents.announce(opened)
             else:

@@ -47,6 +47,7 @@ from shared.incident_state import ActionOutcome, IncidentAction, IncidentState
 from shared.incident_watcher import IncidentWatcher
 from shared.incidents import (
     COUNTDOWN_S,
+    EvidencePolicy,
     IncidentView,
     IncidentLocation as Location,
     OpenedIncident,
@@ -92,7 +93,9 @@ class IncidentBackend:
         watcher: IncidentWatcher,
         clip_store: ClipStore,
         countdown_s: float = COUNTDOWN_S,
+        evidence: EvidencePolicy = EvidencePolicy(),
     ) -> None:
+        self.evidence = evidence  # what a session does with what it hears during a countdown
         self.db = db
         self.events = events
         self.watcher = watcher
@@ -130,7 +133,7 @@ class SessionIncidents:
         self.session_id = session_id
         self._send = send
         self._followers: dict[str, asyncio.Task[None]] = {}
-        self._told: dict[str, tuple[IncidentState, str]] = {}  # the (state, deadline) the client last heard
+        self._told: dict[str, tuple[Any, ...]] = {}  # the (state, deadline, evidence) the client last heard
         self._clips_due: dict[uuid.UUID, float] = {}  # incident -> detection stream time
         self._ended: RingBuffer | None = None  # the audio is over; clips are cut from this
         self._opening: asyncio.Task[OpenedIncident | None] | None = None  # the latest detection's
@@ -281,9 +284,9 @@ class SessionIncidents:
                 await asyncio.sleep(self.backend.watcher.poll_interval_s)
 
     async def _tell(self, message: IncidentMessage, always: bool = False) -> None:
-        # The same state reaches us twice (an answer and the event it published, or an
-        # event and a poll): a pushed change is told once; answers and news are always told.
-        told = (message.state, message.deadline_at.isoformat())
+        # The same state reaches us twice (an answer and the event it published, or an event
+        # and a poll): a pushed change (evidence mark too) is told once; answers always.
+        told = (message.state, message.deadline_at.isoformat(), message.evidence)
         if not always and self._told.get(message.incident_id) == told:
             return
         self._told[message.incident_id] = told
@@ -358,8 +361,7 @@ def incident_message(view: IncidentView, detail: dict[str, Any]) -> IncidentMess
         incident_id=str(view.id),
         state=view.state,
         deadline_at=view.deadline_at,
-        seconds_left=round(view.seconds_left, 3) if pending else None,
-        detail=detail,
+        seconds_left=round(view.seconds_left, 3) if pending else None, evidence=view.evidence, detail=detail,
     )
 
 
@@ -368,7 +370,7 @@ def update_message(update: IncidentUpdate) -> IncidentMessage:
     return IncidentMessage(
         incident_id=update.incident_id,
         state=update.state,
-        deadline_at=datetime.fromisoformat(update.deadline_at),
+        deadline_at=datetime.fromisoformat(update.deadline_at), evidence=update.evidence,
         detail={"event": "update", **update.detail},
     )
 

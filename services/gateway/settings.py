@@ -8,6 +8,7 @@ from pydantic_settings import SettingsConfigDict
 from shared.clips import ClipStorageSettings
 from services.gateway.rate_limit import RateLimit
 from shared.db import DATABASE_URL_ENV, DEFAULT_DATABASE_URL
+from shared.incidents.evidence import EvidencePolicy
 from shared.inference_wire import INFERENCE_TOKEN_SECRET
 from shared.local_secrets import is_development_value
 from shared.settings import CommaSeparated, ServiceSettings
@@ -87,6 +88,10 @@ class GatewaySettings(ServiceSettings):
     incident_countdown_s: float = Field(default=60.0, ge=0.0)
     incident_poll_interval_s: float = Field(default=1.0, gt=0.0)
     incident_follow_s: float = Field(default=300.0, ge=0.0)
+    # What a session does with what it hears during a countdown (docs/evidence.md): the batch
+    # interval, when evidence counts as faded, and which classes' growing evidence shortens the
+    # countdown, e.g. HEARO_GATEWAY_EVIDENCE='{"shortening": {}}' turns shortening off.
+    evidence: EvidencePolicy = Field(default_factory=EvidencePolicy)
 
     # REST rate limits, token buckets per client address and per device token (JSON, e.g.
     # HEARO_GATEWAY_REST_PER_IP='{"burst": 120, "per_minute": 600}'; null turns one off).

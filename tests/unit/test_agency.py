@@ -220,3 +220,24 @@ async def test_page_shows_class_place_clip_history_and_escapes(client: httpx.Asy
     assert '<audio controls preload="none" src="https://clips/x.flac?sig=1">' in page
     assert "openstreetmap.org" in page and "2026-11-22 13:00:00 KST" in page and "구조 요청" in page
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+
+
+async def test_page_draws_the_timeline_and_says_how_the_evidence_went(client: httpx.AsyncClient) -> None:
+    report = json.loads(report_body("i-evidence"))
+    report["data"]["deadline_at"] = "2026-11-22T04:00:30+00:00"
+    report["data"]["score_timeline"] = [
+        {"t": -1.0, "class": "fire", "score": 0.2}, {"t": 0.0, "class": "fire", "score": 0.8},
+        {"t": 10.0, "class": "fire", "score": 0.9}, {"t": 10.0, "class": "<b>gas</b>", "score": 0.3},
+    ]  # fmt: skip
+    report["data"]["evidence"] = {
+        "mark": "growing", "detections": 2, "classes_heard": ["fire"], "quiet_share": 0.1,
+        "shortened": {"to": "2026-11-22T04:00:30+00:00", "reason": "fire: its alarm pattern confirmed"},
+    }  # fmt: skip
+    body = json.dumps(report).encode()
+    await client.post("/webhooks/119", content=body, headers=signed(body, "row-evidence"))
+    page = (await client.get("/")).text
+    assert page.count("<svg ") == 1 and page.count("<polyline ") == 2  # fire and the other class
+    assert 'stroke="#b00"' in page  # the deadline the report went at
+    assert "<b>gas</b>" not in page and "&lt;b&gt;gas&lt;/b&gt;" in page
+    assert "<strong>growing</strong>" in page and "2026-11-22 13:00:30 KST" in page and "alarm pattern" in page
+    assert "<script" not in page.split("<body>")[1].replace("&lt;script&gt;", "")  # no script, no CDN

@@ -28,7 +28,16 @@ from shared.db import Database
 from shared.db.clock import db_now
 from shared.db.models import AlertingWorker, AuditEntry, ContactNotification, DispatchOutbox
 from shared.incident_state import IncidentAction, IncidentState
-from shared.incidents import act_on_incident, archive_clip, get_incident, open_incident
+from shared.incidents import (
+    EvidenceFacts,
+    EvidencePolicy,
+    ScorePoint,
+    act_on_incident,
+    archive_clip,
+    get_incident,
+    open_incident,
+    record_evidence,
+)
 from tests.alerting_support import SECRET, make_device
 
 AGENCIES = {
@@ -259,3 +268,26 @@ async def test_report_carries_clip_history_and_respects_consent(harness: Harness
     assert data["profile"] is None and data["location"] is None
     assert data["clip"]["status"] == "ready" and data["clip"]["duration_s"] == 30.0 and len(data["clip"]["sha256"]) == 64
     assert [h["incident_id"] for h in data["history"]] == [str(earlier.id)]
+
+
+async def test_report_carries_the_evidence_and_the_whole_timeline(harness: Harness) -> None:
+    device = await make_device(harness.db)
+    incident = (await open_incident(
+        harness.db, device_id=device, class_key="crime", confidence=0.9, scores=[ScorePoint(0.0, 0.9)]
+    )).incident  # fmt: skip
+    growing = EvidenceFacts("crime", {"crime": 1, "help": 1}, heard_s=3.0, quiet_s=1.0)
+    # A countdown this short puts the shortened deadline at once: the report is due now.
+    await record_evidence(
+        harness.db, incident.id, points=[ScorePoint(0.5, 0.4, "crime"), ScorePoint(0.5, 0.3, "help")],
+        facts=growing, policy=EvidencePolicy(), countdown_s=0.001,
+    )  # fmt: skip
+    await harness.sweeper.sweep_once()
+    await harness.run_published()
+    data = json.loads(harness.webhook_requests()[-1].content)["data"]
+    assert data["incident_id"] == str(incident.id)
+    assert [(p["t"], p["class"]) for p in data["score_timeline"]] == [(0.0, "crime"), (0.5, "crime"), (0.5, "help")]
+    evidence = data["evidence"]
+    assert evidence["mark"] == "growing" and evidence["detections"] == 1
+    assert evidence["classes_heard"] == ["crime", "help"] and evidence["renewals"] == {"crime": 1, "help": 1}
+    assert evidence["quiet_share"] == pytest.approx(0.333, abs=0.001)
+    assert "crime" in evidence["shortened"]["reason"] and evidence["shortened"]["to"] <= data["reported_at"]

@@ -5,6 +5,7 @@ detection is told, in order, once its write is done."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import cast
 
 import torch
@@ -16,7 +17,7 @@ from services.gateway.session_classifier import StreamClassifier
 from services.gateway.session_detections import DetectionReporter
 from services.gateway.session_incidents import SessionIncidents
 from shared.detector import DetectionEvent, Detector, DetectorConfig
-from shared.incidents import IncidentLocation, OpenedIncident, ScorePoint
+from shared.incidents import EvidencePolicy, IncidentLocation, OpenedIncident, ScorePoint
 from shared.inference_wire import Ready
 from shared.protocol import DetectionMessage, ErrorCode, ErrorMessage, Message
 from shared.taxonomy import NUM_CLASSES, by_key
@@ -46,6 +47,7 @@ class SlowIncidents:
     def __init__(self) -> None:
         self.written = asyncio.Event()
         self.opened: list[DetectionEvent] = []
+        self.backend = SimpleNamespace(evidence=EvidencePolicy())  # what the countdown's listening reads
 
     def open(
         self, event: DetectionEvent, scores: list[ScorePoint], location: IncidentLocation | None
