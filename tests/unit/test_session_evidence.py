@@ -93,8 +93,7 @@ async def test_windows_are_written_in_batches_and_the_alarm_going_on_is_steady(
     assert view is not None and view.evidence is EvidenceMark.STEADY
     assert [p["t"] for p in view.score_timeline] == [0.5 * i for i in range(1, 21)]
     assert {p["class"] for p in view.score_timeline} == {"fire"}  # gas at 0.1 is below half its threshold
-    assert view.deadline_at == view.detected_at + (view.deadline_at - view.detected_at)  # untouched
-    assert view.seconds_left > COUNTDOWN_S - 3
+    assert view.seconds_left > COUNTDOWN_S - 3  # steady: the deadline is untouched
 
 
 async def test_a_slow_write_never_holds_up_a_window_and_the_next_batch_grows_meanwhile(
