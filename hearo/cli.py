@@ -41,11 +41,12 @@ def run(
     port: Annotated[int, typer.Option(help="Gateway port (REST API, /docs, /v1/stream).")] = 8000,
     inference_port: Annotated[int, typer.Option(help="Inference service port (loopback).")] = 8001,
     agency: Annotated[bool, typer.Option(help="Also start the drill agency receiver (`hearo agency`) on :8090.")] = True,
+    lan: Annotated[bool, typer.Option(help="Serve the web app to phones and tablets on this network: every interface, HTTPS with a certificate made for this machine.")] = False,
 ) -> None:
     """Start the whole system on embedded defaults: inference, gateway, alerting worker."""
     from hearo.supervisor import run_system
 
-    raise typer.Exit(run_system(host=host, port=port, inference_port=inference_port, with_agency=agency))
+    raise typer.Exit(run_system(host=host, port=port, inference_port=inference_port, with_agency=agency, lan=lan))
 
 
 def _service_logging(settings: ServiceSettings) -> None:
@@ -92,6 +93,8 @@ def serve_inference(
 def serve_gateway(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
+    ssl_certfile: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Serve HTTPS with this certificate (PEM).")] = None,
+    ssl_keyfile: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="The certificate's private key (PEM).")] = None,
 ) -> None:
     """The gateway (REST API and the /v1/stream WebSocket)."""
     import uvicorn
@@ -101,7 +104,11 @@ def serve_gateway(
 
     settings = _settings(GatewaySettings, "serve gateway")
     _service_logging(settings)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", log_config=None, ws_max_size=1 << 20)
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise typer.BadParameter("give --ssl-certfile and --ssl-keyfile together")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", log_config=None, ws_max_size=1 << 20,
+                ssl_certfile=None if ssl_certfile is None else str(ssl_certfile),
+                ssl_keyfile=None if ssl_keyfile is None else str(ssl_keyfile))
 
 
 @serve_app.command("alerting")

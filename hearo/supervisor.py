@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 
 import httpx
 from rich.console import Console
+
+from hearo.lan_tls import LanCertificate, lan_addresses, lan_certificate
 
 console = Console(stderr=True)
 
@@ -30,6 +33,7 @@ class Child:
     argv: list[str]
     health_url: str | None
     env: dict[str, str] = field(default_factory=dict)
+    health_verify: ssl.SSLContext | bool = True  # trusting a self-signed HTTPS child's certificate
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
@@ -55,7 +59,7 @@ def _wait_healthy(child: Child, deadline: float) -> bool:
         if child.process is not None and child.process.poll() is not None:
             return False
         try:
-            if httpx.get(child.health_url, timeout=2.0).status_code == 200:
+            if httpx.get(child.health_url, timeout=2.0, verify=child.health_verify).status_code == 200:
                 return True
         except httpx.HTTPError:
             pass
@@ -63,13 +67,21 @@ def _wait_healthy(child: Child, deadline: float) -> bool:
     return False
 
 
-def build_children(host: str, port: int, inference_port: int, with_agency: bool) -> list[Child]:
-    """The processes of the embedded system, in start order."""
+def build_children(
+    host: str, port: int, inference_port: int, with_agency: bool, tls: LanCertificate | None = None, public_host: str | None = None
+) -> list[Child]:
+    """The processes of the embedded system, in start order. With ``tls`` the gateway speaks
+    HTTPS only; ``public_host`` is the address links in reports and clips point at."""
     py = [sys.executable, "-m", "hearo"]
     inference_url = f"ws://127.0.0.1:{inference_port}/v1/windows"
-    public_base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    scheme = "http" if tls is None else "https"
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    public_base = f"{scheme}://{public_host or local}:{port}"
     # Clip links in reports point at the gateway, which serves signed local clips.
     shared_env = {"HEARO_PUBLIC_BASE_URL": os.environ.get("HEARO_PUBLIC_BASE_URL", public_base)}
+    gateway_argv = [*py, "serve", "gateway", "--host", host, "--port", str(port)]
+    if tls is not None:
+        gateway_argv += ["--ssl-certfile", str(tls.cert), "--ssl-keyfile", str(tls.key)]
     children = []
     if with_agency:
         # The development agencies are webhooks to this receiver; without it reports fail.
@@ -82,16 +94,29 @@ def build_children(host: str, port: int, inference_port: int, with_agency: bool)
         ),
         Child(
             "gateway",
-            [*py, "serve", "gateway", "--host", host, "--port", str(port)],
-            f"{public_base}/healthz",
+            gateway_argv,
+            f"{scheme}://{local}:{port}/healthz",
             env={
                 **shared_env,
                 "HEARO_GATEWAY_INFERENCE_URL": os.environ.get("HEARO_GATEWAY_INFERENCE_URL", inference_url),
             },
+            health_verify=True if tls is None else ssl.create_default_context(cafile=str(tls.cert)),
         ),
         Child("alerting", [*py, "serve", "alerting"], None, env=shared_env),
     ]
     return children
+
+
+def _web_app_notice(host: str, port: int, tls: LanCertificate | None, addresses: list[str]) -> str:
+    if tls is None:
+        return f"Open the web app: http://{host}:{port}/"
+    where = ", ".join(f"https://{address}:{port}/" for address in addresses) or "(no network address found)"
+    return (
+        f"Open the web app on a phone or tablet in this network: {where}\n"
+        f"On this machine: https://127.0.0.1:{port}/\n"
+        f"The browser warns once about this home's own certificate: accept it only if it shows "
+        f"the SHA-256 fingerprint {tls.fingerprint}"
+    )
 
 
 def _agency_notice() -> str:
@@ -102,15 +127,22 @@ def _agency_notice() -> str:
     return f"{login_notice(AgencySettings())} — the reports it received"
 
 
-def run_system(host: str, port: int, inference_port: int, with_agency: bool = True) -> int:
-    """Run until interrupted; returns the process exit code."""
+def run_system(host: str, port: int, inference_port: int, with_agency: bool = True, lan: bool = False) -> int:
+    """Run until interrupted; returns the process exit code. ``lan``: the gateway on every
+    interface, over HTTPS with this home's own certificate (``hearo.lan_tls``)."""
     from shared.db import database_url_from_env, upgrade_database
+    from shared.settings import ServiceSettings
 
     url = database_url_from_env()
     upgrade_database(url)
     console.print(f"[green]database ready[/] ({url.split('://', 1)[0]})")
 
-    children = build_children(host, port, inference_port, with_agency)
+    tls, addresses = None, []
+    if lan:
+        addresses = lan_addresses()
+        tls = lan_certificate(ServiceSettings().data_dir, addresses)
+        host = "0.0.0.0"
+    children = build_children(host, port, inference_port, with_agency, tls, addresses[0] if addresses else None)
     stopping = False
 
     def _stop(signum: int, _frame: object) -> None:
@@ -128,12 +160,15 @@ def run_system(host: str, port: int, inference_port: int, with_agency: bool = Tr
                 return 1
             console.print(f"[green]{child.name} is up[/]")
         console.print(
-            f"\n[bold]Hear-o is running.[/] Open the web app: http://{host}:{port}/\n"
-            f"REST API and docs: http://{host}:{port}/docs\n"
+            f"\n[bold]Hear-o is running.[/] {_web_app_notice(host, port, tls, addresses)}\n"
+            f"REST API and docs: {'http' if tls is None else 'https'}://{'127.0.0.1' if lan else host}:{port}/docs\n"
             f"Register a device:  .venv/bin/hearo device register --name 'Your name' --birth-year 1942\n"
             f"Stream a recording: .venv/bin/hearo stream FILE.wav --token TOKEN\n"
             + (f"{_agency_notice()}\n" if with_agency else "")
-            + "Press Ctrl-C to stop.\n"
+            + "Press Ctrl-C to stop.\n",
+            # Addresses and the fingerprint whole, as typed: no wrapping, no ":ab:" emoji.
+            soft_wrap=True,
+            emoji=False,
         )
         while not stopping:
             now = time.monotonic()

@@ -9,9 +9,11 @@ names another); without it, or without the ``playwright`` package, the tests ski
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -65,6 +67,12 @@ class System:
     folder: Path
     log: Path
     pid: int  # hearo run's
+    cert: Path | None = None  # the self-signed certificate of ``hearo run --lan``
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """httpx's ``verify`` for this gateway (OSError before ``--lan`` wrote its certificate)."""
+        return True if self.cert is None else ssl.create_default_context(cafile=str(self.cert))
 
     def kill_gateway(self) -> None:
         """SIGKILL the gateway child of this ``hearo run`` (its supervisor starts a new one): to
@@ -98,9 +106,10 @@ class System:
 
 
 @contextmanager
-def hearo_run(folder: Path, **env_overrides: str) -> Iterator[System]:
-    """``hearo run`` on free ports (the agency's is fixed: skip when 8090 is taken), on the
-    embedded defaults of a fresh clone in ``folder``; its whole process group stopped at the end."""
+def hearo_run(folder: Path, *options: str, **env_overrides: str) -> Iterator[System]:
+    """``hearo run [options]`` on free ports (the agency's is fixed: skip when 8090 is taken),
+    on the embedded defaults of a fresh clone in ``folder``; its whole process group stopped at
+    the end. With ``--lan`` the gateway speaks HTTPS, checked against the certificate it made."""
     if port_taken(8090):
         pytest.skip("port 8090 (the drill agency's, fixed) is taken")
     port, inference_port = free_port(), free_port()
@@ -109,10 +118,12 @@ def hearo_run(folder: Path, **env_overrides: str) -> Iterator[System]:
     log = folder / "hearo-run.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(HEARO), "run", "--port", str(port), "--inference-port", str(inference_port)],
+            [str(HEARO), "run", "--port", str(port), "--inference-port", str(inference_port), *options],
             cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-    system = System(f"http://127.0.0.1:{port}", folder, log, process.pid)
+    lan = "--lan" in options
+    system = System(f"{'https' if lan else 'http'}://127.0.0.1:{port}", folder, log, process.pid,
+                    folder / "var" / "secrets" / "tls" / "cert.pem" if lan else None)
     try:
         deadline = time.monotonic() + STARTUP_S
         while True:
@@ -121,8 +132,8 @@ def hearo_run(folder: Path, **env_overrides: str) -> Iterator[System]:
             if time.monotonic() > deadline:
                 pytest.fail(f"hearo run was not up within {STARTUP_S:g} s:\n{system.log_tail()}")
             try:
-                health = httpx.get(f"{system.base}/healthz", timeout=2.0).json()
-            except httpx.HTTPError:
+                health = httpx.get(f"{system.base}/healthz", timeout=2.0, verify=system.verify).json()
+            except (httpx.HTTPError, OSError):  # OSError: the certificate is not written yet
                 health = None
             if health and health["inference"]["connected"] and "Hear-o is running" in log.read_text(errors="replace"):
                 break
@@ -199,6 +210,29 @@ def launch_chromium(playwright: Any, microphone: Path, chromium: Path) -> Any:
             f"--use-file-for-fake-audio-capture={microphone}",
         ],
     )
+
+
+def register(page: Any, base: str, name: str) -> None:
+    """Fill the registration form as a person would, by its labels, and submit it."""
+    page.goto(base + "/")
+    page.get_by_label(re.compile("^(Name|이름)$")).first.fill(name)
+    page.get_by_label(re.compile("^(Year of birth|태어난 해)$")).fill("1942")
+    page.get_by_label(re.compile("^(Address|주소)$")).fill("서울시 중구 세종대로 110")
+    page.locator("fieldset.contact [name=c_name]").fill("Kim Min-ji")
+    page.locator("fieldset.contact [name=c_relation]").fill("granddaughter")
+    page.locator("fieldset.contact [name=c_phone]").fill("+82 10 1234 5678")
+    page.locator("[name=consent_recording]").check()
+    page.locator("[name=consent_location]").check()
+    page.locator("[name=consent_share_profile]").check()
+    page.locator("button[type=submit][form=register-form]").click()
+    page.locator("#view-listen").wait_for(state="visible", timeout=10_000)
+    assert page.evaluate("localStorage.getItem('hearo.token')"), "the token is kept in the browser"
+    assert "token" not in page.url
+
+
+def start_listening(page: Any) -> None:
+    page.locator("#listen-start").click()
+    page.locator("#listen-status[data-listening=true]").wait_for(timeout=20_000)
 
 
 def screenshot(page: Any, name: str, full_page: bool = False) -> Path:

@@ -34,7 +34,9 @@ from tests.web_support import (
     chromium_or_skip,
     hearo_run,
     launch_chromium,
+    register,
     screenshot,
+    start_listening,
     write_conversation,
     write_smoke_alarm,
 )
@@ -76,29 +78,6 @@ def playwright() -> Iterator[Any]:
 
 def browser(playwright: Any, microphone: Path, chromium: Path) -> Any:
     return launch_chromium(playwright, microphone, chromium)
-
-
-def register(page: Any, system: System, name: str) -> None:
-    """Fill the registration form as a person would, by its labels, and submit it."""
-    page.goto(system.base + "/")
-    page.get_by_label(re.compile("^(Name|이름)$")).first.fill(name)
-    page.get_by_label(re.compile("^(Year of birth|태어난 해)$")).fill("1942")
-    page.get_by_label(re.compile("^(Address|주소)$")).fill("서울시 중구 세종대로 110")
-    page.locator("fieldset.contact [name=c_name]").fill("Kim Min-ji")
-    page.locator("fieldset.contact [name=c_relation]").fill("granddaughter")
-    page.locator("fieldset.contact [name=c_phone]").fill("+82 10 1234 5678")
-    page.locator("[name=consent_recording]").check()
-    page.locator("[name=consent_location]").check()
-    page.locator("[name=consent_share_profile]").check()
-    page.locator("button[type=submit][form=register-form]").click()
-    page.locator("#view-listen").wait_for(state="visible", timeout=10_000)
-    assert page.evaluate("localStorage.getItem('hearo.token')"), "the token is kept in the browser"
-    assert "token" not in page.url
-
-
-def start_listening(page: Any) -> None:
-    page.locator("#listen-start").click()
-    page.locator("#listen-status[data-listening=true]").wait_for(timeout=20_000)
 
 
 def alert_incident(page: Any) -> str:
@@ -163,7 +142,7 @@ def test_registering_and_a_conversation_gives_scores_and_no_alert(
     with browser(playwright, sounds["conversation"], chromium) as chrome:
         # Korean from the browser's language, on a 360 px phone.
         page = chrome.new_page(viewport=PHONE, locale="ko-KR")
-        register(page, system, "김영자")
+        register(page, system.base, "김영자")
         assert page.locator("html").get_attribute("lang") == "ko"
         assert page.locator("#listen-title").text_content() == "듣고 있지 않아요", "not listening is said before Start"
         start_listening(page)
@@ -228,7 +207,7 @@ def test_a_smoke_alarm_alerts_cancel_reports_nothing_and_history_plays_the_clip(
 ) -> None:
     with browser(playwright, sounds["smoke"], chromium) as chrome:
         page = chrome.new_page(viewport={"width": 412, "height": 915}, locale="en-GB")
-        register(page, system, "Kim Young-ja")
+        register(page, system.base, "Kim Young-ja")
         start_listening(page)
         incident_id = alert_incident(page)
         # The class in both languages, a countdown from the server's deadline that runs.
@@ -280,7 +259,7 @@ def test_the_countdown_survives_a_reload_and_report_now_reaches_the_agency(
     with browser(playwright, sounds["smoke"], chromium) as chrome:
         context = chrome.new_context(viewport=TABLET_LANDSCAPE, locale="en-US")
         page = context.new_page()
-        register(page, system, "Park Soon-ja")
+        register(page, system.base, "Park Soon-ja")
         start_listening(page)
         incident_id = alert_incident(page)
         before = seconds_left(page)
