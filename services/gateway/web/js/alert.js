@@ -53,6 +53,7 @@ export class AlertView {
     show($("#alert-close", this.root), !open);
     $("#alert-outcome", this.root).textContent = this.outcomeText(incident, agency);
     $("#alert-message", this.root).textContent = this.message || "";
+    $("#alert-evidence", this.root).textContent = incident.state === "pending" ? evidenceText(incident) : "";
     if (incident.state === "pending") this.startSignals();
     else this.stopSignals();
     if (opened) {
@@ -198,4 +199,13 @@ export class AlertSound {
       osc.stop(at + offset + 0.32);
     }
   }
+}
+
+/** What the countdown heard since the detection (docs/evidence.md), for the person: faded
+ * never cancels, so the page says the report still goes. */
+function evidenceText(incident) {
+  if (incident.shortened) return t("alert.evidence.shortened");
+  if (incident.evidence === "growing") return t("alert.evidence.growing");
+  if (incident.evidence === "faded") return t("alert.evidence.faded");
+  return "";
 }

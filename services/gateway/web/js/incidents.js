@@ -59,11 +59,14 @@ export class IncidentTracker {
         state: known ? this.current.state : "pending",
         class: message.class, label_en: message.label_en, label_ko: message.label_ko,
         secondsLeft: message.seconds_left ?? (known ? undefined : null),
+        deadlineAt: message.deadline_at ?? undefined,
       });
     } else if (message.type === "incident") {
       const update = { id: message.incident_id, state: message.state, detail: message.detail || {} };
-      if (message.seconds_left !== undefined) update.secondsLeft = message.seconds_left;
-      else if (message.state === "pending" && message.deadline_at) update.deadlineAt = message.deadline_at;
+      if (message.seconds_left !== undefined && message.seconds_left !== null) update.secondsLeft = message.seconds_left;
+      if (message.state === "pending" && message.deadline_at) update.deadlineAt = message.deadline_at;
+      if (message.evidence) update.evidence = message.evidence;
+      if (message.detail && message.detail.shortened) update.shortened = true;
       if (message.detail && message.detail.class) update.class = message.detail.class;
       if (message.detail && message.detail.reason) update.reason = message.detail.reason;
       this.apply(update);
@@ -82,18 +85,24 @@ export class IncidentTracker {
       if (!OPEN_STATES.includes(update.state) || seen().includes(update.id)) return; // an old one
       incident = { id: update.id, state: update.state };
     }
-    for (const key of ["state", "class", "label_en", "label_ko", "outcome", "reason", "detail", "deliveries"]) {
+    for (const key of ["state", "class", "label_en", "label_ko", "outcome", "reason", "detail", "deliveries", "evidence", "shortened"]) {
       if (update[key] !== undefined) incident[key] = update[key];
     }
-    // Deadlines are kept as seconds from now, made local at once: clocks differ between devices.
+    // Deadlines are kept on this page's clock, made local at once: clocks differ between
+    // devices. "Seconds left" with a deadline also gives the server clock's offset, so a
+    // deadline alone (an update: growing evidence brought the report forward) lands right.
     if (typeof update.secondsLeft === "number" && incident.state === "pending") {
       incident.deadline = performance.now() + update.secondsLeft * 1000;
-    } else if (update.deadlineAt && incident.deadline === undefined) {
-      incident.deadline = performance.now() + Math.max(0, Date.parse(update.deadlineAt) - Date.now());
+      if (update.deadlineAt) this.clockOffset = incident.deadline - Date.parse(update.deadlineAt);
+    } else if (update.deadlineAt && incident.state === "pending" && update.deadlineAt !== incident.deadlineAt) {
+      const offset = this.clockOffset ?? performance.now() - Date.now();
+      incident.deadline = Math.max(performance.now(), Date.parse(update.deadlineAt) + offset);
     }
+    if (update.deadlineAt) incident.deadlineAt = update.deadlineAt;
     const changed = !this.current || this.current.id !== incident.id || this.current.state !== incident.state
       || this.current.deadline !== incident.deadline || this.current.outcome !== incident.outcome
-      || this.current.class !== incident.class;
+      || this.current.class !== incident.class || this.current.evidence !== incident.evidence
+      || this.current.shortened !== incident.shortened;
     this.current = incident;
     if (broadcast && this.channel) {
       const { deadline, ...shared } = incident;
@@ -131,6 +140,6 @@ export function fromRest(body) {
   return {
     id: body.incident_id, state: body.state, class: body.class, label_en: body.label_en, label_ko: body.label_ko,
     secondsLeft: body.state === "pending" ? body.seconds_left : undefined, reason: body.cancel_reason ?? undefined,
-    deliveries: body.deliveries,
+    deliveries: body.deliveries, evidence: body.evidence ?? undefined, deadlineAt: body.deadline_at ?? undefined,
   };
 }
