@@ -53,10 +53,10 @@ def test_a_minute_of_tv_does_not_fire(tmp_path: Path) -> None:
 
 
 SCREAM_GAP = (
-    "known gap (docs/model-card.md): the model scores this scream 0.919 for crime, just under the 0.92 "
+    "known gap (docs/model-card.md): the model scores this scream 0.84 for crime (smoothed), under the 0.93 "
     "threshold its household calibration set"
 )
-HELP_GAP = "known gap (docs/model-card.md): the model scores this shouted call for help 0.46 for help (threshold 0.93)"
+HELP_GAP = "known gap (docs/model-card.md): the model scores this shouted call for help 0.12 for help (threshold 0.97)"
 
 
 @pytest.mark.parametrize(
