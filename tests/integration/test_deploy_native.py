@@ -20,10 +20,12 @@ import json
 import os
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import boto3
 import httpx
 import pytest
@@ -152,6 +154,17 @@ async def _send(ws: ClientConnection, pcm: bytes, then_stop: bool) -> None:
         await ws.send(json.dumps({"type": "stop"}))
 
 
+async def clip_recorded(postgres_url: str, incident_id: str) -> bool:
+    """Whether the gateway has recorded the incident's clip (``incident_clips``) in PostgreSQL."""
+    url = make_url(postgres_url)
+    connection = await asyncpg.connect(host=url.host, port=url.port or 5432, user=url.username or "postgres",
+                                       password=url.password, database=url.database)  # fmt: skip
+    try:
+        return await connection.fetchval("SELECT 1 FROM incident_clips WHERE incident_id = $1", uuid.UUID(incident_id)) == 1
+    finally:
+        await connection.close()
+
+
 async def next_incident(ws: ClientConnection, timeout_s: float, state: str | None = None) -> dict[str, Any]:
     """The next ``incident`` message (in ``state``, when given)."""
     async with asyncio.timeout(timeout_s):
@@ -196,7 +209,8 @@ async def test_compose_services_run_natively(
             clip_key = f"clips/{incident_b}.flac"
             for _ in range(100):
                 listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=clip_key).get("KeyCount", 0)
-                if listed:
+                # Stored, then recorded: the report names the clip only once the row exists.
+                if listed and await clip_recorded(postgres_url, incident_b):
                     break
                 await asyncio.sleep(0.1)
             # Mid-countdown: the gateway that streamed it and one worker die without a word.
