@@ -23,19 +23,13 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from services.gateway.app import create_app as create_gateway
-from services.gateway.settings import GatewaySettings
-from services.inference.app import create_app as create_inference
-from services.inference.settings import SHARED_MODELS_DIR, InferenceSettings
-from shared.clips import ClipStorageSettings
-from shared.db import upgrade_database
 from shared.incidents import EvidencePolicy
-from tests.alerting_support import FAST, AgencyServer, WorkerSupervisor, worker_env
-from tests.gateway_support import ServerThread, free_port, pcm16, smoke_alarm
+from tests.alerting_support import AgencyServer, WorkerSupervisor
+from tests.gateway_support import pcm16, smoke_alarm
+from tests.model_stack import model_stack
 
 pytestmark = pytest.mark.slow
 
-WEIGHTS = SHARED_MODELS_DIR / "efficientat_mn04_as" / "mn04_as_mAP_432.pt"
 COUNTDOWN_S = 16.0
 SHORTENED_S = 0.5 * COUNTDOWN_S  # the default fire rule's share of the countdown
 RATE = 16000
@@ -76,35 +70,9 @@ class System:
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    if not WEIGHTS.is_file():
-        pytest.skip(f"needs the EfficientAT mn04 weights at {WEIGHTS} (../shared/models beside the repo)")
-    data_dir = tmp_path_factory.mktemp("countdown-evidence")
-    database_url = f"sqlite+aiosqlite:///{data_dir / 'hearo.db'}"
-    upgrade_database(database_url)
-    inference_port, gateway_port = free_port(), free_port()
-    http = f"http://127.0.0.1:{gateway_port}"
-    inference = ServerThread(
-        create_inference(InferenceSettings(model="efficientat", device="cpu", max_wait_ms=2.0)), inference_port
-    )
-    settings = GatewaySettings(
-        database_url=database_url,
-        inference_url=f"ws://127.0.0.1:{inference_port}/v1/windows",
-        feature_spec="efficientat_mel",
-        inference_timeout_s=20.0,
-        incident_countdown_s=COUNTDOWN_S,
-        incident_poll_interval_s=0.2,
-        evidence=EvidencePolicy(flush_s=1.0),  # the default rules; a write per second of audio
-        clips=ClipStorageSettings(dir=data_dir / "clips", public_base_url=http),
-    )
-    gateway = ServerThread(create_gateway(settings), gateway_port, ws_max_size=1 << 20)
-    try:
-        with AgencyServer() as agency:
-            env = {**worker_env(database_url, data_dir, agency, **FAST), "HEARO_CLIPS_PUBLIC_BASE_URL": http}
-            with WorkerSupervisor(env, data_dir / "logs") as workers:
-                yield System(f"ws://127.0.0.1:{gateway_port}/v1/stream", http, agency, workers)
-    finally:
-        gateway.stop()
-        inference.stop()
+    with model_stack(tmp_path_factory.mktemp("countdown-evidence"), incident_countdown_s=COUNTDOWN_S,
+                     evidence=EvidencePolicy(flush_s=1.0)) as stack:  # the default rules; a write per second of audio
+        yield System(stack.url, stack.http, stack.agency, stack.workers)
 
 
 def room(seconds: float, seed: int) -> np.ndarray:

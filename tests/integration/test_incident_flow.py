@@ -28,18 +28,12 @@ from websockets.exceptions import ConnectionClosed
 
 from hearo.incident_client import EXIT_REFUSED, IncidentApiError, IncidentClient, cancel_command
 from hearo.stream_client import EXIT_OK, run_stream
-from services.gateway.app import create_app as create_gateway
-from services.gateway.settings import GatewaySettings
-from services.inference.app import create_app as create_inference
-from services.inference.settings import SHARED_MODELS_DIR, InferenceSettings
-from shared.clips import ClipStorageSettings
-from shared.db import upgrade_database
-from tests.alerting_support import FAST, AgencyServer, WorkerSupervisor, worker_env
-from tests.gateway_support import ServerThread, free_port, pcm16, smoke_alarm
+from tests.alerting_support import AgencyServer, WorkerSupervisor
+from tests.gateway_support import pcm16, smoke_alarm
+from tests.model_stack import model_stack
 
 pytestmark = pytest.mark.slow
 
-WEIGHTS = SHARED_MODELS_DIR / "efficientat_mn04_as" / "mn04_as_mAP_432.pt"
 COUNTDOWN_S = 3.0
 CLIP_SECRET = "incident-flow-clip-secret"
 ALARM = pcm16(smoke_alarm(16000, 12.0, seed=4))
@@ -82,41 +76,10 @@ class System:
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    if not WEIGHTS.is_file():
-        pytest.skip(f"needs the EfficientAT mn04 weights at {WEIGHTS} (../shared/models beside the repo)")
-    data_dir = tmp_path_factory.mktemp("incident-flow")
-    database_url = f"sqlite+aiosqlite:///{data_dir / 'hearo.db'}"
-    upgrade_database(database_url)
-    inference_port, gateway_port = free_port(), free_port()
-    http = f"http://127.0.0.1:{gateway_port}"
-    inference = ServerThread(
-        create_inference(InferenceSettings(model="efficientat", device="cpu", max_wait_ms=2.0)), inference_port
-    )
-    settings = GatewaySettings(
-        database_url=database_url,
-        inference_url=f"ws://127.0.0.1:{inference_port}/v1/windows",
-        feature_spec="efficientat_mel",
-        inference_timeout_s=20.0,
-        max_stream_speed=20.0,
-        incident_countdown_s=COUNTDOWN_S,
-        incident_poll_interval_s=0.2,
-        clips=ClipStorageSettings(dir=data_dir / "clips", secret_key=CLIP_SECRET, public_base_url=http),
-    )
-    gateway = ServerThread(create_gateway(settings), gateway_port, ws_max_size=1 << 20)
-    try:
-        with AgencyServer() as agency:
-            env = {
-                # No broker URL: the embedded filesystem transport. The clip wait lets a report
-                # due right after the stream ends still carry a ready clip.
-                **worker_env(database_url, data_dir, agency, **{**FAST, "clip_wait_s": "3"}),
-                "HEARO_CLIPS_PUBLIC_BASE_URL": http,
-                "HEARO_CLIPS_SECRET_KEY": CLIP_SECRET,
-            }
-            with WorkerSupervisor(env, data_dir / "logs") as workers:
-                yield System(f"ws://127.0.0.1:{gateway_port}/v1/stream", http, agency, workers)
-    finally:
-        gateway.stop()
-        inference.stop()
+    # The clip wait lets a report due right after the stream ends still carry a ready clip.
+    with model_stack(tmp_path_factory.mktemp("incident-flow"), clip_secret=CLIP_SECRET, worker_timings={"clip_wait_s": "3"},
+                     max_stream_speed=20.0, incident_countdown_s=COUNTDOWN_S) as stack:
+        yield System(stack.url, stack.http, stack.agency, stack.workers)
 
 
 async def open_stream(system: System, token: str) -> ClientConnection:
