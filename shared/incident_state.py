@@ -165,6 +165,15 @@ class EvidenceMark(enum.StrEnum):
     FADED = "faded"  # back to normal sound for most of the time since; shown, never a cancel
 
 
+class CancelKind(enum.StrEnum):
+    """Why a person cancelled (``incidents.cancel_kind``): false alarms of one class with
+    similar sound teach that home's threshold (``shared.incidents.threshold_learning``)."""
+
+    FALSE_ALARM = "false_alarm"  # nothing was wrong: the detector was mistaken
+    HANDLED = "handled"  # something happened, and the person dealt with it
+    NOT_SURE = "not_sure"
+
+
 class IncidentAction(enum.StrEnum):
     """What a person can ask of a pending incident; the values are the client messages' types."""
 

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from shared.db.base import Base
 from shared.incident_state import (
     OPEN_INCIDENT_STATES,
+    CancelKind,
     ContactEvent,
     DeliveryState,
     EvidenceMark,
@@ -77,6 +78,14 @@ class Device(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
+    # The owner's duress PIN or phrase, hashed (shared/incidents/duress.py); null: none set.
+    duress_code_hash: Mapped[str | None] = mapped_column(String(200))
+    # The home this device listens in with others, and where in it ("kitchen").
+    household_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("households.id", ondelete="SET NULL"), index=True
+    )
+    room: Mapped[str | None] = mapped_column(String(100))
+
     contacts: Mapped[list[EmergencyContact]] = relationship(
         back_populates="device",
         cascade="all, delete-orphan",
@@ -107,6 +116,39 @@ class EmergencyContact(Base):
     device: Mapped[Device] = relationship(back_populates="contacts")
 
 
+class Household(Base):
+    """Devices of one home, which corroborate each other's detections. A device joins with
+    the household's join code, stored only as its SHA-256."""
+
+    __tablename__ = "households"
+    __mapper_args__ = {"eager_defaults": True}
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200))
+    join_code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ThresholdAdjustment(Base):
+    """One change a home's cancels made to one class's threshold on one device. The
+    device's threshold for the class is the newest row not undone; an undo stamps
+    ``undone_at`` and keeps the row, so every adjustment stays in the log."""
+
+    __tablename__ = "threshold_adjustments"
+    __table_args__ = (Index("ix_threshold_adjustments_device_class", "device_id", "class_key", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    class_key: Mapped[str] = mapped_column(String(32))
+    threshold_from: Mapped[float] = mapped_column(Float)
+    threshold_to: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(32))
+    # What it rests on: the cancelled incidents, their similarity, the bounds applied.
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    undone_at: Mapped[datetime | None]
+
+
 # --- Incidents (alerting). States and transitions: shared/incident_state.py; lifecycle:
 # shared/incidents/ (package); guarantees: docs/incidents.md.
 
@@ -135,6 +177,7 @@ class Incident(Base):
     __table_args__ = (
         CheckConstraint(_in("state", IncidentState), name="state"),
         CheckConstraint(_in("evidence", EvidenceMark), name="evidence"),
+        CheckConstraint(f"cancel_kind IS NULL OR {_in('cancel_kind', CancelKind)}", name="cancel_kind"),
         Index("ix_incidents_due", "state", "deadline_at"),
         Index("ix_incidents_device_detected", "device_id", "detected_at"),
         Index(
@@ -172,6 +215,15 @@ class Incident(Base):
     # "deadline" or "confirmed": what made it go out; None until it does.
     trigger: Mapped[str | None] = mapped_column(String(16))
     cancel_reason: Mapped[str | None] = mapped_column(String(200))
+    cancel_kind: Mapped[CancelKind | None] = mapped_column(
+        Enum(CancelKind, native_enum=False, create_constraint=False, length=16, validate_strings=True,
+             values_callable=lambda members: [member.value for member in members])
+    )
+    # A short description of the detected sound (shared/incidents/sound_signature.py), to
+    # compare one false alarm with the next.
+    sound_signature: Mapped[list[float] | None] = mapped_column(JSON)
+    # Cancelled with the owner's duress code: the device sees a cancel, the report goes on.
+    duress_at: Mapped[datetime | None]
     latitude: Mapped[float | None] = mapped_column(Float)
     longitude: Mapped[float | None] = mapped_column(Float)
     location_accuracy_m: Mapped[float | None] = mapped_column(Float)

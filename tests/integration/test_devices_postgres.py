@@ -72,9 +72,10 @@ async def test_migrations_build_the_schema_on_postgres(postgres_url: str) -> Non
     assert first == (
         [
             "alembic_version", "alerting_workers", "audit_log", "contact_notifications", "devices",
-            "dispatch_outbox", "emergency_contacts", "incident_clips", "incident_outcomes", "incidents",
+            "dispatch_outbox", "emergency_contacts", "households", "incident_clips", "incident_outcomes",
+            "incidents", "threshold_adjustments",
         ],
-        "0005",
+        "0006",
         [],
     )
     assert second == first

@@ -62,9 +62,10 @@ async def test_upgrade_creates_the_schema_on_a_fresh_file(sqlite_url: str) -> No
         await db.dispose()
     assert tables == [
         "alembic_version", "alerting_workers", "audit_log", "contact_notifications", "devices",
-        "dispatch_outbox", "emergency_contacts", "incident_clips", "incident_outcomes", "incidents",
+        "dispatch_outbox", "emergency_contacts", "households", "incident_clips", "incident_outcomes",
+        "incidents", "threshold_adjustments",
     ]
-    assert revision == "0005"
+    assert revision == "0006"
     assert differences == [], "models and migrations disagree; write a revision"
 
 
