@@ -224,6 +224,9 @@ class Incident(Base):
     sound_signature: Mapped[list[float] | None] = mapped_column(JSON)
     # Cancelled with the owner's duress code: the device sees a cancel, the report goes on.
     duress_at: Mapped[datetime | None]
+    # What the other devices of the household heard at the detection
+    # (shared/household/corroboration.py); null until judged, or without a household.
+    corroboration: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     latitude: Mapped[float | None] = mapped_column(Float)
     longitude: Mapped[float | None] = mapped_column(Float)
     location_accuracy_m: Mapped[float | None] = mapped_column(Float)

@@ -7,6 +7,8 @@
 * ``incidents.duress_at``: when the incident was cancelled with the owner's duress code. The
   device is shown an ordinary cancel; the report goes on, marked duress.
 * ``devices.duress_code_hash``: the duress PIN or phrase, hashed (never stored in clear).
+* ``incidents.corroboration``: what the other devices of the household heard at the time of
+  the detection (JSON, null until judged or when the device has no household).
 * ``households`` and ``devices.household_id`` / ``devices.room``: devices of one home that
   corroborate each other; ``room`` names where a device listens ("kitchen").
 * ``threshold_adjustments``: every change a home's cancels made to one class's threshold,
@@ -52,6 +54,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("cancel_kind", sa.String(length=16), nullable=True))
         batch.add_column(sa.Column("sound_signature", sa.JSON(), nullable=True))
         batch.add_column(sa.Column("duress_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("corroboration", sa.JSON(), nullable=True))
         batch.create_check_constraint(
             op.f("ck_incidents_cancel_kind"),
             f"cancel_kind IS NULL OR cancel_kind IN ({', '.join(repr(kind) for kind in CANCEL_KINDS)})",
@@ -83,6 +86,7 @@ def downgrade() -> None:
     op.drop_table("threshold_adjustments")
     with op.batch_alter_table("incidents") as batch:
         batch.drop_constraint(op.f("ck_incidents_cancel_kind"), type_="check")
+        batch.drop_column("corroboration")
         batch.drop_column("duress_at")
         batch.drop_column("sound_signature")
         batch.drop_column("cancel_kind")
