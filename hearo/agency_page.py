@@ -43,6 +43,7 @@ body{{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem}}
 .report h2{{margin:0 0 .5rem}} dt{{font-weight:bold}} dd{{margin:0 0 .4rem}}
 table{{border-collapse:collapse}} td{{border-top:1px solid #ccc;padding:.3rem;vertical-align:top}}
 pre{{white-space:pre-wrap;margin:0}}
+.duress{{background:#b00;color:#fff;padding:.6rem;border-radius:4px}}
 </style></head><body>
 <h1>Hear-o drill agency</h1>
 <h2>Reports ({len(reports)})</h2>
@@ -109,6 +110,7 @@ def _report_card(delivery: dict[str, Any], answer: dict[str, Any] | None = None)
     timeline = timeline_svg(data.get("score_timeline") or [], str(cls.get("key", "")), _seconds_between(data))
     return f"""<div class="report">
 <h2>{_e(cls.get('label_ko'))} · {_e(cls.get('label_en'))}</h2>
+{_duress_banner(data.get("duress_note") if data.get("duress") else None)}
 <dl>
 <dt>Agency</dt><dd>{_e(delivery['agency'])} (attempts: {_e(delivery['attempts'])})</dd>
 <dt>Detected</dt><dd>{_e(_kst(data.get('detected_at')))}, confidence {_e(round(100 * data.get('confidence', 0)))}%</dd>
@@ -122,6 +124,16 @@ def _report_card(delivery: dict[str, Any], answer: dict[str, Any] | None = None)
 <dt>Incident</dt><dd><code>{_e(data.get('incident_id'))}</code></dd>
 <dt>Outcome</dt><dd>{_outcome_form(delivery, answer)}</dd>
 </dl></div>"""
+
+
+def _duress_banner(note: object) -> str:
+    # First thing on the card: how to approach decides whether the person is safe.
+    if not isinstance(note, dict):
+        return ""
+    return (
+        f'<p class="duress" role="alert"><strong>DURESS · 강요 신호</strong><br>{_e(note.get("ko"))}<br>'
+        f'<span lang="en">{_e(note.get("en"))}</span></p>'
+    )
 
 
 def _evidence_text(evidence: object) -> str:

@@ -185,6 +185,9 @@ class CancelMessage(Message):
     incident_id: str = Field(min_length=1, max_length=64)
     # No NUL: PostgreSQL cannot store it (the cancel would fail as incident_unavailable).
     reason: str | None = Field(default=None, max_length=500, pattern=r"^[^\x00]*$")
+    # The owner's code, when they typed one; never logged or echoed. Their duress code makes
+    # it a cancel under duress, answered exactly as any other (docs/evidence.md).
+    code: str | None = Field(default=None, max_length=200, pattern=r"^[^\x00]*$")
 
 
 class ConfirmMessage(Message):

@@ -289,14 +289,18 @@ async def settle_incident(
         settled = (
             await session.execute(
                 move_incident(IncidentState.DISPATCHING, new_state, Incident.id == incident_id)
-                .returning(Incident.device_id)
+                .returning(Incident.device_id, Incident.duress_at)
             )
         ).first()
         if settled is None:
             return None
-        await add_contact_notifications(session, incident_id, settled.device_id, ContactEvent.settled_as(new_state))
+        # Under duress the guardians were told "cancelled" and the device shows it: neither
+        # hears of the report (shared/incidents/duress_cancel.py).
+        duress = settled.duress_at is not None
+        if not duress:
+            await add_contact_notifications(session, incident_id, settled.device_id, ContactEvent.settled_as(new_state))
         add_audit(session, incident_id, actor, new_state.value, {"reached": sorted(reached), "missed": missed})
-    if events is not None:
+    if events is not None and not duress:
         view = await get_incident(db, incident_id)
         if view is not None:
             await events.publish(view.as_update({"reached": sorted(reached), "missed": missed}))

@@ -10,7 +10,10 @@ An agency report (``type: incident.reported``) carries, under ``data``:
   ``alarm_patterns``, ``spoken``, ``quiet_share`` and ``shortened`` (``from``, ``to``,
   ``reason`` when growing evidence brought the report forward, else null);
 * ``detected_at``, ``deadline_at``, ``reported_at`` (database clock, ISO 8601 UTC) and
-  ``trigger`` (``deadline`` or ``confirmed``);
+  ``trigger`` (``deadline``, ``confirmed`` or ``duress``);
+* ``duress``: true when the person cancelled with their duress code (the report goes to the
+  police whatever the class, and their device shows it cancelled), then ``duress_note`` says
+  so for the dispatcher (``en``, ``ko``, ``cancelled_at``); else false and null;
 * ``location`` (latitude, longitude, accuracy_m, map_url, source, address) when the person
   consented to location, else null; the session's position at detection wins over the
   registered one;
@@ -42,6 +45,7 @@ from shared.db.clock import db_now
 from shared.db.models import ContactNotification, DispatchOutbox, Incident, IncidentClip
 from shared.incident_state import ContactEvent, DeliveryState, IncidentState
 from shared.incidents import ClipInfo
+from shared.incidents.duress import DURESS_NOTE
 from shared.outcome_callback import OutcomeCallbacks
 from shared.taxonomy import by_key
 
@@ -105,6 +109,8 @@ class ReportBuilder:
             "deadline_at": _iso(incident.deadline_at),
             "reported_at": _iso(now),
             "trigger": incident.trigger or "deadline",
+            "duress": incident.duress_at is not None,
+            "duress_note": None if incident.duress_at is None else {**DURESS_NOTE, "cancelled_at": _iso(incident.duress_at)},
             "location": _location(incident, device),
             "profile": _profile(device),
             "clip": clip,

@@ -147,7 +147,10 @@ class SmsSender:
 def agency_message(to: str, report: Mapping[str, Any]) -> SmsMessage:
     """The LMS an agency gets for a report (the ``data`` of an ``incident.reported`` payload)."""
     cls = report["class"]
+    # Under duress the dispatcher must read it before anything else: approach silently.
+    duress = [f"[강요 신호] {report['duress_note']['ko']}"] if report.get("duress_note") else []
     essential = [
+        *duress,
         f"[Hear-o 자동신고] {cls['label_ko']} ({cls['key']})",
         f"감지 {_kst(report['detected_at'])}, 신뢰도 {round(report['confidence'] * 100)}%",
         _place_line(report.get("location")),

@@ -3,11 +3,12 @@
 Each sweep, in one process per worker (a loop beside the Celery consumer, not a Celery
 task, so it runs while the broker is down):
 
-1. Claim due incidents: ``SELECT ... WHERE state = 'pending' AND deadline_at <= now FOR
-   UPDATE SKIP LOCKED`` (PostgreSQL; SQLite has one writer at a time), then a conditional
-   ``UPDATE ... SET state = 'dispatching' WHERE state = 'pending'`` and one outbox row per
-   (agency, channel) from the routing, all in one transaction. The first channel of each
-   agency is ``pending``, the others ``standby``.
+1. Claim due incidents: ``SELECT ... WHERE state = 'pending' AND (deadline_at <= now OR
+   duress_at IS NOT NULL) FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite has one writer at a
+   time), then a conditional ``UPDATE ... SET state = 'dispatching' WHERE state = 'pending'``
+   and one outbox row per (agency, channel) from the routing (a cancel under duress: the
+   police's, as a crime), all in one transaction. The first channel of each agency is
+   ``pending``, the others ``standby``.
 2. Publish a send task for every delivery that is claimable (due, or held under a dead
    lease) and was not published in the last ``redrive_after_s``. Messages are only nudges:
    a lost one (Redis restarted empty) is published again, a duplicate finds nothing to claim.
@@ -28,6 +29,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, exists, func, insert, or_, select, update
 
@@ -40,6 +42,7 @@ from shared.db.models import AlertingWorker, DispatchOutbox, Incident
 from shared.incident_events import IncidentEvents, IncidentUpdate
 from shared.incident_state import OPEN_DELIVERY_STATES, DeliveryState, IncidentState
 from shared.incidents import add_audit, move_incident
+from shared.incidents.duress import DURESS_ROUTE_CLASS
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,9 @@ Publish = Callable[[str, str], None]
 # Worker rows silent for this long are removed (their leases were re-driven long before).
 FORGET_WORKER_AFTER_S = 3600.0
 HOUSEKEEPING_EVERY_S = 60.0
+# Due: past its deadline, or cancelled under duress (shared/incidents/duress_cancel.py), which
+# keeps the deadline its device was shown and is reported at once.
+DUE = or_(Incident.deadline_at <= db_now(), Incident.duress_at.is_not(None))
 # Sweeps are at least this far apart: with deadlines every few milliseconds under load,
 # one sweep per deadline would spend the database on sweeping; this batches them instead.
 MIN_SWEEP_GAP_S = 0.05
@@ -67,6 +73,11 @@ class SweepStats:
     claimed: int = 0
     published: int = 0
     settled: int = 0
+
+
+def _reported_as(claimed: Any) -> str:
+    """The class whose agencies a claimed incident goes to: under duress, the police's."""
+    return claimed.class_key if claimed.duress_at is None else DURESS_ROUTE_CLASS
 
 
 def new_worker_id() -> str:
@@ -166,7 +177,7 @@ class Sweeper:
             due = (
                 await session.scalars(
                     select(Incident.id)
-                    .where(Incident.state == IncidentState.PENDING, Incident.deadline_at <= db_now())
+                    .where(Incident.state == IncidentState.PENDING, DUE)
                     .order_by(Incident.deadline_at)
                     .limit(self.policy.claim_batch)
                     .with_for_update(skip_locked=True)
@@ -181,14 +192,14 @@ class Sweeper:
                     move_incident(IncidentState.PENDING, IncidentState.DISPATCHING, Incident.id.in_(due))
                     .values(trigger=func.coalesce(Incident.trigger, "deadline"))
                     .returning(Incident.id, Incident.device_id, Incident.class_key, Incident.deadline_at,
-                               Incident.state_changed_at)
+                               Incident.state_changed_at, Incident.duress_at)
                 )
             ).all()
             rows = [
                 {"incident_id": c.id, "agency_id": p.agency_id, "position": p.position, "kind": p.kind,
                  "state": DeliveryState.PENDING if p.position == 0 else DeliveryState.STANDBY}
                 for c in claimed
-                for p in self.router.plan(c.class_key)
+                for p in self.router.plan(_reported_as(c))
             ]
             if rows:
                 await session.execute(
@@ -197,10 +208,11 @@ class Sweeper:
                 )
             for c in claimed:
                 add_audit(session, c.id, self.owner, IncidentState.DISPATCHING.value,
-                          {"agencies": list(self.router.agencies_for(c.class_key))})
+                          {"agencies": list(self.router.agencies_for(_reported_as(c)))})
         self.faults.step("after_incident_claim")
         if self.events is not None:
-            for c in claimed:
+            # A report under duress is never news for its device: it was told "cancelled".
+            for c in (c for c in claimed if c.duress_at is None):
                 await self.events.publish(
                     IncidentUpdate(str(c.id), str(c.device_id), IncidentState.DISPATCHING, c.deadline_at.isoformat(),
                                    c.state_changed_at.isoformat(),

@@ -21,6 +21,7 @@ rotation, and is never stored.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -50,6 +51,7 @@ from services.gateway.schemas import (
     device_out,
 )
 from shared.db import Device, EmergencyContact
+from shared.incidents.duress import hash_code
 
 # Every route but registration (which documents its own 401) needs the device token.
 router = APIRouter(prefix="/v1/devices", tags=["devices"], route_class=ApiRoute, responses=UNAUTHORIZED)
@@ -99,9 +101,13 @@ async def update_device(body: DeviceUpdate, current: CurrentDevice, db: Database
     """Replace each top-level field present in the body; absent fields stay as they are.
 
     ``address`` or ``location`` set to null clears it; ``contacts`` replaces the whole
-    list. Turning ``consent_location`` off also forgets the stored location.
+    list. Turning ``consent_location`` off also forgets the stored location. ``duress_code``
+    is kept only as a slow salted hash (null removes it) and never returned.
     """
     given = body.model_fields_set
+    # Hashed before the transaction: scrypt takes a fraction of a second, off the event loop.
+    code = body.duress_code
+    duress_hash = None if code is None else await asyncio.to_thread(hash_code, code)
     async with db.session() as session:
         device = await _load_for_update(session, current.id)
         consent_location = (
@@ -129,6 +135,8 @@ async def update_device(body: DeviceUpdate, current: CurrentDevice, db: Database
             _set_location(device, body.location)
         if not device.consent_location:
             _set_location(device, None)
+        if "duress_code" in given:
+            device.duress_code_hash = duress_hash
         await _flush_and_reload(session, device)
     return device_out(device)
 

@@ -1,7 +1,7 @@
 """Incident REST routes and the signed clip links: ``app.include_router(incidents_api.router)``.
 
 =======  =================================  ================================================
-POST     /v1/incidents/{id}/cancel          ``{reason?}`` → 200 ``{outcome, incident}``;
+POST     /v1/incidents/{id}/cancel          ``{reason?, code?}`` → 200 ``{outcome, incident}``;
                                             409 ``already_reported`` / ``report_failed``
 POST     /v1/incidents/{id}/confirm         report now → 200 ``{outcome, incident}``;
                                             409 ``cancelled`` / ``report_failed``
@@ -112,6 +112,10 @@ class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
+    code: str | None = Field(
+        default=None, max_length=200, pattern=NO_NUL, json_schema_extra={"writeOnly": True},
+        description="A code the owner typed, if any (never echoed). The answer is the same whatever it is.",
+    )  # fmt: skip
 
 
 def _not_found() -> HTTPException:
@@ -139,9 +143,11 @@ async def cancel(
 ) -> dict[str, Any]:
     """Cancel while the countdown runs: then it is never reported. Loses to the deadline truthfully."""
     reason = body.reason if body else None
+    code = body.code if body else None
     return _answer(
         await act_on_incident(
-            db, incident_id, IncidentAction.CANCEL, device_id=device.id, reason=reason, events=events, actor="rest"
+            db, incident_id, IncidentAction.CANCEL, device_id=device.id, reason=reason, code=code, events=events,
+            actor="rest",
         )
     )
 

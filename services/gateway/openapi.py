@@ -7,6 +7,7 @@ Every error the gateway's REST routes answer has one of two bodies:
 * FastAPI's ``HTTPValidationError`` ``{"detail": [{"loc", "msg", "type", ...}]}`` for 422:
   a request that does not match the route's schema. The schema says all there is to say
   about what is refused (``tests/integration/test_openapi_contract.py`` holds it to that).
+  The refused value of a secret field (:data:`SECRET_FIELDS`) is left out of its error.
 
 Routers use :class:`ApiRoute` (``APIRouter(route_class=ApiRoute, responses=...)``) so that
 FastAPI's own plain-text errors (a body that cannot be decoded: 400) take the same shape,
@@ -17,10 +18,11 @@ and declare the maps below so that the schema lists each status a route can answ
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from fastapi import HTTPException, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -53,6 +55,8 @@ class IncidentConflict(BaseModel):
     detail: IncidentConflictDetail
 
 
+# Fields whose refused value a 422 does not echo.
+SECRET_FIELDS = frozenset({"duress_code", "code"})
 # FastAPI raises these with a plain-text detail; the API answers them in its own shape.
 _PLAIN_ERROR_CODES = {status.HTTP_400_BAD_REQUEST: "invalid_body"}
 
@@ -66,6 +70,8 @@ class ApiRoute(APIRoute):
         async def handle_in_api_shape(request: Request) -> Response:
             try:
                 return await handle(request)
+            except RequestValidationError as exc:
+                raise RequestValidationError(_without_secrets(exc.errors())) from None
             except StarletteHTTPException as exc:  # FastAPI raises Starlette's own
                 if isinstance(exc.detail, str):
                     code = _PLAIN_ERROR_CODES.get(exc.status_code, "error")
@@ -74,6 +80,15 @@ class ApiRoute(APIRoute):
                 raise
 
         return handle_in_api_shape
+
+
+def _without_secrets(errors: Sequence[Any]) -> list[Any]:
+    # A 422 echoes each refused value as ``input``; a secret the owner typed (the duress code,
+    # a cancel's code) is never echoed, nor put where a proxy or a shoulder could read it.
+    return [
+        {k: v for k, v in error.items() if k != "input"} if SECRET_FIELDS & set(map(str, error.get("loc", ()))) else error
+        for error in errors
+    ]
 
 
 def _error(description: str, model: type[BaseModel] = ApiError, **extra: Any) -> dict[str, Any]:

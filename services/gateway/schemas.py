@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from shared.db import Device
+from shared.incidents.duress import MAX_CODE_LENGTH, check_code
 
 MAX_CONTACTS = 10
 # The oldest verified human lived to 122.
@@ -158,8 +159,10 @@ class DeviceRegistration(_Input):
 class DeviceUpdate(_Input):
     """``PATCH /v1/devices/me``: each field present replaces the stored one.
 
-    ``address`` and ``location`` may be null (cleared); the others may not. Consent to
-    recording cannot be withdrawn here: deregistering the device is how it is withdrawn.
+    ``address``, ``location`` and ``duress_code`` may be null (cleared); the others may not.
+    Consent to recording cannot be withdrawn here: deregistering the device is how it is
+    withdrawn. ``duress_code`` is stored only as a slow hash and never shown again, not even
+    whether one is set (:mod:`shared.incidents.duress`).
     """
 
     # ``SkipJsonSchema[None]``: absent is allowed, null is not (``_no_null_for_required``).
@@ -170,6 +173,20 @@ class DeviceUpdate(_Input):
     consent_recording: StrictBool | SkipJsonSchema[None] = Field(default=None, json_schema_extra={"const": True})
     consent_location: StrictBool | SkipJsonSchema[None] = None
     consent_share_profile: StrictBool | SkipJsonSchema[None] = None
+    duress_code: str | None = Field(
+        default=None, min_length=4, max_length=MAX_CODE_LENGTH, pattern=NO_NUL,
+        description="Write-only: a PIN of 4 to 12 digits or a phrase of at least two words (compared without "
+        "case or extra spaces); null removes it. Cancelling a crime or help incident with it reports it to the "
+        "police silently while the device shows it cancelled (docs/evidence.md). Never returned.",
+        json_schema_extra={"writeOnly": True},
+    )  # fmt: skip
+
+    @field_validator("duress_code")
+    @classmethod
+    def _duress_code(cls, code: str | None) -> str | None:
+        if code is not None:
+            check_code(code)
+        return code
 
     @field_validator("consent_recording")
     @classmethod
@@ -180,7 +197,7 @@ class DeviceUpdate(_Input):
 
     @model_validator(mode="after")
     def _no_null_for_required(self) -> DeviceUpdate:
-        nullable = {"address", "location"}
+        nullable = {"address", "location", "duress_code"}
         nulled = sorted(
             name for name in self.model_fields_set - nullable if getattr(self, name) is None
         )
@@ -190,7 +207,8 @@ class DeviceUpdate(_Input):
 
 
 class DeviceOut(BaseModel):
-    """A device as its owner sees it: everything but the token."""
+    """A device as its owner sees it: everything but the token and the duress code (not even
+    whether one is set: whoever makes the owner open the settings must not learn it)."""
 
     id: uuid.UUID
     profile: Profile

@@ -223,6 +223,8 @@ class SessionIncidents:
     async def announce(self, opened: OpenedIncident) -> None:
         """Tell the client where the incident of a detection stands, and follow it."""
         view = opened.incident
+        if view.state.is_final:
+            return  # settled as the device sees it (held by a report under duress): nothing to tell
         detail: dict[str, Any] = {"event": "opened" if opened.created else "evidence", "class": view.class_key}
         if not opened.created:
             detail["detections"] = view.detections
@@ -236,13 +238,15 @@ class SessionIncidents:
         ``unknown_incident``."""
         action = IncidentAction(message.type)
         reason = message.reason if isinstance(message, CancelMessage) else None
+        code = message.code if isinstance(message, CancelMessage) else None
         key = _incident_uuid(message.incident_id)
         if key is None:
             await self._send(_unknown(message.incident_id))
             return
         try:
             result = await act_on_incident(
-                self.backend.db, key, action, device_id=self.device.id, reason=reason, events=self.backend.events
+                self.backend.db, key, action, device_id=self.device.id, reason=reason, code=code,
+                events=self.backend.events,
             )
         except Exception:
             log.exception("session %s: %s of %s failed", self.session_id, action, key)

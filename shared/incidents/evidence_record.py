@@ -56,10 +56,11 @@ async def record_evidence(
     timeline (the newest :data:`MAX_TIMELINE_POINTS` kept), judge ``facts`` and store the mark
     and summary, and move the deadline earlier when ``policy`` says so.
 
-    Returns None, writing nothing, when the incident is not pending (cancelled, being reported,
-    gone).
+    Returns None, writing nothing, when the incident is not pending (cancelled, under duress
+    included; being reported; gone).
     """
-    pending = Incident.id == incident_id, Incident.state == IncidentState.PENDING
+    # Cancelled under duress is cancelled for the device: its evidence stays as it saw it.
+    pending = Incident.id == incident_id, Incident.state == IncidentState.PENDING, Incident.duress_at.is_(None)
     async with db.session() as session:
         row = (
             await session.execute(
@@ -86,7 +87,7 @@ async def record_evidence(
             now=now, countdown_s=countdown_s,
         )  # fmt: skip
         if shortening is not None:
-            shortening = await _shorten(session, incident, shortening, summary, actor)
+            shortening = await shorten_deadline(session, incident, shortening, summary, actor)
         await session.flush()
         view = await read_incident(session, incident_id)
         assert view is not None
@@ -95,9 +96,12 @@ async def record_evidence(
     return EvidenceRecorded(view, mark is not before, shortening)
 
 
-async def _shorten(
+async def shorten_deadline(
     session: AsyncSession, incident: Incident, shortening: Shortening, summary: dict[str, Any], actor: str
 ) -> Shortening | None:
+    """Move ``incident``'s deadline to ``shortening``'s in the caller's transaction, only while
+    pending and only earlier; record the move in ``summary`` (stored as the evidence summary's
+    ``shortened``) and the audit trail. None when the conditional UPDATE found nothing to move."""
     earlier = (
         await session.execute(
             update(Incident)

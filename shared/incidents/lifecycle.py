@@ -35,6 +35,7 @@ from shared.incident_state import (
 )
 from shared.incidents.audit import add_audit
 from shared.incidents.contacts import add_contact_notifications, withdraw_detection_notices
+from shared.incidents.duress_cancel import cancel_under_duress, is_duress_code, open_under_duress
 from shared.incidents.moves import move_incident
 from shared.incidents.views import (
     ActionResult,
@@ -83,6 +84,10 @@ async def open_incident(
         try:
             view = await _insert(db, device_id, class_key, confidence, scores, location, session_id, countdown_s, actor)
         except IntegrityError:
+            if (reporting := await open_under_duress(db, device_id)) is not None:
+                # A report under duress holds the device's open slot for the seconds it takes
+                # to go out; the device sees that incident cancelled, so this joins nothing.
+                return OpenedIncident(reporting, created=False)
             continue  # another detection opened one in between: add to it
         if events is not None:
             await events.publish(view.as_update())
@@ -99,7 +104,10 @@ async def _add_evidence(
         row = (
             await session.execute(
                 update(Incident)
-                .where(Incident.device_id == device_id, Incident.state.in_(OPEN_INCIDENT_STATES))
+                .where(
+                    Incident.device_id == device_id, Incident.state.in_(OPEN_INCIDENT_STATES),
+                    Incident.duress_at.is_(None),  # cancelled for the device: frozen as it saw it
+                )
                 .values(detections=Incident.detections + 1)
                 .returning(Incident.id, db_now())
                 .execution_options(synchronize_session=False)
@@ -176,6 +184,7 @@ async def act_on_incident(
     *,
     device_id: uuid.UUID | None = None,
     reason: str | None = None,
+    code: str | None = None,
     events: IncidentEvents | None = None,
     actor: str = "device",
 ) -> ActionResult:
@@ -186,14 +195,23 @@ async def act_on_incident(
     ``device_id`` restricts the action to that device's incidents (others look not found).
     ``reason`` is a cancel's, kept with the incident. After a cancel, contacts who have not
     yet been told of the detection are not told; those who have are told it was cancelled.
+    ``code``: a cancel's code; the device's duress code on a class duress applies to makes it
+    a cancel under duress (:mod:`shared.incidents.duress_cancel`), answered exactly as this.
     """
-    if reason is not None and action is not IncidentAction.CANCEL:
-        raise ValueError(f"only a cancel takes a reason, not a {action}")
-    where = owned(incident_id, device_id)
+    if (reason is not None or code is not None) and action is not IncidentAction.CANCEL:
+        raise ValueError(f"only a cancel takes a reason or a code, not a {action}")
+    # An incident cancelled under duress is final for the device: no action changes it again.
+    where = [*owned(incident_id, device_id), Incident.duress_at.is_(None)]
+    audited: dict[str, Any] = {}
     if action is IncidentAction.CANCEL:
-        change = move_incident(IncidentState.PENDING, IncidentState.CANCELLED, *where).values(
-            cancel_reason=reason[:200] if reason else None
-        )
+        cancelled_with: dict[str, Any] = {"cancel_reason": reason[:200] if reason else None}
+        audited = {"reason": reason}
+        if code is not None and await is_duress_code(db, incident_id, device_id, code):
+            return await cancel_under_duress(
+                db, incident_id, device_id=device_id, cancelled_with=cancelled_with, audited=audited,
+                events=events, actor=actor,
+            )  # fmt: skip
+        change = move_incident(IncidentState.PENDING, IncidentState.CANCELLED, *where).values(**cancelled_with)
     else:  # the incident stays pending; the sweeper claims it at the deadline it now has
         change = (
             update(Incident)
@@ -210,8 +228,7 @@ async def act_on_incident(
         if won is not None:
             if action is IncidentAction.CANCEL:
                 await withdraw_detection_notices(session, incident_id, won.device_id)
-            detail = {"reason": reason} if action is IncidentAction.CANCEL else {}
-            add_audit(session, incident_id, actor, outcome.value, detail)
+            add_audit(session, incident_id, actor, outcome.value, audited)
     if won is not None and events is not None:
         await events.publish(view.as_update())
     return ActionResult(action, outcome, view)

@@ -145,7 +145,14 @@ async def read_incident(
 
 
 def view_of(incident: Incident, now: datetime) -> IncidentView:
-    """The view of a row read at database time ``now``."""
+    """The view of a row read at database time ``now``: the incident as its device sees it.
+
+    One cancelled under duress (``duress_at``: :mod:`shared.incidents.duress_cancel`) is shown
+    as the ordinary cancel the device asked for, wherever it stands in its report: cancelled
+    at ``duress_at``, its deadline as it was, no trigger. Its timeline, evidence and
+    detections were frozen at the cancel (nothing writes them after it), so they match too.
+    """
+    duress = incident.duress_at is not None
     location = None
     if incident.latitude is not None and incident.longitude is not None:
         location = IncidentLocation(incident.latitude, incident.longitude, incident.location_accuracy_m or 0.0)
@@ -154,16 +161,16 @@ def view_of(incident: Incident, now: datetime) -> IncidentView:
         device_id=incident.device_id,
         class_key=incident.class_key,
         confidence=incident.confidence,
-        state=incident.state,
+        state=IncidentState.CANCELLED if duress else incident.state,
         detected_at=incident.detected_at,
         deadline_at=incident.deadline_at,
-        state_changed_at=incident.state_changed_at,
+        state_changed_at=incident.duress_at if incident.duress_at is not None else incident.state_changed_at,
         seconds_left=max(0.0, (incident.deadline_at - now).total_seconds()),
         detections=incident.detections,
         score_timeline=list(incident.score_timeline),
         evidence=incident.evidence,
         evidence_summary=incident.evidence_summary,
-        trigger=incident.trigger,
+        trigger=None if duress else incident.trigger,
         cancel_reason=incident.cancel_reason,
         location=location,
     )
