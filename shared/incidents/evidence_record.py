@@ -108,6 +108,7 @@ async def shorten_deadline(
             .where(
                 Incident.id == incident.id,
                 Incident.state == IncidentState.PENDING,
+                Incident.duress_at.is_(None),  # its device was shown the deadline as it stands
                 Incident.deadline_at > shortening.deadline_at,
             )
             .values(deadline_at=shortening.deadline_at)
