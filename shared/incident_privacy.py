@@ -22,19 +22,27 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from typing import Any
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clips import ClipStore
 from shared.db import Database
 from shared.db.clock import db_now
-from shared.db.models import ContactNotification, DispatchOutbox, Incident, IncidentClip
+from shared.db.models import AuditEntry, ContactNotification, DispatchOutbox, Incident, IncidentClip
 from shared.incident_state import OPEN_DELIVERY_STATES, IncidentState
-from shared.incidents import add_audit
+from shared.incidents import ClipInfo, add_audit
 
 # Audit events (``audit_log.event``).
 CLIP_DONATED = "clip_donated"
 CLIP_DELETED = "clip_deleted"
 PERSONAL_DATA_DELETED = "personal_data_deleted"
+# A report under duress keeps its clip (the police's evidence) where its device was told of a
+# deletion, and deletes it at the retention: operators' entries the device never sees
+# (``shared.incidents.device_trail.REPORT_EVENTS``).
+REPORT_CLIP_KEPT = "report_clip_kept"
+REPORT_CLIP_DELETED = "report_clip_deleted"
 
 # Why a clip was deleted (``detail.reason`` of ``clip_deleted``).
 REASON_FALSE_ALARM = "cancelled_false_alarm"
@@ -80,12 +88,14 @@ async def donate_clip(db: Database, incident_id: uuid.UUID, device_id: uuid.UUID
         )
         if incident is None:
             return Donation(DonationOutcome.NOT_FOUND)
-        if incident.state is not IncidentState.CANCELLED:
+        # Cancelled under duress is cancelled for the device: answered alike (the flag is
+        # harmless there: a report's clip is never a training sample and no grace applies).
+        if incident.state is not IncidentState.CANCELLED and incident.duress_at is None:
             return Donation(DonationOutcome.NOT_CANCELLED)
         if incident.clip_donated_at is not None:
             return Donation(DonationOutcome.ALREADY_DONATED, incident.clip_donated_at)
         clip = await session.scalar(select(IncidentClip).where(IncidentClip.incident_id == incident_id).with_for_update())
-        if clip is None:
+        if clip is None or await _kept_for_report(session, incident_id):
             return Donation(DonationOutcome.NO_CLIP)
         donated_at = await session.scalar(
             update(Incident).where(Incident.id == incident_id).values(clip_donated_at=db_now())
@@ -101,17 +111,25 @@ async def delete_clip(
     """Delete the incident's clip from the store and the database, audited with ``reason``.
 
     False when there was nothing to delete: no clip, another worker holds it, or (with
-    ``keep_donated``) the owner donated it.
+    ``keep_donated``) the owner donated it. The clip of a report under duress is the police's
+    evidence: it is kept until the retention and only its device is told of the deletion
+    (audited ``clip_deleted`` as here, beside an operators' ``report_clip_kept``), so the
+    device sees it go exactly as a cancelled incident's would.
     """
-    query = select(IncidentClip).join(Incident, Incident.id == IncidentClip.incident_id).where(
+    query = select(IncidentClip, Incident.duress_at).join(Incident, Incident.id == IncidentClip.incident_id).where(
         IncidentClip.incident_id == incident_id
     )
     if keep_donated:
         query = query.where(Incident.clip_donated_at.is_(None))
     async with db.session() as session:
-        clip = await session.scalar(query.with_for_update(skip_locked=True))
-        if clip is None:
+        found = (await session.execute(query.with_for_update(skip_locked=True))).first()
+        if found is None or (found.duress_at is not None and await _kept_for_report(session, incident_id)):
             return False
+        clip = found[0]
+        if found.duress_at is not None:
+            add_audit(session, incident_id, actor, CLIP_DELETED, {"reason": reason, "sha256": clip.sha256})
+            add_audit(session, incident_id, actor, REPORT_CLIP_KEPT, {"reason": reason, "sha256": clip.sha256})
+            return True
         await store.delete(clip.key)
         await session.delete(clip)
         add_audit(session, incident_id, actor, CLIP_DELETED, {"reason": reason, "sha256": clip.sha256})
@@ -136,9 +154,13 @@ async def expire_personal_data(db: Database, store: ClipStore, incident_id: uuid
         if incident is None:
             return False
         clip = await session.get(IncidentClip, incident_id, with_for_update=True)
+        # A clip its device was told is deleted goes now without saying so there again.
+        shown = clip if clip is not None and not await _kept_for_report(session, incident_id) else None
         if clip is not None:
             await store.delete(clip.key)
             await session.delete(clip)
+            if shown is None:
+                add_audit(session, incident_id, actor, REPORT_CLIP_DELETED, {"sha256": clip.sha256})
         cleared = 0
         for table in (DispatchOutbox, ContactNotification):
             # The report bodies held the profile, medical notes and location; a contact's
@@ -157,6 +179,28 @@ async def expire_personal_data(db: Database, store: ClipStore, incident_id: uuid
             .execution_options(synchronize_session=False)
         )
         add_audit(session, incident_id, actor, PERSONAL_DATA_DELETED, {
-            "clip_sha256": clip.sha256 if clip is not None else None, "deliveries_cleared": cleared,
+            "clip_sha256": shown.sha256 if shown is not None else None, "deliveries_cleared": cleared,
         })  # fmt: skip
     return True
+
+
+async def device_clip(db: Database, incident_id: uuid.UUID) -> ClipInfo | None:
+    """The incident's clip as its device sees it: None also when it was deleted for the device
+    and kept for a report under duress (:func:`delete_clip`)."""
+    async with db.session() as session:
+        clip = await session.get(IncidentClip, incident_id)
+        if clip is None or await _kept_for_report(session, incident_id):
+            return None
+        return ClipInfo.from_row(clip)
+
+
+def kept_for_report() -> Any:
+    """The SQL condition: the incident's clip is kept for a report under duress, its device told it is deleted."""
+    return exists().where(AuditEntry.incident_id == Incident.id, AuditEntry.event == REPORT_CLIP_KEPT)
+
+
+async def _kept_for_report(session: AsyncSession, incident_id: uuid.UUID) -> bool:
+    found = await session.scalar(
+        select(AuditEntry.id).where(AuditEntry.incident_id == incident_id, AuditEntry.event == REPORT_CLIP_KEPT).limit(1)
+    )
+    return found is not None

@@ -16,6 +16,10 @@ Per emergency class, over the incidents detected in a window (default the last 9
   An incident reported to several agencies counts once: confirmed when any agency confirmed
   it, else no emergency when any found none, else unable to reach.
 
+An incident cancelled under duress counts as the cancel its device showed (not as a report,
+its agency's answer not counted): the figures are public, and in a deployment of one home a
+report more would tell whoever forced the cancel.
+
 No personal data: only counts and rates per class, never an incident or device id, a time
 of a single incident, a name, place or note. Every figure covers at least ``min_count``
 incidents (:data:`MIN_COUNT`): a class with fewer in the window is ``suppressed`` (all
@@ -218,7 +222,8 @@ async def incident_stats(
         window = (Incident.detected_at >= start, Incident.detected_at < end)
         incidents = (
             await session.execute(
-                select(Incident.id, Incident.class_key, Incident.state, Incident.cancel_reason, Incident.detected_at)
+                select(Incident.id, Incident.class_key, Incident.state, Incident.cancel_reason, Incident.detected_at,
+                       Incident.duress_at)
                 .where(*window)
             )
         ).all()
@@ -244,6 +249,10 @@ async def incident_stats(
         IncidentRecord(
             class_key, state, cancel_reason, detected_at, first_sent.get(incident_id), tuple(answers.get(incident_id, ()))
         )
-        for incident_id, class_key, state, cancel_reason, detected_at in incidents
+        if duress_at is None
+        # Counted as its device saw it, a cancel: in a one-home deployment a report more in
+        # the published figures would tell whoever forced the cancel (docs/security.md).
+        else IncidentRecord(class_key, IncidentState.CANCELLED, cancel_reason, detected_at, None)
+        for incident_id, class_key, state, cancel_reason, detected_at, duress_at in incidents
     ]
     return summarise(records, since=start, until=end, min_count=min_count)

@@ -14,13 +14,13 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from shared.clips import ClipStore
 from shared.db import Database
 from shared.db.clock import db_now
 from shared.db.models import Incident, IncidentClip
-from shared.incident_privacy import REASON_FALSE_ALARM, delete_clip, expire_personal_data
+from shared.incident_privacy import REASON_FALSE_ALARM, delete_clip, expire_personal_data, kept_for_report
 from shared.incident_state import IncidentState
 
 log = logging.getLogger(__name__)
@@ -72,9 +72,15 @@ class Retention:
                     select(Incident.id)
                     .join(IncidentClip, IncidentClip.incident_id == Incident.id)
                     .where(
-                        Incident.state == IncidentState.CANCELLED,
+                        or_(
+                            and_(Incident.state == IncidentState.CANCELLED,
+                                 Incident.state_changed_at <= db_now(-self.policy.cancelled_clip_grace_s)),
+                            # Cancelled under duress, as its device sees it: the clip "goes" for
+                            # the device alone (delete_clip keeps it as the report's evidence).
+                            and_(Incident.duress_at <= db_now(-self.policy.cancelled_clip_grace_s),
+                                 ~kept_for_report()),
+                        ),
                         Incident.clip_donated_at.is_(None),
-                        Incident.state_changed_at <= db_now(-self.policy.cancelled_clip_grace_s),
                     )
                     .order_by(Incident.state_changed_at)
                     .limit(self.policy.batch)

@@ -51,6 +51,7 @@ from services.gateway.openapi import (
 from services.gateway.schemas import NO_NUL
 from shared.clips import CONTENT_TYPE, ClipStore, LocalClipStore, clip_incident
 from shared.incident_events import IncidentEvents
+from shared.incident_privacy import device_clip
 from shared.incident_state import ActionOutcome, IncidentAction
 from shared.incidents import (
     CLIP_DOWNLOADED,
@@ -60,10 +61,10 @@ from shared.incidents import (
     audit_clip_access,
     clip_accesses,
     get_incident,
-    incident_clip,
     incident_deliveries,
     list_incidents,
 )
+from shared.incidents.device_trail import issued_link
 from shared.taxonomy import CLASS_KEYS
 
 router = APIRouter(tags=["incidents"], route_class=ApiRoute)
@@ -184,15 +185,13 @@ async def detail(incident_id: uuid.UUID, device: CurrentDevice, db: DatabaseDep,
     incident = await get_incident(db, incident_id, device_id=device.id)
     if incident is None:
         raise _not_found()
-    clip = await incident_clip(db, incident_id)
+    clip = await device_clip(db, incident_id)
     body = incident.to_json()
     body["clip"] = None
     if clip is not None:
-        body["clip"] = {
-            "url": store.link(clip.key, CLIP_LINK_TTL_S), "sha256": clip.sha256,
-            "duration_s": clip.duration_s, "content_type": clip.content_type,
-        }
-        await audit_clip_access(db, incident_id, CLIP_LINK_ISSUED, "owner", {"link_ttl_s": CLIP_LINK_TTL_S})
+        url = store.link(clip.key, CLIP_LINK_TTL_S)
+        body["clip"] = {"url": url, "sha256": clip.sha256, "duration_s": clip.duration_s, "content_type": clip.content_type}
+        await audit_clip_access(db, incident_id, CLIP_LINK_ISSUED, "owner", issued_link(url, CLIP_LINK_TTL_S))
     body["deliveries"] = await incident_deliveries(db, incident_id)
     body["clip_access"] = await clip_accesses(db, incident_id)
     return body

@@ -12,7 +12,10 @@ revokes the token. What happens to an open incident (docs/incidents.md#erasing-a
   published so every gateway's session hears it), then erased with the rest;
 * a report being sent (``dispatching``) is never cut off: the erasure is refused with
   :class:`ErasureDeferred` until the dispatch settles (seconds; the route answers 409 with
-  ``Retry-After``), because the report's outbox rows would go with the device.
+  ``Retry-After``), because the report's outbox rows would go with the device;
+* a report under duress (the device saw a cancel) is waited for quietly, up to
+  :data:`DURESS_REPORT_WAIT_S`, and left out of the owner's statement: the device holder must
+  not learn of it here either (docs/security.md#coercion).
 
 What stays, and why, is in the :class:`ErasureStatement` returned: a report that reached an
 agency is that agency's record (we cannot recall it), and this deployment keeps one
@@ -22,6 +25,8 @@ incidents were reported to whom and when, to answer for what was sent.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,8 +40,10 @@ from shared.db import Database, Device, EmergencyContact
 from shared.db.clock import db_now
 from shared.db.models import AuditEntry, ContactNotification, DispatchOutbox, Incident, IncidentClip
 from shared.incident_events import IncidentEvents
+from shared.incident_privacy import kept_for_report
 from shared.incident_state import OPEN_INCIDENT_STATES, ActionOutcome, DeliveryState, IncidentAction, IncidentState
-from shared.incidents import act_on_incident, add_audit, list_incidents
+from shared.incidents import CLIP_LINK_ISSUED, act_on_incident, add_audit, list_incidents
+from shared.incidents.device_trail import device_audit, device_deliveries, issued_link
 
 # The cancel reason of a countdown stopped by its device's erasure.
 DEVICE_DELETED = "device deleted"
@@ -45,6 +52,9 @@ DEVICE_ERASED = "device_erased"  # the anonymised audit entry's event
 _ALL = 1_000_000
 # How soon to try again while a report is being sent (the dispatch usually settles in seconds).
 RETRY_AFTER_S = 10
+# How long an erasure waits for a report under duress to settle before it defers like any other.
+DURESS_REPORT_WAIT_S = 20.0
+_POLL_S = 0.25
 _ATTEMPTS = 3
 
 
@@ -90,6 +100,7 @@ async def erase_device_data(
 
     The caller revokes the token afterwards (the device's sessions close with 4001).
     """
+    await _await_reports_under_duress(db, device_id)
     cancelled: list[str] = []
     for _ in range(_ATTEMPTS):
         cancelled += await _cancel_countdowns(db, device_id, events)
@@ -105,17 +116,31 @@ class _OpenedMeanwhile(Exception):
         self.incident_id = incident_id
 
 
+async def _await_reports_under_duress(db: Database, device_id: uuid.UUID) -> None:
+    # The device saw that incident cancelled: a 409 "report in flight" would tell whoever holds
+    # it otherwise, so the erasure waits (quietly, seconds) for the report to settle.
+    deadline = time.monotonic() + DURESS_REPORT_WAIT_S
+    while time.monotonic() < deadline:
+        async with db.session() as session:
+            reporting = await session.scalar(select(Incident.id).where(
+                Incident.device_id == device_id, Incident.duress_at.is_not(None),
+                Incident.state.in_(OPEN_INCIDENT_STATES)))  # fmt: skip
+        if reporting is None:
+            return
+        await asyncio.sleep(_POLL_S)
+
+
 async def _cancel_countdowns(db: Database, device_id: uuid.UUID, events: IncidentEvents | None) -> list[str]:
     async with db.session() as session:
         open_ = (
             await session.execute(
-                select(Incident.id, Incident.state)
+                select(Incident.id, Incident.state, Incident.duress_at)
                 .where(Incident.device_id == device_id, Incident.state.in_(OPEN_INCIDENT_STATES))
             )
         ).all()
     cancelled = []
-    for incident_id, state in open_:
-        if state is IncidentState.DISPATCHING:
+    for incident_id, state, duress_at in open_:
+        if state is IncidentState.DISPATCHING or duress_at is not None:
             raise ErasureDeferred(incident_id)
         result = await act_on_incident(
             db, incident_id, IncidentAction.CANCEL, device_id=device_id, reason=DEVICE_DELETED,
@@ -147,6 +172,9 @@ async def _erase(db: Database, store: ClipStore, device_id: uuid.UUID, cancelled
             await store.delete(key)
         reported = [incident for incident in incidents if incident.state in (IncidentState.DISPATCHED, IncidentState.FAILED)]
         reports = await _reports(session, reported)
+        # The owner's statement tells what the device saw: a report under duress was a cancel
+        # there. The anonymised entry below, for the operators, lists it.
+        told = [report for report, incident in zip(reports, reported) if incident.duress_at is None]
         contact_count = len((await session.scalars(select(EmergencyContact.id).where(
             EmergencyContact.device_id == device_id))).all())  # fmt: skip
         erased_at = await session.scalar(select(db_now()))
@@ -162,8 +190,8 @@ async def _erase(db: Database, store: ClipStore, device_id: uuid.UUID, cancelled
         erased_at=erased_at,
         deleted={"profile": 1, "contacts": contact_count, "incidents": len(ids), "clips": len(clips)},
         cancelled_incidents=cancelled,
-        reports_kept_by_agencies=reports,
-        kept=_kept_sentences(reports, cancelled),
+        reports_kept_by_agencies=told,
+        kept=_kept_sentences(told, cancelled),
     )
 
 
@@ -217,8 +245,10 @@ async def export_device_data(db: Database, store: ClipStore, device: Device, lin
         incidents = {incident.id: incident for incident in (await session.scalars(
             select(Incident).where(Incident.device_id == device.id))).all()}  # fmt: skip
         ids = list(incidents)
+        # As the device sees them: not a clip it was told is deleted (kept for a duress report).
         clips = {c.incident_id: c for c in (await session.scalars(
-            select(IncidentClip).where(IncidentClip.incident_id.in_(ids)))).all()}  # fmt: skip
+            select(IncidentClip).join(Incident, Incident.id == IncidentClip.incident_id)
+            .where(IncidentClip.incident_id.in_(ids), ~kept_for_report()))).all()}  # fmt: skip
         audits = (await session.scalars(
             select(AuditEntry).where(AuditEntry.incident_id.in_(ids)).order_by(AuditEntry.at, AuditEntry.id)
         )).all()  # fmt: skip
@@ -233,8 +263,9 @@ async def export_device_data(db: Database, store: ClipStore, device: Device, lin
         )).all()  # fmt: skip
         contact_positions = {c.id: c.position for c in device.contacts}
         assert now is not None
-        for incident_id in clips:
-            add_audit(session, incident_id, "owner", "clip_link_issued", {"link_ttl_s": link_ttl_s, "via": "export"})
+        links = {incident_id: store.link(clip.key, link_ttl_s) for incident_id, clip in clips.items()}
+        for incident_id, url in links.items():
+            add_audit(session, incident_id, "owner", CLIP_LINK_ISSUED, issued_link(url, link_ttl_s, via="export"))
     exported = []
     for view in views:
         incident = incidents.get(view.id)
@@ -243,17 +274,18 @@ async def export_device_data(db: Database, store: ClipStore, device: Device, lin
         body = view.to_json()
         clip = clips.get(incident.id)
         body["clip"] = None if clip is None else {
-            "url": store.link(clip.key, link_ttl_s), "sha256": clip.sha256, "duration_s": clip.duration_s,
+            "url": links[incident.id], "sha256": clip.sha256, "duration_s": clip.duration_s,
             "content_type": clip.content_type, "stored_at": clip.created_at.isoformat(),
         }
         body["clip_donated_at"] = incident.clip_donated_at.isoformat() if incident.clip_donated_at else None
         body["personal_data_deleted_at"] = (
             incident.personal_data_deleted_at.isoformat() if incident.personal_data_deleted_at else None
         )
+        # As the device sees the incident (after a duress cancel, not the report's trail).
         body["deliveries"] = [
             {"agency": row.agency_id, "channel": row.kind, "state": row.state.value, "attempts": row.attempts,
              "sent_at": row.sent_at.isoformat() if row.sent_at else None}
-            for row in outbox if row.incident_id == incident.id
+            for row in device_deliveries(incident.duress_at, [row for row in outbox if row.incident_id == incident.id])
         ]  # fmt: skip
         body["contact_notifications"] = [
             {"contact_position": contact_positions.get(row.contact_id), "event": row.event, "channel": row.kind,
@@ -262,7 +294,7 @@ async def export_device_data(db: Database, store: ClipStore, device: Device, lin
         ]  # fmt: skip
         body["audit"] = [
             {"at": entry.at.isoformat(), "actor": entry.actor, "event": entry.event, "detail": entry.detail}
-            for entry in audits if entry.incident_id == incident.id
+            for entry in device_audit(incident.duress_at, [entry for entry in audits if entry.incident_id == incident.id])
         ]
         exported.append(body)
     return {

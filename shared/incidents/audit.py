@@ -10,6 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db.clock import db_now
 from shared.db.models import AuditEntry
 
+# Audit events of a clip: a link handed out, and the clip fetched through one.
+CLIP_LINK_ISSUED = "clip_link_issued"
+CLIP_DOWNLOADED = "clip_downloaded"
+
 
 def add_audit(session: AsyncSession, incident_id: uuid.UUID | None, actor: str, event: str, detail: dict[str, Any]) -> None:
     """Add an audit entry, stamped by the database clock, to the caller's transaction."""

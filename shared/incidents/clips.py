@@ -15,11 +15,8 @@ from shared.clips import CONTENT_TYPE, ClipStore, clip_key, encode_flac
 from shared.db import Database
 from shared.db.clock import db_now
 from shared.db.models import AuditEntry, Incident, IncidentClip
-from shared.incidents.audit import add_audit
-
-# Audit events of a clip: a link handed out, and the clip fetched through one.
-CLIP_LINK_ISSUED = "clip_link_issued"
-CLIP_DOWNLOADED = "clip_downloaded"
+from shared.incidents.audit import CLIP_DOWNLOADED, CLIP_LINK_ISSUED, add_audit
+from shared.incidents.device_trail import device_audit
 
 
 @dataclass(frozen=True)
@@ -90,8 +87,11 @@ async def audit_clip_access(
 
 
 async def clip_accesses(db: Database, incident_id: uuid.UUID) -> list[dict[str, Any]]:
-    """Every audited access to the incident's clip, oldest first: ``{at, event, actor, **detail}``."""
+    """Every audited access to the incident's clip as its device sees it (after a duress cancel,
+    not the report's: :mod:`shared.incidents.device_trail`), oldest first: ``{at, event, actor,
+    **detail}``."""
     async with db.session() as session:
+        duress_at = await session.scalar(select(Incident.duress_at).where(Incident.id == incident_id))
         rows = (
             await session.scalars(
                 select(AuditEntry)
@@ -99,4 +99,5 @@ async def clip_accesses(db: Database, incident_id: uuid.UUID) -> list[dict[str, 
                 .order_by(AuditEntry.at, AuditEntry.id)
             )
         ).all()
-    return [{"at": row.at.isoformat(), "event": row.event, "actor": row.actor, **row.detail} for row in rows]
+    shown = device_audit(duress_at, rows)
+    return [{"at": row.at.isoformat(), "event": row.event, "actor": row.actor, **row.detail} for row in shown]

@@ -35,6 +35,7 @@ from shared.incident_state import (
 )
 from shared.incidents.audit import add_audit
 from shared.incidents.contacts import add_contact_notifications, withdraw_detection_notices
+from shared.incidents.device_trail import device_deliveries
 from shared.incidents.duress_cancel import cancel_under_duress, is_duress_code, open_under_duress
 from shared.incidents.moves import move_incident
 from shared.incidents.views import (
@@ -266,15 +267,18 @@ async def list_incidents(
 
 
 async def incident_deliveries(db: Database, incident_id: uuid.UUID) -> list[dict[str, Any]]:
-    """Where the report went: one entry per agency channel tried (state, attempts, sent_at)."""
+    """Where the report went, as the incident's device sees it (none after a duress cancel:
+    :mod:`shared.incidents.device_trail`): one entry per agency channel tried (state,
+    attempts, sent_at)."""
     async with db.session() as session:
-        rows = (
+        duress_at = await session.scalar(select(Incident.duress_at).where(Incident.id == incident_id))
+        rows = device_deliveries(duress_at, (
             await session.scalars(
                 select(DispatchOutbox)
                 .where(DispatchOutbox.incident_id == incident_id, DispatchOutbox.state != DeliveryState.STANDBY)
                 .order_by(DispatchOutbox.agency_id, DispatchOutbox.position)
             )
-        ).all()
+        ).all())  # fmt: skip
     return [
         {
             "agency": row.agency_id,
