@@ -5,8 +5,8 @@ For an incident cancelled under duress (:mod:`shared.incidents.duress_cancel`) t
 sees exactly what an ordinary cancel leaves: the state is :func:`~shared.incidents.views.view_of`'s
 to map, and the trail is this module's. The report's own entries (the ``duress`` mark, the
 claim, each delivery, the settled state, the agency's answer) and the report's deliveries are
-left out, and so are fetches of the clip through a link the owner was not given (the one in
-the report). Operators read the whole trail from the database.
+left out (a guardian's notice stays: the guardians are told of the cancel as for any), and
+so are fetches of the clip through a link the owner was not given (the one in the report). Operators read the whole trail from the database.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from shared.incidents.audit import CLIP_DOWNLOADED, CLIP_LINK_ISSUED
 
 # Audit events a report writes (services/alerting), and the duress mark itself.
 REPORT_EVENTS = frozenset({
-    "duress", "dispatching", "delivered", "channel_failed", "ops_alert", "dispatched", "failed", "outcome",
+    "duress", "dispatching", "dispatched", "failed", "outcome",
     "report_clip_kept", "report_clip_deleted",  # shared/incident_privacy.py
 })  # fmt: skip
+# Events of one delivery: the report's (``detail.agency``) are hidden, a guardian's notice's shown.
+DELIVERY_EVENTS = frozenset({"delivered", "channel_failed", "ops_alert"})
 
 Row = TypeVar("Row")
 
@@ -38,6 +40,7 @@ def device_audit(duress_at: datetime | None, entries: Sequence[AuditEntry]) -> l
     return [
         entry for entry in entries
         if entry.event not in REPORT_EVENTS
+        and not (entry.event in DELIVERY_EVENTS and "agency" in entry.detail)
         and not (entry.event == CLIP_DOWNLOADED and entry.detail.get("link_expires_at") not in owners_links)
     ]  # fmt: skip
 
