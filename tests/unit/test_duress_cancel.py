@@ -6,7 +6,6 @@ cancel."""
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
@@ -40,14 +39,11 @@ from shared.incidents import (
 )
 from shared.incidents.duress import hash_code
 from tests.alerting_support import make_device
+from tests.duress_support import masked
 from tests.unit.test_dispatch import Harness, build, outbox
 
 CODE = "blue kettle"
 DAY = 24 * 3600.0
-_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(\+00:00|Z)?")
-
-
 class RecordedEvents(IncidentEvents):
     """What was published, in order."""
 
@@ -59,12 +55,6 @@ class RecordedEvents(IncidentEvents):
 
     def subscribe(self) -> AbstractAsyncContextManager[AsyncIterator[IncidentUpdate]]:
         raise NotImplementedError
-
-
-def masked(value: Any) -> Any:
-    """``value`` as JSON with every id and time replaced: what two incidents may differ by."""
-    text = json.dumps(value, sort_keys=True, default=str)
-    return json.loads(_TIME.sub("<time>", _ID.sub("<id>", text)))
 
 
 @pytest.fixture
