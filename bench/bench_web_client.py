@@ -117,12 +117,14 @@ def measure(page: object, cdp: object, marker: str, seconds: float) -> tuple[flo
 
 
 CAPTURE_ONLY = """async () => {
+  const format = await (await fetch("/v1/stream/format")).json();  // as the page
   const stream = await navigator.mediaDevices.getUserMedia({audio: {channelCount: 1, echoCancellation: false,
     noiseSuppression: false, autoGainControl: false}});
-  const context = new AudioContext({latencyHint: "playback", renderSizeHint: 1024});  // as the page
+  const context = new AudioContext({latencyHint: "playback", renderSizeHint: 4096, sinkId: {type: "none"},
+    sampleRate: format.sample_rate});
   await context.audioWorklet.addModule("/web/js/pcm-worklet.js");
   const node = new AudioWorkletNode(context, "pcm-capture", {numberOfInputs: 1, numberOfOutputs: 0,
-    processorOptions: {frameMs: 100}});
+    processorOptions: {frameMs: format.frame_ms}});
   node.port.onmessage = () => {};
   context.createMediaStreamSource(stream).connect(node);
   window.benchCapture = {close: () => { stream.getTracks().forEach((t) => t.stop()); return context.close(); }};

@@ -116,7 +116,8 @@ class Ready:
     vocabulary (AudioSet display names) that result tag ids index, or None when it has none.
     ``thresholds`` are the detector thresholds the model was tuned to (emergency class key ->
     onset threshold in (0, 1]), or None when the model stores none; the gateway uses them for
-    the classes its own settings leave unset.
+    the classes its own settings leave unset. ``band_limit_hz`` is the highest frequency the
+    model uses when it discards the top of its spec's band (None: it uses all of it).
     """
 
     model: str
@@ -125,6 +126,7 @@ class Ready:
     max_batch: int
     tags: tuple[str, ...] | None
     thresholds: Mapping[str, float] | None = None
+    band_limit_hz: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,6 +137,7 @@ class Ready:
             "max_batch": self.max_batch,
             "tags": None if self.tags is None else list(self.tags),
             "thresholds": None if self.thresholds is None else dict(self.thresholds),
+            "band_limit_hz": self.band_limit_hz,
         }
 
 
@@ -182,6 +185,7 @@ def decode_control(text: str | bytes) -> ControlMessage:
                 max_batch=int(data["max_batch"]),
                 tags=None if tags is None else tuple(str(t) for t in tags),
                 thresholds=_thresholds(data.get("thresholds")),
+                band_limit_hz=_band_limit(data.get("band_limit_hz")),
             )
         if kind == "error":
             request_id = data.get("id")
@@ -206,6 +210,15 @@ def _thresholds(data: Any) -> dict[str, float] | None:
         if not 0.0 < value <= 1.0:
             raise ValueError(f"threshold for {key!r} must be in (0, 1], got {value}")
     return thresholds
+
+
+def _band_limit(data: Any) -> float | None:
+    if data is None:
+        return None
+    limit = float(data)
+    if not limit > 0.0:
+        raise ValueError(f"band_limit_hz must be positive, got {limit}")
+    return limit
 
 
 # --- data frames (binary) ------------------------------------------------------------------

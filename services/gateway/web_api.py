@@ -6,6 +6,8 @@ GET      /                                  the page (``web/index.html``)
 GET      /web/...                           its modules, worklet, styles and texts
 GET      /v1/incidents/{id}/notices         who among the emergency contacts was told
                                             what, and how → ``{notices}``; 404
+GET      /v1/stream/format                  how to capture for the served model →
+                                            ``{sample_rate, frame_ms}`` (no token needed)
 =======  =================================  ================================================
 
 The page keeps the device token in the browser's storage, never in a URL, and talks to the
@@ -21,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 from starlette.staticfiles import StaticFiles
@@ -32,8 +34,13 @@ from services.gateway.openapi import INCIDENT_NOT_FOUND, UNAUTHORIZED, ApiRoute
 from shared.db.models import ContactNotification, EmergencyContact
 from shared.incident_state import DeliveryState
 from shared.incidents import get_incident
+from shared.inference_wire import Ready
+from shared.protocol import SAMPLE_RATES
 
 WEB_DIR = Path(__file__).with_name("web")
+# Frames of a quarter second: a socket message and a worklet post four times a second instead
+# of ten, which the page's CPU shows (bench/bench_web_client.py); the detector hops 0.5 s.
+CAPTURE_FRAME_MS = 250
 STATIC_PATH = "/web"
 
 _HEADERS = {
@@ -66,6 +73,25 @@ def static_files() -> StaticFiles:
 @router.get("/", include_in_schema=False)
 async def page() -> FileResponse:
     return FileResponse(WEB_DIR / "index.html", media_type="text/html", headers=_HEADERS)
+
+
+def capture_sample_rate(ready: Ready | None) -> int:
+    """The lowest rate the gateway takes that keeps every frequency the served model uses:
+    audio above it would cost the client and the network, then be thrown away. Before the
+    model is known, the highest: nothing is lost."""
+    if ready is None:
+        return SAMPLE_RATES[-1]
+    used_hz = ready.spec.sample_rate / 2
+    if ready.band_limit_hz is not None:
+        used_hz = min(used_hz, ready.band_limit_hz)
+    return next((rate for rate in SAMPLE_RATES if rate / 2 >= used_hz), SAMPLE_RATES[-1])
+
+
+@router.get("/v1/stream/format", tags=["stream"])
+async def stream_format(request: Request) -> dict[str, int]:
+    """How a client should capture audio for ``/v1/stream``: the sample rate that keeps all the
+    served model hears (any rate in the protocol is still accepted) and the frame length."""
+    return {"sample_rate": capture_sample_rate(request.app.state.inference.ready), "frame_ms": CAPTURE_FRAME_MS}
 
 
 @router.get("/v1/incidents/{incident_id}/notices", tags=["incidents"], responses={**UNAUTHORIZED, **INCIDENT_NOT_FOUND})

@@ -81,6 +81,7 @@ class InferenceService:
             max_batch=self.settings.max_batch,
             tags=classifier.tag_labels,
             thresholds=classifier.thresholds,
+            band_limit_hz=self.entry.band_limit_hz,
         )
         await self.batcher.start()
         log.info(

@@ -22,7 +22,7 @@ from services.inference.audioset_map import AudioSetClassMap, read_labels_csv
 from services.inference.models.audioset_tagger import AudioSetTagger
 from services.inference.models.base import Classifier, ModelLoadError
 from services.inference.models.beats.serving import load_beats_classifier
-from services.inference.models.default import DefaultClassifier
+from services.inference.models.default import BAND_LIMIT_HZ, DefaultClassifier
 from services.inference.models.efficientat import load_efficientat
 from services.inference.models.small_cnn import SmallCNNClassifier
 from services.inference.settings import InferenceSettings
@@ -39,10 +39,15 @@ class UnknownModelError(LookupError):
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """A servable model. ``band_limit_hz``: the highest frequency the model uses, when it
+    discards part of its spec's band (None: all of it); clients may capture at the lowest rate
+    that keeps it (``shared.features.spec.capture_sample_rate``)."""
+
     name: str
     spec: FeatureSpec
     load: Loader
     classes: tuple[str, ...] = CLASS_KEYS
+    band_limit_hz: float | None = None
 
 
 class ModelRegistry:
@@ -129,7 +134,7 @@ def default_registry() -> ModelRegistry:
         [
             ModelEntry("efficientat", EFFICIENTAT_MEL, _load_efficientat),
             ModelEntry("beats", BEATS_FBANK, _load_beats),
-            ModelEntry("default", EFFICIENTAT_MEL, _load_default),
+            ModelEntry("default", EFFICIENTAT_MEL, _load_default, band_limit_hz=BAND_LIMIT_HZ),
             ModelEntry("small_cnn", BEATS_FBANK, _load_small_cnn),
         ]
     )

@@ -132,7 +132,7 @@ def test_scores_decode_refuses_truncated_and_bad_magic() -> None:
 def test_control_messages_round_trip() -> None:
     hello = Hello("efficientat", SPEC)
     ready = Ready("efficientat", SPEC, CLASS_KEYS, 32, ("Speech", "Music"))
-    tuned = Ready("default", BEATS_FBANK, CLASS_KEYS, 32, None, {"fire": 0.85, "help": 0.2})
+    tuned = Ready("default", BEATS_FBANK, CLASS_KEYS, 32, None, {"fire": 0.85, "help": 0.2}, band_limit_hz=7600.0)
     refused = InferenceErrorMessage(InferenceErrorCode.SPEC_MISMATCH, "expects efficientat_mel")
     failed = InferenceErrorMessage(InferenceErrorCode.OVERLOADED, "queue full", request_id=2**63)
     for message in (hello, Hello(None, BEATS_FBANK), Hello(None, None), ready, tuned, refused, failed):
@@ -162,6 +162,16 @@ def test_ready_without_thresholds_advertises_none() -> None:
     del data["thresholds"]
     ready = decode_control(json.dumps(data))
     assert isinstance(ready, Ready) and ready.thresholds is None
+
+
+def test_ready_band_limit_is_optional_and_positive() -> None:
+    """A replica from before band limits were advertised omits the field: the whole band."""
+    data = Ready("efficientat", SPEC, CLASS_KEYS, 32, None).to_dict()
+    del data["band_limit_hz"]
+    ready = decode_control(json.dumps(data))
+    assert isinstance(ready, Ready) and ready.band_limit_hz is None
+    with pytest.raises(WireError, match="band_limit_hz"):
+        decode_control(json.dumps({**data, "band_limit_hz": 0}))
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,12 @@ export const ListenState = Object.freeze({
 });
 
 const RATES = [8000, 16000, 22050, 44100, 48000];
-const FRAME_MS = 100;
-const RENDER_FRAMES = 1024;
+// What the gateway asks for (GET /v1/stream/format): the lowest rate that keeps all the model
+// hears, in quarter-second frames. Without an answer, the browser's own rate loses nothing.
+const DEFAULT_FRAME_MS = 250;
+const RENDER_FRAMES = 4096;
 const BACKOFF_S = [1, 2, 4, 8, 15, 30];
-const SILENT_FRAMES = 50; // 5 s of digital zeros: a muted or dead microphone
+const SILENT_S = 5; // this long of digital zeros: a muted or dead microphone
 const NO_SCORES_S = 10; // scores come twice a second; none for this long: not being checked
 const DEAD_SOCKET_S = 20; // nothing at all from the gateway for this long: the network is gone
 const MAX_BUFFERED_BYTES = 512 * 1024;
@@ -42,6 +44,7 @@ export class Listener {
     this.node = null;
     this.wakeLock = null;
     this.silentFrames = 0;
+    this.frameMs = DEFAULT_FRAME_MS;
     this.lastMessageAt = 0;
     this.lastScoresAt = 0;
     this.readyAt = 0;
@@ -117,7 +120,22 @@ export class Listener {
     this.setState(reason === "stopped" ? ListenState.OFF : ListenState.BLOCKED, reason);
   }
 
+  async captureFormat() {
+    try {
+      const response = await fetch("/v1/stream/format", { cache: "no-store" });
+      if (response.ok) {
+        const format = await response.json();
+        if (RATES.includes(format.sample_rate) && format.frame_ms > 0) return format;
+      }
+    } catch {
+      // offline or an older gateway: capture at the browser's rate
+    }
+    return { sample_rate: null, frame_ms: DEFAULT_FRAME_MS };
+  }
+
   async openMicrophone() {
+    const format = await this.captureFormat();
+    this.frameMs = format.frame_ms;
     this.stream = await navigator.mediaDevices.getUserMedia({
       // Raw sound: noise suppression would remove the alarm tones Hear-o listens for.
       audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
@@ -126,11 +144,18 @@ export class Listener {
     for (const track of this.stream.getAudioTracks()) {
       track.addEventListener("ended", () => this.stop("mic_ended"));
     }
-    // Nothing is played, so latency does not matter: "playback" latency and a render quantum of
-    // 1024 frames instead of 128 (where the browser takes `renderSizeHint`) wake the audio
-    // thread and the worklet 8 times less often (bench/bench_web_client.py).
-    const options = { latencyHint: "playback", renderSizeHint: RENDER_FRAMES };
-    this.context = new AudioContext(options);
+    // Nothing is played, so (bench/bench_web_client.py): no output device at all (`sinkId`
+    // none: the browser's audio service keeps no output stream), "playback" latency and a render
+    // quantum of 4096 frames instead of 128 (where the browser takes `renderSizeHint`), which
+    // wake the audio thread and the worklet far less often, and the gateway's rate (16 kHz for
+    // the default model), a third of 48 kHz's samples for the worklet and the socket.
+    const options = { latencyHint: "playback", renderSizeHint: RENDER_FRAMES, sinkId: { type: "none" } };
+    if (format.sample_rate) options.sampleRate = format.sample_rate;
+    try {
+      this.context = new AudioContext(options);
+    } catch {
+      this.context = new AudioContext({ latencyHint: "playback" }); // a browser that takes none of them
+    }
     if (!RATES.includes(this.context.sampleRate)) {
       await this.context.close();
       this.context = new AudioContext({ ...options, sampleRate: 48000 });
@@ -139,7 +164,7 @@ export class Listener {
     const source = this.context.createMediaStreamSource(this.stream);
     this.node = new AudioWorkletNode(this.context, "pcm-capture", {
       numberOfInputs: 1, numberOfOutputs: 0, channelCount: 1, channelCountMode: "explicit",
-      processorOptions: { frameMs: FRAME_MS },
+      processorOptions: { frameMs: this.frameMs },
     });
     this.node.port.onmessage = (event) => this.frame(event.data);
     source.connect(this.node);
@@ -188,7 +213,7 @@ export class Listener {
     ws.onopen = () => {
       const start = {
         type: "start", token: this.hooks.token(), encoding: "pcm_s16le",
-        sample_rate: this.context.sampleRate, channels: 1, frame_ms: FRAME_MS,
+        sample_rate: this.context.sampleRate, channels: 1, frame_ms: this.frameMs,
       };
       const where = this.hooks.location();
       if (where) start.location = where;
@@ -272,7 +297,7 @@ export class Listener {
     }
     if (this.state === ListenState.LISTENING) {
       if (this.context && this.context.state !== "running") this.setWarning("suspended");
-      else if (this.silentFrames >= SILENT_FRAMES) this.setWarning("mic_silent");
+      else if (this.silentFrames * this.frameMs >= SILENT_S * 1000) this.setWarning("mic_silent");
       else if (now - this.lastScoresAt > NO_SCORES_S * 1000) this.setWarning(this.warning === "not_checking" ? "not_checking" : "no_scores");
       else if (this.warning === "mic_silent" || this.warning === "suspended") this.setWarning(null);
     }
