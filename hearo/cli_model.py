@@ -175,6 +175,7 @@ def evaluate_command(
     no_patterns: Annotated[bool, typer.Option("--no-patterns", help="The model alone: no alarm pattern detector.")] = False,
     spoken: Annotated[Optional[Path], typer.Option(exists=True, file_okay=False, help="The spoken set (`hearo data spoken`): keyword recall, false keywords and false spoken detections per hour (needs the speech extra); with --household, spoken false alarms there too.")] = None,
     languages: Annotated[str, typer.Option(help="Spoken languages to listen for (with --spoken).")] = "ko,en",
+    gate: Annotated[bool, typer.Option("--gate", help="Judge behind the gateway's novelty gate (its HEARO_GATEWAY_NOVELTY_GATE settings, switched on): what it costs in recall, and the share of windows the model still judges.")] = False,
 ) -> None:
     """Score a model on labelled clips and/or household audio with the service's streaming semantics (alarm patterns included)."""
     import json
@@ -187,6 +188,11 @@ def evaluate_command(
         raise typer.BadParameter("give --manifest, --household, --spoken or several")
     patterns = False if no_patterns else None
     report: dict[str, object] = {}
+    gate_policy = None
+    if gate:
+        from services.gateway.settings import GatewaySettings
+
+        gate_policy = GatewaySettings().novelty_gate.model_copy(update={"enabled": True})
     if spoken is not None:
         from hearo.spoken_eval import evaluate_spoken
         from shared.spoken import SpokenUnavailable, parse_languages
@@ -208,11 +214,11 @@ def evaluate_command(
     try:
         if manifest is not None:
             clips = evaluate(manifest, model, png_out=png or (json_out.with_suffix(".png") if json_out else None),
-                             hop_s=hop_s, smoothing_windows=smoothing_windows, alarm_patterns=patterns)
+                             hop_s=hop_s, smoothing_windows=smoothing_windows, alarm_patterns=patterns, gate=gate_policy)
             report.update(clips.to_json())
         if household is not None:
             report["household"] = evaluate_household(household, model, hop_s=hop_s, smoothing_windows=smoothing_windows,
-                                                     alarm_patterns=patterns).to_json()
+                                                     alarm_patterns=patterns, gate=gate_policy).to_json()
     except (ValueError, ModelLoadError, UnknownModelError) as exc:
         typer.echo(f"hearo eval: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -45,6 +45,7 @@ from services.inference.registry import ModelEntry, default_registry
 from services.inference.settings import InferenceSettings
 from services.inference.training.calibration import CalibrationBudget, calibrate, household_files
 from services.inference.training.metrics import detection_metrics
+from services.gateway.novelty_gate import GateCounts, GatePolicy, NoveltyGate, gated_scores
 from shared.detector import Detector, DetectorConfig, clip_decision
 from shared.features.spec import FeatureSpec
 from shared.protocol import SAMPLE_RATES
@@ -64,12 +65,31 @@ class EvalReport:
     alarm_patterns: bool  # whether the alarm pattern detector was fused with the model
     metrics: dict[str, Any]  # detection_metrics: per_class, macro_f1, emergency_recall, false_alarm_rate, confusion
     clips: list[dict[str, Any]]  # per clip, in manifest order: file, class_id, predicted
+    gate: dict[str, Any] | None = None  # behind the novelty gate: its policy and the share judged
 
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model, "manifest": self.manifest, "thresholds": self.thresholds,
-            "alarm_patterns": self.alarm_patterns, **self.metrics, "predictions": self.clips,
+            "alarm_patterns": self.alarm_patterns, **self.metrics, "predictions": self.clips, "gate": self.gate,
         }  # fmt: skip
+
+
+def _gate_report(policy: GatePolicy, counts: GateCounts) -> dict[str, Any]:
+    total = counts.judged + counts.held
+    return {**policy.model_dump(), "windows": total, "judged": counts.judged,
+            "judged_share": round(counts.judged / total, 4) if total else None}
+
+
+def _behind_gate(served: _Served, policy: GatePolicy | None, counts: GateCounts, features: list[torch.Tensor],
+                 end_times: list[float], scores: np.ndarray) -> np.ndarray:
+    """``scores`` as the detector sees them behind the gate (``policy`` None: no gate)."""
+    if policy is None:
+        return scores
+    gate = NoveltyGate.for_detector(policy, served.spec, served.detector)
+    seen, _ = gated_scores(gate, features, end_times, scores)
+    counts.judged += gate.counts.judged
+    counts.held += gate.counts.held
+    return seen
 
 
 def read_eval_manifest(manifest: Path) -> list[tuple[Path, int]]:
@@ -145,6 +165,7 @@ def evaluate(
     alarm_patterns: bool | None = None,
     thresholds: dict[str, float] | None = None,
     console: Console | None = None,
+    gate: GatePolicy | None = None,
 ) -> EvalReport:
     """Score every clip of ``manifest``, print the table, write the JSON report and the
     confusion-matrix PNG (default: beside ``json_out``, else beside the manifest).
@@ -152,20 +173,26 @@ def evaluate(
     ``alarm_patterns``: fuse the alarm pattern detector's matches, as the gateway does;
     None follows the gateway's settings (``HEARO_GATEWAY_ALARM_PATTERNS``, on by default).
     ``thresholds``: per class, in place of the gateway's settings (``tune_thresholds``' output).
+    ``gate``: judge the clips behind the novelty gate (``services.gateway.novelty_gate``).
     """
     console = console or Console()
     served = _Served.load(model, hop_s, smoothing_windows, alarm_patterns, thresholds)
     label, detector, patterns_on = served.label, served.detector, served.alarm_patterns
     rows = read_eval_manifest(manifest)
+    counts = GateCounts()
     predictions = [
-        clip_decision(clip.scores, detector, clip.end_times, clip.matches)[0]
+        clip_decision(_behind_gate(served, gate, counts, clip.features, clip.end_times, clip.scores), detector,
+                      clip.end_times, clip.matches)[0]
         for clip in _scored_clips(rows, label, served.spec, served.classifier, served.hop_frames, smoothing_windows,
                                   patterns_on, served.gateway, console)
     ]
     metrics = detection_metrics(torch.tensor([c for _, c in rows]), torch.tensor(predictions))
     clips = [{"file": str(path), "class_id": c, "predicted": int(p)} for (path, c), p in zip(rows, predictions)]
-    report = EvalReport(label, str(manifest), dict(detector.thresholds), patterns_on, metrics, clips)
+    report = EvalReport(label, str(manifest), dict(detector.thresholds), patterns_on, metrics, clips,
+                        None if gate is None else _gate_report(gate, counts))
     console.print(report_table(report))
+    if report.gate is not None:
+        console.print(f"behind the novelty gate: the model judged {report.gate['judged_share']:.1%} of the windows")
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report.to_json(), indent=2))
@@ -178,6 +205,7 @@ def evaluate(
 @dataclass(frozen=True)
 class _ScoredClip:
     scores: np.ndarray  # [windows, 9], stream order
+    features: list[torch.Tensor]
     end_times: list[float]
     matches: list[AlarmPatternMatch]
 
@@ -201,7 +229,8 @@ def _scored_clips(
             windows, matches = stream_clip(
                 audio.mean(axis=1), rate, spec, hop_frames, smoothing_windows, alarm_patterns, gateway.ring_buffer_s
             )
-            yield _ScoredClip(_predict(classifier, [w.features for w in windows]), [w.end_s for w in windows], matches)
+            features = [w.features for w in windows]
+            yield _ScoredClip(_predict(classifier, features), features, [w.end_s for w in windows], matches)
             progress.advance(task)
 
 
@@ -267,6 +296,7 @@ class HouseholdReport:
     alarms: list[dict[str, Any]]  # file, stream time (s), class, confidence, pattern (None: the model)
     minutes: int  # whole minutes of audio (each file cut into one-minute pieces, the rest dropped)
     minutes_firing: int
+    gate: dict[str, Any] | None = None  # as EvalReport.gate
 
     @property
     def per_hour(self) -> float:
@@ -275,7 +305,8 @@ class HouseholdReport:
     def to_json(self) -> dict[str, Any]:
         return {"model": self.model, "folder": self.folder, "hours": round(self.hours, 3),
                 "false_alarms": len(self.alarms), "false_alarms_per_hour": round(self.per_hour, 3),
-                "minutes": self.minutes, "minutes_firing": self.minutes_firing, "alarms": self.alarms}
+                "minutes": self.minutes, "minutes_firing": self.minutes_firing, "alarms": self.alarms,
+                "gate": self.gate}
 
 
 def evaluate_household(
@@ -286,22 +317,27 @@ def evaluate_household(
     alarm_patterns: bool | None = None,
     thresholds: dict[str, float] | None = None,
     console: Console | None = None,
+    gate: GatePolicy | None = None,
 ) -> HouseholdReport:
     """Stream every .wav/.flac under ``folder`` through the gateway's audio path and detector,
-    as ``evaluate`` streams a clip, and count what fires: every detection is a false alarm."""
+    as ``evaluate`` streams a clip, and count what fires: every detection is a false alarm.
+    ``gate``: behind the novelty gate, as ``evaluate``."""
     console = console or Console()
     served = _Served.load(model, hop_s, smoothing_windows, alarm_patterns, thresholds)
     label = served.label
     files = household_files(folder)
     alarms: list[dict[str, Any]] = []
     seconds, minutes, firing = 0.0, 0, 0
+    counts = GateCounts()
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"household {label}", total=len(files))
         for path in files:
             audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
             windows, matches = stream_clip(audio.mean(axis=1), rate, served.spec, served.hop_frames, smoothing_windows,
                                            served.alarm_patterns, served.gateway.ring_buffer_s)
-            scores = _predict(served.classifier, [w.features for w in windows])
+            features = [w.features for w in windows]
+            scores = _behind_gate(served, gate, counts, features, [w.end_s for w in windows],
+                                  _predict(served.classifier, features))
             found = Detector(served.detector)
             found.hear_patterns(matches)
             events = [e for row, w in zip(scores, windows) for e in found.update(row, w.end_s)]
@@ -314,9 +350,12 @@ def evaluate_household(
             alarms += [{"file": path.name, "time_s": round(e.stream_time_s, 1), "class": e.emergency_class.key,
                         "confidence": round(e.confidence, 3), "pattern": e.pattern} for e in events]
             progress.advance(task)
-    report = HouseholdReport(label, str(folder), seconds / 3600, alarms, minutes, firing)
+    report = HouseholdReport(label, str(folder), seconds / 3600, alarms, minutes, firing,
+                             None if gate is None else _gate_report(gate, counts))
     console.print(f"{label} on {folder}: {len(alarms)} false alarms in {report.hours:.2f} h "
                   f"({report.per_hour:.2f} per hour); {firing} of {minutes} minutes fire")
+    if report.gate is not None:
+        console.print(f"behind the novelty gate: the model judged {report.gate['judged_share']:.1%} of the windows")
     for alarm in alarms[:20]:
         console.print(f"  {alarm['file']} at {alarm['time_s']} s: {alarm['class']} ({alarm['confidence']}, pattern {alarm['pattern']})")
     return report

@@ -1,0 +1,145 @@
+"""A per-stream gate in front of the model: a window goes to inference only when something
+may have changed since the model last judged the stream (issue 14, docs/performance.md).
+
+Most household audio is quiet or steady, and a steady sound the model has just called
+normal will be called normal again. A window the gate holds back takes the scores of the
+last window the model judged, so the detector's smoothing sees an unbroken run of windows.
+The gate only ever holds back windows that are safe to hold back; it lets a window through
+when any of these is true:
+
+* the stream is new: fewer windows judged than the detector's smoothing averages;
+* the last judged window was not clearly normal: some emergency class scored at least
+  ``alert_ratio`` of its threshold (then every window is judged until it is normal again, so
+  the smoothing that makes a detection sees the model's own scores);
+* the newest hop of audio differs from the last judged window: in some band (the mel bands
+  pooled to ``bands``) its mean level moved by ``change_db`` or more, or its loudest frame
+  rose ``rise_db`` or more above that window's loudest (a bang, a shout, an alarm's onset);
+* the model has not judged the stream for ``max_skip_s``.
+
+The alarm-pattern detector hears the raw audio beside the model, so the gate never delays
+an alarm rhythm. ``hearo eval --gate`` applies the same gate to clips and household tracks
+(``gated_scores``), which measures what it costs in recall.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.detector import DetectorConfig
+from shared.features.spec import FeatureSpec
+from shared.taxonomy import CLASSES
+
+# Decibels per unit of a spec's normalised log-mel: the gate's thresholds are in dB, the
+# features are not. BEATs: (ln fbank - 15.42) / 13.11; EfficientAT: (ln mel + 4.5) / 5.
+_DB_PER_UNIT = {
+    "beats_fbank": 13.11164 * 10 / math.log(10),
+    "efficientat_mel": 5.0 * 10 / math.log(10),
+}
+
+
+class GatePolicy(BaseModel):
+    """The gate's settings (``HEARO_GATEWAY_NOVELTY_GATE``, JSON); ``enabled`` false judges every window."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    change_db: float = Field(default=4.0, gt=0.0)
+    rise_db: float = Field(default=6.0, gt=0.0)
+    alert_ratio: float = Field(default=0.5, gt=0.0, le=1.0)
+    max_skip_s: float = Field(default=5.0, gt=0.0)
+    bands: int = Field(default=16, ge=1)
+
+
+@dataclass
+class GateCounts:
+    judged: int = 0
+    held: int = 0
+
+
+class NoveltyGate:
+    """One stream's gate. ``admit`` each window in stream order; ``judged`` tells it the model's
+    scores of each window it admitted. ``thresholds``: the detector's, ordered as the taxonomy
+    (``Detector.thresholds`` values); the normal class (0) is ignored."""
+
+    def __init__(
+        self, policy: GatePolicy, spec: FeatureSpec, hop_s: float, smoothing_windows: int, thresholds: Sequence[float]
+    ) -> None:
+        self.policy = policy
+        self.counts = GateCounts()
+        self._db_per_unit = _DB_PER_UNIT.get(spec.name)
+        self._hop_frames = max(1, spec.frames_for(hop_s))
+        self._warmup = smoothing_windows
+        self._alert = np.asarray(thresholds, dtype=np.float64) * policy.alert_ratio
+        self._alert[0] = np.inf  # normal never keeps the gate open
+        self._reference: tuple[np.ndarray, np.ndarray] | None = None  # band means, band maxima (dB)
+        self._reference_end_s = -math.inf
+        self.last_scores: np.ndarray | None = None
+
+    @classmethod
+    def for_detector(cls, policy: GatePolicy, spec: FeatureSpec, config: DetectorConfig) -> NoveltyGate:
+        """A gate in front of a detector of ``config`` (its onset thresholds, smoothing and hop)."""
+        thresholds = [0.0] + [config.thresholds[c.key] for c in CLASSES[1:]]
+        return cls(policy, spec, config.hop_s, config.smoothing_windows, thresholds)
+
+    @property
+    def active(self) -> bool:
+        """Whether it may hold anything back (off, or a spec it has no scale for: never)."""
+        return self.policy.enabled and self._db_per_unit is not None
+
+    def admit(self, features: torch.Tensor, end_s: float) -> bool:
+        """Whether the window ``features`` [frames, n_mels] ending at ``end_s`` goes to the model.
+        A window held back is counted, and takes ``last_scores``."""
+        if self._admits(features, end_s):
+            return True
+        self.counts.held += 1
+        return False
+
+    def judged(self, features: torch.Tensor, end_s: float, scores: np.ndarray) -> None:
+        """The model's scores of a window ``admit`` let through: the new reference."""
+        self.counts.judged += 1
+        self.last_scores = scores
+        self._reference_end_s = end_s
+        self._reference = self._profile(features) if self.active else None
+
+    def _admits(self, features: torch.Tensor, end_s: float) -> bool:
+        if not self.active or self._reference is None or self.last_scores is None:
+            return True
+        policy = self.policy
+        if self.counts.judged < self._warmup or end_s - self._reference_end_s >= policy.max_skip_s:
+            return True
+        if bool(np.any(self.last_scores >= self._alert)):
+            return True
+        means, maxima = self._profile(features[-self._hop_frames:])
+        ref_means, ref_maxima = self._reference
+        return bool(np.max(np.abs(means - ref_means)) >= policy.change_db or np.max(maxima - ref_maxima) >= policy.rise_db)
+
+    def _profile(self, features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Per pooled band, the mean and the loudest frame, in dB."""
+        assert self._db_per_unit is not None
+        frames = features.detach().float().numpy()
+        bands = np.array_split(frames, min(self.policy.bands, frames.shape[1]), axis=1)
+        pooled = np.stack([band.mean(axis=1) for band in bands], axis=1) * self._db_per_unit  # [frames, bands]
+        return pooled.mean(axis=0), pooled.max(axis=0)
+
+
+def gated_scores(gate: NoveltyGate, features: Sequence[torch.Tensor], end_times: Sequence[float],
+                 scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the detector sees of a stream behind ``gate``, given the model's ``scores`` of every
+    window: each window's own scores where the gate admits it, else the last judged window's;
+    and which windows were admitted. The gate decides from the windows before each one alone,
+    so this is exactly what a live session behind it would see."""
+    seen = np.empty_like(scores)
+    admitted = np.zeros(len(scores), dtype=bool)
+    for index, (window, end_s) in enumerate(zip(features, end_times)):
+        if gate.admit(window, end_s):
+            gate.judged(window, end_s, scores[index])
+            admitted[index] = True
+        assert gate.last_scores is not None  # the first window is always admitted
+        seen[index] = gate.last_scores
+    return seen, admitted
