@@ -38,7 +38,10 @@ export class AlertView {
       document.title = t("app.name");
       return;
     }
-    if (opened) this.message = null;
+    if (opened) {
+      this.message = null;
+      $("#alert-code", this.root).value = "";
+    }
     show(this.root, true);
     document.body.classList.add("alerting");
     const open = OPEN_STATES.includes(incident.state);
@@ -98,7 +101,9 @@ export class AlertView {
     this.busy = true;
     this.root.setAttribute("aria-busy", "true");
     const id = this.incident.id;
-    const body = action === "cancel" ? { reason } : undefined;
+    // The code field is always there, typed in or not, so its presence tells nothing.
+    const code = $("#alert-code", this.root).value;
+    const body = action === "cancel" ? (code ? { reason, code } : { reason }) : undefined;
     if (action === "confirm") this.setMessage(t("alert.confirming"));
     try {
       let answer;
@@ -113,6 +118,7 @@ export class AlertView {
         }
       }
       this.message = null;
+      $("#alert-code", this.root).value = "";
       this.tracker.fromAction(answer.incident, answer.outcome);
     } catch (error) {
       if (error instanceof ApiError && error.status === 409 && error.body && error.body.detail.incident) {

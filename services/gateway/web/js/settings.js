@@ -1,5 +1,6 @@
-// Settings: language, the person's details and consents (PATCH /v1/devices/me), "sign out
-// other devices" (a new token for this browser: POST /v1/devices/me/token) and erasure.
+// Settings: language, the person's details and consents (PATCH /v1/devices/me), the cancel
+// code (write-only), "sign out other devices" (a new token for this browser: POST
+// /v1/devices/me/token) and erasure.
 
 import { api, setToken } from "./api.js";
 import { $ } from "./dom.js";
@@ -20,6 +21,12 @@ export class SettingsView {
       this.save();
     });
     $("#settings-rotate", root).addEventListener("click", () => this.rotate());
+    this.code = $("#settings-code-input", root);
+    $("#settings-code", root).addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.saveCode(this.code.value);
+    });
+    $("#settings-code-clear", root).addEventListener("click", () => this.saveCode(null));
     $("#settings-erase", root).addEventListener("click", async () => {
       if (!confirm(t("settings.erase.confirm"))) return;
       await this.run(() => api("DELETE", "/v1/devices/me"), "settings.erased");
@@ -38,6 +45,25 @@ export class SettingsView {
     if (!this.form.reportValidity()) return;
     const device = await this.run(() => api("PATCH", "/v1/devices/me", readProfileForm(this.form, false)), "settings.saved");
     if (device) this.onDevice(device);
+  }
+
+  /** The cancel code (PATCH duress_code; null removes it). Never read back: the field is
+   *  emptied and nothing on the page says whether a code is set (docs/evidence.md). */
+  async saveCode(code) {
+    const status = $("#settings-code-status", this.root);
+    const words = (code || "").normalize("NFKC").trim().split(/\s+/);
+    if (code !== null && !(/^[0-9]{4,12}$/.test(words.join(" ")) || words.length >= 2)) {
+      status.textContent = t("settings.code.invalid");
+      return;
+    }
+    status.textContent = "…";
+    try {
+      await api("PATCH", "/v1/devices/me", { duress_code: code });
+      status.textContent = t(code === null ? "settings.code.cleared" : "settings.code.saved");
+    } catch (error) {
+      status.textContent = error.status === 422 ? t("settings.code.invalid") : t("error.generic", { message: error.message });
+    }
+    this.code.value = "";
   }
 
   async rotate() {
