@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 
 from services.alerting.retention import Retention, RetentionPolicy
 from services.gateway.privacy import erase_device_data, export_device_data
+from shared.clips import LocalClipStore
 from shared.db import Database, Device
 from shared.db.models import AuditEntry, ContactNotification, Incident
 from shared.incident_events import IncidentEvents, IncidentUpdate
@@ -204,6 +205,7 @@ async def test_the_clip_stays_for_the_report_and_goes_for_the_device_as_a_cancel
     harness: Harness, tmp_path: Path
 ) -> None:
     db, store = harness.db, harness.dispatcher.reports.clips
+    assert isinstance(store, LocalClipStore)
     device, incident_id = await crime(db)
     await act_on_incident(db, incident_id, IncidentAction.CANCEL, device_id=device, code=CODE)
     # The session keeps cutting the clip after the cancel, as after any cancel.
