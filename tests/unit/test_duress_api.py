@@ -15,7 +15,9 @@ from fastapi import Depends
 from sqlalchemy import select
 
 from services.gateway import incidents_api, privacy_api
+from services.gateway.app import create_app
 from services.gateway.rate_limit import limit_rest
+from services.gateway.settings import GatewaySettings
 from shared.db import Database, Device
 from shared.incidents import archive_clip, open_incident
 from tests.devices_support import devices_app, http_client
@@ -113,3 +115,12 @@ async def test_a_cancel_with_the_duress_code_is_answered_listed_and_detailed_as_
     store = http._transport.app.state.clip_store  # type: ignore[attr-defined]
     assert store.path_for(f"{incident_id}.flac").is_file()
     assert not store.path_for(f"{views[0][0]['incident']['incident_id']}.flac").exists()
+
+
+def test_the_schema_says_the_code_is_write_only_and_never_returned() -> None:
+    schemas = create_app(GatewaySettings(database_url="sqlite+aiosqlite://")).openapi()["components"]["schemas"]
+    code = schemas["DeviceUpdate"]["properties"]["duress_code"]
+    assert code["writeOnly"] is True and {"type": "null"} in code["anyOf"]
+    assert {"minLength": 4, "maxLength": 200}.items() <= code["anyOf"][0].items()
+    assert schemas["CancelRequest"]["properties"]["code"]["writeOnly"] is True
+    assert not any("duress" in name or "code" in name for name in schemas["DeviceOut"]["properties"])
