@@ -337,6 +337,9 @@ class IncidentMessage(Message):
     incident, ``reason`` is a cancel's reason, ``reached``/``missed`` list agencies,
     ``shortened`` says why growing evidence moved the deadline earlier. ``evidence`` is the
     countdown's evidence mark (``growing``, ``steady``, ``faded``; docs/evidence.md), when known.
+    ``corroboration`` is what the household's other devices heard (docs/evidence.md): sent once
+    judged (``detail.event`` ``corroboration``), a few seconds after the detection, and with
+    every later message read afresh; ``only_this_device`` true asks the client to say so.
     """
 
     type: Literal["incident"] = "incident"
@@ -346,6 +349,7 @@ class IncidentMessage(Message):
     seconds_left: float | None = None
     evidence: EvidenceMark | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
+    corroboration: dict[str, Any] | None = None
 
 
 class StoppedMessage(Message):

@@ -1,12 +1,15 @@
 """The gateway: the devices REST API and the ``/v1/stream`` WebSocket.
 
-Routes: ``/healthz``, ``/v1/devices...`` (``devices.router``), ``/v1/incidents...`` and
-``/v1/clips/...`` (``incidents_api.router``) and ``/v1/stream`` (``docs/protocol.md``).
+Routes: ``/healthz``, ``/v1/devices...`` (``devices.router``), ``/v1/households...``
+(``households_api.router``), ``/v1/incidents...`` and ``/v1/clips/...``
+(``incidents_api.router``) and ``/v1/stream`` (``docs/protocol.md``).
 Startup opens the database (migrating it only when ``migrate_on_start`` is set; ``hearo db
 upgrade`` is the usual migrate step), the incident updates (Redis pub/sub when
 ``redis_url`` is set, in-process otherwise) with the watcher that follows incidents for
 the sessions, the device revocations (the same Redis, or in-process) that end the sessions of
-a rotated or deleted token, the clip store, and the process's one inference client. If the inference
+a rotated or deleted token, the household activity board (the same Redis, or in-process)
+that a home's devices corroborate each other on, the clip store, and the process's one
+inference client. If the inference
 service is not up yet the gateway starts anyway and keeps connecting in the background;
 until then ``start`` is answered ``inference_unavailable`` (close 4503). A refused
 handshake (a spec or model mismatch) is a configuration error and stops the startup.
@@ -26,7 +29,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, WebSocket
 
-from services.gateway import devices, incidents_api, privacy_api, web_api
+from services.gateway import devices, households_api, incidents_api, privacy_api, web_api
 from services.gateway import outcomes_api, stats_api
 from services.gateway import ask_api  # GET /v1/ask: questions over the device's history
 from services.gateway.auth import authenticate_token
@@ -42,6 +45,7 @@ from services.gateway.inference_client import (
 )
 from services.gateway.rate_limit import RATE_LIMITED_RESPONSE, RequestLimits, limit_rest
 from services.gateway.revocation import RevocationWatch, create_revocations
+from services.gateway.session_household import HouseholdFusion
 from services.gateway.session_incidents import IncidentBackend
 from services.gateway.session_registry import SessionRegistry
 from services.gateway.sessions import serve_stream
@@ -49,6 +53,7 @@ from services.gateway.settings import GatewaySettings
 from shared.clips import create_clip_store
 from shared.db import Database, Device, upgrade_database
 from shared.features.spec import spec_by_name
+from shared.household import create_activity_board
 from shared.incident_events import create_incident_events
 from shared.incident_watcher import IncidentWatcher
 from shared.log_hygiene import install_log_hygiene
@@ -91,9 +96,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         events = create_incident_events(settings.redis_url)
         watcher = IncidentWatcher(db, events, poll_interval_s=settings.incident_poll_interval_s)
         clip_store = create_clip_store(settings.clips)
+        board = create_activity_board(settings.redis_url, on_lost=GATEWAY_METRICS.household_windows_lost)
         incidents = IncidentBackend(
-            db, events, watcher, clip_store, countdown_s=settings.incident_countdown_s, evidence=settings.evidence
-        )
+            db, events, watcher, clip_store, countdown_s=settings.incident_countdown_s, evidence=settings.evidence,
+            household=HouseholdFusion(board, settings.household),
+        )  # fmt: skip
 
         async def authenticate(token: str) -> Device | None:
             return await authenticate_token(db, token)
@@ -117,6 +124,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.db = db
         app.state.incident_events = events
         app.state.clip_store = clip_store
+        app.state.household_board = board
         app.state.inference = client
         app.state.sessions = sessions
         app.state.revocations = revocations
@@ -124,6 +132,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         try:
             await watcher.start()
             await revocation_watch.start()
+            await board.start()
             try:
                 await client.connect()
             except InferenceUnavailable as exc:
@@ -140,19 +149,23 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await revocation_watch.close()
             await revocations.close()
             await incidents.drain(_DRAIN_S)
+            await board.close()
             await watcher.close()
             await events.close()
             await client.close()
             await db.dispose()
 
     app = FastAPI(title="Hear-o gateway", lifespan=lifespan)
-    app.state.request_limits = RequestLimits(settings.rest_per_ip, settings.rest_per_device, settings.registration_per_ip)
+    app.state.request_limits = RequestLimits(
+        settings.rest_per_ip, settings.rest_per_device, settings.registration_per_ip, settings.household_join_per_ip
+    )
     app.state.enrolment = Enrolment(settings.enrolment_keys)
     if not app.state.enrolment.required:
         log.warning("registration is open: no enrolment key is set (HEARO_GATEWAY_ENROLMENT_KEY; development only)")
     # Every REST route is rate limited per client address and per device token.
     limited: dict[str, Any] = {"dependencies": [Depends(limit_rest)], "responses": RATE_LIMITED_RESPONSE}
     app.include_router(devices.router, **limited)
+    app.include_router(households_api.router, **limited)
     app.include_router(incidents_api.router, **limited)
     app.include_router(privacy_api.router, **limited)
     # The outcome ledger: agencies' signed answers and the published stats.

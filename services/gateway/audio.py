@@ -12,11 +12,15 @@ the stream (``hear_end``) digital silence completes the model windows that hold 
 
 What the pipeline hears comes out as one stream, in stream order (``Heard``): each alarm
 pattern match just before the first window ending at or after it, and those heard after the
-last window at the end. So a session passes one channel on to its detector.
+last window at the end. So a session passes one channel on to its detector. Each window also
+says when its audio arrived (the gateway's wall clock) and how loud its audio was (dBFS, from
+the ring): what a household's devices compare (``shared.household``).
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -31,6 +35,8 @@ from shared.features.stream import LiveWindows
 
 RING_SAMPLE_RATE = 16_000
 _INT16_SCALE = 1.0 / 32768.0
+# The level of digital silence (a mean square of 0), and of a window with no audio held.
+SILENCE_DBFS = -120.0
 
 
 def decode_pcm16(data: bytes, channels: int) -> np.ndarray:
@@ -76,10 +82,14 @@ class Resampler:
 
 @dataclass(frozen=True)
 class Window:
-    """One model window ``[window_frames, n_mels]`` and the stream time its audio ends at."""
+    """One model window ``[window_frames, n_mels]`` and the stream time its audio ends at;
+    ``heard_at``: when the frame that completed it arrived (epoch seconds); ``level_dbfs``:
+    the loudness of its audio (RMS re full scale)."""
 
     features: torch.Tensor
     end_s: float
+    heard_at: float = 0.0
+    level_dbfs: float = SILENCE_DBFS
 
 
 # What a pipeline emits, in stream order: model windows and alarm pattern matches.
@@ -114,6 +124,7 @@ class AudioPipeline:
         # LiveWindows computes each frame once, batched per window rather than per 20 ms push:
         # torch's per-call overhead made per-push framing several times dearer (bench_features).
         self._windows = LiveWindows(spec, hop_frames)
+        self._window_s = spec.window_seconds
         self._received = 0
         self._alarm_patterns = alarm_patterns
         self._due: deque[AlarmPatternMatch] = deque()  # heard, waiting for the window they precede
@@ -162,6 +173,14 @@ class AudioPipeline:
         return heard
 
     def _timed(self, windows: list[torch.Tensor]) -> list[Window]:
-        """The windows just emitted, with the stream time each ends at."""
-        first = self._windows.emitted - len(windows)
-        return [Window(w, self._windows.end_seconds(first + i)) for i, w in enumerate(windows)]
+        """The windows just emitted, with the stream time each ends at, when, and how loud."""
+        first, now = self._windows.emitted - len(windows), time.time()
+        timed = []
+        for i, features in enumerate(windows):
+            end_s = self._windows.end_seconds(first + i)
+            timed.append(Window(features, end_s, now, _dbfs(self.ring.mean_square(self._window_s, end_s))))
+        return timed
+
+
+def _dbfs(mean_square: float) -> float:
+    return max(SILENCE_DBFS, 10.0 * math.log10(mean_square)) if mean_square > 0 else SILENCE_DBFS

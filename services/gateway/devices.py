@@ -128,6 +128,8 @@ async def update_device(body: DeviceUpdate, current: CurrentDevice, db: Database
             _set_profile(device, body.profile)
         if "address" in given:
             device.address = body.address
+        if "room" in given:
+            device.room = body.room
         if body.contacts is not None:
             device.contacts = _contact_rows(body.contacts)
         _update_consents(device, body)

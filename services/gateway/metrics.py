@@ -29,6 +29,8 @@ from shared.taxonomy import CLASSES
 # a stream's windows then queue up behind each other.
 LATE_AFTER_S = 0.5
 _SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# Why a household board post was lost (shared.household.board).
+HOUSEHOLD_LOSS_REASONS = ("queue_full", "redis_error")
 
 
 class DropReason(enum.StrEnum):
@@ -70,6 +72,12 @@ class GatewayMetrics:
         self._detections = Counter(
             "hearo_gateway_detections", "Detections sent to clients, by class.", ["class"], registry=self.registry
         )
+        self._household_lost = Counter(
+            "hearo_gateway_household_windows_lost",
+            "Window summaries a household device's session could not post to the activity board, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
         # Every label exported at 0 from the start: a rate() over a series that appears only at
         # its first event misses that event, and an alert on it would not fire.
         for reason in DropReason:
@@ -77,6 +85,8 @@ class GatewayMetrics:
         for emergency_class in CLASSES:
             if emergency_class.is_emergency:
                 self._detections.labels(emergency_class.key)
+        for loss in HOUSEHOLD_LOSS_REASONS:
+            self._household_lost.labels(loss)
         self.sessions.set_function(lambda: 0)
 
     def watch_sessions(self, sessions: SessionCount) -> None:
@@ -98,6 +108,10 @@ class GatewayMetrics:
     def detection(self, class_key: str) -> None:
         """One detection of ``class_key`` sent to a client."""
         self._detections.labels(class_key).inc()
+
+    def household_windows_lost(self, reason: str, count: int) -> None:
+        """``count`` window summaries never reached the household board (``queue_full``, ``redis_error``)."""
+        self._household_lost.labels(reason).inc(count)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type."""

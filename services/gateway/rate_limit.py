@@ -3,9 +3,10 @@
 * :class:`TokenBucket`: one bucket (a session's control messages, its ``scores`` messages).
 * :class:`KeyedLimiter`: a bucket per key (a client address, a device token), forgotten once
   it has refilled, so memory follows the keys active in the last minutes, within ``max_keys``.
-* :class:`RequestLimits` with the FastAPI dependencies :func:`limit_rest` and
-  :func:`limit_registration`: the REST API's limits per client address and per device token
-  (``GatewaySettings.rest_per_ip``, ``rest_per_device``, ``registration_per_ip``). Over a
+* :class:`RequestLimits` with the FastAPI dependencies :func:`limit_rest`,
+  :func:`limit_registration` and :func:`limit_household_join`: the REST API's limits per
+  client address and per device token (``GatewaySettings.rest_per_ip``, ``rest_per_device``,
+  ``registration_per_ip``, ``household_join_per_ip``). Over a
   limit the answer is 429 with ``Retry-After`` and the API's error body
   ``{"detail": {"code": "rate_limited", "message": ...}}``.
 
@@ -111,10 +112,12 @@ class RequestLimits:
         per_ip: RateLimit | None,
         per_device: RateLimit | None,
         registration_per_ip: RateLimit | None,
+        household_join_per_ip: RateLimit | None = None,
     ) -> None:
         self.per_ip = KeyedLimiter(per_ip) if per_ip else None
         self.per_device = KeyedLimiter(per_device) if per_device else None
         self.registration_per_ip = KeyedLimiter(registration_per_ip) if registration_per_ip else None
+        self.household_join_per_ip = KeyedLimiter(household_join_per_ip) if household_join_per_ip else None
 
     def check_rest(self, request: Request) -> None:
         """Raise 429 when the request's address or its device token is over its limit."""
@@ -130,6 +133,12 @@ class RequestLimits:
         if self.registration_per_ip is not None:
             wait = self.registration_per_ip.take_or_wait(client_address(request), time.monotonic())
             _refuse_if_waiting(wait, "this address", what="registrations")
+
+    def check_household_join(self, request: Request) -> None:
+        """Raise 429 when the request's address has tried too many join codes lately."""
+        if self.household_join_per_ip is not None:
+            wait = self.household_join_per_ip.take_or_wait(client_address(request), time.monotonic())
+            _refuse_if_waiting(wait, "this address", what="household join attempts")
 
 
 def client_address(request: Request) -> str:
@@ -169,6 +178,11 @@ async def limit_rest(request: Request) -> None:
 async def limit_registration(request: Request) -> None:
     """Dependency of ``POST /v1/devices``."""
     _limits(request).check_registration(request)
+
+
+async def limit_household_join(request: Request) -> None:
+    """Dependency of ``POST /v1/households/join``."""
+    _limits(request).check_household_join(request)
 
 
 RATE_LIMITED_RESPONSE = {

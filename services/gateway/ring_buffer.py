@@ -79,3 +79,15 @@ class RingBuffer:
         end = max(start, min(self._written, wanted_end))
         indices = np.arange(start, end) % self.capacity
         return AudioClip(self._data[indices], self.sample_rate, start / self.sample_rate)
+
+    def mean_square(self, seconds_before: float, end_s: float) -> float:
+        """The mean squared sample from ``end_s - seconds_before`` to ``end_s``, over what is
+        held (as ``snapshot`` cuts it), 0.0 when nothing is; reads in place, copies nothing."""
+        wanted_end = round(end_s * self.sample_rate)
+        start = max(self._written - self.capacity, 0, wanted_end - round(seconds_before * self.sample_rate))
+        count = min(self._written, wanted_end) - start
+        if count <= 0:
+            return 0.0
+        first = self._data[start % self.capacity :][:count]
+        rest = self._data[: count - len(first)]
+        return (float(np.dot(first, first)) + float(np.dot(rest, rest))) / count

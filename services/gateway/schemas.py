@@ -40,7 +40,7 @@ _SPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f
 # No text may hold NUL: PostgreSQL cannot store it (the insert would fail, a 500).
 NO_NUL = r"^[^\x00]*$"
 # Text that is not only white space (names, relations, addresses), and without NUL.
-_NOT_BLANK = f"^[^\\x00]*[^{_SPACE}\\x00][^\\x00]*$"
+NOT_BLANK = f"^[^\\x00]*[^{_SPACE}\\x00][^\\x00]*$"
 _PHONE_SEPARATORS = re.compile(f"[{_SPACE}().-]")
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 # "+", a digit 1-9, then 6 to 14 digits, with separators anywhere: what ``_e164`` accepts.
@@ -73,7 +73,7 @@ def _birth_year_bounds(schema: dict[str, Any]) -> None:
 class Profile(_Input):
     """The person the device protects, as an agency will see them (with consent)."""
 
-    name: str = Field(min_length=1, max_length=200, pattern=_NOT_BLANK)
+    name: str = Field(min_length=1, max_length=200, pattern=NOT_BLANK)
     birth_year: int = Field(description=f"within the last {MAX_AGE_YEARS} years", json_schema_extra=_birth_year_bounds)
     medical_notes: str | None = Field(
         default=None, max_length=4000, pattern=NO_NUL, description="conditions, medication, allergies"
@@ -103,8 +103,8 @@ class LocationOut(Location):
 class Contact(_Input):
     """Someone to tell when the owner is in trouble; ``phone`` is stored as E.164."""
 
-    name: str = Field(min_length=1, max_length=200, pattern=_NOT_BLANK)
-    relation: str = Field(min_length=1, max_length=100, pattern=_NOT_BLANK, examples=["daughter", "neighbour"])
+    name: str = Field(min_length=1, max_length=200, pattern=NOT_BLANK)
+    relation: str = Field(min_length=1, max_length=100, pattern=NOT_BLANK, examples=["daughter", "neighbour"])
     phone: str = Field(examples=["+82 10 1234 5678"], json_schema_extra={"pattern": _PHONE_PATTERN})
     webhook_url: HttpUrl | None = Field(default=None, max_length=2000)
     email: str | None = Field(default=None, max_length=254, json_schema_extra={"pattern": f"^{_EMAIL_CORE}$"})
@@ -135,7 +135,7 @@ class DeviceRegistration(_Input):
     """
 
     profile: Profile
-    address: str | None = Field(default=None, min_length=1, max_length=500, pattern=_NOT_BLANK)
+    address: str | None = Field(default=None, min_length=1, max_length=500, pattern=NOT_BLANK)
     location: Location | None = None
     contacts: list[Contact] = Field(default_factory=list, max_length=MAX_CONTACTS)
     consent_recording: StrictBool = Field(json_schema_extra={"const": True})
@@ -159,7 +159,7 @@ class DeviceRegistration(_Input):
 class DeviceUpdate(_Input):
     """``PATCH /v1/devices/me``: each field present replaces the stored one.
 
-    ``address``, ``location`` and ``duress_code`` may be null (cleared); the others may not.
+    ``address``, ``location``, ``duress_code`` and ``room`` may be null (cleared); the others may not.
     Consent to recording cannot be withdrawn here: deregistering the device is how it is
     withdrawn. ``duress_code`` is stored only as a slow hash and never shown again, not even
     whether one is set (:mod:`shared.incidents.duress`).
@@ -167,9 +167,13 @@ class DeviceUpdate(_Input):
 
     # ``SkipJsonSchema[None]``: absent is allowed, null is not (``_no_null_for_required``).
     profile: Profile | SkipJsonSchema[None] = None
-    address: str | None = Field(default=None, min_length=1, max_length=500, pattern=_NOT_BLANK)
+    address: str | None = Field(default=None, min_length=1, max_length=500, pattern=NOT_BLANK)
     location: Location | None = None
     contacts: Annotated[list[Contact], Field(max_length=MAX_CONTACTS)] | SkipJsonSchema[None] = None
+    room: str | None = Field(
+        default=None, min_length=1, max_length=100, pattern=NOT_BLANK, examples=["kitchen"],
+        description="Where in the home the device listens: a report says where a sound was heard (docs/evidence.md)",
+    )  # fmt: skip
     consent_recording: StrictBool | SkipJsonSchema[None] = Field(default=None, json_schema_extra={"const": True})
     consent_location: StrictBool | SkipJsonSchema[None] = None
     consent_share_profile: StrictBool | SkipJsonSchema[None] = None
@@ -197,7 +201,7 @@ class DeviceUpdate(_Input):
 
     @model_validator(mode="after")
     def _no_null_for_required(self) -> DeviceUpdate:
-        nullable = {"address", "location", "duress_code"}
+        nullable = {"address", "location", "duress_code", "room"}
         nulled = sorted(
             name for name in self.model_fields_set - nullable if getattr(self, name) is None
         )
@@ -222,6 +226,8 @@ class DeviceOut(BaseModel):
     token_issued_at: datetime
     created_at: datetime
     updated_at: datetime
+    room: str | None = None  # where in the home it listens
+    household_id: uuid.UUID | None = None  # its household (``GET /v1/households/me``), if any
 
 
 class DeviceCredentials(BaseModel):
@@ -272,4 +278,6 @@ def device_out(device: Device) -> DeviceOut:
         token_issued_at=device.token_issued_at,
         created_at=device.created_at,
         updated_at=device.updated_at,
+        room=device.room,
+        household_id=device.household_id,
     )

@@ -86,6 +86,7 @@ class StreamClassifier:
         self._smoothed: deque[tuple[float, np.ndarray]] = deque(maxlen=timeline_windows)
         self._inference_down = False  # told the client inference is unavailable
         self._evidence = reporter.listen(detector.config, session_id)  # the countdown keeps listening
+        self._household = reporter.household(detector.config, session_id)  # the home's other devices hear it
 
     async def run(self) -> None:
         """Classify until the end marker, then wait until every detection is told."""
@@ -105,6 +106,8 @@ class StreamClassifier:
             if isinstance(item, AlarmPatternMatch):
                 if self._evidence is not None:
                     self._evidence.matched(item)
+                if self._household is not None:
+                    self._household.matched(item)
                 events += self.detector.observe_match(item)
             elif isinstance(item, Window) and results is not None:
                 result = next(scored)
@@ -114,6 +117,8 @@ class StreamClassifier:
                     self._smoothed.append((item.end_s, self.detector.smoothed))
                     if self._evidence is not None:
                         self._evidence.heard(item.end_s, self.detector.smoothed)
+                    if self._household is not None:
+                        self._household.heard(item, self.detector.smoothed)
                 await self._report(events)
                 events = []
         await self._report(events)

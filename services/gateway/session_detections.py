@@ -11,6 +11,9 @@ stale sessions. Without incidents a detection is told at once.
 
 With incidents the reporter also keeps listening during their countdowns (``listen``: a
 ``CountdownEvidence`` the classifier feeds), and tells it each incident as its write returns.
+A device of a household also posts what it hears to its home's board (``household``: a
+``HouseholdListening`` the classifier feeds), and each incident it opens is then corroborated
+by the home's other devices, as work of its own (``services.gateway.session_household``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from datetime import UTC, datetime
 
 from services.gateway.metrics import GATEWAY_METRICS
 from services.gateway.session_evidence import CountdownEvidence
+from services.gateway.session_household import HouseholdListening
 from services.gateway.session_incidents import SessionIncidents, TokenRevoked
 from services.gateway.session_state import REVOKED_MESSAGE, SessionFatal
 from shared.detector import DetectionEvent, DetectorConfig
@@ -37,6 +41,7 @@ class _Opening:
     event: DetectionEvent
     work: asyncio.Task[OpenedIncident | None]
     incidents: SessionIncidents
+    heard_at: float | None  # when its audio arrived (epoch seconds), for a household device
 
 
 class DetectionReporter:
@@ -56,6 +61,7 @@ class DetectionReporter:
         self._openings: asyncio.Queue[_Opening | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._evidence: CountdownEvidence | None = None
+        self._household: HouseholdListening | None = None
         self.detections = 0
 
     def listen(self, config: DetectorConfig, session_id: str) -> CountdownEvidence | None:
@@ -64,6 +70,15 @@ class DetectionReporter:
         if self._incidents is not None and self._evidence is None:
             self._evidence = CountdownEvidence(self._incidents.backend, config, session_id)
         return self._evidence
+
+    def household(self, config: DetectorConfig, session_id: str) -> HouseholdListening | None:
+        """What this session posts to its home's board and how its incidents are corroborated
+        (None without incidents, household fusion or a household), for the classifier to feed."""
+        incidents = self._incidents
+        fusion = None if incidents is None else incidents.backend.household
+        if self._household is None and fusion is not None and incidents is not None and incidents.device.household_id:
+            self._household = HouseholdListening(fusion, incidents.backend, incidents.device, config, session_id, self._send)
+        return self._household
 
     def start(self, name: str) -> asyncio.Task[None]:
         """The task that tells the client, in order, of the detections whose incidents were written."""
@@ -81,7 +96,8 @@ class DetectionReporter:
             await self._tell(event, None)
             return
         work = self._incidents.open(event, timeline, location)
-        self._openings.put_nowait(_Opening(event, work, self._incidents))
+        heard_at = None if self._household is None else self._household.wall_time(event.stream_time_s)
+        self._openings.put_nowait(_Opening(event, work, self._incidents, heard_at))
 
     async def finish(self) -> None:
         """Wait until every detection reported is told (re-raises what ended the reporter)."""
@@ -107,6 +123,8 @@ class DetectionReporter:
             await self._tell(opening.event, opened)
             if self._evidence is not None:
                 self._evidence.attach(opening.event, opened)
+            if self._household is not None and opening.heard_at is not None and opened is not None and opened.created:
+                self._household.corroborate(opened.incident.class_key, opening.heard_at, opened.incident.id)
             if opened is not None:
                 await opening.incidents.announce(opened)
             else:

@@ -31,18 +31,18 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import select
 
 from services.gateway.auth import current_token_hashes
+from services.gateway.incident_messages import incident_message, update_message
 from services.gateway.ring_buffer import RingBuffer
 from shared.clips import CLIP_AFTER_S, CLIP_BEFORE_S, ClipStore
 from shared.db import Database, Device
 from shared.db.models import Incident
 from shared.detector import DetectionEvent
-from shared.incident_events import IncidentEvents, IncidentUpdate
+from shared.incident_events import IncidentEvents
 from shared.incident_state import ActionOutcome, IncidentAction, IncidentState
 from shared.incident_watcher import IncidentWatcher
 from shared.incidents import (
@@ -57,6 +57,9 @@ from shared.incidents import (
     open_incident,
 )
 from shared.protocol import CancelMessage, ConfirmMessage, ErrorCode, ErrorMessage, IncidentMessage, Message
+
+if TYPE_CHECKING:  # the household machinery runs sessions' work through this backend
+    from services.gateway.session_household import HouseholdFusion
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +97,10 @@ class IncidentBackend:
         clip_store: ClipStore,
         countdown_s: float = COUNTDOWN_S,
         evidence: EvidencePolicy = EvidencePolicy(),
+        household: HouseholdFusion | None = None,
     ) -> None:
         self.evidence = evidence  # what a session does with what it hears during a countdown
+        self.household = household  # the devices of one home corroborate each other (None: off)
         self.db = db
         self.events = events
         self.watcher = watcher
@@ -356,27 +361,6 @@ class SessionIncidents:
         self._closed = True
         for task in self._followers.values():
             task.cancel()
-
-
-def incident_message(view: IncidentView, detail: dict[str, Any]) -> IncidentMessage:
-    """An ``incident`` message from a fresh read: pending ones carry the database's seconds left."""
-    pending = view.state is IncidentState.PENDING
-    return IncidentMessage(
-        incident_id=str(view.id),
-        state=view.state,
-        deadline_at=view.deadline_at,
-        seconds_left=round(view.seconds_left, 3) if pending else None, evidence=view.evidence, detail=detail,
-    )
-
-
-def update_message(update: IncidentUpdate) -> IncidentMessage:
-    """An ``incident`` message from a pushed or polled update (no seconds left: count to the deadline)."""
-    return IncidentMessage(
-        incident_id=update.incident_id,
-        state=update.state,
-        deadline_at=datetime.fromisoformat(update.deadline_at), evidence=update.evidence,
-        detail={"event": "update", **update.detail},
-    )
 
 
 def _retrieved(work: asyncio.Task[Any]) -> None:

@@ -8,6 +8,7 @@ from pydantic_settings import SettingsConfigDict
 from shared.clips import ClipStorageSettings
 from services.gateway.rate_limit import RateLimit
 from shared.db import DATABASE_URL_ENV, DEFAULT_DATABASE_URL
+from shared.household.corroboration import CorroborationPolicy
 from shared.incidents.evidence import EvidencePolicy
 from shared.inference_wire import INFERENCE_TOKEN_SECRET
 from shared.local_secrets import is_development_value
@@ -92,12 +93,20 @@ class GatewaySettings(ServiceSettings):
     # interval, when evidence counts as faded, and which classes' growing evidence shortens the
     # countdown, e.g. HEARO_GATEWAY_EVIDENCE='{"shortening": {}}' turns shortening off.
     evidence: EvidencePolicy = Field(default_factory=EvidencePolicy)
+    # How the devices of one household corroborate each other's detections (docs/evidence.md):
+    # the span compared, the wait before judging, what counts as the same class or a loud
+    # sound, e.g. HEARO_GATEWAY_HOUSEHOLD='{"span_s": 3, "settle_s": 4}'. Whether corroboration
+    # shortens a countdown is the evidence policy's ``shortening`` rule (``corroborated``).
+    household: CorroborationPolicy = Field(default_factory=CorroborationPolicy)
 
     # REST rate limits, token buckets per client address and per device token (JSON, e.g.
     # HEARO_GATEWAY_REST_PER_IP='{"burst": 120, "per_minute": 600}'; null turns one off).
     rest_per_ip: RateLimit | None = RateLimit(burst=120, per_minute=600)
     rest_per_device: RateLimit | None = RateLimit(burst=60, per_minute=120)
     registration_per_ip: RateLimit | None = RateLimit(burst=10, per_minute=1)
+    # Joining a household by its code, per client address (the code is never guessable; this
+    # keeps anyone from trying).
+    household_join_per_ip: RateLimit | None = RateLimit(burst=10, per_minute=1)
     # Registration needs one of these keys in the X-Hearo-Enrolment-Key header; several
     # (comma-separated) while one is being replaced. Required outside development.
     enrolment_keys: CommaSeparated = Field(

@@ -33,10 +33,11 @@ from shared.incidents.evidence import (
     FadedRule,
     Shortening,
     ShorteningRule,
+    corroborated_deadline,
     judge_evidence,
     shortened_deadline,
 )
-from shared.incidents.evidence_record import EvidenceRecorded, record_evidence
+from shared.incidents.evidence_record import EvidenceRecorded, record_evidence, shorten_deadline
 from shared.incidents.lifecycle import (
     COUNTDOWN_S,
     MAX_TIMELINE_POINTS,
@@ -72,6 +73,7 @@ __all__ = [
     "archive_clip",
     "audit_clip_access",
     "clip_accesses",
+    "corroborated_deadline",
     "get_incident",
     "incident_clip",
     "incident_deliveries",
@@ -81,5 +83,6 @@ __all__ = [
     "move_incident",
     "open_incident",
     "record_evidence",
+    "shorten_deadline",
     "shortened_deadline",
 ]

@@ -16,7 +16,8 @@ mark and moves the deadline. The rules, in order:
 
 Faded never cancels: only the person can. Shortening (per class, :class:`ShorteningRule`)
 moves the deadline to ``max(now, detected_at + countdown_share × countdown)`` and only ever
-earlier.
+earlier; the same rule applies when another device of the household detected the class at the
+same moment (:func:`corroborated_deadline`, :mod:`shared.household`).
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ class ShorteningRule(BaseModel):
     countdown_share: float = Field(gt=0.0, lt=1.0)
     renewals: int = Field(default=1, ge=1)
     needs_pattern: bool = False
+    # Another device of the household detecting the class at the same moment counts as the
+    # evidence above (docs/evidence.md); false keeps the rule to what this device heard.
+    corroborated: bool = True
 
     def met(self, facts: EvidenceFacts) -> bool:
         renewed = facts.renewals.get(facts.class_key, 0) >= self.renewals
@@ -105,6 +109,9 @@ class ShorteningRule(BaseModel):
             f"{class_key}: {pattern}detected again {times}; report at "
             f"{round(100 * self.countdown_share)}% of the countdown"
         )
+
+    def corroboration_reason(self, class_key: str, where: str) -> str:
+        return f"{class_key}: detected {where} too; report at {round(100 * self.countdown_share)}% of the countdown"
 
 
 # Where seconds matter and a repeat is hard to mistake: a smoke alarm whose rhythm is confirmed
@@ -172,7 +179,32 @@ def shortened_deadline(
     rule = rules.get(facts.class_key)
     if rule is None or not rule.met(facts):
         return None
+    return _earlier(rule, rule.reason(facts.class_key), detected_at, deadline_at, now, countdown_s)
+
+
+def corroborated_deadline(
+    rules: Mapping[str, ShorteningRule],
+    class_key: str,
+    where: str,
+    *,
+    detected_at: datetime,
+    deadline_at: datetime,
+    now: datetime,
+    countdown_s: float,
+) -> Shortening | None:
+    """The earlier deadline earned when another device of the household (``where``: "in the
+    bedroom") detected ``class_key`` at the same moment, under the class's rule in ``rules``
+    when it takes corroboration; None otherwise or when not earlier than ``deadline_at``."""
+    rule = rules.get(class_key)
+    if rule is None or not rule.corroborated:
+        return None
+    return _earlier(rule, rule.corroboration_reason(class_key, where), detected_at, deadline_at, now, countdown_s)
+
+
+def _earlier(
+    rule: ShorteningRule, reason: str, detected_at: datetime, deadline_at: datetime, now: datetime, countdown_s: float
+) -> Shortening | None:
     target = max(now, detected_at + timedelta(seconds=rule.countdown_share * countdown_s))
     if target >= deadline_at:
         return None
-    return Shortening(target, rule.reason(facts.class_key))
+    return Shortening(target, reason)

@@ -57,6 +57,8 @@ class IncidentView:
     trigger: str | None
     cancel_reason: str | None
     location: IncidentLocation | None
+    # What the household's other devices heard (shared/household/corroboration.py); None until judged.
+    corroboration: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The REST representation (``GET /v1/incidents/{id}``)."""
@@ -84,6 +86,7 @@ class IncidentView:
                 "longitude": self.location.longitude,
                 "accuracy_m": self.location.accuracy_m,
             },
+            "corroboration": self.corroboration,
         }
 
     def as_update(self, detail: dict[str, Any] | None = None) -> IncidentUpdate:
@@ -173,4 +176,5 @@ def view_of(incident: Incident, now: datetime) -> IncidentView:
         trigger=None if duress else incident.trigger,
         cancel_reason=incident.cancel_reason,
         location=location,
+        corroboration=incident.corroboration,
     )

@@ -108,3 +108,20 @@ def test_pipeline_windows_match_the_offline_windows_of_the_resampled_clip() -> N
     offline = clip_windows(EFFICIENTAT_MEL, np.pad(resampled, end_padding(EFFICIENTAT_MEL, 50, 3, resampled.size)), 50)
     assert len(streamed) == offline.shape[0]
     torch.testing.assert_close(torch.stack([w.features for w in streamed]), offline, atol=1e-4, rtol=1e-4)
+
+
+def test_each_window_says_when_it_arrived_and_how_loud_its_audio_was() -> None:
+    import time
+
+    rate, t = 16_000, np.arange(16_000 * 3) / 16_000
+    quiet, loud = 0.01 * np.sin(2 * np.pi * 440 * t), 0.5 * np.sin(2 * np.pi * 440 * t)
+    pcm = (np.concatenate([quiet, loud]) * 32767).astype("<i2").tobytes()
+    pipeline = AudioPipeline(rate, 1, EFFICIENTAT_MEL, hop_frames=50, ring_seconds=40.0)
+    before = time.time()
+    windows = pipeline.hear(pcm[: len(pcm) // 2]) + pipeline.hear(pcm[len(pcm) // 2 :])
+    assert all(before <= w.heard_at <= time.time() for w in windows)
+    first, last = windows[0], windows[-1]
+    assert first.end_s <= 3.0 and last.end_s - EFFICIENTAT_MEL.window_seconds >= 3.0
+    # A sine's RMS is its amplitude / sqrt(2): -43 dBFS and -9 dBFS over whole windows of each.
+    assert first.level_dbfs == pytest.approx(20 * np.log10(0.01 / np.sqrt(2)), abs=0.2)
+    assert last.level_dbfs == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=0.2)

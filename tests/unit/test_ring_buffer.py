@@ -85,3 +85,13 @@ def test_rejects_bad_arguments() -> None:
         RingBuffer(seconds=0, sample_rate=RATE)
     with pytest.raises(ValueError):
         RingBuffer(seconds=1.0, sample_rate=RATE).snapshot(-1.0)
+
+
+@pytest.mark.parametrize(("seconds", "end_s"), [(0.5, 9.7), (2.0, 10.2), (1.0, 3.0), (5.0, 10.2), (1.0, 12.0)])
+def test_mean_square_reads_what_snapshot_cuts_without_copying(seconds: float, end_s: float) -> None:
+    buffer = RingBuffer(seconds=2.0, sample_rate=RATE)
+    for start in range(0, 1020, 30):  # wrapped several times; ends at 10.2 s
+        buffer.append(ramp(start, start + 30) / 1000)
+    clip = buffer.snapshot(seconds, end_s=end_s)
+    expected = float(np.mean(clip.samples.astype(np.float64) ** 2)) if len(clip.samples) else 0.0
+    assert buffer.mean_square(seconds, end_s) == pytest.approx(expected, rel=1e-5)
