@@ -42,17 +42,22 @@ from shared.incidents.views import ActionResult, IncidentView, owned, read_incid
 
 async def is_duress_code(db: Database, incident_id: uuid.UUID, device_id: uuid.UUID | None, code: str) -> bool:
     """Whether ``code`` is the duress code of the incident's device and duress applies to its
-    class. Always runs one scrypt (off the event loop), whatever is stored."""
+    class. For a pending incident it always runs one scrypt (off the event loop), whatever is
+    stored or typed, so the time tells nothing; for any other (no cancel can win) none, so a
+    stream of cancels with codes costs no CPU once the countdown is over."""
     async with db.session() as session:
         row = (
             await session.execute(
                 select(Device.duress_code_hash, Incident.class_key)
                 .join(Device, Device.id == Incident.device_id)
-                .where(*owned(incident_id, device_id))
+                .where(*owned(incident_id, device_id), Incident.state == IncidentState.PENDING,
+                       Incident.duress_at.is_(None))
             )
-        ).first()
-    matches = await asyncio.to_thread(verify_code, code, None if row is None else row.duress_code_hash)
-    return matches and row is not None and duress_applies(row.class_key)
+        ).first()  # fmt: skip
+    if row is None:
+        return False
+    matches = await asyncio.to_thread(verify_code, code, row.duress_code_hash)
+    return matches and duress_applies(row.class_key)
 
 
 async def cancel_under_duress(
