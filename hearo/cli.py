@@ -15,7 +15,9 @@ import typer
 from hearo.cli_ask import ask
 from hearo.cli_bench import bench_app
 from hearo.cli_model import data_app, evaluate_command, thresholds_command, train
+from hearo.cli_learning import summary_command, thresholds_command as device_thresholds_command
 from hearo.cli_stats import stats_command
+from shared.incident_state import CancelKind
 
 if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
@@ -213,6 +215,9 @@ app.command("eval")(evaluate_command)
 app.command("thresholds")(thresholds_command)
 app.command("stats")(stats_command)
 app.command("ask")(ask)  # hearo/cli_ask.py: questions over the device's history
+# hearo/cli_learning.py: what the device's cancels taught, and its weekly summary
+device_app.command("thresholds")(device_thresholds_command)
+device_app.command("summary")(summary_command)
 
 
 ApiOption = Annotated[str, typer.Option(help="Gateway base URL.")]
@@ -245,15 +250,18 @@ def incident_list(
 @incident_app.command("cancel")
 def incident_cancel(
     incident_id: Annotated[str, typer.Argument(help="The incident id (from the detection).")],
-    reason: Annotated[Optional[str], typer.Option(help="Why it is a false alarm.")] = None,
+    reason: Annotated[Optional[str], typer.Option(help="Why, in your words.")] = None,
+    kind: Annotated[Optional[CancelKind], typer.Option(help="false_alarm (similar false alarms teach this home's threshold), handled or not_sure.")] = None,
     api: ApiOption = "http://127.0.0.1:8000",
     token: TokenOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Cancel a pending report (a false alarm). Says so truthfully if it has already gone out."""
+    """Cancel a pending report. Says so truthfully if it has already gone out."""
     from hearo.incident_client import cancel_command
 
-    raise typer.Exit(cancel_command(api, _token(token), incident_id, reason, json_output))
+    raise typer.Exit(
+        cancel_command(api, _token(token), incident_id, reason, json_output, kind.value if kind else None)
+    )
 
 
 @incident_app.command("confirm")

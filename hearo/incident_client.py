@@ -1,9 +1,10 @@
 """`hearo incident`: this device's incidents over the gateway's REST API (list, cancel, report now).
 
 ``IncidentClient`` wraps the routes of ``services/gateway/incidents_api.py`` with the device
-token; the ``*_command`` functions are what the ``hearo incident ...`` commands run: they
-print for people (or the JSON bodies, one per line, with ``json_output``) and return the
-exit code. A cancel is answered truthfully: when the report has already gone out the
+token, and those of ``services/gateway/thresholds_api.py`` (what the cancels taught, the
+weekly summary; their commands are :mod:`hearo.cli_learning`'s); the ``*_command`` functions
+are what the ``hearo incident ...`` commands run: they print for people (or the JSON bodies,
+one per line, with ``json_output``) and return the exit code. A cancel is answered truthfully: when the report has already gone out the
 command says so and fails, it never pretends to have cancelled.
 
 Exit codes: 0 done, 1 a malformed argument (incident id, time), 2 the token was refused,
@@ -73,10 +74,12 @@ class IncidentClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def cancel(self, incident_id: str, reason: str | None = None) -> dict[str, Any]:
+    def cancel(self, incident_id: str, reason: str | None = None, kind: str | None = None) -> dict[str, Any]:
         """``{outcome, incident}``: ``cancelled`` or ``already_cancelled``; IncidentApiError
-        ``already_reported`` / ``report_failed`` (409) or ``unknown_incident`` (404)."""
-        return self._call("POST", f"/v1/incidents/{_checked(incident_id)}/cancel", json={"reason": reason})
+        ``already_reported`` / ``report_failed`` (409) or ``unknown_incident`` (404). ``kind``:
+        ``false_alarm``, ``handled`` or ``not_sure``."""
+        body = {"reason": reason} if kind is None else {"reason": reason, "kind": kind}
+        return self._call("POST", f"/v1/incidents/{_checked(incident_id)}/cancel", json=body)
 
     def confirm(self, incident_id: str) -> dict[str, Any]:
         """Report now: ``{outcome, incident}`` with ``confirmed`` or ``already_reported``."""
@@ -104,6 +107,19 @@ class IncidentClient:
             params["class"] = class_key
         incidents: list[dict[str, Any]] = self._call("GET", "/v1/incidents", params=params)["incidents"]
         return incidents
+
+    def thresholds(self) -> dict[str, Any]:
+        """Per class the base threshold, the one in force, the ceiling and the adjustments."""
+        return self._call("GET", "/v1/devices/me/thresholds")
+
+    def undo_threshold(self, adjustment_id: int) -> dict[str, Any]:
+        """``{undone, thresholds}``; IncidentApiError ``unknown_adjustment`` (404)."""
+        return self._call("POST", f"/v1/devices/me/thresholds/{adjustment_id}/undo")
+
+    def summary(self, *, since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
+        """What was heard, cancelled and changed in ``[since, until)`` (default the last 7 days)."""
+        params = {key: value.isoformat() for key, value in (("since", since), ("until", until)) if value is not None}
+        return self._call("GET", "/v1/devices/me/summary", params=params)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self._client.request(method, self.api + path, headers=self._headers, **kwargs)
@@ -141,14 +157,16 @@ def describe(incident: dict[str, Any]) -> str:
     return f"{cls.label_en} ({cls.label_ko}): {state}; incident {incident['incident_id']}"
 
 
-def cancel_command(api: str, token: str, incident_id: str, reason: str | None, json_output: bool = False) -> int:
-    """``hearo incident cancel ID``: cancel a pending report."""
-    return _run(api, token, json_output, lambda c: c.cancel(incident_id, reason))
+def cancel_command(
+    api: str, token: str, incident_id: str, reason: str | None, json_output: bool = False, kind: str | None = None
+) -> int:
+    """``hearo incident cancel ID``: cancel a pending report (``kind``: why)."""
+    return run_call(api, token, json_output, lambda c: c.cancel(incident_id, reason, kind))
 
 
 def confirm_command(api: str, token: str, incident_id: str, json_output: bool = False) -> int:
     """``hearo incident confirm ID``: report now, without waiting for the countdown."""
-    return _run(api, token, json_output, lambda c: c.confirm(incident_id))
+    return run_call(api, token, json_output, lambda c: c.confirm(incident_id))
 
 
 def list_command(
@@ -161,7 +179,7 @@ def list_command(
     json_output: bool = False,
 ) -> int:
     """``hearo incident list``: the device's incidents, newest first."""
-    return _run(
+    return run_call(
         api, token, json_output,
         lambda c: c.list(
             since=parse_time(since) if since else None, until=parse_time(until) if until else None,
@@ -170,7 +188,9 @@ def list_command(
     )  # fmt: skip
 
 
-def _run(api: str, token: str, json_output: bool, call: Any) -> int:
+def run_call(api: str, token: str, json_output: bool, call: Any, render: Any = None) -> int:
+    """Run ``call(client)`` and print its answer (``render(answer)``, else as an incident or
+    a list of them; the JSON with ``json_output``); the exit code."""
     out, err = Console(), Console(stderr=True)
     try:
         with IncidentClient(api, token) as client:
@@ -190,7 +210,9 @@ def _run(api: str, token: str, json_output: bool, call: Any) -> int:
         for item in result if isinstance(result, list) else [result]:
             print(json.dumps(item, ensure_ascii=False))
         return EXIT_OK
-    if isinstance(result, list):
+    if render is not None:
+        out.print(render(result), soft_wrap=True)
+    elif isinstance(result, list):
         out.print(_table(result) if result else "no incidents")
     else:
         out.print(f"{result['outcome'].replace('_', ' ')}: {describe(result['incident'])}", soft_wrap=True)

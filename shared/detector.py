@@ -33,6 +33,12 @@ a 6 s smoke alarm, one and a half temporal-three cycles, is caught by a model th
 half sure. Such an event names the partial pattern (``DetectionEvent.partial_pattern``);
 otherwise it is an onset like any other (refractory period, a pattern event's tail).
 
+A home's cancels may have *learned* a higher threshold for a class (``learned_thresholds``,
+``shared.incidents.threshold_learning``): it applies to the model's scores alone, to an
+event's onset and its release level. A pattern match, full or partial, and spoken evidence
+are judged against the class's own threshold as before, so what a home's false alarms taught
+never suppresses an alarm's rhythm; ``retune`` takes a new set mid-stream.
+
 Time is the stream time of each window's end (seconds of audio since the session started),
 never the wall clock, so a file streamed at any speed gives the same detections.
 """
@@ -42,7 +48,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -55,7 +61,8 @@ _GAP_HOPS = 1.5
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Detector parameters. ``thresholds`` maps every emergency class key to its onset threshold."""
+    """Detector parameters. ``thresholds`` maps every emergency class key to its onset threshold;
+    ``learned_thresholds`` some of them to a higher one for the scores alone (module docstring)."""
 
     thresholds: Mapping[str, float]
     release_ratio: float = 0.6
@@ -69,6 +76,7 @@ class DetectorConfig:
     # of it: two temporal-three cycles, long enough for the model's windows over the alarm.
     partial_pattern_ratio: float = 0.5
     partial_hold_s: float = 8.0
+    learned_thresholds: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         expected = {c.key for c in CLASSES if c.is_emergency}
@@ -90,6 +98,13 @@ class DetectorConfig:
             raise ValueError(f"partial_pattern_ratio must be in (0, 1], got {self.partial_pattern_ratio}")
         if self.partial_hold_s < 0:
             raise ValueError(f"partial_hold_s must be >= 0, got {self.partial_hold_s}")
+        for key, value in self.learned_thresholds.items():
+            if key not in self.thresholds or not self.thresholds[key] <= value <= 1.0:
+                raise ValueError(f"a learned threshold raises an emergency class's own, up to 1; got {key!r}: {value}")
+
+    def score_threshold(self, class_key: str) -> float:
+        """What the class's smoothed score alone must reach to start an event."""
+        return self.learned_thresholds.get(class_key, self.thresholds[class_key])
 
     @classmethod
     def build(
@@ -189,7 +204,8 @@ class Detector:
     _filled: int = field(init=False, default=0)
     _last_time_s: float | None = field(init=False, default=None)
     _states: list[_ClassState] = field(init=False)
-    _thresholds: np.ndarray = field(init=False)
+    _thresholds: np.ndarray = field(init=False)  # the scores' (learned where learned)
+    _own: np.ndarray = field(init=False)  # the classes' own, for partial pattern fusion
     _heard: deque[PatternMatch] = field(init=False, default_factory=deque)  # not yet observed
     spoken: SpokenEvidence | None = None
     """Spoken distress words (``shared.spoken.SpokenFusion``), consulted at every window."""
@@ -200,8 +216,15 @@ class Detector:
     def __post_init__(self) -> None:
         self._history = np.zeros((self.config.smoothing_windows, NUM_CLASSES), dtype=np.float64)
         self._states = [_ClassState() for _ in CLASSES]
+        self.retune(self.config.learned_thresholds)
+
+    def retune(self, learned: Mapping[str, float]) -> None:
+        """Take a new set of learned thresholds (all of them: a class left out is back to its
+        own) from the next window on. Raises ValueError as ``DetectorConfig`` does."""
+        self.config = replace(self.config, learned_thresholds=dict(learned))
+        self._own = np.array([self.config.thresholds.get(c.key, np.inf) for c in CLASSES], dtype=np.float64)
         self._thresholds = np.array(
-            [self.config.thresholds.get(c.key, np.inf) for c in CLASSES], dtype=np.float64
+            [self.config.score_threshold(c.key) if c.is_emergency else np.inf for c in CLASSES], dtype=np.float64
         )
 
     def update(self, scores: Sequence[float] | np.ndarray, stream_time_s: float) -> list[DetectionEvent]:
@@ -240,7 +263,8 @@ class Detector:
             score = float(smoothed[emergency_class.id])
             own = float(self._thresholds[emergency_class.id])
             partial = state.partial_pattern(stream_time_s, cfg.partial_hold_s)
-            threshold = own * cfg.partial_pattern_ratio if partial is not None else own
+            # A partial pattern lowers the class's own threshold: what was learned never mutes a rhythm.
+            threshold = float(self._own[emergency_class.id]) * cfg.partial_pattern_ratio if partial is not None else own
             if state.in_event:
                 state.in_event = score >= threshold * cfg.release_ratio
                 continue

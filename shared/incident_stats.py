@@ -4,8 +4,9 @@ Per emergency class, over the incidents detected in a window (default the last 9
 
 * ``incidents``: detections that opened an incident;
 * ``cancelled`` and ``cancel_rate`` (of ``incidents``); ``false_alarms`` and
-  ``false_alarm_rate``: cancels whose reason is the web app's "false alarm" button
-  (:data:`FALSE_ALARM_REASONS`; another reason, or none, is a cancel but not counted a
+  ``false_alarm_rate``: cancels of kind ``false_alarm`` (``incidents.cancel_kind``), or, from
+  before cancels had a kind, whose reason is the web app's "false alarm" button
+  (:data:`FALSE_ALARM_REASONS`; another reason or kind, or none, is a cancel but not counted a
   false alarm);
 * ``reported``: incidents whose report reached an agency (a delivery ``sent``);
   ``median_detection_to_report_s``: detection to the first agency receiving it (the 60 s
@@ -44,7 +45,7 @@ from sqlalchemy import func, select
 from shared.db import Database
 from shared.db.clock import db_now
 from shared.db.models import DispatchOutbox, Incident, IncidentOutcomeRecord
-from shared.incident_state import DeliveryState, IncidentOutcome, IncidentState
+from shared.incident_state import CancelKind, DeliveryState, IncidentOutcome, IncidentState
 from shared.taxonomy import CLASSES, by_key
 
 MIN_COUNT = 5
@@ -65,6 +66,7 @@ class IncidentRecord:
     detected_at: datetime
     reported_at: datetime | None  # when the first agency received the report
     outcomes: tuple[IncidentOutcome, ...] = ()
+    cancel_kind: CancelKind | None = None
 
     @property
     def verdict(self) -> IncidentOutcome | None:
@@ -73,7 +75,8 @@ class IncidentRecord:
     @property
     def false_alarm(self) -> bool:
         reason = (self.cancel_reason or "").strip().lower()
-        return self.state is IncidentState.CANCELLED and reason in FALSE_ALARM_REASONS
+        named = self.cancel_kind is CancelKind.FALSE_ALARM or (self.cancel_kind is None and reason in FALSE_ALARM_REASONS)
+        return self.state is IncidentState.CANCELLED and named
 
 
 @dataclass(frozen=True)
@@ -223,7 +226,7 @@ async def incident_stats(
         incidents = (
             await session.execute(
                 select(Incident.id, Incident.class_key, Incident.state, Incident.cancel_reason, Incident.detected_at,
-                       Incident.duress_at)
+                       Incident.duress_at, Incident.cancel_kind)
                 .where(*window)
             )
         ).all()
@@ -247,12 +250,13 @@ async def incident_stats(
             answers.setdefault(incident_id, []).append(outcome)
     records = [
         IncidentRecord(
-            class_key, state, cancel_reason, detected_at, first_sent.get(incident_id), tuple(answers.get(incident_id, ()))
+            class_key, state, cancel_reason, detected_at, first_sent.get(incident_id),
+            tuple(answers.get(incident_id, ())), cancel_kind,
         )
         if duress_at is None
         # Counted as its device saw it, a cancel: in a one-home deployment a report more in
         # the published figures would tell whoever forced the cancel (docs/security.md).
-        else IncidentRecord(class_key, IncidentState.CANCELLED, cancel_reason, detected_at, None)
-        for incident_id, class_key, state, cancel_reason, detected_at, duress_at in incidents
+        else IncidentRecord(class_key, IncidentState.CANCELLED, cancel_reason, detected_at, None, (), cancel_kind)
+        for incident_id, class_key, state, cancel_reason, detected_at, duress_at, cancel_kind in incidents
     ]
     return summarise(records, since=start, until=end, min_count=min_count)

@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from shared.incident_state import EvidenceMark, IncidentState
+from shared.incident_state import CancelKind, EvidenceMark, IncidentState
 
 ENCODING = "pcm_s16le"
 SAMPLE_RATES: tuple[int, ...] = (8_000, 16_000, 22_050, 44_100, 48_000)
@@ -179,12 +179,15 @@ class LocationMessage(Location):
 
 
 class CancelMessage(Message):
-    """The person says the incident (any pending one of this device) is a false alarm."""
+    """The person cancels the incident (any pending one of this device); ``kind`` says why:
+    ``false_alarm`` (similar false alarms teach the home's threshold, docs/evidence.md),
+    ``handled`` or ``not_sure``."""
 
     type: Literal["cancel"] = "cancel"
     incident_id: str = Field(min_length=1, max_length=64)
     # No NUL: PostgreSQL cannot store it (the cancel would fail as incident_unavailable).
     reason: str | None = Field(default=None, max_length=500, pattern=r"^[^\x00]*$")
+    kind: CancelKind | None = None
     # The owner's code, when they typed one; never logged or echoed. Their duress code makes
     # it a cancel under duress, answered exactly as any other (docs/evidence.md).
     code: str | None = Field(default=None, max_length=200, pattern=r"^[^\x00]*$")

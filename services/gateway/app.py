@@ -31,6 +31,7 @@ from fastapi import Depends, FastAPI, WebSocket
 
 from services.gateway import devices, households_api, incidents_api, privacy_api, web_api
 from services.gateway import outcomes_api, stats_api
+from services.gateway import thresholds_api  # what the owner's cancels taught, and the weekly summary
 from services.gateway import ask_api  # GET /v1/ask: questions over the device's history
 from services.gateway.auth import authenticate_token
 from services.gateway.client_errors_log import quiet_client_errors
@@ -44,12 +45,14 @@ from services.gateway.inference_client import (
     InferenceUnavailable,
 )
 from services.gateway.rate_limit import RATE_LIMITED_RESPONSE, RequestLimits, limit_rest
+from services.gateway.device_thresholds import DeviceThresholds, create_threshold_channel
 from services.gateway.revocation import RevocationWatch, create_revocations
 from services.gateway.session_household import HouseholdFusion
 from services.gateway.session_incidents import IncidentBackend
 from services.gateway.session_registry import SessionRegistry
 from services.gateway.sessions import serve_stream
 from services.gateway.settings import GatewaySettings
+from services.gateway.threshold_watch import ThresholdWatch
 from shared.clips import create_clip_store
 from shared.db import Database, Device, upgrade_database
 from shared.features.spec import spec_by_name
@@ -97,9 +100,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         watcher = IncidentWatcher(db, events, poll_interval_s=settings.incident_poll_interval_s)
         clip_store = create_clip_store(settings.clips)
         board = create_activity_board(settings.redis_url, on_lost=GATEWAY_METRICS.household_windows_lost)
+        # What false-alarm cancels teach (docs/evidence.md), on the thresholds the sessions use now.
+        threshold_changes = create_threshold_channel(settings.redis_url)
+        thresholds = DeviceThresholds(
+            db, settings.threshold_learning, lambda: sessions.detector_config.thresholds, threshold_changes
+        )
         incidents = IncidentBackend(
             db, events, watcher, clip_store, countdown_s=settings.incident_countdown_s, evidence=settings.evidence,
-            household=HouseholdFusion(board, settings.household),
+            household=HouseholdFusion(board, settings.household), learning=thresholds,
         )  # fmt: skip
 
         async def authenticate(token: str) -> Device | None:
@@ -120,6 +128,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         # A rotated or deleted token ends its sessions on every gateway (docs/protocol.md).
         revocations = create_revocations(settings.redis_url)
         revocation_watch = RevocationWatch(sessions, revocations, db, settings.token_check_interval_s)
+        # A step or an undo retunes the device's live sessions on every gateway.
+        threshold_watch = ThresholdWatch(sessions, threshold_changes, thresholds)
 
         app.state.db = db
         app.state.incident_events = events
@@ -128,10 +138,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.inference = client
         app.state.sessions = sessions
         app.state.revocations = revocations
+        app.state.device_thresholds = thresholds
         connecting: asyncio.Task[None] | None = None
         try:
             await watcher.start()
             await revocation_watch.start()
+            await threshold_watch.start()
             await board.start()
             try:
                 await client.connect()
@@ -147,6 +159,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             if connecting is not None:
                 connecting.cancel()
             await revocation_watch.close()
+            await threshold_watch.close()
+            await threshold_changes.close()
             await revocations.close()
             await incidents.drain(_DRAIN_S)
             await board.close()
@@ -168,6 +182,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(households_api.router, **limited)
     app.include_router(incidents_api.router, **limited)
     app.include_router(privacy_api.router, **limited)
+    app.include_router(thresholds_api.router, **limited)
     # The outcome ledger: agencies' signed answers and the published stats.
     app.include_router(outcomes_api.router_for(settings.clips), **limited)
     app.include_router(stats_api.router, **limited)

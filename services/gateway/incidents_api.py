@@ -1,7 +1,7 @@
 """Incident REST routes and the signed clip links: ``app.include_router(incidents_api.router)``.
 
 =======  =================================  ================================================
-POST     /v1/incidents/{id}/cancel          ``{reason?, code?}`` → 200 ``{outcome, incident}``;
+POST     /v1/incidents/{id}/cancel          ``{reason?, kind?, code?}`` → 200 ``{outcome, incident}``;
                                             409 ``already_reported`` / ``report_failed``
 POST     /v1/incidents/{id}/confirm         report now → 200 ``{outcome, incident}``;
                                             409 ``cancelled`` / ``report_failed``
@@ -52,7 +52,7 @@ from services.gateway.schemas import NO_NUL
 from shared.clips import CONTENT_TYPE, ClipStore, LocalClipStore, clip_incident
 from shared.incident_events import IncidentEvents
 from shared.incident_privacy import device_clip
-from shared.incident_state import ActionOutcome, IncidentAction
+from shared.incident_state import ActionOutcome, CancelKind, IncidentAction
 from shared.incidents import (
     CLIP_DOWNLOADED,
     CLIP_LINK_ISSUED,
@@ -65,6 +65,7 @@ from shared.incidents import (
     list_incidents,
 )
 from shared.incidents.device_trail import issued_link
+from shared.incidents.threshold_learning import FalseAlarmLearner
 from shared.taxonomy import CLASS_KEYS
 
 router = APIRouter(tags=["incidents"], route_class=ApiRoute)
@@ -83,7 +84,14 @@ def get_clip_store(request: Request) -> ClipStore:
     return store
 
 
+def get_learning(request: Request) -> FalseAlarmLearner | None:
+    """What learns from false-alarm cancels (``app.state.device_thresholds``; None: nothing)."""
+    learning: FalseAlarmLearner | None = getattr(request.app.state, "device_thresholds", None)
+    return learning
+
+
 EventsDep = Annotated[IncidentEvents, Depends(get_events)]
+LearningDep = Annotated[FalseAlarmLearner | None, Depends(get_learning)]
 ClipStoreDep = Annotated[ClipStore, Depends(get_clip_store)]
 
 # RFC 3339 (the OpenAPI ``date-time`` format), offset required. Without this check pydantic
@@ -113,6 +121,10 @@ class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
+    kind: CancelKind | None = Field(
+        default=None,
+        description="Why: `false_alarm` (similar false alarms teach the home's threshold), `handled`, `not_sure`.",
+    )
     code: str | None = Field(
         default=None, max_length=200, pattern=NO_NUL, json_schema_extra={"writeOnly": True},
         description="A code the owner typed, if any (never echoed). The answer is the same whatever it is.",
@@ -140,15 +152,21 @@ def _answer(result: ActionResult) -> dict[str, Any]:
     responses={**BAD_BODY, **UNAUTHORIZED, **INCIDENT_NOT_FOUND, **INCIDENT_CONFLICT},
 )
 async def cancel(
-    incident_id: uuid.UUID, device: CurrentDevice, db: DatabaseDep, events: EventsDep, body: CancelRequest | None = None
+    incident_id: uuid.UUID,
+    device: CurrentDevice,
+    db: DatabaseDep,
+    events: EventsDep,
+    learning: LearningDep,
+    body: CancelRequest | None = None,
 ) -> dict[str, Any]:
     """Cancel while the countdown runs: then it is never reported. Loses to the deadline truthfully."""
     reason = body.reason if body else None
+    kind = body.kind if body else None
     code = body.code if body else None
     return _answer(
         await act_on_incident(
-            db, incident_id, IncidentAction.CANCEL, device_id=device.id, reason=reason, code=code, events=events,
-            actor="rest",
+            db, incident_id, IncidentAction.CANCEL, device_id=device.id, reason=reason, kind=kind, code=code,
+            events=events, learning=learning, actor="rest",
         )
     )
 

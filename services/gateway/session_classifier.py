@@ -32,6 +32,7 @@ from services.gateway.session_detections import DetectionReporter
 from shared.alarm_patterns import AlarmPatternMatch
 from shared.detector import DetectionEvent, Detector
 from shared.incidents import IncidentLocation, ScorePoint
+from shared.incidents.sound_signature import BANDS, sound_signature
 from shared.inference_wire import Ready
 from shared.protocol import ClassScore, ErrorCode, ErrorMessage, Message, ScoresMessage, TagScore
 from shared.taxonomy import CLASSES
@@ -84,6 +85,8 @@ class StreamClassifier:
         self._loop = asyncio.get_running_loop()
         timeline_windows = math.ceil(TIMELINE_S / detector.config.hop_s) + 1
         self._smoothed: deque[tuple[float, np.ndarray]] = deque(maxlen=timeline_windows)
+        # The windows a detection's sound signature is taken from: those the detector averages.
+        self._recent: deque[Window] = deque(maxlen=detector.config.smoothing_windows)
         self._inference_down = False  # told the client inference is unavailable
         self._evidence = reporter.listen(detector.config, session_id)  # the countdown keeps listening
         self._household = reporter.household(detector.config, session_id)  # the home's other devices hear it
@@ -103,6 +106,8 @@ class StreamClassifier:
         scored = iter(results or ())
         events: list[DetectionEvent] = []  # of the matches since the last window scored
         for item in taken:
+            if isinstance(item, Window):
+                self._recent.append(item)
             if isinstance(item, AlarmPatternMatch):
                 if self._evidence is not None:
                     self._evidence.matched(item)
@@ -150,10 +155,17 @@ class StreamClassifier:
         return results
 
     async def _report(self, events: list[DetectionEvent]) -> None:
+        signature = self._signature() if events else None
         for event in events:
             if self._evidence is not None:
                 self._evidence.detected(event)
-            await self._reporter.report(event, self._timeline(event), self._location())
+            await self._reporter.report(event, self._timeline(event), self._location(), signature)
+
+    def _signature(self) -> list[float] | None:
+        """The sound signature of the latest windows (shared.incidents.sound_signature)."""
+        frames = torch.cat([window.features for window in self._recent]) if self._recent else None
+        # None before the first window (a pattern heard first), or for a spec narrower than its bands.
+        return sound_signature(frames.numpy()) if frames is not None and frames.shape[-1] >= BANDS else None
 
     def _timeline(self, event: DetectionEvent) -> list[ScorePoint]:
         """The detected class's smoothed scores over the last ``TIMELINE_S``, timed from the detection."""

@@ -88,14 +88,16 @@ class DetectionReporter:
         return self._task
 
     async def report(
-        self, event: DetectionEvent, timeline: list[ScorePoint], location: IncidentLocation | None
+        self, event: DetectionEvent, timeline: list[ScorePoint], location: IncidentLocation | None,
+        signature: list[float] | None = None,
     ) -> None:
-        """Report ``event``; with incidents, its write is started and the message waits for it."""
+        """Report ``event`` (``signature``: its sound's, kept with the incident it opens); with
+        incidents, its write is started and the message waits for it."""
         self.detections += 1
         if self._incidents is None:
             await self._tell(event, None)
             return
-        work = self._incidents.open(event, timeline, location)
+        work = self._incidents.open(event, timeline, location, signature)
         heard_at = None if self._household is None else self._household.wall_time(event.stream_time_s)
         self._openings.put_nowait(_Opening(event, work, self._incidents, heard_at))
 

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import select
 
 from services.gateway.auth import current_token_hashes
+from services.gateway.device_thresholds import DeviceThresholds
 from services.gateway.incident_messages import incident_message, update_message
 from services.gateway.ring_buffer import RingBuffer
 from shared.clips import CLIP_AFTER_S, CLIP_BEFORE_S, ClipStore
@@ -98,9 +99,11 @@ class IncidentBackend:
         countdown_s: float = COUNTDOWN_S,
         evidence: EvidencePolicy = EvidencePolicy(),
         household: HouseholdFusion | None = None,
+        learning: DeviceThresholds | None = None,
     ) -> None:
         self.evidence = evidence  # what a session does with what it hears during a countdown
         self.household = household  # the devices of one home corroborate each other (None: off)
+        self.learning = learning  # what the device's false-alarm cancels teach its thresholds (None: nothing)
         self.db = db
         self.events = events
         self.watcher = watcher
@@ -157,11 +160,12 @@ class SessionIncidents:
     # --- detections ----------------------------------------------------------------------
 
     def open(
-        self, event: DetectionEvent, scores: Sequence[ScorePoint], location: Location | None
+        self, event: DetectionEvent, scores: Sequence[ScorePoint], location: Location | None,
+        signature: list[float] | None = None,
     ) -> asyncio.Task[OpenedIncident | None]:
-        """Start recording ``event`` as an incident (or as evidence) and return the work: its
-        result is None when the database failed; it raises :class:`TokenRevoked` when the
-        session's token is no longer valid.
+        """Start recording ``event`` as an incident (or as evidence), with the ``signature`` of
+        its sound (kept by a new incident), and return the work: its result is None when the
+        database failed; it raises :class:`TokenRevoked` when the session's token is no longer valid.
 
         The work runs after the session's earlier detections' (so a detection is evidence of
         the incident an earlier one opened) and to its end even if the session ends
@@ -170,7 +174,7 @@ class SessionIncidents:
         it: the session goes on classifying.
         """
         work = self.backend.spawn(
-            self._open_after(self._opening, event, scores, location),
+            self._open_after(self._opening, event, scores, location, signature),
             name=f"session-{self.session_id}-open-incident",
         )
         work.add_done_callback(_retrieved)  # read by the session's reporter, unless it ended first
@@ -183,13 +187,14 @@ class SessionIncidents:
         event: DetectionEvent,
         scores: Sequence[ScorePoint],
         location: Location | None,
+        signature: list[float] | None,
     ) -> OpenedIncident | None:
         if earlier is not None:
             await asyncio.wait({earlier})
-        return await self._open(event, scores, location)
+        return await self._open(event, scores, location, signature)
 
     async def _open(
-        self, event: DetectionEvent, scores: Sequence[ScorePoint], location: Location | None
+        self, event: DetectionEvent, scores: Sequence[ScorePoint], location: Location | None, signature: list[float] | None
     ) -> OpenedIncident | None:
         try:
             await self._check_token()
@@ -203,6 +208,7 @@ class SessionIncidents:
                 session_id=self.session_id,
                 countdown_s=self.backend.countdown_s,
                 events=self.backend.events,
+                sound_signature=signature,
             )
         except TokenRevoked:
             raise
@@ -243,6 +249,7 @@ class SessionIncidents:
         ``unknown_incident``."""
         action = IncidentAction(message.type)
         reason = message.reason if isinstance(message, CancelMessage) else None
+        kind = message.kind if isinstance(message, CancelMessage) else None
         code = message.code if isinstance(message, CancelMessage) else None
         key = _incident_uuid(message.incident_id)
         if key is None:
@@ -250,8 +257,8 @@ class SessionIncidents:
             return
         try:
             result = await act_on_incident(
-                self.backend.db, key, action, device_id=self.device.id, reason=reason, code=code,
-                events=self.backend.events,
+                self.backend.db, key, action, device_id=self.device.id, reason=reason, kind=kind, code=code,
+                events=self.backend.events, learning=self.backend.learning,
             )
         except Exception:
             log.exception("session %s: %s of %s failed", self.session_id, action, key)
@@ -265,6 +272,8 @@ class SessionIncidents:
         }
         if action is IncidentAction.CANCEL and result.incident.cancel_reason:
             detail["reason"] = result.incident.cancel_reason
+        if action is IncidentAction.CANCEL and result.incident.cancel_kind:
+            detail["kind"] = result.incident.cancel_kind.value
         await self._tell(incident_message(result.incident, detail), always=True)
         self.follow(result.incident)
 

@@ -5,7 +5,9 @@ token).
 
 A session is counted from its admission (``admit``, after its handshake) to its
 ``release``, as an ``AdmittedSession``: whose device, opened with which token, and how to
-end it. ``services.gateway.sessions`` runs each session.
+end it. ``services.gateway.sessions`` runs each session. Each admitted session's detector
+(``detector_for``) carries what its device's cancels taught (the learned thresholds), and
+follows a change of them (``retune``, from ``services.gateway.threshold_watch``).
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from services.gateway.session_classifier import WindowClassifier
 from services.gateway.session_incidents import IncidentBackend
 from services.gateway.session_state import REVOKED_MESSAGE, SessionFatal
 from services.gateway.settings import GatewaySettings
 from shared.db import Device
-from shared.detector import DetectorConfig
+from shared.detector import Detector, DetectorConfig
 from shared.features.spec import FeatureSpec
 from shared.inference_wire import Ready
 from shared.protocol import ErrorCode
@@ -82,6 +84,7 @@ class SessionRegistry:
         self._by_device: dict[uuid.UUID, list[AdmittedSession]] = {}
         # Revocations heard lately: device -> (its current token's hash, None when deleted; when heard).
         self._revoked: dict[uuid.UUID, tuple[str | None, float]] = {}
+        self._detectors: dict[str, Detector] = {}  # by session id, from ``detector_for`` to ``release``
 
     @property
     def hop_frames(self) -> int:
@@ -117,6 +120,34 @@ class SessionRegistry:
             refractory_s=settings.detector_refractory_s,
             hop_s=hop_s,
         )
+
+    async def detector_for(self, session: AdmittedSession) -> Detector:
+        """The admitted ``session``'s detector: the served model's configuration with the
+        thresholds its device's cancels taught. Without them (no learning, or the database
+        away) the base ones, until the next change reaches ``retune``."""
+        learning = self.incidents.learning if self.incidents is not None else None
+        learned: Mapping[str, float] = {}
+        if learning is not None:
+            try:
+                learned = (await learning.learned([session.device.id])).get(session.device.id, {})
+            except Exception as error:
+                log.warning("device %s: learned thresholds not read: %s", session.device.id, error)
+        detector = Detector(replace(self.detector_config, learned_thresholds=self._applicable(learned)))
+        self._detectors[session.session_id] = detector
+        return detector
+
+    def retune(self, device_id: uuid.UUID, learned: Mapping[str, float]) -> None:
+        """The device's learned thresholds are now ``learned`` (all of them): its sessions'
+        detectors judge their next windows by them."""
+        for session in self.sessions_of(device_id):
+            detector = self._detectors.get(session.session_id)
+            if detector is not None:
+                detector.retune(self._applicable(learned, detector.config))
+
+    def _applicable(self, learned: Mapping[str, float], config: DetectorConfig | None = None) -> dict[str, float]:
+        # Read against the base of the moment; a model served since may have moved the base above it.
+        own = (config or self.detector_config).thresholds
+        return {key: value for key, value in learned.items() if key in own and own[key] <= value <= 1.0}
 
     def admit(self, session: AdmittedSession) -> None:
         """Count an authenticated ``session`` in, or raise ``SessionFatal``.
@@ -200,6 +231,7 @@ class SessionRegistry:
         mine = self._by_device.get(session.device.id)
         if mine is None or session not in mine:
             return
+        self._detectors.pop(session.session_id, None)
         mine.remove(session)
         self.active -= 1
         if not mine:

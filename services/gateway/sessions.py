@@ -53,7 +53,6 @@ from services.gateway.session_socket import SessionSocket
 from services.gateway.session_state import ClientLeft, SessionFatal, SessionPhase, SessionState, StreamEnd
 from shared.alarm_patterns import AlarmPatternDetector
 from shared.db import Device
-from shared.detector import Detector
 from shared.incidents import IncidentLocation
 from shared.log_format import bound_log_ids
 from shared.protocol import (
@@ -140,7 +139,7 @@ class StreamSession:
                 admitted = AdmittedSession(self.session_id, opened.device, opened.token_hash, self.end)
                 self.registry.admit(admitted)
                 try:
-                    await self._unless_ended(self._stream(opened))
+                    await self._unless_ended(self._stream(opened, admitted))
                 finally:
                     self.registry.release(admitted)
             except SessionFatal as fatal:
@@ -171,9 +170,9 @@ class StreamSession:
 
     # --- streaming ---------------------------------------------------------------------------
 
-    async def _stream(self, opened: Handshake) -> None:
+    async def _stream(self, opened: Handshake, admitted: AdmittedSession) -> None:
         registry, settings, start = self.registry, self.settings, opened.start
-        detector = Detector(registry.detector_config)
+        detector = await registry.detector_for(admitted)  # with what the device's cancels taught
         incidents = None
         if registry.incidents is not None:
             incidents = SessionIncidents(

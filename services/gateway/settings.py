@@ -10,6 +10,7 @@ from services.gateway.rate_limit import RateLimit
 from shared.db import DATABASE_URL_ENV, DEFAULT_DATABASE_URL
 from shared.household.corroboration import CorroborationPolicy
 from shared.incidents.evidence import EvidencePolicy
+from shared.incidents.threshold_learning import LearningPolicy
 from shared.inference_wire import INFERENCE_TOKEN_SECRET
 from shared.local_secrets import is_development_value
 from shared.settings import CommaSeparated, ServiceSettings
@@ -93,6 +94,10 @@ class GatewaySettings(ServiceSettings):
     # interval, when evidence counts as faded, and which classes' growing evidence shortens the
     # countdown, e.g. HEARO_GATEWAY_EVIDENCE='{"shortening": {}}' turns shortening off.
     evidence: EvidencePolicy = Field(default_factory=EvidencePolicy)
+    # What a home's false-alarm cancels teach its thresholds (docs/evidence.md): how many similar
+    # ones make a step, how big, and the bound per class, e.g.
+    # HEARO_GATEWAY_THRESHOLD_LEARNING='{"enabled": false}' turns learning off.
+    threshold_learning: LearningPolicy = Field(default_factory=LearningPolicy)
     # How the devices of one household corroborate each other's detections (docs/evidence.md):
     # the span compared, the wait before judging, what counts as the same class or a loud
     # sound, e.g. HEARO_GATEWAY_HOUSEHOLD='{"span_s": 3, "settle_s": 4}'. Whether corroboration

@@ -28,6 +28,7 @@ from shared.incident_events import IncidentEvents
 from shared.incident_state import (
     OPEN_INCIDENT_STATES,
     ActionOutcome,
+    CancelKind,
     ContactEvent,
     DeliveryState,
     IncidentAction,
@@ -38,6 +39,7 @@ from shared.incidents.contacts import add_contact_notifications, withdraw_detect
 from shared.incidents.device_trail import device_deliveries
 from shared.incidents.duress_cancel import cancel_under_duress, is_duress_code, open_under_duress
 from shared.incidents.moves import move_incident
+from shared.incidents.threshold_learning import FalseAlarmLearner
 from shared.incidents.views import (
     ActionResult,
     IncidentLocation,
@@ -67,12 +69,14 @@ async def open_incident(
     countdown_s: float = COUNTDOWN_S,
     events: IncidentEvents | None = None,
     actor: str = "gateway",
+    sound_signature: Sequence[float] | None = None,
 ) -> OpenedIncident:
     """Open an incident for a detection, or add the detection to the device's open one.
 
     A new incident is ``pending`` with ``deadline_at`` = database now + ``countdown_s``,
     and its emergency contacts are queued a "detected" notice in the same transaction.
-    The location is kept only when the device consented to location. Raises ValueError
+    The location is kept only when the device consented to location; ``sound_signature``
+    (:mod:`shared.incidents.sound_signature`) with a new incident only. Raises ValueError
     for an unknown or non-emergency class, LookupError for an unknown device.
     """
     cls = by_key(class_key)
@@ -83,7 +87,9 @@ async def open_incident(
         if existing is not None:
             return OpenedIncident(*existing)
         try:
-            view = await _insert(db, device_id, class_key, confidence, scores, location, session_id, countdown_s, actor)
+            view = await _insert(
+                db, device_id, class_key, confidence, scores, location, session_id, countdown_s, actor, sound_signature
+            )
         except IntegrityError:
             if (reporting := await open_under_duress(db, device_id)) is not None:
                 # A report under duress holds the device's open slot for the seconds it takes
@@ -137,6 +143,7 @@ async def _insert(
     session_id: str | None,
     countdown_s: float,
     actor: str,
+    sound_signature: Sequence[float] | None,
 ) -> IncidentView:
     async with db.session() as session:
         device = await session.get(Device, device_id)
@@ -160,6 +167,7 @@ async def _insert(
                 latitude=kept.latitude if kept else None,
                 longitude=kept.longitude if kept else None,
                 location_accuracy_m=kept.accuracy_m if kept else None,
+                sound_signature=None if sound_signature is None else [float(v) for v in sound_signature],
             )
         )
         await session.flush()
@@ -185,8 +193,10 @@ async def act_on_incident(
     *,
     device_id: uuid.UUID | None = None,
     reason: str | None = None,
+    kind: CancelKind | None = None,
     code: str | None = None,
     events: IncidentEvents | None = None,
+    learning: FalseAlarmLearner | None = None,
     actor: str = "device",
 ) -> ActionResult:
     """Cancel a pending incident (then it is never reported) or confirm it (report now: its
@@ -196,17 +206,21 @@ async def act_on_incident(
     ``device_id`` restricts the action to that device's incidents (others look not found).
     ``reason`` is a cancel's, kept with the incident. After a cancel, contacts who have not
     yet been told of the detection are not told; those who have are told it was cancelled.
+    ``kind`` (false alarm, handled, not sure) is a cancel's too; once a ``false_alarm`` cancel
+    won, ``learning`` is told (:mod:`shared.incidents.threshold_learning`), after the commit
+    and before the update is published.
     ``code``: a cancel's code; the device's duress code on a class duress applies to makes it
-    a cancel under duress (:mod:`shared.incidents.duress_cancel`), answered exactly as this.
+    a cancel under duress (:mod:`shared.incidents.duress_cancel`), answered exactly as this
+    (and never learned from: the incident is reported).
     """
-    if (reason is not None or code is not None) and action is not IncidentAction.CANCEL:
-        raise ValueError(f"only a cancel takes a reason or a code, not a {action}")
+    if (reason is not None or kind is not None or code is not None) and action is not IncidentAction.CANCEL:
+        raise ValueError(f"only a cancel takes a reason, a kind or a code, not a {action}")
     # An incident cancelled under duress is final for the device: no action changes it again.
     where = [*owned(incident_id, device_id), Incident.duress_at.is_(None)]
     audited: dict[str, Any] = {}
     if action is IncidentAction.CANCEL:
-        cancelled_with: dict[str, Any] = {"cancel_reason": reason[:200] if reason else None}
-        audited = {"reason": reason}
+        cancelled_with: dict[str, Any] = {"cancel_reason": reason[:200] if reason else None, "cancel_kind": kind}
+        audited = {"reason": reason} if kind is None else {"reason": reason, "kind": kind.value}
         if code is not None and await is_duress_code(db, incident_id, device_id, code):
             return await cancel_under_duress(
                 db, incident_id, device_id=device_id, cancelled_with=cancelled_with, audited=audited,
@@ -230,6 +244,10 @@ async def act_on_incident(
             if action is IncidentAction.CANCEL:
                 await withdraw_detection_notices(session, incident_id, won.device_id)
             add_audit(session, incident_id, actor, outcome.value, audited)
+    # Learning before the update goes out: a session that has stopped closes once it hears its
+    # incident settled, and that must not cut short the learning its own cancel started.
+    if won is not None and learning is not None and kind is CancelKind.FALSE_ALARM:
+        await learning.false_alarm(incident_id)
     if won is not None and events is not None:
         await events.publish(view.as_update())
     return ActionResult(action, outcome, view)

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db.clock import db_now
 from shared.db.models import Incident
 from shared.incident_events import IncidentUpdate
-from shared.incident_state import ActionOutcome, EvidenceMark, IncidentAction, IncidentState
+from shared.incident_state import ActionOutcome, CancelKind, EvidenceMark, IncidentAction, IncidentState
 from shared.taxonomy import by_key
 
 
@@ -56,6 +56,7 @@ class IncidentView:
     evidence_summary: dict[str, Any] | None
     trigger: str | None
     cancel_reason: str | None
+    cancel_kind: CancelKind | None  # why the person cancelled: false alarm, handled, not sure
     location: IncidentLocation | None
     # What the household's other devices heard (shared/household/corroboration.py); None until judged.
     corroboration: dict[str, Any] | None = None
@@ -81,6 +82,7 @@ class IncidentView:
             "evidence_summary": self.evidence_summary,
             "trigger": self.trigger,
             "cancel_reason": self.cancel_reason,
+            "cancel_kind": None if self.cancel_kind is None else self.cancel_kind.value,
             "location": None if self.location is None else {
                 "latitude": self.location.latitude,
                 "longitude": self.location.longitude,
@@ -98,7 +100,8 @@ class IncidentView:
             at=self.state_changed_at.isoformat(),
             evidence=self.evidence,
             detail=detail if detail is not None else (
-                {"reason": self.cancel_reason} if self.state is IncidentState.CANCELLED else {}
+                {"reason": self.cancel_reason, **({"kind": self.cancel_kind.value} if self.cancel_kind else {})}
+                if self.state is IncidentState.CANCELLED else {}
             ),
         )
 
@@ -175,6 +178,7 @@ def view_of(incident: Incident, now: datetime) -> IncidentView:
         evidence_summary=incident.evidence_summary,
         trigger=None if duress else incident.trigger,
         cancel_reason=incident.cancel_reason,
+        cancel_kind=incident.cancel_kind,
         location=location,
         corroboration=incident.corroboration,
     )

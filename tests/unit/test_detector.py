@@ -288,3 +288,52 @@ def test_partial_matches_are_checked() -> None:
         DetectorConfig.build(0.5, partial_pattern_ratio=1.5)
     with pytest.raises(ValueError, match="partial_hold_s"):
         DetectorConfig.build(0.5, partial_hold_s=-1.0)
+
+
+# -- learned thresholds: what a home's false alarms taught applies to the scores alone ------------
+
+
+def learned(fire: float, smoothing_windows: int = 1, partial_pattern_ratio: float = 0.5) -> Detector:
+    return Detector(DetectorConfig.build(
+        0.5, hop_s=HOP, learned_thresholds={"fire": fire}, smoothing_windows=smoothing_windows,
+        partial_pattern_ratio=partial_pattern_ratio,
+    ))  # fmt: skip
+
+
+def test_a_learned_threshold_raises_the_scores_onset_for_its_class_only() -> None:
+    rows = [scores(fire=0.58, crime=0.58)] * 10
+    events = run(learned(0.6, smoothing_windows=1), rows)
+    assert [e.emergency_class.key for e in events] == ["crime"]  # crime keeps its own 0.5
+    assert [e.emergency_class.key for e in run(learned(0.6, smoothing_windows=1), [scores(fire=0.62)])] == ["fire"]
+
+
+def test_an_alarm_pattern_fires_whatever_was_learned() -> None:
+    detector = learned(1.0, smoothing_windows=1)
+    events = run(detector, [scores(fire=0.2)] * 4)
+    events += detector.observe_match(Match("temporal3", "fire", 0.9, 4.0))
+    assert [(e.emergency_class.key, e.pattern) for e in events] == [("fire", "temporal3")]
+
+
+def test_a_partial_pattern_lowers_the_class_own_threshold_not_the_learned_one() -> None:
+    # Own 0.5, learned 0.6, ratio 0.5: with a partial match 0.3 fires, as it did before learning.
+    detector = learned(0.6, smoothing_windows=1, partial_pattern_ratio=0.5)
+    detector.observe_partial_pattern("fire", 2.0, "temporal3")
+    (event,) = run(detector, [scores(fire=0.3)])
+    assert event.partial_pattern == "temporal3"
+
+
+def test_retune_takes_a_new_set_from_the_next_window() -> None:
+    detector = make(0.5, smoothing_windows=1)
+    detector.retune({"fire": 0.7})
+    assert run(detector, [scores(fire=0.6)] * 2) == []
+    detector.retune({})  # undone: back to the class's own
+    assert [e.stream_time_s for e in run(detector, [scores(fire=0.6)], start_s=3.0)] == [3.0]
+    assert detector.config.score_threshold("fire") == 0.5
+
+
+@pytest.mark.parametrize("bad", [{"fire": 0.4}, {"fire": 1.2}, {"normal": 0.9}, {"toast": 0.9}])
+def test_a_learned_threshold_only_raises_an_emergency_class_up_to_one(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="learned"):
+        DetectorConfig.build(0.5, learned_thresholds=bad)
+    with pytest.raises(ValueError, match="learned"):
+        make(0.5).retune(bad)

@@ -74,7 +74,8 @@ class UnrecordableIncidents:
     """Incident writes that fail (the database is away): the detection is still told."""
 
     def open(
-        self, event: DetectionEvent, scores: list[ScorePoint], location: IncidentLocation | None
+        self, event: DetectionEvent, scores: list[ScorePoint], location: IncidentLocation | None,
+        signature: list[float] | None = None,
     ) -> asyncio.Task[OpenedIncident | None]:
         async def write() -> OpenedIncident | None:
             return None

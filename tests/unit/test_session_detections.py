@@ -50,7 +50,8 @@ class SlowIncidents:
         self.backend = SimpleNamespace(evidence=EvidencePolicy(), household=None)  # what the listening reads
 
     def open(
-        self, event: DetectionEvent, scores: list[ScorePoint], location: IncidentLocation | None
+        self, event: DetectionEvent, scores: list[ScorePoint], location: IncidentLocation | None,
+        signature: list[float] | None = None,
     ) -> asyncio.Task[OpenedIncident | None]:
         self.opened.append(event)
         return asyncio.create_task(self._write())
