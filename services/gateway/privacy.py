@@ -44,6 +44,7 @@ from shared.incident_privacy import kept_for_report
 from shared.incident_state import OPEN_INCIDENT_STATES, ActionOutcome, DeliveryState, IncidentAction, IncidentState
 from shared.incidents import CLIP_LINK_ISSUED, act_on_incident, add_audit, list_incidents
 from shared.incidents.device_trail import device_audit, device_deliveries, issued_link
+from shared.incidents.threshold_adjustments import threshold_log
 
 # The cancel reason of a countdown stopped by its device's erasure.
 DEVICE_DELETED = "device deleted"
@@ -277,6 +278,7 @@ async def export_device_data(db: Database, store: ClipStore, device: Device, lin
             "url": links[incident.id], "sha256": clip.sha256, "duration_s": clip.duration_s,
             "content_type": clip.content_type, "stored_at": clip.created_at.isoformat(),
         }
+        body["sound_signature"] = incident.sound_signature  # what its false-alarm comparisons read
         body["clip_donated_at"] = incident.clip_donated_at.isoformat() if incident.clip_donated_at else None
         body["personal_data_deleted_at"] = (
             incident.personal_data_deleted_at.isoformat() if incident.personal_data_deleted_at else None
@@ -301,4 +303,6 @@ async def export_device_data(db: Database, store: ClipStore, device: Device, lin
         "exported_at": now.isoformat(),
         "device": device_out(device).model_dump(mode="json"),
         "incidents": exported,
+        # What the device's cancels taught its thresholds, undone changes too.
+        "threshold_adjustments": [adjustment.to_json() for adjustment in await threshold_log(db, device.id)],
     }

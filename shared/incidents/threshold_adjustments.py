@@ -176,13 +176,12 @@ async def undo_adjustment(db: Database, device_id: uuid.UUID, adjustment_id: int
                 .execution_options(synchronize_session=False)
             )
         ).all()
-        if undone:
-            incident_id = target.evidence.get("incident_id")
-            incident = uuid.UUID(incident_id) if incident_id else None
-            if incident is not None and await session.get(Incident, incident) is None:
-                incident = None
-            add_audit(session, incident, "owner", "threshold_undone", {
-                "device_id": str(device_id), "class": target.class_key, "adjustments": sorted(row.id for row in undone),
+        incident_id = target.evidence.get("incident_id")
+        # On the trail of the incident whose cancel made the step (the row's undone_at says it
+        # in any case): never a trail entry of its own, which would outlive the device's erasure.
+        if undone and incident_id and await session.get(Incident, uuid.UUID(incident_id)) is not None:
+            add_audit(session, uuid.UUID(incident_id), "owner", "threshold_undone", {
+                "class": target.class_key, "adjustments": sorted(row.id for row in undone),
                 "threshold": target.threshold_from,
             })  # fmt: skip
         return [Adjustment.of(row) for row in sorted(undone, key=lambda row: row.id)]

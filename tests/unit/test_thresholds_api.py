@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import update
 
-from services.gateway import incidents_api, thresholds_api
+from services.gateway import incidents_api, privacy_api, thresholds_api
 from services.gateway.auth import issue_token
 from services.gateway.device_thresholds import DeviceThresholds
+from shared.clips import LocalClipStore
 from shared.db import Database, Device
 from shared.detector import DetectorConfig
 from shared.incident_events import LocalIncidentEvents
@@ -55,11 +57,13 @@ class Client:
 
 
 @pytest.fixture
-async def client(sqlite_db: Database) -> AsyncIterator[Client]:
+async def client(sqlite_db: Database, tmp_path: Path) -> AsyncIterator[Client]:
     app = FastAPI()
     app.include_router(incidents_api.router)
     app.include_router(thresholds_api.router)
+    app.include_router(privacy_api.router)
     app.state.db, app.state.incident_events = sqlite_db, LocalIncidentEvents()
+    app.state.clip_store = LocalClipStore(tmp_path, "clip-secret", "http://gw")
     app.state.device_thresholds = DeviceThresholds(sqlite_db, LearningPolicy(), lambda: BASE, LocalChannel())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
         yield Client(http, sqlite_db)
@@ -124,3 +128,16 @@ async def test_the_summary_of_the_week_and_of_a_chosen_period(client: Client) ->
     assert backwards.status_code == 400 and backwards.json()["detail"]["code"] == "bad_period"
     naive = await client.http.get("/v1/devices/me/summary", params={"since": "2020-01-01T00:00:00"}, headers=auth)
     assert naive.status_code == 422
+
+
+async def test_the_export_holds_the_signatures_and_every_adjustment(client: Client) -> None:
+    device, auth = await client.device()
+    for _ in range(5):
+        await client.false_alarm(device, auth)
+    adjustment_id = (await client.fire(auth))["adjustments"][0]["id"]  # type: ignore[index]
+    await client.http.post(f"/v1/devices/me/thresholds/{adjustment_id}/undo", headers=auth)
+    exported = (await client.http.get("/v1/devices/me/export", headers=auth)).json()
+    assert [i["sound_signature"] for i in exported["incidents"]] == [BEEP] * 5
+    (adjustment,) = exported["threshold_adjustments"]
+    assert adjustment["id"] == adjustment_id and adjustment["undone_at"] is not None
+    assert [e["event"] for e in exported["incidents"][-1]["audit"]][-2:] == ["threshold_raised", "threshold_undone"]
