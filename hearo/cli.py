@@ -14,6 +14,7 @@ import typer
 
 from hearo.cli_ask import ask
 from hearo.cli_bench import bench_app
+from hearo.cli_duress import duress_code_command
 from hearo.cli_model import data_app, evaluate_command, thresholds_command, train
 from hearo.cli_learning import summary_command, thresholds_command as device_thresholds_command
 from hearo.cli_stats import stats_command
@@ -215,6 +216,7 @@ app.command("eval")(evaluate_command)
 app.command("thresholds")(thresholds_command)
 app.command("stats")(stats_command)
 app.command("ask")(ask)  # hearo/cli_ask.py: questions over the device's history
+device_app.command("duress-code")(duress_code_command)  # hearo/cli_duress.py
 # hearo/cli_learning.py: what the device's cancels taught, and its weekly summary
 device_app.command("thresholds")(device_thresholds_command)
 device_app.command("summary")(summary_command)
@@ -252,6 +254,7 @@ def incident_cancel(
     incident_id: Annotated[str, typer.Argument(help="The incident id (from the detection).")],
     reason: Annotated[Optional[str], typer.Option(help="Why, in your words.")] = None,
     kind: Annotated[Optional[CancelKind], typer.Option(help="false_alarm (similar false alarms teach this home's threshold), handled or not_sure.")] = None,
+    code: Annotated[bool, typer.Option("--code", help="Ask for a cancel code (hidden) and send it with the cancel.")] = False,
     api: ApiOption = "http://127.0.0.1:8000",
     token: TokenOption = None,
     json_output: JsonOption = False,
@@ -259,8 +262,9 @@ def incident_cancel(
     """Cancel a pending report. Says so truthfully if it has already gone out."""
     from hearo.incident_client import cancel_command
 
+    typed = typer.prompt("Code", hide_input=True) if code else None  # never on the command line
     raise typer.Exit(
-        cancel_command(api, _token(token), incident_id, reason, json_output, kind.value if kind else None)
+        cancel_command(api, _token(token), incident_id, reason, json_output, kind.value if kind else None, typed)
     )
 
 

@@ -74,11 +74,16 @@ class IncidentClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def cancel(self, incident_id: str, reason: str | None = None, kind: str | None = None) -> dict[str, Any]:
+    def cancel(
+        self, incident_id: str, reason: str | None = None, kind: str | None = None, code: str | None = None
+    ) -> dict[str, Any]:
         """``{outcome, incident}``: ``cancelled`` or ``already_cancelled``; IncidentApiError
         ``already_reported`` / ``report_failed`` (409) or ``unknown_incident`` (404). ``kind``:
-        ``false_alarm``, ``handled`` or ``not_sure``."""
+        ``false_alarm``, ``handled`` or ``not_sure``; ``code``: a cancel code the person typed
+        (the answer is the same whatever it is: docs/evidence.md)."""
         body = {"reason": reason} if kind is None else {"reason": reason, "kind": kind}
+        if code is not None:
+            body["code"] = code
         return self._call("POST", f"/v1/incidents/{_checked(incident_id)}/cancel", json=body)
 
     def confirm(self, incident_id: str) -> dict[str, Any]:
@@ -158,10 +163,16 @@ def describe(incident: dict[str, Any]) -> str:
 
 
 def cancel_command(
-    api: str, token: str, incident_id: str, reason: str | None, json_output: bool = False, kind: str | None = None
+    api: str,
+    token: str,
+    incident_id: str,
+    reason: str | None,
+    json_output: bool = False,
+    kind: str | None = None,
+    code: str | None = None,
 ) -> int:
-    """``hearo incident cancel ID``: cancel a pending report (``kind``: why)."""
-    return run_call(api, token, json_output, lambda c: c.cancel(incident_id, reason, kind))
+    """``hearo incident cancel ID``: cancel a pending report (``kind``: why; ``code``: typed)."""
+    return run_call(api, token, json_output, lambda c: c.cancel(incident_id, reason, kind, code))
 
 
 def confirm_command(api: str, token: str, incident_id: str, json_output: bool = False) -> int:
