@@ -139,6 +139,9 @@ async def _peer_incidents(
                 Incident.device_id.in_(members),
                 Incident.class_key == incident.class_key,
                 Incident.state != IncidentState.CANCELLED,
+                # Cancelled under duress is cancelled for every device of the home: it neither
+                # corroborates another incident nor is changed by one (shared/incidents/duress_cancel.py).
+                Incident.duress_at.is_(None),
                 Incident.detected_at.between(incident.detected_at - span, incident.detected_at + span),
             )
             .order_by(Incident.detected_at)
