@@ -83,7 +83,7 @@ class DeviceSummary:
             unit = "건" if ko else ""
             kinds = ", ".join(f"{_name(key, ko)} {h.incidents}{unit}" for key, h in self.heard.items())
             parts.append(f"지난 {days}일 동안 {total}건을 들었어요 ({kinds})." if ko
-                         else f"In the last {days} days Hear-o heard {total} emergency sounds ({kinds}).")  # fmt: skip
+                         else f"In the last {days} days Hear-o heard {total} emergency sound{'s' * (total > 1)} ({kinds}).")  # fmt: skip
         cancelled, false_alarms = sum(self.cancelled.values()), self.cancelled[CancelKind.FALSE_ALARM.value]
         if cancelled:
             parts.append(f"취소 {cancelled}건 (오경보 {false_alarms}건)." if ko

@@ -241,6 +241,9 @@ def test_a_smoke_alarm_alerts_cancel_reports_nothing_and_history_plays_the_clip(
         item = page.locator(f"li.incident[data-id='{incident_id}']")
         item.wait_for()
         assert "Cancelled" in item.text_content() and "false alarm" in item.text_content()
+        token = page.evaluate("localStorage.getItem('hearo.token')")
+        stored = httpx.get(f"{system.base}/v1/incidents/{incident_id}", headers={"Authorization": f"Bearer {token}"})
+        assert stored.json()["cancel_kind"] == "false_alarm"  # the button's kind, kept to teach
         audio = item.locator("audio")
         for _ in range(20):  # the clip is archived a few seconds after the stop
             item.get_by_role("button", name="Details").click()
@@ -258,6 +261,13 @@ def test_a_smoke_alarm_alerts_cancel_reports_nothing_and_history_plays_the_clip(
         item.get_by_role("button", name="Delete this recording").click()
         item.get_by_text("The recording is deleted.").wait_for()
         assert system.reported(incident_id) == [], "a cancelled incident never reaches the agency"
+
+        # Settings: what the cancels taught (nothing yet: fire needs five) and the week's summary.
+        page.goto(f"{system.base}/#settings")
+        learning = page.locator("#settings-learning")
+        learning.get_by_text("Nothing has changed").wait_for()
+        assert "heard 1 emergency sound" in learning.locator("#learning-summary").text_content()
+        assert "1 as false alarms" in learning.locator("#learning-summary").text_content()
 
 
 def test_the_countdown_survives_a_reload_and_report_now_reaches_the_agency(

@@ -21,7 +21,7 @@ export class AlertView {
     this.announced = null;
     this.sound = new AlertSound();
     for (const [key, reason] of Object.entries(REASONS)) {
-      $(`[data-cancel="${key}"]`, root).addEventListener("click", () => this.act("cancel", reason));
+      $(`[data-cancel="${key}"]`, root).addEventListener("click", () => this.act("cancel", reason, key));
     }
     $("#alert-report", root).addEventListener("click", () => this.act("confirm"));
     $("#alert-close", root).addEventListener("click", () => tracker.dismiss());
@@ -96,14 +96,16 @@ export class AlertView {
     }
   }
 
-  async act(action, reason) {
+  /** A cancel's `kind` (false_alarm, handled, not_sure) is kept with it: false alarms of one
+   * sound teach this home's threshold (docs/evidence.md, "Cancels that teach"). */
+  async act(action, reason, kind) {
     if (!this.incident || this.busy) return;
     this.busy = true;
     this.root.setAttribute("aria-busy", "true");
     const id = this.incident.id;
     // The code field is always there, typed in or not, so its presence tells nothing.
     const code = $("#alert-code", this.root).value;
-    const body = action === "cancel" ? (code ? { reason, code } : { reason }) : undefined;
+    const body = action === "cancel" ? (code ? { reason, kind, code } : { reason, kind }) : undefined;
     if (action === "confirm") this.setMessage(t("alert.confirming"));
     try {
       let answer;

@@ -1,11 +1,12 @@
-// Settings: language, the person's details and consents (PATCH /v1/devices/me), the cancel
-// code (write-only), "sign out other devices" (a new token for this browser: POST
+// Settings: language, the person's details and consents (PATCH /v1/devices/me), what Hear-o
+// learned from the cancels and the week's summary (learning.js), the cancel code (write-only), "sign out other devices" (a new token for this browser: POST
 // /v1/devices/me/token) and erasure.
 
 import { api, setToken } from "./api.js";
 import { $ } from "./dom.js";
 import { buildProfileForm, readProfileForm } from "./forms.js";
 import { language, setLanguage, t } from "./i18n.js";
+import { LearningView } from "./learning.js";
 
 export class SettingsView {
   constructor(root, { onDevice, onErased }) {
@@ -13,6 +14,7 @@ export class SettingsView {
     this.form = $("#settings-form", root);
     this.status = $("#settings-status", root);
     this.onDevice = onDevice;
+    this.learning = new LearningView($("#settings-learning", root));
     for (const radio of root.querySelectorAll("input[name=lang]")) {
       radio.addEventListener("change", () => setLanguage(radio.value, true));
     }
@@ -39,6 +41,7 @@ export class SettingsView {
     for (const radio of this.root.querySelectorAll("input[name=lang]")) radio.checked = radio.value === language();
     buildProfileForm(this.form, device);
     this.status.textContent = "";
+    this.learning.load();
   }
 
   async save() {
