@@ -55,6 +55,12 @@ class GatewayMetrics:
         self._windows = Counter(
             "hearo_gateway_windows", "Audio windows classified (rate: windows/s).", registry=self.registry
         )
+        self._held = Counter(
+            "hearo_gateway_held_windows",
+            "Windows the novelty gate kept from the model (steady sound it had just called normal; "
+            "they took the last judged window's scores).",
+            registry=self.registry,
+        )
         self._late = Counter(
             "hearo_gateway_late_windows",
             f"Windows whose scores came back more than {LATE_AFTER_S} s after they were sent.",
@@ -100,6 +106,10 @@ class GatewayMetrics:
         self._latency.observe(latency_s)
         if latency_s > LATE_AFTER_S:
             self._late.inc(count)
+
+    def windows_held(self, count: int) -> None:
+        """``count`` windows the novelty gate kept from the model."""
+        self._held.inc(count)
 
     def windows_dropped(self, reason: DropReason, count: int = 1) -> None:
         """``count`` windows will never be classified, for ``reason``."""

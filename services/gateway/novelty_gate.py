@@ -11,9 +11,14 @@ when any of these is true:
 * the last judged window was not clearly normal: some emergency class scored at least
   ``alert_ratio`` of its threshold (then every window is judged until it is normal again, so
   the smoothing that makes a detection sees the model's own scores);
-* the newest hop of audio differs from the last judged window: in some band (the mel bands
-  pooled to ``bands``) its mean level moved by ``change_db`` or more, or its loudest frame
-  rose ``rise_db`` or more above that window's loudest (a bang, a shout, an alarm's onset);
+* the newest hop of audio is new to the last judged window: in some band (the mel bands
+  pooled to ``bands``) its mean level lies ``change_db`` or more outside the range that
+  window's frames spanned (its 10th to 90th percentile), or its loudest frame rose ``rise_db``
+  or more above that window's loudest (a bang, a shout, an alarm's onset). A range, not a
+  mean: speech and television rise and fall all the time, and a hop of them is no news to a
+  window of them;
+* such news came less than a window ago: the model then sees the new sound as it fills its
+  window (a sound that fills a quarter of the window scores lower than one that fills it);
 * the model has not judged the stream for ``max_skip_s``.
 
 The alarm-pattern detector hears the raw audio beside the model, so the gate never delays
@@ -77,8 +82,10 @@ class NoveltyGate:
         self._warmup = smoothing_windows
         self._alert = np.asarray(thresholds, dtype=np.float64) * policy.alert_ratio
         self._alert[0] = np.inf  # normal never keeps the gate open
-        self._reference: tuple[np.ndarray, np.ndarray] | None = None  # band means, band maxima (dB)
+        self._reference: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # per band, dB: p10, p90, max
         self._reference_end_s = -math.inf
+        self._window_s = spec.window_seconds
+        self._news_until_s = -math.inf  # windows ending up to here are judged: news is passing through
         self.last_scores: np.ndarray | None = None
 
     @classmethod
@@ -105,7 +112,10 @@ class NoveltyGate:
         self.counts.judged += 1
         self.last_scores = scores
         self._reference_end_s = end_s
-        self._reference = self._profile(features) if self.active else None
+        if self.active:
+            bands = self._bands(features)
+            low, high = np.percentile(bands, [10, 90], axis=0)
+            self._reference = (low, high, bands.max(axis=0))
 
     def _admits(self, features: torch.Tensor, end_s: float) -> bool:
         if not self.active or self._reference is None or self.last_scores is None:
@@ -113,19 +123,25 @@ class NoveltyGate:
         policy = self.policy
         if self.counts.judged < self._warmup or end_s - self._reference_end_s >= policy.max_skip_s:
             return True
+        if end_s <= self._news_until_s:
+            return True
         if bool(np.any(self.last_scores >= self._alert)):
             return True
-        means, maxima = self._profile(features[-self._hop_frames:])
-        ref_means, ref_maxima = self._reference
-        return bool(np.max(np.abs(means - ref_means)) >= policy.change_db or np.max(maxima - ref_maxima) >= policy.rise_db)
+        hop = self._bands(features[-self._hop_frames:])
+        low, high, loudest = self._reference
+        level = hop.mean(axis=0)
+        news = bool(np.any(level >= high + policy.change_db) or np.any(level <= low - policy.change_db)
+                    or np.any(hop.max(axis=0) >= loudest + policy.rise_db))
+        if news:
+            self._news_until_s = end_s + self._window_s
+        return news
 
-    def _profile(self, features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Per pooled band, the mean and the loudest frame, in dB."""
+    def _bands(self, features: torch.Tensor) -> np.ndarray:
+        """The frames' levels in the pooled bands, in dB: [frames, bands]."""
         assert self._db_per_unit is not None
         frames = features.detach().float().numpy()
         bands = np.array_split(frames, min(self.policy.bands, frames.shape[1]), axis=1)
-        pooled = np.stack([band.mean(axis=1) for band in bands], axis=1) * self._db_per_unit  # [frames, bands]
-        return pooled.mean(axis=0), pooled.max(axis=0)
+        return np.stack([band.mean(axis=1) for band in bands], axis=1) * self._db_per_unit
 
 
 def gated_scores(gate: NoveltyGate, features: Sequence[torch.Tensor], end_times: Sequence[float],

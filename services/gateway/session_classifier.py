@@ -27,6 +27,7 @@ from services.gateway.audio import Window
 from services.gateway.heard_queue import END, HeardQueue, Queued
 from services.gateway.inference_client import InferenceError, WindowResult
 from services.gateway.metrics import GATEWAY_METRICS, DropReason
+from services.gateway.novelty_gate import NoveltyGate
 from services.gateway.rate_limit import TokenBucket
 from services.gateway.session_detections import DetectionReporter
 from shared.alarm_patterns import AlarmPatternMatch
@@ -59,7 +60,8 @@ class StreamClassifier:
     """Classifies one session's queued stream until its end marker (``run``).
 
     ``location`` gives the position to record with an incident (None: the registered one);
-    ``scores`` limits the ``scores`` messages (None: none are sent).
+    ``scores`` limits the ``scores`` messages (None: none are sent); ``gate`` holds back the
+    windows the model need not judge (None: it judges every one).
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class StreamClassifier:
         send: Callable[[Message], Awaitable[None]],
         location: Callable[[], IncidentLocation | None],
         scores: TokenBucket | None,
+        gate: NoveltyGate | None = None,
     ) -> None:
         self.session_id = session_id
         self.classifier = classifier
@@ -82,6 +85,8 @@ class StreamClassifier:
         self._send = send
         self._location = location
         self._scores = scores
+        self._gate = gate
+        self._last_result: WindowResult | None = None  # what a window the gate holds back is scored
         self._loop = asyncio.get_running_loop()
         timeline_windows = math.ceil(TIMELINE_S / detector.config.hop_s) + 1
         self._smoothed: deque[tuple[float, np.ndarray]] = deque(maxlen=timeline_windows)
@@ -102,7 +107,9 @@ class StreamClassifier:
 
     async def _judge(self, taken: list[Queued]) -> None:
         windows = [item for item in taken if isinstance(item, Window)]
-        results = await self._classify(windows) if windows else []
+        sent = self._through_gate(windows)
+        judged = await self._classify(sent) if sent else []
+        results = None if judged is None else self._aligned(windows, sent, judged)
         scored = iter(results or ())
         events: list[DetectionEvent] = []  # of the matches since the last window scored
         for item in taken:
@@ -129,6 +136,33 @@ class StreamClassifier:
         await self._report(events)
         if results:
             await self._send_scores(windows[-1], results[-1])
+
+    def _through_gate(self, windows: list[Window]) -> list[Window]:
+        """The windows the model must judge: from the first one the gate admits, every later
+        one of this pass too (the gate learns a window's scores only when they come back)."""
+        if self._gate is None:
+            return windows
+        for index, window in enumerate(windows):
+            if self._gate.admit(window.features, window.end_s):
+                return windows[index:]
+        return []
+
+    def _aligned(self, windows: list[Window], sent: list[Window], judged: list[WindowResult]) -> list[WindowResult]:
+        """A result per window: those held back by the gate (always the first of the pass) take
+        the last judged window's."""
+        held = len(windows) - len(sent)
+        if self._gate is not None:
+            for window, result in zip(sent, judged):
+                self._gate.judged(window.features, window.end_s, result.scores.numpy())
+        if held:
+            GATEWAY_METRICS.windows_held(held)
+        last = self._last_result
+        if held and last is None:
+            raise RuntimeError("the novelty gate held back a stream's first window")
+        results = ([last] * held if last is not None else []) + judged
+        if results:
+            self._last_result = results[-1]
+        return results
 
     async def _classify(self, windows: list[Window]) -> list[WindowResult] | None:
         """The windows' results, or None when inference failed (the client is told once)."""

@@ -43,6 +43,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from services.gateway.audio import RING_SAMPLE_RATE, AudioPipeline, Heard, Window
 from services.gateway.heard_queue import END, HeardQueue
+from services.gateway.novelty_gate import NoveltyGate
 from services.gateway.rate_limit import TokenBucket
 from services.gateway.session_classifier import StreamClassifier
 from services.gateway.session_detections import DetectionReporter
@@ -193,7 +194,7 @@ class StreamSession:
         scores = TokenBucket(2.0, rate, 1.0, self._loop.time()) if rate > 0 else None
         classifier = StreamClassifier(
             self.session_id, registry.classifier, detector, stream.queue, reporter, self.socket.send,
-            self._incident_location, scores,
+            self._incident_location, scores, NoveltyGate.for_detector(settings.novelty_gate, opened.spec, detector.config),
         )  # fmt: skip
         try:
             await self._streaming(stream, opened, classifier, reporter)

@@ -6,6 +6,7 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.clips import ClipStorageSettings
+from services.gateway.novelty_gate import GatePolicy
 from services.gateway.rate_limit import RateLimit
 from shared.db import DATABASE_URL_ENV, DEFAULT_DATABASE_URL
 from shared.household.corroboration import CorroborationPolicy
@@ -82,6 +83,10 @@ class GatewaySettings(ServiceSettings):
     # The standard alarm rhythms (temporal-three: fire, temporal-four: gas) heard by signal
     # processing beside the model; their matches go through the same detector.
     alarm_patterns: bool = True
+    # The novelty gate in front of the model (services/gateway/novelty_gate.py): a window of
+    # steady sound the model just called normal is not sent again; its scores are the last
+    # ones. E.g. HEARO_GATEWAY_NOVELTY_GATE='{"enabled": false}' sends every window.
+    novelty_gate: GatePolicy = Field(default_factory=lambda: GatePolicy(enabled=False))
 
     # Incidents (docs/incidents.md): the countdown a detection opens before the report goes
     # out; how often a followed incident is re-read from the database (the backstop of the
