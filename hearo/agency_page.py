@@ -119,6 +119,7 @@ def _report_card(delivery: dict[str, Any], answer: dict[str, Any] | None = None)
 <dt>Clip</dt><dd>{clip_html}</dd>
 <dt>Person</dt><dd>{profile_html}</dd>
 <dt>Evidence</dt><dd>{_evidence_text(data.get('evidence'))}</dd>
+<dt>Household</dt><dd>{_household_text(data.get('corroboration'))}</dd>
 <dt>Score timeline</dt><dd>{timeline}</dd>
 <dt>History</dt><dd><ul>{history_html}</ul></dd>
 <dt>Incident</dt><dd><code>{_e(data.get('incident_id'))}</code></dd>
@@ -134,6 +135,18 @@ def _duress_banner(note: object) -> str:
         f'<p class="duress" role="alert"><strong>DURESS · 강요 신호</strong><br>{_e(note.get("ko"))}<br>'
         f'<span lang="en">{_e(note.get("en"))}</span></p>'
     )
+
+
+def _household_text(corroboration: object) -> str:
+    # What the home's other devices heard (docs/evidence.md); linked reports are the same event.
+    if not isinstance(corroboration, dict):
+        return "no other device of the home"
+    text = f"<strong>{_e(corroboration.get('summary'))}</strong>"
+    linked = [str(i) for i in corroboration.get("linked_incidents") or []]
+    if linked:
+        codes = ", ".join(f"<code>{_e(i[:8])}</code>" for i in linked)
+        text += f"<br>the same event, also reported by another device of the home: {codes}"
+    return text
 
 
 def _evidence_text(evidence: object) -> str:

@@ -14,6 +14,7 @@ import typer
 
 from hearo.cli_ask import ask
 from hearo.cli_bench import bench_app
+from hearo.cli_household import device_room_command, household_app
 from hearo.cli_duress import duress_code_command
 from hearo.cli_model import data_app, evaluate_command, thresholds_command, train
 from hearo.cli_learning import summary_command, thresholds_command as device_thresholds_command
@@ -36,6 +37,7 @@ app.add_typer(data_app, name="data")
 incident_app = typer.Typer(help="This device's incidents: history, cancel a pending report, report now.")
 app.add_typer(incident_app, name="incident")
 app.add_typer(bench_app, name="bench")
+app.add_typer(household_app, name="household")  # hearo/cli_household.py
 
 
 @app.command()
@@ -216,6 +218,7 @@ app.command("eval")(evaluate_command)
 app.command("thresholds")(thresholds_command)
 app.command("stats")(stats_command)
 app.command("ask")(ask)  # hearo/cli_ask.py: questions over the device's history
+device_app.command("room")(device_room_command)  # hearo/cli_household.py: where the device listens
 device_app.command("duress-code")(duress_code_command)  # hearo/cli_duress.py
 # hearo/cli_learning.py: what the device's cancels taught, and its weekly summary
 device_app.command("thresholds")(device_thresholds_command)

@@ -19,6 +19,7 @@ class IncidentStatus:
     deadline: float  # time.time() at which the report is due (the gateway's clock, skew removed)
     class_key: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    corroboration: dict[str, Any] | None = None  # what the home's other devices heard, once judged
 
     @property
     def unresolved(self) -> bool:
@@ -29,7 +30,10 @@ class IncidentStatus:
         what = f"incident {self.incident_id[:8]}" + (f" ({self.class_key})" if self.class_key else "")
         if self.state is IncidentState.PENDING:
             left = max(0.0, self.deadline - now)
-            return f"{what}: reporting in {left:.0f} s unless cancelled (hearo incident cancel {self.incident_id})"
+            return (
+                f"{what}: reporting in {left:.0f} s unless cancelled (hearo incident cancel {self.incident_id})"
+                + self._household()
+            )
         if self.state is IncidentState.DISPATCHING:
             return f"{what}: reporting now"
         if self.state is IncidentState.DISPATCHED:
@@ -39,6 +43,17 @@ class IncidentStatus:
             reason = self.detail.get("reason")
             return f"{what}: cancelled, nothing reported" + (f" ({reason})" if reason else "")
         return f"{what}: the report could not be delivered; call 112/119 directly"
+
+    def _household(self) -> str:
+        """What the home's other devices heard (docs/evidence.md), when judged."""
+        judged = self.corroboration
+        if not judged:
+            return ""
+        if judged.get("only_this_device"):
+            return "; only this device heard it"
+        supporting = [s for s in judged.get("supporting") or [] if s.get("how") == "same_class"]
+        places = [str(s.get("room") or s.get("name") or "another device") for s in supporting]
+        return f"; also heard in: {', '.join(places)}" if places else ""
 
 
 @dataclass
@@ -72,6 +87,7 @@ class IncidentBoard:
         status.state, status.deadline = message.state, deadline
         status.class_key = status.class_key or message.detail.get("class")
         status.detail = message.detail
+        status.corroboration = message.corroboration or status.corroboration
         return status
 
     def _local(self, deadline_at: datetime, seconds_left: float | None, now: float) -> float:

@@ -11,6 +11,13 @@ An agency report (``type: incident.reported``) carries, under ``data``:
   ``reason`` when growing evidence brought the report forward, else null);
 * ``detected_at``, ``deadline_at``, ``reported_at`` (database clock, ISO 8601 UTC) and
   ``trigger`` (``deadline``, ``confirmed`` or ``duress``);
+* ``corroboration``: what the other devices of the person's household heard at the moment of
+  the detection (docs/evidence.md): ``peers_listening``, ``supporting`` (each device's room,
+  ``how``: ``same_class`` or ``loud``, its score and how many dB over its usual level, its own
+  incident when it reported one too), ``only_this_device``, ``linked_incidents`` (the same
+  event reported by another device of the home: both reports are sent), the detecting device's
+  ``room`` and ``summary``, a sentence ("heard in the kitchen and the bedroom"); null when not
+  judged (no household, or no other device in it);
 * ``duress``: true when the person cancelled with their duress code (the report goes to the
   police whatever the class, and their device shows it cancelled), then ``duress_note`` says
   so for the dispatcher (``en``, ``ko``, ``cancelled_at``); else false and null;
@@ -43,6 +50,7 @@ from shared.clips import CLIP_AFTER_S, ClipStore
 from shared.db import Database, Device, EmergencyContact
 from shared.db.clock import db_now
 from shared.db.models import ContactNotification, DispatchOutbox, Incident, IncidentClip
+from shared.household import where_heard
 from shared.incident_state import ContactEvent, DeliveryState, IncidentState
 from shared.incidents import ClipInfo
 from shared.incidents.duress import DURESS_NOTE
@@ -105,6 +113,7 @@ class ReportBuilder:
             "score_timeline": incident.score_timeline,
             "detections": incident.detections,
             "evidence": _evidence(incident),
+            "corroboration": _corroboration(incident, device),
             "detected_at": _iso(incident.detected_at),
             "deadline_at": _iso(incident.deadline_at),
             "reported_at": _iso(now),
@@ -194,6 +203,17 @@ def _evidence(incident: Incident) -> dict[str, Any]:
         "spoken": summary.get("spoken", False),
         "quiet_share": summary.get("quiet_share"),
         "shortened": summary.get("shortened"),
+    }
+
+
+def _corroboration(incident: Incident, device: Device) -> dict[str, Any] | None:
+    if incident.corroboration is None:
+        return None
+    name = device.owner_name if device.consent_share_profile else None
+    return {
+        **incident.corroboration,
+        "room": device.room,
+        "summary": where_heard(device.room, name, incident.corroboration),
     }
 
 

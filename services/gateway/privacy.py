@@ -39,6 +39,7 @@ from shared.clips import ClipStore, clip_key
 from shared.db import Database, Device, EmergencyContact
 from shared.db.clock import db_now
 from shared.db.models import AuditEntry, ContactNotification, DispatchOutbox, Incident, IncidentClip
+from shared.household.membership import delete_if_empty
 from shared.incident_events import IncidentEvents
 from shared.incident_privacy import kept_for_report
 from shared.incident_state import OPEN_INCIDENT_STATES, ActionOutcome, DeliveryState, IncidentAction, IncidentState
@@ -186,6 +187,8 @@ async def _erase(db: Database, store: ClipStore, device_id: uuid.UUID, cancelled
         })  # fmt: skip
         # Incidents, audit trails, deliveries, clips' rows and contacts go by cascade.
         await session.execute(delete(Device).where(Device.id == device_id))
+        if device.household_id is not None:  # a household left with no device goes too
+            await delete_if_empty(session, device.household_id)
     return ErasureStatement(
         device_id=device_id,
         erased_at=erased_at,

@@ -5,7 +5,7 @@ written as 24 letters and digits in groups of four (``K7QM-2XD4-...``), easy to 
 type on the next device, hopeless to guess. Only its SHA-256 is stored, as with device
 tokens: a copy of the database joins nobody. Dashes, spaces and case do not matter when the
 code is typed. A device belongs to at most one household; it leaves before joining another.
-When the last device leaves, the household is deleted.
+When the last device leaves (or is erased), the household is deleted.
 
 Each write takes the household's row first (``UPDATE households ... WHERE ...``: the row lock
 on PostgreSQL, the database lock on SQLite), so a device joining while the last one leaves
@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -124,12 +124,16 @@ async def leave_household(db: Database, device_id: uuid.UUID) -> tuple[uuid.UUID
                 synchronize_session=False
             )
         )
-        remaining = await session.scalar(
-            select(func.count()).select_from(Device).where(Device.household_id == household_id)
-        )
-        if remaining == 0:
-            await session.execute(delete(Household).where(Household.id == household_id))
-        return household_id, remaining == 0
+        return household_id, await delete_if_empty(session, household_id)
+
+
+async def delete_if_empty(session: AsyncSession, household_id: uuid.UUID) -> bool:
+    """Delete the household when no device is left in it (the caller's transaction); whether it did."""
+    members = select(Device.id).where(Device.household_id == household_id).exists()
+    deleted = await session.execute(
+        delete(Household).where(Household.id == household_id, ~members).returning(Household.id)
+    )
+    return deleted.first() is not None
 
 
 async def read_household(db: Database, device_id: uuid.UUID) -> HouseholdView | None:

@@ -58,6 +58,7 @@ def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             rest_per_ip=None,
             rest_per_device=None,
             registration_per_ip=None,
+            household_join_per_ip=None,
         )
         with run_gateways(monkeypatch, settings) as (gateway,):
             yield gateway

@@ -241,3 +241,19 @@ async def test_page_draws_the_timeline_and_says_how_the_evidence_went(client: ht
     assert "<b>gas</b>" not in page and "&lt;b&gt;gas&lt;/b&gt;" in page
     assert "<strong>growing</strong>" in page and "2026-11-22 13:00:30 KST" in page and "alarm pattern" in page
     assert "<script" not in page.split("<body>")[1].replace("&lt;script&gt;", "")  # no script, no CDN
+
+
+async def test_page_says_where_in_the_home_the_sound_was_heard(client: httpx.AsyncClient) -> None:
+    report = json.loads(report_body("i-household"))
+    report["data"]["corroboration"] = {
+        "summary": "heard in the kitchen and <i>the bedroom</i>", "peers_listening": 1,
+        "linked_incidents": ["0b7e5a1c-0000-0000-0000-000000000000"],
+    }  # fmt: skip
+    body = json.dumps(report).encode()
+    await client.post("/webhooks/119", content=body, headers=signed(body, "row-household"))
+    alone = report_body("i-alone")
+    await client.post("/webhooks/119", content=alone, headers=signed(alone, "row-alone"))
+    page = (await client.get("/")).text
+    assert "<strong>heard in the kitchen and &lt;i&gt;the bedroom&lt;/i&gt;</strong>" in page
+    assert "also reported by another device of the home: <code>0b7e5a1c</code>" in page
+    assert "no other device of the home" in page  # a report without a household

@@ -24,9 +24,9 @@ from services.alerting.sms import SmsSender
 from services.alerting.sweeper import SweepPolicy, Sweeper
 from services.alerting.webhooks import WebhookSender, verify
 from shared.clips import LocalClipStore
-from shared.db import Database
+from shared.db import Database, Device
 from shared.db.clock import db_now
-from shared.db.models import AlertingWorker, AuditEntry, ContactNotification, DispatchOutbox
+from shared.db.models import AlertingWorker, AuditEntry, ContactNotification, DispatchOutbox, Incident
 from shared.incident_state import IncidentAction, IncidentState
 from shared.incidents import (
     EvidenceFacts,
@@ -291,3 +291,21 @@ async def test_report_carries_the_evidence_and_the_whole_timeline(harness: Harne
     assert evidence["classes_heard"] == ["crime", "help"] and evidence["renewals"] == {"crime": 1, "help": 1}
     assert evidence["quiet_share"] == pytest.approx(0.333, abs=0.001)
     assert "crime" in evidence["shortened"]["reason"] and evidence["shortened"]["to"] <= data["reported_at"]
+
+
+async def test_report_says_where_in_the_home_it_was_heard(harness: Harness) -> None:
+    alone = await due_incident(harness.db)
+    device = await make_device(harness.db)
+    judged = {"peers_listening": 1, "listening": ["b"], "only_this_device": False, "linked_incidents": [],
+              "supporting": [{"device_id": "b", "room": "bedroom", "name": None, "how": "same_class", "score": 0.3}]}  # fmt: skip
+    async with harness.db.session() as session:
+        await session.execute(update(Device).where(Device.id == device).values(room="kitchen"))
+    incident = (await open_incident(harness.db, device_id=device, class_key="crime", confidence=0.9, countdown_s=0)).incident
+    async with harness.db.session() as session:
+        await session.execute(update(Incident).where(Incident.id == incident.id).values(corroboration=judged))
+    await harness.sweeper.sweep_once()
+    await harness.run_published()
+    reports = {json.loads(r.content)["data"]["incident_id"]: json.loads(r.content)["data"] for r in harness.webhook_requests()}
+    assert reports[str(alone)]["corroboration"] is None  # no household: nothing judged
+    corroboration = reports[str(incident.id)]["corroboration"]
+    assert corroboration == {**judged, "room": "kitchen", "summary": "heard in the kitchen and the bedroom"}

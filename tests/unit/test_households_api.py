@@ -129,6 +129,18 @@ async def test_leaving_and_the_last_to_leave_deletes_the_household(home: Home) -
     assert (await home.http.delete("/v1/households/me", headers=first)).status_code == 404
 
 
+async def test_an_erased_device_leaves_and_the_last_one_takes_the_household_with_it(home: Home) -> None:
+    _, first = await home.device()
+    created = await home.create(first)
+    _, second = await home.device("Kim Min-ji")
+    await home.http.post("/v1/households/join", json={"join_code": created["join_code"]}, headers=second)
+    assert (await home.http.delete("/v1/devices/me", headers=first)).status_code == 200
+    assert len((await home.http.get("/v1/households/me", headers=second)).json()["members"]) == 1
+    assert (await home.http.delete("/v1/devices/me", headers=second)).status_code == 200
+    async with home.db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(Household)) == 0
+
+
 async def test_joining_is_rate_limited_per_address(home: Home) -> None:
     _, auth = await home.device()
     answers = [

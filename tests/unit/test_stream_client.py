@@ -132,6 +132,22 @@ def test_evidence_joins_the_incident_without_a_new_countdown() -> None:
     assert board.incidents["b" * 32].describe(0.0) == "incident bbbbbbbb: cancelled, nothing reported (toast)"
 
 
+def test_the_countdown_says_what_the_homes_other_devices_heard() -> None:
+    board, deadline_at = IncidentBoard(), datetime.fromtimestamp(60.0, UTC)
+    board.on_detection(detection(incident_id="c" * 32, deadline_at=deadline_at, seconds_left=60.0), 0.0)
+    pending = IncidentState.PENDING
+    alone = {"peers_listening": 1, "supporting": [], "only_this_device": True}
+    board.on_incident(IncidentMessage(incident_id="c" * 32, state=pending, deadline_at=deadline_at, corroboration=alone,
+                                      detail={"event": "corroboration"}), 5.0)  # fmt: skip
+    assert board.incidents["c" * 32].describe(5.0).endswith("; only this device heard it")
+    # A later update (no corroboration in it) keeps what was told.
+    board.on_incident(IncidentMessage(incident_id="c" * 32, state=pending, deadline_at=deadline_at), 6.0)
+    assert board.incidents["c" * 32].describe(6.0).endswith("; only this device heard it")
+    heard = {"peers_listening": 2, "supporting": [{"room": "bedroom", "how": "same_class"}, {"room": "hall", "how": "loud"}]}
+    board.on_incident(IncidentMessage(incident_id="c" * 32, state=pending, deadline_at=deadline_at, corroboration=heard), 7.0)
+    assert board.incidents["c" * 32].describe(7.0).endswith("; also heard in: bedroom")
+
+
 def test_leaving_prints_how_to_cancel() -> None:
     status = IncidentStatus("c" * 32, IncidentState.PENDING, deadline=1_000_000.0, class_key="fire")
     hint = cancel_hint(status, http_base("ws://10.0.0.5:8000/v1/stream"))

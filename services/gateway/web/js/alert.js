@@ -57,6 +57,7 @@ export class AlertView {
     $("#alert-outcome", this.root).textContent = this.outcomeText(incident, agency);
     $("#alert-message", this.root).textContent = this.message || "";
     $("#alert-evidence", this.root).textContent = incident.state === "pending" ? evidenceText(incident) : "";
+    $("#alert-household", this.root).textContent = incident.state === "pending" ? householdText(incident) : "";
     if (incident.state === "pending") this.startSignals();
     else this.stopSignals();
     if (opened) {
@@ -207,6 +208,19 @@ export class AlertSound {
       osc.stop(at + offset + 0.32);
     }
   }
+}
+
+/** What the home's other devices heard at the moment (docs/evidence.md): only this device (the
+ * report still goes), or the rooms where it was heard too. Nothing when none was listening. */
+function householdText(incident) {
+  const corroboration = incident.corroboration;
+  if (!corroboration) return "";
+  if (corroboration.only_this_device) return t("alert.household.only_this_device");
+  const places = (corroboration.supporting || [])
+    .filter((s) => s.how === "same_class")
+    .map((s) => s.room || s.name)
+    .filter(Boolean);
+  return places.length ? t("alert.household.heard_also", { rooms: places.join(", ") }) : "";
 }
 
 /** What the countdown heard since the detection (docs/evidence.md), for the person: faded

@@ -66,6 +66,7 @@ export class IncidentTracker {
       if (message.seconds_left !== undefined && message.seconds_left !== null) update.secondsLeft = message.seconds_left;
       if (message.state === "pending" && message.deadline_at) update.deadlineAt = message.deadline_at;
       if (message.evidence) update.evidence = message.evidence;
+      if (message.corroboration) update.corroboration = message.corroboration;
       if (message.detail && message.detail.shortened) update.shortened = true;
       if (message.detail && message.detail.class) update.class = message.detail.class;
       if (message.detail && message.detail.reason) update.reason = message.detail.reason;
@@ -85,7 +86,7 @@ export class IncidentTracker {
       if (!OPEN_STATES.includes(update.state) || seen().includes(update.id)) return; // an old one
       incident = { id: update.id, state: update.state };
     }
-    for (const key of ["state", "class", "label_en", "label_ko", "outcome", "reason", "detail", "deliveries", "evidence", "shortened"]) {
+    for (const key of ["state", "class", "label_en", "label_ko", "outcome", "reason", "detail", "deliveries", "evidence", "shortened", "corroboration"]) {
       if (update[key] !== undefined) incident[key] = update[key];
     }
     // Deadlines are kept on this page's clock, made local at once: clocks differ between
@@ -102,7 +103,8 @@ export class IncidentTracker {
     const changed = !this.current || this.current.id !== incident.id || this.current.state !== incident.state
       || this.current.deadline !== incident.deadline || this.current.outcome !== incident.outcome
       || this.current.class !== incident.class || this.current.evidence !== incident.evidence
-      || this.current.shortened !== incident.shortened;
+      || this.current.shortened !== incident.shortened
+      || JSON.stringify(this.current.corroboration) !== JSON.stringify(incident.corroboration);
     this.current = incident;
     if (broadcast && this.channel) {
       const { deadline, ...shared } = incident;
@@ -141,5 +143,6 @@ export function fromRest(body) {
     id: body.incident_id, state: body.state, class: body.class, label_en: body.label_en, label_ko: body.label_ko,
     secondsLeft: body.state === "pending" ? body.seconds_left : undefined, reason: body.cancel_reason ?? undefined,
     deliveries: body.deliveries, evidence: body.evidence ?? undefined, deadlineAt: body.deadline_at ?? undefined,
+    corroboration: body.corroboration ?? undefined,
   };
 }
