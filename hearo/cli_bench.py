@@ -22,6 +22,7 @@ def load(
     url: Annotated[str, typer.Option(help="Gateway base URL.")] = "http://127.0.0.1:8000",
     inference_url: Annotated[str, typer.Option(help="Inference service base URL (its /metrics).")] = "http://127.0.0.1:8001",
     start_system: Annotated[bool, typer.Option("--start-system", help="Run `hearo run` in a temporary folder for the bench (ignores --url).")] = False,
+    no_gate: Annotated[bool, typer.Option("--no-gate", help="With --start-system: the novelty gate off, every window to the model (the figure beside the gate's).")] = False,
     household: Annotated[Optional[Path], typer.Option(exists=True, file_okay=False, help="Folder of .wav/.flac household recordings for the backgrounds (default: synthesised).")] = None,
     sample_rate: Annotated[int, typer.Option(help="The clients' PCM rate (Hz).")] = 16_000,
     event_seconds: Annotated[float, typer.Option(min=4.0, help="How long each home's smoke alarm sounds.")] = 10.0,
@@ -53,7 +54,7 @@ def load(
         if start_system:
             console.print("starting hearo run in a temporary folder…")
             try:
-                target = stack.enter_context(embedded_system(max_sessions=max(max_clients, clients) + 10))
+                target = stack.enter_context(embedded_system(max_sessions=max(max_clients, clients) + 10, gate=not no_gate))
             except SystemDidNotStart as exc:
                 console.print(f"[red]{exc}[/]")
                 raise typer.Exit(3) from None

@@ -68,6 +68,7 @@ class LoadResult:
     detections: DetectionSummary
     windows: int
     late_windows: int
+    held_windows: int  # kept from the model by the novelty gate (they took the last judged scores)
     dropped_windows: dict[str, int]
     shed_windows: dict[str, int]
     batch_windows_mean: float | None
@@ -140,6 +141,7 @@ def measure(target: Target, devices: BenchDevices, clients: int, options: RunOpt
         detections=summarise(outcomes),
         windows=int(usage.total(gateway, usage.GATEWAY_WINDOWS)),
         late_windows=int(usage.total(gateway, usage.GATEWAY_LATE)),
+        held_windows=int(usage.total(gateway, usage.GATEWAY_HELD)),
         dropped_windows={k: int(v) for k, v in usage.by_label(gateway, usage.GATEWAY_DROPPED, "reason").items()},
         shed_windows={k: int(v) for k, v in usage.by_label(inference, usage.SHED_WINDOWS, "reason").items()},
         batch_windows_mean=_round(usage.histogram_mean(inference, usage.BATCH_WINDOWS)),

@@ -47,6 +47,7 @@ def result_table(result: LoadResult) -> Table:
         ("events detected / missed", f"{d.detected} / {d.missed}"),
         ("spurious detections", f"{d.spurious}" + (f" ({_counts(d.spurious_classes)})" if d.spurious else "")),
         ("windows classified / late", f"{result.windows} / {result.late_windows}"),
+        ("windows held by the novelty gate", str(result.held_windows)),
         ("windows dropped", _counts(result.dropped_windows)),
         ("windows shed by inference", _counts(result.shed_windows)),
         ("behind warnings", str(result.behind_warnings)),

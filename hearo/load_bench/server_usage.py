@@ -18,6 +18,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 GATEWAY_WINDOWS = "hearo_gateway_windows_total"
 GATEWAY_LATE = "hearo_gateway_late_windows_total"
+GATEWAY_HELD = "hearo_gateway_held_windows_total"
 GATEWAY_DROPPED = "hearo_gateway_dropped_windows_total"
 BATCH_WINDOWS = "hearo_inference_batch_windows"
 QUEUE_WAIT = "hearo_inference_queue_wait_seconds"

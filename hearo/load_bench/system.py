@@ -42,8 +42,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def embedded_system(max_sessions: int) -> Iterator[Target]:
-    """A running ``hearo run`` admitting ``max_sessions`` streams; its target, until the end."""
+def embedded_system(max_sessions: int, gate: bool = True) -> Iterator[Target]:
+    """A running ``hearo run`` admitting ``max_sessions`` streams, with the novelty gate on
+    (its default) or off; its target, until the end."""
     with tempfile.TemporaryDirectory(prefix="hearo-bench-") as folder:
         port, inference_port = free_port(), free_port()
         env = {key: value for key, value in os.environ.items() if not key.startswith("HEARO_")}
@@ -52,6 +53,8 @@ def embedded_system(max_sessions: int) -> Iterator[Target]:
             HEARO_GATEWAY_REST_PER_IP=_GENEROUS,
             HEARO_GATEWAY_MAX_SESSIONS=str(max_sessions),
         )
+        if not gate:
+            env["HEARO_GATEWAY_NOVELTY_GATE"] = '{"enabled": false}'
         log = Path(folder) / "hearo-run.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
