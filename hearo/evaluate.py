@@ -74,12 +74,6 @@ class EvalReport:
         }  # fmt: skip
 
 
-def _gate_report(policy: GatePolicy, counts: GateCounts) -> dict[str, Any]:
-    total = counts.judged + counts.held
-    return {**policy.model_dump(), "windows": total, "judged": counts.judged,
-            "judged_share": round(counts.judged / total, 4) if total else None}
-
-
 def _behind_gate(served: _Served, policy: GatePolicy | None, counts: GateCounts, features: list[torch.Tensor],
                  end_times: list[float], scores: np.ndarray) -> np.ndarray:
     """``scores`` as the detector sees them behind the gate (``policy`` None: no gate)."""
@@ -87,8 +81,7 @@ def _behind_gate(served: _Served, policy: GatePolicy | None, counts: GateCounts,
         return scores
     gate = NoveltyGate.for_detector(policy, served.spec, served.detector)
     seen, _ = gated_scores(gate, features, end_times, scores)
-    counts.judged += gate.counts.judged
-    counts.held += gate.counts.held
+    counts.add(gate.counts)
     return seen
 
 
@@ -189,7 +182,7 @@ def evaluate(
     metrics = detection_metrics(torch.tensor([c for _, c in rows]), torch.tensor(predictions))
     clips = [{"file": str(path), "class_id": c, "predicted": int(p)} for (path, c), p in zip(rows, predictions)]
     report = EvalReport(label, str(manifest), dict(detector.thresholds), patterns_on, metrics, clips,
-                        None if gate is None else _gate_report(gate, counts))
+                        None if gate is None else counts.report(gate))
     console.print(report_table(report))
     if report.gate is not None:
         console.print(f"behind the novelty gate: the model judged {report.gate['judged_share']:.1%} of the windows")
@@ -351,7 +344,7 @@ def evaluate_household(
                         "confidence": round(e.confidence, 3), "pattern": e.pattern} for e in events]
             progress.advance(task)
     report = HouseholdReport(label, str(folder), seconds / 3600, alarms, minutes, firing,
-                             None if gate is None else _gate_report(gate, counts))
+                             None if gate is None else counts.report(gate))
     console.print(f"{label} on {folder}: {len(alarms)} false alarms in {report.hours:.2f} h "
                   f"({report.per_hour:.2f} per hour); {firing} of {minutes} minutes fire")
     if report.gate is not None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,6 +66,16 @@ class GatePolicy(BaseModel):
 class GateCounts:
     judged: int = 0
     held: int = 0
+
+    def add(self, other: GateCounts) -> None:
+        self.judged += other.judged
+        self.held += other.held
+
+    def report(self, policy: GatePolicy) -> dict[str, Any]:
+        """The policy, and how many windows the model judged (``hearo eval --gate``)."""
+        total = self.judged + self.held
+        return {**policy.model_dump(), "windows": total, "judged": self.judged,
+                "judged_share": round(self.judged / total, 4) if total else None}
 
 
 class NoveltyGate:
