@@ -8,9 +8,12 @@ The gate only ever holds back windows that are safe to hold back; it lets a wind
 when any of these is true:
 
 * the stream is new: fewer windows judged than the detector's smoothing averages;
-* the last judged window was not clearly normal: some emergency class scored at least
-  ``alert_ratio`` of its threshold (then every window is judged until it is normal again, so
-  the smoothing that makes a detection sees the model's own scores);
+* a window judged lately was not clearly normal: some emergency class scored at least
+  ``alert_ratio`` of its threshold in a window judged within the span a sound stays in the
+  detector's view (a window and the smoothing's windows: 3.5 s at the defaults). Then every
+  window is judged until the stream has been clearly normal that long, so the smoothing that
+  makes a detection sees the model's own scores. Lately, not last: an alarm's rhythm moves
+  through the window and its scores rise and fall from one window to the next;
 * the newest hop of audio is new to the last judged window: in some band (the mel bands
   pooled to ``bands``) its mean level lies ``change_db`` or more outside the range that
   window's frames spanned (its 10th to 90th percentile), or its loudest frame rose ``rise_db``
@@ -96,7 +99,9 @@ class NoveltyGate:
         self._reference: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # per band, dB: p10, p90, max
         self._reference_end_s = -math.inf
         self._window_s = spec.window_seconds
+        self._in_view_s = spec.window_seconds + smoothing_windows * hop_s
         self._news_until_s = -math.inf  # windows ending up to here are judged: news is passing through
+        self._alert_until_s = -math.inf  # and up to here: a window judged lately was not clearly normal
         self.last_scores: np.ndarray | None = None
 
     @classmethod
@@ -123,6 +128,8 @@ class NoveltyGate:
         self.counts.judged += 1
         self.last_scores = scores
         self._reference_end_s = end_s
+        if bool(np.any(scores >= self._alert)):
+            self._alert_until_s = end_s + self._in_view_s
         if self.active:
             bands = self._bands(features)
             low, high = np.percentile(bands, [10, 90], axis=0)
@@ -134,9 +141,7 @@ class NoveltyGate:
         policy = self.policy
         if self.counts.judged < self._warmup or end_s - self._reference_end_s >= policy.max_skip_s:
             return True
-        if end_s <= self._news_until_s:
-            return True
-        if bool(np.any(self.last_scores >= self._alert)):
+        if end_s <= self._news_until_s or end_s <= self._alert_until_s:
             return True
         hop = self._bands(features[-self._hop_frames:])
         low, high, loudest = self._reference

@@ -129,3 +129,16 @@ def test_held_windows_take_the_last_judged_scores_and_the_detector_still_fires()
 def test_policy_refuses_nonsense(field: str) -> None:
     with pytest.raises(ValueError):
         GatePolicy(**{field: 0})
+
+
+def test_an_alarm_whose_scores_rise_and_fall_with_its_rhythm_keeps_the_gate_open() -> None:
+    """A temporal-three alarm moves through the window: its scores swing from one window to the
+    next. One low window judged must not close the gate on the high ones after it."""
+    features, ends = windows_of(room(30))
+    scores = normal_scores(len(features))
+    fire = by_key("fire").id
+    swing = [0.9, 0.2, 0.8, 0.25] * 10
+    scores[10:, fire] = swing[: len(features) - 10]
+    seen, admitted = gated_scores(gate(), features, ends, scores)
+    first = next(i for i in range(10, len(admitted)) if admitted[i] and scores[i, fire] > 0.5)
+    assert admitted[first:].all() and np.array_equal(seen[first:], scores[first:])
