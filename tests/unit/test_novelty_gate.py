@@ -137,7 +137,7 @@ def test_an_alarm_whose_scores_rise_and_fall_with_its_rhythm_keeps_the_gate_open
     features, ends = windows_of(room(30))
     scores = normal_scores(len(features))
     fire = by_key("fire").id
-    swing = [0.9, 0.2, 0.8, 0.25] * 10
+    swing = [0.9, 0.2, 0.8, 0.25] * len(features)
     scores[10:, fire] = swing[: len(features) - 10]
     seen, admitted = gated_scores(gate(), features, ends, scores)
     first = next(i for i in range(10, len(admitted)) if admitted[i] and scores[i, fire] > 0.5)
