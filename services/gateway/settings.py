@@ -86,7 +86,7 @@ class GatewaySettings(ServiceSettings):
     # The novelty gate in front of the model (services/gateway/novelty_gate.py): a window of
     # steady sound the model just called normal is not sent again; its scores are the last
     # ones. On the held-out clips and the 3 h household track it changed no decision and kept
-    # 39 % of the household windows from the model (docs/performance.md).
+    # 37 % of the household windows from the model (docs/performance.md).
     # HEARO_GATEWAY_NOVELTY_GATE='{"enabled": false}' sends every window.
     novelty_gate: GatePolicy = Field(default_factory=GatePolicy)
 
