@@ -68,6 +68,11 @@ def run_gateways(monkeypatch: pytest.MonkeyPatch, *settings: GatewaySettings) ->
             port = free_port()
             servers.append(ServerThread(gateway_app.create_app(one), port))
             gateways.append(Gateway(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/v1/stream"))
+            # FastAPI builds a router's routes at the first request that walks them, and these apps
+            # share the module-level routers: two apps of one process building them at once race
+            # in pydantic (a warning, an error here). A path no route answers walks them all: one
+            # app at a time, before any test request. (A deployment runs one app per process.)
+            assert httpx.get(f"{gateways[-1].http}/no-such-route").status_code == 404
         yield gateways
     finally:
         for server in servers:
