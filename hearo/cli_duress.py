@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import httpx
 import typer
 
-from hearo.incident_client import EXIT_AUTH, EXIT_CONNECTION, EXIT_INPUT, EXIT_OK
+from hearo.incident_client import EXIT_AUTH, EXIT_CONNECTION, EXIT_INPUT, EXIT_OK, refusal_reason
 
 
 def set_duress_code(api: str, token: str, code: str | None, *, client: httpx.Client | None = None) -> int:
@@ -39,7 +39,7 @@ def set_duress_code(api: str, token: str, code: str | None, *, client: httpx.Cli
     if answer.status_code == 401:
         typer.echo("the device token was refused", err=True)
         return EXIT_AUTH
-    typer.echo(f"refused: {_reason(answer)}", err=True)
+    typer.echo(f"refused: {refusal_reason(answer)}", err=True)
     return EXIT_INPUT
 
 
@@ -55,13 +55,3 @@ def duress_code_command(
     code = None if remove else typer.prompt("Duress code", hide_input=True, confirmation_prompt=True)
     raise typer.Exit(set_duress_code(api, token, code))
 
-
-def _reason(answer: httpx.Response) -> str:
-    # A 422 lists what was wrong (never the code: the gateway does not echo it).
-    try:
-        detail = answer.json()["detail"]
-    except (ValueError, KeyError):
-        return f"{answer.status_code} {answer.text[:200]}"
-    if isinstance(detail, list):
-        return "; ".join(str(error.get("msg", "")).removeprefix("Value error, ") for error in detail)
-    return str(detail.get("message", detail)) if isinstance(detail, dict) else str(detail)

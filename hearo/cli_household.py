@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 import httpx
 import typer
 
-from hearo.incident_client import EXIT_AUTH, EXIT_CONNECTION, EXIT_INPUT, EXIT_OK, EXIT_REFUSED
+from hearo.incident_client import EXIT_AUTH, EXIT_CONNECTION, EXIT_INPUT, EXIT_OK, EXIT_REFUSED, refusal_reason
 
 household_app = typer.Typer(help="The devices of one home: they corroborate each other's detections.")
 
@@ -42,7 +42,7 @@ def call(api: str, token: str, method: str, path: str, body: dict[str, Any] | No
     if answer.status_code == 401:
         typer.echo("the device token was refused", err=True)
         return EXIT_AUTH, None
-    typer.echo(f"refused: {_reason(answer)}", err=True)
+    typer.echo(f"refused: {refusal_reason(answer)}", err=True)
     return (EXIT_INPUT if answer.status_code == 422 else EXIT_REFUSED), None
 
 
@@ -123,12 +123,3 @@ def _token(token: Optional[str]) -> str:
         raise typer.BadParameter("a device token is required (--token or HEARO_TOKEN)")
     return token
 
-
-def _reason(answer: httpx.Response) -> str:
-    try:
-        detail = answer.json()["detail"]
-    except (ValueError, KeyError):
-        return f"{answer.status_code} {answer.text[:200]}"
-    if isinstance(detail, list):
-        return "; ".join(str(error.get("msg", "")).removeprefix("Value error, ") for error in detail)
-    return str(detail.get("message", detail)) if isinstance(detail, dict) else str(detail)

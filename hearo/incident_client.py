@@ -140,6 +140,18 @@ class IncidentClient:
         raise IncidentApiError(response.status_code, str(detail.get("code")), str(detail.get("message")), detail)
 
 
+def refusal_reason(answer: httpx.Response) -> str:
+    """What a refused request's error body says, in one line: a 422's messages (a refused duress
+    code among them: the gateway never echoes it), an error's ``message``, else the status."""
+    try:
+        detail = answer.json()["detail"]
+    except (ValueError, KeyError):
+        return f"{answer.status_code} {answer.text[:200]}"
+    if isinstance(detail, list):
+        return "; ".join(str(error.get("msg", "")).removeprefix("Value error, ") for error in detail)
+    return str(detail.get("message", detail)) if isinstance(detail, dict) else str(detail)
+
+
 def _checked(incident_id: str) -> str:
     try:
         return str(uuid.UUID(incident_id))
