@@ -137,3 +137,50 @@ def _put_dropping_oldest(queue: asyncio.Queue[T], message: T) -> None:
 async def _drain(queue: asyncio.Queue[T]) -> AsyncIterator[T]:
     while True:
         yield await queue.get()
+
+
+class ChannelWatch(Generic[T]):
+    """A channel's messages, and a periodic check behind them: pub/sub keeps nothing, so a
+    message lost while Redis restarted is made good by the next check. A subclass says what a
+    message does (``heard``) and what a check does (``check``); a check that fails is logged,
+    and the next one runs on time. ``name`` names the tasks and the log lines."""
+
+    def __init__(self, name: str, channel: LocalChannel[T] | RedisChannel[T], check_interval_s: float) -> None:
+        self.name = name
+        self.channel = channel
+        self.check_interval_s = check_interval_s
+        self._exit = contextlib.AsyncExitStack()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def heard(self, message: T) -> None:
+        raise NotImplementedError
+
+    async def check(self) -> None:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        """Subscribe (messages published from now on are heard) and start the checks."""
+        messages = await self._exit.enter_async_context(self.channel.subscribe())
+        self._tasks = [
+            asyncio.create_task(self._listen(messages), name=f"hearo-{self.name}-messages"),
+            asyncio.create_task(self._checks(), name=f"hearo-{self.name}-checks"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+        await self._exit.aclose()
+
+    async def _listen(self, messages: AsyncIterator[T]) -> None:
+        async for message in messages:
+            await self.heard(message)
+
+    async def _checks(self) -> None:
+        while True:
+            await asyncio.sleep(self.check_interval_s)
+            try:
+                await self.check()
+            except Exception as error:  # the database is away: the next check will do
+                log.warning("%s check failed: %s", self.name, error)

@@ -16,13 +16,10 @@ token has been checked (``session_incidents``).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 
 from fastapi import Request
@@ -30,7 +27,7 @@ from fastapi import Request
 from services.gateway.auth import current_token_hashes
 from services.gateway.session_registry import SessionRegistry
 from shared.db import Database
-from shared.pubsub import LocalChannel, RedisChannel
+from shared.pubsub import ChannelWatch, LocalChannel, RedisChannel
 
 log = logging.getLogger(__name__)
 
@@ -70,46 +67,22 @@ def revocations_of(request: Request) -> RevocationChannel:
     return channel
 
 
-class RevocationWatch:
+class RevocationWatch(ChannelWatch[DeviceRevoked]):
     """Ends the sessions of revoked tokens: on each :class:`DeviceRevoked`, and by a periodic
     check of the open sessions' tokens against the database."""
 
     def __init__(
         self, sessions: SessionRegistry, channel: RevocationChannel, db: Database, check_interval_s: float
     ) -> None:
+        super().__init__("revocations", channel, check_interval_s)
         self.sessions = sessions
-        self.channel = channel
         self.db = db
-        self.check_interval_s = check_interval_s
-        self._exit = contextlib.AsyncExitStack()
-        self._tasks: list[asyncio.Task[None]] = []
 
-    async def start(self) -> None:
-        """Subscribe (revocations published from now on are heard) and start the checks."""
-        messages = await self._exit.enter_async_context(self.channel.subscribe())
-        self._tasks = [
-            asyncio.create_task(self._listen(messages), name="hearo-revocations"),
-            asyncio.create_task(self._check_tokens(), name="hearo-token-checks"),
-        ]
+    async def heard(self, message: DeviceRevoked) -> None:
+        self.sessions.revoke(uuid.UUID(message.device_id), message.token_hash)
 
-    async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks)
-        await self._exit.aclose()
-
-    async def _listen(self, messages: AsyncIterator[DeviceRevoked]) -> None:
-        async for revoked in messages:
-            self.sessions.revoke(uuid.UUID(revoked.device_id), revoked.token_hash)
-
-    async def _check_tokens(self) -> None:
-        while True:
-            await asyncio.sleep(self.check_interval_s)
-            try:
-                await self.check_once()
-            except Exception as error:  # the database is away: the next check will do
-                log.warning("session token check failed: %s", error)
+    async def check(self) -> None:
+        await self.check_once()
 
     async def check_once(self) -> int:
         """End every open session whose token is no longer its device's; returns how many."""

@@ -14,21 +14,19 @@ while Redis restarted costs at most that long. Retuning to the same values chang
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
 
 from services.gateway.device_thresholds import DeviceThresholds, ThresholdChannel, ThresholdsChanged
 from services.gateway.session_registry import SessionRegistry
+from shared.pubsub import ChannelWatch
 
 log = logging.getLogger(__name__)
 
 CHECK_INTERVAL_S = 60.0
 
 
-class ThresholdWatch:
+class ThresholdWatch(ChannelWatch[ThresholdsChanged]):
     """Retunes live sessions: on each :class:`ThresholdsChanged`, and by a periodic read."""
 
     def __init__(
@@ -38,45 +36,21 @@ class ThresholdWatch:
         thresholds: DeviceThresholds,
         check_interval_s: float = CHECK_INTERVAL_S,
     ) -> None:
+        super().__init__("thresholds", channel, check_interval_s)
         self.sessions = sessions
-        self.channel = channel
         self.thresholds = thresholds
-        self.check_interval_s = check_interval_s
-        self._exit = contextlib.AsyncExitStack()
-        self._tasks: list[asyncio.Task[None]] = []
 
-    async def start(self) -> None:
-        """Subscribe (changes published from now on are heard) and start the periodic reads."""
-        messages = await self._exit.enter_async_context(self.channel.subscribe())
-        self._tasks = [
-            asyncio.create_task(self._listen(messages), name="hearo-threshold-changes"),
-            asyncio.create_task(self._check(), name="hearo-threshold-checks"),
-        ]
+    async def heard(self, message: ThresholdsChanged) -> None:
+        device_id = uuid.UUID(message.device_id)
+        if not self.sessions.sessions_of(device_id):
+            return
+        try:
+            await self.retune({device_id})
+        except Exception as error:  # the database is away: the periodic read will do
+            log.warning("device %s: thresholds not re-read: %s", device_id, error)
 
-    async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks)
-        await self._exit.aclose()
-
-    async def _listen(self, messages: AsyncIterator[ThresholdsChanged]) -> None:
-        async for changed in messages:
-            device_id = uuid.UUID(changed.device_id)
-            if not self.sessions.sessions_of(device_id):
-                continue
-            try:
-                await self.retune({device_id})
-            except Exception as error:  # the database is away: the periodic read will do
-                log.warning("device %s: thresholds not re-read: %s", device_id, error)
-
-    async def _check(self) -> None:
-        while True:
-            await asyncio.sleep(self.check_interval_s)
-            try:
-                await self.retune({session.device.id for session in self.sessions.all()})
-            except Exception as error:
-                log.warning("threshold check failed: %s", error)
+    async def check(self) -> None:
+        await self.retune({session.device.id for session in self.sessions.all()})
 
     async def retune(self, device_ids: set[uuid.UUID]) -> None:
         """Read the learned thresholds of ``device_ids`` and retune their sessions here."""
