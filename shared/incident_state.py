@@ -174,6 +174,14 @@ class CancelKind(enum.StrEnum):
     NOT_SURE = "not_sure"
 
 
+class IncidentKind(enum.StrEnum):
+    """What opened an incident (``incidents.kind``); each kind has its own routing."""
+
+    EMERGENCY = "emergency"  # one of the nine classes: reported to its agency after the countdown
+    ANOMALY = "anomaly"  # away/alone mode: guardians and contacts first, never an agency on its own
+    CHILD_SAFETY = "child_safety"  # daycare profile: the staff first, a short countdown, then 112
+
+
 class IncidentAction(enum.StrEnum):
     """What a person can ask of a pending incident; the values are the client messages' types."""
 

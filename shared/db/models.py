@@ -7,6 +7,7 @@ consented to. Its bearer token is never stored: only the SHA-256 of it.
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
@@ -30,15 +31,31 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.db.base import Base
+from shared.device_modes import DeviceProfile, ListeningMode
 from shared.incident_state import (
     OPEN_INCIDENT_STATES,
     CancelKind,
     ContactEvent,
     DeliveryState,
     EvidenceMark,
+    IncidentKind,
     IncidentOutcome,
     IncidentState,
 )
+
+
+def _in(column: str, values: Iterable[str]) -> str:
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+
+
+def _value_enum(values: type[enum.StrEnum]) -> Enum:
+    # VARCHAR(16) holding the enum's values; reads come back as members and an unknown name
+    # is refused before it reaches the database. The CHECK constraint is declared on the
+    # table under the name the migrations gave it, so the type adds none of its own.
+    return Enum(
+        values, native_enum=False, create_constraint=False, length=16, validate_strings=True,
+        values_callable=lambda members: [member.value for member in members],
+    )
 
 
 class Device(Base):
@@ -52,6 +69,11 @@ class Device(Base):
     """
 
     __tablename__ = "devices"
+    __table_args__ = (
+        CheckConstraint(_in("listening_mode", ListeningMode), name="listening_mode"),
+        CheckConstraint(_in("profile", DeviceProfile), name="profile"),
+        CheckConstraint("inactivity_span_s IS NULL OR inactivity_span_s > 0", name="inactivity_span_s"),
+    )
     # Fetch server-side defaults (timestamps) in the same statement, via RETURNING:
     # an expired attribute cannot be lazily loaded under asyncio.
     __mapper_args__ = {"eager_defaults": True}
@@ -85,6 +107,15 @@ class Device(Base):
         ForeignKey("households.id", ondelete="SET NULL"), index=True
     )
     room: Mapped[str | None] = mapped_column(String(100))
+    # What is abnormal here besides the nine classes (shared/device_modes.py), and, in
+    # alone mode, how long without a sound of activity is a concern (null: the default).
+    listening_mode: Mapped[ListeningMode] = mapped_column(
+        _value_enum(ListeningMode), default=ListeningMode.STANDARD, server_default=ListeningMode.STANDARD.value
+    )
+    profile: Mapped[DeviceProfile] = mapped_column(
+        _value_enum(DeviceProfile), default=DeviceProfile.HOME, server_default=DeviceProfile.HOME.value
+    )
+    inactivity_span_s: Mapped[int | None] = mapped_column(Integer)
 
     contacts: Mapped[list[EmergencyContact]] = relationship(
         back_populates="device",
@@ -152,20 +183,6 @@ class ThresholdAdjustment(Base):
 # --- Incidents (alerting). States and transitions: shared/incident_state.py; lifecycle:
 # shared/incidents/ (package); guarantees: docs/incidents.md.
 
-def _in(column: str, values: Iterable[str]) -> str:
-    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
-
-
-def _enum_type(states: type[IncidentState] | type[DeliveryState] | type[ContactEvent] | type[EvidenceMark]) -> Enum:
-    # VARCHAR(16) holding the enum's values; reads come back as members and an unknown name
-    # is refused before it reaches the database. The CHECK constraint is declared on the
-    # table under the name the migrations gave it, so the type adds none of its own.
-    return Enum(
-        states, native_enum=False, create_constraint=False, length=16, validate_strings=True,
-        values_callable=lambda members: [member.value for member in members],
-    )
-
-
 class Incident(Base):
     """One emergency event on one device, from detection to report or cancel.
 
@@ -178,6 +195,7 @@ class Incident(Base):
         CheckConstraint(_in("state", IncidentState), name="state"),
         CheckConstraint(_in("evidence", EvidenceMark), name="evidence"),
         CheckConstraint(f"cancel_kind IS NULL OR {_in('cancel_kind', CancelKind)}", name="cancel_kind"),
+        CheckConstraint(_in("kind", IncidentKind), name="kind"),
         Index("ix_incidents_due", "state", "deadline_at"),
         Index("ix_incidents_device_detected", "device_id", "detected_at"),
         Index(
@@ -198,6 +216,14 @@ class Incident(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     device_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
     session_id: Mapped[str | None] = mapped_column(String(64))
+    # What opened it, and so where it goes (shared/incident_state.py IncidentKind). An
+    # anomaly's class_key is the nine-class key nearest to what was heard ("normal" when
+    # the nine-class detector does not agree); ``anomaly`` holds its score, threshold, model
+    # version and reason ("sound" or "inactivity").
+    kind: Mapped[IncidentKind] = mapped_column(
+        _value_enum(IncidentKind), default=IncidentKind.EMERGENCY, server_default=IncidentKind.EMERGENCY.value
+    )
+    anomaly: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     class_key: Mapped[str] = mapped_column(String(32))
     confidence: Mapped[float] = mapped_column(Float)
     # [{"t": seconds from detected_at, "class": key, "score": float}, ...]
@@ -206,19 +232,16 @@ class Incident(Base):
     # How the evidence went during the countdown (shared/incidents/evidence.py), and what it
     # rests on: {"renewals", "classes_heard", "alarm_patterns", "spoken", "heard_s",
     # "quiet_share", "shortened": {"from", "to", "reason"} or null}; null until first judged.
-    evidence: Mapped[EvidenceMark] = mapped_column(_enum_type(EvidenceMark), default=EvidenceMark.STEADY)
+    evidence: Mapped[EvidenceMark] = mapped_column(_value_enum(EvidenceMark), default=EvidenceMark.STEADY)
     evidence_summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     detected_at: Mapped[datetime]
     deadline_at: Mapped[datetime]
-    state: Mapped[IncidentState] = mapped_column(_enum_type(IncidentState))
+    state: Mapped[IncidentState] = mapped_column(_value_enum(IncidentState))
     state_changed_at: Mapped[datetime]
     # "deadline" or "confirmed": what made it go out; None until it does.
     trigger: Mapped[str | None] = mapped_column(String(16))
     cancel_reason: Mapped[str | None] = mapped_column(String(200))
-    cancel_kind: Mapped[CancelKind | None] = mapped_column(
-        Enum(CancelKind, native_enum=False, create_constraint=False, length=16, validate_strings=True,
-             values_callable=lambda members: [member.value for member in members])
-    )
+    cancel_kind: Mapped[CancelKind | None] = mapped_column(_value_enum(CancelKind))
     # A short description of the detected sound (shared/incidents/sound_signature.py), to
     # compare one false alarm with the next.
     sound_signature: Mapped[list[float] | None] = mapped_column(JSON)
@@ -248,7 +271,7 @@ class _DeliveryColumns:
     incident_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))
-    state: Mapped[DeliveryState] = mapped_column(_enum_type(DeliveryState))
+    state: Mapped[DeliveryState] = mapped_column(_value_enum(DeliveryState))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     enqueued_at: Mapped[datetime | None]
@@ -287,7 +310,7 @@ class ContactNotification(_DeliveryColumns, Base):
     )
 
     contact_id: Mapped[int] = mapped_column(ForeignKey("emergency_contacts.id", ondelete="CASCADE"))
-    event: Mapped[ContactEvent] = mapped_column(_enum_type(ContactEvent))
+    event: Mapped[ContactEvent] = mapped_column(_value_enum(ContactEvent))
 
 
 class IncidentClip(Base):
@@ -304,6 +327,24 @@ class IncidentClip(Base):
     size_bytes: Mapped[int] = mapped_column(Integer)
     content_type: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
+
+
+class SegmentReview(Base):
+    """A reviewer's label for one incident's audio (the review loop, ``hearo review``). The
+    newest row of an incident is its reviewed label; earlier rows stay as the history."""
+
+    __tablename__ = "segment_reviews"
+    __table_args__ = (Index("ix_segment_reviews_incident", "incident_id", "reviewed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    # A class key of shared/taxonomy.py ("normal" for a false alarm), or "unclear".
+    label: Mapped[str] = mapped_column(String(32))
+    # What the system decided when the segment was reviewed (the incident's class_key).
+    model_label: Mapped[str] = mapped_column(String(32))
+    reviewer: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(String(500))
+    reviewed_at: Mapped[datetime]
 
 
 class AuditEntry(Base):

@@ -73,9 +73,9 @@ async def test_migrations_build_the_schema_on_postgres(postgres_url: str) -> Non
         [
             "alembic_version", "alerting_workers", "audit_log", "contact_notifications", "devices",
             "dispatch_outbox", "emergency_contacts", "households", "incident_clips", "incident_outcomes",
-            "incidents", "threshold_adjustments",
+            "incidents", "segment_reviews", "threshold_adjustments",
         ],
-        "0006",
+        "0007",
         [],
     )
     assert second == first

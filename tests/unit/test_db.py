@@ -63,9 +63,9 @@ async def test_upgrade_creates_the_schema_on_a_fresh_file(sqlite_url: str) -> No
     assert tables == [
         "alembic_version", "alerting_workers", "audit_log", "contact_notifications", "devices",
         "dispatch_outbox", "emergency_contacts", "households", "incident_clips", "incident_outcomes",
-        "incidents", "threshold_adjustments",
+        "incidents", "segment_reviews", "threshold_adjustments",
     ]
-    assert revision == "0006"
+    assert revision == "0007"
     assert differences == [], "models and migrations disagree; write a revision"
 
 
