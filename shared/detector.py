@@ -53,6 +53,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from shared.incident_state import IncidentKind
 from shared.taxonomy import CLASSES, NORMAL, NUM_CLASSES, EmergencyClass, by_key
 
 # A window arriving more than this many hops after the previous one means windows were lost.
@@ -158,6 +159,9 @@ class DetectionEvent:
     pattern: str | None = None
     partial_pattern: str | None = None
     spoken: str | None = None  # "heard: '살려주세요' ×2" when spoken evidence made the detection
+    # What the incident it opens is (incidents.kind): a rule beside the nine classes sets its
+    # own (the daycare profile's ``child_safety``: shared/daycare/rule.py).
+    kind: IncidentKind = IncidentKind.EMERGENCY
 
 
 class SpokenEvidence(Protocol):

@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from shared.incident_state import CancelKind, EvidenceMark, IncidentState
+from shared.incident_state import CancelKind, EvidenceMark, IncidentKind, IncidentState
 
 ENCODING = "pcm_s16le"
 SAMPLE_RATES: tuple[int, ...] = (8_000, 16_000, 22_050, 44_100, 48_000)
@@ -312,7 +312,9 @@ class DetectionMessage(Message):
     ``deadline_at`` and ``seconds_left`` (both from the database clock) start the countdown
     to the report; a detection added to an incident already open carries neither (no new
     countdown). ``pattern`` names the standard alarm pattern that was heard when the
-    pattern detector, not the model's scores, made the detection.
+    pattern detector, not the model's scores, made the detection. ``kind`` is what the
+    incident it opens is: ``emergency`` for a class's detection, ``child_safety`` for the
+    daycare profile's rule (docs/daycare.md).
     """
 
     type: Literal["detection"] = "detection"
@@ -328,6 +330,7 @@ class DetectionMessage(Message):
     incident_id: str | None = None
     deadline_at: datetime | None = None
     seconds_left: float | None = None
+    kind: IncidentKind = IncidentKind.EMERGENCY
 
 
 class IncidentMessage(Message):
@@ -343,6 +346,8 @@ class IncidentMessage(Message):
     ``corroboration`` is what the household's other devices heard (docs/evidence.md): sent once
     judged (``detail.event`` ``corroboration``), a few seconds after the detection, and with
     every later message read afresh; ``only_this_device`` true asks the client to say so.
+    ``kind`` is the incident's (``emergency``, ``child_safety``, ...) in messages from a fresh
+    read (opened, evidence, the answers to cancel and confirm); a pushed update leaves it out.
     """
 
     type: Literal["incident"] = "incident"
@@ -353,6 +358,7 @@ class IncidentMessage(Message):
     evidence: EvidenceMark | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
     corroboration: dict[str, Any] | None = None
+    kind: IncidentKind | None = None
 
 
 class StoppedMessage(Message):

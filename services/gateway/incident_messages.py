@@ -24,6 +24,7 @@ def incident_message(view: IncidentView, detail: dict[str, Any]) -> IncidentMess
         evidence=view.evidence,
         detail=detail,
         corroboration=view.corroboration,
+        kind=view.kind,
     )
 
 

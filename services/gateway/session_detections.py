@@ -161,4 +161,5 @@ def detection_message(event: DetectionEvent, opened: OpenedIncident | None) -> D
         incident_id=str(opened.incident.id) if opened is not None else None,
         deadline_at=countdown.deadline_at if countdown is not None else None,
         seconds_left=round(countdown.seconds_left, 3) if countdown is not None else None,
+        kind=event.kind if opened is None else opened.incident.kind,
     )

@@ -32,6 +32,7 @@ from shared.incident_state import (
     ContactEvent,
     DeliveryState,
     IncidentAction,
+    IncidentKind,
     IncidentState,
 )
 from shared.incidents.audit import add_audit
@@ -70,13 +71,16 @@ async def open_incident(
     events: IncidentEvents | None = None,
     actor: str = "gateway",
     sound_signature: Sequence[float] | None = None,
+    kind: IncidentKind = IncidentKind.EMERGENCY,
 ) -> OpenedIncident:
     """Open an incident for a detection, or add the detection to the device's open one.
 
     A new incident is ``pending`` with ``deadline_at`` = database now + ``countdown_s``,
     and its emergency contacts are queued a "detected" notice in the same transaction.
     The location is kept only when the device consented to location; ``sound_signature``
-    (:mod:`shared.incidents.sound_signature`) with a new incident only. Raises ValueError
+    (:mod:`shared.incidents.sound_signature`) and ``kind`` (what opened it, and so how it is
+    routed and told: :class:`~shared.incident_state.IncidentKind`) with a new incident only; a
+    detection joining an open incident leaves its kind as it is. Raises ValueError
     for an unknown or non-emergency class, LookupError for an unknown device.
     """
     cls = by_key(class_key)
@@ -88,7 +92,8 @@ async def open_incident(
             return OpenedIncident(*existing)
         try:
             view = await _insert(
-                db, device_id, class_key, confidence, scores, location, session_id, countdown_s, actor, sound_signature
+                db, device_id, class_key, confidence, scores, location, session_id, countdown_s, actor, sound_signature,
+                kind,
             )
         except IntegrityError:
             if (reporting := await open_under_duress(db, device_id)) is not None:
@@ -144,6 +149,7 @@ async def _insert(
     countdown_s: float,
     actor: str,
     sound_signature: Sequence[float] | None,
+    kind: IncidentKind,
 ) -> IncidentView:
     async with db.session() as session:
         device = await session.get(Device, device_id)
@@ -156,6 +162,7 @@ async def _insert(
                 id=incident_id,
                 device_id=device_id,
                 session_id=session_id,
+                kind=kind,
                 class_key=class_key,
                 confidence=confidence,
                 score_timeline=_points(scores, class_key, 0.0)[-MAX_TIMELINE_POINTS:],
@@ -172,7 +179,7 @@ async def _insert(
         )
         await session.flush()
         await add_contact_notifications(session, incident_id, device_id, ContactEvent.DETECTED)
-        add_audit(session, incident_id, actor, "opened", {"class": class_key, "confidence": confidence})
+        add_audit(session, incident_id, actor, "opened", {"class": class_key, "confidence": confidence, "kind": kind.value})
         await session.flush()
         view = await read_incident(session, incident_id)
         assert view is not None

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db.clock import db_now
 from shared.db.models import Incident
 from shared.incident_events import IncidentUpdate
-from shared.incident_state import ActionOutcome, CancelKind, EvidenceMark, IncidentAction, IncidentState
+from shared.incident_state import ActionOutcome, CancelKind, EvidenceMark, IncidentAction, IncidentKind, IncidentState
 from shared.taxonomy import by_key
 
 
@@ -60,12 +60,15 @@ class IncidentView:
     location: IncidentLocation | None
     # What the household's other devices heard (shared/household/corroboration.py); None until judged.
     corroboration: dict[str, Any] | None = None
+    # What opened it (incidents.kind): a class's detection, or a rule such as the daycare profile's.
+    kind: IncidentKind = IncidentKind.EMERGENCY
 
     def to_json(self) -> dict[str, Any]:
         """The REST representation (``GET /v1/incidents/{id}``)."""
         cls = by_key(self.class_key)
         return {
             "incident_id": str(self.id),
+            "kind": self.kind.value,
             "class": cls.key,
             "class_id": cls.id,
             "label_en": cls.label_en,
@@ -181,4 +184,5 @@ def view_of(incident: Incident, now: datetime) -> IncidentView:
         cancel_kind=incident.cancel_kind,
         location=location,
         corroboration=incident.corroboration,
+        kind=incident.kind,
     )

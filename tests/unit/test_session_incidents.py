@@ -157,7 +157,7 @@ def test_a_detection_opens_an_incident_with_its_countdown(harness: Harness) -> N
     assert incident == {
         "type": "incident", "incident_id": detection["incident_id"], "state": "pending",
         "deadline_at": detection["deadline_at"], "seconds_left": incident["seconds_left"],
-        "evidence": "steady", "detail": {"event": "opened", "class": "fire"},
+        "evidence": "steady", "detail": {"event": "opened", "class": "fire"}, "kind": "emergency",
     }  # fmt: skip
     stored = harness.incident(detection["incident_id"])
     assert stored["confidence"] == pytest.approx(detection["confidence"])
