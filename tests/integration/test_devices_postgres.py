@@ -71,11 +71,11 @@ async def test_migrations_build_the_schema_on_postgres(postgres_url: str) -> Non
         await db.dispose()
     assert first == (
         [
-            "alembic_version", "alerting_workers", "audit_log", "contact_notifications", "devices",
+            "alembic_version", "alerting_workers", "anomaly_activity", "anomaly_models", "anomaly_samples", "audit_log", "contact_notifications", "devices",
             "dispatch_outbox", "emergency_contacts", "households", "incident_clips", "incident_outcomes",
             "incidents", "segment_reviews", "threshold_adjustments",
         ],
-        "0007",
+        "0008",
         [],
     )
     assert second == first

@@ -61,11 +61,11 @@ async def test_upgrade_creates_the_schema_on_a_fresh_file(sqlite_url: str) -> No
     finally:
         await db.dispose()
     assert tables == [
-        "alembic_version", "alerting_workers", "audit_log", "contact_notifications", "devices",
+        "alembic_version", "alerting_workers", "anomaly_activity", "anomaly_models", "anomaly_samples", "audit_log", "contact_notifications", "devices",
         "dispatch_outbox", "emergency_contacts", "households", "incident_clips", "incident_outcomes",
         "incidents", "segment_reviews", "threshold_adjustments",
     ]
-    assert revision == "0007"
+    assert revision == "0008"
     assert differences == [], "models and migrations disagree; write a revision"
 
 
