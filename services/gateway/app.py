@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import torch
 from fastapi import Depends, FastAPI, WebSocket
 
 from services.gateway import devices, households_api, incidents_api, privacy_api, web_api
@@ -52,12 +53,14 @@ from services.gateway.session_incidents import IncidentBackend
 from services.gateway.session_registry import SessionRegistry
 from services.gateway.sessions import serve_stream
 from services.gateway.settings import GatewaySettings
+from services.gateway.profile_watch import ProfileWatch, create_profile_channel
 from services.gateway.threshold_watch import ThresholdWatch
 from shared.clips import create_clip_store
 from shared.db import Database, Device, upgrade_database
 from shared.features.spec import spec_by_name
 from shared.household import create_activity_board
 from shared.incident_events import create_incident_events
+from shared.incident_state import IncidentKind
 from shared.incident_watcher import IncidentWatcher
 from shared.log_hygiene import install_log_hygiene
 
@@ -93,6 +96,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Every session's per-frame feature ops (shared/features/stream.py) run on this loop and
+        # are far too small for intra-op threads: with torch's default of one thread per core a
+        # 100 ms push cost 0.60 ms of CPU instead of 0.07 ms on the 2-core VM, and those wake-ups
+        # were 80 % of the gateway's CPU under `hearo bench load`, the box's capacity limit.
+        torch.set_num_threads(1)
         if settings.migrate_on_start:
             await asyncio.to_thread(upgrade_database, settings.database_url)
         db = Database(settings.database_url)
@@ -108,6 +116,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         incidents = IncidentBackend(
             db, events, watcher, clip_store, countdown_s=settings.incident_countdown_s, evidence=settings.evidence,
             household=HouseholdFusion(board, settings.household), learning=thresholds,
+            countdowns={IncidentKind.CHILD_SAFETY: settings.daycare.countdown_s},  # docs/daycare.md
         )  # fmt: skip
 
         async def authenticate(token: str) -> Device | None:
@@ -130,6 +139,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         revocation_watch = RevocationWatch(sessions, revocations, db, settings.token_check_interval_s)
         # A step or an undo retunes the device's live sessions on every gateway.
         threshold_watch = ThresholdWatch(sessions, threshold_changes, thresholds)
+        # A changed profile (home, daycare) switches the device's live sessions on every gateway.
+        profile_changes = create_profile_channel(settings.redis_url)
+        profile_watch = ProfileWatch(sessions, profile_changes, db)
 
         app.state.db = db
         app.state.incident_events = events
@@ -139,11 +151,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.sessions = sessions
         app.state.revocations = revocations
         app.state.device_thresholds = thresholds
+        app.state.profile_changes = profile_changes
         connecting: asyncio.Task[None] | None = None
         try:
             await watcher.start()
             await revocation_watch.start()
             await threshold_watch.start()
+            await profile_watch.start()
             await board.start()
             try:
                 await client.connect()
@@ -161,6 +175,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await revocation_watch.close()
             await threshold_watch.close()
             await threshold_changes.close()
+            await profile_watch.close()
+            await profile_changes.close()
             await revocations.close()
             await incidents.drain(_DRAIN_S)
             await board.close()
