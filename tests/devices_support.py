@@ -32,6 +32,7 @@ def devices_app(
     app.state.request_limits = limits or RequestLimits(None, None, None)
     app.state.enrolment = Enrolment(enrolment_keys)
     app.state.revocations = LocalChannel()  # heard by nobody here
+    app.state.profile_changes = LocalChannel()  # a test subscribes to hear a profile change
     app.include_router(devices.router, dependencies=[Depends(limit_rest)])
     return app
 

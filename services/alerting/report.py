@@ -3,6 +3,8 @@
 An agency report (``type: incident.reported``) carries, under ``data``:
 
 * ``incident_id``, ``agency`` (id, name), ``class`` (key, id, Korean and English label);
+* ``kind``: what opened the incident (``emergency``: the class was heard; ``child_safety``: the
+  daycare profile heard a child crying with adult shouting and blows, docs/daycare.md);
 * ``confidence`` and ``score_timeline`` (``t`` seconds from the detection, class, score: the
   10 s before it and what the gateway kept hearing during the countdown);
 * ``evidence``: how that went (docs/evidence.md): ``mark`` (``growing``, ``steady`` or
@@ -31,7 +33,7 @@ An agency report (``type: incident.reported``) carries, under ``data``:
   (:mod:`shared.outcome_callback`), or null when the deployment has no key for it.
 
 A guardian's notice (``type: incident.detected|dispatched|cancelled|failed``) carries the
-event, class, times, the owner's name, the agencies and, once reported, the location.
+event, class, kind, times, the owner's name, the agencies and, once reported, the location.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.alerting.anomaly_notice import anomaly_notice_data
 from services.alerting.archive import clip_for_report
 from services.alerting.routing import Router
 from shared.clips import CLIP_AFTER_S, ClipStore
@@ -51,7 +54,7 @@ from shared.db import Database, Device, EmergencyContact
 from shared.db.clock import db_now
 from shared.db.models import ContactNotification, DispatchOutbox, Incident, IncidentClip
 from shared.household import where_heard
-from shared.incident_state import ContactEvent, DeliveryState, IncidentState
+from shared.incident_state import ContactEvent, DeliveryState, IncidentKind, IncidentState
 from shared.incidents import ClipInfo
 from shared.incidents.duress import DURESS_NOTE
 from shared.outcome_callback import OutcomeCallbacks
@@ -109,6 +112,7 @@ class ReportBuilder:
             "device_id": str(incident.device_id),
             "agency": {"id": row.agency_id, "name": agency.name if agency else row.agency_id},
             "class": _class(incident.class_key),
+            "kind": incident.kind.value,
             "confidence": round(incident.confidence, 4),
             "score_timeline": incident.score_timeline,
             "detections": incident.detections,
@@ -142,6 +146,10 @@ class ReportBuilder:
         async with self.db.session() as session:
             incident, device, now = await self._load(session, row.incident_id)
             contact = await session.get(EmergencyContact, row.contact_id)
+            if incident.kind is IncidentKind.ANOMALY:  # its contacts only, with the clip to listen to
+                who = {"name": contact.name, "relation": contact.relation} if contact else None
+                data = await anomaly_notice_data(self.db, self.clips, row, incident, device.owner_name, who, self.link_ttl_s)
+                return _envelope(f"incident.{row.event}", now, data)
             if row.event in SETTLED_EVENTS:
                 # The agencies the report reached (or, for "failed", could not reach).
                 agencies = list(
@@ -162,6 +170,7 @@ class ReportBuilder:
             "event": row.event,
             "incident_id": str(incident.id),
             "class": _class(incident.class_key),
+            "kind": incident.kind.value,
             "owner_name": device.owner_name,
             "contact": {"name": contact.name, "relation": contact.relation} if contact else None,
             "detected_at": _iso(incident.detected_at),

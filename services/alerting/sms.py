@@ -28,7 +28,7 @@ import httpx
 
 from services.alerting.delivery import DeliveryResult
 from services.alerting.webhooks import webhook_headers
-from shared.incident_state import ContactEvent
+from shared.incident_state import ContactEvent, IncidentKind
 
 LMS_MAX_BYTES = 2000
 LMS_SUBJECT_MAX_BYTES = 40
@@ -151,6 +151,7 @@ def agency_message(to: str, report: Mapping[str, Any]) -> SmsMessage:
     duress = [f"[강요 신호] {report['duress_note']['ko']}"] if report.get("duress_note") else []
     essential = [
         *duress,
+        *([_CHILD_SAFETY_REPORT] if report.get("kind") == IncidentKind.CHILD_SAFETY else []),
         f"[Hear-o 자동신고] {cls['label_ko']} ({cls['key']})",
         f"감지 {_kst(report['detected_at'])}, 신뢰도 {round(report['confidence'] * 100)}%",
         _place_line(report.get("location")),
@@ -177,10 +178,22 @@ def agency_message(to: str, report: Mapping[str, Any]) -> SmsMessage:
 
 def contact_message(to: str, notice: Mapping[str, Any]) -> SmsMessage:
     """The LMS a guardian gets (the ``data`` of an ``incident.<event>`` notice)."""
+    if notice.get("kind") == IncidentKind.ANOMALY:
+        from services.alerting.anomaly_notice import anomaly_sms  # it builds on this module
+
+        return anomaly_sms(to, notice)
     cls = notice["class"]
     who = notice.get("owner_name") or "보호 대상자"
     event = ContactEvent(notice["event"])
-    if event is ContactEvent.DETECTED:
+    if event is ContactEvent.DETECTED and notice.get("kind") == IncidentKind.CHILD_SAFETY:
+        # The staff are told first: they acknowledge (cancel) on the device, or it goes to 112.
+        lines = [
+            f"[Hear-o 아동 안전] {who} 기기에서 아이 울음, 어른의 고함, 타격음이 함께 들렸습니다 "
+            f"({_kst(notice['detected_at'])}). 지금 확인해 주세요.",
+            f"{_kst(notice['deadline_at'])}까지 기기에서 확인(취소)하지 않으면 {', '.join(notice['agencies'])}에 "
+            "자동 신고됩니다. Child safety alert: crying, adult shouting and blows heard together.",
+        ]
+    elif event is ContactEvent.DETECTED:
         lines = [
             f"[Hear-o] {who}님의 기기에서 '{cls['label_ko']}' 상황이 감지되었습니다 ({_kst(notice['detected_at'])}).",
             f"{_kst(notice['deadline_at'])}까지 취소되지 않으면 {', '.join(notice['agencies'])}에 자동 신고됩니다.",
@@ -200,6 +213,9 @@ def contact_message(to: str, notice: Mapping[str, Any]) -> SmsMessage:
         lines = [f"[Hear-o] {who}님이 '{cls['label_ko']}' 감지를 취소했습니다. 신고되지 않았습니다."]
     lines.append(f"사건번호: {notice['incident_id']}")
     return SmsMessage(to, f"[Hear-o] {cls['label_ko']}", fit_lms(lines))
+
+
+_CHILD_SAFETY_REPORT = "[아동 안전] 어린이집 기기: 아이 울음, 어른 고함, 타격음이 함께 감지됨 (소리 패턴, 의도는 판단하지 않음)"
 
 
 def _place_line(location: Mapping[str, Any] | None) -> str:

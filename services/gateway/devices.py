@@ -38,6 +38,7 @@ from services.gateway.enrolment import ENROLMENT_RESPONSES, require_enrolment_ke
 from services.gateway.incidents_api import ClipStoreDep, EventsDep
 from services.gateway.openapi import BAD_BODY, ERASURE_DEFERRED, UNAUTHORIZED, ApiRoute
 from services.gateway.privacy import ErasureDeferred, erase_device_data
+from services.gateway.profile_watch import ProfileChanged, ProfileChannel, profile_changes_of
 from services.gateway.rate_limit import limit_registration
 from services.gateway.revocation import DeviceRevoked, RevocationChannel, revocations_of
 from services.gateway.schemas import (
@@ -51,12 +52,14 @@ from services.gateway.schemas import (
     device_out,
 )
 from shared.db import Device, EmergencyContact
+from shared.device_modes import DeviceProfile
 from shared.incidents.duress import hash_code
 
 # Every route but registration (which documents its own 401) needs the device token.
 router = APIRouter(prefix="/v1/devices", tags=["devices"], route_class=ApiRoute, responses=UNAUTHORIZED)
 
 RevocationsDep = Annotated[RevocationChannel, Depends(revocations_of)]
+ProfileChangesDep = Annotated[ProfileChannel, Depends(profile_changes_of)]
 
 # The token is a credential: keep it out of every cache between here and the device.
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -97,12 +100,15 @@ async def read_device(device: CurrentDevice) -> DeviceOut:
 
 
 @router.patch("/me", responses=BAD_BODY)
-async def update_device(body: DeviceUpdate, current: CurrentDevice, db: DatabaseDep) -> DeviceOut:
+async def update_device(
+    body: DeviceUpdate, current: CurrentDevice, db: DatabaseDep, profile_changes: ProfileChangesDep
+) -> DeviceOut:
     """Replace each top-level field present in the body; absent fields stay as they are.
 
     ``address`` or ``location`` set to null clears it; ``contacts`` replaces the whole
     list. Turning ``consent_location`` off also forgets the stored location. ``duress_code``
-    is kept only as a slow salted hash (null removes it) and never returned.
+    is kept only as a slow salted hash (null removes it) and never returned. A new
+    ``device_profile`` reaches the device's live sessions within a second (docs/daycare.md).
     """
     given = body.model_fields_set
     # Hashed before the transaction: scrypt takes a fraction of a second, off the event loop.
@@ -139,7 +145,12 @@ async def update_device(body: DeviceUpdate, current: CurrentDevice, db: Database
             _set_location(device, None)
         if "duress_code" in given:
             device.duress_code_hash = duress_hash
+        profile_changed = body.device_profile is not None and body.device_profile != device.profile
+        if body.device_profile is not None:
+            device.profile = DeviceProfile(body.device_profile)
         await _flush_and_reload(session, device)
+    if profile_changed:  # after the commit: a gateway that hears this reads the new profile
+        await profile_changes.publish(ProfileChanged(str(current.id)))
     return device_out(device)
 
 

@@ -14,7 +14,7 @@ import re
 import uuid
 from datetime import datetime, timezone
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from shared.db import Device
+from shared.device_modes import DeviceProfile
 from shared.incidents.duress import MAX_CODE_LENGTH, check_code
 
 MAX_CONTACTS = 10
@@ -174,6 +175,11 @@ class DeviceUpdate(_Input):
         default=None, min_length=1, max_length=100, pattern=NOT_BLANK, examples=["kitchen"],
         description="Where in the home the device listens: a report says where a sound was heard (docs/evidence.md)",
     )  # fmt: skip
+    # ``profile`` is the owner's; this is the setting's (devices.profile), named apart.
+    device_profile: Literal["home", "daycare"] | SkipJsonSchema[None] = Field(
+        default=None, description="What the device listens for besides the nine classes: home, or daycare (a child "
+        "crying with adult shouting and blows raises a child_safety incident, the staff told first; docs/daycare.md)",
+    )  # fmt: skip
     consent_recording: StrictBool | SkipJsonSchema[None] = Field(default=None, json_schema_extra={"const": True})
     consent_location: StrictBool | SkipJsonSchema[None] = None
     consent_share_profile: StrictBool | SkipJsonSchema[None] = None
@@ -228,6 +234,7 @@ class DeviceOut(BaseModel):
     updated_at: datetime
     room: str | None = None  # where in the home it listens
     household_id: uuid.UUID | None = None  # its household (``GET /v1/households/me``), if any
+    device_profile: DeviceProfile = DeviceProfile.HOME  # home or daycare (docs/daycare.md)
 
 
 class DeviceCredentials(BaseModel):
@@ -280,4 +287,5 @@ def device_out(device: Device) -> DeviceOut:
         updated_at=device.updated_at,
         room=device.room,
         household_id=device.household_id,
+        device_profile=device.profile,
     )

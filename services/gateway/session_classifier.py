@@ -30,6 +30,7 @@ from services.gateway.metrics import GATEWAY_METRICS, DropReason
 from services.gateway.novelty_gate import NoveltyGate
 from services.gateway.rate_limit import TokenBucket
 from services.gateway.session_detections import DetectionReporter
+from services.gateway.session_profile import SessionProfile
 from shared.alarm_patterns import AlarmPatternMatch
 from shared.detector import DetectionEvent, Detector
 from shared.incidents import IncidentLocation, ScorePoint
@@ -61,7 +62,8 @@ class StreamClassifier:
 
     ``location`` gives the position to record with an incident (None: the registered one);
     ``scores`` limits the ``scores`` messages (None: none are sent); ``gate`` holds back the
-    windows the model need not judge (None: it judges every one).
+    windows the model need not judge (None: it judges every one); ``profile`` adds its rules'
+    detections (the daycare profile's: ``session_profile``; None: the detector's alone).
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class StreamClassifier:
         location: Callable[[], IncidentLocation | None],
         scores: TokenBucket | None,
         gate: NoveltyGate | None = None,
+        profile: SessionProfile | None = None,
     ) -> None:
         self.session_id = session_id
         self.classifier = classifier
@@ -86,6 +89,7 @@ class StreamClassifier:
         self._location = location
         self._scores = scores
         self._gate = gate
+        self._profile = profile
         self._last_result: WindowResult | None = None  # what a window the gate holds back is scored
         self._loop = asyncio.get_running_loop()
         timeline_windows = math.ceil(TIMELINE_S / detector.config.hop_s) + 1
@@ -125,6 +129,8 @@ class StreamClassifier:
                 result = next(scored)
                 self.windows_classified += 1
                 events += self.detector.update(result.scores.numpy(), item.end_s)
+                if self._profile is not None:
+                    events += self._profile.heard(item.end_s, result.tags)
                 if self.detector.smoothed is not None:
                     self._smoothed.append((item.end_s, self.detector.smoothed))
                     if self._evidence is not None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import select
@@ -44,7 +44,7 @@ from shared.db import Database, Device
 from shared.db.models import Incident
 from shared.detector import DetectionEvent
 from shared.incident_events import IncidentEvents
-from shared.incident_state import ActionOutcome, IncidentAction, IncidentState
+from shared.incident_state import ActionOutcome, IncidentAction, IncidentKind, IncidentState
 from shared.incident_watcher import IncidentWatcher
 from shared.incidents import (
     COUNTDOWN_S,
@@ -100,6 +100,7 @@ class IncidentBackend:
         evidence: EvidencePolicy = EvidencePolicy(),
         household: HouseholdFusion | None = None,
         learning: DeviceThresholds | None = None,
+        countdowns: Mapping[IncidentKind, float] | None = None,  # a kind's own countdown (else countdown_s)
     ) -> None:
         self.evidence = evidence  # what a session does with what it hears during a countdown
         self.household = household  # the devices of one home corroborate each other (None: off)
@@ -109,6 +110,7 @@ class IncidentBackend:
         self.watcher = watcher
         self.clip_store = clip_store
         self.countdown_s = countdown_s
+        self.countdowns = dict(countdowns or {})
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(self, work: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
@@ -206,9 +208,10 @@ class SessionIncidents:
                 scores=scores,
                 location=location,
                 session_id=self.session_id,
-                countdown_s=self.backend.countdown_s,
+                countdown_s=self.backend.countdowns.get(event.kind, self.backend.countdown_s),
                 events=self.backend.events,
                 sound_signature=signature,
+                kind=event.kind,
             )
         except TokenRevoked:
             raise

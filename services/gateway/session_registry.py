@@ -7,7 +7,9 @@ A session is counted from its admission (``admit``, after its handshake) to its
 ``release``, as an ``AdmittedSession``: whose device, opened with which token, and how to
 end it. ``services.gateway.sessions`` runs each session. Each admitted session's detector
 (``detector_for``) carries what its device's cancels taught (the learned thresholds), and
-follows a change of them (``retune``, from ``services.gateway.threshold_watch``).
+follows a change of them (``retune``, from ``services.gateway.threshold_watch``); its profile
+(``profile_for``) follows a change of the device's profile (``use_profile``, from
+``services.gateway.profile_watch``).
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from dataclasses import dataclass, replace
 
 from services.gateway.session_classifier import WindowClassifier
 from services.gateway.session_incidents import IncidentBackend
+from services.gateway.session_profile import SessionProfile
 from services.gateway.session_state import REVOKED_MESSAGE, SessionFatal
 from services.gateway.settings import GatewaySettings
 from shared.db import Device
 from shared.detector import Detector, DetectorConfig
+from shared.device_modes import DeviceProfile
 from shared.features.spec import FeatureSpec
 from shared.inference_wire import Ready
 from shared.protocol import ErrorCode
@@ -85,6 +89,7 @@ class SessionRegistry:
         # Revocations heard lately: device -> (its current token's hash, None when deleted; when heard).
         self._revoked: dict[uuid.UUID, tuple[str | None, float]] = {}
         self._detectors: dict[str, Detector] = {}  # by session id, from ``detector_for`` to ``release``
+        self._profiles: dict[str, SessionProfile] = {}  # by session id, from ``profile_for`` to ``release``
 
     @property
     def hop_frames(self) -> int:
@@ -143,6 +148,18 @@ class SessionRegistry:
             detector = self._detectors.get(session.session_id)
             if detector is not None:
                 detector.retune(self._applicable(learned, detector.config))
+
+    def profile_for(self, session: AdmittedSession) -> SessionProfile:
+        """The admitted ``session``'s profile, as its device had it at the handshake."""
+        profile = SessionProfile(session.device.profile, self.settings.daycare, self.detector_config.hop_s)
+        self._profiles[session.session_id] = profile
+        return profile
+
+    def use_profile(self, device_id: uuid.UUID, profile: DeviceProfile) -> None:
+        """The device's profile is now ``profile``: its sessions listen under it from their next window."""
+        for session in self.sessions_of(device_id):
+            if (listening := self._profiles.get(session.session_id)) is not None:
+                listening.use(profile)
 
     def _applicable(self, learned: Mapping[str, float], config: DetectorConfig | None = None) -> dict[str, float]:
         # Read against the base of the moment; a model served since may have moved the base above it.
@@ -232,6 +249,7 @@ class SessionRegistry:
         if mine is None or session not in mine:
             return
         self._detectors.pop(session.session_id, None)
+        self._profiles.pop(session.session_id, None)
         mine.remove(session)
         self.active -= 1
         if not mine:

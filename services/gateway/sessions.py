@@ -183,10 +183,8 @@ class StreamSession:
         audio = AudioPipeline(
             start.sample_rate, start.channels, opened.spec, registry.hop_frames, settings.ring_buffer_s, alarm_patterns
         )
-        stream = _Stream(
-            start, opened.device, audio, HeardQueue(settings.window_queue_size),
-            detector.config.smoothing_windows, incidents,
-        )  # fmt: skip
+        queue = HeardQueue(settings.window_queue_size)
+        stream = _Stream(start, opened.device, audio, queue, detector.config.smoothing_windows, incidents)
         reporter = DetectionReporter(self.socket.send, incidents, functools.partial(registry.revoke, opened.device.id))
         # Scores: ``scores_per_second`` on average; a second token absorbs the jitter of windows
         # that arrive exactly at that rate, so none is skipped for arriving a moment early.
@@ -195,6 +193,7 @@ class StreamSession:
         classifier = StreamClassifier(
             self.session_id, registry.classifier, detector, stream.queue, reporter, self.socket.send,
             self._incident_location, scores, NoveltyGate.for_detector(settings.novelty_gate, opened.spec, detector.config),
+            registry.profile_for(admitted),  # the daycare profile's rule beside the detector
         )  # fmt: skip
         try:
             await self._streaming(stream, opened, classifier, reporter)

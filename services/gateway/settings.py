@@ -8,6 +8,7 @@ from pydantic_settings import SettingsConfigDict
 from shared.clips import ClipStorageSettings
 from services.gateway.novelty_gate import GatePolicy
 from services.gateway.rate_limit import RateLimit
+from shared.daycare import DaycarePolicy
 from shared.db import DATABASE_URL_ENV, DEFAULT_DATABASE_URL
 from shared.household.corroboration import CorroborationPolicy
 from shared.incidents.evidence import EvidencePolicy
@@ -110,6 +111,9 @@ class GatewaySettings(ServiceSettings):
     # sound, e.g. HEARO_GATEWAY_HOUSEHOLD='{"span_s": 3, "settle_s": 4}'. Whether corroboration
     # shortens a countdown is the evidence policy's ``shortening`` rule (``corroborated``).
     household: CorroborationPolicy = Field(default_factory=CorroborationPolicy)
+    # The daycare profile's rule and its incidents' countdown (docs/daycare.md), for devices
+    # whose profile is daycare, e.g. HEARO_GATEWAY_DAYCARE='{"span_s": 10, "countdown_s": 30}'.
+    daycare: DaycarePolicy = Field(default_factory=DaycarePolicy)
 
     # REST rate limits, token buckets per client address and per device token (JSON, e.g.
     # HEARO_GATEWAY_REST_PER_IP='{"burst": 120, "per_minute": 600}'; null turns one off).
