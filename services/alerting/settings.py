@@ -20,6 +20,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.alerting.webhooks import local_webhook_secret, secret_key
+from shared.anomaly.policy import AnomalyPolicy
 from shared.clips import ClipStorageSettings
 from shared.db import DATABASE_URL_ENV, DEFAULT_DATABASE_URL
 from shared.local_secrets import is_development_value
@@ -149,6 +150,9 @@ class AlertingSettings(ServiceSettings):
     cancelled_clip_grace_s: float = Field(default=24 * 3600.0, ge=0)
     personal_data_retention_s: float = Field(default=90 * 24 * 3600.0, gt=0)
     retention_interval_s: float = Field(default=60.0, gt=0)
+    # Away and alone modes (docs/anomaly.md): training the devices' models and flagging
+    # inactivity (``HEARO_ALERTING_ANOMALY``, JSON; the gateway reads the same policy).
+    anomaly: AnomalyPolicy = Field(default_factory=AnomalyPolicy)
     # Where an exhausted delivery is announced besides the log and the audit trail.
     ops_webhook_url: str = ""
     concurrency: int = Field(default=8, ge=1)

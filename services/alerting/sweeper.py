@@ -40,7 +40,8 @@ from shared.db import Database
 from shared.db.clock import db_now
 from shared.db.models import AlertingWorker, DispatchOutbox, Incident
 from shared.incident_events import IncidentEvents, IncidentUpdate
-from shared.incident_state import OPEN_DELIVERY_STATES, DeliveryState, IncidentState
+from shared.anomaly.incidents import publish_settled, settle_contacts_only
+from shared.incident_state import OPEN_DELIVERY_STATES, DeliveryState, IncidentKind, IncidentState
 from shared.incidents import add_audit, move_incident
 from shared.incidents.duress import DURESS_ROUTE_CLASS
 
@@ -192,13 +193,13 @@ class Sweeper:
                     move_incident(IncidentState.PENDING, IncidentState.DISPATCHING, Incident.id.in_(due))
                     .values(trigger=func.coalesce(Incident.trigger, "deadline"))
                     .returning(Incident.id, Incident.device_id, Incident.class_key, Incident.deadline_at,
-                               Incident.state_changed_at, Incident.duress_at)
+                               Incident.state_changed_at, Incident.duress_at, Incident.kind)
                 )
             ).all()
             rows = [
                 {"incident_id": c.id, "agency_id": p.agency_id, "position": p.position, "kind": p.kind,
                  "state": DeliveryState.PENDING if p.position == 0 else DeliveryState.STANDBY}
-                for c in claimed
+                for c in claimed if c.kind is not IncidentKind.ANOMALY  # never an agency on its own
                 for p in self.router.plan(_reported_as(c))
             ]
             if rows:
@@ -207,12 +208,18 @@ class Sweeper:
                     [{**row, "id": uuid.uuid4()} for row in rows],
                 )
             for c in claimed:
+                if c.kind is IncidentKind.ANOMALY:
+                    await settle_contacts_only(session, c.id, c.device_id, self.owner)
+                    continue
                 add_audit(session, c.id, self.owner, IncidentState.DISPATCHING.value,
                           {"agencies": list(self.router.agencies_for(_reported_as(c)))})
         self.faults.step("after_incident_claim")
         if self.events is not None:
             # A report under duress is never news for its device: it was told "cancelled".
             for c in (c for c in claimed if c.duress_at is None):
+                if c.kind is IncidentKind.ANOMALY:
+                    await publish_settled(self.db, self.events, c.id)
+                    continue
                 await self.events.publish(
                     IncidentUpdate(str(c.id), str(c.device_id), IncidentState.DISPATCHING, c.deadline_at.isoformat(),
                                    c.state_changed_at.isoformat(),

@@ -9,7 +9,9 @@ more in production, on PostgreSQL and Redis. One process holds:
 * an asyncio loop in its own thread (:class:`AlertingRuntime`) that owns the database
   engine, the HTTP client, the :class:`~services.alerting.sweeper.Sweeper` and the
   :class:`~services.alerting.retention.Retention` job (clips and personal data that have
-  outlived their purpose); task threads hand their coroutine to it.
+  outlived their purpose) and the :class:`~services.alerting.anomaly_training.AnomalyKeeper`
+  (away and alone modes: the devices' models trained, inactivity flagged); task threads hand
+  their coroutine to it.
 
 Broker: ``HEARO_ALERTING_BROKER_URL``. Unset, the embedded default is kombu's filesystem
 transport under ``<data_dir>/broker`` (no server; messages are files). ``redis://...``
@@ -32,6 +34,7 @@ from typing import Any, TypeVar
 import httpx
 from celery import Celery
 
+from services.alerting.anomaly_training import AnomalyKeeper
 from services.alerting.dispatch import Dispatcher, RetryPolicy
 from services.alerting.faults import FaultInjector
 from services.alerting.metrics import AlertingMetrics, MeteredOpsAlerter
@@ -109,6 +112,7 @@ class AlertingRuntime:
         self._stop = asyncio.Event()
         self._sweep: Future[None] | None = None
         self._retain: Future[None] | None = None
+        self._anomaly: Future[None] | None = None
         self.dispatcher: Dispatcher | None = None
         self.metrics = AlertingMetrics()
         self._meter: Future[None] | None = None
@@ -118,6 +122,7 @@ class AlertingRuntime:
         self.call(self._open())
         self._sweep = asyncio.run_coroutine_threadsafe(self._sweeper.run(self._stop), self.loop)
         self._retain = asyncio.run_coroutine_threadsafe(self._retention.run(self._stop), self.loop)
+        self._anomaly = asyncio.run_coroutine_threadsafe(self._anomaly_keeper.run(self._stop), self.loop)
         self._meter = asyncio.run_coroutine_threadsafe(
             self.metrics.run(self.db, self._stop, self.settings.metrics_interval_s), self.loop
         )
@@ -140,7 +145,7 @@ class AlertingRuntime:
         if not self._thread.is_alive():
             return
         self.loop.call_soon_threadsafe(self._stop.set)
-        for job in (self._sweep, self._retain, self._meter):
+        for job in (self._sweep, self._retain, self._anomaly, self._meter):
             if job is not None:
                 job.result(timeout=30)
         self.call(self._close())
@@ -192,6 +197,8 @@ class AlertingRuntime:
             RetentionPolicy(s.cancelled_clip_grace_s, s.personal_data_retention_s, s.retention_interval_s),
             actor=self.owner,
         )
+        # Away and alone modes: the devices' models are trained here, never on a gateway.
+        self._anomaly_keeper = AnomalyKeeper(self.db, s.anomaly, actor=self.owner, events=self.events)
 
     def _publish(self, table: str, row_id: str) -> None:
         self.app.send_task(DELIVER_TASK, args=[table, row_id], queue=QUEUE)

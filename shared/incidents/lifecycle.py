@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from shared.anomaly.promotion import promote_to_emergency
 from shared.db import Database
 from shared.db.clock import db_now
 from shared.db.models import Device, DispatchOutbox, Incident
@@ -133,6 +134,8 @@ async def _add_evidence(
         timeline = incident.score_timeline + _points(scores, class_key, since)
         incident.score_timeline = timeline[-MAX_TIMELINE_POINTS:]
         incident.confidence = max(incident.confidence, confidence)
+        if promote_to_emergency(incident, class_key, confidence):  # the nine classes agree with an anomaly
+            add_audit(session, incident_id, "gateway", "became_emergency", {"class": class_key})
         add_audit(session, incident_id, "gateway", "evidence", {"class": class_key, "confidence": confidence})
         await session.flush()
         return view_of(incident, now), False, since

@@ -62,6 +62,8 @@ class IncidentView:
     corroboration: dict[str, Any] | None = None
     # What opened it (incidents.kind): a class's detection, or a rule such as the daycare profile's.
     kind: IncidentKind = IncidentKind.EMERGENCY
+    # An anomaly's score, threshold, model version and reason (shared/anomaly/); None otherwise.
+    anomaly: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The REST representation (``GET /v1/incidents/{id}``)."""
@@ -92,6 +94,7 @@ class IncidentView:
                 "accuracy_m": self.location.accuracy_m,
             },
             "corroboration": self.corroboration,
+            "anomaly": self.anomaly,
         }
 
     def as_update(self, detail: dict[str, Any] | None = None) -> IncidentUpdate:
@@ -185,4 +188,5 @@ def view_of(incident: Incident, now: datetime) -> IncidentView:
         location=location,
         corroboration=incident.corroboration,
         kind=incident.kind,
+        anomaly=incident.anomaly,
     )

@@ -1,0 +1,79 @@
+"""A stream's windows judged under a listening mode: cheap, on the stream path.
+
+Each window's score comes from the device's :class:`~shared.anomaly.model.AnomalyModel`;
+the alarm needs two windows in a row at or above the threshold (the lower of the two, as
+the model was calibrated), then none for ``refractory_s``.
+
+* **away**: any such window is abnormal: loud, sudden or unlike the home's sound.
+* **alone**: the same, unless the model's AudioSet tags say it is a programme or murmur
+  (TV, radio, music, speech) with no impact or shout among them: someone living alone keeps
+  the television on, and a film's crash is not theirs.
+* **standard**: nothing is judged here (the nine classes only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.anomaly.model import AnomalyModel
+from shared.device_modes import ListeningMode
+
+# Tags (AudioSet labels, lower case, matched as substrings) that make a window a programme or murmur ...
+MEDIA_TAGS = ("music", "speech", "television", "radio", "conversation", "narration", "singing", "chatter")
+# ... unless one of these is among them.
+ALARMING_TAGS = ("shout", "yell", "scream", "bang", "smash", "crash", "glass", "shatter", "slam", "thump", "breaking")
+TAG_FLOOR = 0.2  # a tag below this probability says nothing
+
+
+@dataclass(frozen=True)
+class ScoredWindow:
+    """An anomaly: the smoothed score, the threshold it crossed and the stream time."""
+
+    score: float
+    threshold: float
+    stream_time_s: float
+
+
+def media_only(tags: Sequence[tuple[str, float]]) -> bool:
+    """The tags describe a programme or murmur and nothing alarming."""
+    heard = [label.lower() for label, p in tags if p >= TAG_FLOOR]
+    if any(word in label for label in heard for word in ALARMING_TAGS):
+        return False
+    return bool(heard) and any(word in heard[0] for word in MEDIA_TAGS)
+
+
+class AnomalyScorer:
+    """Judges one stream's windows (``judge``); ``mode`` and ``model`` may change at any time."""
+
+    def __init__(self, mode: ListeningMode, model: AnomalyModel | None, refractory_s: float) -> None:
+        self.mode = mode
+        self.model = model
+        self.refractory_s = refractory_s
+        self._previous: float | None = None
+        self._quiet_until = -np.inf
+
+    @property
+    def judging(self) -> bool:
+        return self.model is not None and self.mode is not ListeningMode.STANDARD
+
+    def judge(
+        self, features: np.ndarray, stream_time_s: float, tags: Sequence[tuple[str, float]] = ()
+    ) -> ScoredWindow | None:
+        """The window's anomaly, or None."""
+        if self.model is None or self.mode is ListeningMode.STANDARD:
+            self._previous = None
+            return None
+        raw = self.model.score(features)
+        previous, self._previous = self._previous, raw
+        if previous is None or stream_time_s < self._quiet_until:
+            return None
+        smoothed = min(raw, previous)
+        if smoothed < self.model.threshold:
+            return None
+        if self.mode is ListeningMode.ALONE and media_only(tags):
+            return None
+        self._quiet_until = stream_time_s + self.refractory_s
+        return ScoredWindow(smoothed, self.model.threshold, stream_time_s)
