@@ -16,6 +16,7 @@ from hearo.cli_ask import ask
 from hearo.cli_bench import bench_app
 from hearo.cli_household import device_room_command, household_app
 from hearo.cli_profile import device_profile_command
+from hearo.daycare_eval import daycare_eval_command
 from hearo.cli_duress import duress_code_command
 from hearo.cli_model import data_app, evaluate_command, thresholds_command, train
 from hearo.cli_learning import summary_command, thresholds_command as device_thresholds_command
@@ -216,6 +217,7 @@ def device_register(
 # Registered here, not at the top, so `hearo --help` lists the commands in the order it always has.
 app.command()(train)
 app.command("eval")(evaluate_command)
+app.command("daycare-eval")(daycare_eval_command)  # hearo/daycare_eval.py: the daycare rule on composed scenes
 app.command("thresholds")(thresholds_command)
 app.command("stats")(stats_command)
 app.command("ask")(ask)  # hearo/cli_ask.py: questions over the device's history
