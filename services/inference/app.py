@@ -24,6 +24,7 @@ from fastapi import FastAPI, WebSocket
 from fastapi.responses import JSONResponse, Response
 from starlette.websockets import WebSocketDisconnect
 
+from services.inference.batch_tuning import BatchPlan, choose, measure
 from services.inference.batcher import BatchedPrediction, BatcherClosed, MicroBatcher, Overloaded
 from services.inference.metrics import InferenceMetrics
 from services.inference.registry import ModelEntry, ModelRegistry, default_registry
@@ -58,6 +59,7 @@ class InferenceService:
         self.metrics = InferenceMetrics()
         self.batcher: MicroBatcher | None = None
         self.ready: Ready | None = None
+        self.batch_plan: BatchPlan | None = None
         # Resolved here, not per connection: in development this reads (or makes) the file once.
         self._tokens = [token.encode() for token in settings.accepted_tokens()]
         self._refusals_unlogged = 0
@@ -84,6 +86,17 @@ class InferenceService:
             band_limit_hz=self.entry.band_limit_hz,
         )
         await self.batcher.start()
+        plan = BatchPlan(self.settings.max_batch, self.settings.max_wait_ms / 1000)
+        if self.settings.batch_tuning:
+            window = (self.entry.spec.window_frames, self.entry.spec.n_mels)
+            device, ceiling = self.settings.torch_device(), self.settings.max_batch
+            timings = await self.batcher.in_model_thread(lambda: measure(classifier.predict, window, ceiling, device))
+            plan = choose(timings, plan.max_wait_s)
+        self.batcher.use(plan)
+        self.batch_plan = plan
+        self.metrics.batch_target.set(plan.target)
+        self.metrics.batch_max_wait_seconds.set(plan.max_wait_s)
+        log.info("batching: %s", plan.describe())
         log.info(
             "serving model %s (%s) on %s; stored thresholds: %s",
             self.entry.name, self.entry.spec.name, self.settings.torch_device(), classifier.thresholds or "none",
@@ -304,7 +317,8 @@ def create_app(settings: InferenceSettings | None = None, registry: ModelRegistr
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         if service.is_ready:
-            return JSONResponse({"status": "ready", "model": service.entry.name})
+            batching = None if service.batch_plan is None else service.batch_plan.describe()
+            return JSONResponse({"status": "ready", "model": service.entry.name, "batching": batching})
         return JSONResponse({"status": "unavailable", "model": service.entry.name}, status_code=503)
 
     @app.get("/metrics")

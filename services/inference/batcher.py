@@ -19,9 +19,11 @@ last request taken, and the next request taken is the head of the client whose c
 lowest (on a tie, the one with less queued). A client that asks for less than its share is
 served in the next batch, whatever the others have queued.
 
-A batch starts when it holds ``max_batch`` windows, when the next request (in fair order)
+A batch starts when it holds ``batch_target`` windows (``max_batch`` unless ``use`` set a
+smaller target: ``services.inference.batch_tuning``), when the next request (in fair order)
 would not fit, or ``max_wait_s`` after the oldest queued request arrived, whichever comes
-first. Requests are never split across batches. A caller that cancels its future frees its
+first. Requests are never split across batches: a batch's first request is taken whatever its
+size (at most ``max_batch``, the most one request may carry). A caller that cancels its future frees its
 queue slot at once and is left out of the batch if it was already taken.
 """
 
@@ -33,11 +35,16 @@ import enum
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 
+from services.inference.batch_tuning import BatchPlan
 from services.inference.metrics import InferenceMetrics
 from services.inference.models.base import Prediction
+
+
+T = TypeVar("T")
 
 
 class ShedReason(str, enum.Enum):
@@ -133,6 +140,7 @@ class MicroBatcher:
         self._torch_threads = torch_threads
         self._metrics = metrics
         self.max_batch = max_batch
+        self.batch_target = max_batch
         self.max_wait_s = max_wait_s
         self.queue_size = queue_size
         self.client_queue_size = client_queue_size
@@ -165,6 +173,20 @@ class MicroBatcher:
             max_workers=1, thread_name_prefix="hearo-model", initializer=self._init_model_thread
         )
         self._worker = asyncio.create_task(self._run(), name="hearo-batcher")
+
+    def use(self, plan: BatchPlan) -> None:
+        """Form batches of up to ``plan.target`` windows (at most ``max_batch``), waiting at most
+        ``plan.max_wait_s``; the next batch collected follows it."""
+        if not 1 <= plan.target <= self.max_batch or plan.max_wait_s < 0:
+            raise ValueError(f"a batch target must be in 1..{self.max_batch} and a wait >= 0, got {plan}")
+        self.batch_target = plan.target
+        self.max_wait_s = plan.max_wait_s
+
+    async def in_model_thread(self, work: Callable[[], T]) -> T:
+        """``work()`` run in the model's thread (its torch thread count), between batches."""
+        if self._executor is None:
+            raise BatcherClosed("the batcher is not running")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
     def submit(self, windows: torch.Tensor, client: Hashable = _SHARED_CLIENT) -> asyncio.Future[BatchedPrediction]:
         """Queue ``windows`` [n, frames, mels] for ``client`` and return the future of their prediction.
@@ -302,11 +324,13 @@ class MicroBatcher:
         batch: list[_Request] = []
         size = 0
         while True:
-            while (client := self._next()) is not None and size + client.queue[0].size <= self.max_batch:
+            while (client := self._next()) is not None and (
+                not batch or size + client.queue[0].size <= self.batch_target
+            ):
                 request = self._take(client)
                 batch.append(request)
                 size += request.size
-            if self._clients or size == self.max_batch or self._closed:
+            if self._clients or size >= self.batch_target or self._closed:
                 return batch
             self._arrival.clear()
             try:

@@ -71,6 +71,17 @@ class InferenceMetrics:
             "Open gateway connections.",
             registry=self.registry,
         )
+        # What the batcher forms (services/inference/batch_tuning.py: chosen at startup).
+        self.batch_target = Gauge(
+            "hearo_inference_batch_target",
+            "Windows a batch is formed up to.",
+            registry=self.registry,
+        )
+        self.batch_max_wait_seconds = Gauge(
+            "hearo_inference_batch_max_wait_seconds",
+            "Longest a queued window waits for a batch to fill.",
+            registry=self.registry,
+        )
 
     def count_shed(self, reason: enum.Enum, windows: int) -> None:
         """One request of ``windows`` windows not served, for ``reason`` (its value is the label)."""

@@ -24,7 +24,10 @@ SMALL_CNN_WEIGHTS = WEIGHTS_DIR / "small_cnn.pt"
 class InferenceSettings(ServiceSettings):
     """What model to serve, where its weights are, and how to batch.
 
-    ``max_wait_ms`` bounds how long the oldest queued window waits for a batch to fill;
+    ``max_batch`` is the most windows one batch (and one request) may hold and ``max_wait_ms``
+    the longest the oldest queued window waits for a batch to fill; with ``batch_tuning`` (the
+    default) the service measures its model at startup and forms smaller batches, or waits less,
+    where the measured throughput curve says they pay (``services/inference/batch_tuning.py``);
     ``queue_size`` bounds the windows waiting (beyond it requests are answered ``overloaded``);
     ``torch_threads`` is the model thread's intra-op thread count (0: torch's default, one per core).
     ``beats_checkpoint`` is the file the ``beats`` model serves (no default: the official
@@ -54,6 +57,7 @@ class InferenceSettings(ServiceSettings):
     # 128 windows of 200 x 128 float32 make a 13 MB frame, within uvicorn's 16 MiB ws_max_size.
     max_batch: int = Field(default=32, ge=1, le=128)
     max_wait_ms: float = Field(default=8.0, ge=0.0)
+    batch_tuning: bool = True
     queue_size: int = Field(default=512, ge=1)
     connection_queue_size: int | None = Field(default=None, ge=1)
     top_tags: int = Field(default=5, ge=0, le=255)

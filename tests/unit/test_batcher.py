@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import pytest
 import torch
 
+from services.inference.batch_tuning import BatchPlan, measure
 from services.inference.batcher import BatchedPrediction, BatcherClosed, MicroBatcher, Overloaded, ShedReason
 from services.inference.metrics import InferenceMetrics
 from services.inference.models.base import Prediction
@@ -317,3 +318,39 @@ async def test_torch_threads_apply_to_the_model_thread() -> None:
     await batcher.submit(item(1.0))
     await batcher.close()
     assert seen == [1]
+
+
+async def test_a_batch_target_forms_smaller_batches_and_still_takes_a_larger_request() -> None:
+    model = GatedModel()
+    async with running(model, max_batch=8) as (batcher, _):
+        batcher.use(BatchPlan(target=2, max_wait_s=0.0))
+        model.hold_next_batch()
+        first = batcher.submit(item(0.0))
+        await model.wait_entered()
+        futures = [batcher.submit(item(float(i))) for i in range(1, 4)] + [batcher.submit(item(9.0, n=5))]
+        model.gate.set()
+        results = await asyncio.gather(first, *futures)
+    # Batches of two, and the five-window request alone: requests are never split or refused
+    # for the target, only for max_batch.
+    assert model.batches == [1, 2, 1, 5]
+    assert results[-1].prediction.scores.shape[0] == 5
+    with pytest.raises(ValueError, match="batch target"):
+        batcher.use(BatchPlan(target=9, max_wait_s=0.0))
+
+
+async def test_tuning_runs_in_the_model_thread() -> None:
+    seen: list[int] = []
+
+    def predict(windows: torch.Tensor) -> Prediction:
+        seen.append(threading.get_ident())
+        return Prediction(scores=torch.zeros(windows.shape[0], 9))
+
+    batcher = MicroBatcher(predict, InferenceMetrics(), max_batch=4, max_wait_s=0.0, queue_size=4)
+    await batcher.start()
+    try:
+        timings = await batcher.in_model_thread(lambda: measure(predict, (2, 9), batcher.max_batch))
+        await batcher.submit(item(1.0))
+    finally:
+        await batcher.close()
+    assert [t.size for t in timings] == [1, 2, 4]
+    assert len(set(seen)) == 1 and seen[0] != threading.get_ident()
