@@ -33,6 +33,7 @@ def devices_app(
     app.state.enrolment = Enrolment(enrolment_keys)
     app.state.revocations = LocalChannel()  # heard by nobody here
     app.state.profile_changes = LocalChannel()  # a test subscribes to hear a profile change
+    app.state.mode_changes = LocalChannel()  # a test subscribes to hear a mode change
     app.include_router(devices.router, dependencies=[Depends(limit_rest)])
     return app
 

@@ -54,6 +54,8 @@ from services.gateway.session_registry import SessionRegistry
 from services.gateway.sessions import serve_stream
 from services.gateway.settings import GatewaySettings
 from services.gateway.profile_watch import ProfileWatch, create_profile_channel
+from services.gateway.mode_watch import ModeWatch, create_mode_channel
+from services.gateway.session_anomaly import AnomalyBackend
 from services.gateway.threshold_watch import ThresholdWatch
 from shared.clips import create_clip_store
 from shared.db import Database, Device, upgrade_database
@@ -113,9 +115,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         thresholds = DeviceThresholds(
             db, settings.threshold_learning, lambda: sessions.detector_config.thresholds, threshold_changes
         )
+        # Away and alone modes (docs/anomaly.md): each session learns and judges its home's sound.
+        anomaly = AnomalyBackend(settings.anomaly)
         incidents = IncidentBackend(
             db, events, watcher, clip_store, countdown_s=settings.incident_countdown_s, evidence=settings.evidence,
             household=HouseholdFusion(board, settings.household), learning=thresholds,
+            anomaly=anomaly,
             countdowns={IncidentKind.CHILD_SAFETY: settings.daycare.countdown_s},  # docs/daycare.md
         )  # fmt: skip
 
@@ -142,6 +147,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         # A changed profile (home, daycare) switches the device's live sessions on every gateway.
         profile_changes = create_profile_channel(settings.redis_url)
         profile_watch = ProfileWatch(sessions, profile_changes, db)
+        # A mode switch, or a model the worker trained, reaches the device's live sessions.
+        mode_changes = create_mode_channel(settings.redis_url)
+        mode_watch = ModeWatch(anomaly, mode_changes)
 
         app.state.db = db
         app.state.incident_events = events
@@ -152,12 +160,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.revocations = revocations
         app.state.device_thresholds = thresholds
         app.state.profile_changes = profile_changes
+        app.state.mode_changes = mode_changes
+        app.state.anomaly_policy = settings.anomaly
         connecting: asyncio.Task[None] | None = None
         try:
             await watcher.start()
             await revocation_watch.start()
             await threshold_watch.start()
             await profile_watch.start()
+            await mode_watch.start()
             await board.start()
             try:
                 await client.connect()
@@ -177,6 +188,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await threshold_changes.close()
             await profile_watch.close()
             await profile_changes.close()
+            await mode_watch.close()
+            await mode_changes.close()
             await revocations.close()
             await incidents.drain(_DRAIN_S)
             await board.close()

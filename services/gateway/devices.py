@@ -38,6 +38,8 @@ from services.gateway.enrolment import ENROLMENT_RESPONSES, require_enrolment_ke
 from services.gateway.incidents_api import ClipStoreDep, EventsDep
 from services.gateway.openapi import BAD_BODY, ERASURE_DEFERRED, UNAUTHORIZED, ApiRoute
 from services.gateway.privacy import ErasureDeferred, erase_device_data
+from services.gateway.listening_modes import AnomalyPolicyDep, ModeChangesDep, set_listening_mode, with_anomaly_state
+from services.gateway.mode_watch import ModeChanged
 from services.gateway.profile_watch import ProfileChanged, ProfileChannel, profile_changes_of
 from services.gateway.rate_limit import limit_registration
 from services.gateway.revocation import DeviceRevoked, RevocationChannel, revocations_of
@@ -94,21 +96,24 @@ async def register_device(
 
 
 @router.get("/me")
-async def read_device(device: CurrentDevice) -> DeviceOut:
-    """The caller's device, profile, location, contacts and consents."""
-    return device_out(device)
+async def read_device(device: CurrentDevice, db: DatabaseDep, policy: AnomalyPolicyDep) -> DeviceOut:
+    """The caller's device, profile, location, contacts and consents, its listening mode and
+    its anomaly model's state (docs/anomaly.md)."""
+    return await with_anomaly_state(device_out(device), db, policy)
 
 
 @router.patch("/me", responses=BAD_BODY)
 async def update_device(
-    body: DeviceUpdate, current: CurrentDevice, db: DatabaseDep, profile_changes: ProfileChangesDep
+    body: DeviceUpdate, current: CurrentDevice, db: DatabaseDep, profile_changes: ProfileChangesDep,
+    mode_changes: ModeChangesDep, policy: AnomalyPolicyDep,
 ) -> DeviceOut:
     """Replace each top-level field present in the body; absent fields stay as they are.
 
     ``address`` or ``location`` set to null clears it; ``contacts`` replaces the whole
     list. Turning ``consent_location`` off also forgets the stored location. ``duress_code``
     is kept only as a slow salted hash (null removes it) and never returned. A new
-    ``device_profile`` reaches the device's live sessions within a second (docs/daycare.md).
+    ``device_profile`` reaches the device's live sessions within a second (docs/daycare.md), and
+    so does a new ``listening_mode`` (docs/anomaly.md; ``inactivity_span_s`` null: the default).
     """
     given = body.model_fields_set
     # Hashed before the transaction: scrypt takes a fraction of a second, off the event loop.
@@ -148,10 +153,13 @@ async def update_device(
         profile_changed = body.device_profile is not None and body.device_profile != device.profile
         if body.device_profile is not None:
             device.profile = DeviceProfile(body.device_profile)
+        mode_changed = set_listening_mode(device, body)
         await _flush_and_reload(session, device)
     if profile_changed:  # after the commit: a gateway that hears this reads the new profile
         await profile_changes.publish(ProfileChanged(str(current.id)))
-    return device_out(device)
+    if mode_changed:
+        await mode_changes.publish(ModeChanged(str(current.id)))
+    return await with_anomaly_state(device_out(device), db, policy)
 
 
 @router.post("/me/token")

@@ -14,7 +14,8 @@ from shared.protocol import IncidentMessage
 
 def incident_message(view: IncidentView, detail: dict[str, Any]) -> IncidentMessage:
     """An ``incident`` message from a fresh read: pending ones carry the database's seconds
-    left; a judged one, what the household's other devices heard."""
+    left; a judged one, what the household's other devices heard; an anomaly, its record
+    (``detail.anomaly``: reason, score, threshold, model version; docs/anomaly.md)."""
     pending = view.state is IncidentState.PENDING
     return IncidentMessage(
         incident_id=str(view.id),
@@ -22,7 +23,7 @@ def incident_message(view: IncidentView, detail: dict[str, Any]) -> IncidentMess
         deadline_at=view.deadline_at,
         seconds_left=round(view.seconds_left, 3) if pending else None,
         evidence=view.evidence,
-        detail=detail,
+        detail=detail if view.anomaly is None else {**detail, "anomaly": view.anomaly},
         corroboration=view.corroboration,
         kind=view.kind,
     )

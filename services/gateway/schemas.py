@@ -28,10 +28,13 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from shared.db import Device
-from shared.device_modes import DeviceProfile
+from shared.device_modes import DeviceProfile, ListeningMode
 from shared.incidents.duress import MAX_CODE_LENGTH, check_code
 
 MAX_CONTACTS = 10
+# Alone mode's inactivity span: from ten minutes to a week.
+MIN_INACTIVITY_S = 600
+MAX_INACTIVITY_S = 7 * 86400
 # The oldest verified human lived to 122.
 MAX_AGE_YEARS = 125
 
@@ -180,6 +183,14 @@ class DeviceUpdate(_Input):
         default=None, description="What the device listens for besides the nine classes: home, or daycare (a child "
         "crying with adult shouting and blows raises a child_safety incident, the staff told first; docs/daycare.md)",
     )  # fmt: skip
+    listening_mode: Literal["standard", "away", "alone"] | SkipJsonSchema[None] = Field(
+        default=None, description="What is abnormal besides the nine classes: standard (nothing), away (any loud, "
+        "sudden or unusual sound) or alone (impacts, shouting, a long silence); docs/anomaly.md",
+    )  # fmt: skip
+    inactivity_span_s: int | None = Field(
+        default=None, ge=MIN_INACTIVITY_S, le=MAX_INACTIVITY_S,
+        description="Alone mode: seconds without a sound of activity that are a concern (null: the default, 12 h)",
+    )  # fmt: skip
     consent_recording: StrictBool | SkipJsonSchema[None] = Field(default=None, json_schema_extra={"const": True})
     consent_location: StrictBool | SkipJsonSchema[None] = None
     consent_share_profile: StrictBool | SkipJsonSchema[None] = None
@@ -207,7 +218,7 @@ class DeviceUpdate(_Input):
 
     @model_validator(mode="after")
     def _no_null_for_required(self) -> DeviceUpdate:
-        nullable = {"address", "location", "duress_code", "room"}
+        nullable = {"address", "location", "duress_code", "room", "inactivity_span_s"}
         nulled = sorted(
             name for name in self.model_fields_set - nullable if getattr(self, name) is None
         )
@@ -235,6 +246,10 @@ class DeviceOut(BaseModel):
     room: str | None = None  # where in the home it listens
     household_id: uuid.UUID | None = None  # its household (``GET /v1/households/me``), if any
     device_profile: DeviceProfile = DeviceProfile.HOME  # home or daycare (docs/daycare.md)
+    listening_mode: ListeningMode = ListeningMode.STANDARD  # standard, away or alone (docs/anomaly.md)
+    inactivity_span_s: int | None = None  # alone mode's span (null: the default)
+    # The anomaly model's state: learning since, share of the learning period heard, active version, budget.
+    anomaly: dict[str, Any] | None = None
 
 
 class DeviceCredentials(BaseModel):
@@ -288,4 +303,6 @@ def device_out(device: Device) -> DeviceOut:
         room=device.room,
         household_id=device.household_id,
         device_profile=device.profile,
+        listening_mode=device.listening_mode,
+        inactivity_span_s=device.inactivity_span_s,
     )

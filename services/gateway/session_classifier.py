@@ -99,6 +99,7 @@ class StreamClassifier:
         self._inference_down = False  # told the client inference is unavailable
         self._evidence = reporter.listen(detector.config, session_id)  # the countdown keeps listening
         self._household = reporter.household(detector.config, session_id)  # the home's other devices hear it
+        self._anomaly = reporter.anomaly()  # away and alone modes: the home's own sound
 
     async def run(self) -> None:
         """Classify until the end marker, then wait until every detection is told."""
@@ -129,6 +130,8 @@ class StreamClassifier:
                 result = next(scored)
                 self.windows_classified += 1
                 events += self.detector.update(result.scores.numpy(), item.end_s)
+                if self._anomaly is not None:
+                    self._anomaly.heard(item, result.tags)
                 if self._profile is not None:
                     events += self._profile.heard(item.end_s, result.tags)
                 if self.detector.smoothed is not None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from services.gateway.metrics import GATEWAY_METRICS
+from services.gateway.session_anomaly import SessionAnomaly
 from services.gateway.session_evidence import CountdownEvidence
 from services.gateway.session_household import HouseholdListening
 from services.gateway.session_incidents import SessionIncidents, TokenRevoked
@@ -62,6 +63,7 @@ class DetectionReporter:
         self._task: asyncio.Task[None] | None = None
         self._evidence: CountdownEvidence | None = None
         self._household: HouseholdListening | None = None
+        self._anomaly: SessionAnomaly | None = None
         self.detections = 0
 
     def listen(self, config: DetectorConfig, session_id: str) -> CountdownEvidence | None:
@@ -79,6 +81,15 @@ class DetectionReporter:
         if self._household is None and fusion is not None and incidents is not None and incidents.device.household_id:
             self._household = HouseholdListening(fusion, incidents.backend, incidents.device, config, session_id, self._send)
         return self._household
+
+    def anomaly(self) -> SessionAnomaly | None:
+        """What this session learns of its home's sound and judges in away or alone mode (None
+        without incidents or with the anomaly policy off), for the classifier to feed."""
+        incidents = self._incidents
+        backend = None if incidents is None else incidents.backend.anomaly
+        if self._anomaly is None and backend is not None and incidents is not None:
+            self._anomaly = backend.listen(incidents)
+        return self._anomaly
 
     def start(self, name: str) -> asyncio.Task[None]:
         """The task that tells the client, in order, of the detections whose incidents were written."""
@@ -110,6 +121,8 @@ class DetectionReporter:
         self._task.result()
         if self._evidence is not None:
             self._evidence.finish()
+        if self._anomaly is not None:
+            self._anomaly.finish()
 
     async def _tell_in_order(self) -> None:
         while (opening := await self._openings.get()) is not None:

@@ -59,7 +59,8 @@ from shared.incidents import (
 )
 from shared.protocol import CancelMessage, ConfirmMessage, ErrorCode, ErrorMessage, IncidentMessage, Message
 
-if TYPE_CHECKING:  # the household machinery runs sessions' work through this backend
+if TYPE_CHECKING:  # the household and anomaly machinery run sessions' work through this backend
+    from services.gateway.session_anomaly import AnomalyBackend
     from services.gateway.session_household import HouseholdFusion
 
 log = logging.getLogger(__name__)
@@ -101,10 +102,12 @@ class IncidentBackend:
         household: HouseholdFusion | None = None,
         learning: DeviceThresholds | None = None,
         countdowns: Mapping[IncidentKind, float] | None = None,  # a kind's own countdown (else countdown_s)
+        anomaly: AnomalyBackend | None = None,
     ) -> None:
         self.evidence = evidence  # what a session does with what it hears during a countdown
         self.household = household  # the devices of one home corroborate each other (None: off)
         self.learning = learning  # what the device's false-alarm cancels teach its thresholds (None: nothing)
+        self.anomaly = anomaly  # away and alone modes: learning, judging, activity (None: off)
         self.db = db
         self.events = events
         self.watcher = watcher
@@ -222,7 +225,7 @@ class SessionIncidents:
                           event.emergency_class.key)  # fmt: skip
             return None
         if opened.created:
-            self._clip_due(opened.incident.id, event.stream_time_s)
+            self.clip_due(opened.incident.id, event.stream_time_s)
         log.info("session %s: %s incident %s (%s, %.2f)", self.session_id,
                  "opened" if opened.created else "evidence for", opened.incident.id,
                  event.emergency_class.key, event.confidence)  # fmt: skip
@@ -315,7 +318,7 @@ class SessionIncidents:
 
     # --- clips -------------------------------------------------------------------------------
 
-    def _clip_due(self, incident_id: uuid.UUID, detection_s: float) -> None:
+    def clip_due(self, incident_id: uuid.UUID, detection_s: float) -> None:
         self._clips_due[incident_id] = detection_s
         if self._ended is not None:
             self._archive(self._ended, incident_id)

@@ -8,6 +8,7 @@ from pydantic_settings import SettingsConfigDict
 from shared.clips import ClipStorageSettings
 from services.gateway.novelty_gate import GatePolicy
 from services.gateway.rate_limit import RateLimit
+from shared.anomaly.policy import AnomalyPolicy
 from shared.daycare import DaycarePolicy
 from shared.db import DATABASE_URL_ENV, DEFAULT_DATABASE_URL
 from shared.household.corroboration import CorroborationPolicy
@@ -114,6 +115,9 @@ class GatewaySettings(ServiceSettings):
     # The daycare profile's rule and its incidents' countdown (docs/daycare.md), for devices
     # whose profile is daycare, e.g. HEARO_GATEWAY_DAYCARE='{"span_s": 10, "countdown_s": 30}'.
     daycare: DaycarePolicy = Field(default_factory=DaycarePolicy)
+    # Away and alone modes (docs/anomaly.md): learning each home's sound, judging it, activity;
+    # e.g. HEARO_GATEWAY_ANOMALY='{"enabled": false}'. The alerting worker reads the same policy.
+    anomaly: AnomalyPolicy = Field(default_factory=AnomalyPolicy)
 
     # REST rate limits, token buckets per client address and per device token (JSON, e.g.
     # HEARO_GATEWAY_REST_PER_IP='{"burst": 120, "per_minute": 600}'; null turns one off).

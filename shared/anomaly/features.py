@@ -2,7 +2,7 @@
 
 The window's log-mel frames ``[T, n_mels]`` are pooled into :data:`BANDS` bands; each band
 gives its mean over the window (the timbre and loudness of what is heard) and how far its
-loudest frames stand above its median (the 95th percentile minus the median: how sudden or
+loudest frames stand above its median (the 99th percentile minus the median: how sudden or
 impulsive it is: a breaking glass, a slam or a fall stands out here even over a loud room),
 and the window's RMS level in dBFS closes the vector. About 30 µs a window.
 
@@ -33,7 +33,7 @@ def window_features(frames: np.ndarray, level_dbfs: float) -> np.ndarray:
         raise ValueError(f"need log-mel frames [T > 0, a multiple of {BANDS} mels], got shape {x.shape}")
     pooled = x @ _pooling(x.shape[1])
     ordered = np.sort(pooled, axis=0)
-    peak, median = ordered[(ordered.shape[0] - 1) * 95 // 100], ordered[(ordered.shape[0] - 1) // 2]
+    peak, median = ordered[(ordered.shape[0] - 1) * 99 // 100], ordered[(ordered.shape[0] - 1) // 2]
     return np.concatenate([pooled.mean(axis=0), peak - median, [np.float32(level_dbfs)]]).astype(np.float32)
 
 

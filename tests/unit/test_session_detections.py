@@ -47,7 +47,7 @@ class SlowIncidents:
     def __init__(self) -> None:
         self.written = asyncio.Event()
         self.opened: list[DetectionEvent] = []
-        self.backend = SimpleNamespace(evidence=EvidencePolicy(), household=None)  # what the listening reads
+        self.backend = SimpleNamespace(evidence=EvidencePolicy(), household=None, anomaly=None)  # what the listening reads
 
     def open(
         self, event: DetectionEvent, scores: list[ScorePoint], location: IncidentLocation | None,
