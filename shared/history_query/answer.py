@@ -79,7 +79,7 @@ def not_understood(language: Language) -> str:
 def event_summary(event: HistoryEvent, language: Language) -> str:
     """The event without its time: "화재 경보 (취소됨)", "fall or accident (reported to 119)"."""
     agency = by_key(event.class_key).agency
-    state = words.STATE_PHRASES[language][event.state].format(agency=agency.value if agency else "")
+    state = words.STATE_PHRASES[language][event.state].format(agency=agency.value if agency else words.CONTACTS[language])
     return f"{words.CLASS_NAMES[language][event.class_key]} ({state})"
 
 

@@ -156,6 +156,8 @@ CLASS_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
      ("accident",)),
     (r"응급|의료|발작|심장|호흡|아프|아파|medical|seizures?|heart|breathing|unwell|sick", ("medical",)),
     (r"살려|도와|구조|도움|help", ("help",)),
+    # An anomaly of away or alone mode (docs/anomaly.md) is the only incident of class normal.
+    (r"이상한|이상 ?(?:감지|소리)|수상한|낯선 소리|unusual|strange|odd|weird|anomal\w*", ("normal",)),
 )
 
 # Agencies by their number or name: the classes reported to it by default (taxonomy).
@@ -179,16 +181,18 @@ STATE_WORDS: tuple[tuple[str, tuple[IncidentState, ...]], ...] = (
 # A class in an answer's sentence (the taxonomy's labels are for lists and forms).
 CLASS_NAMES: Mapping[str, Mapping[str, str]] = {
     "ko": {
-        "normal": "일상 소리", "crime": "침입·비명", "trapped": "갇힘", "electric": "전기 사고", "gas": "가스 경보",
+        "normal": "이상한 소리", "crime": "침입·비명", "trapped": "갇힘", "electric": "전기 사고", "gas": "가스 경보",
         "fire": "화재 경보", "medical": "응급 상황", "accident": "낙상·사고", "help": "구조 요청",
     },
     "en": {
-        "normal": "normal sound", "crime": "break-in or scream", "trapped": "someone trapped",
+        "normal": "unusual sound", "crime": "break-in or scream", "trapped": "someone trapped",
         "electric": "electrical accident", "gas": "gas alarm", "fire": "fire alarm", "medical": "medical emergency",
         "accident": "fall or accident", "help": "call for help",
     },
 }  # fmt: skip
 
+# Who an anomaly (class normal: no agency) is reported to, in an answer.
+CONTACTS: Mapping[str, str] = {"ko": "보호자", "en": "the contacts"}
 # An event's state in an answer; {agency} is the class's number (119, 112).
 STATE_PHRASES: Mapping[str, Mapping[IncidentState, str]] = {
     "ko": {
