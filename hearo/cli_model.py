@@ -22,13 +22,27 @@ def data_build(
     scenes_per_class: Annotated[int, typer.Option(help="Training scenes per emergency class (normal gets twice).")] = 700,
     val_fraction: Annotated[float, typer.Option(help="Share of source files held out for validation.")] = 0.2,
     seed: Annotated[int, typer.Option()] = 0,
+    extra: Annotated[Optional[list[Path]], typer.Option(dir_okay=False, help="A review export's manifest.csv (`hearo review export`): its reviewed clips join the train split; repeat for several.")] = None,
+    extra_only: Annotated[bool, typer.Option("--extra-only", help="Only put the --extra clips into the data set already built at --out (no rebuild).")] = False,
 ) -> None:
     """Build the default model's data set from allow-listed Debian packages and synthesis."""
     from hearo.data import DEFAULT_PACKAGES, BuildConfig, DisallowedPackageError, build_dataset
     from hearo.data.packages import DownloadError
+    from hearo.data.reviewed import add_reviewed
 
+    if extra_only:
+        if not extra:
+            raise typer.BadParameter("--extra-only needs --extra", param_hint="--extra")
+        try:
+            count = add_reviewed(out, extra)
+        except ValueError as exc:
+            typer.echo(f"hearo data build: {exc}", err=True)
+            raise typer.Exit(2) from None
+        typer.echo(f"reviewed clips: {count}; manifest: {out / 'manifest.csv'}")
+        return
     names = tuple(p.strip() for p in packages.split(",") if p.strip()) if packages else DEFAULT_PACKAGES
-    config = BuildConfig(packages=names, seed=seed, scenes_per_class=scenes_per_class, val_fraction=val_fraction)
+    config = BuildConfig(packages=names, seed=seed, scenes_per_class=scenes_per_class, val_fraction=val_fraction,
+                         extra=tuple(extra or ()))
     try:
         summary = build_dataset(out, cache, config)
     except DisallowedPackageError as exc:
@@ -40,6 +54,8 @@ def data_build(
     for split, counts in summary.scenes.items():
         typer.echo(f"{split}: {sum(counts.values())} scenes ({', '.join(f'{k} {v}' for k, v in counts.items())})")
     typer.echo(f"sources: {dict(summary.sources)}; duplicates dropped: {summary.duplicates}")
+    if extra:
+        typer.echo(f"reviewed clips: {summary.reviewed}")
     typer.echo(f"manifest: {summary.manifest}")
 
 
@@ -127,6 +143,7 @@ def train(
     patience: Annotated[int, typer.Option(help="beats only: epochs without validation improvement before stopping.")] = 5,
     seed: Annotated[int, typer.Option()] = 0,
     val_fraction: Annotated[float, typer.Option(help="beats only: share of source files held out for validation.")] = 0.2,
+    extra: Annotated[Optional[list[Path]], typer.Option(dir_okay=False, help="default only: a review export's manifest.csv (`hearo review export`) whose reviewed clips join the training clips; repeat for several.")] = None,
 ) -> None:
     """Train a model: our embedded default (mn04 fine-tuned, calibrated), or a 9-class head on a BEATs backbone."""
     import pickle
@@ -136,7 +153,7 @@ def train(
 
         options: dict[str, object] = {"seed": seed, "max_minutes": max_minutes, "distill_weight": distill_weight,
                                       "household": household, "household_train": household_train, "work": work,
-                                      "init_from": init_from}
+                                      "init_from": init_from, "extra": tuple(extra or ())}
         for key, value in (("weights", weights), ("epochs", epochs), ("batch_size", batch_size), ("lr", lr)):
             if value is not None:
                 options[key] = value
@@ -148,6 +165,8 @@ def train(
         return
     if backbone != "beats":
         raise typer.BadParameter("known backbones: default, beats", param_hint="--backbone")
+    if extra:
+        raise typer.BadParameter("the default backbone only (a review export is itself a class-folder dataset for beats)", param_hint="--extra")
     if checkpoint is None:
         raise typer.BadParameter("--backbone beats needs --checkpoint", param_hint="--checkpoint")
     from services.inference.training import TrainingConfig, run_training

@@ -10,7 +10,9 @@ Steps (each cached under ``cache`` so an interrupted build resumes where it stop
 5. compose fixed-length scenes per class from each split's own events and backgrounds
    (``hearo.data.scenes``) and write ``audio/<split>/<class>/NNNNN.wav`` (16 kHz mono PCM-16);
 6. write ``manifest.csv`` (file, class, class_id, source_package, source_path, licence, made,
-   split) and copy each package's copyright file to ``licences/``.
+   split) and copy each package's copyright file to ``licences/``;
+7. with ``extra`` review exports, add their reviewed clips to the train split
+   (``hearo.data.reviewed``, with the consent each rests on).
 
 The same packages, seed and counts give the same data set, byte for byte.
 """
@@ -32,9 +34,11 @@ from rich.progress import Progress
 
 from hearo.data.labels import BACKGROUND, NEGATIVE
 from hearo.data.packages import SAMPLE_RATE, decode_package, load_audio
+from hearo.data.reviewed import add_reviewed
 from hearo.data.scenes import arrange_hits, compose
 from hearo.data.sources import DEFAULT_PACKAGES, check_packages
 from hearo.data.synth import GENERATORS, TTS_PHRASES, shout, synthesise_speech, tts_voices
+from shared.review import read_review_manifest
 from shared.taxonomy import CLASS_KEYS, by_key
 
 __all__ = ["MANIFEST_FIELDS", "BuildConfig", "BuildSummary", "Source", "build_dataset", "collect_sources", "fingerprint", "split_groups"]
@@ -56,6 +60,8 @@ class BuildConfig:
     val_fraction: float = 0.2
     scene_s: float = 4.0
     synth_per_recipe: int = 60
+    # Review exports (``hearo review export``) whose clips join the training split as they are.
+    extra: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -75,6 +81,7 @@ class Source:
 class BuildSummary:
     manifest: Path
     scenes: dict[str, Counter[str]] = field(default_factory=dict)
+    reviewed: int = 0  # reviewed clips from ``BuildConfig.extra``
     sources: Counter[str] = field(default_factory=Counter)
     duplicates: int = 0
     failed: int = 0
@@ -188,6 +195,8 @@ def _pick_event(events: Sequence[Source], rng: np.random.Generator) -> Source:
 def build_dataset(out: Path, cache: Path, config: BuildConfig = BuildConfig()) -> BuildSummary:
     """Build the data set into ``out`` (see the module docstring); returns what was made."""
     check_packages(config.packages)
+    for extra in config.extra:  # refused before hours of building, not after
+        read_review_manifest(extra)
     out.mkdir(parents=True, exist_ok=True)
     summary = BuildSummary(manifest=out / "manifest.csv")
     with Progress() as progress:
@@ -256,4 +265,6 @@ def build_dataset(out: Path, cache: Path, config: BuildConfig = BuildConfig()) -
         copyright_file = cache / "decoded" / package / "copyright"
         if copyright_file.is_file():
             shutil.copyfile(copyright_file, licences / f"{package}.copyright")
+    if config.extra:
+        summary.reviewed = add_reviewed(out, config.extra)
     return summary

@@ -2,6 +2,8 @@
 
 Input: a ``hearo data build`` folder (``manifest.csv`` with ``file``, ``class_id``, ``split``,
 ``source_package``, ``source_path`` and the event span). Clips are held in memory at 16 kHz.
+Review exports (``extra``) add reviewed clips to the training clips
+(``services.inference.training.reviewed``).
 
 - Model: ``DefaultNet``, EfficientAT mn04 initialised from the published AudioSet weights, with a
   nine-class sigmoid head (multi-label binary cross-entropy, so confusable classes do not split
@@ -58,6 +60,7 @@ from services.inference.training.calibration import (
     score_household,
 )
 from services.inference.training.manifest import ManifestClip, read_manifest_splits
+from services.inference.training.reviewed import consent_record, reviewed_training_clips
 from shared.augment import band_limit, room_impulse
 from shared.features.efficientat_mel import efficientat_logmel
 from shared.features.spec import EFFICIENTAT_MEL
@@ -96,6 +99,7 @@ class DefaultTrainingConfig:
     threads: int = 2
     max_clips: int | None = None  # per split, for quick runs and tests
     init_from: Path | None = None  # a default model file to continue from (else the published mn04)
+    extra: tuple[Path, ...] = ()  # review exports: reviewed clips join the training clips
 
 
 def _grid(clip: ManifestClip) -> int:
@@ -223,6 +227,9 @@ def train_default_model(config: DefaultTrainingConfig, console: Console | None =
     train = splits.train
     if config.household_train is not None:  # household minutes from training sources, as normal clips
         train = train + household_clips(config.household_train, SR, CLIP_S)
+    known = {clip.group for part in (splits.train, splits.calibration, splits.test) for clip in part}
+    reviewed, reviewed_rows = reviewed_training_clips(config.extra, SR, known)
+    train = train + reviewed
     model = DefaultNet()
     if config.init_from is not None:
         model.load_state_dict(load_default_model(config.init_from)[0].state_dict())
@@ -299,7 +306,7 @@ def train_default_model(config: DefaultTrainingConfig, console: Console | None =
         "calibration_clips": len(splits.calibration), "test_clips": len(splits.test),
         "init": "EfficientAT mn04 AudioSet (mn04_as_mAP_432.pt, MIT)" if config.init_from is None else
         {"file": str(config.init_from), "recipe": load_default_model(config.init_from)[1].get("recipe")},
-        "distill_weight": config.distill_weight,
+        "distill_weight": config.distill_weight, "reviewed": consent_record(reviewed_rows),
         "lr": config.lr, "batch_size": config.batch_size, "seed": config.seed,
     }
     save_default_model(config.out, model, tag_labels, point.to_dict(), metrics, recipe)

@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-__all__ = ["ManifestClip", "ManifestSplits", "read_manifest_splits", "source_group"]
+__all__ = ["ManifestClip", "ManifestSplits", "read_manifest_splits", "read_mono", "source_group"]
 
 TTS_ENGINES = ("espeak-ng", "flite")
 
@@ -58,6 +58,15 @@ def is_calibration_group(group: str) -> bool:
     return hashlib.sha1(group.encode()).digest()[0] % 2 == 0
 
 
+def read_mono(path: Path, rate: int) -> np.ndarray:
+    """An audio file as int16 mono at ``rate`` (channels averaged, resampled with soxr)."""
+    audio, file_rate = sf.read(str(path), dtype="int16", always_2d=True)
+    mono = audio.mean(axis=1).astype(np.int16) if audio.shape[1] > 1 else audio[:, 0]
+    if file_rate != rate:
+        mono = (soxr.resample(mono.astype(np.float32) / 32768, file_rate, rate) * 32767).astype(np.int16)
+    return mono
+
+
 def read_manifest_splits(data: Path, rate: int, max_clips: int | None = None) -> ManifestSplits:
     """The manifest's clips at ``rate`` (int16 mono), in three parts. Raises ValueError when the
     manifest is missing, empty, has no ``split`` column, or leaves a part empty."""
@@ -74,10 +83,7 @@ def read_manifest_splits(data: Path, rate: int, max_clips: int | None = None) ->
         part = "train" if row["split"] == "train" else "calibration" if is_calibration_group(group) else "test"
         if max_clips is not None and len(parts[part]) >= max_clips:
             continue
-        audio, file_rate = sf.read(str(data / row["file"]), dtype="int16", always_2d=True)
-        mono = audio.mean(axis=1).astype(np.int16) if audio.shape[1] > 1 else audio[:, 0]
-        if file_rate != rate:
-            mono = (soxr.resample(mono.astype(np.float32) / 32768, file_rate, rate) * 32767).astype(np.int16)
+        mono = read_mono(data / row["file"], rate)
         seconds = mono.size / rate
         start = float(row.get("event_start_s") or 0.0)
         end = float(row.get("event_end_s") or seconds)
