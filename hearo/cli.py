@@ -20,6 +20,7 @@ from hearo.daycare_eval import daycare_eval_command
 from hearo.cli_duress import duress_code_command
 from hearo.cli_model import data_app, evaluate_command, thresholds_command, train
 from hearo.cli_learning import summary_command, thresholds_command as device_thresholds_command
+from hearo.cli_review import review_app
 from hearo.cli_stats import stats_command
 from shared.incident_state import CancelKind
 
@@ -40,6 +41,7 @@ incident_app = typer.Typer(help="This device's incidents: history, cancel a pend
 app.add_typer(incident_app, name="incident")
 app.add_typer(bench_app, name="bench")
 app.add_typer(household_app, name="household")  # hearo/cli_household.py
+app.add_typer(review_app, name="review")  # hearo/cli_review.py: the review loop (docs/review.md)
 
 
 @app.command()
