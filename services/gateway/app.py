@@ -34,6 +34,7 @@ from services.gateway import devices, households_api, incidents_api, privacy_api
 from services.gateway import outcomes_api, stats_api
 from services.gateway import thresholds_api  # what the owner's cancels taught, and the weekly summary
 from services.gateway import ask_api  # GET /v1/ask: questions over the device's history
+from services.gateway import review_api  # /v1/review/...: the review loop (docs/review.md)
 from services.gateway.auth import authenticate_token
 from services.gateway.client_errors_log import quiet_client_errors
 from services.gateway.enrolment import Enrolment
@@ -216,6 +217,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(outcomes_api.router_for(settings.clips), **limited)
     app.include_router(stats_api.router, **limited)
     app.include_router(ask_api.router, **limited)
+    # The review loop: segments, labels and precision for the reviewer page (docs/review.md).
+    app.state.reviewer_token = settings.reviewer_token
+    app.include_router(review_api.router, **limited)
     # The web app: the page at / and its files under /web (docs in web_api).
     app.include_router(web_api.router, **limited)
     app.mount(web_api.STATIC_PATH, web_api.static_files(), name="web")

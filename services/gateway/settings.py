@@ -133,6 +133,18 @@ class GatewaySettings(ServiceSettings):
         default_factory=list, validation_alias=AliasChoices("HEARO_GATEWAY_ENROLMENT_KEY", "enrolment_keys")
     )
 
+    # The review loop (docs/review.md): the bearer token of the reviewer page and its routes
+    # (/v1/review/...); empty: review is off (403). At least MIN_ENROLMENT_KEY_LENGTH characters.
+    reviewer_token: str = Field(default="", repr=False)
+
+    @model_validator(mode="after")
+    def _reviewer_token(self) -> GatewaySettings:
+        if self.reviewer_token and len(self.reviewer_token) < MIN_ENROLMENT_KEY_LENGTH:
+            raise ValueError(f"HEARO_GATEWAY_REVIEWER_TOKEN must be at least {MIN_ENROLMENT_KEY_LENGTH} characters")
+        if self.reviewer_token and not self.development and is_development_value(self.reviewer_token):
+            raise ValueError("HEARO_GATEWAY_REVIEWER_TOKEN holds a public development value")
+        return self
+
     @model_validator(mode="after")
     def _inference_token_outside_development(self) -> GatewaySettings:
         if self.development:
