@@ -13,7 +13,7 @@ GET      /v1/review/report                           per-class precision (``kind
 
 Every route needs ``Authorization: Bearer <reviewer token>`` (``HEARO_GATEWAY_REVIEWER_TOKEN``,
 compared in constant time): 401 without it or with another value; 403 ``review_disabled``
-while the gateway has none set. A device token opens nothing here. A segment is what
+when one is sent while the gateway has none set. A device token opens nothing here. A segment is what
 :mod:`shared.review.segments` says (a report, or a false alarm its owner donated); any other
 incident is a 404 ``unknown_segment``, so consent is checked on every read and label. The
 reviewer's name is the one the page sends: the token says a reviewer is asking, the name says
@@ -76,15 +76,16 @@ SEGMENT_NOT_FOUND: Responses = {
 async def current_reviewer(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
-    """Admit the holder of the reviewer token; 403 while none is set, 401 otherwise."""
+    """Admit the holder of the reviewer token: 401 without a token, 403 while the gateway has
+    none set, 401 for any other value."""
+    if credentials is None:
+        raise _unauthorized("missing_token", "send the reviewer token as 'Authorization: Bearer <token>'")
     expected: str = request.app.state.reviewer_token
     if not expected:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             {"code": "review_disabled", "message": "review is off on this gateway (set HEARO_GATEWAY_REVIEWER_TOKEN)"},
         )
-    if credentials is None:
-        raise _unauthorized("missing_token", "send the reviewer token as 'Authorization: Bearer <token>'")
     if not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
         raise _unauthorized("invalid_token", "this is not the reviewer token")
 

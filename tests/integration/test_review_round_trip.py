@@ -9,7 +9,9 @@ import csv
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from hearo.cli import app
 from services.inference.models.default import load_default_model
 from services.inference.settings import InferenceSettings
 from services.inference.training.default_model import DefaultTrainingConfig, train_default_model
@@ -76,3 +78,13 @@ async def test_hearo_train_extra_trains_on_the_reviewed_clips(sqlite_db: Databas
         "donated_at": by_incident[str(made.donated_gas)]["donated_at"],
     }  # fmt: skip
     assert by_incident[str(made.donated)]["class"] == "normal" and by_incident[str(made.donated)]["donated_at"]
+
+
+def test_a_refused_export_stops_the_data_build_before_it_starts(tmp_path: Path) -> None:
+    (tmp_path / "reviewed").mkdir()
+    (tmp_path / "reviewed" / "manifest.csv").write_text("file,class\nnormal/a.wav,normal\n")
+    out = tmp_path / "data"
+    result = CliRunner().invoke(app, ["data", "build", "--out", str(out), "--cache", str(tmp_path / "cache"),
+                                      "--extra", str(tmp_path / "reviewed" / "manifest.csv")])
+    assert result.exit_code == 1 and "not a review export (missing columns: class_id" in result.output
+    assert not out.exists() and not (tmp_path / "cache").exists()

@@ -50,6 +50,7 @@ async def test_every_route_needs_the_reviewer_token(sqlite_db: Database, tmp_pat
     async with http_client(_app(sqlite_db, tmp_path, token="")) as http:
         off = await http.get("/v1/review/segments", headers=AUTH)
         assert off.status_code == 403 and off.json()["detail"]["code"] == "review_disabled"
+        assert (await http.get("/v1/review/segments")).status_code == 401
 
 
 async def test_segments_labels_and_the_report(sqlite_db: Database, tmp_path: Path, made: Incidents) -> None:
