@@ -104,7 +104,10 @@ function draw() {
   $("#segment-consent").textContent = t(segment.exportable ? "review.consent.donated" : "review.consent.report");
   const last = segment.review;
   show($("#segment-last"), Boolean(last));
-  if (last) $("#segment-last").textContent = t("review.last", { label: last.label, reviewer: last.reviewer });
+  if (last) {
+    const label = last.label === "unclear" ? t("review.key.unclear") : className(last.label);
+    $("#segment-last").textContent = t("review.last", { label, reviewer: last.reviewer });
+  }
   // Sizes through the CSSOM: the page's content security policy refuses style attributes.
   const sized = (el, property, share) => { el.style[property] = `${Math.round(share * 100)}%`; return el; };
   $("#segment-averages").replaceChildren(...Object.entries(segment.averages).map(([key, value]) =>
