@@ -156,6 +156,8 @@ def _evidence_text(evidence: object) -> str:
     text = (
         f"<strong>{_e(evidence.get('mark'))}</strong>: {_e(evidence.get('detections'))} detection(s); heard: {_e(heard)}"
     )
+    if evidence.get("phrases"):
+        text += f"; <strong>{_e(evidence['phrases'])}</strong>"  # the distress words spoken (docs/spoken.md)
     if evidence.get("quiet_share") is not None:
         text += f"; quiet {_e(round(100 * float(evidence['quiet_share'])))}% of the countdown heard"
     shortened = evidence.get("shortened")

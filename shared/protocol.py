@@ -303,6 +303,8 @@ class ScoresMessage(Message):
     stream_time_s: float
     top: list[ClassScore]
     tags: list[TagScore] | None = None
+    # The distress phrases heard in the last 20 s ("heard: '살려주세요' ×2"; docs/spoken.md), if any.
+    spoken: str | None = None
 
 
 class DetectionMessage(Message):
@@ -312,7 +314,8 @@ class DetectionMessage(Message):
     ``deadline_at`` and ``seconds_left`` (both from the database clock) start the countdown
     to the report; a detection added to an incident already open carries neither (no new
     countdown). ``pattern`` names the standard alarm pattern that was heard when the
-    pattern detector, not the model's scores, made the detection. ``kind`` is what the
+    pattern detector, not the model's scores, made the detection; ``spoken`` what was heard
+    ("heard: '살려주세요' ×2") when spoken distress words made it (docs/spoken.md). ``kind`` is what the
     incident it opens is: ``emergency`` for a class's detection, ``child_safety`` for the
     daycare profile's rule (docs/daycare.md).
     """
@@ -327,6 +330,7 @@ class DetectionMessage(Message):
     stream_time_s: float
     detected_at: datetime
     pattern: str | None = None
+    spoken: str | None = None
     incident_id: str | None = None
     deadline_at: datetime | None = None
     seconds_left: float | None = None

@@ -9,7 +9,8 @@ An agency report (``type: incident.reported``) carries, under ``data``:
   10 s before it and what the gateway kept hearing during the countdown);
 * ``evidence``: how that went (docs/evidence.md): ``mark`` (``growing``, ``steady`` or
   ``faded``), ``detections``, ``renewals`` (per class, detected again), ``classes_heard``,
-  ``alarm_patterns``, ``spoken``, ``quiet_share`` and ``shortened`` (``from``, ``to``,
+  ``alarm_patterns``, ``spoken``, ``phrases`` (the distress words heard, "heard: '살려주세요'
+  ×2", or null; docs/spoken.md), ``quiet_share`` and ``shortened`` (``from``, ``to``,
   ``reason`` when growing evidence brought the report forward, else null);
 * ``detected_at``, ``deadline_at``, ``reported_at`` (database clock, ISO 8601 UTC) and
   ``trigger`` (``deadline``, ``confirmed`` or ``duress``);
@@ -210,6 +211,7 @@ def _evidence(incident: Incident) -> dict[str, Any]:
         "classes_heard": summary.get("classes_heard", [incident.class_key]),
         "alarm_patterns": summary.get("alarm_patterns", []),
         "spoken": summary.get("spoken", False),
+        "phrases": summary.get("phrases"),  # "heard: '살려주세요' ×2" (docs/spoken.md)
         "quiet_share": summary.get("quiet_share"),
         "shortened": summary.get("shortened"),
     }

@@ -193,6 +193,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await mode_changes.close()
             await revocations.close()
             await incidents.drain(_DRAIN_S)
+            sessions.spoken.close()
             await board.close()
             await watcher.close()
             await events.close()
@@ -228,13 +229,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, Any]:
-        """Liveness, with what a reader of a dashboard wants next: inference and session count."""
+        """Liveness, with what a reader of a dashboard wants next: inference, session count, spoken words."""
         client: InferenceClient = app.state.inference
         ready = client.ready
         return {
             "status": "ok",
             "inference": {"connected": client.connected, "model": ready.model if ready else None},
             "sessions": app.state.sessions.active,
+            # Whether spoken distress words can run here, and why not (docs/spoken.md).
+            "spoken": app.state.sessions.spoken.status(),
         }
 
     @app.websocket("/v1/stream")

@@ -113,7 +113,8 @@ async def update_device(
     list. Turning ``consent_location`` off also forgets the stored location. ``duress_code``
     is kept only as a slow salted hash (null removes it) and never returned. A new
     ``device_profile`` reaches the device's live sessions within a second (docs/daycare.md), and
-    so does a new ``listening_mode`` (docs/anomaly.md; ``inactivity_span_s`` null: the default).
+    so do new ``spoken_languages`` (docs/spoken.md) and a new ``listening_mode`` (docs/anomaly.md;
+    ``inactivity_span_s`` null: the default).
     """
     given = body.model_fields_set
     # Hashed before the transaction: scrypt takes a fraction of a second, off the event loop.
@@ -150,12 +151,15 @@ async def update_device(
             _set_location(device, None)
         if "duress_code" in given:
             device.duress_code_hash = duress_hash
-        profile_changed = body.device_profile is not None and body.device_profile != device.profile
+        listening_changed = body.device_profile is not None and body.device_profile != device.profile
         if body.device_profile is not None:
             device.profile = DeviceProfile(body.device_profile)
+        if body.spoken_languages is not None and body.spoken_languages != device.spoken_languages:
+            device.spoken_languages = list(body.spoken_languages)
+            listening_changed = True  # the profile's watch carries both to the live sessions
         mode_changed = set_listening_mode(device, body)
         await _flush_and_reload(session, device)
-    if profile_changed:  # after the commit: a gateway that hears this reads the new profile
+    if listening_changed:  # after the commit: a gateway that hears this reads the profile and languages
         await profile_changes.publish(ProfileChanged(str(current.id)))
     if mode_changed:
         await mode_changes.publish(ModeChanged(str(current.id)))

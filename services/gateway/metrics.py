@@ -84,6 +84,25 @@ class GatewayMetrics:
             ["reason"],
             registry=self.registry,
         )
+        # Spoken words (services/gateway/session_spoken.py, docs/spoken.md).
+        self._spoken_audio = Counter(
+            "hearo_gateway_spoken_audio_seconds",
+            "Session audio the speech gate looked at (heard) and passed to the keyword recognisers (passed).",
+            ["stage"],
+            registry=self.registry,
+        )
+        self._spoken_cpu = Counter(
+            "hearo_gateway_spoken_cpu_seconds", "Keyword recogniser CPU time (thread time).", registry=self.registry
+        )
+        self._spoken_dropped = Counter(
+            "hearo_gateway_spoken_dropped_seconds",
+            "Live session audio the recognisers never heard: they fell behind and the oldest was dropped.",
+            registry=self.registry,
+        )
+        self._spoken_phrases = Counter(
+            "hearo_gateway_spoken_phrases", "Distress phrases confirmed, by class and language.", ["class", "language"],
+            registry=self.registry,
+        )
         # Every label exported at 0 from the start: a rate() over a series that appears only at
         # its first event misses that event, and an alert on it would not fire.
         for reason in DropReason:
@@ -93,6 +112,8 @@ class GatewayMetrics:
                 self._detections.labels(emergency_class.key)
         for loss in HOUSEHOLD_LOSS_REASONS:
             self._household_lost.labels(loss)
+        for stage in ("heard", "passed"):
+            self._spoken_audio.labels(stage)
         self.sessions.set_function(lambda: 0)
 
     def watch_sessions(self, sessions: SessionCount) -> None:
@@ -122,6 +143,21 @@ class GatewayMetrics:
     def household_windows_lost(self, reason: str, count: int) -> None:
         """``count`` window summaries never reached the household board (``queue_full``, ``redis_error``)."""
         self._household_lost.labels(reason).inc(count)
+
+    def spoken_listened(self, heard_s: float, passed_s: float, cpu_s: float) -> None:
+        """A session's speech gate looked at ``heard_s`` of audio, passed ``passed_s`` of it on,
+        and its recognisers took ``cpu_s`` of CPU."""
+        self._spoken_audio.labels("heard").inc(max(heard_s, 0.0))
+        self._spoken_audio.labels("passed").inc(max(passed_s, 0.0))
+        self._spoken_cpu.inc(max(cpu_s, 0.0))
+
+    def spoken_dropped(self, seconds: float) -> None:
+        """``seconds`` of a live session's audio dropped before the recognisers heard it."""
+        self._spoken_dropped.inc(seconds)
+
+    def spoken_phrase(self, class_key: str, language: str) -> None:
+        """One distress phrase confirmed."""
+        self._spoken_phrases.labels(class_key, language).inc()
 
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type."""

@@ -1,15 +1,18 @@
-"""A device's live sessions follow its profile (``devices.profile``: home or daycare), on every
-gateway, within a second.
+"""A device's live sessions follow its listening settings, on every gateway, within a second:
+its profile (``devices.profile``: home or daycare) and its spoken languages
+(``devices.spoken_languages``: whose distress phrases it listens for, docs/spoken.md).
 
-``PATCH /v1/devices/me`` commits a new profile, then publishes a :class:`ProfileChanged` on
-the Redis channel :data:`CHANNEL` (in-process without Redis, as the revocations); each
-gateway's :class:`ProfileWatch` hears it, reads the device's profile once, and switches that
-device's sessions here (``SessionRegistry.use_profile``): from their next window on, the
-daycare rule listens or stops. A session starting takes the profile its device has then.
+``PATCH /v1/devices/me`` commits a new profile or languages, then publishes a
+:class:`ProfileChanged` on the Redis channel :data:`CHANNEL` (in-process without Redis, as the
+revocations); each gateway's :class:`ProfileWatch` hears it, reads the device's settings once,
+and switches that device's sessions here (``SessionRegistry.use_profile``,
+``SessionRegistry.use_languages``): from their next window on, the daycare rule listens or
+stops, and from their next audio the recognisers listen for the new languages. A session
+starting takes the settings its device has then.
 
-Pub/sub keeps nothing, so every ``check_interval_s`` (60 s) the watch also reads the profile
+Pub/sub keeps nothing, so every ``check_interval_s`` (60 s) the watch also reads the settings
 of every device with open sessions (one query): a message lost while Redis restarted costs at
-most that long. The same profile again changes nothing.
+most that long. The same settings again change nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ CHECK_INTERVAL_S = 60.0
 
 @dataclass(frozen=True)
 class ProfileChanged:
-    """``device_id``'s profile changed: read it again."""
+    """``device_id``'s profile or spoken languages changed: read them again."""
 
     device_id: str
 
@@ -66,17 +69,22 @@ def profile_changes_of(request: Request) -> ProfileChannel:
     return channel
 
 
-async def device_profiles(db: Database, device_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, DeviceProfile]:
-    """The profile of each device that still exists."""
+async def listening_settings(
+    db: Database, device_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, tuple[DeviceProfile, list[str]]]:
+    """The profile and spoken languages of each device that still exists."""
     if not device_ids:
         return {}
     async with db.session() as session:
-        rows = await session.execute(select(Device.id, Device.profile).where(Device.id.in_(list(device_ids))))
-        return {device_id: profile for device_id, profile in rows}
+        rows = await session.execute(
+            select(Device.id, Device.profile, Device.spoken_languages).where(Device.id.in_(list(device_ids)))
+        )
+        return {device_id: (profile, list(languages)) for device_id, profile, languages in rows}
 
 
 class ProfileWatch(ChannelWatch[ProfileChanged]):
-    """Switches live sessions' profiles: on each :class:`ProfileChanged`, and by a periodic read."""
+    """Switches live sessions' profiles and spoken languages: on each :class:`ProfileChanged`,
+    and by a periodic read."""
 
     def __init__(
         self, sessions: SessionRegistry, channel: ProfileChannel, db: Database, check_interval_s: float = CHECK_INTERVAL_S
@@ -92,12 +100,13 @@ class ProfileWatch(ChannelWatch[ProfileChanged]):
         try:
             await self.apply({device_id})
         except Exception as error:  # the database is away: the periodic read will do
-            log.warning("device %s: profile not re-read: %s", device_id, error)
+            log.warning("device %s: profile and languages not re-read: %s", device_id, error)
 
     async def check(self) -> None:
         await self.apply({session.device.id for session in self.sessions.all()})
 
     async def apply(self, device_ids: set[uuid.UUID]) -> None:
-        """Read the profiles of ``device_ids`` and switch their sessions here."""
-        for device_id, profile in (await device_profiles(self.db, device_ids)).items():
+        """Read the settings of ``device_ids`` and switch their sessions here."""
+        for device_id, (profile, languages) in (await listening_settings(self.db, device_ids)).items():
             self.sessions.use_profile(device_id, profile)
+            self.sessions.use_languages(device_id, languages)

@@ -191,6 +191,10 @@ class DeviceUpdate(_Input):
         default=None, ge=MIN_INACTIVITY_S, le=MAX_INACTIVITY_S,
         description="Alone mode: seconds without a sound of activity that are a concern (null: the default, 12 h)",
     )  # fmt: skip
+    spoken_languages: Annotated[list[Literal["ko", "en"]], Field(max_length=2)] | SkipJsonSchema[None] = Field(
+        default=None, examples=[["ko", "en"]], description="The languages whose spoken distress phrases the device "
+        "listens for ('살려주세요', 'help me'; docs/spoken.md): ko, en, both, or [] for none",
+    )  # fmt: skip
     consent_recording: StrictBool | SkipJsonSchema[None] = Field(default=None, json_schema_extra={"const": True})
     consent_location: StrictBool | SkipJsonSchema[None] = None
     consent_share_profile: StrictBool | SkipJsonSchema[None] = None
@@ -208,6 +212,13 @@ class DeviceUpdate(_Input):
         if code is not None:
             check_code(code)
         return code
+
+    @field_validator("spoken_languages")
+    @classmethod
+    def _languages_once(cls, languages: list[str] | None) -> list[str] | None:
+        if languages is not None and len(set(languages)) != len(languages):
+            raise ValueError("each language once")
+        return languages
 
     @field_validator("consent_recording")
     @classmethod
@@ -248,6 +259,7 @@ class DeviceOut(BaseModel):
     device_profile: DeviceProfile = DeviceProfile.HOME  # home or daycare (docs/daycare.md)
     listening_mode: ListeningMode = ListeningMode.STANDARD  # standard, away or alone (docs/anomaly.md)
     inactivity_span_s: int | None = None  # alone mode's span (null: the default)
+    spoken_languages: list[str] = ["ko", "en"]  # whose distress phrases it listens for (docs/spoken.md)
     # The anomaly model's state: learning since, share of the learning period heard, active version, budget.
     anomaly: dict[str, Any] | None = None
 
@@ -305,4 +317,5 @@ def device_out(device: Device) -> DeviceOut:
         device_profile=device.profile,
         listening_mode=device.listening_mode,
         inactivity_span_s=device.inactivity_span_s,
+        spoken_languages=list(device.spoken_languages),
     )

@@ -31,6 +31,7 @@ from services.gateway.novelty_gate import NoveltyGate
 from services.gateway.rate_limit import TokenBucket
 from services.gateway.session_detections import DetectionReporter
 from services.gateway.session_profile import SessionProfile
+from services.gateway.session_spoken import SessionSpoken
 from shared.alarm_patterns import AlarmPatternMatch
 from shared.detector import DetectionEvent, Detector
 from shared.incidents import IncidentLocation, ScorePoint
@@ -63,7 +64,9 @@ class StreamClassifier:
     ``location`` gives the position to record with an incident (None: the registered one);
     ``scores`` limits the ``scores`` messages (None: none are sent); ``gate`` holds back the
     windows the model need not judge (None: it judges every one); ``profile`` adds its rules'
-    detections (the daycare profile's: ``session_profile``; None: the detector's alone).
+    detections (the daycare profile's: ``session_profile``; None: the detector's alone);
+    ``spoken`` takes each window's tags and names the phrases heard in ``scores`` and the
+    countdown's evidence (``session_spoken``; None: no spoken words).
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class StreamClassifier:
         scores: TokenBucket | None,
         gate: NoveltyGate | None = None,
         profile: SessionProfile | None = None,
+        spoken: SessionSpoken | None = None,
     ) -> None:
         self.session_id = session_id
         self.classifier = classifier
@@ -90,6 +94,7 @@ class StreamClassifier:
         self._scores = scores
         self._gate = gate
         self._profile = profile
+        self._spoken = spoken
         self._last_result: WindowResult | None = None  # what a window the gate holds back is scored
         self._loop = asyncio.get_running_loop()
         timeline_windows = math.ceil(TIMELINE_S / detector.config.hop_s) + 1
@@ -97,7 +102,7 @@ class StreamClassifier:
         # The windows a detection's sound signature is taken from: those the detector averages.
         self._recent: deque[Window] = deque(maxlen=detector.config.smoothing_windows)
         self._inference_down = False  # told the client inference is unavailable
-        self._evidence = reporter.listen(detector.config, session_id)  # the countdown keeps listening
+        self._evidence = reporter.listen(detector.config, session_id, spoken)  # the countdown keeps listening
         self._household = reporter.household(detector.config, session_id)  # the home's other devices hear it
         self._anomaly = reporter.anomaly()  # away and alone modes: the home's own sound
 
@@ -134,6 +139,8 @@ class StreamClassifier:
                     self._anomaly.heard(item, result.tags)
                 if self._profile is not None:
                     events += self._profile.heard(item.end_s, result.tags)
+                if self._spoken is not None:
+                    self._spoken.note_tags(item.end_s, result.tags)
                 if self.detector.smoothed is not None:
                     self._smoothed.append((item.end_s, self.detector.smoothed))
                     if self._evidence is not None:
@@ -225,5 +232,6 @@ class StreamClassifier:
                 stream_time_s=round(window.end_s, 3),
                 top=[ClassScore(class_=c.key, class_id=c.id, score=round(scores[c.id], 4)) for c in ranked],
                 tags=[TagScore(label=label, score=round(score, 4)) for label, score in result.tags] or None,
+                spoken=self._spoken.heard_lately(window.end_s) if self._spoken is not None else None,
             )
         )

@@ -29,6 +29,7 @@ from services.gateway.session_anomaly import SessionAnomaly
 from services.gateway.session_evidence import CountdownEvidence
 from services.gateway.session_household import HouseholdListening
 from services.gateway.session_incidents import SessionIncidents, TokenRevoked
+from services.gateway.session_spoken import SessionSpoken
 from services.gateway.session_state import REVOKED_MESSAGE, SessionFatal
 from shared.detector import DetectionEvent, DetectorConfig
 from shared.incidents import IncidentLocation, OpenedIncident, ScorePoint
@@ -66,11 +67,14 @@ class DetectionReporter:
         self._anomaly: SessionAnomaly | None = None
         self.detections = 0
 
-    def listen(self, config: DetectorConfig, session_id: str) -> CountdownEvidence | None:
+    def listen(
+        self, config: DetectorConfig, session_id: str, spoken: SessionSpoken | None = None
+    ) -> CountdownEvidence | None:
         """The evidence of this session's incidents' countdowns (None without incidents), for
-        the classifier to feed with what it hears under the detector's ``config``."""
+        the classifier to feed with what it hears under the detector's ``config``; ``spoken``
+        names the distress phrases heard around each incident."""
         if self._incidents is not None and self._evidence is None:
-            self._evidence = CountdownEvidence(self._incidents.backend, config, session_id)
+            self._evidence = CountdownEvidence(self._incidents.backend, config, session_id, spoken)
         return self._evidence
 
     def household(self, config: DetectorConfig, session_id: str) -> HouseholdListening | None:
@@ -171,6 +175,7 @@ def detection_message(event: DetectionEvent, opened: OpenedIncident | None) -> D
         stream_time_s=round(event.stream_time_s, 3),
         detected_at=datetime.now(UTC),
         pattern=event.pattern,
+        spoken=event.spoken,
         incident_id=str(opened.incident.id) if opened is not None else None,
         deadline_at=countdown.deadline_at if countdown is not None else None,
         seconds_left=round(countdown.seconds_left, 3) if countdown is not None else None,

@@ -14,12 +14,16 @@ opening write returns (``attach``); until then the points wait here.
 
 Tracking ends when a write finds the incident no longer pending (cancelled, being reported);
 the next detection starts it again, on the incident it opens or joins.
+
+With spoken words (``session_spoken``) each batch also names the distress phrases heard from
+the fusion's window before the detection on ("heard: '살려주세요' ×2"): the dispatcher reads them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,9 +32,11 @@ from typing import Any
 import numpy as np
 
 from services.gateway.session_incidents import IncidentBackend
+from services.gateway.session_spoken import SessionSpoken
 from shared.alarm_patterns import AlarmPatternMatch
 from shared.detector import DetectionEvent, DetectorConfig
 from shared.incidents import MAX_TIMELINE_POINTS, EvidenceFacts, OpenedIncident, ScorePoint, record_evidence
+from shared.spoken import summarise
 from shared.taxonomy import CLASSES
 
 log = logging.getLogger(__name__)
@@ -59,19 +65,23 @@ class _Tracked:
     points: list[ScorePoint] = field(default_factory=list)  # heard, not yet written
     flushed_s: float = 0.0
 
-    def facts(self) -> EvidenceFacts:
+    def facts(self, phrases: str | None = None) -> EvidenceFacts:
         return EvidenceFacts(
-            self.class_key, dict(self.renewals), frozenset(self.patterns), self.spoken, self.heard_s, self.quiet_s
+            self.class_key, dict(self.renewals), frozenset(self.patterns), self.spoken, self.heard_s, self.quiet_s,
+            phrases,
         )
 
 
 class CountdownEvidence:
     """One session's evidence of its incidents' countdowns (module docstring)."""
 
-    def __init__(self, backend: IncidentBackend, config: DetectorConfig, session_id: str) -> None:
+    def __init__(
+        self, backend: IncidentBackend, config: DetectorConfig, session_id: str, spoken: SessionSpoken | None = None
+    ) -> None:
         self._backend = backend
         self._config = config
         self._session_id = session_id
+        self._spoken = spoken
         self._tracked: _Tracked | None = None
         self._writing: asyncio.Task[None] | None = None
 
@@ -158,9 +168,16 @@ class CountdownEvidence:
         points = [ScorePoint(p.t + tracked.offset_s, p.score, p.class_key) for p in tracked.points]
         tracked.points, tracked.flushed_s = [], t
         self._writing = self._backend.spawn(
-            self._write(self._writing, tracked, tracked.incident_id, points, tracked.facts()),
+            self._write(self._writing, tracked, tracked.incident_id, points, tracked.facts(self._phrases(tracked))),
             name=f"session-{self._session_id}-evidence",
         )
+
+    def _phrases(self, tracked: _Tracked) -> str | None:
+        """The phrases heard from the fusion's window before the detection on."""
+        if self._spoken is None:
+            return None
+        since_s = tracked.anchor_s - self._spoken.fusion.config.window_s
+        return summarise(self._spoken.heard_between(since_s, math.inf)) or None
 
     async def _write(
         self, earlier: asyncio.Task[Any] | None, tracked: _Tracked, incident_id: uuid.UUID,

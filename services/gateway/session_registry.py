@@ -8,7 +8,8 @@ A session is counted from its admission (``admit``, after its handshake) to its
 end it. ``services.gateway.sessions`` runs each session. Each admitted session's detector
 (``detector_for``) carries what its device's cancels taught (the learned thresholds), and
 follows a change of them (``retune``, from ``services.gateway.threshold_watch``); its profile
-(``profile_for``) follows a change of the device's profile (``use_profile``, from
+(``profile_for``) and its spoken words (``spoken_for``: the ``SpokenService`` of this gateway)
+follow a change of the device's profile and languages (``use_profile``, ``use_languages``, from
 ``services.gateway.profile_watch``).
 """
 
@@ -18,12 +19,13 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from services.gateway.session_classifier import WindowClassifier
 from services.gateway.session_incidents import IncidentBackend
 from services.gateway.session_profile import SessionProfile
+from services.gateway.session_spoken import SessionSpoken, SpokenService
 from services.gateway.session_state import REVOKED_MESSAGE, SessionFatal
 from services.gateway.settings import GatewaySettings
 from shared.db import Device
@@ -90,6 +92,8 @@ class SessionRegistry:
         self._revoked: dict[uuid.UUID, tuple[str | None, float]] = {}
         self._detectors: dict[str, Detector] = {}  # by session id, from ``detector_for`` to ``release``
         self._profiles: dict[str, SessionProfile] = {}  # by session id, from ``profile_for`` to ``release``
+        self.spoken = SpokenService(settings.spoken)  # docs/spoken.md; ``close`` at shutdown
+        self._spoken: dict[str, SessionSpoken] = {}  # by session id, from ``spoken_for`` to ``release``
 
     @property
     def hop_frames(self) -> int:
@@ -160,6 +164,22 @@ class SessionRegistry:
         for session in self.sessions_of(device_id):
             if (listening := self._profiles.get(session.session_id)) is not None:
                 listening.use(profile)
+
+    def spoken_for(self, session: AdmittedSession, detector: Detector) -> SessionSpoken | None:
+        """The admitted ``session``'s spoken words, for the languages its device had at the
+        handshake, made its ``detector``'s spoken evidence; None where they cannot run here."""
+        # None on a device not read from the database (a stand-in): it listens for none.
+        listening = self.spoken.listen(session.device.spoken_languages or (), session.session_id)
+        if listening is not None:
+            detector.spoken = listening.fusion
+            self._spoken[session.session_id] = listening
+        return listening
+
+    def use_languages(self, device_id: uuid.UUID, languages: Sequence[str]) -> None:
+        """The device's spoken languages are now ``languages``: its sessions listen for them from their next audio."""
+        for session in self.sessions_of(device_id):
+            if (listening := self._spoken.get(session.session_id)) is not None:
+                listening.use(languages)
 
     def _applicable(self, learned: Mapping[str, float], config: DetectorConfig | None = None) -> dict[str, float]:
         # Read against the base of the moment; a model served since may have moved the base above it.
@@ -250,6 +270,7 @@ class SessionRegistry:
             return
         self._detectors.pop(session.session_id, None)
         self._profiles.pop(session.session_id, None)
+        self._spoken.pop(session.session_id, None)
         mine.remove(session)
         self.active -= 1
         if not mine:

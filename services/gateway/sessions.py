@@ -1,7 +1,7 @@
 """Streaming sessions on ``/v1/stream``: handshake, audio pipeline, classification, bounds.
 
 One ``StreamSession`` per WebSocket, its phase a ``SessionState`` (``session_state``), and
-from ``ready`` on three tasks:
+from ``ready`` on three tasks (four with spoken words):
 
 * the reader takes frames off the socket: audio goes through the ``AudioPipeline``, and what
   it hears (windows and alarm pattern matches, in stream order) into one bounded
@@ -9,6 +9,8 @@ from ``ready`` on three tasks:
 * the classifier (``StreamClassifier``) sends the queued windows to the shared inference
   client in batches, feeds scores and matches to the ``Detector`` in stream order, and
   sends ``scores``;
+* with spoken words (``SessionSpoken``), the reader also queues the 16 kHz audio for the keyword
+  recognisers, which run in threads of their own and give the detector what they heard;
 * the reporter (``DetectionReporter``) records each detection as an incident in work of its
   own, so a slow database never holds up classification, and tells the client in detection
   order: the ``detection``, then the incident's countdown and states (``session_incidents``).
@@ -49,12 +51,13 @@ from services.gateway.session_classifier import StreamClassifier
 from services.gateway.session_detections import DetectionReporter
 from services.gateway.session_handshake import Handshake, handshake
 from services.gateway.session_incidents import SessionIncidents
+from services.gateway.session_location import SessionLocation
 from services.gateway.session_registry import AdmittedSession, SessionRegistry
 from services.gateway.session_socket import SessionSocket
+from services.gateway.session_spoken import SessionSpoken
 from services.gateway.session_state import ClientLeft, SessionFatal, SessionPhase, SessionState, StreamEnd
 from shared.alarm_patterns import AlarmPatternDetector
 from shared.db import Device
-from shared.incidents import IncidentLocation
 from shared.log_format import bound_log_ids
 from shared.protocol import (
     CancelMessage,
@@ -64,7 +67,6 @@ from shared.protocol import (
     ConfirmMessage,
     ErrorCode,
     ErrorMessage,
-    Location,
     LocationMessage,
     ProtocolError,
     ReadyMessage,
@@ -102,6 +104,8 @@ class _Stream:
     queue: HeardQueue
     smoothing_windows: int
     incidents: SessionIncidents | None  # None when the gateway records no incidents
+    location: SessionLocation
+    spoken: SessionSpoken | None  # spoken distress words (session_spoken); None where they cannot run
 
 
 class StreamSession:
@@ -113,8 +117,6 @@ class StreamSession:
         self.session_id = uuid.uuid4().hex
         self.socket = SessionSocket(websocket, self.session_id, self.settings.max_frame_bytes)
         self.phase = SessionPhase()
-        self.location: Location | None = None  # the latest position, kept only with consent
-        self._location_refused = False  # told the client its positions are not kept
         self._loop = asyncio.get_running_loop()
         # Set by the gateway to end the session from outside (``end``): replaced, revoked.
         self._ended: asyncio.Future[SessionFatal] = self._loop.create_future()
@@ -184,7 +186,9 @@ class StreamSession:
             start.sample_rate, start.channels, opened.spec, registry.hop_frames, settings.ring_buffer_s, alarm_patterns
         )
         queue = HeardQueue(settings.window_queue_size)
-        stream = _Stream(start, opened.device, audio, queue, detector.config.smoothing_windows, incidents)
+        location = SessionLocation(opened.device, self.session_id, self._warn)
+        spoken = registry.spoken_for(admitted, detector)  # off the event loop; the detector's spoken evidence
+        stream = _Stream(start, opened.device, audio, queue, detector.config.smoothing_windows, incidents, location, spoken)
         reporter = DetectionReporter(self.socket.send, incidents, functools.partial(registry.revoke, opened.device.id))
         # Scores: ``scores_per_second`` on average; a second token absorbs the jitter of windows
         # that arrive exactly at that rate, so none is skipped for arriving a moment early.
@@ -192,12 +196,14 @@ class StreamSession:
         scores = TokenBucket(2.0, rate, 1.0, self._loop.time()) if rate > 0 else None
         classifier = StreamClassifier(
             self.session_id, registry.classifier, detector, stream.queue, reporter, self.socket.send,
-            self._incident_location, scores, NoveltyGate.for_detector(settings.novelty_gate, opened.spec, detector.config),
-            registry.profile_for(admitted),  # the daycare profile's rule beside the detector
+            location.for_incident, scores, NoveltyGate.for_detector(settings.novelty_gate, opened.spec, detector.config),
+            registry.profile_for(admitted), spoken,  # the daycare profile's rule beside the detector; spoken words
         )  # fmt: skip
         try:
             await self._streaming(stream, opened, classifier, reporter)
         finally:
+            if spoken is not None:
+                await spoken.close()
             if incidents is not None:
                 incidents.close(audio.ring)
             log.info("session %s closed: %d windows classified, %d detections", self.session_id,
@@ -219,7 +225,7 @@ class StreamSession:
         )
         self._started_at = self._loop.time()
         log.info("session %s open: %d Hz x%d", self.session_id, stream.start.sample_rate, stream.start.channels)
-        await self._set_location(stream, stream.start.location)
+        await stream.location.heard(stream.start.location)
 
         name = f"session-{self.session_id}"
         reading = asyncio.create_task(self._read_loop(stream), name=f"{name}-reader")
@@ -297,6 +303,8 @@ class StreamSession:
                 heard = stream.audio.hear(frame)
                 if stream.incidents is not None:
                     stream.incidents.audio_advanced(stream.audio.ring)
+                if stream.spoken is not None:
+                    await stream.spoken.heard(stream.audio.ring, self._ahead_of_real_time(stream))
                 await self._enqueue(stream, heard)
                 await self._keep_speed_limit(stream)
                 audio_at = self._loop.time()
@@ -311,7 +319,11 @@ class StreamSession:
     async def _end_audio(self, stream: _Stream) -> None:
         """Queue what the stream's padded tail completes, every window, then the end marker."""
         self.phase.advance(SessionState.ENDING)
-        for item in stream.audio.hear_end(stream.smoothing_windows):
+        tail = stream.audio.hear_end(stream.smoothing_windows)
+        if stream.spoken is not None:  # its last phrases before the detector's last windows
+            await stream.spoken.heard(stream.audio.ring, True)
+            await stream.spoken.finish()
+        for item in tail:
             await stream.queue.put(item)
         await stream.queue.put(END)
 
@@ -343,7 +355,7 @@ class StreamSession:
 
     async def _answer_control(self, stream: _Stream, message: ClientMessage) -> None:
         if isinstance(message, LocationMessage):
-            await self._set_location(stream, message)
+            await stream.location.heard(message)
         elif isinstance(message, CancelMessage | ConfirmMessage):
             if stream.incidents is not None:
                 await stream.incidents.act(message)
@@ -354,29 +366,8 @@ class StreamSession:
         else:
             await self._warn(ErrorCode.UNEXPECTED_MESSAGE, "the session has already started")
 
-    async def _set_location(self, stream: _Stream, location: Location | None) -> None:
-        """Keep the device's latest position for its incidents, if it consented to location."""
-        if location is None:
-            return
-        if stream.device.consent_location:
-            self.location = Location(lat=location.lat, lon=location.lon, accuracy_m=location.accuracy_m)
-            return
-        if not self._location_refused:
-            self._location_refused = True
-            log.warning("session %s: location sent by device %s, which has not consented to location",
-                        self.session_id, stream.device.id)  # fmt: skip
-            await self._warn(
-                ErrorCode.LOCATION_NOT_CONSENTED, "this device has not consented to location; its positions are not kept"
-            )
-
     async def _warn(self, code: ErrorCode, message: str) -> None:
         await self.socket.send(ErrorMessage(code=code, message=message))
-
-    def _incident_location(self) -> IncidentLocation | None:
-        # None leaves the report to the registered location (labelled as such) when consented.
-        if self.location is None:
-            return None
-        return IncidentLocation(self.location.lat, self.location.lon, self.location.accuracy_m or 0.0)
 
     async def _enqueue(self, stream: _Stream, heard: list[Heard]) -> None:
         """Queue what was heard; when full of windows, wait (recorded audio) or drop the oldest (live)."""

@@ -8,6 +8,7 @@ from pydantic_settings import SettingsConfigDict
 from shared.clips import ClipStorageSettings
 from services.gateway.novelty_gate import GatePolicy
 from services.gateway.rate_limit import RateLimit
+from services.gateway.session_spoken import SpokenPolicy
 from shared.anomaly.policy import AnomalyPolicy
 from shared.daycare import DaycarePolicy
 from shared.db import DATABASE_URL_ENV, DEFAULT_DATABASE_URL
@@ -118,6 +119,10 @@ class GatewaySettings(ServiceSettings):
     # Away and alone modes (docs/anomaly.md): learning each home's sound, judging it, activity;
     # e.g. HEARO_GATEWAY_ANOMALY='{"enabled": false}'. The alerting worker reads the same policy.
     anomaly: AnomalyPolicy = Field(default_factory=AnomalyPolicy)
+    # Spoken distress words (docs/spoken.md), where the speech extra is installed and the
+    # device's spoken_languages are not empty: the recogniser threads shared by the sessions and
+    # each session's backlog, e.g. HEARO_GATEWAY_SPOKEN='{"workers": 4}' or '{"enabled": false}'.
+    spoken: SpokenPolicy = Field(default_factory=SpokenPolicy)
 
     # REST rate limits, token buckets per client address and per device token (JSON, e.g.
     # HEARO_GATEWAY_REST_PER_IP='{"burst": 120, "per_minute": 600}'; null turns one off).

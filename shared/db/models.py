@@ -57,6 +57,9 @@ def _value_enum(values: type[enum.StrEnum]) -> Enum:
         values_callable=lambda members: [member.value for member in members],
     )
 
+# A device's spoken_languages until it says otherwise (shared.spoken.LANGUAGES, both of them).
+DEFAULT_SPOKEN_LANGUAGES = ("ko", "en")
+
 
 class Device(Base):
     """A registered device and the profile of its owner.
@@ -116,6 +119,10 @@ class Device(Base):
         _value_enum(DeviceProfile), default=DeviceProfile.HOME, server_default=DeviceProfile.HOME.value
     )
     inactivity_span_s: Mapped[int | None] = mapped_column(Integer)
+    # The languages whose distress phrases it listens for (shared/spoken, docs/spoken.md); [] is off.
+    spoken_languages: Mapped[list[str]] = mapped_column(
+        JSON, default=lambda: list(DEFAULT_SPOKEN_LANGUAGES), server_default=text("""'["ko", "en"]'""")
+    )
 
     contacts: Mapped[list[EmergencyContact]] = relationship(
         back_populates="device",

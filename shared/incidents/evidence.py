@@ -41,7 +41,9 @@ class EvidenceFacts:
     another class than ``class_key``: detected at all). ``patterns``: classes whose alarm rhythm
     was matched in full (the opening detection's included). ``spoken``: a distress phrase made a
     detection. ``heard_s``: audio classified since the detection; ``quiet_s``: the part of it in
-    which ``class_key``'s smoothed score was below its release level.
+    which ``class_key``'s smoothed score was below its release level. ``phrases``: the distress
+    phrases heard from shortly before the detection on, as the dispatcher reads them ("heard:
+    '살려주세요' ×2"; docs/spoken.md), the opening detection's included, so not itself growing.
     """
 
     class_key: str
@@ -50,6 +52,7 @@ class EvidenceFacts:
     spoken: bool = False
     heard_s: float = 0.0
     quiet_s: float = 0.0
+    phrases: str | None = None
 
     @property
     def quiet_share(self) -> float:
@@ -70,6 +73,7 @@ class EvidenceFacts:
             "spoken": self.spoken,
             "heard_s": round(self.heard_s, 1),
             "quiet_share": round(self.quiet_share, 3),
+            "phrases": self.phrases,
         }
 
 

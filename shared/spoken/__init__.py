@@ -4,7 +4,8 @@ The acoustic model hears *how* something is said; this package hears *what*. A s
 (``gate``) passes only speech segments to small keyword recognisers (``recognisers``: Vosk's
 Korean model with a keyword grammar and a syllable garbage path, PocketSphinx keyword spotting
 for English), which confirm phrases of the reviewed list (``phrases.toml``) by per-word
-confidence. ``SpokenListener`` runs that per stream; ``SpokenFusion`` is what the detector
+confidence. ``SpokenListener`` runs that per stream (``SpokenStream`` keeps it on a session's clock across
+gaps and language changes); ``SpokenFusion`` is what the detector
 consults to turn phrases, with support from repetition, shouting or the model's class score,
 into detections. The recognisers are the optional ``speech`` extra: ``availability`` says
 whether each language can run here; nothing is downloaded at run time.
@@ -17,10 +18,11 @@ from shared.spoken.gate import GateConfig, SpeechGate, SpeechSegment
 from shared.spoken.listener import SpokenHit, SpokenListener
 from shared.spoken.phrases import LANGUAGES, DistressPhrase, load_phrases, parse_languages
 from shared.spoken.recognisers import SpokenUnavailable, availability, recogniser_for
+from shared.spoken.stream import SpokenStream, WindowTags
 
 __all__ = [
     "LANGUAGES", "DistressPhrase", "GateConfig", "SpeechGate", "SpeechSegment", "SpokenDecision", "SpokenFusion",
-    "SpokenFusionConfig", "SpokenHit", "SpokenListener", "SpokenUnavailable", "availability", "load_phrases",
+    "SpokenFusionConfig", "SpokenHit", "SpokenListener", "SpokenStream", "SpokenUnavailable", "WindowTags", "availability", "load_phrases",
     "parse_languages", "recogniser_for", "status", "summarise",
 ]
 

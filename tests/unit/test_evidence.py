@@ -48,11 +48,12 @@ def test_faded_rule_is_configurable() -> None:
 
 
 def test_facts_summary() -> None:
-    facts = EvidenceFacts("crime", {"crime": 2, "help": 1, "fire": 0}, frozenset(), True, 12.04, 3.01)
+    facts = EvidenceFacts("crime", {"crime": 2, "help": 1, "fire": 0}, frozenset(), True, 12.04, 3.01,
+                          "heard: '살려주세요' ×2")  # fmt: skip
     assert facts.classes_heard == ["crime", "help"]
     assert facts.to_json() == {
         "renewals": {"crime": 2, "help": 1}, "classes_heard": ["crime", "help"], "alarm_patterns": [],
-        "spoken": True, "heard_s": 12.0, "quiet_share": 0.25,
+        "spoken": True, "heard_s": 12.0, "quiet_share": 0.25, "phrases": "heard: '살려주세요' ×2",
     }  # fmt: skip
 
 
