@@ -15,11 +15,13 @@ The set (built under a cache folder, resumable: a file already written is kept):
   than needhelp, 0 A.D.), Korean and English TTS conversation (everyday sentences, some
   shouted), and TV-like mixtures (speech over music). False keywords show here.
 
-``evaluate_spoken`` streams each file through ``SpokenListener`` exactly as a session would and
-reports keyword recall (the clip's phrase class heard) per language, condition and split, false
-keywords per hour and false distress detections per hour (``SpokenFusion`` with repetition and
-shouting support; model support is counted where ``--model`` scores are given), recogniser CPU
-per stream-hour and the gate's pass rate.
+``evaluate_spoken`` streams each file through ``SpokenStream`` exactly as a gateway session does
+(``services/gateway/session_spoken.py``: the same listener and gate configuration, on the stream's
+clock) and reports keyword recall (the clip's phrase class heard) per language, condition and
+split, false keywords per hour and false distress detections per hour (a ``Detector`` whose
+spoken evidence is a default ``SpokenFusion``, as a session's is: repetition and shouting
+support, the refractory period; the model's scores are "normal" here, so model support is not
+counted), recogniser CPU per stream-hour and the gate's pass rate.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ from scipy import signal
 
 from hearo.data.packages import SAMPLE_RATE, load_audio
 from hearo.data.synth import TTS_PHRASES, shout, synthesise_speech
-from shared.spoken import SpokenFusion, SpokenListener, load_phrases
+from shared.detector import DetectionEvent, Detector, DetectorConfig
+from shared.spoken import SpokenFusion, SpokenStream, load_phrases
+from shared.taxonomy import NORMAL, NUM_CLASSES
 
 __all__ = ["build_spoken_set", "evaluate_spoken"]
 
@@ -233,29 +237,29 @@ def _normal_files(folder: Path, cache: Path, household_val: Path, minutes: float
     return rows
 
 
-def _listen(path: Path, languages: tuple[str, ...]) -> tuple[list[Any], SpokenListener, float]:
+def _listen(path: Path, languages: tuple[str, ...]) -> tuple[list[Any], SpokenStream, float]:
     audio, rate = sf.read(str(path), dtype="float32")
     assert rate == SR, path
-    listener = SpokenListener(languages)
+    stream = SpokenStream(languages)
     hits = []
     for lo in range(0, audio.size, SR // 5):  # 200 ms frames, as a client sends them
-        hits += listener.feed(audio[lo: lo + SR // 5])
-    hits += listener.flush()
-    return hits, listener, audio.size / SR
+        hits += stream.feed(lo / SR, audio[lo: lo + SR // 5])
+    hits += stream.flush()
+    return hits, stream, audio.size / SR
 
 
-def _fired(hits: list[Any], seconds: float) -> list[Any]:
-    """The detections the spoken evidence alone (repetition, shouting) makes over a stream."""
-    fusion = SpokenFusion()
-    fusion.hear(sorted(hits, key=lambda h: h.end_s))
-    decisions: list[Any] = []
-    last: dict[str, float] = {}
-    for t in np.arange(2.0, seconds + 2.5, 0.5):
-        for d in fusion.decide(float(t), None, {}):
-            if t - last.get(d.class_key, -1e9) >= 30.0:  # the detector's refractory period
-                decisions.append(d)
-                last[d.class_key] = t
-    return decisions
+def _fired(hits: list[Any], seconds: float) -> list[DetectionEvent]:
+    """The detections the spoken evidence alone (repetition, shouting) makes over a stream, as a
+    session's detector makes them (its window hop, refractory period and default thresholds)."""
+    detector = Detector(DetectorConfig.build(0.5), spoken=SpokenFusion())
+    assert isinstance(detector.spoken, SpokenFusion)
+    detector.spoken.hear(sorted(hits, key=lambda h: h.end_s))
+    normal = np.zeros(NUM_CLASSES)
+    normal[NORMAL.id] = 1.0
+    events: list[DetectionEvent] = []
+    for t in np.arange(2.0, seconds + 2.5, detector.config.hop_s):
+        events += detector.update(normal, float(t))
+    return events
 
 
 def evaluate_spoken(folder: Path, languages: tuple[str, ...] = ("ko", "en"), parts: tuple[str, ...] = ("positives", "real", "normal"),
@@ -269,15 +273,13 @@ def evaluate_spoken(folder: Path, languages: tuple[str, ...] = ("ko", "en"), par
     normal_s = cpu_s = heard_s = passed_s = 0.0
     started = time.time()
     for row in rows:
-        hits, listener, seconds = _listen(folder / row["file"], languages)
-        cpu_s += listener.cpu_s
-        heard_s += listener.gate.heard_s
-        passed_s += listener.gate.passed_s
+        hits, stream, seconds = _listen(folder / row["file"], languages)
+        cpu_s, heard_s, passed_s = (a + b for a, b in zip((cpu_s, heard_s, passed_s), stream.figures()))
         if row["class_key"] == "normal":
             normal_s += seconds
             false_hits += [{"file": row["file"], "time_s": h.end_s, "phrase": h.text, "conf": h.confidence, "shouted": h.shouted} for h in hits]
-            false_detections += [{"file": row["file"], "time_s": d.stream_time_s, "class": d.class_key, "support": d.support,
-                                  "summary": d.summary} for d in _fired(hits, seconds)]
+            false_detections += [{"file": row["file"], "time_s": d.stream_time_s, "class": d.emergency_class.key,
+                                  "summary": d.spoken} for d in _fired(hits, seconds)]
             continue
         ok = int(any(h.class_key == row["class_key"] for h in hits))
         wrong = [h.text for h in hits if h.class_key != row["class_key"]]
@@ -289,13 +291,11 @@ def evaluate_spoken(folder: Path, languages: tuple[str, ...] = ("ko", "en"), par
     if household is not None:
         h_hits, h_det, h_s = [], [], 0.0
         for path in sorted(household.glob("*.wav")):
-            hits, listener, seconds = _listen(path, languages)
-            cpu_s += listener.cpu_s
-            heard_s += listener.gate.heard_s
-            passed_s += listener.gate.passed_s
+            hits, stream, seconds = _listen(path, languages)
+            cpu_s, heard_s, passed_s = (a + b for a, b in zip((cpu_s, heard_s, passed_s), stream.figures()))
             h_s += seconds
             h_hits += [{"file": path.name, "time_s": h.end_s, "phrase": h.text, "conf": h.confidence} for h in hits]
-            h_det += [{"file": path.name, "time_s": d.stream_time_s, "class": d.class_key, "summary": d.summary}
+            h_det += [{"file": path.name, "time_s": d.stream_time_s, "class": d.emergency_class.key, "summary": d.spoken}
                       for d in _fired(hits, seconds)]
         household_report = {"hours": round(h_s / 3600, 3), "false_keywords": len(h_hits),
                             "false_keywords_per_hour": round(len(h_hits) / (h_s / 3600), 2) if h_s else 0.0,
