@@ -7,9 +7,12 @@ impulsive it is: a breaking glass, a slam or a fall stands out here even over a 
 and the window's RMS level in dBFS closes the vector. About 30 µs a window.
 
 Activity (for inactivity in alone mode) needs no model: a window is a sound of activity when
-its level stands :data:`ACTIVITY_MARGIN_DB` above the room's floor, which
-:class:`ActivityFloor` follows (down at once, up slowly, so a steady machine or a TV left on
-becomes the floor within minutes and stops counting as life in the home).
+its level stands :data:`ACTIVITY_MARGIN_DB` above the room's floor. :class:`ActivityFloor`
+follows the floor as a low percentile of the levels: each window moves it up by
+:data:`FLOOR_RISE_DB` when louder and down by :data:`FLOOR_FALL_DB` when quieter, so it settles
+where a sixth of the windows are quieter (rise / (rise + fall)). One quiet moment does not drop
+it, and a steady machine or a TV left on becomes the floor within minutes and stops counting
+as life in the home.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import numpy as np
 BANDS = 16
 FEATURE_LENGTH = 2 * BANDS + 1
 ACTIVITY_MARGIN_DB = 10.0
-# How fast the floor follows a louder room: dB per window (0.5 s): 1.2 dB a minute.
+# How fast the floor follows a louder room, dB per window (0.5 s): 1.2 dB a minute; a quieter one, 6 dB.
 FLOOR_RISE_DB = 0.01
+FLOOR_FALL_DB = 0.05
 
 
 def window_features(frames: np.ndarray, level_dbfs: float) -> np.ndarray:
@@ -41,17 +45,20 @@ class ActivityFloor:
     """The room's floor level, followed window by window; ``heard`` says whether a window is
     a sound of activity (``margin_db`` above the floor)."""
 
-    def __init__(self, margin_db: float = ACTIVITY_MARGIN_DB, rise_db: float = FLOOR_RISE_DB) -> None:
+    def __init__(
+        self, margin_db: float = ACTIVITY_MARGIN_DB, rise_db: float = FLOOR_RISE_DB, fall_db: float = FLOOR_FALL_DB
+    ) -> None:
         self.margin_db = margin_db
         self.rise_db = rise_db
+        self.fall_db = fall_db
         self.floor_db: float | None = None
 
     def heard(self, level_dbfs: float) -> bool:
-        if self.floor_db is None or level_dbfs < self.floor_db:
+        if self.floor_db is None:
             self.floor_db = level_dbfs
             return False
         active = level_dbfs >= self.floor_db + self.margin_db
-        self.floor_db += self.rise_db
+        self.floor_db += self.rise_db if level_dbfs > self.floor_db else -self.fall_db
         return active
 
 

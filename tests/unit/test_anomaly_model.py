@@ -70,10 +70,11 @@ def test_features_of_a_window() -> None:
 
 
 def test_activity_is_a_window_well_above_the_floor_and_a_steady_sound_becomes_the_floor() -> None:
-    floor = ActivityFloor(margin_db=10.0, rise_db=0.1)
-    assert not floor.heard(-60.0)
-    assert floor.heard(-40.0)
-    assert not floor.heard(-55.0)
+    floor = ActivityFloor(margin_db=10.0, rise_db=0.1, fall_db=0.5)
+    levels = np.random.default_rng(0).normal(-60.0, 2.0, size=400)  # a quiet room
+    assert not any(floor.heard(float(level)) for level in levels)
+    assert floor.heard(-40.0)  # someone moves
+    assert not floor.heard(-75.0) and floor.heard(-40.0)  # one quiet moment does not drop the floor
     for _ in range(400):
         floor.heard(-40.0)  # a TV left on
     assert not floor.heard(-40.0)
