@@ -18,6 +18,7 @@ from hearo.cli_household import device_room_command, household_app
 from hearo.cli_profile import device_profile_command
 from hearo.cli_spoken import device_languages_command
 from hearo.daycare_eval import daycare_eval_command
+from hearo.cli_mode import device_mode_command
 from hearo.cli_duress import duress_code_command
 from hearo.cli_model import data_app, evaluate_command, thresholds_command, train
 from hearo.cli_learning import summary_command, thresholds_command as device_thresholds_command
@@ -227,6 +228,7 @@ app.command("ask")(ask)  # hearo/cli_ask.py: questions over the device's history
 device_app.command("room")(device_room_command)  # hearo/cli_household.py: where the device listens
 device_app.command("profile")(device_profile_command)  # hearo/cli_profile.py: home or daycare
 device_app.command("languages")(device_languages_command)  # hearo/cli_spoken.py: spoken words, ko en
+device_app.command("mode")(device_mode_command)  # hearo/cli_mode.py: standard, away or alone
 device_app.command("duress-code")(duress_code_command)  # hearo/cli_duress.py
 # hearo/cli_learning.py: what the device's cancels taught, and its weekly summary
 device_app.command("thresholds")(device_thresholds_command)

@@ -1,0 +1,138 @@
+"""The listening mode: PATCH/GET /v1/devices/me ``listening_mode`` and ``inactivity_span_s``
+(422 for anything else), the anomaly model's state, the change published for live sessions
+(``ModeWatch`` sets the mode and model on the device's session listeners), and ``hearo device mode``."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Coroutine
+from datetime import datetime
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from hearo.cli import app as cli
+from hearo.cli_mode import parse_span
+from hearo.incident_client import EXIT_OK
+from services.gateway.mode_watch import ModeChanged, ModeWatch
+from services.gateway.session_anomaly import AnomalyBackend, SessionAnomaly
+from shared.anomaly import AnomalyPolicy, train_model
+from shared.anomaly.store import store_model
+from shared.db import Database
+from shared.device_modes import ListeningMode
+from shared.pubsub import LocalChannel
+from tests.devices_support import devices_app, http_client
+from tests.unit.test_anomaly_model import home_pairs
+from tests.unit.test_devices import bearer, register
+
+
+@pytest.fixture
+async def api(sqlite_db: Database) -> AsyncIterator[tuple[httpx.AsyncClient, LocalChannel[ModeChanged]]]:
+    app = devices_app(sqlite_db)
+    async with http_client(app) as client:
+        yield client, app.state.mode_changes
+
+
+async def test_set_and_read_the_mode_and_the_models_state(api: tuple[httpx.AsyncClient, LocalChannel[ModeChanged]],
+                                                           sqlite_db: Database) -> None:  # fmt: skip
+    client, channel = api
+    device_id, token = await register(client)
+    me = (await client.get("/v1/devices/me", headers=bearer(token))).json()
+    assert (me["listening_mode"], me["inactivity_span_s"]) == ("standard", None)
+    assert me["anomaly"]["active_version"] is None and me["anomaly"]["learned_share"] == 0.0
+    async with channel.subscribe() as heard:
+        patched = await client.patch(
+            "/v1/devices/me", headers=bearer(token), json={"listening_mode": "alone", "inactivity_span_s": 43200}
+        )
+        assert patched.status_code == 200, patched.text
+        assert (patched.json()["listening_mode"], patched.json()["inactivity_span_s"]) == ("alone", 43200)
+        assert await asyncio.wait_for(anext(heard), 1) == ModeChanged(device_id)
+    model = train_model(home_pairs(500, np.random.default_rng(0)), budget_per_week=1.0, hop_s=0.5)
+    now = patched.json()["updated_at"]
+    await store_model(sqlite_db, uuid.UUID(device_id), model, datetime.fromisoformat(now), datetime.fromisoformat(now))
+    me = (await client.get("/v1/devices/me", headers=bearer(token))).json()
+    assert me["anomaly"]["active_version"] == 1 and me["anomaly"]["threshold"] == round(model.threshold, 3)
+    cleared = await client.patch("/v1/devices/me", headers=bearer(token), json={"inactivity_span_s": None})
+    assert cleared.json()["inactivity_span_s"] is None and cleared.json()["listening_mode"] == "alone"
+
+
+@pytest.mark.parametrize("body", [
+    {"listening_mode": "party"}, {"listening_mode": None}, {"inactivity_span_s": 60},
+    {"inactivity_span_s": 8 * 86400}, {"inactivity_span_s": "12h"},
+])  # fmt: skip
+async def test_bad_modes_and_spans_are_refused(api: tuple[httpx.AsyncClient, LocalChannel[ModeChanged]],
+                                               body: dict[str, object]) -> None:  # fmt: skip
+    client, _ = api
+    _, token = await register(client)
+    response = await client.patch("/v1/devices/me", headers=bearer(token), json=body)
+    assert response.status_code == 422, response.text
+    assert next(iter(body)) in response.text
+
+
+class _Incidents:
+    """What a listener needs of its session's incidents: the device and the backend's db and spawn."""
+
+    def __init__(self, db: Database, device_id: uuid.UUID) -> None:
+        self.device = type("D", (), {"id": device_id})()
+        self.backend = self
+        self.db = db
+        self.session_id = "s"
+        self.tasks: list[asyncio.Task[object]] = []
+
+    def spawn(self, work: Coroutine[Any, Any, object], name: str) -> asyncio.Task[object]:
+        task = asyncio.ensure_future(work)
+        self.tasks.append(task)
+        return task
+
+
+async def test_a_mode_change_reaches_the_live_sessions_listener(api: tuple[httpx.AsyncClient, LocalChannel[ModeChanged]],
+                                                                 sqlite_db: Database) -> None:  # fmt: skip
+    client, channel = api
+    device_id, token = await register(client)
+    backend = AnomalyBackend(AnomalyPolicy())
+    incidents = _Incidents(sqlite_db, uuid.UUID(device_id))
+    listener = backend.listen(incidents)  # type: ignore[arg-type]
+    assert isinstance(listener, SessionAnomaly)
+    await asyncio.gather(*incidents.tasks)
+    assert listener.scorer.mode is ListeningMode.STANDARD
+    watch = ModeWatch(backend, channel, check_interval_s=60)
+    await watch.start()
+    try:
+        await client.patch("/v1/devices/me", headers=bearer(token), json={"listening_mode": "away"})
+        for _ in range(50):
+            if listener.scorer.mode is ListeningMode.AWAY:
+                break
+            await asyncio.sleep(0.02)
+        assert listener.scorer.mode is ListeningMode.AWAY and listener.model_version is None
+    finally:
+        await watch.close()
+
+
+def test_spans() -> None:
+    assert (parse_span("12h"), parse_span("90m"), parse_span("1.5d"), parse_span("3600"), parse_span("default")) == (
+        43200, 5400, 129600, 3600, None)  # fmt: skip
+
+
+def test_the_cli_sets_and_shows_the_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, str, object]] = []
+
+    def call(api: str, token: str, method: str, path: str, body: object = None) -> tuple[int, dict[str, object]]:
+        calls.append((method, path, body))
+        return EXIT_OK, {"listening_mode": "alone", "inactivity_span_s": 43200,
+                         "anomaly": {"active_version": None, "learning_since": None, "learned_share": 0.1,
+                                     "learning_days": 3.0, "budget_per_week": 1.0}}  # fmt: skip
+
+    monkeypatch.setattr("hearo.cli_mode.call", call)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["device", "mode", "alone", "--inactivity", "12h", "--token", "t"])
+    assert result.exit_code == EXIT_OK, result.output
+    assert calls == [("PATCH", "/v1/devices/me", {"listening_mode": "alone", "inactivity_span_s": 43200})]
+    assert "mode: alone  inactivity: 12 h" in result.output and "still being learned" in result.output
+    assert runner.invoke(cli, ["device", "mode", "--token", "t"]).exit_code == EXIT_OK
+    assert calls[-1] == ("GET", "/v1/devices/me", None)
+    refused = runner.invoke(cli, ["device", "mode", "away", "--inactivity", "soon", "--token", "t"])
+    assert refused.exit_code != EXIT_OK and "not a span" in refused.output
