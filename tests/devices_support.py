@@ -32,8 +32,7 @@ def devices_app(
     app.state.request_limits = limits or RequestLimits(None, None, None)
     app.state.enrolment = Enrolment(enrolment_keys)
     app.state.revocations = LocalChannel()  # heard by nobody here
-    app.state.profile_changes = LocalChannel()  # a test subscribes to hear a profile change
-    app.state.mode_changes = LocalChannel()  # a test subscribes to hear a mode change
+    app.state.settings_changes = LocalChannel()  # a test subscribes to hear a settings change
     app.include_router(devices.router, dependencies=[Depends(limit_rest)])
     return app
 

@@ -5,7 +5,7 @@
 1. each device that has learned for ``learning_days`` and has no model (or one older than
    ``retrain_every_days``) gets a new model version from its samples
    (:func:`shared.anomaly.store.train_device`; the fit runs in a thread, never on a gateway);
-   the gateways pick it up within their next check (``services.gateway.mode_watch``);
+   the gateways pick it up within their next check (``services.gateway.settings_watch``);
 2. each device in alone mode whose last sound of activity is older than its span (the
    device's ``inactivity_span_s``, else the policy's) is flagged in the day's hours
    (:mod:`shared.anomaly.inactivity`): an anomaly incident with reason ``inactivity``.

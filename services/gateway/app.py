@@ -54,8 +54,7 @@ from services.gateway.session_incidents import IncidentBackend
 from services.gateway.session_registry import SessionRegistry
 from services.gateway.sessions import serve_stream
 from services.gateway.settings import GatewaySettings
-from services.gateway.profile_watch import ProfileWatch, create_profile_channel
-from services.gateway.mode_watch import ModeWatch, create_mode_channel
+from services.gateway.settings_watch import ProfileAndLanguages, SettingsWatch, create_settings_channel
 from services.gateway.session_anomaly import AnomalyBackend
 from services.gateway.threshold_watch import ThresholdWatch
 from shared.clips import create_clip_store
@@ -145,12 +144,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         revocation_watch = RevocationWatch(sessions, revocations, db, settings.token_check_interval_s)
         # A step or an undo retunes the device's live sessions on every gateway.
         threshold_watch = ThresholdWatch(sessions, threshold_changes, thresholds)
-        # A changed profile (home, daycare) switches the device's live sessions on every gateway.
-        profile_changes = create_profile_channel(settings.redis_url)
-        profile_watch = ProfileWatch(sessions, profile_changes, db)
-        # A mode switch, or a model the worker trained, reaches the device's live sessions.
-        mode_changes = create_mode_channel(settings.redis_url)
-        mode_watch = ModeWatch(anomaly, mode_changes)
+        # A changed profile, spoken languages or listening mode, or a model the worker trained,
+        # reaches the device's live sessions on every gateway.
+        settings_changes = create_settings_channel(settings.redis_url)
+        settings_watch = SettingsWatch([ProfileAndLanguages(sessions, db), anomaly], settings_changes)
 
         app.state.db = db
         app.state.incident_events = events
@@ -160,16 +157,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.sessions = sessions
         app.state.revocations = revocations
         app.state.device_thresholds = thresholds
-        app.state.profile_changes = profile_changes
-        app.state.mode_changes = mode_changes
+        app.state.settings_changes = settings_changes
         app.state.anomaly_policy = settings.anomaly
         connecting: asyncio.Task[None] | None = None
         try:
             await watcher.start()
             await revocation_watch.start()
             await threshold_watch.start()
-            await profile_watch.start()
-            await mode_watch.start()
+            await settings_watch.start()
             await board.start()
             try:
                 await client.connect()
@@ -187,10 +182,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await revocation_watch.close()
             await threshold_watch.close()
             await threshold_changes.close()
-            await profile_watch.close()
-            await profile_changes.close()
-            await mode_watch.close()
-            await mode_changes.close()
+            await settings_watch.close()
+            await settings_changes.close()
             await revocations.close()
             await incidents.drain(_DRAIN_S)
             sessions.spoken.close()

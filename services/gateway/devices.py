@@ -38,9 +38,8 @@ from services.gateway.enrolment import ENROLMENT_RESPONSES, require_enrolment_ke
 from services.gateway.incidents_api import ClipStoreDep, EventsDep
 from services.gateway.openapi import BAD_BODY, ERASURE_DEFERRED, UNAUTHORIZED, ApiRoute
 from services.gateway.privacy import ErasureDeferred, erase_device_data
-from services.gateway.listening_modes import AnomalyPolicyDep, ModeChangesDep, set_listening_mode, with_anomaly_state
-from services.gateway.mode_watch import ModeChanged
-from services.gateway.profile_watch import ProfileChanged, ProfileChannel, profile_changes_of
+from services.gateway.listening_modes import AnomalyPolicyDep, set_listening_mode, with_anomaly_state
+from services.gateway.settings_watch import SettingsChanged, SettingsChannel, settings_changes_of
 from services.gateway.rate_limit import limit_registration
 from services.gateway.revocation import DeviceRevoked, RevocationChannel, revocations_of
 from services.gateway.schemas import (
@@ -61,7 +60,7 @@ from shared.incidents.duress import hash_code
 router = APIRouter(prefix="/v1/devices", tags=["devices"], route_class=ApiRoute, responses=UNAUTHORIZED)
 
 RevocationsDep = Annotated[RevocationChannel, Depends(revocations_of)]
-ProfileChangesDep = Annotated[ProfileChannel, Depends(profile_changes_of)]
+SettingsChangesDep = Annotated[SettingsChannel, Depends(settings_changes_of)]
 
 # The token is a credential: keep it out of every cache between here and the device.
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -104,8 +103,8 @@ async def read_device(device: CurrentDevice, db: DatabaseDep, policy: AnomalyPol
 
 @router.patch("/me", responses=BAD_BODY)
 async def update_device(
-    body: DeviceUpdate, current: CurrentDevice, db: DatabaseDep, profile_changes: ProfileChangesDep,
-    mode_changes: ModeChangesDep, policy: AnomalyPolicyDep,
+    body: DeviceUpdate, current: CurrentDevice, db: DatabaseDep, settings_changes: SettingsChangesDep,
+    policy: AnomalyPolicyDep,
 ) -> DeviceOut:
     """Replace each top-level field present in the body; absent fields stay as they are.
 
@@ -156,13 +155,11 @@ async def update_device(
             device.profile = DeviceProfile(body.device_profile)
         if body.spoken_languages is not None and body.spoken_languages != device.spoken_languages:
             device.spoken_languages = list(body.spoken_languages)
-            listening_changed = True  # the profile's watch carries both to the live sessions
-        mode_changed = set_listening_mode(device, body)
+            listening_changed = True
+        listening_changed |= set_listening_mode(device, body)
         await _flush_and_reload(session, device)
-    if listening_changed:  # after the commit: a gateway that hears this reads the profile and languages
-        await profile_changes.publish(ProfileChanged(str(current.id)))
-    if mode_changed:
-        await mode_changes.publish(ModeChanged(str(current.id)))
+    if listening_changed:  # after the commit: a gateway that hears this reads the settings again
+        await settings_changes.publish(SettingsChanged(str(current.id)))
     return await with_anomaly_state(device_out(device), db, policy)
 
 

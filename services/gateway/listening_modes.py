@@ -5,16 +5,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
-from services.gateway.mode_watch import ModeChannel, anomaly_policy_of, mode_changes_of
 from services.gateway.schemas import DeviceOut, DeviceUpdate
 from shared.anomaly.policy import AnomalyPolicy
 from shared.anomaly.store import anomaly_state
 from shared.db import Database, Device
 from shared.device_modes import ListeningMode
 
-ModeChangesDep = Annotated[ModeChannel, Depends(mode_changes_of)]
+
+def anomaly_policy_of(request: Request) -> AnomalyPolicy:
+    """The app's anomaly policy (``app.state.anomaly_policy``; the default when unset)."""
+    policy: AnomalyPolicy = getattr(request.app.state, "anomaly_policy", AnomalyPolicy())
+    return policy
+
+
 AnomalyPolicyDep = Annotated[AnomalyPolicy, Depends(anomaly_policy_of)]
 
 

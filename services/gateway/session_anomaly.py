@@ -16,7 +16,7 @@ described by :func:`shared.anomaly.window_features` (tens of microseconds) and t
   every ``activity_write_s`` (``anomaly_activity``): the worker flags inactivity from it.
 
 :class:`AnomalyBackend` is the gateway's: it holds the policy, the live listeners of each
-device, and sets their mode and model (``refresh``, from ``services.gateway.mode_watch``).
+device, and sets their mode and model (``refresh``, from ``services.gateway.settings_watch``).
 """
 
 from __future__ import annotations

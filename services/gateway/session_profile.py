@@ -4,7 +4,7 @@ The ``daycare`` profile adds the child-safety rule (:mod:`shared.daycare.rule`) 
 detector: the classifier gives it every window's tags, and what it raises is reported as any
 detection is, as a ``child_safety`` incident with the profile's short countdown
 (docs/daycare.md). The ``home`` profile adds nothing. A device's profile changed while it
-streams reaches its sessions (``use``, from :mod:`services.gateway.profile_watch`) from their
+streams reaches its sessions (``use``, from :mod:`services.gateway.settings_watch`) from their
 next window on.
 """
 

@@ -10,7 +10,7 @@ end it. ``services.gateway.sessions`` runs each session. Each admitted session's
 follows a change of them (``retune``, from ``services.gateway.threshold_watch``); its profile
 (``profile_for``) and its spoken words (``spoken_for``: the ``SpokenService`` of this gateway)
 follow a change of the device's profile and languages (``use_profile``, ``use_languages``, from
-``services.gateway.profile_watch``).
+``services.gateway.settings_watch``).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ recogniser threads shared by every session. Each session of a device whose
   (``heard_between``).
 
 A device's change of languages reaches its live sessions (``use``, from
-``services.gateway.profile_watch``). A recogniser that fails stops this session's listening,
+``services.gateway.settings_watch``). A recogniser that fails stops this session's listening,
 never the session.
 """
 

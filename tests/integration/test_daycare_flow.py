@@ -164,7 +164,10 @@ async def test_daycare_evidence_tells_the_staff_then_reports_to_112_unless_ackno
     home = await stream(stack, stack.register("home"), acknowledge=False)
     assert [m for m in home if m["type"] == "detection"] == []
 
-    await stack.wait_delivered("incident.cancelled", other["incident_id"])
     await asyncio.sleep(DAYCARE_COUNTDOWN_S + 1.0)  # past the acknowledged one's deadline
     counts = stack.agency.report_counts()
     assert counts == {(incident_id, "112"): 1}, counts
+    # Staff told of it are told it was acknowledged. An acknowledgement at the moment it opened
+    # may come before the detection notice was sent: then neither notice goes out.
+    if stack.delivered("incident.detected", other["incident_id"]):
+        await stack.wait_delivered("incident.cancelled", other["incident_id"])

@@ -69,7 +69,7 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
         app.state.db, app.state.incident_events = db, LocalIncidentEvents()
         app.state.clip_store = LocalClipStore(tmp_path / "clips", "secret", "http://testserver")
         app.state.request_limits, app.state.revocations = RequestLimits(None, None, None), LocalChannel()
-        app.state.profile_changes = LocalChannel()
+        app.state.settings_changes = LocalChannel()
         yield
         await db.dispose()
 

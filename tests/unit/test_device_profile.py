@@ -1,5 +1,5 @@
 """The device profile (home | daycare): PATCH/GET /v1/devices/me ``device_profile``, a change
-published and followed by the device's live sessions (``ProfileWatch``, ``SessionProfile``),
+published and followed by the device's live sessions (``SettingsWatch``, ``SessionProfile``),
 and ``hearo device profile``."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from hearo import cli_household, cli_profile
 from hearo.cli import app as cli
 from hearo.incident_client import EXIT_INPUT, EXIT_OK
-from services.gateway.profile_watch import ProfileChanged, ProfileWatch
+from services.gateway.settings_watch import ProfileAndLanguages, SettingsChanged, SettingsWatch
 from services.gateway.session_profile import SessionProfile
 from services.gateway.session_registry import AdmittedSession, SessionRegistry
 from services.gateway.settings import GatewaySettings
@@ -34,14 +34,14 @@ ALL_THREE = (("Crying, sobbing", 0.6), ("Shout", 0.5), ("Slap, smack", 0.4))
 
 
 @pytest.fixture
-async def api(sqlite_db: Database) -> AsyncIterator[tuple[httpx.AsyncClient, LocalChannel[ProfileChanged]]]:
+async def api(sqlite_db: Database) -> AsyncIterator[tuple[httpx.AsyncClient, LocalChannel[SettingsChanged]]]:
     app = devices_app(sqlite_db)
     async with http_client(app) as client:
-        yield client, app.state.profile_changes
+        yield client, app.state.settings_changes
 
 
 async def test_the_profile_is_set_shown_and_published_once_per_change(
-    api: tuple[httpx.AsyncClient, LocalChannel[ProfileChanged]],
+    api: tuple[httpx.AsyncClient, LocalChannel[SettingsChanged]],
 ) -> None:
     client, channel = api
     device_id, token = await register(client)
@@ -54,14 +54,14 @@ async def test_the_profile_is_set_shown_and_published_once_per_change(
         heard = [await asyncio.wait_for(anext(changes), 1.0) for _ in range(2)]  # daycare, then home: not the repeat
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(anext(changes), 0.2)
-    assert heard == [ProfileChanged(device_id)] * 2
+    assert heard == [SettingsChanged(device_id)] * 2
     me = (await client.get("/v1/devices/me", headers=bearer(token))).json()
     assert me["device_profile"] == "home" and me["profile"]["name"] == "Kim Soon-ja"  # the owner's, untouched
 
 
 @pytest.mark.parametrize("value", ["school", "DAYCARE", None, 1])
 async def test_anything_but_home_or_daycare_is_refused(
-    api: tuple[httpx.AsyncClient, LocalChannel[ProfileChanged]], value: Any
+    api: tuple[httpx.AsyncClient, LocalChannel[SettingsChanged]], value: Any
 ) -> None:
     client, _ = api
     _, token = await register(client)
@@ -90,8 +90,8 @@ async def test_live_sessions_follow_a_profile_change(sqlite_db: Database) -> Non
 
     settings = GatewaySettings(daycare=DaycarePolicy(smoothing_windows=1, min_windows=1))
     registry = SessionRegistry(settings, FakeClassifier(), authenticate, EFFICIENTAT_MEL)
-    channel: LocalChannel[ProfileChanged] = LocalChannel()
-    watch = ProfileWatch(registry, channel, sqlite_db, check_interval_s=3600)
+    channel: LocalChannel[SettingsChanged] = LocalChannel()
+    watch = SettingsWatch([ProfileAndLanguages(registry, sqlite_db)], channel, check_interval_s=3600)
     async with sqlite_db.session() as session:
         device = Device(token_hash=uuid.uuid4().hex, owner_name="Lee", birth_year=1980, consent_recording=True,
                         consent_location=False, consent_share_profile=False)  # fmt: skip
@@ -104,7 +104,7 @@ async def test_live_sessions_follow_a_profile_change(sqlite_db: Database) -> Non
     try:
         async with sqlite_db.session() as session:
             (await session.get_one(Device, device.id)).profile = DeviceProfile.DAYCARE
-        await channel.publish(ProfileChanged(str(device.id)))
+        await channel.publish(SettingsChanged(str(device.id)))
         for _ in range(100):
             if listening.profile is DeviceProfile.DAYCARE:
                 break

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from hearo.cli import app as cli
 from hearo.cli_mode import parse_span
 from hearo.incident_client import EXIT_OK
-from services.gateway.mode_watch import ModeChanged, ModeWatch
+from services.gateway.settings_watch import SettingsChanged, SettingsWatch
 from services.gateway.session_anomaly import AnomalyBackend, SessionAnomaly
 from shared.anomaly import AnomalyPolicy, train_model
 from shared.anomaly.store import store_model
@@ -31,13 +31,13 @@ from tests.unit.test_devices import bearer, register
 
 
 @pytest.fixture
-async def api(sqlite_db: Database) -> AsyncIterator[tuple[httpx.AsyncClient, LocalChannel[ModeChanged]]]:
+async def api(sqlite_db: Database) -> AsyncIterator[tuple[httpx.AsyncClient, LocalChannel[SettingsChanged]]]:
     app = devices_app(sqlite_db)
     async with http_client(app) as client:
-        yield client, app.state.mode_changes
+        yield client, app.state.settings_changes
 
 
-async def test_set_and_read_the_mode_and_the_models_state(api: tuple[httpx.AsyncClient, LocalChannel[ModeChanged]],
+async def test_set_and_read_the_mode_and_the_models_state(api: tuple[httpx.AsyncClient, LocalChannel[SettingsChanged]],
                                                            sqlite_db: Database) -> None:  # fmt: skip
     client, channel = api
     device_id, token = await register(client)
@@ -50,7 +50,7 @@ async def test_set_and_read_the_mode_and_the_models_state(api: tuple[httpx.Async
         )
         assert patched.status_code == 200, patched.text
         assert (patched.json()["listening_mode"], patched.json()["inactivity_span_s"]) == ("alone", 43200)
-        assert await asyncio.wait_for(anext(heard), 1) == ModeChanged(device_id)
+        assert await asyncio.wait_for(anext(heard), 1) == SettingsChanged(device_id)
     model = train_model(home_pairs(500, np.random.default_rng(0)), budget_per_week=1.0, hop_s=0.5)
     now = patched.json()["updated_at"]
     await store_model(sqlite_db, uuid.UUID(device_id), model, datetime.fromisoformat(now), datetime.fromisoformat(now))
@@ -64,7 +64,7 @@ async def test_set_and_read_the_mode_and_the_models_state(api: tuple[httpx.Async
     {"listening_mode": "party"}, {"listening_mode": None}, {"inactivity_span_s": 60},
     {"inactivity_span_s": 8 * 86400}, {"inactivity_span_s": "12h"},
 ])  # fmt: skip
-async def test_bad_modes_and_spans_are_refused(api: tuple[httpx.AsyncClient, LocalChannel[ModeChanged]],
+async def test_bad_modes_and_spans_are_refused(api: tuple[httpx.AsyncClient, LocalChannel[SettingsChanged]],
                                                body: dict[str, object]) -> None:  # fmt: skip
     client, _ = api
     _, token = await register(client)
@@ -89,7 +89,7 @@ class _Incidents:
         return task
 
 
-async def test_a_mode_change_reaches_the_live_sessions_listener(api: tuple[httpx.AsyncClient, LocalChannel[ModeChanged]],
+async def test_a_mode_change_reaches_the_live_sessions_listener(api: tuple[httpx.AsyncClient, LocalChannel[SettingsChanged]],
                                                                  sqlite_db: Database) -> None:  # fmt: skip
     client, channel = api
     device_id, token = await register(client)
@@ -99,7 +99,7 @@ async def test_a_mode_change_reaches_the_live_sessions_listener(api: tuple[httpx
     assert isinstance(listener, SessionAnomaly)
     await asyncio.gather(*incidents.tasks)
     assert listener.scorer.mode is ListeningMode.STANDARD
-    watch = ModeWatch(backend, channel, check_interval_s=60)
+    watch = SettingsWatch([backend], channel, check_interval_s=60)
     await watch.start()
     try:
         await client.patch("/v1/devices/me", headers=bearer(token), json={"listening_mode": "away"})

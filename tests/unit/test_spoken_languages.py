@@ -1,6 +1,6 @@
 """The device's spoken languages: PATCH/GET /v1/devices/me ``spoken_languages`` (ko and en by
 default, [] off, 422 for an unknown one or a repeat), a change published and followed by the
-device's live sessions (``ProfileWatch`` -> ``SessionSpoken.use``), and ``hearo device
+device's live sessions (``SettingsWatch`` -> ``SessionSpoken.use``), and ``hearo device
 languages``. None of it needs the speech extra."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from hearo import cli_spoken
 from hearo.cli import app as cli
 from hearo.incident_client import EXIT_INPUT, EXIT_OK
-from services.gateway.profile_watch import ProfileChanged, ProfileWatch
+from services.gateway.settings_watch import ProfileAndLanguages, SettingsChanged, SettingsWatch
 from services.gateway.session_registry import AdmittedSession, SessionRegistry
 from services.gateway.settings import GatewaySettings
 from shared.db import Database, Device
@@ -31,14 +31,14 @@ from tests.unit.test_devices import bearer, register
 
 
 @pytest.fixture
-async def api(sqlite_db: Database) -> AsyncIterator[tuple[httpx.AsyncClient, LocalChannel[ProfileChanged]]]:
+async def api(sqlite_db: Database) -> AsyncIterator[tuple[httpx.AsyncClient, LocalChannel[SettingsChanged]]]:
     app = devices_app(sqlite_db)
     async with http_client(app) as client:
-        yield client, app.state.profile_changes
+        yield client, app.state.settings_changes
 
 
 async def test_languages_are_set_shown_and_published_once_per_change(
-    api: tuple[httpx.AsyncClient, LocalChannel[ProfileChanged]],
+    api: tuple[httpx.AsyncClient, LocalChannel[SettingsChanged]],
 ) -> None:
     client, channel = api
     device_id, token = await register(client)
@@ -51,14 +51,14 @@ async def test_languages_are_set_shown_and_published_once_per_change(
         heard = [await asyncio.wait_for(anext(changes), 1.0) for _ in range(3)]  # not the repeat
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(anext(changes), 0.2)
-    assert heard == [ProfileChanged(device_id)] * 3
+    assert heard == [SettingsChanged(device_id)] * 3
     me = (await client.get("/v1/devices/me", headers=bearer(token))).json()
     assert me["spoken_languages"] == ["en", "ko"] and me["device_profile"] == "home"
 
 
 @pytest.mark.parametrize("value", [["fr"], ["KO"], ["ko", "ko"], "ko", None, ["ko", "en", "ko"]])
 async def test_an_unknown_language_or_a_repeat_is_refused(
-    api: tuple[httpx.AsyncClient, LocalChannel[ProfileChanged]], value: Any
+    api: tuple[httpx.AsyncClient, LocalChannel[SettingsChanged]], value: Any
 ) -> None:
     client, _ = api
     _, token = await register(client)
@@ -75,8 +75,8 @@ async def test_live_sessions_follow_a_language_change(sqlite_db: Database) -> No
     registry = SessionRegistry(GatewaySettings(), FakeClassifier(), authenticate, EFFICIENTAT_MEL)
     # As where the extra is installed: no audio is fed here, so no recogniser is loaded.
     registry.spoken.available = LANGUAGES
-    channel: LocalChannel[ProfileChanged] = LocalChannel()
-    watch = ProfileWatch(registry, channel, sqlite_db, check_interval_s=3600)
+    channel: LocalChannel[SettingsChanged] = LocalChannel()
+    watch = SettingsWatch([ProfileAndLanguages(registry, sqlite_db)], channel, check_interval_s=3600)
     async with sqlite_db.session() as session:
         device = Device(token_hash=uuid.uuid4().hex, owner_name="Lee", birth_year=1980, consent_recording=True,
                         consent_location=False, consent_share_profile=False)  # fmt: skip
@@ -91,7 +91,7 @@ async def test_live_sessions_follow_a_language_change(sqlite_db: Database) -> No
     try:
         async with sqlite_db.session() as session:
             (await session.get_one(Device, device.id)).spoken_languages = ["en"]
-        await channel.publish(ProfileChanged(str(device.id)))
+        await channel.publish(SettingsChanged(str(device.id)))
         for _ in range(100):
             if listening.languages == ("en",):
                 break
