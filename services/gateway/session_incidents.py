@@ -11,10 +11,7 @@ what one ``/v1/stream`` session does with it:
   of state or deadline (``IncidentWatcher``: pushed events, database polls as backstop)
   until cancelled, dispatched or failed;
 * clips: for each incident the session opened, 10 s before to 20 s after the detection is
-  cut from the ring buffer once the 20 s have been heard (``audio_advanced``), or with
-  whatever is held when the audio ends (``audio_ended``: ``stop`` or a disconnect), and
-  archived by a background task of the gateway, so neither the audio path nor the
-  session's end waits for the encoding and the store;
+  cut and archived (``services.gateway.session_clips``);
 * ``cancel`` / ``confirm`` from the client are answered truthfully (``already_reported``
   when the deadline won).
 
@@ -33,15 +30,13 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import select
-
 from services.gateway.auth import current_token_hashes
 from services.gateway.device_thresholds import DeviceThresholds
 from services.gateway.incident_messages import incident_message, update_message
 from services.gateway.ring_buffer import RingBuffer
-from shared.clips import CLIP_AFTER_S, CLIP_BEFORE_S, ClipStore
+from services.gateway.session_clips import SessionClips
+from shared.clips import ClipStore
 from shared.db import Database, Device
-from shared.db.models import Incident
 from shared.detector import DetectionEvent
 from shared.incident_events import IncidentEvents
 from shared.incident_state import ActionOutcome, IncidentAction, IncidentKind, IncidentState
@@ -54,7 +49,6 @@ from shared.incidents import (
     OpenedIncident,
     ScorePoint,
     act_on_incident,
-    archive_clip,
     open_incident,
 )
 from shared.protocol import CancelMessage, ConfirmMessage, ErrorCode, ErrorMessage, IncidentMessage, Message
@@ -67,9 +61,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Send = Callable[[Message], Awaitable[None]]
-
-_ARCHIVE_ATTEMPTS = 3
-_ARCHIVE_RETRY_S = 1.0
 
 
 class TokenRevoked(Exception):
@@ -147,8 +138,7 @@ class SessionIncidents:
         self._send = send
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._told: dict[str, tuple[Any, ...]] = {}  # the (state, deadline, evidence) the client last heard
-        self._clips_due: dict[uuid.UUID, float] = {}  # incident -> detection stream time
-        self._ended: RingBuffer | None = None  # the audio is over; clips are cut from this
+        self.clips = SessionClips(backend, session_id)
         self._opening: asyncio.Task[OpenedIncident | None] | None = None  # the latest detection's
         self._closed = False
 
@@ -316,63 +306,22 @@ class SessionIncidents:
         self._told[message.incident_id] = told
         await self._send(message)
 
-    # --- clips -------------------------------------------------------------------------------
+    # --- clips (services.gateway.session_clips) ----------------------------------------------
 
     def clip_due(self, incident_id: uuid.UUID, detection_s: float) -> None:
-        self._clips_due[incident_id] = detection_s
-        if self._ended is not None:
-            self._archive(self._ended, incident_id)
+        self.clips.due(incident_id, detection_s)
 
     def audio_advanced(self, ring: RingBuffer) -> None:
-        """After each push of audio: archive the clips whose 20 s after the detection are in."""
-        for incident_id, detection_s in list(self._clips_due.items()):
-            if ring.end_s >= detection_s + CLIP_AFTER_S:
-                self._archive(ring, incident_id)
+        self.clips.audio_advanced(ring)
 
     def audio_ended(self, ring: RingBuffer) -> None:
-        """No more audio (``stop`` or the client left): archive every clip with what is held."""
-        self._ended = ring
-        for incident_id in list(self._clips_due):
-            self._archive(ring, incident_id)
-
-    def _archive(self, ring: RingBuffer, incident_id: uuid.UUID) -> None:
-        detection_s = self._clips_due.pop(incident_id)
-        clip = ring.snapshot(CLIP_BEFORE_S + CLIP_AFTER_S, end_s=detection_s + CLIP_AFTER_S)
-        if clip.duration_s == 0:
-            log.warning("session %s: no audio left for the clip of incident %s", self.session_id, incident_id)
-            return
-        self.backend.spawn(
-            self._store(incident_id, clip.samples, clip.sample_rate, detection_s - clip.start_s),
-            name=f"archive-clip-{incident_id}",
-        )
-
-    async def _store(self, incident_id: uuid.UUID, samples: Any, sample_rate: int, before_s: float) -> None:
-        for attempt in range(1, _ARCHIVE_ATTEMPTS + 1):
-            try:
-                if not await self._incident_exists(incident_id):
-                    # Deleted with its device: its audio must not be stored after all.
-                    log.info("incident %s: deleted with its device; its clip is dropped", incident_id)
-                    return
-                info = await archive_clip(self.backend.db, self.backend.clip_store, incident_id, samples, sample_rate)
-            except Exception:
-                if attempt == _ARCHIVE_ATTEMPTS:
-                    log.exception("incident %s: the clip could not be archived", incident_id)
-                    return
-                await asyncio.sleep(_ARCHIVE_RETRY_S * attempt)
-                continue
-            log.info("incident %s: clip archived (%.1f s, %.1f s before the detection)", incident_id,
-                     info.duration_s, before_s)  # fmt: skip
-            return
-
-    async def _incident_exists(self, incident_id: uuid.UUID) -> bool:
-        async with self.backend.db.session() as session:
-            return await session.scalar(select(Incident.id).where(Incident.id == incident_id)) is not None
+        self.clips.audio_ended(ring)
 
     def close(self, ring: RingBuffer | None) -> None:
         """The session is over: archive the clips still due (when there was audio) and stop
         following. No incident is changed: a disconnect is never a cancel."""
-        if ring is not None and self._ended is None:
-            self.audio_ended(ring)
+        if ring is not None and not self.clips.ended:
+            self.clips.audio_ended(ring)
         self._closed = True
         for task in self._followers.values():
             task.cancel()
