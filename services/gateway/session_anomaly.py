@@ -1,7 +1,9 @@
 """A session's part in away and alone modes: learning the home's sound, judging it, activity.
 
-Every judged window of a session (``SessionAnomaly.heard``, fed by the classifier) is
-described by :func:`shared.anomaly.window_features` (tens of microseconds) and then:
+Every judged window of a session (``SessionAnomaly.heard``, fed by the classifier with the
+window's nine class scores and tags) is described by :func:`shared.anomaly.window_features`
+and the session's :class:`~shared.anomaly.WindowDescriber` (the class scores as logits, the
+level jump over the moment before: tens of microseconds) and then:
 
 * **learning**, whatever the mode, so that a switch to away or alone is ready: every
   ``sample_every_s`` of stream the window and the one before it are kept, and written as one
@@ -35,7 +37,14 @@ from sqlalchemy import select
 from services.gateway.auth import current_token_hashes
 from services.gateway.audio import Window
 from services.gateway.session_incidents import SessionIncidents
-from shared.anomaly import ActivityFloor, AnomalyPolicy, AnomalyScorer, ScoredWindow, window_features
+from shared.anomaly import (
+    ActivityFloor,
+    AnomalyPolicy,
+    AnomalyScorer,
+    ScoredWindow,
+    WindowDescriber,
+    window_features,
+)
 from shared.anomaly.incidents import open_anomaly_incident
 from shared.anomaly.store import ActiveModel, active_models, record_heard, record_samples
 from shared.db import Device
@@ -89,6 +98,7 @@ class SessionAnomaly:
         self.model_version: int | None = None
         self.scorer = AnomalyScorer(ListeningMode.STANDARD, None, self.policy.refractory_s)
         self._floor = ActivityFloor()
+        self._describer = WindowDescriber()
         self._previous: np.ndarray | None = None
         self._next_sample_s = 0.0
         self._pairs: list[list[list[float]]] = []
@@ -103,9 +113,11 @@ class SessionAnomaly:
         self.scorer.model = None if model is None else model.model
         self.model_version = None if model is None else model.version
 
-    def heard(self, window: Window, tags: Sequence[tuple[str, float]]) -> None:
-        """One judged window, with the model's AudioSet tags (empty when it has none)."""
-        features = window_features(window.features.numpy(), window.level_dbfs)
+    def heard(self, window: Window, class_scores: np.ndarray, tags: Sequence[tuple[str, float]]) -> None:
+        """One judged window, with the model's nine class scores and its AudioSet tags (empty
+        when it has none)."""
+        spectral = window_features(window.features.numpy(), window.level_dbfs)
+        features = self._describer.describe(spectral, class_scores)
         self._active_since_write |= self._floor.heard(window.level_dbfs)
         scored = self.scorer.judge(features, window.end_s, tags)
         if scored is not None:
@@ -134,7 +146,7 @@ class SessionAnomaly:
 
     def _keep(self, previous: np.ndarray, features: np.ndarray, end_s: float) -> None:
         model = self.scorer.model
-        if self.scorer.judging and model is not None and model.score(features) >= model.threshold:
+        if self.scorer.judging and model is not None and model.abnormal(features):
             return  # unusual for this home: not learned as its normal
         self._next_sample_s = end_s + self.policy.sample_every_s
         self._batch_from = self._batch_from or datetime.now(UTC)
@@ -142,7 +154,8 @@ class SessionAnomaly:
 
     def _open(self, scored: ScoredWindow) -> None:
         record: dict[str, Any] = {
-            "reason": "sound", "score": round(scored.score, 3), "threshold": round(scored.threshold, 3),
+            "reason": "sound", "cue": scored.cue, "score": round(scored.score, 3),
+            "threshold": round(scored.threshold, 3),
             "model_version": self.model_version, "mode": self.scorer.mode.value,
         }
         self._spawn(self._open_incident(record, scored.stream_time_s), "open-incident")
@@ -158,8 +171,8 @@ class SessionAnomaly:
         )  # fmt: skip
         if opened is None:
             return  # the device's open incident stands for it
-        log.info("session %s: anomaly incident %s (score %.2f over %.2f, model v%s)", incidents.session_id,
-                 opened.incident.id, record["score"], record["threshold"], self.model_version)  # fmt: skip
+        log.info("session %s: anomaly incident %s (%s %.2f over %.2f, model v%s)", incidents.session_id,
+                 opened.incident.id, record["cue"], record["score"], record["threshold"], self.model_version)  # fmt: skip
         incidents.clip_due(opened.incident.id, stream_time_s)
         await incidents.announce(opened)  # kind "anomaly", and the record in ``detail.anomaly``
 

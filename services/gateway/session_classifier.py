@@ -136,7 +136,7 @@ class StreamClassifier:
                 self.windows_classified += 1
                 events += self.detector.update(result.scores.numpy(), item.end_s)
                 if self._anomaly is not None:
-                    self._anomaly.heard(item, result.tags)
+                    self._anomaly.heard(item, result.scores.numpy(), result.tags)
                 if self._profile is not None:
                     events += self._profile.heard(item.end_s, result.tags)
                 if self._spoken is not None:

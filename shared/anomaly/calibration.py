@@ -8,7 +8,8 @@ be crossed by a share ``tail_share * exp(-(t - u) / sigma)`` of the windows; a w
 ``604800 / hop_s`` windows, and one unusual sound is crossed in about
 :data:`WINDOWS_PER_EVENT` of them. ``t`` is set where the expected crossings make
 ``budget_per_week`` events a week, and never below the highest learning score (no sound of
-the learning period itself would raise an alarm).
+the learning period itself would raise an alarm). A model calibrates each of its cues so, each
+to its share of the device's budget (:mod:`shared.anomaly.model`).
 """
 
 from __future__ import annotations
@@ -37,10 +38,13 @@ class Calibration:
     samples: int
     budget_per_week: float
 
+    def share_above(self, score: float) -> float:
+        """The share of windows the fitted tail predicts at or above ``score``."""
+        return TAIL_SHARE * math.exp(-(score - self.tail_from) / self.tail_scale)
+
     def expected_per_week(self, threshold: float, hop_s: float) -> float:
         """Events a week the learning data predicts above ``threshold``."""
-        share = TAIL_SHARE * math.exp(-(threshold - self.tail_from) / self.tail_scale)
-        return share * WEEK_S / hop_s / WINDOWS_PER_EVENT
+        return self.share_above(threshold) * WEEK_S / hop_s / WINDOWS_PER_EVENT
 
     def to_json(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "tail_from": self.tail_from, "tail_scale": self.tail_scale,

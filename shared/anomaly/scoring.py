@@ -1,8 +1,9 @@
 """A stream's windows judged under a listening mode: cheap, on the stream path.
 
-Each window's score comes from the device's :class:`~shared.anomaly.model.AnomalyModel`;
-the alarm needs two windows in a row at or above the threshold (the lower of the two, as
-the model was calibrated), then none for ``refractory_s``.
+Each window's cue scores come from the device's :class:`~shared.anomaly.model.AnomalyModel`;
+the alarm needs two windows in a row at or above a cue's threshold (the lower of the two, as
+the model was calibrated), then none for ``refractory_s``. The alarm names the cue its
+learning data makes rarest (the fewest expected a week at that score).
 
 * **away**: any such window is abnormal: loud, sudden or unlike the home's sound.
 * **alone**: the same, unless the model's AudioSet tags say it is a programme or murmur
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.anomaly.model import AnomalyModel
+from shared.anomaly.model import CUES, AnomalyModel
 from shared.device_modes import ListeningMode
 
 # Tags (AudioSet labels, lower case, matched as substrings) that make a window a programme or murmur ...
@@ -30,8 +31,10 @@ TAG_FLOOR = 0.2  # a tag below this probability says nothing
 
 @dataclass(frozen=True)
 class ScoredWindow:
-    """An anomaly: the smoothed score, the threshold it crossed and the stream time."""
+    """An anomaly: the cue (one of :data:`~shared.anomaly.model.CUES`), its smoothed score,
+    the threshold it crossed and the stream time."""
 
+    cue: str
     score: float
     threshold: float
     stream_time_s: float
@@ -52,7 +55,7 @@ class AnomalyScorer:
         self.mode = mode
         self.model = model
         self.refractory_s = refractory_s
-        self._previous: float | None = None
+        self._previous: np.ndarray | None = None
         self._quiet_until = -np.inf
 
     @property
@@ -66,14 +69,17 @@ class AnomalyScorer:
         if self.model is None or self.mode is ListeningMode.STANDARD:
             self._previous = None
             return None
-        raw = self.model.score(features)
+        model = self.model
+        raw = model.score(features)
         previous, self._previous = self._previous, raw
         if previous is None or stream_time_s < self._quiet_until:
             return None
-        smoothed = min(raw, previous)
-        if smoothed < self.model.threshold:
+        smoothed = np.minimum(raw, previous)
+        over = np.flatnonzero(smoothed >= model.thresholds)
+        if not over.size:
             return None
         if self.mode is ListeningMode.ALONE and media_only(tags):
             return None
         self._quiet_until = stream_time_s + self.refractory_s
-        return ScoredWindow(smoothed, self.model.threshold, stream_time_s)
+        cue = min(over, key=lambda i: model.calibrations[i].share_above(float(smoothed[i])))
+        return ScoredWindow(CUES[cue], float(smoothed[cue]), float(model.thresholds[cue]), stream_time_s)

@@ -10,6 +10,7 @@ device's state for ``GET /v1/devices/me`` (:func:`anomaly_state`).
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -21,12 +22,14 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.anomaly.features import FEATURE_LENGTH
 from shared.anomaly.model import MIN_SAMPLES, AnomalyModel, train_model
 from shared.anomaly.policy import AnomalyPolicy
 from shared.db import Database
 from shared.db.anomaly_tables import AnomalyActivity, AnomalyModelRow, AnomalySampleBatch
 from shared.db.clock import db_now
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ActiveModel:
@@ -92,7 +95,13 @@ async def active_models(db: Database, device_ids: Collection[uuid.UUID]) -> dict
             select(AnomalyModelRow).where(AnomalyModelRow.device_id.in_(device_ids), AnomalyModelRow.active)
             .order_by(AnomalyModelRow.version)
         )).all()  # fmt: skip
-    return {row.device_id: ActiveModel(row.version, AnomalyModel.from_json(row.params)) for row in rows}
+    models = {}
+    for row in rows:
+        try:
+            models[row.device_id] = ActiveModel(row.version, AnomalyModel.from_json(row.params))
+        except ValueError as exc:  # an older format: the device learns on, and the next training replaces it
+            log.warning("device %s: anomaly model v%d not used: %s", row.device_id, row.version, exc)
+    return models
 
 
 async def anomaly_state(db: Database, device_id: uuid.UUID, policy: AnomalyPolicy) -> dict[str, Any]:
@@ -145,11 +154,13 @@ async def train_device(db: Database, device_id: uuid.UUID, policy: AnomalyPolicy
         batches = (await session.scalars(
             select(AnomalySampleBatch).where(AnomalySampleBatch.device_id == device_id).order_by(AnomalySampleBatch.id)
         )).all()  # fmt: skip
-    pairs = [pair for batch in batches for pair in batch.features]
+    # Samples of an older vector (before the class scores and the moment) are not this model's.
+    pairs = [pair for batch in batches for pair in batch.features if len(pair[0]) == FEATURE_LENGTH]
     if len(pairs) < MIN_SAMPLES:
         return None
     model = await asyncio.to_thread(
-        train_model, np.asarray(pairs, dtype=np.float64), budget_per_week=policy.budget_per_week, hop_s=hop_s
+        train_model, np.asarray(pairs, dtype=np.float64), budget_per_week=policy.budget_per_week, hop_s=hop_s,
+        cues=policy.cues,
     )
     return await store_model(db, device_id, model, batches[0].heard_from, batches[-1].heard_until)
 
@@ -167,7 +178,7 @@ async def store_model(
         )
         session.add(AnomalyModelRow(
             device_id=device_id, version=version, trained_at=db_now(), learned_from=learned_from,
-            learned_until=learned_until, samples=model.calibration.samples, threshold=model.threshold,
-            budget_per_week=model.calibration.budget_per_week, active=True, params=model.to_json(),
+            learned_until=learned_until, samples=model.calibrations[0].samples, threshold=model.threshold,
+            budget_per_week=model.budget_per_week, active=True, params=model.to_json(),
         ))  # fmt: skip
     return version

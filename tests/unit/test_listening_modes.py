@@ -8,11 +8,12 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Coroutine
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from hearo.cli import app as cli
@@ -20,11 +21,23 @@ from hearo.cli_mode import parse_span
 from hearo.incident_client import EXIT_OK
 from services.gateway.settings_watch import SettingsChanged, SettingsWatch
 from services.gateway.session_anomaly import AnomalyBackend, SessionAnomaly
+from services.gateway.audio import Window
+from services.gateway.heard_queue import END, HeardQueue
+from services.gateway.inference_client import WindowResult
+from services.gateway.session_classifier import StreamClassifier
+from services.gateway.session_detections import DetectionReporter
+from services.gateway.session_incidents import SessionIncidents
 from shared.anomaly import AnomalyPolicy, train_model
+from shared.anomaly.features import CLASSES, FEATURE_LENGTH
 from shared.anomaly.store import store_model
 from shared.db import Database
+from shared.detector import Detector, DetectorConfig
 from shared.device_modes import ListeningMode
+from shared.incidents import EvidencePolicy
+from shared.protocol import Message
 from shared.pubsub import LocalChannel
+from shared.taxonomy import NUM_CLASSES, by_key
+from tests.alerting_support import make_device
 from tests.devices_support import devices_app, http_client
 from tests.unit.test_anomaly_model import home_pairs
 from tests.unit.test_devices import bearer, register
@@ -74,14 +87,18 @@ async def test_bad_modes_and_spans_are_refused(api: tuple[httpx.AsyncClient, Loc
 
 
 class _Incidents:
-    """What a listener needs of its session's incidents: the device and the backend's db and spawn."""
+    """What a listener needs of its session's incidents: the device and the backend's db and
+    spawn (and, for a session's reporter, its anomaly backend and no countdown listening)."""
 
-    def __init__(self, db: Database, device_id: uuid.UUID) -> None:
+    def __init__(self, db: Database, device_id: uuid.UUID, anomaly: AnomalyBackend | None = None) -> None:
         self.device = type("D", (), {"id": device_id})()
         self.backend = self
         self.db = db
         self.session_id = "s"
         self.tasks: list[asyncio.Task[object]] = []
+        self.anomaly = anomaly
+        self.evidence = EvidencePolicy()
+        self.household = None
 
     def spawn(self, work: Coroutine[Any, Any, object], name: str) -> asyncio.Task[object]:
         task = asyncio.ensure_future(work)
@@ -110,6 +127,48 @@ async def test_a_mode_change_reaches_the_live_sessions_listener(api: tuple[httpx
         assert listener.scorer.mode is ListeningMode.AWAY and listener.model_version is None
     finally:
         await watch.close()
+
+
+class _CrimeAfterFiveSeconds:
+    """The inference client: from 5 s of stream on, the model hears crime (0.99) in every window."""
+
+    ready = None
+    connected = True
+
+    def __init__(self) -> None:
+        self.end_s: list[float] = []
+
+    async def classify(self, windows: torch.Tensor) -> list[WindowResult]:
+        scores = torch.full((len(windows), NUM_CLASSES), 0.01)
+        scores[:, by_key("crime").id] = 0.99 if self.end_s and self.end_s[-1] >= 5.0 else 0.01
+        return [WindowResult(row, (), 1.0, 2.0) for row in scores]
+
+
+async def test_the_session_feeds_each_windows_class_scores_to_its_anomaly_listener(sqlite_db: Database) -> None:
+    device_id = await make_device(sqlite_db)
+    incidents = _Incidents(sqlite_db, device_id, AnomalyBackend(AnomalyPolicy(sample_every_s=1.0)))
+    reporter = DetectionReporter(_ignore, cast(SessionIncidents, incidents), lambda current: None)
+    model = _CrimeAfterFiveSeconds()
+    queue = HeardQueue(max_windows=64)
+    classifier = StreamClassifier("s", model, Detector(DetectorConfig.build(0.999, smoothing_windows=1, hop_s=0.5)),
+                                  queue, reporter, _ignore, lambda: None, None)  # fmt: skip
+    running = asyncio.create_task(classifier.run())
+    for i in range(20):
+        model.end_s.append(2.0 + 0.5 * i)
+        await queue.put(Window(torch.zeros(8, 16), 2.0 + 0.5 * i, level_dbfs=-50.0))
+        await asyncio.sleep(0)
+    await queue.put(END)
+    await asyncio.wait_for(running, 5.0)
+    listener = reporter.anomaly()
+    assert listener is not None
+    kept = np.asarray(listener._pairs)  # the learning samples, as they will be written
+    crime = CLASSES.start + by_key("crime").id - 1
+    assert kept.shape[2] == FEATURE_LENGTH and set(np.round(kept[:, 1, crime], 2)) == {-4.6, 4.6}
+    await asyncio.gather(*incidents.tasks)
+
+
+async def _ignore(message: Message) -> None:
+    pass
 
 
 def test_spans() -> None:
