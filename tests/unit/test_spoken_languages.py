@@ -19,6 +19,7 @@ from hearo.cli import app as cli
 from hearo.incident_client import EXIT_INPUT, EXIT_OK
 from services.gateway.settings_watch import ProfileAndLanguages, SettingsChanged, SettingsWatch
 from services.gateway.session_registry import AdmittedSession, SessionRegistry
+from services.gateway.session_spoken import SpokenPolicy
 from services.gateway.settings import GatewaySettings
 from shared.db import Database, Device
 from shared.detector import Detector
@@ -72,7 +73,8 @@ async def test_live_sessions_follow_a_language_change(sqlite_db: Database) -> No
     async def authenticate(token: str) -> Device | None:
         return None
 
-    registry = SessionRegistry(GatewaySettings(), FakeClassifier(), authenticate, EFFICIENTAT_MEL)
+    registry = SessionRegistry(GatewaySettings(spoken=SpokenPolicy(enabled=True)), FakeClassifier(), authenticate,
+                               EFFICIENTAT_MEL)  # fmt: skip
     # As where the extra is installed: no audio is fed here, so no recogniser is loaded.
     registry.spoken.available = LANGUAGES
     channel: LocalChannel[SettingsChanged] = LocalChannel()
