@@ -62,6 +62,7 @@ class AnomalyModel:
     _whiten: np.ndarray = field(init=False, repr=False)  # [K, S, S]: inverse Cholesky factors
     _offsets: np.ndarray = field(init=False, repr=False)  # [K]: log weight - log normaliser
     _thresholds: np.ndarray = field(init=False, repr=False)
+    _sound: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         dim = self.mean.size
@@ -70,6 +71,8 @@ class AnomalyModel:
         log_det = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
         self._offsets = np.log(self.weights) - 0.5 * (log_det + dim * np.log(2 * np.pi))
         self._thresholds = np.array([c.threshold for c in self.calibrations])
+        # The mixture is scored when its cue is in use, and while a model is being calibrated (no cue yet).
+        self._sound = "sound" in self.cues or not self.cues
 
     @property
     def cues(self) -> tuple[str, ...]:
@@ -94,10 +97,13 @@ class AnomalyModel:
     def scores(self, features: np.ndarray) -> np.ndarray:
         """Each cue's score of each row of ``features`` [N, FEATURE_LENGTH] (float64 [N, len(CUES)])."""
         x = np.asarray(features, dtype=np.float64)
-        z = (x[:, SPECTRAL] - self.mean) / self.scale
-        log_p = self._offsets[None, :] - 0.5 * _mahalanobis(z, self.centres, self._whiten)
-        top = log_p.max(axis=1)
-        sound = -(top + np.log(np.exp(log_p - top[:, None]).sum(axis=1)))
+        if self._sound:
+            z = (x[:, SPECTRAL] - self.mean) / self.scale
+            log_p = self._offsets[None, :] - 0.5 * _mahalanobis(z, self.centres, self._whiten)
+            top = log_p.max(axis=1)
+            sound = -(top + np.log(np.exp(log_p - top[:, None]).sum(axis=1)))
+        else:
+            sound = np.zeros(len(x))  # off: its threshold is never reached, and the mixture costs half the time
         classes = ((x[:, CLASSES] - self.class_from) / self.class_scale).max(axis=1)
         return np.stack([sound, classes, x[:, MOMENT.start]], axis=1)
 
