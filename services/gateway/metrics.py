@@ -23,6 +23,7 @@ from typing import Protocol
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from shared.spoken.phrases import load_phrases
 from shared.taxonomy import CLASSES
 
 # A window answered later than this after it was sent to inference is late: at the 0.5 s hop
@@ -114,6 +115,8 @@ class GatewayMetrics:
             self._household_lost.labels(loss)
         for stage in ("heard", "passed"):
             self._spoken_audio.labels(stage)
+        for class_key, language in sorted({(p.class_key, p.language) for p in load_phrases()}):
+            self._spoken_phrases.labels(class_key, language)
         self.sessions.set_function(lambda: 0)
 
     def watch_sessions(self, sessions: SessionCount) -> None:

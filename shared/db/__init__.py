@@ -21,7 +21,7 @@ from shared.db.database import (
 )
 from shared.db.migrations import alembic_config, upgrade_database
 from shared.db.models import Device, EmergencyContact
-from shared.db import anomaly_tables  # noqa: F401  (registers its tables on Base.metadata)
+from shared.db import anomaly_tables, review_tables  # noqa: F401  (register their tables on Base.metadata)
 
 __all__ = [
     "DATABASE_URL_ENV",

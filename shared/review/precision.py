@@ -21,7 +21,8 @@ from typing import Any
 from sqlalchemy import select
 
 from shared.db import Database
-from shared.db.models import Incident, SegmentReview
+from shared.db.models import Incident
+from shared.db.review_tables import SegmentReview
 from shared.review.labels import UNCLEAR
 
 __all__ = ["ClassPrecision", "PrecisionReport", "ReviewedLabel", "review_precision", "summarise_reviews"]

@@ -34,7 +34,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from shared.clips import ClipStore
 from shared.db import Database
 from shared.db.clock import db_now
-from shared.db.models import Incident, IncidentClip, SegmentReview
+from shared.db.models import Incident, IncidentClip
+from shared.db.review_tables import SegmentReview
 from shared.incident_state import IncidentState
 from shared.incidents import CLIP_DOWNLOADED, ClipInfo, add_audit, audit_clip_access
 from shared.review.labels import check_label
