@@ -21,10 +21,13 @@ export function setToken(value) {
   else localStorage.removeItem(TOKEN_KEY);
 }
 
-/** fetch + JSON, the API's error body as ApiError; network failures as ApiError(0, "network"). */
-export async function api(method, path, body, { headers = {}, auth = true } = {}) {
-  const init = { method, headers: { ...headers }, cache: "no-store" };
+/** fetch, the response when it is 2xx; else the API's error body as ApiError, and network
+ * failures as ApiError(0, "network"). ``headers`` replace the device token (another page's
+ * credential); ``auth`` false sends none. */
+export async function request(method, path, body, { headers = {}, auth = true } = {}) {
+  const init = { method, headers: {}, cache: "no-store" };
   if (auth && token()) init.headers.Authorization = `Bearer ${token()}`;
+  Object.assign(init.headers, headers);
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -35,8 +38,8 @@ export async function api(method, path, body, { headers = {}, auth = true } = {}
   } catch (error) {
     throw new ApiError(0, "network", String(error.message || error));
   }
-  const data = await response.json().catch(() => null);
   if (!response.ok) {
+    const data = await response.json().catch(() => null);
     const detail = data && data.detail;
     if (Array.isArray(detail)) {
       // 422: FastAPI's list; the first problem, with the field it is about.
@@ -47,7 +50,13 @@ export async function api(method, path, body, { headers = {}, auth = true } = {}
     const code = (detail && detail.code) || `http_${response.status}`;
     throw new ApiError(response.status, code, (detail && detail.message) || response.statusText, data);
   }
-  return data;
+  return response;
+}
+
+/** ``request`` and its JSON body (null when it has none). */
+export async function api(method, path, body, options = {}) {
+  const response = await request(method, path, body, options);
+  return response.json().catch(() => null);
 }
 
 /** A clip link made relative when it points at a gateway's /v1/clips/: the page's own origin

@@ -3,7 +3,7 @@
 // system's class, 0-8 a class, n normal, u unclear, s skip, b back. The reviewer token stays in
 // this tab's session storage (never in a URL); the name, in this browser.
 
-import { ApiError } from "./api.js";
+import { request } from "./api.js";
 import { $, h, show } from "./dom.js";
 import { bilingual, chooseLanguage, language, onLanguage, setLanguage, t } from "./i18n.js";
 
@@ -12,26 +12,9 @@ const NAME_KEY = "hearo.reviewer.name";
 
 const state = { segments: [], classes: [], index: 0, audio: new Map(), labelled: 0, busy: false, url: null };
 
-async function call(method, path, body) {
-  const init = { method, cache: "no-store", headers: { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY)}` } };
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
-  let response;
-  try {
-    response = await fetch(path, init);
-  } catch (error) {
-    throw new ApiError(0, "network", String(error.message || error));
-  }
-  if (!response.ok) {
-    const data = await response.json().catch(() => null);
-    const detail = data && data.detail;
-    const code = (detail && detail.code) || `http_${response.status}`;
-    const message = Array.isArray(detail) ? detail[0].msg : (detail && detail.message) || response.statusText;
-    throw new ApiError(response.status, code, message, data);
-  }
-  return response;
+/** The review API with the reviewer token (never the device token of this browser). */
+function call(method, path, body) {
+  return request(method, path, body, { auth: false, headers: { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY)}` } });
 }
 
 /** The segment's audio as a blob URL, fetched once (the next segment's while this one plays). */
