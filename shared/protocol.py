@@ -133,7 +133,8 @@ class StartMessage(Message):
     """Opens the session. ``token`` may instead come as an ``Authorization: Bearer`` header.
 
     ``frame_ms`` is the client's intended frame duration, advisory except that its frames must
-    fit the gateway's ``max_frame_bytes``.
+    fit the gateway's ``max_frame_bytes``. ``scores_per_second`` asks for fewer ``scores``
+    messages than the gateway's rate (a page that draws once a second needs one); never more.
     """
 
     type: Literal["start"] = "start"
@@ -143,6 +144,7 @@ class StartMessage(Message):
     channels: int
     frame_ms: int | None = Field(default=None, ge=MIN_FRAME_MS, le=MAX_FRAME_MS)
     location: Location | None = None
+    scores_per_second: float | None = Field(default=None, ge=0.0, le=100.0)
 
     @field_validator("encoding")
     @classmethod

@@ -190,9 +190,12 @@ class StreamSession:
         spoken = registry.spoken_for(admitted, detector)  # off the event loop; the detector's spoken evidence
         stream = _Stream(start, opened.device, audio, queue, detector.config.smoothing_windows, incidents, location, spoken)
         reporter = DetectionReporter(self.socket.send, incidents, functools.partial(registry.revoke, opened.device.id))
-        # Scores: ``scores_per_second`` on average; a second token absorbs the jitter of windows
-        # that arrive exactly at that rate, so none is skipped for arriving a moment early.
+        # Scores: ``scores_per_second`` on average (the client may ask for fewer); a second token
+        # absorbs the jitter of windows that arrive exactly at that rate, so none is skipped for
+        # arriving a moment early.
         rate = settings.scores_per_second
+        if start.scores_per_second is not None:
+            rate = min(rate, start.scores_per_second)
         scores = TokenBucket(2.0, rate, 1.0, self._loop.time()) if rate > 0 else None
         classifier = StreamClassifier(
             self.session_id, registry.classifier, detector, stream.queue, reporter, self.socket.send,

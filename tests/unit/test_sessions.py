@@ -150,6 +150,16 @@ def test_scores_can_be_switched_off(classifier: FakeClassifier) -> None:
         assert [m["type"] for m in stop(ws)] == ["stopped"]
 
 
+def test_a_client_may_ask_for_fewer_scores_never_more(classifier: FakeClassifier) -> None:
+    with make_client(classifier, scores_per_second=1000.0) as client:
+        with session(client, scores_per_second=0) as ws:
+            send_audio(ws, audio(3.0))
+            assert [m["type"] for m in stop(ws)] == ["stopped"]
+    with make_client(classifier, scores_per_second=0) as client, session(client, scores_per_second=5) as ws:
+        send_audio(ws, audio(3.0))
+        assert [m["type"] for m in stop(ws)] == ["stopped"]
+
+
 def test_stereo_44k1_is_accepted(client: TestClient) -> None:
     mono = np.frombuffer(audio(3.0, rate=44100, loud=True), dtype="<i2")
     with session(client, sample_rate=44100, channels=2) as ws:

@@ -16,6 +16,11 @@ const VIEWS = ["register", "listen", "history", "settings"];
 const LISTENING_KEY = "hearo.listening"; // this tab was listening: go on after a reload
 const CLASSES_KEY = "hearo.classes";
 const OTHER_TAB_S = 5;
+// Drawing is most of what listening costs this device (bench/bench_web_client.py), and each
+// redraw costs about the same whatever changed: the level (the loudest frame since the last
+// one) and the scores are drawn together, at most once a second (twice: +1.6 % of a core), so
+// the gateway is asked for no more scores than that.
+const DRAW_MS = 1000;
 
 // Read before anything draws: the first status drawn (not listening yet) clears it.
 const resumeListening = sessionStorage.getItem(LISTENING_KEY) === "1";
@@ -39,6 +44,7 @@ const listener = new Listener({
   onStatus: renderStatus,
   onMessage: streamMessage,
   onLevel: renderLevel,
+  scoresPerSecond: 1000 / DRAW_MS,
 });
 const tracker = new IncidentTracker((incident) => alertView.render(incident));
 const alertView = new AlertView($("#alert"), tracker);
@@ -102,10 +108,6 @@ function renderStatus() {
   else if (listenState === ListenState.OFF || reason === "replaced" || reason === "signed_out") sessionStorage.removeItem(LISTENING_KEY);
 }
 
-// Drawing is most of what listening costs this device (bench/bench_web_client.py), and each
-// redraw costs about the same whatever changed: the level (the loudest frame since the last
-// one) and the scores are drawn together, at most once a second (twice: +1.6 % of a core).
-const DRAW_MS = 1000;
 let loudest = 0;
 let drawTimer = null;
 let lastLevelStep = -1;
@@ -175,12 +177,31 @@ function renderScores() {
     if (value.textContent === text) continue; // unchanged: nothing to draw
     value.textContent = text;
     row.querySelector(".score-fill").style.transform = `scaleX(${(score ?? 0).toFixed(2)})`;
-    row.dataset.high = String((score ?? 0) >= 0.5 && row.dataset.class !== "normal");
+    const high = String((score ?? 0) >= 0.5 && row.dataset.class !== "normal");
+    if (row.dataset.high !== high) row.dataset.high = high;
   }
   show($("#scores-none"), !state.scores);
   const tags = state.scores && state.tags ? state.tags.slice(0, 5) : [];
   show($("#tags-section"), tags.length > 0);
-  $("#tags").replaceChildren(...tags.map((tag) => h("li", {}, h("span", {}, tag.label), h("span", { class: "score-value" }, `${Math.round(tag.score * 100)}%`))));
+  const rows = tagRows();
+  tags.forEach((tag, i) => {
+    setText(rows[i].firstChild, tag.label);
+    setText(rows[i].lastChild, `${Math.round(tag.score * 100)}%`);
+  });
+  for (let i = 0; i < rows.length; i++) show(rows[i], i < tags.length);
+}
+
+// Five rows made once, their text changed in place: no layout beyond the changed text.
+function tagRows() {
+  const list = $("#tags");
+  if (!list.children.length) {
+    list.append(...Array.from({ length: 5 }, () => h("li", {}, h("span", {}), h("span", { class: "score-value" }))));
+  }
+  return list.children;
+}
+
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
 }
 
 async function startListening() {

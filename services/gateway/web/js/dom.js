@@ -23,5 +23,5 @@ export function $(selector, root = document) {
 }
 
 export function show(el, visible) {
-  el.hidden = !visible;
+  if (el.hidden === visible) el.hidden = !visible; // an unchanged attribute costs no style work
 }

@@ -20,7 +20,7 @@ const DEFAULT_FRAME_MS = 250;
 const RENDER_FRAMES = 4096;
 const BACKOFF_S = [1, 2, 4, 8, 15, 30];
 const SILENT_S = 5; // this long of digital zeros: a muted or dead microphone
-const NO_SCORES_S = 10; // scores come twice a second; none for this long: not being checked
+const NO_SCORES_S = 10; // scores come every second or so; none for this long: not being checked
 const DEAD_SOCKET_S = 20; // nothing at all from the gateway for this long: the network is gone
 const MAX_BUFFERED_BYTES = 512 * 1024;
 
@@ -29,7 +29,7 @@ export class Listener {
    * @param {object} hooks
    *   token(): the device token; location(): {lat, lon, accuracy_m} or null;
    *   onStatus(status): {state, reason, retryInS, warning}; onMessage(msg): every gateway message;
-   *   onLevel(rms, peak): each frame's level.
+   *   onLevel(rms, peak): each frame's level; scoresPerSecond: at most this many scores messages.
    */
   constructor(hooks) {
     this.hooks = hooks;
@@ -214,6 +214,7 @@ export class Listener {
       const start = {
         type: "start", token: this.hooks.token(), encoding: "pcm_s16le",
         sample_rate: this.context.sampleRate, channels: 1, frame_ms: this.frameMs,
+        scores_per_second: this.hooks.scoresPerSecond,
       };
       const where = this.hooks.location();
       if (where) start.location = where;
