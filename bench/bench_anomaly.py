@@ -1,7 +1,7 @@
 """Away mode on household audio: a learned home, a simulated week, injected unusual events.
 
     .venv/bin/python bench/bench_anomaly.py [--minutes-per-scene 8] [--events 150] [--seed 0]
-                                            [--test-part evaluation|training]
+                                            [--test-part evaluation|training] [--cues classes,moment,impact]
 
 What it does (docs/anomaly.md, "Evaluation"; the audio side is ``bench/anomaly_household.py``):
 
@@ -57,7 +57,7 @@ from anomaly_household import (  # noqa: E402
 from hearo.data.build import BuildConfig, BuildSummary, collect_sources, split_groups  # noqa: E402
 from services.inference.registry import default_registry  # noqa: E402
 from services.inference.settings import InferenceSettings  # noqa: E402
-from shared.anomaly import ActivityFloor, AnomalyPolicy, AnomalyScorer  # noqa: E402
+from shared.anomaly import CUES, ActivityFloor, AnomalyPolicy, AnomalyScorer  # noqa: E402
 from shared.anomaly.inactivity import inactivity_due  # noqa: E402
 from shared.device_modes import ListeningMode  # noqa: E402
 
@@ -89,7 +89,7 @@ async def train_through_the_worker(learning: np.ndarray, policy: AnomalyPolicy) 
         model = (await active_models(db, [device.id]))[device.id].model
         print(f"  trained v{trained} on {len(pairs)} pairs; thresholds " + ", ".join(
             f"{cue} {c.threshold:.2f} (highest learning {c.highest:.2f})"
-            for cue, c in zip(("sound", "classes", "moment"), model.calibrations)))  # fmt: skip
+            for cue, c in zip(CUES, model.calibrations)))  # fmt: skip
         return AnomalyScorer(ListeningMode.AWAY, model, policy.refractory_s), len(pairs)
     finally:
         await db.dispose()
@@ -124,9 +124,10 @@ def main() -> None:
     parser.add_argument("--test-part", choices=("evaluation", "training"), default="evaluation",
                         help="the test week's sources: the evaluation side (other sources than the learning days), "
                         "or the training side again (the same home's sources in other compositions)")
+    parser.add_argument("--cues", help="the cues that judge, comma-separated (default: the policy's)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    policy = AnomalyPolicy(timezone="UTC")
+    policy = AnomalyPolicy(timezone="UTC", **({"cues": tuple(args.cues.split(","))} if args.cues else {}))
     config = BuildConfig()
     with Progress(transient=True) as progress:
         sources = collect_sources(config, Path.home() / ".cache/hearo/data-cache", progress,
@@ -184,7 +185,8 @@ def main() -> None:
     delay, found = inactivity_delay(test_pool[QUIET], policy, rng)
     flagged = [hit for kind in ("glass", "door", "fall") for hit in detected[kind]]
     print()
-    print(f"test sources: the {args.test_part} side of the split; {minutes:g} minutes a scene; seed {seed}")
+    print(f"test sources: the {args.test_part} side of the split; {minutes:g} minutes a scene; seed {seed}; "
+          f"cues {', '.join(policy.cues)}")  # fmt: skip
     print(f"learning: {args.days} days composed ({pairs} stored pairs); test week: {args.week_days} days "
           f"({len(week)} windows, scored in {per_window_us:.1f} µs a window)")  # fmt: skip
     print(f"false anomalies: {sum(false_alarms.values())} in {args.week_days} days = {per_week:.2f} per week "

@@ -18,6 +18,10 @@ and the window's RMS level in dBFS closes the spectral part (:func:`window_featu
   three windows before it), so a sound is judged against the room as it was a moment ago, not
   only against the learning days.
 
+:func:`impact_parts` reads two numbers off the vector for the ``impact`` cue: how sudden the
+window is across most of the spectrum (a fall, a blow or a slam is broadband; a beep, a syllable
+or a note is sudden in a few bands) and the moment.
+
 Activity (for inactivity in alone mode) needs no model: a window is a sound of activity when
 its level stands :data:`ACTIVITY_MARGIN_DB` above the room's floor. :class:`ActivityFloor`
 follows the floor as a low percentile of the levels: each window moves it up by
@@ -44,6 +48,10 @@ FEATURE_LENGTH = SPECTRAL_LENGTH + CLASS_LENGTH + 1
 SPECTRAL = slice(0, SPECTRAL_LENGTH)
 CLASSES = slice(SPECTRAL_LENGTH, SPECTRAL_LENGTH + CLASS_LENGTH)
 MOMENT = slice(FEATURE_LENGTH - 1, FEATURE_LENGTH)
+SUDDEN = slice(BANDS, 2 * BANDS)  # each band's 99th percentile minus its median
+# An impact is sudden across most of the spectrum: the band at this rank from the least sudden
+# (the 25th percentile of the 16) stands out only when a quarter of the bands and more do.
+BROADBAND_RANK = BANDS // 4
 LOGIT_CLIP = 8.0
 # The moment: windows that ended 2 s (no shared audio at a 0.5 s hop) to 5.5 s before this one.
 MOMENT_GAP = 4
@@ -64,6 +72,14 @@ def window_features(frames: np.ndarray, level_dbfs: float) -> np.ndarray:
     ordered = np.sort(pooled, axis=0)
     peak, median = ordered[(ordered.shape[0] - 1) * 99 // 100], ordered[(ordered.shape[0] - 1) // 2]
     return np.concatenate([pooled.mean(axis=0), peak - median, [np.float32(level_dbfs)]]).astype(np.float32)
+
+
+def impact_parts(features: np.ndarray) -> np.ndarray:
+    """``features`` [N, FEATURE_LENGTH] → [N, 2]: how sudden the window is across the spectrum
+    (a thud, a blow, a slam; speech, a beep or music are sudden in a few bands only) and its
+    moment (the level jump over the seconds before)."""
+    broadband = np.partition(features[:, SUDDEN], BROADBAND_RANK, axis=1)[:, BROADBAND_RANK]
+    return np.stack([broadband, features[:, MOMENT.start]], axis=1)
 
 
 class WindowDescriber:

@@ -1,4 +1,4 @@
-"""The model of one home's sound: three cues, each with a threshold calibrated to its share.
+"""The model of one home's sound: four cues, each with a threshold calibrated to its share.
 
 A window (its vector from :class:`shared.anomaly.features.WindowDescriber`) gets one score per
 cue (:data:`CUES`; higher: less like anything heard in the learning period):
@@ -8,11 +8,18 @@ cue (:data:`CUES`; higher: less like anything heard in the learning period):
   each covariance so a component never collapses onto a few identical windows (digital
   silence); scoring precomputes each component's whitening (a few small matrix products);
 * ``classes``: how far the nine-class model's view of it goes beyond the home's own: for each
-  emergency class, its logit over that class's :data:`CLASS_SHARE` upper quantile in the
+  emergency class, its logit over that class's :data:`TAIL_SHARE` upper quantile in the
   learning period, in units of the mean excess over it, and the highest of these. A home
   whose TV often sounds a little like ``crime`` has a higher quantile for it, a quiet home a
   low one;
-* ``moment``: the level jump over the seconds just before (dB).
+* ``moment``: the level jump over the seconds just before (dB);
+* ``impact``: a sudden sound across the spectrum that is also a jump over the moment before (a
+  fall, a blow, a door forced): the window's broadband suddenness and its moment
+  (:func:`shared.anomaly.features.impact_parts`), each over its own :data:`TAIL_SHARE` upper
+  quantile in the learning period in units of the mean excess, the suddenness weighted
+  :data:`IMPACT_SUDDEN_WEIGHT`, summed. Each part alone is reached by ordinary sounds (the
+  moment by an alarm clock starting in a quiet room, suddenness by a door closed in a busy
+  kitchen); both at once are rarer in a home than either.
 
 Each cue in use (the policy's ``cues``) has its threshold calibrated on the learning period's
 scores of that cue (:func:`shared.anomaly.calibration.calibrate`) to an equal share of the
@@ -33,23 +40,28 @@ from typing import Any
 import numpy as np
 
 from shared.anomaly.calibration import Calibration, calibrate
-from shared.anomaly.features import CLASSES, FEATURE_LENGTH, MOMENT, SPECTRAL
+from shared.anomaly.features import CLASSES, FEATURE_LENGTH, MOMENT, SPECTRAL, impact_parts
 
-CUES = ("sound", "classes", "moment")
+CUES = ("sound", "classes", "moment", "impact")
 COMPONENTS = 6
 ITERATIONS = 40
 FIT_WINDOWS = 12_000  # EM runs on at most this many windows; the calibration scores them all
 RIDGE = 0.05  # added to each covariance's diagonal, in standardised units
 MIN_SAMPLES = 200
 _OFF = Calibration(math.inf, 0.0, 1.0, 0.0, 0, 0.0)  # a cue not in use: never reached
-CLASS_SHARE = 0.01  # each class's own tail starts at its 99th percentile in the learning period
+TAIL_SHARE = 0.01  # each class's (and each impact part's) own tail starts at its 99th percentile in the learning period
 MIN_CLASS_SCALE = 0.25  # logits: a class the home never raises still needs a clear rise
+# The impact's parts: broadband suddenness (log-mel units: 0.05 is about 1 dB) and the moment (dB).
+MIN_IMPACT_SCALE = np.array([0.05, 1.0])
+IMPACT_SUDDEN_WEIGHT = 0.25  # chosen on the bench's tuning seed (docs/anomaly.md)
+_IMPACT_WEIGHTS = np.array([IMPACT_SUDDEN_WEIGHT, 1.0])
 
 
 @dataclass
 class AnomalyModel:
-    """A trained model: the mixture (``sound``), each class's tail (``classes``) and the
-    calibrations of the :data:`CUES`, in that order (see :mod:`shared.anomaly.calibration`)."""
+    """A trained model: the mixture (``sound``), each class's tail (``classes``), the impact's
+    parts' tails (``impact``) and the calibrations of the :data:`CUES`, in that order (see
+    :mod:`shared.anomaly.calibration`)."""
 
     mean: np.ndarray  # [S] of the learning windows' spectral parts
     scale: np.ndarray  # [S]
@@ -58,6 +70,8 @@ class AnomalyModel:
     covariances: np.ndarray  # [K, S, S]
     class_from: np.ndarray  # [C]: each emergency class's logit quantile
     class_scale: np.ndarray  # [C]: and the mean excess over it
+    impact_from: np.ndarray  # [2]: the impact's parts' quantiles
+    impact_scale: np.ndarray  # [2]: and the mean excess over them
     calibrations: tuple[Calibration, ...]
     _whiten: np.ndarray = field(init=False, repr=False)  # [K, S, S]: inverse Cholesky factors
     _offsets: np.ndarray = field(init=False, repr=False)  # [K]: log weight - log normaliser
@@ -105,7 +119,8 @@ class AnomalyModel:
         else:
             sound = np.zeros(len(x))  # off: its threshold is never reached, and the mixture costs half the time
         classes = ((x[:, CLASSES] - self.class_from) / self.class_scale).max(axis=1)
-        return np.stack([sound, classes, x[:, MOMENT.start]], axis=1)
+        impact = ((impact_parts(x) - self.impact_from) / self.impact_scale) @ _IMPACT_WEIGHTS
+        return np.stack([sound, classes, x[:, MOMENT.start], impact], axis=1)
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """The cues' scores of one window's features [FEATURE_LENGTH]."""
@@ -120,18 +135,21 @@ class AnomalyModel:
             "mean": self.mean.tolist(), "scale": self.scale.tolist(), "weights": self.weights.tolist(),
             "centres": self.centres.tolist(), "covariances": self.covariances.tolist(),
             "class_from": self.class_from.tolist(), "class_scale": self.class_scale.tolist(),
+            "impact_from": self.impact_from.tolist(), "impact_scale": self.impact_scale.tolist(),
             "calibrations": {cue: c.to_json() for cue, c in zip(CUES, self.calibrations) if cue in self.cues},
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AnomalyModel:
-        """Raises ValueError for a model of an older format (one cue, before the class scores)."""
+        """Raises ValueError for a model of an older format (one cue, before the class scores).
+        A model stored before the ``impact`` cue is judged by its own cues (impact off)."""
         if "calibrations" not in data:
             raise ValueError("an anomaly model of an older format (spectral features only): retrain it")
         return cls(
             np.asarray(data["mean"]), np.asarray(data["scale"]), np.asarray(data["weights"]),
             np.asarray(data["centres"]), np.asarray(data["covariances"]), np.asarray(data["class_from"]),
-            np.asarray(data["class_scale"]),
+            np.asarray(data["class_scale"]), np.asarray(data.get("impact_from", np.zeros(2))),
+            np.asarray(data.get("impact_scale", MIN_IMPACT_SCALE)),
             tuple(Calibration.from_json(data["calibrations"][cue]) if cue in data["calibrations"] else _OFF for cue in CUES),
         )
 
@@ -158,17 +176,24 @@ def train_model(
     rng = np.random.default_rng(seed)
     fit = z[rng.choice(len(z), size=FIT_WINDOWS, replace=False)] if len(z) > FIT_WINDOWS else z
     weights, centres, covariances = _fit(fit, min(components, len(fit) // 50 or 1), rng)
-    logits = windows[:, CLASSES]
-    class_from = np.quantile(logits, 1.0 - CLASS_SHARE, axis=0)
-    above = logits > class_from  # a class may never be above its quantile (all clipped alike)
-    excess = np.where(above, logits - class_from, 0.0).sum(axis=0) / np.maximum(above.sum(axis=0), 1)
-    class_scale = np.maximum(excess, MIN_CLASS_SCALE)
-    model = AnomalyModel(mean, scale, weights, centres, covariances, class_from, class_scale, (_OFF,) * len(CUES))
+    class_from, class_scale = _tail(windows[:, CLASSES], MIN_CLASS_SCALE)
+    impact_from, impact_scale = _tail(impact_parts(windows), MIN_IMPACT_SCALE)
+    tails = (class_from, class_scale, impact_from, impact_scale)
+    model = AnomalyModel(mean, scale, weights, centres, covariances, *tails, (_OFF,) * len(CUES))
     smoothed = model.scores(windows).reshape(-1, 2, len(CUES)).min(axis=1)  # as the scorer alarms: two in a row
     share = budget_per_week / len(cues)
     calibrations = tuple(calibrate(smoothed[:, i], budget_per_week=share, hop_s=hop_s) if cue in cues else _OFF
                          for i, cue in enumerate(CUES))  # fmt: skip
-    return AnomalyModel(mean, scale, weights, centres, covariances, class_from, class_scale, calibrations)
+    return AnomalyModel(mean, scale, weights, centres, covariances, *tails, calibrations)
+
+
+def _tail(values: np.ndarray, min_scale: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's :data:`TAIL_SHARE` upper quantile and the mean excess over it (at least
+    ``min_scale``): where the home's own tail of it starts, and its unit."""
+    start = np.quantile(values, 1.0 - TAIL_SHARE, axis=0)
+    above = values > start  # a column may never be above its quantile (all clipped alike)
+    excess = np.where(above, values - start, 0.0).sum(axis=0) / np.maximum(above.sum(axis=0), 1)
+    return start, np.maximum(excess, min_scale)
 
 
 def _fit(z: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Cue = Literal["sound", "classes", "moment"]  # shared.anomaly.model.CUES
+Cue = Literal["sound", "classes", "moment", "impact"]  # shared.anomaly.model.CUES
 
 
 class AnomalyPolicy(BaseModel):
@@ -25,9 +25,11 @@ class AnomalyPolicy(BaseModel):
     retrain_every_days: float = Field(default=7.0, gt=0.0)  # a newer model from the newer samples
     budget_per_week: float = Field(default=1.0, gt=0.0)  # false anomalies a week the thresholds allow
     # The cues that judge (``shared.anomaly.model.CUES``), each with an equal share of the budget.
-    # ``sound`` (the density of the spectrum) is trained but off by default: on the household
-    # bench its threshold, from three learning days, did not hold on later days (docs/anomaly.md).
-    cues: tuple[Cue, ...] = ("classes", "moment")
+    # ``sound`` (the density of the spectrum) and ``moment`` (the level jump alone) are trained
+    # but off by default: on the household bench their thresholds, from three learning days, did
+    # not hold on later days (alarm clocks and doorbells), and ``impact`` finds what ``moment``
+    # found (docs/anomaly.md).
+    cues: tuple[Cue, ...] = ("classes", "impact")
     hop_s: float = Field(default=0.5, gt=0.0)  # the gateway's window hop: how many windows a week holds
     # Judging: after an anomaly, none again for this long (the incident's countdown runs).
     refractory_s: float = Field(default=300.0, ge=0.0)
@@ -46,5 +48,5 @@ class AnomalyPolicy(BaseModel):
         if self.day_starts_hour >= self.day_ends_hour:
             raise ValueError("day_starts_hour must come before day_ends_hour")
         if not self.cues or len(set(self.cues)) != len(self.cues):
-            raise ValueError("cues: one or more of sound, classes, moment, each once")
+            raise ValueError("cues: one or more of sound, classes, moment, impact, each once")
         return self

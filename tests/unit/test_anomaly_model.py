@@ -1,4 +1,4 @@
-"""shared.anomaly: features, the cues (mixture, class scores, moment), the calibration's budget,
+"""shared.anomaly: features, the cues (mixture, class scores, moment, impact), the calibration's budget,
 the scorer's modes, the older format set aside, inactivity."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from sqlalchemy import update
 
 from shared.anomaly import AnomalyPolicy, AnomalyScorer, WindowDescriber, window_features, train_model
 from shared.anomaly.calibration import WEEK_S, calibrate
-from shared.anomaly.features import CLASSES, FEATURE_LENGTH, LOGIT_CLIP, MOMENT, SPECTRAL_LENGTH, ActivityFloor
+from shared.anomaly.features import CLASSES, FEATURE_LENGTH, LOGIT_CLIP, MOMENT, SPECTRAL_LENGTH, SUDDEN, ActivityFloor
 from shared.anomaly.inactivity import inactivity_due
 from shared.anomaly.model import CUES, AnomalyModel
 from shared.anomaly.store import active_models, record_samples, store_model, train_device
@@ -67,8 +67,8 @@ def test_a_class_score_the_home_never_raised_is_an_anomaly_where_the_home_that_r
     window = np.zeros(FEATURE_LENGTH)
     window[crime] = 7.0  # as ordinary a sound as any, but the nine-class model hears crime in it
     quiet, tv = (train_model(pairs, budget_per_week=1.0, hop_s=HOP_S) for pairs in (quiet_home, tv_home))
-    sound, classes, moment = quiet.score(window)
-    assert sound < quiet.thresholds[0] and moment < quiet.thresholds[2]
+    sound, classes, moment, impact = quiet.score(window)
+    assert sound < quiet.thresholds[0] and moment < quiet.thresholds[2] and impact < quiet.thresholds[3]
     assert classes >= quiet.thresholds[1]
     scorer = AnomalyScorer(ListeningMode.AWAY, quiet, refractory_s=0.0)
     scorer.judge(window, 0.5)
@@ -81,21 +81,51 @@ def test_a_class_score_the_home_never_raised_is_an_anomaly_where_the_home_that_r
 
 def test_a_cue_left_out_never_alarms_and_stays_out_when_stored() -> None:
     policy = AnomalyPolicy()
-    assert policy.cues == ("classes", "moment")  # the spectrum's density is off by default (docs/anomaly.md)
+    assert policy.cues == ("classes", "impact")  # the spectrum's density is off by default (docs/anomaly.md)
     model = train_model(home_pairs(2_000, np.random.default_rng(8)), budget_per_week=1.0, hop_s=HOP_S,
                         cues=policy.cues)  # fmt: skip
-    assert model.cues == ("classes", "moment") and model.threshold == model.thresholds[1]
+    assert model.cues == ("classes", "impact") and model.threshold == model.thresholds[1]
     assert model.budget_per_week == pytest.approx(1.0)
     unlike_anything = np.zeros(FEATURE_LENGTH)
-    unlike_anything[:SPECTRAL_LENGTH] = 12.0  # only its spectrum is unusual
+    unlike_anything[: SUDDEN.start] = 12.0  # only its spectrum's shape is unusual (nothing sudden in it)
     assert not model.abnormal(unlike_anything)
     assert train_model(home_pairs(2_000, np.random.default_rng(8)), budget_per_week=1.0,
                        hop_s=HOP_S).score(unlike_anything)[0] > 100  # fmt: skip
-    assert AnomalyModel.from_json(model.to_json()).cues == ("classes", "moment")
+    assert AnomalyModel.from_json(model.to_json()).cues == ("classes", "impact")
+    # A model stored before the impact cue is judged by its own cues.
+    older = model.to_json()
+    for key in ("impact_from", "impact_scale"):
+        del older[key]
+    del older["calibrations"]["impact"]
+    assert AnomalyModel.from_json(older).cues == ("classes",)
     with pytest.raises(ValueError):
         train_model(home_pairs(2_000, np.random.default_rng(8)), budget_per_week=1.0, hop_s=HOP_S, cues=("pitch",))
     with pytest.raises(ValueError):
         AnomalyPolicy(cues=())
+
+
+def test_an_impact_is_suddenness_across_the_spectrum_and_a_jump_together() -> None:
+    kitchen = home_pairs(20_000, np.random.default_rng(3))
+    kitchen[:2_000, :, SUDDEN] += 4.0  # a tenth of its windows: pans and doors, sudden at an even level
+    model = train_model(kitchen, budget_per_week=1.0, hop_s=HOP_S, cues=AnomalyPolicy().cues)
+
+    def window(sudden: float, jump: float) -> np.ndarray:
+        features = np.zeros(FEATURE_LENGTH)
+        features[SUDDEN], features[MOMENT.start] = sudden, jump
+        return features
+
+    assert 5.0 < model.thresholds[CUES.index("moment")]
+    assert not model.abnormal(window(5.0, 0.0))  # the kitchen's clatter, a little louder
+    assert not model.abnormal(window(0.0, 5.0))  # a jump in level, nothing sudden in it
+    fall = window(5.0, 5.0)
+    scorer = AnomalyScorer(ListeningMode.AWAY, model, refractory_s=0.0)
+    scorer.judge(fall, 0.5)
+    scored = scorer.judge(fall, 1.0)
+    assert scored is not None and scored.cue == "impact"
+    # Sudden in a few bands only (a beep, a syllable): not across the spectrum.
+    narrow = window(0.0, 5.0)
+    narrow[SUDDEN.start: SUDDEN.start + 3] = 8.0
+    assert not model.abnormal(narrow)
 
 
 def test_the_window_vector_has_the_class_logits_and_the_level_jump_over_the_moment_before() -> None:
