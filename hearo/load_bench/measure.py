@@ -107,9 +107,9 @@ def measure(target: Target, devices: BenchDevices, clients: int, options: RunOpt
     """Stream ``clients`` homes at real time against ``target`` and account for the run."""
     homes = [Home(i, d.token, event_for(i, options.seconds, options.event_s)) for i, d in enumerate(devices.first(clients))]
     processes = options.processes or min(os.cpu_count() or 1, math.ceil(clients / HOMES_PER_PROCESS))
-    pids = {"gateway": _pid_of(target.api_url), "inference": _pid_of(target.inference_url)}
+    pids = {"gateway": pid_of(target.api_url), "inference": pid_of(target.inference_url)}
     gateway_before, inference_before = usage.scrape(target.api_url), usage.scrape(target.inference_url)
-    start_at = time.time() + 3.0 + 0.02 * clients  # time for the pool to start and make the audio
+    start_at = time.time() + start_delay_s(clients)
     plans = [
         ProcessPlan(target.stream_url, target.api_url, homes[p::processes], options.seconds, options.sample_rate,
                     start_at, options.household)  # fmt: skip
@@ -158,6 +158,11 @@ def measure(target: Target, devices: BenchDevices, clients: int, options: RunOpt
     )
 
 
+def start_delay_s(clients: int) -> float:
+    """How long after its call a run's audio starts: time for the pool to start and make the audio."""
+    return 3.0 + 0.02 * clients
+
+
 def ramp(
     target: Target, devices: BenchDevices, options: RunOptions, max_p99_s: float, bound: LatencyBound, start: int, limit: int
 ) -> Ramp[LoadResult]:
@@ -165,7 +170,7 @@ def ramp(
     return find_capacity(lambda n: measure(target, devices, n, options), lambda r: holds(r, max_p99_s, bound), start, limit)
 
 
-def _pid_of(url: str) -> int | None:
+def pid_of(url: str) -> int | None:
     parts = urlsplit(url)
     if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
         return None

@@ -13,6 +13,7 @@ from rich.table import Table
 from hearo.load_bench.accounting import Spread
 from hearo.load_bench.measure import LatencyBound, LoadResult, ServerCost
 from hearo.load_bench.ramp import Ramp
+from hearo.load_bench.soak import SoakResult
 
 
 def _s(value: float | None) -> str:
@@ -82,11 +83,37 @@ def ramp_table(ramp: Ramp[LoadResult], max_p99_s: float, bound: LatencyBound) ->
     return table
 
 
-def write_json(path: Path, data: LoadResult | Ramp[LoadResult]) -> None:
+_SHORT = {
+    "gateway_rss_mib": "gw RSS MiB", "gateway_fds": "gw fds", "gateway_sockets": "gw sockets", "gateway_tasks": "gw tasks",
+    "gateway_db_connections": "gw db conns", "inference_rss_mib": "inf RSS MiB", "inference_fds": "inf fds",
+}  # fmt: skip
+
+
+def soak_table(soak: SoakResult) -> Table:
+    """A soak: a row per footprint (halfway through each round), then each measure's growth."""
+    held = "[green]holds[/]" if soak.holds else "[red]does not hold[/]"
+    table = Table(title=f"hearo bench soak: {soak.clients} homes, {len(soak.rounds)} rounds over {soak.minutes:g} min: "
+                        f"{held} (events {soak.events}, missed {soak.missed}, dropped {soak.dropped})")  # fmt: skip
+    names = list(soak.footprints[0].measures()) if soak.footprints else []
+    for column in ("at (s)", "onset p99 (s)", *names):
+        table.add_column(_SHORT.get(column, column))
+    for i, (result, footprint) in enumerate(zip(soak.rounds, soak.footprints)):
+        warm = " (warm-up)" if i < soak.warmup_rounds else ""
+        table.add_row(f"{footprint.at_s:g}{warm}", _s(result.detections.latency.p99),
+                      *("–" if v is None else f"{v:g}" for v in footprint.measures().values()))  # fmt: skip
+    table.add_row(f"growth (≤ {soak.max_growth:.0%})", "", *(
+        "–" if g is None else (f"{g:+.1%}" if g <= soak.max_growth else f"[red]{g:+.1%}[/]")
+        for g in (soak.growth.get(name) for name in names)))  # fmt: skip
+    return table
+
+
+def write_json(path: Path, data: LoadResult | Ramp[LoadResult] | SoakResult) -> None:
     """``data`` as JSON (dataclasses as objects) at ``path``."""
     body: dict[str, Any] = dataclasses.asdict(data)
     if isinstance(data, LoadResult):
         body["dropped"] = data.dropped
+    if isinstance(data, SoakResult):
+        body |= {"holds": data.holds, "events": data.events, "missed": data.missed, "dropped": data.dropped}
     path.write_text(json.dumps(body, indent=2) + "\n")
 
 

@@ -136,6 +136,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
         sessions = SessionRegistry(settings, client, authenticate, spec, incidents)
         GATEWAY_METRICS.watch_sessions(sessions)  # hearo_gateway_sessions at /metrics
+        GATEWAY_METRICS.watch_runtime(asyncio.get_running_loop(), db.engine.pool)
         # At every (re)connect, before any call uses the connection, the sessions take the
         # served model's feature spec and detector thresholds.
         client.on_ready = sessions.use_model

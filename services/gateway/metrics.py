@@ -11,17 +11,21 @@ the session code records into it with plain calls::
 The open sessions are read, not counted: ``create_app`` hands the session registry to
 :meth:`GatewayMetrics.watch_sessions` and the gauge asks it at every scrape, so a crashed
 session cannot leave the gauge off by one. ``hearo_gateway_sessions`` is the gateway HPA's
-signal (``k8s/base/gateway-hpa.yaml``); every name here is listed in docs/operations.md.
+signal (``k8s/base/gateway-hpa.yaml``); every name here is listed in docs/operations.md. The
+event loop's tasks and the database pool's connections are read the same way
+(:meth:`GatewayMetrics.watch_runtime`): what a leak would grow (``hearo bench soak``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Callable
 from typing import Protocol
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy.pool import Pool, QueuePool
 
 from shared.spoken.phrases import load_phrases
 from shared.taxonomy import CLASSES
@@ -53,6 +57,14 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.sessions = Gauge("hearo_gateway_sessions", "Streaming sessions open now.", registry=self.registry)
+        self.asyncio_tasks = Gauge(
+            "hearo_gateway_asyncio_tasks", "Tasks alive in the gateway's event loop.", registry=self.registry
+        )
+        self.db_connections = Gauge(
+            "hearo_gateway_db_connections",
+            "Connections the gateway's database pool holds open (in use and idle).",
+            registry=self.registry,
+        )
         self._windows = Counter(
             "hearo_gateway_windows", "Audio windows classified (rate: windows/s).", registry=self.registry
         )
@@ -123,6 +135,13 @@ class GatewayMetrics:
         """Report ``sessions.active`` as ``hearo_gateway_sessions`` at every scrape."""
         read: Callable[[], float] = lambda: float(sessions.active)  # noqa: E731
         self.sessions.set_function(read)
+
+    def watch_runtime(self, loop: asyncio.AbstractEventLoop, pool: Pool) -> None:
+        """Report ``loop``'s live tasks and ``pool``'s open connections at every scrape (the
+        scrape runs on ``loop``, so its task set is read from its own thread)."""
+        self.asyncio_tasks.set_function(lambda: float(len(asyncio.all_tasks(loop))))
+        if isinstance(pool, QueuePool):  # the pool of PostgreSQL and of a SQLite file
+            self.db_connections.set_function(lambda: float(pool.checkedin() + pool.checkedout()))
 
     def windows_classified(self, count: int, latency_s: float) -> None:
         """``count`` windows came back from one classify call that took ``latency_s``."""

@@ -1,6 +1,7 @@
 """`hearo bench load` against a real ``hearo run``: two homes, 20 s each at real time, both
 smoke alarms detected with a finite latency, every incident the bench opened cancelled and
-nothing reported to the drill agency."""
+nothing reported to the drill agency. `hearo bench soak`: three short rounds that hold, with
+the gateway's tasks, sockets and pool read halfway through each."""
 
 from __future__ import annotations
 
@@ -45,3 +46,21 @@ def test_two_homes_alarms_are_detected_and_every_incident_is_cancelled(tmp_path:
     assert (result["incidents_opened"], result["incidents_cancelled"], result["incidents_unresolved"]) == (2, 2, 0)
     assert result["batch_windows_mean"] is not None and result["gateway"]["cpu_cores"] is not None, result
     assert reports == []
+
+
+def test_a_short_soak_holds_and_reads_what_a_leak_would_grow(tmp_path: Path) -> None:
+    results = tmp_path / "soak.json"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HEARO_")}
+    bench = subprocess.run(
+        [str(HEARO), "bench", "soak", "--clients", "2", "--minutes", "0", "--round-seconds", "15", "--start-system",
+         "--json", str(results)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=BENCH_S + 60, check=False,
+    )  # fmt: skip
+    assert bench.returncode == 0, f"{bench.stdout}\n{bench.stderr}"
+    result = json.loads(results.read_text())
+    assert result["holds"] and (result["events"], result["missed"], result["dropped"]) == (6, 0, 0), result
+    assert len(result["rounds"]) == len(result["footprints"]) == 3, result
+    last = result["footprints"][-1]
+    # Halfway through a round, with both sessions open: the gateway's tasks and its pool are read.
+    assert last["gateway_tasks"] > 0 and last["gateway_db_connections"] >= 1 and last["gateway_sockets"] >= 2, last
+    assert set(result["growth"]) == set(last) - {"at_s"} and all(g is not None for g in result["growth"].values())
