@@ -3,10 +3,13 @@
 For each feature spec, one simulated live stream of noise is fed two ways:
 - incremental: ``LogMelStream`` + ``WindowStream`` with small pushes (20 ms like a live client,
   plus 100 ms and 500 ms for comparison); each frame is computed once, as soon as it completes;
-- ``LiveWindows`` with 20 ms pushes: the same frames and windows, but the frames of a hop are
-  computed together when the window's last sample arrives;
+- ``LiveWindows`` (the gateway's path) with 20 ms and 100 ms pushes (the protocol's bounds): the
+  same frames and windows, but the frames of a hop are computed together when the window's last
+  sample arrives; also as stream-seconds per core-second;
 - recompute: at every 0.5 s hop, the whole 2 s window is computed from the raw audio with the
-  batch function (``beats_fbank`` / ``efficientat_logmel``), so each frame is computed four times.
+  batch function (``beats_fbank`` / ``efficientat_logmel``, the torch reference), so each frame is
+  computed four times; for ``efficientat_mel`` also with the live path's own arithmetic
+  (``logmel_frames``), which bounds what incremental computing alone saves (at most 4 times).
 
 Figures are milliseconds of CPU time (``time.process_time``) per second of audio for one stream,
 best of a few rounds, with torch limited to one thread (the gateway serves many streams; these ops
@@ -25,7 +28,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from shared.features.efficientat_mel import efficientat_logmel
+from shared.features.efficientat_mel import CENTRE_PAD, efficientat_logmel, logmel_frames, preemphasis
 from shared.features.kaldi_fbank import beats_fbank
 from shared.features.spec import BEATS_FBANK, EFFICIENTAT_MEL, FeatureSpec
 from shared.features.stream import LiveWindows, LogMelStream, WindowStream
@@ -91,6 +94,23 @@ def _recompute(spec: FeatureSpec, audio: np.ndarray) -> Callable[[], int]:
     return run
 
 
+def _recompute_live_arithmetic(audio: np.ndarray) -> Callable[[], int]:
+    """Every 0.5 s hop, the 2 s window's frames with ``logmel_frames`` (EfficientAT only)."""
+    window = round(WINDOW_SECONDS * EFFICIENTAT_MEL.sample_rate)
+    hop = round(HOP_SECONDS * EFFICIENTAT_MEL.sample_rate)
+    waveform = torch.from_numpy(audio)
+
+    def run() -> int:
+        count = 0
+        for end in range(window, len(audio) + 1, hop):
+            emphasised = preemphasis(waveform[end - window : end]).numpy()
+            logmel_frames(np.pad(emphasised, CENTRE_PAD, mode="reflect"))
+            count += 1
+        return count
+
+    return run
+
+
 def _batch_throughput(spec: FeatureSpec, rounds: int) -> float:
     """ms of CPU per 2 s clip when computing a batch of 32 clips at once."""
     compute = _batch_function(spec)
@@ -101,7 +121,7 @@ def _batch_throughput(spec: FeatureSpec, rounds: int) -> float:
 
 
 def _label(method: float | str) -> str:
-    return f"LogMelStream+WindowStream {method * 1e3:g} ms" if isinstance(method, float) else "LiveWindows 20 ms"
+    return f"LogMelStream+WindowStream {method * 1e3:g} ms" if isinstance(method, float) else method
 
 
 def main() -> None:
@@ -125,15 +145,27 @@ def main() -> None:
             per_second[chunk_seconds] = ms / args.seconds
             label = f"incremental, {chunk_seconds * 1e3:g} ms pushes"
             print(f"{spec.name:16s} {label:26s} {per_second[chunk_seconds]:18.2f} {windows:8d}")
-        live_ms, live_windows = _best_cpu_ms(_live_windows(spec, audio, 0.02), args.rounds)
-        per_second["live"] = live_ms / args.seconds
-        print(f"{spec.name:16s} {'LiveWindows, 20 ms pushes':26s} {per_second['live']:18.2f} {live_windows:8d}")
+        for chunk_seconds in (0.02, 0.1):
+            label = f"LiveWindows, {chunk_seconds * 1e3:g} ms pushes"
+            ms, windows = _best_cpu_ms(_live_windows(spec, audio, chunk_seconds), args.rounds)
+            per_second[label] = ms / args.seconds
+            rate = 1e3 / per_second[label]
+            print(f"{spec.name:16s} {label:26s} {per_second[label]:18.2f} {windows:8d}  ({rate:,.0f} stream-s per core-s)")
         recompute_per_second = recompute_ms / args.seconds
         print(f"{spec.name:16s} {'recompute 2 s every 0.5 s':26s} {recompute_per_second:18.2f} {recompute_windows:8d}")
         print(
             f"{spec.name:16s} ratio recompute / incremental: "
             + ", ".join(f"{recompute_per_second / ms:.2f} ({_label(c)})" for c, ms in per_second.items())
         )
+        if spec is EFFICIENTAT_MEL:
+            same_ms, same_windows = _best_cpu_ms(_recompute_live_arithmetic(audio), args.rounds)
+            same_per_second = same_ms / args.seconds
+            label = "recompute, logmel_frames"
+            print(f"{spec.name:16s} {label:26s} {same_per_second:18.2f} {same_windows:8d}")
+            print(
+                f"{spec.name:16s} ratio recompute (logmel_frames) / LiveWindows: "
+                + ", ".join(f"{same_per_second / per_second[c]:.2f} ({c})" for c in per_second if isinstance(c, str))
+            )
         print(f"{spec.name:16s} batch of 32 x 2 s clips: {_batch_throughput(spec, args.rounds):.2f} ms CPU per clip")
 
 
