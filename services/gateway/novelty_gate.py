@@ -133,7 +133,7 @@ class NoveltyGate:
             self._alert_until_s = end_s + self._in_view_s
         if self.active:
             bands = self._bands(features)
-            low, high = np.percentile(bands, [10, 90], axis=0)
+            low, high = _deciles(bands)
             self._reference = (low, high, bands.max(axis=0))
 
     def _admits(self, features: torch.Tensor, end_s: float) -> bool:
@@ -169,6 +169,20 @@ class NoveltyGate:
                 pool[bins, band] = self._db_per_unit / len(bins)
             self._pool = pool
         return self._pool
+
+
+def _deciles(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 10th and 90th percentiles of each column, as ``np.percentile`` interpolates them, from
+    one sort: ``np.percentile`` cost several times more per judged window."""
+    ordered = np.sort(values, axis=0)
+    last = ordered.shape[0] - 1
+    out = []
+    for q in (0.1, 0.9):
+        position = q * last
+        below = int(position)
+        above = min(below + 1, last)
+        out.append(ordered[below] + (ordered[above] - ordered[below]) * (position - below))
+    return out[0], out[1]
 
 
 def gated_scores(gate: NoveltyGate, features: Sequence[torch.Tensor], end_times: Sequence[float],
