@@ -24,10 +24,12 @@ def load(
     max_clients: Annotated[int, typer.Option(min=1, help="The ramp's upper bound.")] = 200,
     max_p99: Annotated[float, typer.Option(help="The bound on p99 latency (s) a run must hold.")] = 1.5,
     bound: Annotated[str, typer.Option(help="Which latency --max-p99 bounds: onset (onset to detection) or lag (the servers' part).")] = "onset",
-    url: Annotated[str, typer.Option(help="Gateway base URL.")] = "http://127.0.0.1:8000",
+    url: Annotated[list[str], typer.Option(help="Gateway base URL; repeat it for each gateway of one system, and the homes are spread over them.")] = ["http://127.0.0.1:8000"],
     inference_url: Annotated[str, typer.Option(help="Inference service base URL (its /metrics).")] = "http://127.0.0.1:8001",
     start_system: Annotated[bool, typer.Option("--start-system", help="Run `hearo run` in a temporary folder for the bench (ignores --url).")] = False,
     no_gate: Annotated[bool, typer.Option("--no-gate", help="With --start-system: the novelty gate off, every window to the model (the figure beside the gate's).")] = False,
+    gateways: Annotated[int, typer.Option(min=1, help="With --start-system: gateway processes, as docker-compose runs them (more than one shares events through --redis-url).")] = 1,
+    redis_url: Annotated[str, typer.Option(envvar="HEARO_REDIS_URL", help="With --gateways above 1: the Redis the gateways share (one no other Hear-o uses).")] = "redis://127.0.0.1:6379/0",
     household: Annotated[Optional[Path], typer.Option(exists=True, file_okay=False, help="Folder of .wav/.flac household recordings for the backgrounds (default: synthesised).")] = None,
     sample_rate: Annotated[int, typer.Option(help="The clients' PCM rate (Hz).")] = 16_000,
     event_seconds: Annotated[float, typer.Option(min=4.0, help="How long each home's smoke alarm sounds.")] = 10.0,
@@ -55,7 +57,7 @@ def load(
     console = Console()
     options = bench.RunOptions(seconds, event_seconds, tolerance, sample_rate, processes, str(household) if household else None)
     with ExitStack() as stack:
-        target = _target(stack, console, start_system, not no_gate, max(max_clients, clients), url, inference_url)
+        target = _target(stack, console, start_system, not no_gate, max(max_clients, clients), url, inference_url, gateways, redis_url)
         devices = BenchDevices(target.api_url)
         try:
             if ramp:
@@ -103,7 +105,7 @@ def soak(
 
     console = Console()
     with ExitStack() as stack:
-        target = _target(stack, console, start_system, not no_gate, clients, url, inference_url)
+        target = _target(stack, console, start_system, not no_gate, clients, [url], inference_url)
         devices = BenchDevices(target.api_url)
         try:
             result = run_soak(target, devices, clients, RunOptions(seconds=round_seconds), minutes, warmup_rounds)
@@ -120,18 +122,19 @@ def soak(
 
 
 def _target(
-    stack: ExitStack, console: Console, start_system: bool, gate: bool, clients: int, url: str, inference_url: str
+    stack: ExitStack, console: Console, start_system: bool, gate: bool, clients: int, urls: list[str], inference_url: str,
+    gateways: int = 1, redis_url: str = "",
 ) -> Target:
     """The system under test: a fresh ``hearo run`` in a temporary folder (held open by
-    ``stack``), or the one at ``url``."""
+    ``stack``) with ``gateways`` gateway processes, or the one whose gateways are at ``urls``."""
     from hearo.load_bench.measure import Target
     from hearo.load_bench.system import SystemDidNotStart, embedded_system
 
     if not start_system:
-        return Target(url, inference_url)
-    console.print("starting hearo run in a temporary folder…")
+        return Target(urls[0], inference_url, tuple(urls[1:]))
+    console.print(f"starting hearo run in a temporary folder ({gateways} gateway process{'es' if gateways > 1 else ''})…")
     try:
-        return stack.enter_context(embedded_system(max_sessions=clients + 10, gate=gate))
+        return stack.enter_context(embedded_system(clients + 10, gate, gateways, redis_url))
     except SystemDidNotStart as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(3) from None

@@ -36,13 +36,14 @@ class Home:
     index: int
     token: str
     event: PlannedEvent
+    stream_url: str  # the gateway this home streams to (homes are spread over a box's gateways)
 
 
 @dataclass(frozen=True)
 class ProcessPlan:
-    """What one client process runs: its homes, where, and from when (``start_at``: epoch s)."""
+    """What one client process runs: its homes, the REST API its cancels go to, and from when
+    (``start_at``: epoch s)."""
 
-    stream_url: str
     api_url: str
     homes: list[Home]
     seconds: float
@@ -98,7 +99,7 @@ class _HomeSession:
         # Homes in one process start a little apart, as real ones would, not in lockstep.
         await asyncio.sleep((self.home.index * 0.037) % FRAME_S)
         try:
-            async with connect(self.plan.stream_url, open_timeout=30, max_size=1 << 20, compression=None) as ws:
+            async with connect(self.home.stream_url, open_timeout=30, max_size=1 << 20, compression=None) as ws:
                 start = StartMessage(token=self.home.token, encoding=ENCODING, sample_rate=self.plan.sample_rate,
                                      channels=1, frame_ms=round(FRAME_S * 1000))  # fmt: skip
                 await ws.send(start.model_dump_json(exclude_none=True))

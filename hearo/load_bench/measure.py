@@ -29,14 +29,22 @@ MAX_ERRORS_KEPT = 10
 
 @dataclass(frozen=True)
 class Target:
-    """The system under test: the gateway's base URL and the inference service's."""
+    """The system under test: the gateway's base URL (its REST API registers and cancels), the
+    inference service's, and the base URLs of more gateways of the same system (sharing its
+    database and Redis), over which the homes are spread as a load balancer would."""
 
     api_url: str
     inference_url: str
+    more_gateways: tuple[str, ...] = ()
 
     @property
-    def stream_url(self) -> str:
-        return self.api_url.replace("http", "ws", 1).rstrip("/") + "/v1/stream"
+    def gateway_urls(self) -> tuple[str, ...]:
+        return (self.api_url, *self.more_gateways)
+
+    def stream_url_for(self, home: int) -> str:
+        """Home ``home``'s gateway, round robin."""
+        gateway = self.gateway_urls[home % len(self.gateway_urls)]
+        return gateway.replace("http", "ws", 1).rstrip("/") + "/v1/stream"
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,7 @@ class LoadResult:
     incidents_cancelled: int
     incidents_unresolved: int
     errors: list[str] = field(default_factory=list)
+    gateway_processes: int = 1  # ``gateway`` sums their CPU and memory
 
     @property
     def dropped(self) -> int:
@@ -105,30 +114,32 @@ def holds(result: LoadResult, max_p99_s: float, bound: LatencyBound = LatencyBou
 
 def measure(target: Target, devices: BenchDevices, clients: int, options: RunOptions) -> LoadResult:
     """Stream ``clients`` homes at real time against ``target`` and account for the run."""
-    homes = [Home(i, d.token, event_for(i, options.seconds, options.event_s)) for i, d in enumerate(devices.first(clients))]
+    homes = [
+        Home(i, d.token, event_for(i, options.seconds, options.event_s), target.stream_url_for(i))
+        for i, d in enumerate(devices.first(clients))
+    ]
     processes = options.processes or min(os.cpu_count() or 1, math.ceil(clients / HOMES_PER_PROCESS))
-    pids = {"gateway": pid_of(target.api_url), "inference": pid_of(target.inference_url)}
-    gateway_before, inference_before = usage.scrape(target.api_url), usage.scrape(target.inference_url)
+    pids = {"gateway": [pid_of(url) for url in target.gateway_urls], "inference": [pid_of(target.inference_url)]}
+    gateway_before, inference_before = _scrape_gateways(target), usage.scrape(target.inference_url)
     start_at = time.time() + start_delay_s(clients)
     plans = [
-        ProcessPlan(target.stream_url, target.api_url, homes[p::processes], options.seconds, options.sample_rate,
-                    start_at, options.household)  # fmt: skip
+        ProcessPlan(target.api_url, homes[p::processes], options.seconds, options.sample_rate, start_at, options.household)
         for p in range(processes)
     ]
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         pending = pool.map_async(run_homes, plans)
         time.sleep(max(0.0, start_at - time.time()))
-        before = {name: usage.sample_process(pid) for name, pid in pids.items()}
+        before = {name: usage.sample_processes(group) for name, group in pids.items()}
         peak_rss = {name: 0 for name in pids}
         while not pending.ready():  # RSS peaks while the sessions are open, not after
-            for name, pid in pids.items():
-                sample = usage.sample_process(pid)
+            for name, group in pids.items():
+                sample = usage.sample_processes(group)
                 peak_rss[name] = max(peak_rss[name], sample.rss_bytes if sample else 0)
             pending.wait(1.0)
         reports: list[ProcessReport] = pending.get()
     wall_s = time.time() - start_at
-    after = {name: usage.sample_process(pid) for name, pid in pids.items()}
-    gateway = usage.diff(gateway_before, usage.scrape(target.api_url))
+    after = {name: usage.sample_processes(group) for name, group in pids.items()}
+    gateway = usage.diff(gateway_before, _scrape_gateways(target))
     inference = usage.diff(inference_before, usage.scrape(target.inference_url))
 
     home_reports = sorted((h for r in reports for h in r.homes), key=lambda h: h.index)
@@ -155,7 +166,12 @@ def measure(target: Target, devices: BenchDevices, clients: int, options: RunOpt
         incidents_cancelled=sum(len(h.cancelled) for h in home_reports),
         incidents_unresolved=len(devices.unresolved_incidents(devices.first(clients))),
         errors=errors[:MAX_ERRORS_KEPT] + ([f"... {len(errors) - MAX_ERRORS_KEPT} more"] if len(errors) > MAX_ERRORS_KEPT else []),
+        gateway_processes=len(target.gateway_urls),
     )
+
+
+def _scrape_gateways(target: Target) -> usage.Samples:
+    return usage.merged([usage.scrape(url) for url in target.gateway_urls])
 
 
 def start_delay_s(clients: int) -> float:

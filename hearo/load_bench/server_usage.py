@@ -39,6 +39,15 @@ def scrape(base_url: str) -> Samples:
     }
 
 
+def merged(scrapes: list[Samples]) -> Samples:
+    """Several processes' scrapes as one (the gateways of a box): counters and histograms add."""
+    out: Samples = {}
+    for samples in scrapes:
+        for key, value in samples.items():
+            out[key] = out.get(key, 0.0) + value
+    return out
+
+
 def diff(before: Samples, after: Samples) -> Samples:
     """``after`` less ``before``, sample by sample (counters and histograms grow)."""
     return {key: value - before.get(key, 0.0) for key, value in after.items()}
@@ -116,6 +125,14 @@ class ProcessSample:
 
     cpu_s: float
     rss_bytes: int
+
+
+def sample_processes(pids: list[int | None]) -> ProcessSample | None:
+    """The sum over ``pids`` (a box's gateway processes); None when any cannot be read."""
+    samples = [sample_process(pid) for pid in pids]
+    if not samples or any(sample is None for sample in samples):
+        return None
+    return ProcessSample(sum(s.cpu_s for s in samples if s), sum(s.rss_bytes for s in samples if s))
 
 
 def sample_process(pid: int | None) -> ProcessSample | None:
