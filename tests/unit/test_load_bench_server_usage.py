@@ -39,3 +39,24 @@ def test_this_process_can_be_sampled_from_proc() -> None:
     sample = usage.sample_process(os.getpid())
     assert sample is not None and sample.cpu_s > 0 and sample.rss_bytes > 0
     assert usage.sample_process(None) is None
+
+
+def test_a_box_of_several_gateways_reads_as_one() -> None:
+    first = histogram("wait", {"0.1": 1.0, "+Inf": 2.0}, total=0.5)
+    second = histogram("wait", {"0.1": 3.0, "+Inf": 3.0}, total=0.1)
+    both = usage.merged([first, second])
+    assert usage.total(both, "wait_count") == 5.0 and usage.histogram_mean(both, "wait") == pytest.approx(0.12)
+    one = usage.sample_process(os.getpid())
+    twice = usage.sample_processes([os.getpid(), os.getpid()])
+    assert one is not None and twice is not None and twice.rss_bytes > 1.5 * one.rss_bytes
+    assert usage.sample_processes([os.getpid(), None]) is None
+
+
+def test_homes_are_spread_over_the_gateways_round_robin() -> None:
+    from hearo.load_bench.measure import Target
+
+    target = Target("http://127.0.0.1:8000", "http://127.0.0.1:8001", ("https://127.0.0.1:9000/",))
+    assert [target.stream_url_for(i) for i in range(3)] == [
+        "ws://127.0.0.1:8000/v1/stream", "wss://127.0.0.1:9000/v1/stream", "ws://127.0.0.1:8000/v1/stream"
+    ]
+    assert Target("http://a:1", "http://b:2").gateway_urls == ("http://a:1",)
