@@ -7,10 +7,11 @@ apart, then 1.5 s off) and UL 2034 / NFPA 720 temporal-four (T4, carbon monoxide
 
 How a stream becomes matches, every stage incremental:
 
-1. frames: 32 ms Hann windows every 10 ms, power spectrum by ``rfft`` (batched over at least
-   0.1 s of audio); the channels are the FFT bins between ``min_tone_hz`` and
-   ``max_tone_hz`` (a piezo's 2.8-3.5 kHz fundamental and the 520 Hz low-frequency square
-   wave both fall inside; harmonics above 8 kHz fold away at 16 kHz and do not matter);
+1. frames: 32 ms Hann windows every 10 ms, power spectrum by ``rfft`` (batched: frames wait
+   while no match could come due in them, up to 0.15 s); the channels are the FFT bins
+   between ``min_tone_hz`` and ``max_tone_hz`` (a piezo's 2.8-3.5 kHz fundamental and the
+   520 Hz low-frequency square wave both fall inside; harmonics above 8 kHz fold away at
+   16 kHz and do not matter);
 2. noise floor per channel: the minimum over the last 2 s of 100 ms mean powers, so it
    follows speech, TV or music underneath, and rises to meet a tone that never stops;
 3. onsets: a bin that is a spectral peak, ``tonality_db`` above its neighbours,

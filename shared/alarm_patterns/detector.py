@@ -11,7 +11,6 @@ import statistics
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from shared.alarm_patterns.config import AlarmPatternConfig, AlarmPatternMatch
 from shared.alarm_patterns.rhythm import Pulse, RhythmReader
@@ -20,8 +19,9 @@ from shared.alarm_patterns.tracks import PatternTracks
 
 _FRAME_S = 0.010  # hop: 10 ms resolves T4's 100 ms pulses and gaps
 _WINDOW_S = 0.032  # at least this long (rounded up to a power of two): ~31 Hz bins
-_MIN_BATCH_S = 0.1  # audio analysed per numpy pass, at least (fewer calls per stream-second)
-_BATCH_FRAMES = 256  # at most: bounds the memory one large push takes
+# Frames per numpy pass, at most: bounds the memory a large push takes, and numpy's rfft of
+# 512-sample rows costs about 3 times as much per row beyond 64 rows (numpy 2.4, measured).
+_BATCH_FRAMES = 64
 _FLOOR_BLOCK_FRAMES = 10  # floor statistics per 100 ms block ...
 _FLOOR_BLOCKS = 20  # ... minimum over the last 2 s: longer than any pulse, shorter than a gap run
 _NEIGHBOUR_INNER, _NEIGHBOUR_OUTER = 3, 8  # tonality: bins 3..8 away, outside Hann's main lobe
@@ -61,7 +61,7 @@ class AlarmPatternDetector:
     >>> detector.push(np.zeros(16000, dtype=np.float32))
     []
 
-    Memory is bounded (a few kilobytes of state plus the push being analysed) and the cost
+    Memory is bounded (tens of kilobytes of state plus the push being analysed) and the cost
     is a batched FFT per 10 ms plus a little bookkeeping for each tone heard.
     """
 
@@ -84,9 +84,10 @@ class AlarmPatternDetector:
         self._hi = min(self._hi, self._win // 2 - _NEIGHBOUR_OUTER - 1)
         self._channels = self._hi - self._lo + 1
 
-        self._tail = np.zeros(0, dtype=np.float32)  # samples of the next frame(s) not yet complete
-        self._queued: list[np.ndarray] = []
-        self._queued_len = 0
+        # Samples from the next frame to analyse on; a push that brings more grows it for a while.
+        self._capacity = self._win + self._hop * (_BATCH_FRAMES - 1)
+        self._buffer = np.empty(self._capacity, dtype=np.float32)
+        self._buffered = 0
         self._frame = 0  # index of the next frame to analyse
 
         # The block's frames are kept and summed at once, in one order, whatever the chunking.
@@ -99,10 +100,10 @@ class AlarmPatternDetector:
         self._active: dict[int, _ActivePulse] = {}
         self._reference_decay_db = self.config.reference_decay_db_per_s * self._frame_s
         self._rise_frames = round(_RISE_S / self._frame_s)
-        self._min_batch = round(_MIN_BATCH_S / self._frame_s)
         self._dead_frames = round(_DEAD_S / self._frame_s)
         self._max_frames = round(_MAX_PULSE_S / self._frame_s)
         self._history = np.full((self._rise_frames, self._channels), np.inf)  # levels of the last frames
+        self._sums = np.zeros((0, self._channels + 2 * _NEIGHBOUR_OUTER + 1))  # see _onsets
         self._recent: dict[int, tuple[int, float]] = {}  # channel -> (expiry frame, peak) of ended pulses
         rhythm = RhythmReader(
             timing_tolerance=self.config.timing_tolerance,
@@ -125,75 +126,105 @@ class AlarmPatternDetector:
             raise ValueError(f"expected 1-D mono samples, got shape {chunk.shape}")
         if chunk.size == 0:
             return []
-        if not np.isfinite(chunk).all():
+        if not math.isfinite(np.add.reduce(chunk)):  # one call; a sum that overflowed is no harm
             chunk = np.nan_to_num(chunk, nan=0.0, posinf=0.0, neginf=0.0)
-        chunk = np.clip(chunk, -1.0, 1.0)  # also a copy: the caller may reuse its buffer
-        self._queued.append(chunk)
-        self._queued_len += chunk.size
-        # Analysing a few frames at a time would spend more on numpy calls than on sums:
-        # wait for _MIN_BATCH_S of audio (the matches are the same, reported that much later).
-        if self._tail.size + self._queued_len < self._win + self._hop * (self._min_batch - 1):
+        end = self._buffered + chunk.size
+        if end > self._buffer.size:
+            grown = np.empty(max(end, self._capacity), dtype=np.float32)
+            grown[: self._buffered] = self._buffer[: self._buffered]
+            self._buffer = grown
+        # Clipped into the buffer, a copy: the caller may reuse its own (np.clip's layers cost more).
+        clipped = np.maximum(chunk, -1.0, out=self._buffer[self._buffered : end])
+        np.minimum(clipped, 1.0, out=clipped)
+        self._buffered = end
+        frames = (end - self._win) // self._hop + 1 if end >= self._win else 0
+        # Each numpy pass costs tens of microseconds of calls whatever its length, so frames
+        # wait while no match could come due in them: a candidate is held at least a while
+        # (``PatternTracks.earliest_release``), so its match is returned by the very push
+        # that would return it were every frame analysed at once (at 100 ms chunks, a pass
+        # every 0.2 s instead of every 0.1 s, and no later match).
+        if frames == 0 or self._frame + frames <= self._tracks.earliest_release(self._frame):
             return []
-        data = np.concatenate([self._tail, *self._queued])
-        self._queued.clear()
-        self._queued_len = 0
-        frames = (data.size - self._win) // self._hop + 1
         matches: list[AlarmPatternMatch] = []
         for first in range(0, frames, _BATCH_FRAMES):
-            count = min(_BATCH_FRAMES, frames - first)
-            start = first * self._hop
-            matches += self._analyse(data[start : start + (count - 1) * self._hop + self._win], count)
-        self._tail = data[frames * self._hop :].copy()
+            matches += self._analyse(first * self._hop, min(_BATCH_FRAMES, frames - first))
+        done = frames * self._hop
+        self._buffered = end - done
+        if self._buffer.size > self._capacity:
+            kept = self._buffer[done:end]
+            self._buffer = np.empty(self._capacity, dtype=np.float32)
+            self._buffer[: self._buffered] = kept
+        else:
+            self._buffer[: self._buffered] = self._buffer[done:end]  # numpy copies overlaps safely
         return matches
 
     # -- spectral analysis (vectorised over the frames of a push) ------------------------------
 
-    def _analyse(self, data: np.ndarray, count: int) -> list[AlarmPatternMatch]:
-        step = data.strides[0]
-        frames = as_strided(data, shape=(count, self._win), strides=(self._hop * step, step), writeable=False)
+    def _analyse(self, start: int, count: int) -> list[AlarmPatternMatch]:
+        """Analyse ``count`` frames of the buffer from sample ``start`` on."""
+        size = self._buffer.itemsize
+        frames = np.ndarray((count, self._win), np.float32, self._buffer, start * size, (self._hop * size, size))
         pad = _NEIGHBOUR_OUTER
         spectrum = np.fft.rfft(frames * self._window, axis=1)[:, self._lo - pad : self._hi + pad + 1]
-        power = (spectrum.real**2 + spectrum.imag**2) * self._scale
+        squares = np.square(spectrum.view(np.float32))  # real and imaginary parts side by side
+        power = np.add(squares[:, 0::2], squares[:, 1::2])
+        power *= self._scale
         np.maximum(power, _POWER_FLOOR, out=power)
-        level = 10.0 * np.log10(power)  # padded: column c + pad is channel c
-        k = self._channels
-        own = power[:, pad : pad + k]
-        own_db = level[:, pad : pad + k]
-        sums = np.concatenate([np.zeros((count, 1)), np.cumsum(power, axis=1, dtype=np.float64)], axis=1)
+        level = np.log10(power)  # padded: column c + pad is channel c
+        level *= 10.0
+        floor_db = self._floor_per_frame(power[:, pad : pad + self._channels], count)
+        onsets = self._onsets(power, level, floor_db)
+
+        matches: list[AlarmPatternMatch] = []
+        if self._active or self._tracks.holding or onsets:
+            # Python floats straight from the arrays: indexing numpy scalars costs more.
+            levels, floors = level.data, floor_db.data
+            for row in range(count):
+                if not (self._active or self._tracks.holding or row in onsets):
+                    continue
+                frame = self._frame + row
+                if self._active:
+                    self._follow_pulses(frame, levels, floors, row)
+                if row in onsets:
+                    self._start_pulses(frame, onsets[row], levels, floors, row)
+                if self._tracks.holding:
+                    matches += self._tracks.release(frame, self._active.values())
+        self._frame += count
+        return matches
+
+    def _onsets(self, power: np.ndarray, level: np.ndarray, floor_db: np.ndarray) -> dict[int, list[int]]:
+        """The channels where a tone starts, per row (stage 3's tests, see the package docstring)."""
+        count, k, pad = power.shape[0], self._channels, _NEIGHBOUR_OUTER
+        own, own_db = power[:, pad : pad + k], level[:, pad : pad + k]
+        # The neighbours' mean from running sums (float64: sums of powers lose bits in float32),
+        # written after a column of zeros kept from the last call.
+        if self._sums.shape[0] < count:
+            self._sums = np.zeros((count, self._sums.shape[1]))
+        sums = self._sums[:count]
+        np.add.accumulate(power, axis=1, dtype=np.float64, out=sums[:, 1:])
         inner, outer = _NEIGHBOUR_INNER, _NEIGHBOUR_OUTER
-        left = sums[:, pad - inner + 1 : pad - inner + 1 + k] - sums[:, pad - outer : pad - outer + k]
-        right = sums[:, pad + outer + 1 : pad + outer + 1 + k] - sums[:, pad + inner : pad + inner + k]
-        neighbours = (left + right) / (2 * (outer - inner + 1))
-        neighbours_db = 10.0 * np.log10(np.maximum(neighbours, _POWER_FLOOR))
-        is_peak = (own >= power[:, pad - 1 : pad - 1 + k]) & (own > power[:, pad + 1 : pad + 1 + k])
-        floor_db = self._floor_per_frame(own, count)
+        neighbours = sums[:, pad - inner + 1 : pad - inner + 1 + k] - sums[:, pad - outer : pad - outer + k]
+        neighbours += sums[:, pad + outer + 1 : pad + outer + 1 + k] - sums[:, pad + inner : pad + inner + k]
+        neighbours /= 2 * (outer - inner + 1)
+        np.maximum(neighbours, _POWER_FLOOR, out=neighbours)
+        tonality = np.log10(neighbours, out=neighbours)
+        tonality *= -10.0
+        tonality += own_db  # own_db minus the neighbours' level
         history = np.concatenate([self._history, own_db])
         before_db = history[:count]  # each frame's level _RISE_S earlier
         self._history = history[count:]
         cfg = self.config
-        onset = (
-            is_peak
-            & (own_db - neighbours_db >= cfg.tonality_db)
-            & (own_db - floor_db >= cfg.onset_snr_db)
-            & (own_db >= cfg.min_level_dbfs)
-            & (own_db - before_db >= cfg.onset_rise_db)
-        )
-        rows, channels = np.nonzero(onset)
+        onset = own >= power[:, pad - 1 : pad - 1 + k]  # a spectral peak ...
+        onset &= own > power[:, pad + 1 : pad + 1 + k]
+        onset &= tonality >= cfg.tonality_db
+        onset &= own_db - floor_db >= cfg.onset_snr_db
+        onset &= own_db >= cfg.min_level_dbfs
+        onset &= own_db - before_db >= cfg.onset_rise_db
         onsets: dict[int, list[int]] = {}
-        for row, channel in zip(rows.tolist(), channels.tolist()):
+        for cell in np.flatnonzero(onset).tolist():  # cheaper than a 2-D nonzero
+            row, channel = divmod(cell, k)
             onsets.setdefault(row, []).append(channel)
-
-        matches: list[AlarmPatternMatch] = []
-        for row in range(count):
-            if not (self._active or self._tracks.holding or row in onsets):
-                continue
-            frame = self._frame + row
-            self._follow_pulses(frame, level[row], floor_db[row])
-            if row in onsets:
-                self._start_pulses(frame, onsets[row], level[row], floor_db[row])
-            matches += self._tracks.release(frame, self._active.values())
-        self._frame += count
-        return matches
+        return onsets
 
     def _floor_per_frame(self, own: np.ndarray, count: int) -> np.ndarray:
         """Each frame's noise floor (dB per channel) from the blocks completed before it."""
@@ -206,60 +237,67 @@ class AlarmPatternDetector:
             self._block_frames += take
             row += take
             if self._block_frames == _FLOOR_BLOCK_FRAMES:
-                self._block_means[self._blocks_done % _FLOOR_BLOCKS] = self._block.mean(axis=0)
+                # The mean of ndarray.mean, without its Python layers: a sum in order, divided.
+                means = self._block_means[self._blocks_done % _FLOOR_BLOCKS]
+                np.add.reduce(self._block, axis=0, out=means)
+                means /= _FLOOR_BLOCK_FRAMES
                 self._blocks_done += 1
                 self._block_frames = 0
-                lowest = self._block_means.min(axis=0)
+                lowest = np.minimum.reduce(self._block_means, axis=0)
                 self._floor_db = 10.0 * np.log10(np.maximum(lowest, _POWER_FLOOR))
         return floor_db
 
     # -- pulses (per frame, only while something is sounding) ----------------------------------
 
-    def _tone_hz(self, level: np.ndarray, channel: int) -> float:
+    def _tone_hz(self, level: memoryview, row: int, channel: int) -> float:
         """The peak's frequency, interpolated between bins on a parabola through the dB levels."""
         column = channel + _NEIGHBOUR_OUTER
-        a, b, c = float(level[column - 1]), float(level[column]), float(level[column + 1])
+        a, b, c = level[row, column - 1], level[row, column], level[row, column + 1]
         curvature = a - 2.0 * b + c
         offset = 0.5 * (a - c) / curvature if curvature < 0.0 else 0.0
         return (self._lo + channel + offset) * self._bin_hz
 
-    def _follow_pulses(self, frame: int, level: np.ndarray, floor_db: np.ndarray) -> None:
-        cfg = self.config
-        pad = _NEIGHBOUR_OUTER
-        for channel in sorted(self._active):
-            pulse = self._active.pop(channel)
+    def _follow_pulses(self, frame: int, level: memoryview, floor_db: memoryview, row: int) -> None:
+        # Locals: this runs for every sounding pulse in every frame.
+        release_snr_db, drop_db = self.config.release_snr_db, self.config.release_drop_db
+        decay_db, pad, last = self._reference_decay_db, _NEIGHBOUR_OUTER, self._channels - 1
+        dead_frames, max_frames, tone_hz = self._dead_frames, self._max_frames, self._tone_hz
+        active = self._active
+        for channel in sorted(active):
+            pulse = active.pop(channel)
             # Follow the peak to a louder neighbouring bin (slow drift, scalloping).
             best = channel
-            for neighbour in (channel - 1, channel + 1):
-                if 0 <= neighbour < self._channels and level[neighbour + pad] > level[best + pad]:
-                    best = neighbour
-            now_db = float(level[best + pad])
-            floor = float(floor_db[best])
-            age = frame - pulse.onset_frame
+            now_db = level[row, channel + pad]
+            if channel > 0 and level[row, channel + pad - 1] > now_db:
+                best, now_db = channel - 1, level[row, channel + pad - 1]
+            if channel < last and level[row, channel + pad + 1] > now_db:
+                best, now_db = channel + 1, level[row, channel + pad + 1]
             pulse.channel = best
             pulse.levels.append(now_db)
-            pulse.hz.append(self._tone_hz(level, best))
-            pulse.peak_db = max(pulse.peak_db, now_db)
-            pulse.reference_db = max(now_db, pulse.reference_db - self._reference_decay_db)
-            pulse.below = pulse.below + 1 if now_db < floor + cfg.release_snr_db else 0
-            pulse.quiet = pulse.quiet + 1 if now_db < pulse.reference_db - cfg.release_drop_db else 0
-            if pulse.below >= _RELEASE_FRAMES or pulse.quiet >= self._dead_frames or age >= self._max_frames:
+            pulse.hz.append(tone_hz(level, row, best))
+            if now_db > pulse.peak_db:
+                pulse.peak_db = now_db
+            pulse.reference_db = max(now_db, pulse.reference_db - decay_db)
+            pulse.below = pulse.below + 1 if now_db < floor_db[row, best] + release_snr_db else 0
+            pulse.quiet = pulse.quiet + 1 if now_db < pulse.reference_db - drop_db else 0
+            if pulse.below >= _RELEASE_FRAMES or pulse.quiet >= dead_frames or frame - pulse.onset_frame >= max_frames:
                 self._end_pulse(pulse, frame)
-            elif best in self._active:  # two pulses met on one bin: keep the louder
-                other = self._active[best]
-                if other.peak_db < pulse.peak_db:
-                    self._active[best] = pulse
+            elif best in active:  # two pulses met on one bin: keep the louder
+                if active[best].peak_db < pulse.peak_db:
+                    active[best] = pulse
             else:
-                self._active[best] = pulse
+                active[best] = pulse
 
-    def _start_pulses(self, frame: int, channels: list[int], level: np.ndarray, floor_db: np.ndarray) -> None:
+    def _start_pulses(
+        self, frame: int, channels: list[int], level: memoryview, floor_db: memoryview, row: int
+    ) -> None:
         pad = _NEIGHBOUR_OUTER
-        for channel in sorted(channels, key=lambda c: -float(level[c + pad])):
+        for channel in sorted(channels, key=lambda c: -level[row, c + pad]):
             if len(self._active) >= _MAX_ACTIVE_PULSES:
                 return
             if any(abs(channel - other) <= _EXCLUSION_BINS for other in self._active):
                 continue
-            self._begin_pulse(channel, frame, level, float(floor_db[channel]))
+            self._begin_pulse(channel, frame, level, row, floor_db[row, channel])
 
     def _echo_of(self, channel: int, frame: int) -> float | None:
         """The peak of a pulse that ended at ``channel`` less than _ECHO_MEMORY_S ago, if any."""
@@ -268,9 +306,9 @@ class AlarmPatternDetector:
         before = [peak for c, (_, peak) in self._recent.items() if abs(c - channel) <= _EXCLUSION_BINS]
         return max(before) if before else None
 
-    def _begin_pulse(self, channel: int, frame: int, level: np.ndarray, floor_db: float) -> None:
-        now_db = float(level[channel + _NEIGHBOUR_OUTER])
-        hz = self._tone_hz(level, channel)
+    def _begin_pulse(self, channel: int, frame: int, level: memoryview, row: int, floor_db: float) -> None:
+        now_db = level[row, channel + _NEIGHBOUR_OUTER]
+        hz = self._tone_hz(level, row, channel)
         pulse = _ActivePulse(channel, frame, now_db, floor_db, now_db, [now_db], [hz])
         pulse.echo_of_db = self._echo_of(channel, frame)
         self._active[channel] = pulse

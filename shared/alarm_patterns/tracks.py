@@ -74,6 +74,13 @@ class PatternTracks:
         """Some candidate waits for its hold to end."""
         return bool(self._holds)
 
+    def earliest_release(self, frame: int) -> int:
+        """The first frame at which ``release`` may return a match while the frames from
+        ``frame`` on are still to be heard: a held candidate's deadline, or that of one made
+        at ``frame`` (every candidate is held at least _HOLD_S)."""
+        soonest = frame + round(_HOLD_S / self._frame_s)
+        return min([soonest, *(hold.deadline_frame for hold in self._holds.values())])
+
     def add(self, pulse: Pulse, frame: int) -> None:
         """File ``pulse`` under its pitch and look for the patterns there."""
         idle_s = TEMPORAL4.long_off_s * (1 + self.config.timing_tolerance) + 1.0
