@@ -30,6 +30,7 @@ def load(
     no_gate: Annotated[bool, typer.Option("--no-gate", help="With --start-system: the novelty gate off, every window to the model (the figure beside the gate's).")] = False,
     gateways: Annotated[int, typer.Option(min=1, help="With --start-system: gateway processes, as docker-compose runs them (more than one shares events through --redis-url).")] = 1,
     redis_url: Annotated[str, typer.Option(envvar="HEARO_REDIS_URL", help="With --gateways above 1: the Redis the gateways share (one no other Hear-o uses).")] = "redis://127.0.0.1:6379/0",
+    database_url: Annotated[str, typer.Option(help="With --start-system: an empty PostgreSQL database for the system (needed by --gateways above 1), e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/hearo_bench.")] = "",
     household: Annotated[Optional[Path], typer.Option(exists=True, file_okay=False, help="Folder of .wav/.flac household recordings for the backgrounds (default: synthesised).")] = None,
     sample_rate: Annotated[int, typer.Option(help="The clients' PCM rate (Hz).")] = 16_000,
     event_seconds: Annotated[float, typer.Option(min=4.0, help="How long each home's smoke alarm sounds.")] = 10.0,
@@ -57,7 +58,7 @@ def load(
     console = Console()
     options = bench.RunOptions(seconds, event_seconds, tolerance, sample_rate, processes, str(household) if household else None)
     with ExitStack() as stack:
-        target = _target(stack, console, start_system, not no_gate, max(max_clients, clients), url, inference_url, gateways, redis_url)
+        target = _target(stack, console, start_system, not no_gate, max(max_clients, clients), url, inference_url, gateways, redis_url, database_url)
         devices = BenchDevices(target.api_url)
         try:
             if ramp:
@@ -123,7 +124,7 @@ def soak(
 
 def _target(
     stack: ExitStack, console: Console, start_system: bool, gate: bool, clients: int, urls: list[str], inference_url: str,
-    gateways: int = 1, redis_url: str = "",
+    gateways: int = 1, redis_url: str = "", database_url: str = "",
 ) -> Target:
     """The system under test: a fresh ``hearo run`` in a temporary folder (held open by
     ``stack``) with ``gateways`` gateway processes, or the one whose gateways are at ``urls``."""
@@ -134,7 +135,7 @@ def _target(
         return Target(urls[0], inference_url, tuple(urls[1:]))
     console.print(f"starting hearo run in a temporary folder ({gateways} gateway process{'es' if gateways > 1 else ''})…")
     try:
-        return stack.enter_context(embedded_system(clients + 10, gate, gateways, redis_url))
-    except SystemDidNotStart as exc:
+        return stack.enter_context(embedded_system(clients + 10, gate, gateways, redis_url, database_url))
+    except (SystemDidNotStart, ValueError) as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(3) from None

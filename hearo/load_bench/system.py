@@ -7,10 +7,11 @@ so that one address may register and drive hundreds of bench homes. Its whole pr
 is stopped at the end.
 
 With ``gateways`` above one, the box runs as docker-compose runs it: that many gateway
-processes over the one database and inference service, their sessions, incident updates,
-revocations and settings shared through Redis (``redis_url``, which then is the system's only
-server; pub/sub channels are global, so use a Redis no other Hear-o uses). ``hearo run``
-starts the first gateway; the bench starts the others beside it, in the same folder.
+processes over one PostgreSQL database (``database_url``: SQLite refused several gateways'
+writes under load, and incidents could not be recorded) and one inference service, their
+incident updates, revocations and settings shared through Redis (``redis_url``; pub/sub channels
+are global, so use a Redis no other Hear-o uses). ``hearo run`` migrates the database and starts
+the first gateway; the bench starts the others beside it, in the same folder.
 """
 
 from __future__ import annotations
@@ -48,12 +49,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def embedded_system(max_sessions: int, gate: bool = True, gateways: int = 1, redis_url: str = "") -> Iterator[Target]:
+def embedded_system(
+    max_sessions: int, gate: bool = True, gateways: int = 1, redis_url: str = "", database_url: str = ""
+) -> Iterator[Target]:
     """A running ``hearo run`` admitting ``max_sessions`` streams per gateway, with the novelty
     gate on (its default) or off, and ``gateways`` gateway processes (more than one needs
-    ``redis_url``); its target, until the end."""
-    if gateways > 1 and not redis_url:
-        raise ValueError("more than one gateway shares its sessions' events through Redis: give redis_url")
+    ``redis_url`` and a PostgreSQL ``database_url``); its target, until the end."""
+    if gateways > 1 and not (redis_url and database_url.startswith("postgresql")):
+        raise ValueError("several gateways need Redis (redis_url) and a PostgreSQL database (database_url)")
     with tempfile.TemporaryDirectory(prefix="hearo-bench-") as folder:
         port, inference_port = free_port(), free_port()
         env = {key: value for key, value in os.environ.items() if not key.startswith("HEARO_")}
@@ -66,6 +69,8 @@ def embedded_system(max_sessions: int, gate: bool = True, gateways: int = 1, red
             env["HEARO_GATEWAY_NOVELTY_GATE"] = '{"enabled": false}'
         if gateways > 1:
             env["HEARO_REDIS_URL"] = redis_url
+        if database_url:
+            env["HEARO_DATABASE_URL"] = database_url
         processes: list[tuple[subprocess.Popen[bytes], Path]] = []
         try:
             processes.append(_start(

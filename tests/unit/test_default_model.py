@@ -17,6 +17,7 @@ from services.inference.models.default import (
     band_mask,
     count_flops,
     count_parameters,
+    for_serving,
     load_default_model,
 )
 from services.inference.models.efficientat import load_efficientat
@@ -129,3 +130,19 @@ def test_the_shipped_model_loads_strictly_through_the_registry_and_tags() -> Non
     assert ((prediction.scores >= 0) & (prediction.scores <= 1)).all()
     assert set(classifier.thresholds) == EMERGENCY_KEYS
     assert all(0 < t <= 1 for t in classifier.thresholds.values())
+
+
+def test_the_served_network_scores_as_the_eager_one_at_any_batch_and_refuses_other_shapes() -> None:
+    model, _ = load_default_model(DEFAULT_WEIGHTS)
+    served = for_serving(model, torch.device("cpu"))
+    assert served is not model  # traced and frozen on the CPU
+    with torch.inference_mode():
+        for batch in (1, 3, 8, 17):
+            windows = _window(batch)
+            (eager_classes, eager_tags), (classes, tags) = model(windows), served(windows)
+            torch.testing.assert_close(classes, eager_classes, rtol=0, atol=1e-4)
+            torch.testing.assert_close(tags, eager_tags, rtol=0, atol=1e-4)
+    classifier = DefaultClassifier(DEFAULT_WEIGHTS, torch.device("cpu"))
+    for shape in ((2, 199, 128), (2, 200, 64), (200, 128)):
+        with pytest.raises(ValueError, match="expected windows"):
+            classifier.predict(torch.zeros(shape))

@@ -19,7 +19,10 @@ thresholds and the detector's smoothing), its calibration figures and the recipe
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +41,12 @@ __all__ = [
     "DefaultNet",
     "count_flops",
     "count_parameters",
+    "for_serving",
     "load_default_model",
     "save_default_model",
 ]
+
+log = logging.getLogger(__name__)
 
 FORMAT = "hearo-default-mn04-v1"
 BAND_LIMIT_HZ = 7_600.0
@@ -149,12 +155,35 @@ def load_default_model(path: Path) -> tuple[DefaultNet, dict[str, Any]]:
     return model.eval(), {k: v for k, v in data.items() if k != "state_dict"}
 
 
+def for_serving(model: DefaultNet, device: torch.device) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+    """``model`` as the service runs it. On the CPU: traced, frozen (batch norm folded into the
+    convolutions) and optimised for inference (oneDNN convolutions on prepacked weights), which
+    on the 2-core VM ran 1.5 times the eager windows/s at batch 1-4 and 2.6 times at batch 32,
+    and turned the batching gain from 1.8 to 3.3 times (``bench/bench_default_model.py``);
+    scores within 2e-5 of eager. Elsewhere, or if tracing fails, the eager network."""
+    if device.type != "cpu":
+        return model
+    example = torch.zeros(8, EFFICIENTAT_MEL.window_frames, EFFICIENTAT_MEL.n_mels)
+    try:
+        with warnings.catch_warnings():
+            # torch.jit is deprecated for torch.compile, which on the CPU needs a C++ compiler at
+            # run time; torch is pinned, and this path is measured. The traced shape check is
+            # replaced by DefaultClassifier.predict's.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            traced = torch.jit.trace(model.eval(), example, check_trace=False)
+            return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+    except RuntimeError as exc:  # an op the tracer or oneDNN does not take: serve eager, slower
+        log.warning("serving the default model eager (tracing failed: %s)", exc)
+        return model
+
+
 class DefaultClassifier:
     """The default model as the registry's ``Classifier``: sigmoid class scores and AudioSet tags."""
 
     def __init__(self, path: Path, device: torch.device) -> None:
         model, info = load_default_model(path)
-        self._model = model.to(device)
+        self._model = for_serving(model.to(device), device)
         self._device = device
         self._tag_labels = tuple(info["tag_labels"])
         self.thresholds: dict[str, float] = dict(info["thresholds"])
@@ -165,5 +194,8 @@ class DefaultClassifier:
 
     @torch.inference_mode()
     def predict(self, windows: Tensor) -> Prediction:
+        if windows.dim() != 3 or windows.shape[1:] != (EFFICIENTAT_MEL.window_frames, EFFICIENTAT_MEL.n_mels):
+            expected = f"[B, {EFFICIENTAT_MEL.window_frames}, {EFFICIENTAT_MEL.n_mels}]"
+            raise ValueError(f"expected windows {expected}, got {tuple(windows.shape)}")
         logits, audioset = self._model(windows.to(self._device))
         return Prediction(torch.sigmoid(logits.float()).cpu(), torch.sigmoid(audioset.float()).cpu())
