@@ -39,10 +39,11 @@ from shared.clips import ClipStore
 from shared.db import Database, Device
 from shared.detector import DetectionEvent
 from shared.incident_events import IncidentEvents
-from shared.incident_state import ActionOutcome, IncidentAction, IncidentKind, IncidentState
+from shared.incident_state import ActionOutcome, CancelKind, IncidentAction, IncidentKind, IncidentState
 from shared.incident_watcher import IncidentWatcher
 from shared.incidents import (
     COUNTDOWN_S,
+    ActionResult,
     EvidencePolicy,
     IncidentView,
     IncidentLocation as Location,
@@ -240,6 +241,19 @@ class SessionIncidents:
 
     # --- the client's cancel and confirm ----------------------------------------------------
 
+    async def _carry_out(
+        self, key: uuid.UUID, action: IncidentAction, reason: str | None, kind: CancelKind | None, code: str | None
+    ) -> ActionResult | None:
+        """``act_on_incident``; None (logged) when it failed."""
+        try:
+            return await act_on_incident(
+                self.backend.db, key, action, device_id=self.device.id, reason=reason, kind=kind, code=code,
+                events=self.backend.events, learning=self.backend.learning,
+            )
+        except Exception:
+            log.exception("session %s: %s of %s failed", self.session_id, action, key)
+            return None
+
     async def act(self, message: CancelMessage | ConfirmMessage) -> None:
         """Answer a ``cancel`` or ``confirm``: an ``incident`` message with the truth, or
         ``unknown_incident``."""
@@ -251,13 +265,14 @@ class SessionIncidents:
         if key is None:
             await self._send(_unknown(message.incident_id))
             return
-        try:
-            result = await act_on_incident(
-                self.backend.db, key, action, device_id=self.device.id, reason=reason, kind=kind, code=code,
-                events=self.backend.events, learning=self.backend.learning,
-            )
-        except Exception:
-            log.exception("session %s: %s of %s failed", self.session_id, action, key)
+        # Carried out to its end even if the session ends meanwhile (shielded, in the backend's
+        # drained work): the user's cancel or confirm is not lost, and a cancellation inside a
+        # database call would leave asyncpg's connection half-closed.
+        work = self.backend.spawn(
+            self._carry_out(key, action, reason, kind, code), name=f"session-{self.session_id}-{action.value}"
+        )
+        result = await asyncio.shield(work)
+        if result is None:
             await self._send(_not_recorded(action))
             return
         if result.outcome is ActionOutcome.NOT_FOUND or result.incident is None:

@@ -142,11 +142,12 @@ class LogMelStream:
         # after the samples kept, carrying the last raw sample over.
         coefficient = np.float32(efficientat_mel.PREEMPHASIS)
         kept = self._emphasised.size
-        first = 0 if self._last_raw is None else 1
+        last_raw = self._last_raw
+        first = 0 if last_raw is None else 1
         emphasised = np.empty(kept + chunk.size - 1 + first, np.float32)
         emphasised[:kept] = self._emphasised
-        if first:
-            emphasised[kept] = chunk[0] - coefficient * self._last_raw
+        if last_raw is not None:
+            emphasised[kept] = chunk[0] - coefficient * last_raw
         np.multiply(chunk[:-1], coefficient, out=emphasised[kept + first :])
         np.subtract(chunk[1:], emphasised[kept + first :], out=emphasised[kept + first :])
         self._last_raw = chunk[-1]
