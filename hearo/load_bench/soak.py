@@ -114,7 +114,9 @@ def growth(footprints: list[Footprint]) -> dict[str, float | None]:
     """Each measure's growth from the first third of ``footprints`` to the last, as the ratio
     of their medians less 1 (None where unread or zero). Medians of thirds, not the first and
     last samples: the allocator moves a process's resident memory by a tenth from one round to
-    the next, up and down, which is not a leak; a leak moves the whole last third."""
+    the next, up and down, which is not a leak; a leak moves the whole last third. A count
+    (descriptors, sockets, tasks, connections) that moved by one is flat: one opened or closed
+    a moment before the reading is not a leak, and with a few homes one is over 5 %."""
     if len(footprints) < 2:
         return {}
     third = max(1, len(footprints) // 3)
@@ -124,7 +126,13 @@ def growth(footprints: list[Footprint]) -> dict[str, float | None]:
         early = [v for r in rows[:third] if (v := r[name]) is not None]
         late = [v for r in rows[-third:] if (v := r[name]) is not None]
         before = statistics.median(early) if early else None
-        grown[name] = round(statistics.median(late) / before - 1.0, 4) if before and late else None
+        if not (before and late):
+            grown[name] = None
+            continue
+        after = statistics.median(late)
+        if not name.endswith("_rss_mib") and abs(after - before) <= 1:
+            after = before
+        grown[name] = round(after / before - 1.0, 4)
     return grown
 
 

@@ -26,3 +26,11 @@ def test_a_steady_rise_is_growth_and_an_unread_measure_is_none() -> None:
     assert grown["gateway_rss_mib"] > 0.05
     assert grown["gateway_tasks"] is None
     assert growth(footprints([700.0], [1])) == {}
+
+
+def test_a_count_that_moved_by_one_is_flat_and_by_two_is_not() -> None:
+    rss = [700.0] * 3
+    assert growth(footprints(rss, [7, 7, 8]))["gateway_tasks"] == 0.0
+    assert growth(footprints(rss, [7, 7, 6]))["gateway_tasks"] == 0.0
+    assert growth(footprints(rss, [7, 7, 9]))["gateway_tasks"] == pytest.approx(2 / 7, abs=1e-4)
+    assert growth(footprints([700.0, 700.0, 701.0], [7, 7, 7]))["gateway_rss_mib"] == pytest.approx(1 / 700, abs=1e-4)
