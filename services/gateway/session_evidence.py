@@ -34,6 +34,7 @@ import numpy as np
 from services.gateway.session_incidents import IncidentBackend
 from services.gateway.session_spoken import SessionSpoken
 from shared.alarm_patterns import AlarmPatternMatch
+from shared.db import retry_when_busy
 from shared.detector import DetectionEvent, DetectorConfig
 from shared.incidents import MAX_TIMELINE_POINTS, EvidenceFacts, OpenedIncident, ScorePoint, record_evidence
 from shared.spoken import summarise
@@ -187,10 +188,10 @@ class CountdownEvidence:
             await asyncio.wait({earlier})
         backend = self._backend
         try:
-            recorded = await record_evidence(
+            recorded = await retry_when_busy(lambda: record_evidence(
                 backend.db, incident_id, points=points, facts=facts, policy=backend.evidence,
                 countdown_s=backend.countdown_s, events=backend.events,
-            )  # fmt: skip
+            ))  # fmt: skip
         except Exception as error:  # a lost batch loses points, never the incident
             log.warning("session %s: evidence for incident %s not recorded: %s", self._session_id, incident_id, error)
             return

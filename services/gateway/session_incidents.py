@@ -36,7 +36,7 @@ from services.gateway.incident_messages import incident_message, update_message
 from services.gateway.ring_buffer import RingBuffer
 from services.gateway.session_clips import SessionClips
 from shared.clips import ClipStore
-from shared.db import Database, Device
+from shared.db import Database, Device, retry_when_busy
 from shared.detector import DetectionEvent
 from shared.incident_events import IncidentEvents
 from shared.incident_state import ActionOutcome, CancelKind, IncidentAction, IncidentKind, IncidentState
@@ -194,7 +194,9 @@ class SessionIncidents:
     ) -> OpenedIncident | None:
         try:
             await self._check_token()
-            opened = await open_incident(
+            # SQLite's lock may stay busy past its timeout on an overloaded box: a detection is
+            # tried again rather than lost (PostgreSQL never answers busy).
+            opened = await retry_when_busy(lambda: open_incident(
                 self.backend.db,
                 device_id=self.device.id,
                 class_key=event.emergency_class.key,
@@ -206,7 +208,7 @@ class SessionIncidents:
                 events=self.backend.events,
                 sound_signature=signature,
                 kind=event.kind,
-            )
+            ))
         except TokenRevoked:
             raise
         except Exception as error:

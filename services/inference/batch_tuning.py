@@ -9,8 +9,9 @@ its own model, on its own device and thread count, at batch 1, 2, 4 ... up to th
 
 - batches up to the smallest size whose windows/s reaches ``KNEE`` (90 %) of the best measured:
   past it, a bigger batch buys little throughput for a longer wait;
-- lets the oldest window wait for company at most as long as that batch computes, and never more
-  than ``HEARO_INFERENCE_MAX_WAIT_MS``: queueing then never more than doubles a window's time.
+- lets the oldest window wait for company at most ``HEARO_INFERENCE_MAX_WAIT_MS``, and only as
+  long as the arrival rate needs to fill that batch (the batcher's ``company_wait``); a model
+  whose curve never gains from batching (target 1) does not wait at all.
 
 ``HEARO_INFERENCE_BATCH_TUNING=false`` keeps the configured ceiling and wait as they are.
 """
@@ -93,4 +94,4 @@ def choose(timings: list[BatchTiming], max_wait_s: float, knee: float = KNEE) ->
         raise ValueError("no batch timings to choose from")
     best = max(t.windows_per_s for t in timings)
     chosen = min((t for t in timings if t.windows_per_s >= knee * best), key=lambda t: t.size)
-    return BatchPlan(chosen.size, min(max_wait_s, chosen.seconds), tuple(timings))
+    return BatchPlan(chosen.size, max_wait_s if chosen.size > 1 else 0.0, tuple(timings))

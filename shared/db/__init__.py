@@ -17,7 +17,9 @@ from shared.db.database import (
     DEFAULT_DATABASE_URL,
     Database,
     database_url_from_env,
+    is_database_busy,
     make_engine,
+    retry_when_busy,
 )
 from shared.db.migrations import alembic_config, upgrade_database
 from shared.db.models import Device, EmergencyContact
@@ -33,6 +35,8 @@ __all__ = [
     "UtcDateTime",
     "alembic_config",
     "database_url_from_env",
+    "is_database_busy",
     "make_engine",
+    "retry_when_busy",
     "upgrade_database",
 ]

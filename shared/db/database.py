@@ -12,15 +12,18 @@ and its session factory::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -37,6 +40,15 @@ DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{DEFAULT_DATA_DIR / 'hearo.db'}"
 # ``database_url: str = Field(default=DEFAULT_DATABASE_URL, validation_alias=DATABASE_URL_ENV)``
 # (with ``populate_by_name=True`` so code and tests can pass ``database_url=...``).
 DATABASE_URL_ENV = AliasChoices("HEARO_DATABASE_URL", "DATABASE_URL")
+
+# How long a SQLite connection waits for another connection's write lock before it fails with
+# "database is locked". Python's default is 5 s. Under load a gateway's event loop fell seconds
+# behind while one of its write transactions held the lock (each statement of a transaction waits
+# for the loop), and the alerting worker's and the other sessions' writes timed out: detections were
+# not recorded (hearo bench load, 80 homes on one SQLite box).
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+T = TypeVar("T")
 
 
 class _DatabaseUrlSettings(BaseSettings):
@@ -58,7 +70,8 @@ def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs: Any) ->
     """An async engine for ``url``; extra keyword arguments go to ``create_async_engine``.
 
     For a SQLite file the folder is created, and every new connection is switched to WAL
-    (readers do not block the writer) with foreign keys enforced. The migrations turn
+    (readers do not block the writer) with foreign keys enforced, and waits up to
+    :data:`SQLITE_BUSY_TIMEOUT_S` for a write lock (``connect_args={"timeout": ...}`` overrides it). The migrations turn
     enforcement off (``sqlite_foreign_keys=False``): a batch table rebuild drops the old
     table, and with enforcement on that would cascade into the rows that refer to it.
     """
@@ -66,6 +79,7 @@ def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs: Any) ->
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(parsed, **kwargs)
     _create_sqlite_folder(parsed)
+    kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S, **kwargs.get("connect_args", {})}
     engine = create_async_engine(parsed, **kwargs)
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -114,3 +128,29 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+def is_database_busy(error: BaseException) -> bool:
+    """Whether ``error`` is SQLite's "database is locked" (or "busy"): the statement waited the
+    busy timeout for another connection's lock and did nothing, so its transaction, rolled back,
+    may simply be tried again. PostgreSQL waits for row locks instead and never answers this."""
+    cause = error.orig if isinstance(error, OperationalError) else error
+    return isinstance(cause, sqlite3.OperationalError) and any(
+        word in str(cause).lower() for word in ("locked", "busy")
+    )
+
+
+async def retry_when_busy(
+    work: Callable[[], Awaitable[T]], attempts: int = 3, pause_s: float = 0.5
+) -> T:
+    """``await work()``, tried again (up to ``attempts`` in all, ``pause_s`` apart, doubling) while
+    it fails with :func:`is_database_busy`: for writes that must not be lost, such as a detection
+    becoming an incident. Any other error, or the last attempt's, is raised."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await work()
+        except Exception as error:
+            if attempt == attempts or not is_database_busy(error):
+                raise
+        await asyncio.sleep(pause_s * 2 ** (attempt - 1))
+    raise AssertionError("unreachable: the loop returns or raises")

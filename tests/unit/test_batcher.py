@@ -110,17 +110,38 @@ async def test_full_batch_starts_without_waiting_for_max_wait() -> None:
     assert results[0].batch_windows == 2
 
 
-async def test_lone_request_waits_max_wait_for_company_then_runs_alone() -> None:
+async def test_a_lone_request_on_a_quiet_service_runs_at_once_and_steady_traffic_waits_for_company() -> None:
     model = GatedModel()
-    async with running(model, max_batch=8, max_wait_s=0.05) as (batcher, metrics):
+    async with running(model, max_batch=8, max_wait_s=0.2) as (batcher, metrics):
         result = await batcher.submit(item(1.0))
-        assert result.queue_s >= 0.049
+        assert result.queue_s < 0.05  # no company expected: no window is delayed for nothing
         assert result.batch_windows == 1
         # Two requests queued in the same tick share one batch.
         both = await asyncio.gather(batcher.submit(item(2.0)), batcher.submit(item(3.0)))
-    assert model.batches == [1, 2]
-    assert both[0].batch_windows == 2
-    assert metrics.registry.get_sample_value("hearo_inference_queue_wait_seconds_count") == 3
+        assert both[0].batch_windows == 2
+        # A steady 200 windows/s: the batcher waits for company (40 ms fills 8), never past max_wait.
+        pending = []
+        for i in range(60):
+            pending.append(batcher.submit(item(float(i))))
+            await asyncio.sleep(0.005)
+        later = await asyncio.gather(*pending)
+    assert model.batches[:2] == [1, 2]
+    assert max(r.batch_windows for r in later) >= 4
+    assert sum(model.batches[2:]) == 60 and len(model.batches) - 2 <= 30
+    assert max(r.queue_s for r in later) <= 0.2 + 0.1  # the bound, plus a slow test machine's slack
+    assert metrics.registry.get_sample_value("hearo_inference_queue_wait_seconds_count") == 63
+
+
+def test_the_wait_for_company_follows_the_arrival_rate() -> None:
+    batcher = MicroBatcher(GatedModel(), InferenceMetrics(), max_batch=16, max_wait_s=0.1, queue_size=64)
+    assert batcher.company_wait(1, now=0.0) == 0.0  # nothing has arrived: no wait
+    batcher._rate, batcher._rate_at = 100.0, 0.0  # 100 windows/s as of t = 0
+    assert batcher.company_wait(1, now=0.0) == pytest.approx(0.1)  # 15 missing take 150 ms: the bound
+    assert batcher.company_wait(12, now=0.0) == pytest.approx(0.04)  # 4 missing take 40 ms
+    assert batcher.company_wait(16, now=0.0) == 0.0
+    # Ten seconds later with nothing new the rate has decayed below one window per max_wait.
+    assert batcher.arrival_rate(10.0) < 10.0
+    assert batcher.company_wait(1, now=10.0) == 0.0
 
 
 async def test_overloaded_when_queue_full_and_never_blocks() -> None:

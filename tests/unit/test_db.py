@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -22,8 +23,11 @@ from shared.db import (
     Device,
     EmergencyContact,
     database_url_from_env,
+    is_database_busy,
+    retry_when_busy,
     upgrade_database,
 )
+from shared.db.database import SQLITE_BUSY_TIMEOUT_S
 from tests.alerting_support import assert_states_enforced
 
 
@@ -96,6 +100,58 @@ async def test_sqlite_connections_use_wal_and_enforce_foreign_keys(sqlite_db: Da
     with pytest.raises(IntegrityError):
         async with sqlite_db.session() as session:
             session.add(orphan)
+
+
+async def test_sqlite_waits_for_a_busy_lock_longer_than_pythons_five_seconds(sqlite_db: Database) -> None:
+    async with sqlite_db.engine.connect() as connection:
+        busy_ms = (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar()
+    assert busy_ms == SQLITE_BUSY_TIMEOUT_S * 1000 > 5000
+
+
+async def test_a_write_that_finds_the_database_locked_is_tried_again_until_the_lock_is_free(
+    sqlite_db: Database, sqlite_url: str
+) -> None:
+    # Another connection (another process, in a box) holds the write lock longer than this
+    # engine's busy timeout: its first attempt fails busy, the retry after the lock is free lands.
+    impatient = Database(sqlite_url, connect_args={"timeout": 0.1})
+    holder = sqlite3.connect(sqlite_url.removeprefix("sqlite+aiosqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    attempts = 0
+
+    async def add_device() -> None:
+        nonlocal attempts
+        attempts += 1
+        async with impatient.session() as session:
+            session.add(new_device())
+
+    async def release_later() -> None:
+        await asyncio.sleep(0.3)
+        holder.execute("COMMIT")
+
+    try:
+        with pytest.raises(Exception) as busy:
+            await add_device()
+        assert is_database_busy(busy.value)
+        await asyncio.gather(retry_when_busy(add_device, attempts=4, pause_s=0.2), release_later())
+        async with impatient.session() as session:
+            assert await session.scalar(select(func.count()).select_from(Device)) == 1
+        assert attempts >= 3  # the one above, at least one busy retry, and the one that landed
+    finally:
+        holder.close()
+        await impatient.dispose()
+
+
+async def test_only_a_busy_database_is_tried_again(sqlite_db: Database) -> None:
+    calls = 0
+
+    async def fails() -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("database is locked")  # the words, but not SQLite's error
+
+    with pytest.raises(RuntimeError):
+        await retry_when_busy(fails, attempts=3, pause_s=0.0)
+    assert calls == 1
 
 
 async def test_deleting_a_device_cascades_to_its_contacts_in_the_database(
