@@ -103,7 +103,9 @@ class AlarmPatternDetector:
         self._dead_frames = round(_DEAD_S / self._frame_s)
         self._max_frames = round(_MAX_PULSE_S / self._frame_s)
         self._history = np.full((self._rise_frames, self._channels), np.inf)  # levels of the last frames
-        self._sums = np.zeros((0, self._channels + 2 * _NEIGHBOUR_OUTER + 1))  # see _onsets
+        # The padded columns of a channel's tonality neighbours, relative to the channel (see _onsets).
+        offsets = np.arange(_NEIGHBOUR_INNER, _NEIGHBOUR_OUTER + 1)
+        self._neighbour_columns = _NEIGHBOUR_OUTER + np.concatenate([-offsets[::-1], offsets])
         self._recent: dict[int, tuple[int, float]] = {}  # channel -> (expiry frame, peak) of ended pulses
         rhythm = RhythmReader(
             timing_tolerance=self.config.timing_tolerance,
@@ -196,33 +198,26 @@ class AlarmPatternDetector:
         """The channels where a tone starts, per row (stage 3's tests, see the package docstring)."""
         count, k, pad = power.shape[0], self._channels, _NEIGHBOUR_OUTER
         own, own_db = power[:, pad : pad + k], level[:, pad : pad + k]
-        # The neighbours' mean from running sums (float64: sums of powers lose bits in float32),
-        # written after a column of zeros kept from the last call.
-        if self._sums.shape[0] < count:
-            self._sums = np.zeros((count, self._sums.shape[1]))
-        sums = self._sums[:count]
-        np.add.accumulate(power, axis=1, dtype=np.float64, out=sums[:, 1:])
-        inner, outer = _NEIGHBOUR_INNER, _NEIGHBOUR_OUTER
-        neighbours = sums[:, pad - inner + 1 : pad - inner + 1 + k] - sums[:, pad - outer : pad - outer + k]
-        neighbours += sums[:, pad + outer + 1 : pad + outer + 1 + k] - sums[:, pad + inner : pad + inner + k]
-        neighbours /= 2 * (outer - inner + 1)
-        np.maximum(neighbours, _POWER_FLOOR, out=neighbours)
-        tonality = np.log10(neighbours, out=neighbours)
-        tonality *= -10.0
-        tonality += own_db  # own_db minus the neighbours' level
         history = np.concatenate([self._history, own_db])
         before_db = history[:count]  # each frame's level _RISE_S earlier
         self._history = history[count:]
         cfg = self.config
         onset = own >= power[:, pad - 1 : pad - 1 + k]  # a spectral peak ...
         onset &= own > power[:, pad + 1 : pad + 1 + k]
-        onset &= tonality >= cfg.tonality_db
         onset &= own_db - floor_db >= cfg.onset_snr_db
         onset &= own_db >= cfg.min_level_dbfs
         onset &= own_db - before_db >= cfg.onset_rise_db
+        cells = np.flatnonzero(onset)  # few: tonality is judged on these only
+        if cells.size == 0:
+            return {}
+        rows, channels = np.divmod(cells, k)
+        # Tonality: the peak's level over the mean power of the bins _NEIGHBOUR_INNER to
+        # _NEIGHBOUR_OUTER away on both sides (float64: sums of powers lose bits in float32).
+        neighbours = power[rows[:, None], channels[:, None] + self._neighbour_columns].sum(axis=1, dtype=np.float64)
+        neighbours /= self._neighbour_columns.size
+        tonal = own_db[rows, channels] - 10.0 * np.log10(np.maximum(neighbours, _POWER_FLOOR)) >= cfg.tonality_db
         onsets: dict[int, list[int]] = {}
-        for cell in np.flatnonzero(onset).tolist():  # cheaper than a 2-D nonzero
-            row, channel = divmod(cell, k)
+        for row, channel in zip(rows[tonal].tolist(), channels[tonal].tolist()):
             onsets.setdefault(row, []).append(channel)
         return onsets
 
