@@ -22,10 +22,13 @@ served in the next batch, whatever the others have queued.
 A batch starts when it holds ``batch_target`` windows (``max_batch`` unless ``use`` set a
 smaller target: ``services.inference.batch_tuning``), when the next request (in fair order)
 would not fit, or when the oldest queued request has waited for company as long as it pays,
-whichever comes first. That wait follows the measured arrival rate (windows per second, an
-exponential average over the last seconds): as long as the rate takes to bring the windows
-still missing, never more than ``max_wait_s``, and none at all when fewer than one more window
-is expected within ``max_wait_s`` (a lone stream on a quiet service is never delayed). On a CPU
+whichever comes first. That wait follows the measured rate of company (windows per second, an
+exponential average over the last seconds, of the windows that arrived while others were queued
+or computing): as long as that rate takes to bring the windows still missing, never more than
+``max_wait_s``, and none at all when fewer than one more window is expected within ``max_wait_s``.
+A lone stream on a quiet service is never delayed, and neither is a client that sends its next
+request only when the last is answered (its requests always find the batcher idle, so they are
+no company: waiting for them would only slow it down). On a CPU
 a model call's fixed cost is most of a small batch's (the default model: 3.9 ms for one window,
 11 ms for eight), so at load a few tens of milliseconds of waiting buy a third of the model's CPU. Requests are never split across batches: a batch's first request is taken whatever its
 size (at most ``max_batch``, the most one request may carry). A caller that cancels its future frees its
@@ -159,8 +162,9 @@ class MicroBatcher:
         self._queued_windows = 0
         self._clock = 0.0  # the start tag of the last request taken
         self._arrival = asyncio.Event()
-        self._rate = 0.0  # windows per second arriving, as of _rate_at (see arrival_rate)
+        self._rate = 0.0  # windows per second arriving as company, as of _rate_at (see arrival_rate)
         self._rate_at = 0.0
+        self._computing = False  # a batch is in the model
         self._closed = False
         self._worker: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -174,7 +178,8 @@ class MicroBatcher:
         return self._queued_windows
 
     def arrival_rate(self, now: float) -> float:
-        """Windows per second submitted lately (an exponential average over ``RATE_HORIZON_S``)."""
+        """Windows per second submitted lately while others were queued or computing (an
+        exponential average over ``RATE_HORIZON_S``): the company a waiting batch can expect."""
         return self._rate * math.exp(-max(0.0, now - self._rate_at) / RATE_HORIZON_S)
 
     def company_wait(self, queued: int, now: float) -> float:
@@ -242,8 +247,9 @@ class MicroBatcher:
                 self._shed(victim)
         loop = asyncio.get_running_loop()
         now = loop.time()
-        self._rate = self.arrival_rate(now) + n / RATE_HORIZON_S
-        self._rate_at = now
+        if self._queued_windows or self._computing:
+            self._rate = self.arrival_rate(now) + n / RATE_HORIZON_S
+            self._rate_at = now
         request = _Request(windows, loop.create_future(), now, self._enqueue(client))
         request.future.add_done_callback(lambda _: self._withdraw(request))
         request.client.queue.append(request)
@@ -376,9 +382,11 @@ class MicroBatcher:
             return
         loop = asyncio.get_running_loop()
         started = loop.time()
+        self._computing = True
         try:
             prediction = await loop.run_in_executor(self._executor, self._predict_batch, [r.windows for r in live])
         except Exception as exc:
+            self._computing = False  # the culprit search below runs its own batches
             if len(live) == 1:
                 if not live[0].future.done():
                     live[0].future.set_exception(exc)
@@ -387,6 +395,8 @@ class MicroBatcher:
             for request in live:
                 await self._execute([request])
             return
+        finally:
+            self._computing = False
         compute_s = loop.time() - started
         total = sum(r.size for r in live)
         self._metrics.batch_windows.observe(total)

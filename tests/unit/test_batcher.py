@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -110,26 +111,51 @@ async def test_full_batch_starts_without_waiting_for_max_wait() -> None:
     assert results[0].batch_windows == 2
 
 
-async def test_a_lone_request_on_a_quiet_service_runs_at_once_and_steady_traffic_waits_for_company() -> None:
+class PacedModel(GatedModel):
+    """Takes ``seconds`` per call, as a real model does: requests arrive while it computes."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def __call__(self, windows: torch.Tensor) -> Prediction:
+        time.sleep(self.seconds)
+        return super().__call__(windows)
+
+
+async def test_a_lone_request_runs_at_once_but_after_busy_traffic_waits_for_company_at_most_max_wait() -> None:
     model = GatedModel()
     async with running(model, max_batch=8, max_wait_s=0.2) as (batcher, metrics):
-        result = await batcher.submit(item(1.0))
-        assert result.queue_s < 0.05  # no company expected: no window is delayed for nothing
-        assert result.batch_windows == 1
-        # Two requests queued in the same tick share one batch.
-        both = await asyncio.gather(batcher.submit(item(2.0)), batcher.submit(item(3.0)))
-        assert both[0].batch_windows == 2
-        # A steady 200 windows/s: the batcher waits for company (40 ms fills 8), never past max_wait.
-        pending = []
-        for i in range(60):
-            pending.append(batcher.submit(item(float(i))))
-            await asyncio.sleep(0.005)
-        later = await asyncio.gather(*pending)
-    assert model.batches[:2] == [1, 2]
-    assert max(r.batch_windows for r in later) >= 4
-    assert sum(model.batches[2:]) == 60 and len(model.batches) - 2 <= 30
-    assert max(r.queue_s for r in later) <= 0.2 + 0.1  # the bound, plus a slow test machine's slack
-    assert metrics.registry.get_sample_value("hearo_inference_queue_wait_seconds_count") == 63
+        lone = await batcher.submit(item(0.0))
+        assert lone.queue_s < 0.05  # no company expected: no window is delayed for nothing
+        assert lone.batch_windows == 1
+        # Thirty windows arrive while the model computes: company, at about 15 windows/s.
+        model.hold_next_batch()
+        first = batcher.submit(item(1.0))
+        await model.wait_entered()
+        crowd = [batcher.submit(item(2.0)) for _ in range(30)]
+        model.gate.set()
+        await asyncio.gather(first, *crowd)
+        assert batcher.arrival_rate(asyncio.get_running_loop().time()) > 10
+        # Seven more would take about half a second at that rate: the next one waits max_wait.
+        waited = await batcher.submit(item(3.0))
+    assert model.batches == [1, 1, 8, 8, 8, 6, 1]
+    assert 0.19 <= waited.queue_s <= 0.2 + 0.1  # the bound, plus a slow test machine's slack
+    assert waited.batch_windows == 1  # nobody came
+    assert metrics.registry.get_sample_value("hearo_inference_queue_wait_seconds_count") == 33
+
+
+async def test_a_client_that_waits_for_each_answer_is_never_made_to_wait_for_company() -> None:
+    # Its next request comes only once the last is answered: it always finds the batcher idle,
+    # so waiting for company would cap it at one request per max_wait.
+    model = PacedModel(0.002)
+    async with running(model, max_batch=8, max_wait_s=0.2) as (batcher, _):
+        started = time.perf_counter()
+        waits = [(await batcher.submit(item(float(i)))).queue_s for i in range(40)]
+        elapsed = time.perf_counter() - started
+    assert max(waits) < 0.05
+    assert elapsed < 2.0  # 40 waits of 0.2 s would take 8 s
+    assert batcher.arrival_rate(asyncio.get_running_loop().time()) == 0.0
 
 
 def test_the_wait_for_company_follows_the_arrival_rate() -> None:
