@@ -22,15 +22,15 @@ served in the next batch, whatever the others have queued.
 A batch starts when it holds ``batch_target`` windows (``max_batch`` unless ``use`` set a
 smaller target: ``services.inference.batch_tuning``), when the next request (in fair order)
 would not fit, or when the oldest queued request has waited for company as long as it pays,
-whichever comes first. That wait follows the measured rate of company (windows per second, an
-exponential average over the last seconds, of the windows that arrived while others were queued
-or computing): as long as that rate takes to bring the windows still missing, never more than
-``max_wait_s``, and none at all when fewer than one more window is expected within ``max_wait_s``.
-A lone stream on a quiet service is never delayed, and neither is a client that sends its next
-request only when the last is answered (its requests always find the batcher idle, so they are
-no company: waiting for them would only slow it down). On a CPU
-a model call's fixed cost is most of a small batch's (the default model: 3.9 ms for one window,
-11 ms for eight), so at load a few tens of milliseconds of waiting buy a third of the model's CPU. Requests are never split across batches: a batch's first request is taken whatever its
+whichever comes first. That wait follows the measured rate of company (``services.inference.company``:
+windows per second from clients that do not wait for their answers): as long as that rate takes to
+bring the windows still missing, never more than ``max_wait_s``, and none at all when fewer than
+one more window is expected within ``max_wait_s``. A lone stream on a quiet service is never
+delayed, and neither is a client that sends its next request only when the last is answered. On
+a CPU a model call's fixed cost is most of a small batch's (the default model: 3.9 ms for one
+window, 11 ms for eight), so at load a few tens of milliseconds of waiting save model CPU.
+
+Requests are never split across batches: a batch's first request is taken whatever its
 size (at most ``max_batch``, the most one request may carry). A caller that cancels its future frees its
 queue slot at once and is left out of the batch if it was already taken.
 """
@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
-import math
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -49,15 +48,13 @@ from typing import TypeVar
 import torch
 
 from services.inference.batch_tuning import BatchPlan
+from services.inference.company import CompanyRate
 from services.inference.metrics import InferenceMetrics
 from services.inference.models.base import Prediction
 
 
 T = TypeVar("T")
 
-# The arrival rate's memory (s): long enough to smooth the bursts of a gateway's sessions, whose
-# windows come in step every hop (0.5 s), short enough to follow a load that changes.
-RATE_HORIZON_S = 2.0
 
 
 class ShedReason(str, enum.Enum):
@@ -162,9 +159,7 @@ class MicroBatcher:
         self._queued_windows = 0
         self._clock = 0.0  # the start tag of the last request taken
         self._arrival = asyncio.Event()
-        self._rate = 0.0  # windows per second arriving as company, as of _rate_at (see arrival_rate)
-        self._rate_at = 0.0
-        self._computing = False  # a batch is in the model
+        self.company = CompanyRate()
         self._closed = False
         self._worker: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -177,16 +172,11 @@ class MicroBatcher:
     def queued_windows(self) -> int:
         return self._queued_windows
 
-    def arrival_rate(self, now: float) -> float:
-        """Windows per second submitted lately while others were queued or computing (an
-        exponential average over ``RATE_HORIZON_S``): the company a waiting batch can expect."""
-        return self._rate * math.exp(-max(0.0, now - self._rate_at) / RATE_HORIZON_S)
-
     def company_wait(self, queued: int, now: float) -> float:
         """How long a batch holding ``queued`` windows waits for more: the time the arrival rate
         takes to bring the ``batch_target`` windows, at most ``max_wait_s``; 0 when less than one
         more window is expected within ``max_wait_s``."""
-        rate = self.arrival_rate(now)
+        rate = self.company.rate(now)
         if rate * self.max_wait_s < 1.0:
             return 0.0
         return min(self.max_wait_s, max(0, self.batch_target - queued) / rate)
@@ -247,9 +237,7 @@ class MicroBatcher:
                 self._shed(victim)
         loop = asyncio.get_running_loop()
         now = loop.time()
-        if self._queued_windows or self._computing:
-            self._rate = self.arrival_rate(now) + n / RATE_HORIZON_S
-            self._rate_at = now
+        self.company.arrived(n, now)
         request = _Request(windows, loop.create_future(), now, self._enqueue(client))
         request.future.add_done_callback(lambda _: self._withdraw(request))
         request.client.queue.append(request)
@@ -352,6 +340,7 @@ class MicroBatcher:
         while not self._clients:
             if self._closed:
                 return None
+            self.company.busy(False, asyncio.get_running_loop().time())  # nothing queued, nothing computing
             self._arrival.clear()
             await self._arrival.wait()
         batch: list[_Request] = []
@@ -382,11 +371,9 @@ class MicroBatcher:
             return
         loop = asyncio.get_running_loop()
         started = loop.time()
-        self._computing = True
         try:
             prediction = await loop.run_in_executor(self._executor, self._predict_batch, [r.windows for r in live])
         except Exception as exc:
-            self._computing = False  # the culprit search below runs its own batches
             if len(live) == 1:
                 if not live[0].future.done():
                     live[0].future.set_exception(exc)
@@ -395,8 +382,6 @@ class MicroBatcher:
             for request in live:
                 await self._execute([request])
             return
-        finally:
-            self._computing = False
         compute_s = loop.time() - started
         total = sum(r.size for r in live)
         self._metrics.batch_windows.observe(total)

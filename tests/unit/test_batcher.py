@@ -129,18 +129,18 @@ async def test_a_lone_request_runs_at_once_but_after_busy_traffic_waits_for_comp
         lone = await batcher.submit(item(0.0))
         assert lone.queue_s < 0.05  # no company expected: no window is delayed for nothing
         assert lone.batch_windows == 1
-        # Thirty windows arrive while the model computes: company, at about 15 windows/s.
+        # Thirty windows arrive while the model computes: company.
         model.hold_next_batch()
         first = batcher.submit(item(1.0))
         await model.wait_entered()
         crowd = [batcher.submit(item(2.0)) for _ in range(30)]
         model.gate.set()
         await asyncio.gather(first, *crowd)
-        assert batcher.arrival_rate(asyncio.get_running_loop().time()) > 10
-        # Seven more would take about half a second at that rate: the next one waits max_wait.
+        assert batcher.company.rate(asyncio.get_running_loop().time()) > 10
+        # The next one waits for company, at most max_wait.
         waited = await batcher.submit(item(3.0))
     assert model.batches == [1, 1, 8, 8, 8, 6, 1]
-    assert 0.19 <= waited.queue_s <= 0.2 + 0.1  # the bound, plus a slow test machine's slack
+    assert 0.05 <= waited.queue_s <= 0.2 + 0.1  # the bound, plus a slow test machine's slack
     assert waited.batch_windows == 1  # nobody came
     assert metrics.registry.get_sample_value("hearo_inference_queue_wait_seconds_count") == 33
 
@@ -155,19 +155,21 @@ async def test_a_client_that_waits_for_each_answer_is_never_made_to_wait_for_com
         elapsed = time.perf_counter() - started
     assert max(waits) < 0.05
     assert elapsed < 2.0  # 40 waits of 0.2 s would take 8 s
-    assert batcher.arrival_rate(asyncio.get_running_loop().time()) == 0.0
+    assert batcher.company.rate(asyncio.get_running_loop().time()) == 0.0
 
 
-def test_the_wait_for_company_follows_the_arrival_rate() -> None:
+def test_the_wait_for_company_follows_the_company_rate() -> None:
     batcher = MicroBatcher(GatedModel(), InferenceMetrics(), max_batch=16, max_wait_s=0.1, queue_size=64)
     assert batcher.company_wait(1, now=0.0) == 0.0  # nothing has arrived: no wait
-    batcher._rate, batcher._rate_at = 100.0, 0.0  # 100 windows/s as of t = 0
-    assert batcher.company_wait(1, now=0.0) == pytest.approx(0.1)  # 15 missing take 150 ms: the bound
-    assert batcher.company_wait(12, now=0.0) == pytest.approx(0.04)  # 4 missing take 40 ms
-    assert batcher.company_wait(16, now=0.0) == 0.0
-    # Ten seconds later with nothing new the rate has decayed below one window per max_wait.
-    assert batcher.arrival_rate(10.0) < 10.0
-    assert batcher.company_wait(1, now=10.0) == 0.0
+    for i in range(100):  # 50 windows/s, each finding the batcher busy, busy all the time
+        batcher.company.arrived(1, now=i * 0.02)
+    rate = batcher.company.rate(2.0)
+    assert 20 < rate < 50  # the average is still rising towards 50
+    assert batcher.company_wait(1, now=2.0) == pytest.approx(0.1)  # 15 missing: the bound
+    assert batcher.company_wait(15, now=2.0) == pytest.approx(1 / rate)  # one missing
+    assert batcher.company_wait(16, now=2.0) == 0.0
+    batcher.company.busy(False, now=2.0)
+    assert batcher.company_wait(1, now=30.0) == 0.0  # long idle: no company expected
 
 
 async def test_overloaded_when_queue_full_and_never_blocks() -> None:
