@@ -56,9 +56,9 @@ class InferenceSettings(ServiceSettings):
     device: str = "auto"
     # 128 windows of 200 x 128 float32 make a 13 MB frame, within uvicorn's 16 MiB ws_max_size.
     max_batch: int = Field(default=32, ge=1, le=128)
-    # The most a window waits for company (the batcher waits only while the arrival rate can fill
-    # the batch): a tenth of the 0.5 s hop. At 80-120 live homes on the 2-core VM the batches grew
-    # from 2-3 windows (at 8 ms) to about 8, a third less of the model's CPU per window.
+    # The most a window waits for company (the batcher waits only while the rate of company can
+    # fill the batch: services/inference/company.py): a tenth of the 0.5 s hop. At 80 live homes on
+    # the 2-core VM the batches grew from 2-3 windows (at 8 ms) to 3-6, a fifth less inference CPU.
     max_wait_ms: float = Field(default=50.0, ge=0.0)
     batch_tuning: bool = True
     queue_size: int = Field(default=512, ge=1)
