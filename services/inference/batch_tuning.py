@@ -10,7 +10,7 @@ its own model, on its own device and thread count, at batch 1, 2, 4 ... up to th
 - batches up to the smallest size whose windows/s reaches ``KNEE`` (90 %) of the best measured:
   past it, a bigger batch buys little throughput for a longer wait;
 - lets the oldest window wait for company at most ``HEARO_INFERENCE_MAX_WAIT_MS``, and only as
-  long as the arrival rate needs to fill that batch (the batcher's ``company_wait``); a model
+  long as the rate of company needs to fill that batch (the batcher's ``company_wait``); a model
   whose curve never gains from batching (target 1) does not wait at all.
 
 ``HEARO_INFERENCE_BATCH_TUNING=false`` keeps the configured ceiling and wait as they are.

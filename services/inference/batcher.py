@@ -56,7 +56,6 @@ from services.inference.models.base import Prediction
 T = TypeVar("T")
 
 
-
 class ShedReason(str, enum.Enum):
     """Why a request was not served for want of room (the ``reason`` label of the metrics)."""
 
@@ -173,9 +172,9 @@ class MicroBatcher:
         return self._queued_windows
 
     def company_wait(self, queued: int, now: float) -> float:
-        """How long a batch holding ``queued`` windows waits for more: the time the arrival rate
-        takes to bring the ``batch_target`` windows, at most ``max_wait_s``; 0 when less than one
-        more window is expected within ``max_wait_s``."""
+        """How long a batch holding ``queued`` windows waits for more: the time the rate of company
+        (``self.company``) takes to bring the ``batch_target`` windows, at most ``max_wait_s``; 0
+        when less than one more window is expected within ``max_wait_s``."""
         rate = self.company.rate(now)
         if rate * self.max_wait_s < 1.0:
             return 0.0

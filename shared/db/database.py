@@ -71,8 +71,8 @@ def make_engine(url: str, *, sqlite_foreign_keys: bool = True, **kwargs: Any) ->
 
     For a SQLite file the folder is created, and every new connection is switched to WAL
     (readers do not block the writer) with foreign keys enforced, and waits up to
-    :data:`SQLITE_BUSY_TIMEOUT_S` for a write lock (``connect_args={"timeout": ...}`` overrides it). The migrations turn
-    enforcement off (``sqlite_foreign_keys=False``): a batch table rebuild drops the old
+    :data:`SQLITE_BUSY_TIMEOUT_S` for a write lock (``connect_args={"timeout": ...}`` overrides
+    it). The migrations turn enforcement off (``sqlite_foreign_keys=False``): a batch table rebuild drops the old
     table, and with enforcement on that would cascade into the rows that refer to it.
     """
     parsed = make_url(url)
