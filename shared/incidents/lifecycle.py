@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from shared.anomaly.promotion import promote_to_emergency
-from shared.db import Database
+from shared.db import Database, retry_when_busy
 from shared.db.clock import db_now
 from shared.db.models import Device, DispatchOutbox, Incident
 from shared.incident_events import IncidentEvents
@@ -244,16 +244,22 @@ async def act_on_incident(
             .values(deadline_at=db_now(), trigger="confirmed", state_changed_at=db_now())
             .execution_options(synchronize_session=False)
         )
-    async with db.session() as session:
-        won = (await session.execute(change.returning(Incident.device_id))).first()
-        view = await read_incident(session, incident_id, device_id)
-        if view is None:
-            return ActionResult(action, ActionOutcome.NOT_FOUND, None)
-        outcome = action.outcome(won=won is not None, found=view.state)
-        if won is not None:
-            if action is IncidentAction.CANCEL:
-                await withdraw_detection_notices(session, incident_id, won.device_id)
-            add_audit(session, incident_id, actor, outcome.value, audited)
+    async def apply() -> tuple[Any, IncidentView | None]:
+        async with db.session() as session:
+            won = (await session.execute(change.returning(Incident.device_id))).first()
+            view = await read_incident(session, incident_id, device_id)
+            if view is not None and won is not None:
+                if action is IncidentAction.CANCEL:
+                    await withdraw_detection_notices(session, incident_id, won.device_id)
+                add_audit(session, incident_id, actor, action.outcome(won=True, found=view.state).value, audited)
+        return won, view
+
+    # A person's cancel or confirm is tried again rather than refused when SQLite stays locked
+    # past its timeout on a loaded box (the transaction did nothing then).
+    won, view = await retry_when_busy(apply)
+    if view is None:
+        return ActionResult(action, ActionOutcome.NOT_FOUND, None)
+    outcome = action.outcome(won=won is not None, found=view.state)
     # Learning before the update goes out: a session that has stopped closes once it hears its
     # incident settled, and that must not cut short the learning its own cancel started.
     if won is not None and learning is not None and kind is CancelKind.FALSE_ALARM:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sqlite3
 import uuid
 from datetime import timedelta
 
@@ -155,6 +156,34 @@ async def test_confirm_moves_the_deadline_to_now(sqlite_db: Database) -> None:
     assert result.outcome is ActionOutcome.CONFIRMED and result.incident is not None
     assert result.incident.seconds_left == 0.0 and result.incident.trigger == "confirmed"
     assert await sweeper(sqlite_db).claim_due_incidents() == 1
+
+
+async def test_a_cancel_that_finds_the_database_locked_is_carried_out_once_the_lock_is_free(
+    sqlite_db: Database, sqlite_url: str
+) -> None:
+    # Another connection holds SQLite's write lock longer than this engine waits: the person's
+    # cancel is tried again, not refused (a refused cancel would let the incident be reported).
+    device = await make_device(sqlite_db)
+    incident = (await open_incident(sqlite_db, device_id=device, class_key="fire", confidence=0.9)).incident
+    impatient = Database(sqlite_url, connect_args={"timeout": 0.1})
+    holder = sqlite3.connect(sqlite_url.removeprefix("sqlite+aiosqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+
+    async def release_later() -> None:
+        await asyncio.sleep(0.3)
+        holder.execute("COMMIT")
+
+    try:
+        result, _ = await asyncio.gather(
+            act_on_incident(impatient, incident.id, IncidentAction.CANCEL, device_id=device), release_later()
+        )
+    finally:
+        holder.close()
+        await impatient.dispose()
+    assert result.outcome is ActionOutcome.CANCELLED
+    async with sqlite_db.session() as session:
+        audited = (await session.scalars(select(AuditEntry.event).where(AuditEntry.incident_id == incident.id))).all()
+    assert audited.count("cancelled") == 1
 
 
 @pytest.mark.parametrize("round_", range(8))
