@@ -71,7 +71,8 @@ class IncidentWatcher:
                 try:
                     update: IncidentUpdate | None = await asyncio.wait_for(queue.get(), self.poll_interval_s)
                 except TimeoutError:
-                    view = await get_incident(self.db, uuid.UUID(key))
+                    # Cancelled when the session ends: the read itself finishes (Database.outlasting).
+                    view = await self.db.outlasting(get_incident(self.db, uuid.UUID(key)))
                     update = view.as_update() if view is not None else None
                     if update is None:
                         return

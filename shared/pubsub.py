@@ -24,6 +24,8 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Generic, TypeVar
 
+from shared.outlasting import Outlasting
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -143,7 +145,13 @@ class ChannelWatch(Generic[T]):
     """A channel's messages, and a periodic check behind them: pub/sub keeps nothing, so a
     message lost while Redis restarted is made good by the next check. A subclass says what a
     message does (``heard``) and what a check does (``check``); a check that fails is logged,
-    and the next one runs on time. ``name`` names the tasks and the log lines."""
+    and the next one runs on time. ``name`` names the tasks and the log lines.
+
+    ``close`` lets a message or check under way finish (up to ``CLOSE_WAIT_S``) rather than
+    cancel it: both read the database, and a cancellation inside an asyncpg call loses the
+    pooled connection with an error in the log."""
+
+    CLOSE_WAIT_S = 5.0
 
     def __init__(self, name: str, channel: LocalChannel[T] | RedisChannel[T], check_interval_s: float) -> None:
         self.name = name
@@ -151,6 +159,7 @@ class ChannelWatch(Generic[T]):
         self.check_interval_s = check_interval_s
         self._exit = contextlib.AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
+        self._working = Outlasting(f"{name} work")
 
     async def heard(self, message: T) -> None:
         raise NotImplementedError
@@ -171,16 +180,17 @@ class ChannelWatch(Generic[T]):
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks)
+        await self._working.wait(self.CLOSE_WAIT_S)
         await self._exit.aclose()
 
     async def _listen(self, messages: AsyncIterator[T]) -> None:
         async for message in messages:
-            await self.heard(message)
+            await self._working.run(self.heard(message))
 
     async def _checks(self) -> None:
         while True:
             await asyncio.sleep(self.check_interval_s)
             try:
-                await self.check()
+                await self._working.run(self.check())
             except Exception as error:  # the database is away: the next check will do
                 log.warning("%s check failed: %s", self.name, error)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from shared.outlasting import Outlasting
 from shared.settings import DEFAULT_DATA_DIR
 
 DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{DEFAULT_DATA_DIR / 'hearo.db'}"
@@ -113,6 +114,7 @@ class Database:
         self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self.engine, expire_on_commit=False
         )
+        self._outlasting = Outlasting("database work")
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -125,8 +127,14 @@ class Database:
                 await session.rollback()
                 raise
 
-    async def dispose(self) -> None:
-        """Close every pooled connection."""
+    async def outlasting(self, work: Coroutine[Any, Any, T]) -> T:
+        """``await work``, which runs to its end even if the caller is cancelled meanwhile
+        (:mod:`shared.outlasting`: no cancellation inside an asyncpg call); ``dispose`` waits for it."""
+        return await self._outlasting.run(work)
+
+    async def dispose(self, wait_s: float = 5.0) -> None:
+        """Close every pooled connection, after up to ``wait_s`` for :meth:`outlasting` work."""
+        await self._outlasting.wait(wait_s)
         await self.engine.dispose()
 
 
