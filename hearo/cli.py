@@ -25,6 +25,7 @@ from hearo.cli_learning import summary_command, thresholds_command as device_thr
 from hearo.cli_review import review_app
 from hearo.cli_stats import stats_command
 from shared.incident_state import CancelKind
+from shared.gc_freeze import freeze_startup_objects
 
 if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
@@ -97,7 +98,9 @@ def serve_inference(
 
     settings = _settings(InferenceSettings, "serve inference")
     _service_logging(settings)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", log_config=None)
+    app = create_app(settings)
+    freeze_startup_objects()
+    uvicorn.run(app, host=host, port=port, log_level="info", log_config=None)
 
 
 @serve_app.command("gateway")
@@ -117,7 +120,9 @@ def serve_gateway(
     _service_logging(settings)
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise typer.BadParameter("give --ssl-certfile and --ssl-keyfile together")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", log_config=None, ws_max_size=1 << 20,
+    app = create_app(settings)
+    freeze_startup_objects()
+    uvicorn.run(app, host=host, port=port, log_level="info", log_config=None, ws_max_size=1 << 20,
                 ssl_certfile=None if ssl_certfile is None else str(ssl_certfile),
                 ssl_keyfile=None if ssl_keyfile is None else str(ssl_keyfile))
 
