@@ -14,6 +14,7 @@ import numpy as np
 
 from shared.alarm_patterns.config import AlarmPatternConfig, AlarmPatternMatch
 from shared.alarm_patterns.rhythm import Pulse, RhythmReader
+from shared.alarm_patterns.spectral import spectral_stage
 from shared.alarm_patterns.tracks import PatternTracks
 
 
@@ -25,7 +26,7 @@ _BATCH_FRAMES = 64
 _FLOOR_BLOCK_FRAMES = 10  # floor statistics per 100 ms block ...
 _FLOOR_BLOCKS = 20  # ... minimum over the last 2 s: longer than any pulse, shorter than a gap run
 _NEIGHBOUR_INNER, _NEIGHBOUR_OUTER = 3, 8  # tonality: bins 3..8 away, outside Hann's main lobe
-_POWER_FLOOR = 1e-12  # -120 dBFS: keeps logarithms finite in digital silence
+_POWER_FLOOR = np.float32(1e-12)  # -120 dBFS: keeps logarithms finite in digital silence
 _RISE_S = 0.03  # an onset rises onset_rise_db within this
 _RAMP_FRAMES = 3  # frames a 32 ms window takes to rise onto a tone
 _EXCLUSION_BINS = 2  # Hann's main lobe: no second sounding this close to one
@@ -78,7 +79,7 @@ class AlarmPatternDetector:
         self._bin_hz = sample_rate / self._win
         self._window = np.hanning(self._win).astype(np.float32)
         # Scaled so that a sine of amplitude A centred on a bin reads A**2.
-        self._scale = float((2.0 / self._window.sum()) ** 2)
+        self._scale = np.float32((2.0 / self._window.sum()) ** 2)
         self._lo = max(math.ceil(self.config.min_tone_hz / self._bin_hz), _NEIGHBOUR_OUTER + 1)
         self._hi = math.floor(self.config.max_tone_hz / self._bin_hz)
         self._hi = min(self._hi, self._win // 2 - _NEIGHBOUR_OUTER - 1)
@@ -92,20 +93,24 @@ class AlarmPatternDetector:
 
         # The block's frames are kept and summed at once, in one order, whatever the chunking.
         self._block = np.zeros((_FLOOR_BLOCK_FRAMES, self._channels))
-        self._block_frames = 0
         self._block_means = np.full((_FLOOR_BLOCKS, self._channels), np.inf)  # a ring, oldest overwritten
-        self._blocks_done = 0
         self._floor_db = np.full(self._channels, np.inf)  # no pulse until a first block is in
+        self._block_state = np.zeros(3, dtype=np.int64)  # frames in the block, blocks done, frames analysed
+        # What one pass fills (spectral_stage), the rows of a pass at the top.
+        width = self._channels + 2 * _NEIGHBOUR_OUTER
+        self._level = np.empty((_BATCH_FRAMES, width), dtype=np.float32)
+        self._floor_rows = np.empty((_BATCH_FRAMES, self._channels))
+        self._onset_cells = np.empty((_BATCH_FRAMES * self._channels, 2), dtype=np.int64)
 
         self._active: dict[int, _ActivePulse] = {}
         self._reference_decay_db = self.config.reference_decay_db_per_s * self._frame_s
         self._rise_frames = round(_RISE_S / self._frame_s)
         self._dead_frames = round(_DEAD_S / self._frame_s)
         self._max_frames = round(_MAX_PULSE_S / self._frame_s)
-        self._history = np.full((self._rise_frames, self._channels), np.inf)  # levels of the last frames
-        # The padded columns of a channel's tonality neighbours, relative to the channel (see _onsets).
+        self._history = np.full((self._rise_frames, self._channels), np.inf)  # levels of the last frames, a ring
+        # The padded columns of a channel's tonality neighbours, relative to the channel.
         offsets = np.arange(_NEIGHBOUR_INNER, _NEIGHBOUR_OUTER + 1)
-        self._neighbour_columns = _NEIGHBOUR_OUTER + np.concatenate([-offsets[::-1], offsets])
+        self._neighbour_columns = (_NEIGHBOUR_OUTER + np.concatenate([-offsets[::-1], offsets])).astype(np.int64)
         self._recent: dict[int, tuple[int, float]] = {}  # channel -> (expiry frame, peak) of ended pulses
         rhythm = RhythmReader(
             timing_tolerance=self.config.timing_tolerance,
@@ -168,14 +173,16 @@ class AlarmPatternDetector:
         frames = np.ndarray((count, self._win), np.float32, self._buffer, start * size, (self._hop * size, size))
         pad = _NEIGHBOUR_OUTER
         spectrum = np.fft.rfft(frames * self._window, axis=1)[:, self._lo - pad : self._hi + pad + 1]
-        squares = np.square(spectrum.view(np.float32))  # real and imaginary parts side by side
-        power = np.add(squares[:, 0::2], squares[:, 1::2])
-        power *= self._scale
-        np.maximum(power, _POWER_FLOOR, out=power)
-        level = np.log10(power)  # padded: column c + pad is channel c
-        level *= 10.0
-        floor_db = self._floor_per_frame(power[:, pad : pad + self._channels], count)
-        onsets = self._onsets(power, level, floor_db)
+        level, floor_db, cells = self._level[:count], self._floor_rows[:count], self._onset_cells
+        cfg = self.config
+        found = spectral_stage(
+            spectrum, self._scale, _POWER_FLOOR, self._neighbour_columns, pad, self._block, self._block_state,
+            self._block_means, self._floor_db, self._history, cfg.onset_snr_db, cfg.min_level_dbfs,
+            cfg.onset_rise_db, cfg.tonality_db, level, floor_db, cells,
+        )  # fmt: skip
+        onsets: dict[int, list[int]] = {}
+        for row, channel in cells[:found].tolist():
+            onsets.setdefault(row, []).append(channel)
 
         matches: list[AlarmPatternMatch] = []
         if self._active or self._tracks.holding or onsets:
@@ -193,54 +200,6 @@ class AlarmPatternDetector:
                     matches += self._tracks.release(frame, self._active.values())
         self._frame += count
         return matches
-
-    def _onsets(self, power: np.ndarray, level: np.ndarray, floor_db: np.ndarray) -> dict[int, list[int]]:
-        """The channels where a tone starts, per row (stage 3's tests, see the package docstring)."""
-        count, k, pad = power.shape[0], self._channels, _NEIGHBOUR_OUTER
-        own, own_db = power[:, pad : pad + k], level[:, pad : pad + k]
-        history = np.concatenate([self._history, own_db])
-        before_db = history[:count]  # each frame's level _RISE_S earlier
-        self._history = history[count:]
-        cfg = self.config
-        onset = own >= power[:, pad - 1 : pad - 1 + k]  # a spectral peak ...
-        onset &= own > power[:, pad + 1 : pad + 1 + k]
-        onset &= own_db - floor_db >= cfg.onset_snr_db
-        onset &= own_db >= cfg.min_level_dbfs
-        onset &= own_db - before_db >= cfg.onset_rise_db
-        cells = np.flatnonzero(onset)  # few: tonality is judged on these only
-        if cells.size == 0:
-            return {}
-        rows, channels = np.divmod(cells, k)
-        # Tonality: the peak's level over the mean power of the bins _NEIGHBOUR_INNER to
-        # _NEIGHBOUR_OUTER away on both sides (float64: sums of powers lose bits in float32).
-        neighbours = power[rows[:, None], channels[:, None] + self._neighbour_columns].sum(axis=1, dtype=np.float64)
-        neighbours /= self._neighbour_columns.size
-        tonal = own_db[rows, channels] - 10.0 * np.log10(np.maximum(neighbours, _POWER_FLOOR)) >= cfg.tonality_db
-        onsets: dict[int, list[int]] = {}
-        for row, channel in zip(rows[tonal].tolist(), channels[tonal].tolist()):
-            onsets.setdefault(row, []).append(channel)
-        return onsets
-
-    def _floor_per_frame(self, own: np.ndarray, count: int) -> np.ndarray:
-        """Each frame's noise floor (dB per channel) from the blocks completed before it."""
-        floor_db = np.empty((count, self._channels))
-        row = 0
-        while row < count:
-            take = min(count - row, _FLOOR_BLOCK_FRAMES - self._block_frames)
-            floor_db[row : row + take] = self._floor_db
-            self._block[self._block_frames : self._block_frames + take] = own[row : row + take]
-            self._block_frames += take
-            row += take
-            if self._block_frames == _FLOOR_BLOCK_FRAMES:
-                # The mean of ndarray.mean, without its Python layers: a sum in order, divided.
-                means = self._block_means[self._blocks_done % _FLOOR_BLOCKS]
-                np.add.reduce(self._block, axis=0, out=means)
-                means /= _FLOOR_BLOCK_FRAMES
-                self._blocks_done += 1
-                self._block_frames = 0
-                lowest = np.minimum.reduce(self._block_means, axis=0)
-                self._floor_db = 10.0 * np.log10(np.maximum(lowest, _POWER_FLOOR))
-        return floor_db
 
     # -- pulses (per frame, only while something is sounding) ----------------------------------
 
