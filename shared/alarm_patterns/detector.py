@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
 
 import numpy as np
 
 from shared.alarm_patterns.config import AlarmPatternConfig, AlarmPatternMatch
 from shared.alarm_patterns.rhythm import Pulse, RhythmReader
+from shared.alarm_patterns import soundings
+from shared.alarm_patterns.soundings import CHANNEL, ECHO, FLOOR, LENGTH, ONSET, USED, follow_rows
 from shared.alarm_patterns.spectral import spectral_stage
-from shared.alarm_patterns.tracks import PatternTracks
+from shared.alarm_patterns.tracks import PatternTracks, Sounding
 
 
 _FRAME_S = 0.010  # hop: 10 ms resolves T4's 100 ms pulses and gaps
@@ -39,20 +40,6 @@ _ECHO_MEMORY_S = 0.3  # a piece starting this soon after a pulse at its pitch en
 _ECHO_DB = 4.0  # ... peaking this far below it ...
 _ECHO_MAX_S = 0.15  # ... and no longer near its own peak is a swell of the room's tail
 _IN_TUNE_FRACTION = 0.8  # of a steady pulse's frames, within frequency_tolerance of its median
-
-
-@dataclass
-class _ActivePulse:
-    channel: int
-    onset_frame: int
-    peak_db: float
-    floor_db: float  # the channel's noise floor at the onset
-    reference_db: float  # the level, sinking at most reference_decay_db_per_s
-    levels: list[float]  # the peak's level in each frame since the onset ...
-    hz: list[float]  # ... and its frequency
-    below: int = 0  # frames in a row under the floor plus release_snr_db
-    quiet: int = 0  # frames in a row release_drop_db under the reference
-    echo_of_db: float | None = None  # peak of a pulse that ended here just before
 
 
 class AlarmPatternDetector:
@@ -102,16 +89,32 @@ class AlarmPatternDetector:
         self._floor_rows = np.empty((_BATCH_FRAMES, self._channels))
         self._onset_cells = np.empty((_BATCH_FRAMES * self._channels, 2), dtype=np.int64)
 
-        self._active: dict[int, _ActivePulse] = {}
-        self._reference_decay_db = self.config.reference_decay_db_per_s * self._frame_s
         self._rise_frames = round(_RISE_S / self._frame_s)
-        self._dead_frames = round(_DEAD_S / self._frame_s)
-        self._max_frames = round(_MAX_PULSE_S / self._frame_s)
+        # The soundings (stage 4, ``soundings``): slots, the slot sounding at each channel, the
+        # echo memory of pulses just ended (expiry frame, peak; -1: none), and the constants.
+        max_frames = round(_MAX_PULSE_S / self._frame_s)
+        self._slots = np.zeros((_MAX_ACTIVE_PULSES, 6), dtype=np.int64)
+        self._slot_floats = np.zeros((_MAX_ACTIVE_PULSES, 4))
+        self._slot_levels = np.zeros((_MAX_ACTIVE_PULSES, max_frames + 1))  # the peak's level in each frame ...
+        self._slot_hz = np.zeros((_MAX_ACTIVE_PULSES, max_frames + 1))  # ... and its frequency
+        self._chan_slot = np.full(self._channels, -1, dtype=np.int64)
+        self._recent_expiry = np.full(self._channels, -1, dtype=np.int64)
+        self._recent_peak = np.zeros(self._channels)
+        self._ended = np.empty(_MAX_ACTIVE_PULSES, dtype=np.int64)
+        self._where = np.zeros(3, dtype=np.int64)
+        self._sounding = False
+        self._limits = np.array(
+            [_NEIGHBOUR_OUTER, self._lo, round(_DEAD_S / self._frame_s), max_frames, _EXCLUSION_BINS, _RELEASE_FRAMES],
+            dtype=np.int64,
+        )
+        self._tuning = np.array([
+            self._bin_hz, self.config.release_snr_db, self.config.release_drop_db,
+            self.config.reference_decay_db_per_s * self._frame_s,
+        ])  # fmt: skip
         self._history = np.full((self._rise_frames, self._channels), np.inf)  # levels of the last frames, a ring
         # The padded columns of a channel's tonality neighbours, relative to the channel.
         offsets = np.arange(_NEIGHBOUR_INNER, _NEIGHBOUR_OUTER + 1)
         self._neighbour_columns = (_NEIGHBOUR_OUTER + np.concatenate([-offsets[::-1], offsets])).astype(np.int64)
-        self._recent: dict[int, tuple[int, float]] = {}  # channel -> (expiry frame, peak) of ended pulses
         rhythm = RhythmReader(
             timing_tolerance=self.config.timing_tolerance,
             reverb_allowance_s=self.config.reverb_allowance_s,
@@ -180,95 +183,43 @@ class AlarmPatternDetector:
             self._block_means, self._floor_db, self._history, cfg.onset_snr_db, cfg.min_level_dbfs,
             cfg.onset_rise_db, cfg.tonality_db, level, floor_db, cells,
         )  # fmt: skip
-        onsets: dict[int, list[int]] = {}
-        for row, channel in cells[:found].tolist():
-            onsets.setdefault(row, []).append(channel)
-
         matches: list[AlarmPatternMatch] = []
-        if self._active or self._tracks.holding or onsets:
-            # Python floats straight from the arrays: indexing numpy scalars costs more.
-            levels, floors = level.data, floor_db.data
-            for row in range(count):
-                if not (self._active or self._tracks.holding or row in onsets):
-                    continue
-                frame = self._frame + row
-                if self._active:
-                    self._follow_pulses(frame, levels, floors, row)
-                if row in onsets:
-                    self._start_pulses(frame, onsets[row], levels, floors, row)
-                if self._tracks.holding:
-                    matches += self._tracks.release(frame, self._active.values())
+        if found or self._sounding or self._tracks.holding:
+            where, phase = self._where, soundings.FOLLOW
+            where[:] = 0
+            while True:
+                status = follow_rows(
+                    level, floor_db, cells, found, self._frame, phase, self._tracks.holding, where, self._slots,
+                    self._slot_floats, self._slot_levels, self._slot_hz, self._chan_slot, self._recent_expiry,
+                    self._recent_peak, self._ended, self._limits, self._tuning,
+                )  # fmt: skip
+                if status == soundings.DONE:
+                    break
+                frame = self._frame + int(where[0])
+                if status == soundings.ENDED:
+                    for slot in self._ended[: where[1]].tolist():
+                        self._end_pulse(slot, frame)
+                    phase = soundings.START
+                else:  # HOLDING
+                    matches += self._tracks.release(frame, self._still_sounding())
+                    where[0] += 1
+                    phase = soundings.FOLLOW
+            self._sounding = bool(self._slots[:, USED].any())
         self._frame += count
         return matches
 
     # -- pulses (per frame, only while something is sounding) ----------------------------------
 
-    def _tone_hz(self, level: memoryview, row: int, channel: int) -> float:
-        """The peak's frequency, interpolated between bins on a parabola through the dB levels."""
-        column = channel + _NEIGHBOUR_OUTER
-        a, b, c = level[row, column - 1], level[row, column], level[row, column + 1]
-        curvature = a - 2.0 * b + c
-        offset = 0.5 * (a - c) / curvature if curvature < 0.0 else 0.0
-        return (self._lo + channel + offset) * self._bin_hz
+    def _still_sounding(self) -> list[Sounding]:
+        return [
+            Sounding(int(row[ONSET]), float(self._slot_hz[slot, row[LENGTH] - 1]))
+            for slot, row in enumerate(self._slots.tolist())
+            if row[USED]
+        ]
 
-    def _follow_pulses(self, frame: int, level: memoryview, floor_db: memoryview, row: int) -> None:
-        # Locals: this runs for every sounding pulse in every frame.
-        release_snr_db, drop_db = self.config.release_snr_db, self.config.release_drop_db
-        decay_db, pad, last = self._reference_decay_db, _NEIGHBOUR_OUTER, self._channels - 1
-        dead_frames, max_frames, tone_hz = self._dead_frames, self._max_frames, self._tone_hz
-        active = self._active
-        for channel in sorted(active):
-            pulse = active.pop(channel)
-            # Follow the peak to a louder neighbouring bin (slow drift, scalloping).
-            best = channel
-            now_db = level[row, channel + pad]
-            if channel > 0 and level[row, channel + pad - 1] > now_db:
-                best, now_db = channel - 1, level[row, channel + pad - 1]
-            if channel < last and level[row, channel + pad + 1] > now_db:
-                best, now_db = channel + 1, level[row, channel + pad + 1]
-            pulse.channel = best
-            pulse.levels.append(now_db)
-            pulse.hz.append(tone_hz(level, row, best))
-            if now_db > pulse.peak_db:
-                pulse.peak_db = now_db
-            pulse.reference_db = max(now_db, pulse.reference_db - decay_db)
-            pulse.below = pulse.below + 1 if now_db < floor_db[row, best] + release_snr_db else 0
-            pulse.quiet = pulse.quiet + 1 if now_db < pulse.reference_db - drop_db else 0
-            if pulse.below >= _RELEASE_FRAMES or pulse.quiet >= dead_frames or frame - pulse.onset_frame >= max_frames:
-                self._end_pulse(pulse, frame)
-            elif best in active:  # two pulses met on one bin: keep the louder
-                if active[best].peak_db < pulse.peak_db:
-                    active[best] = pulse
-            else:
-                active[best] = pulse
-
-    def _start_pulses(
-        self, frame: int, channels: list[int], level: memoryview, floor_db: memoryview, row: int
-    ) -> None:
-        pad = _NEIGHBOUR_OUTER
-        for channel in sorted(channels, key=lambda c: -level[row, c + pad]):
-            if len(self._active) >= _MAX_ACTIVE_PULSES:
-                return
-            if any(abs(channel - other) <= _EXCLUSION_BINS for other in self._active):
-                continue
-            self._begin_pulse(channel, frame, level, row, floor_db[row, channel])
-
-    def _echo_of(self, channel: int, frame: int) -> float | None:
-        """The peak of a pulse that ended at ``channel`` less than _ECHO_MEMORY_S ago, if any."""
-        for old in [c for c, (expiry, _) in self._recent.items() if frame > expiry]:
-            del self._recent[old]
-        before = [peak for c, (_, peak) in self._recent.items() if abs(c - channel) <= _EXCLUSION_BINS]
-        return max(before) if before else None
-
-    def _begin_pulse(self, channel: int, frame: int, level: memoryview, row: int, floor_db: float) -> None:
-        now_db = level[row, channel + _NEIGHBOUR_OUTER]
-        hz = self._tone_hz(level, row, channel)
-        pulse = _ActivePulse(channel, frame, now_db, floor_db, now_db, [now_db], [hz])
-        pulse.echo_of_db = self._echo_of(channel, frame)
-        self._active[channel] = pulse
-
-    def _end_pulse(self, active: _ActivePulse, frame: int) -> None:
-        """Cut ``active`` (closed at ``frame``) into the pulses it held and hand them to its track.
+    def _end_pulse(self, slot: int, frame: int) -> None:
+        """Cut the sounding in ``slot`` (ended at ``frame``) into the pulses it held, hand them to
+        its track, and free the slot.
 
         A room's tail can fill the short gaps of T4 so that four pulses sound as one with
         dips: each dip ``onset_rise_db`` deep on both sides separates two pulses. Each piece
@@ -278,23 +229,29 @@ class AlarmPatternDetector:
         (a swell of its tail) or shorter than a blip is dropped.
         """
         drop_db = self.config.release_drop_db
-        louder_db = active.echo_of_db
-        for start, stop in _pieces(active.levels, self.config.onset_rise_db):
-            levels = active.levels[start:stop]
+        row = self._slots[slot].tolist()
+        channel, onset_frame, length = row[CHANNEL], row[ONSET], row[LENGTH]
+        self._slots[slot, USED] = 0
+        floor_db, echo_of_db = self._slot_floats[slot, FLOOR], self._slot_floats[slot, ECHO]
+        louder_db = None if math.isnan(echo_of_db) else float(echo_of_db)
+        sounding_levels = self._slot_levels[slot, :length].tolist()
+        sounding_hz = self._slot_hz[slot, :length].tolist()
+        for start, stop in _pieces(sounding_levels, self.config.onset_rise_db):
+            levels = sounding_levels[start:stop]
             plateau = sorted(levels)[(3 * (len(levels) - 1)) // 4]
             loud = [i for i, db in enumerate(levels) if db >= plateau - drop_db]
             first, last = start + loud[0], start + loud[-1] + 1
             peak_db = max(levels)
-            hz = active.hz[first:last]
+            hz = sounding_hz[first:last]
             tone_hz = statistics.median(hz)
             tolerance = self._hz_tolerance(tone_hz)
             in_tune = sum(1 for f in hz if abs(f - tone_hz) <= tolerance)
             pulse = Pulse(
-                onset_s=self._frame_time(active.onset_frame + first),
-                offset_s=self._frame_time(active.onset_frame + last),
+                onset_s=self._frame_time(onset_frame + first),
+                offset_s=self._frame_time(onset_frame + last),
                 tone_hz=tone_hz,
                 peak_db=peak_db,
-                snr_db=peak_db - active.floor_db,
+                snr_db=peak_db - float(floor_db),
                 steady=in_tune >= _IN_TUNE_FRACTION * len(hz),
             )
             echo = (
@@ -305,8 +262,8 @@ class AlarmPatternDetector:
             if pulse.duration_s >= _BLIP_S and not echo:
                 self._tracks.add(pulse, frame)
                 louder_db = peak_db
-                expiry = active.onset_frame + last + round(_ECHO_MEMORY_S / self._frame_s)
-                self._recent[active.channel] = (expiry, peak_db)
+                self._recent_expiry[channel] = onset_frame + last + round(_ECHO_MEMORY_S / self._frame_s)
+                self._recent_peak[channel] = peak_db
 
     def _frame_time(self, frame: int) -> float:
         return (frame * self._hop + self._win / 2) / self.sample_rate

@@ -5,10 +5,7 @@ whole pipeline; ``detector`` keeps the state and runs the rest).
 Written as loops and compiled with numba, not as numpy expressions: one pass is 20 frames of
 about 150 bins, where each of the forty-odd numpy calls that did this cost more in its own
 overhead than in arithmetic (this stage was over half of the detector's time, and the detector
-a third of the gateway's, under ``hearo bench load``). Compiled at import for the one signature it
-is called with, so no session waits for a compiler: about 3 s once, then loaded from numba's
-cache (``NUMBA_CACHE_DIR``, else the package's ``__pycache__``, else the user's cache folder;
-with none writable it compiles at every start).
+a third of the gateway's, under ``hearo bench load``). Compiled at import (``compiling``).
 
 The arithmetic follows the numpy code it replaced: float32 levels of float32 powers, float64
 floors and tonality sums; a result may differ from numpy's in the last bit of a logarithm.
@@ -17,10 +14,10 @@ floors and tonality sums; a result may differ from numpy's in the last bit of a 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
-from numba import njit
+
+from shared.alarm_patterns.compiling import compiled
 
 # (spectrum, scale, power_floor, neighbour_columns, pad, block, block_state, block_means,
 #  floor_db, history, onset_snr_db, min_level_dbfs, onset_rise_db, tonality_db,
@@ -31,13 +28,7 @@ _SIGNATURE = (
 )
 
 
-def _compiled(function: Callable[..., int]) -> Callable[..., int]:
-    try:
-        return njit(_SIGNATURE, cache=True)(function)  # type: ignore[no-any-return]
-    except RuntimeError:  # no cache folder is writable (a read-only image, no home): compile here
-        return njit(_SIGNATURE)(function)  # type: ignore[no-any-return]
-
-
+@compiled(_SIGNATURE)
 def spectral_stage(
     spectrum: np.ndarray,
     scale: np.float32,
@@ -124,5 +115,3 @@ def spectral_stage(
     block_state[2] += count
     return found
 
-
-spectral_stage = _compiled(spectral_stage)

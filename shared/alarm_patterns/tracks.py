@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple
 
 from shared.alarm_patterns.config import MAX_CYCLES_KEPT, AlarmPatternConfig, AlarmPatternMatch
 from shared.alarm_patterns.rhythm import PATTERNS, TEMPORAL4, Candidate, PatternName, Pulse, RhythmReader
@@ -20,13 +20,11 @@ _HARMONICS_DB = 20.0  # ... and name the lowest this close to the loudest (a squ
 _DEDUPE_S = 1.0  # one match per group however many tracks complete it, and no partial one beside it
 
 
-class Sounding(Protocol):
-    """A pulse still sounding (the detector's): where it began and the pitches it has had."""
+class Sounding(NamedTuple):
+    """A pulse still sounding (the detector's): the frame it began at and its latest pitch."""
 
-    @property
-    def onset_frame(self) -> int: ...
-    @property
-    def hz(self) -> list[float]: ...
+    onset_frame: int
+    hz: float
 
 
 @dataclass
@@ -160,6 +158,6 @@ class PatternTracks:
         tolerance = self._hz_tolerance(tone_hz)
         return not any(
             self._frame_time(active.onset_frame) > held.candidate.stream_time_s
-            and abs(active.hz[-1] - tone_hz) <= tolerance
+            and abs(active.hz - tone_hz) <= tolerance
             for active in sounding
         )
