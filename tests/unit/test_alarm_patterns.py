@@ -212,6 +212,21 @@ def test_matches_do_not_depend_on_chunking() -> None:
     assert run(noisy, chunks=np.random.default_rng(3)) == reference
 
 
+def test_an_alarm_among_more_tones_than_the_detector_follows_at_once() -> None:
+    # Fourteen tones coming and going at their own rates, more than the eight soundings the
+    # detector follows at once (its slots), under a temporal-three at 3.4 kHz.
+    t = np.arange(20 * SR) / SR
+    tones = sum(
+        0.02 * np.sin(2 * np.pi * hz * t) * (np.sin(2 * np.pi * rate * t) > 0)
+        for hz, rate in zip(np.linspace(500, 2600, 14), np.linspace(0.7, 3.1, 14))
+    )
+    signal, _ = alarm(TEMPORAL3, "sine", 3400.0, 20.0, 0.0)
+    matches = run(tones + signal / 3, chunks=1600)
+    assert [m.pattern for m in matches] == ["temporal3"] * 4
+    assert all(abs(m.tone_hz - 3400.0) < 40 for m in matches)
+    assert run(tones + signal / 3, chunks=np.random.default_rng(5)) == matches
+
+
 # -- negatives -------------------------------------------------------------------------------
 
 
