@@ -27,3 +27,8 @@ def compiled(signature: str) -> Callable[[F], F]:
             return njit(signature)(function)  # type: ignore[return-value]
 
     return compile_now
+
+
+def inlined(function: F) -> F:
+    """A helper of compiled functions, inlined into each (so cached with them, never on its own)."""
+    return njit(inline="always")(function)  # type: ignore[return-value]

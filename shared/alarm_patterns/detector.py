@@ -85,7 +85,7 @@ class AlarmPatternDetector:
         self._block_state = np.zeros(3, dtype=np.int64)  # frames in the block, blocks done, frames analysed
         # What one pass fills (spectral_stage), the rows of a pass at the top.
         width = self._channels + 2 * _NEIGHBOUR_OUTER
-        self._level = np.empty((_BATCH_FRAMES, width), dtype=np.float32)
+        self._power = np.empty((_BATCH_FRAMES, width), dtype=np.float32)
         self._floor_rows = np.empty((_BATCH_FRAMES, self._channels))
         self._onset_cells = np.empty((_BATCH_FRAMES * self._channels, 2), dtype=np.int64)
 
@@ -111,7 +111,7 @@ class AlarmPatternDetector:
             self._bin_hz, self.config.release_snr_db, self.config.release_drop_db,
             self.config.reference_decay_db_per_s * self._frame_s,
         ])  # fmt: skip
-        self._history = np.full((self._rise_frames, self._channels), np.inf)  # levels of the last frames, a ring
+        self._history = np.full((self._rise_frames, self._channels), np.inf, dtype=np.float32)  # powers of the last frames, a ring
         # The padded columns of a channel's tonality neighbours, relative to the channel.
         offsets = np.arange(_NEIGHBOUR_INNER, _NEIGHBOUR_OUTER + 1)
         self._neighbour_columns = (_NEIGHBOUR_OUTER + np.concatenate([-offsets[::-1], offsets])).astype(np.int64)
@@ -176,12 +176,12 @@ class AlarmPatternDetector:
         frames = np.ndarray((count, self._win), np.float32, self._buffer, start * size, (self._hop * size, size))
         pad = _NEIGHBOUR_OUTER
         spectrum = np.fft.rfft(frames * self._window, axis=1)[:, self._lo - pad : self._hi + pad + 1]
-        level, floor_db, cells = self._level[:count], self._floor_rows[:count], self._onset_cells
+        power, floor_db, cells = self._power[:count], self._floor_rows[:count], self._onset_cells
         cfg = self.config
         found = spectral_stage(
             spectrum, self._scale, _POWER_FLOOR, self._neighbour_columns, pad, self._block, self._block_state,
             self._block_means, self._floor_db, self._history, cfg.onset_snr_db, cfg.min_level_dbfs,
-            cfg.onset_rise_db, cfg.tonality_db, level, floor_db, cells,
+            cfg.onset_rise_db, cfg.tonality_db, power, floor_db, cells,
         )  # fmt: skip
         matches: list[AlarmPatternMatch] = []
         if found or self._sounding or self._tracks.holding:
@@ -189,7 +189,7 @@ class AlarmPatternDetector:
             where[:] = 0
             while True:
                 status = follow_rows(
-                    level, floor_db, cells, found, self._frame, phase, self._tracks.holding, where, self._slots,
+                    power, floor_db, cells, found, self._frame, phase, self._tracks.holding, where, self._slots,
                     self._slot_floats, self._slot_levels, self._slot_hz, self._chan_slot, self._recent_expiry,
                     self._recent_peak, self._ended, self._limits, self._tuning,
                 )  # fmt: skip

@@ -15,7 +15,7 @@ whenever Python has work at a row, so that everything happens in the order it di
   the detector releases what is due at this row, and resumes at the next row;
 * ``DONE``: every row of the pass is done.
 
-The arithmetic is the Python code's it replaced, in float64 on the float32 levels.
+The arithmetic is the Python code's it replaced, in float64 on the float32 levels (``db``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from shared.alarm_patterns.compiling import compiled
+from shared.alarm_patterns.spectral import db
 
 # The integer and float state of a slot (columns of ``ints`` and ``floats``).
 USED, CHANNEL, ONSET, BELOW, QUIET, LENGTH = range(6)
@@ -43,7 +44,7 @@ _SIGNATURE = (
 
 @compiled(_SIGNATURE)
 def follow_rows(
-    level: np.ndarray,
+    power: np.ndarray,
     floor_db: np.ndarray,
     cells: np.ndarray,
     cell_count: int,
@@ -64,10 +65,10 @@ def follow_rows(
 ) -> int:
     """Walk the rows of one pass from ``where[0]`` (at ``phase``), following the soundings in
     the slots and starting new ones at the onset ``cells`` (row, channel; row by row) from
-    ``where[2]`` on, until Python has work (module docstring). ``level`` (dB, padded columns)
-    and ``floor_db`` are the pass's, from ``spectral_stage``; ``limits`` and ``tuning`` hold
+    ``where[2]`` on, until Python has work (module docstring). ``power`` (padded columns) and
+    ``floor_db`` are the pass's, from ``spectral_stage``; ``limits`` and ``tuning`` hold
     the detector's constants (the names above index them)."""
-    count, channels, slots = level.shape[0], floor_db.shape[1], ints.shape[0]
+    count, channels, slots = power.shape[0], floor_db.shape[1], ints.shape[0]
     pad, lowest_bin = limits[PAD], limits[LOWEST_BIN]
     bin_hz = tuning[BIN_HZ]
     keys = np.empty(slots, np.int64)
@@ -93,15 +94,15 @@ def follow_rows(
                 slot = chan_slot[channel]
                 chan_slot[channel] = -1
                 best = channel
-                now_db = np.float64(level[row, channel + pad])
-                if channel > 0 and level[row, channel + pad - 1] > now_db:
-                    best, now_db = channel - 1, np.float64(level[row, channel + pad - 1])
-                if channel < channels - 1 and level[row, channel + pad + 1] > now_db:
-                    best, now_db = channel + 1, np.float64(level[row, channel + pad + 1])
+                now_db = np.float64(db(power[row, channel + pad]))
+                if channel > 0 and db(power[row, channel + pad - 1]) > now_db:
+                    best, now_db = channel - 1, np.float64(db(power[row, channel + pad - 1]))
+                if channel < channels - 1 and db(power[row, channel + pad + 1]) > now_db:
+                    best, now_db = channel + 1, np.float64(db(power[row, channel + pad + 1]))
                 ints[slot, CHANNEL] = best
                 # The peak's frequency, on a parabola through the dB levels of its bin's neighbours.
-                a = np.float64(level[row, best + pad - 1])
-                c = np.float64(level[row, best + pad + 1])
+                a = np.float64(db(power[row, best + pad - 1]))
+                c = np.float64(db(power[row, best + pad + 1]))
                 curvature = a - 2.0 * now_db + c
                 offset = 0.5 * (a - c) / curvature if curvature < 0.0 else 0.0
                 length = ints[slot, LENGTH]
@@ -145,8 +146,9 @@ def follow_rows(
             order = np.empty(onsets, np.int64)
             for index in range(onsets):
                 channel = cells[first + index, 1]
+                loudness = db(power[row, channel + pad])
                 at = index
-                while at > 0 and level[row, order[at - 1] + pad] < level[row, channel + pad]:
+                while at > 0 and db(power[row, order[at - 1] + pad]) < loudness:
                     order[at] = order[at - 1]
                     at -= 1
                 order[at] = channel
@@ -165,9 +167,9 @@ def follow_rows(
                     break
                 if near:
                     continue
-                now_db = np.float64(level[row, channel + pad])
-                a = np.float64(level[row, channel + pad - 1])
-                c = np.float64(level[row, channel + pad + 1])
+                now_db = np.float64(db(power[row, channel + pad]))
+                a = np.float64(db(power[row, channel + pad - 1]))
+                c = np.float64(db(power[row, channel + pad + 1]))
                 curvature = a - 2.0 * now_db + c
                 offset = 0.5 * (a - c) / curvature if curvature < 0.0 else 0.0
                 echo = np.nan  # the loudest pulse that ended within EXCLUSION bins and has not expired

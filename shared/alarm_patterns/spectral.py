@@ -1,4 +1,4 @@
-"""Stages 2 and 3 of the alarm pattern detector, compiled: each frame's levels, each channel's
+"""Stages 2 and 3 of the alarm pattern detector, compiled: each frame's powers, each channel's
 noise floor and the onsets of tones, from one pass's spectrum (the package docstring tells the
 whole pipeline; ``detector`` keeps the state and runs the rest).
 
@@ -8,7 +8,9 @@ overhead than in arithmetic (this stage was over half of the detector's time, an
 a third of the gateway's, under ``hearo bench load``). Compiled at import (``compiling``).
 
 The arithmetic follows the numpy code it replaced: float32 levels of float32 powers, float64
-floors and tonality sums; a result may differ from numpy's in the last bit of a logarithm.
+floors and tonality sums; a result may differ from numpy's in the last bit of a logarithm. A
+level is computed where a test needs it (:func:`db`), not for every bin of every frame: the
+logarithms were most of this stage's time.
 """
 
 from __future__ import annotations
@@ -17,14 +19,22 @@ import math
 
 import numpy as np
 
-from shared.alarm_patterns.compiling import compiled
+from shared.alarm_patterns.compiling import compiled, inlined
+
+
+
+@inlined
+def db(power: np.float32) -> np.float32:
+    """A bin's level in dB (float32, as the detector's numpy code computed every bin's)."""
+    return np.float32(math.log10(power)) * np.float32(10.0)
+
 
 # (spectrum, scale, power_floor, neighbour_columns, pad, block, block_state, block_means,
 #  floor_db, history, onset_snr_db, min_level_dbfs, onset_rise_db, tonality_db,
-#  level, floor_per_frame, onsets) -> onset count
+#  power, floor_per_frame, onsets) -> onset count
 _SIGNATURE = (
     "int64(complex64[:, :], float32, float32, int64[:], int64, float64[:, :], int64[:], float64[:, :], "
-    "float64[:], float64[:, :], float64, float64, float64, float64, float32[:, :], float64[:, :], int64[:, :])"
+    "float64[:], float32[:, :], float64, float64, float64, float64, float32[:, ::1], float64[:, ::1], int64[:, ::1])"
 )
 
 
@@ -44,21 +54,20 @@ def spectral_stage(
     min_level_dbfs: float,
     onset_rise_db: float,
     tonality_db: float,
-    level: np.ndarray,
+    power: np.ndarray,
     floor_per_frame: np.ndarray,
     onsets: np.ndarray,
 ) -> int:
-    """Fill ``level`` (dB, padded columns: column c + pad is channel c), ``floor_per_frame``
+    """Fill ``power`` (padded columns: column c + pad is channel c), ``floor_per_frame``
     (each frame's floor, from the blocks completed before it) and ``onsets`` ((row, channel)
     of each tone starting, row by row, channels ascending) for the rows of ``spectrum``; return
     the number of onsets. Updates the floor's state (``block``, ``block_means``, ``floor_db``),
-    ``history`` (a ring of the last frames' own levels) and ``block_state`` = [frames in the
+    ``history`` (a ring of the last frames' own powers) and ``block_state`` = [frames in the
     block, blocks done, frames analysed]."""
     count, width = spectrum.shape
     channels = floor_db.shape[0]
     block_frames, block_count = block.shape[0], block_means.shape[0]
     rise = history.shape[0]
-    power = np.empty(width, np.float32)
     found = 0
     for row in range(count):
         for column in range(width):
@@ -66,13 +75,12 @@ def spectral_stage(
             p = np.float32(value.real * value.real + value.imag * value.imag) * scale
             if p < power_floor:
                 p = power_floor
-            power[column] = p
-            level[row, column] = np.float32(math.log10(p)) * np.float32(10.0)
+            power[row, column] = p
         # This frame's floor is the one before its block completes (stage 2).
         filled = block_state[0]
         for channel in range(channels):
             floor_per_frame[row, channel] = floor_db[channel]
-            block[filled, channel] = power[channel + pad]
+            block[filled, channel] = power[row, channel + pad]
         filled += 1
         if filled == block_frames:
             means = block_means[block_state[1] % block_count]
@@ -94,19 +102,19 @@ def spectral_stage(
         # last frames, and tonal: above the mean power of the bins 3-8 away on both sides.
         oldest = (block_state[2] + row) % rise  # the ring's slot of the frame rise frames back
         for channel in range(channels):
-            own = power[channel + pad]
-            own_db = np.float64(level[row, channel + pad])
-            before_db = history[oldest, channel]
-            history[oldest, channel] = own_db
-            if not (own >= power[channel + pad - 1] and own > power[channel + pad + 1]):
+            own = power[row, channel + pad]
+            before = history[oldest, channel]
+            history[oldest, channel] = own
+            if not (own >= power[row, channel + pad - 1] and own > power[row, channel + pad + 1]):
                 continue
+            own_db = np.float64(db(own))
             if own_db - floor_per_frame[row, channel] < onset_snr_db or own_db < min_level_dbfs:
                 continue
-            if own_db - before_db < onset_rise_db:
+            if own_db - np.float64(db(before)) < onset_rise_db:
                 continue
             total = 0.0
             for offset in neighbour_columns:
-                total += np.float64(power[channel + offset])
+                total += np.float64(power[row, channel + offset])
             mean = total / neighbour_columns.shape[0]
             if own_db - 10.0 * math.log10(max(mean, 1e-12)) >= tonality_db:
                 onsets[found, 0] = row
