@@ -168,7 +168,7 @@ class AlarmPatternDetector:
             self._buffer[: self._buffered] = self._buffer[done:end]  # numpy copies overlaps safely
         return matches
 
-    # -- spectral analysis (vectorised over the frames of a push) ------------------------------
+    # -- stages 1 to 4, over the frames of a push (2, 3 and the soundings compiled) -----------
 
     def _analyse(self, start: int, count: int) -> list[AlarmPatternMatch]:
         """Analyse ``count`` frames of the buffer from sample ``start`` on."""
@@ -208,7 +208,7 @@ class AlarmPatternDetector:
         self._frame += count
         return matches
 
-    # -- pulses (per frame, only while something is sounding) ----------------------------------
+    # -- pulses: a sounding that ended, cut into pieces for the tracks --------------------------
 
     def _still_sounding(self) -> list[Sounding]:
         return [
