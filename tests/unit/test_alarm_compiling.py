@@ -3,14 +3,17 @@ numba can, and compiled anyway where it cannot (a read-only image with no writab
 
 from __future__ import annotations
 
+from typing import Any
+
 from shared.alarm_patterns import soundings, spectral
 from shared.alarm_patterns.compiling import compiled
 
 
 def test_the_stages_are_compiled_for_their_one_signature_at_import() -> None:
-    for stage in (spectral.spectral_stage, soundings.follow_rows):
-        assert len(stage.signatures) == 1  # type: ignore[attr-defined]
-        assert stage._cache is not None  # type: ignore[attr-defined]  # numba caches them here
+    stages: list[Any] = [spectral.spectral_stage, soundings.follow_rows]  # numba dispatchers
+    for stage in stages:
+        assert len(stage.signatures) == 1
+        assert stage._cache is not None  # numba caches them
 
 
 def test_a_function_numba_cannot_cache_is_compiled_all_the_same() -> None:
