@@ -11,9 +11,9 @@ import statistics
 
 import numpy as np
 
+from shared.alarm_patterns import soundings
 from shared.alarm_patterns.config import AlarmPatternConfig, AlarmPatternMatch
 from shared.alarm_patterns.rhythm import Pulse, RhythmReader
-from shared.alarm_patterns import soundings
 from shared.alarm_patterns.soundings import CHANNEL, ECHO, FLOOR, LENGTH, ONSET, USED, follow_rows
 from shared.alarm_patterns.spectral import spectral_stage
 from shared.alarm_patterns.tracks import PatternTracks, Sounding
@@ -49,8 +49,8 @@ class AlarmPatternDetector:
     >>> detector.push(np.zeros(16000, dtype=np.float32))
     []
 
-    Memory is bounded (tens of kilobytes of state plus the push being analysed) and the cost
-    is a batched FFT per 10 ms plus a little bookkeeping for each tone heard.
+    Memory is bounded (about 250 kB of state plus the push being analysed) and the cost is a
+    batched FFT per 10 ms, a compiled pass over its bins, and a little Python for each tone heard.
     """
 
     def __init__(self, sample_rate: int = 16000, config: AlarmPatternConfig | None = None) -> None:
@@ -87,9 +87,11 @@ class AlarmPatternDetector:
         width = self._channels + 2 * _NEIGHBOUR_OUTER
         self._power = np.empty((_BATCH_FRAMES, width), dtype=np.float32)
         self._floor_rows = np.empty((_BATCH_FRAMES, self._channels))
-        self._onset_cells = np.empty((_BATCH_FRAMES * self._channels, 2), dtype=np.int64)
+        # A peak is at least as loud as its lower neighbour and louder than its upper one, so at
+        # most every other channel has an onset in a frame.
+        self._onset_cells = np.empty((_BATCH_FRAMES * ((self._channels + 1) // 2), 2), dtype=np.int64)
+        self._history = np.full((round(_RISE_S / self._frame_s), self._channels), np.inf, dtype=np.float32)  # powers, a ring
 
-        self._rise_frames = round(_RISE_S / self._frame_s)
         # The soundings (stage 4, ``soundings``): slots, the slot sounding at each channel, the
         # echo memory of pulses just ended (expiry frame, peak; -1: none), and the constants.
         max_frames = round(_MAX_PULSE_S / self._frame_s)
@@ -111,7 +113,6 @@ class AlarmPatternDetector:
             self._bin_hz, self.config.release_snr_db, self.config.release_drop_db,
             self.config.reference_decay_db_per_s * self._frame_s,
         ])  # fmt: skip
-        self._history = np.full((self._rise_frames, self._channels), np.inf, dtype=np.float32)  # powers of the last frames, a ring
         # The padded columns of a channel's tonality neighbours, relative to the channel.
         offsets = np.arange(_NEIGHBOUR_INNER, _NEIGHBOUR_OUTER + 1)
         self._neighbour_columns = (_NEIGHBOUR_OUTER + np.concatenate([-offsets[::-1], offsets])).astype(np.int64)
