@@ -90,7 +90,8 @@ class AlarmPatternDetector:
         # A peak is at least as loud as its lower neighbour and louder than its upper one, so at
         # most every other channel has an onset in a frame.
         self._onset_cells = np.empty((_BATCH_FRAMES * ((self._channels + 1) // 2), 2), dtype=np.int64)
-        self._history = np.full((round(_RISE_S / self._frame_s), self._channels), np.inf, dtype=np.float32)  # powers, a ring
+        rise_frames = round(_RISE_S / self._frame_s)
+        self._history = np.full((rise_frames, self._channels), np.inf, dtype=np.float32)  # own powers, a ring
 
         # The soundings (stage 4, ``soundings``): slots, the slot sounding at each channel, the
         # echo memory of pulses just ended (expiry frame, peak; -1: none), and the constants.
@@ -105,14 +106,19 @@ class AlarmPatternDetector:
         self._ended = np.empty(_MAX_ACTIVE_PULSES, dtype=np.int64)
         self._where = np.zeros(3, dtype=np.int64)
         self._sounding = False
-        self._limits = np.array(
-            [_NEIGHBOUR_OUTER, self._lo, round(_DEAD_S / self._frame_s), max_frames, _EXCLUSION_BINS, _RELEASE_FRAMES],
-            dtype=np.int64,
-        )
-        self._tuning = np.array([
-            self._bin_hz, self.config.release_snr_db, self.config.release_drop_db,
-            self.config.reference_decay_db_per_s * self._frame_s,
-        ])  # fmt: skip
+        # The constants follow_rows reads, each at its name's index (``soundings``).
+        self._limits = np.empty(6, dtype=np.int64)
+        self._limits[soundings.PAD] = _NEIGHBOUR_OUTER
+        self._limits[soundings.LOWEST_BIN] = self._lo
+        self._limits[soundings.DEAD_FRAMES] = round(_DEAD_S / self._frame_s)
+        self._limits[soundings.MAX_FRAMES] = max_frames
+        self._limits[soundings.EXCLUSION] = _EXCLUSION_BINS
+        self._limits[soundings.RELEASE_FRAMES] = _RELEASE_FRAMES
+        self._tuning = np.empty(4)
+        self._tuning[soundings.BIN_HZ] = self._bin_hz
+        self._tuning[soundings.RELEASE_SNR_DB] = self.config.release_snr_db
+        self._tuning[soundings.DROP_DB] = self.config.release_drop_db
+        self._tuning[soundings.DECAY_DB] = self.config.reference_decay_db_per_s * self._frame_s
         # The padded columns of a channel's tonality neighbours, relative to the channel.
         offsets = np.arange(_NEIGHBOUR_INNER, _NEIGHBOUR_OUTER + 1)
         self._neighbour_columns = (_NEIGHBOUR_OUTER + np.concatenate([-offsets[::-1], offsets])).astype(np.int64)

@@ -31,7 +31,8 @@ PEAK, FLOOR, REFERENCE, ECHO = range(4)  # ECHO: the peak of a pulse that just e
 # Why follow_rows returned, and where it resumes a row.
 DONE, ENDED, HOLDING = 0, 1, 2
 FOLLOW, START = 0, 1
-# ``where``: [row, soundings ended, next onset cell]; ``limits``: see follow_rows.
+# ``where``: [row, soundings ended, next onset cell]. The detector's constants, by index:
+# ``limits`` (integers) and ``tuning`` (floats).
 PAD, LOWEST_BIN, DEAD_FRAMES, MAX_FRAMES, EXCLUSION, RELEASE_FRAMES = range(6)
 BIN_HZ, RELEASE_SNR_DB, DROP_DB, DECAY_DB = range(4)
 

@@ -22,16 +22,12 @@ import numpy as np
 from shared.alarm_patterns.compiling import compiled, inlined
 
 
-
 @inlined
 def db(power: np.float32) -> np.float32:
     """A bin's level in dB (float32, as the detector's numpy code computed every bin's)."""
     return np.float32(math.log10(power)) * np.float32(10.0)
 
 
-# (spectrum, scale, power_floor, neighbour_columns, pad, block, block_state, block_means,
-#  floor_db, history, onset_snr_db, min_level_dbfs, onset_rise_db, tonality_db,
-#  power, floor_per_frame, onsets) -> onset count
 _SIGNATURE = (
     "int64(complex64[:, :], float32, float32, int64[:], int64, float64[:, :], int64[:], float64[:, :], "
     "float64[:], float32[:, :], float64, float64, float64, float64, float32[:, ::1], float64[:, ::1], int64[:, ::1])"
