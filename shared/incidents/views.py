@@ -105,11 +105,18 @@ class IncidentView:
             deadline_at=self.deadline_at.isoformat(),
             at=self.state_changed_at.isoformat(),
             evidence=self.evidence,
-            detail=detail if detail is not None else (
-                {"reason": self.cancel_reason, **({"kind": self.cancel_kind.value} if self.cancel_kind else {})}
-                if self.state is IncidentState.CANCELLED else {}
-            ),
+            detail=detail if detail is not None else self._read_detail(),
         )
+
+    def _read_detail(self) -> dict[str, Any]:
+        """An update's detail from this read alone: why it was cancelled, or why its deadline
+        stands earlier (a poll can see a shortened deadline before the event that says why)."""
+        if self.state is IncidentState.CANCELLED:
+            return {"reason": self.cancel_reason, **({"kind": self.cancel_kind.value} if self.cancel_kind else {})}
+        moved = (self.evidence_summary or {}).get("shortened")
+        if self.state is IncidentState.PENDING and moved and datetime.fromisoformat(moved["to"]) == self.deadline_at:
+            return {"shortened": moved["reason"]}
+        return {}
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from shared.db import Database
 from shared.incident_events import IncidentUpdate, LocalIncidentEvents
 from shared.incident_state import IncidentAction, IncidentState
 from shared.incident_watcher import IncidentWatcher
-from shared.incidents import act_on_incident, open_incident
+from shared.incidents import EvidenceFacts, EvidencePolicy, act_on_incident, open_incident, record_evidence
 from tests.alerting_support import make_device
 
 
@@ -67,6 +67,30 @@ async def test_watcher_drops_news_of_a_state_already_left(sqlite_db: Database) -
         await events.publish(late)
         await events.publish(dispatched)
         assert await asyncio.wait_for(task, 1) == dispatched
+        await updates.aclose()
+    finally:
+        await watcher.close()
+
+
+async def test_a_polled_earlier_deadline_says_why_it_moved(sqlite_db: Database) -> None:
+    # The poll can read the shortened deadline before the event that says why arrives; the
+    # client must still be told why its countdown jumped (docs/protocol.md, detail.shortened).
+    device = await make_device(sqlite_db)
+    incident = (await open_incident(sqlite_db, device_id=device, class_key="fire", confidence=0.9)).incident
+    watcher = IncidentWatcher(sqlite_db, LocalIncidentEvents(), poll_interval_s=0.05)  # nobody publishes
+    await watcher.start()
+    try:
+        updates = watcher.watch(incident.id, known=(incident.state, incident.deadline_at.isoformat()))
+        task = asyncio.ensure_future(anext(updates))
+        await asyncio.sleep(0.1)
+        growing = EvidenceFacts("fire", {"fire": 1}, frozenset({"fire"}), heard_s=4.0)
+        recorded = await record_evidence(
+            sqlite_db, incident.id, points=[], facts=growing, policy=EvidencePolicy(), countdown_s=60.0
+        )
+        assert recorded is not None and recorded.shortening is not None
+        update = await asyncio.wait_for(task, 2)
+        assert update.deadline_at == recorded.shortening.deadline_at.isoformat()
+        assert update.detail == {"shortened": recorded.shortening.reason}
         await updates.aclose()
     finally:
         await watcher.close()
