@@ -1,4 +1,5 @@
-"""shared.incident_watcher on SQLite: pushed events first, database polls as the backstop."""
+"""shared.incident_watcher: pushed events first, database polls as the backstop (SQLite; the
+shortened deadline's reason on PostgreSQL too)."""
 
 from __future__ import annotations
 
@@ -72,12 +73,12 @@ async def test_watcher_drops_news_of_a_state_already_left(sqlite_db: Database) -
         await watcher.close()
 
 
-async def test_a_polled_earlier_deadline_says_why_it_moved(sqlite_db: Database) -> None:
+async def test_a_polled_earlier_deadline_says_why_it_moved(db: Database) -> None:
     # The poll can read the shortened deadline before the event that says why arrives; the
     # client must still be told why its countdown jumped (docs/protocol.md, detail.shortened).
-    device = await make_device(sqlite_db)
-    incident = (await open_incident(sqlite_db, device_id=device, class_key="fire", confidence=0.9)).incident
-    watcher = IncidentWatcher(sqlite_db, LocalIncidentEvents(), poll_interval_s=0.05)  # nobody publishes
+    device = await make_device(db)
+    incident = (await open_incident(db, device_id=device, class_key="fire", confidence=0.9)).incident
+    watcher = IncidentWatcher(db, LocalIncidentEvents(), poll_interval_s=0.05)  # nobody publishes
     await watcher.start()
     try:
         updates = watcher.watch(incident.id, known=(incident.state, incident.deadline_at.isoformat()))
@@ -85,7 +86,7 @@ async def test_a_polled_earlier_deadline_says_why_it_moved(sqlite_db: Database) 
         await asyncio.sleep(0.1)
         growing = EvidenceFacts("fire", {"fire": 1}, frozenset({"fire"}), heard_s=4.0)
         recorded = await record_evidence(
-            sqlite_db, incident.id, points=[], facts=growing, policy=EvidencePolicy(), countdown_s=60.0
+            db, incident.id, points=[], facts=growing, policy=EvidencePolicy(), countdown_s=60.0
         )
         assert recorded is not None and recorded.shortening is not None
         update = await asyncio.wait_for(task, 2)
