@@ -128,6 +128,11 @@ class AudioPipeline:
         self._received = 0
         self._alarm_patterns = alarm_patterns
         self._due: deque[AlarmPatternMatch] = deque()  # heard, waiting for the window they precede
+        # 16 kHz audio not yet in the ring or the alarm pattern detector: both take it when a
+        # model window completes, a hop's worth in one call instead of a call per frame. Their
+        # matches are told with the windows anyway, so no match comes later (see the module
+        # docstring); the ring (clips, spoken words) lags the stream by at most a hop.
+        self._held: list[np.ndarray] = []
 
     @property
     def stream_time_s(self) -> float:
@@ -140,7 +145,12 @@ class AudioPipeline:
         self._received += len(samples)
         ring_audio = self._to_ring.push(samples)
         model_audio = ring_audio if self._to_model is None else self._to_model.push(samples)
-        return self._in_order(self._process(ring_audio, model_audio))
+        windows = self._windows.push(model_audio)
+        self._held.append(ring_audio)
+        if not windows:
+            return []
+        self._release_held()
+        return self._in_order(self._timed(windows))
 
     def hear_end(self, smoothing_windows: int) -> list[Heard]:
         """End of stream: run the resamplers' tails through, then end the model's audio with
@@ -151,17 +161,22 @@ class AudioPipeline:
         """
         ring_audio = self._to_ring.flush()
         model_audio = ring_audio if self._to_model is None else self._to_model.flush()
-        windows = self._process(ring_audio, model_audio) + self._timed(self._windows.finish(smoothing_windows))
-        heard = self._in_order(windows)
+        self._held.append(ring_audio)
+        windows = self._windows.push(model_audio)
+        windows += self._windows.finish(smoothing_windows)
+        self._release_held()
+        heard = self._in_order(self._timed(windows))
         heard += self._due
         self._due.clear()
         return heard
 
-    def _process(self, ring_audio: np.ndarray, model_audio: np.ndarray) -> list[Window]:
-        self.ring.append(ring_audio)
+    def _release_held(self) -> None:
+        """Hand the held 16 kHz audio to the ring and the alarm pattern detector."""
+        audio = self._held[0] if len(self._held) == 1 else np.concatenate(self._held)
+        self._held.clear()
+        self.ring.append(audio)
         if self._alarm_patterns is not None:
-            self._due += self._alarm_patterns.push(ring_audio)
-        return self._timed(self._windows.push(model_audio))
+            self._due += self._alarm_patterns.push(audio)
 
     def _in_order(self, windows: list[Window]) -> list[Heard]:
         """``windows``, each after the matches due by its end."""

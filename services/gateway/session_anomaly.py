@@ -1,9 +1,11 @@
 """A session's part in away and alone modes: learning the home's sound, judging it, activity.
 
 Every judged window of a session (``SessionAnomaly.heard``, fed by the classifier with the
-window's nine class scores and tags) is described by :func:`shared.anomaly.window_features`
-and the session's :class:`~shared.anomaly.WindowDescriber` (the class scores as logits, the
-level jump over the moment before: tens of microseconds) and then:
+window's nine class scores and tags) moves the session's :class:`~shared.anomaly.WindowDescriber`
+on (its level, for the level jumps of the windows after it); its vector
+(:func:`shared.anomaly.window_features`, the class scores as logits and the jump: tens of
+microseconds) is computed only where it is used, in judging and in learning samples, so a
+session in standard mode computes one every ``sample_every_s``, not every window. Then:
 
 * **learning**, whatever the mode, so that a switch to away or alone is ready: every
   ``sample_every_s`` of stream the window and the one before it are kept, and written as one
@@ -23,6 +25,7 @@ device, and sets their mode and model (``refresh``, from ``services.gateway.sett
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -43,6 +46,7 @@ from shared.anomaly import (
     AnomalyScorer,
     ScoredWindow,
     WindowDescriber,
+    assemble,
     window_features,
 )
 from shared.anomaly.incidents import open_anomaly_incident
@@ -99,7 +103,7 @@ class SessionAnomaly:
         self.scorer = AnomalyScorer(ListeningMode.STANDARD, None, self.policy.refractory_s)
         self._floor = ActivityFloor()
         self._describer = WindowDescriber()
-        self._previous: np.ndarray | None = None
+        self._previous: _Described | None = None
         self._next_sample_s = 0.0
         self._pairs: list[list[list[float]]] = []
         self._batch_from: datetime | None = None
@@ -116,15 +120,19 @@ class SessionAnomaly:
     def heard(self, window: Window, class_scores: np.ndarray, tags: Sequence[tuple[str, float]]) -> None:
         """One judged window, with the model's nine class scores and its AudioSet tags (empty
         when it has none)."""
-        spectral = window_features(window.features.numpy(), window.level_dbfs)
-        features = self._describer.describe(spectral, class_scores)
+        # The level as the vector holds it (float32), so the jumps are those ``describe`` gives.
+        described = _Described(window, class_scores, self._describer.moment(float(np.float32(window.level_dbfs))))
         self._active_since_write |= self._floor.heard(window.level_dbfs)
-        scored = self.scorer.judge(features, window.end_s, tags)
+        scored = None
+        if self.scorer.judging:
+            scored = self.scorer.judge(described.vector, window.end_s, tags)
+        else:
+            self.scorer.pass_over()
         if scored is not None:
             self._open(scored)
         elif self._previous is not None and window.end_s >= self._next_sample_s:
-            self._keep(self._previous, features, window.end_s)
-        self._previous = features
+            self._keep(self._previous.vector, described.vector, window.end_s)
+        self._previous = described
         now = time.monotonic()
         if now >= self._write_at:
             self._write_at = now + self.policy.activity_write_s
@@ -179,6 +187,22 @@ class SessionAnomaly:
     def _spawn(self, work: Any, what: str) -> None:
         task = self.incidents.backend.spawn(work, name=f"session-{self.incidents.session_id}-anomaly-{what}")
         task.add_done_callback(_logged)
+
+
+class _Described:
+    """A window's anomaly vector, computed only when asked for: in standard mode a session
+    needs one for a learning sample every ``sample_every_s`` (and the window before it), not
+    for each of its windows."""
+
+    def __init__(self, window: Window, class_scores: np.ndarray, jump: float) -> None:
+        self._window = window
+        self._class_scores = class_scores
+        self._jump = jump
+
+    @functools.cached_property
+    def vector(self) -> np.ndarray:
+        spectral = window_features(self._window.features.numpy(), self._window.level_dbfs)
+        return assemble(spectral, self._class_scores, self._jump)
 
 
 def _logged(task: Any) -> None:

@@ -7,7 +7,6 @@ public surface.
 from __future__ import annotations
 
 import math
-import statistics
 
 import numpy as np
 
@@ -244,33 +243,39 @@ class AlarmPatternDetector:
         sounding_levels = self._slot_levels[slot, :length].tolist()
         sounding_hz = self._slot_hz[slot, :length].tolist()
         for start, stop in _pieces(sounding_levels, self.config.onset_rise_db):
+            if (stop - start) * self._frame_s < _BLIP_S - 1e-9:
+                continue  # a blip, whatever its loud part (most pieces of speech end here)
             levels = sounding_levels[start:stop]
             plateau = sorted(levels)[(3 * (len(levels) - 1)) // 4]
             loud = [i for i, db in enumerate(levels) if db >= plateau - drop_db]
             first, last = start + loud[0], start + loud[-1] + 1
+            onset_s, offset_s = self._frame_time(onset_frame + first), self._frame_time(onset_frame + last)
+            if offset_s - onset_s < _BLIP_S:
+                continue
             peak_db = max(levels)
-            hz = sounding_hz[first:last]
-            tone_hz = statistics.median(hz)
+            if (
+                louder_db is not None
+                and peak_db < louder_db - _ECHO_DB
+                and sum(1 for db in levels if db >= peak_db - drop_db) * self._frame_s <= _ECHO_MAX_S
+            ):
+                continue  # an echo
+            hz = sorted(sounding_hz[first:last])
+            middle = len(hz) // 2
+            tone_hz = hz[middle] if len(hz) % 2 else (hz[middle - 1] + hz[middle]) / 2  # statistics.median's
             tolerance = self._hz_tolerance(tone_hz)
             in_tune = sum(1 for f in hz if abs(f - tone_hz) <= tolerance)
             pulse = Pulse(
-                onset_s=self._frame_time(onset_frame + first),
-                offset_s=self._frame_time(onset_frame + last),
+                onset_s=onset_s,
+                offset_s=offset_s,
                 tone_hz=tone_hz,
                 peak_db=peak_db,
                 snr_db=peak_db - float(floor_db),
                 steady=in_tune >= _IN_TUNE_FRACTION * len(hz),
             )
-            echo = (
-                louder_db is not None
-                and peak_db < louder_db - _ECHO_DB
-                and sum(1 for db in levels if db >= peak_db - drop_db) * self._frame_s <= _ECHO_MAX_S
-            )
-            if pulse.duration_s >= _BLIP_S and not echo:
-                self._tracks.add(pulse, frame)
-                louder_db = peak_db
-                self._recent_expiry[channel] = onset_frame + last + round(_ECHO_MEMORY_S / self._frame_s)
-                self._recent_peak[channel] = peak_db
+            self._tracks.add(pulse, frame)
+            louder_db = peak_db
+            self._recent_expiry[channel] = onset_frame + last + round(_ECHO_MEMORY_S / self._frame_s)
+            self._recent_peak[channel] = peak_db
 
     def _frame_time(self, frame: int) -> float:
         return (frame * self._hop + self._win / 2) / self.sample_rate

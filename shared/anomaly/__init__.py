@@ -10,7 +10,7 @@
 * :mod:`~shared.anomaly.store` and :mod:`~shared.anomaly.incidents`: the database side.
 """
 
-from shared.anomaly.features import FEATURE_LENGTH, ActivityFloor, WindowDescriber, window_features
+from shared.anomaly.features import FEATURE_LENGTH, ActivityFloor, WindowDescriber, assemble, window_features
 from shared.anomaly.model import CUES, AnomalyModel, train_model
 from shared.anomaly.policy import AnomalyPolicy
 from shared.anomaly.scoring import AnomalyScorer, ScoredWindow
@@ -24,6 +24,7 @@ __all__ = [
     "AnomalyScorer",
     "ScoredWindow",
     "WindowDescriber",
+    "assemble",
     "train_model",
     "window_features",
 ]

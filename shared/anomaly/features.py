@@ -91,15 +91,26 @@ class WindowDescriber:
     def describe(self, spectral: np.ndarray, class_scores: np.ndarray) -> np.ndarray:
         """The vector [FEATURE_LENGTH] of the next window: ``spectral`` from
         :func:`window_features`, ``class_scores`` the default model's nine sigmoid scores."""
-        if spectral.shape != (SPECTRAL_LENGTH,) or class_scores.shape != (NUM_CLASSES,):
-            raise ValueError(f"need [{SPECTRAL_LENGTH}] spectral features and [{NUM_CLASSES}] class scores")
-        level = float(spectral[-1])
+        return assemble(spectral, class_scores, self.moment(float(spectral[-1])))
+
+    def moment(self, level_dbfs: float) -> float:
+        """The next window's level jump over the seconds before it (0 for a stream's first
+        seconds). Every window must pass through here, in order, whether or not its vector is
+        wanted: a session that needs few vectors (``assemble``) keeps the levels cheaply."""
         before = list(self._levels)[: -(MOMENT_GAP - 1)] if len(self._levels) >= MOMENT_GAP else []
-        self._levels.append(level)
-        jump = level - max(before) if before else 0.0  # a stream's first seconds have no moment yet
-        p = np.clip(np.asarray(class_scores[1:], dtype=np.float64), 1e-6, 1 - 1e-6)
-        logits = np.clip(np.log(p / (1 - p)), -LOGIT_CLIP, LOGIT_CLIP)
-        return np.concatenate([spectral, logits, [jump]]).astype(np.float32)
+        self._levels.append(level_dbfs)
+        return level_dbfs - max(before) if before else 0.0
+
+
+def assemble(spectral: np.ndarray, class_scores: np.ndarray, jump: float) -> np.ndarray:
+    """The vector [FEATURE_LENGTH] of a window: ``spectral`` from :func:`window_features`,
+    ``class_scores`` the default model's nine sigmoid scores, ``jump`` its moment
+    (``WindowDescriber.moment``)."""
+    if spectral.shape != (SPECTRAL_LENGTH,) or class_scores.shape != (NUM_CLASSES,):
+        raise ValueError(f"need [{SPECTRAL_LENGTH}] spectral features and [{NUM_CLASSES}] class scores")
+    p = np.clip(np.asarray(class_scores[1:], dtype=np.float64), 1e-6, 1 - 1e-6)
+    logits = np.clip(np.log(p / (1 - p)), -LOGIT_CLIP, LOGIT_CLIP)
+    return np.concatenate([spectral, logits, [jump]]).astype(np.float32)
 
 
 class ActivityFloor:

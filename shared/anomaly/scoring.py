@@ -62,12 +62,16 @@ class AnomalyScorer:
     def judging(self) -> bool:
         return self.model is not None and self.mode is not ListeningMode.STANDARD
 
+    def pass_over(self) -> None:
+        """A window not judged (``judging`` is False): the next judged one has no window before it."""
+        self._previous = None
+
     def judge(
         self, features: np.ndarray, stream_time_s: float, tags: Sequence[tuple[str, float]] = ()
     ) -> ScoredWindow | None:
         """The window's anomaly, or None."""
-        if self.model is None or self.mode is ListeningMode.STANDARD:
-            self._previous = None
+        if not self.judging:
+            self.pass_over()
             return None
         model = self.model
         raw = model.score(features)

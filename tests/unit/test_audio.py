@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from services.gateway.audio import AudioPipeline, Resampler, decode_pcm16
+from hearo.load_bench.audio import smoke_alarm
+from services.gateway.audio import AudioPipeline, Heard, Resampler, Window, decode_pcm16
+from shared.alarm_patterns import AlarmPatternDetector, AlarmPatternMatch
 from shared.features.spec import BEATS_FBANK, EFFICIENTAT_MEL
 from shared.features.stream import clip_windows, end_padding
 
@@ -125,3 +127,50 @@ def test_each_window_says_when_it_arrived_and_how_loud_its_audio_was() -> None:
     # A sine's RMS is its amplitude / sqrt(2): -43 dBFS and -9 dBFS over whole windows of each.
     assert first.level_dbfs == pytest.approx(20 * np.log10(0.01 / np.sqrt(2)), abs=0.2)
     assert last.level_dbfs == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=0.2)
+
+
+class CountingDetector(AlarmPatternDetector):
+    """An alarm pattern detector that counts the pushes it is given."""
+
+    pushes = 0
+
+    def push(self, samples: np.ndarray) -> list[AlarmPatternMatch]:
+        self.pushes += 1
+        return super().push(samples)
+
+
+def test_the_ring_and_alarm_patterns_take_a_hop_at_a_time_and_no_match_comes_later() -> None:
+    """100 ms frames: the ring and the alarm pattern detector get the audio once per model window
+    (not per frame), each window finds the ring holding its audio, and each temporal-three match
+    is told just before the first window ending at or after it, no later than the first window
+    completed after a detector pushed every frame would have returned it."""
+    rate, frame = 16_000, 1_600
+    rng = np.random.default_rng(5)
+    audio = (0.003 * rng.standard_normal(rate * 12)).astype(np.float32)
+    audio[rate * 3 :] += smoke_alarm(rate, 9.0)
+    samples = decode_pcm16(pcm16(audio), 1)
+    per_frame = AlarmPatternDetector(rate)
+    known_at = {}  # a match's stream time -> the end of the frame whose push returned it
+    for i in range(0, len(samples), frame):
+        for match in per_frame.push(samples[i : i + frame]):
+            known_at[match.stream_time_s] = (i + frame) / rate
+
+    detector = CountingDetector(rate)
+    pipeline = AudioPipeline(rate, 1, EFFICIENTAT_MEL, hop_frames=50, ring_seconds=40.0, alarm_patterns=detector)
+    pcm = pcm16(audio)
+    heard: list[Heard] = []
+    for i in range(0, len(pcm), 2 * frame):
+        got = pipeline.hear(pcm[i : i + 2 * frame])
+        assert all(pipeline.ring.end_s >= item.end_s for item in got if isinstance(item, Window))
+        heard += got
+    windows = [item for item in heard if isinstance(item, Window)]
+    assert detector.pushes <= len(windows)
+
+    matches = [i for i, item in enumerate(heard) if isinstance(item, AlarmPatternMatch)]
+    assert [heard[i].stream_time_s for i in matches] == list(known_at)  # type: ignore[union-attr]
+    hop_s = 50 * EFFICIENTAT_MEL.frame_shift / EFFICIENTAT_MEL.sample_rate
+    for i in matches:
+        match, following = heard[i], heard[i + 1]
+        assert isinstance(match, AlarmPatternMatch) and isinstance(following, Window)
+        assert following.end_s >= match.stream_time_s
+        assert following.end_s <= known_at[match.stream_time_s] + hop_s

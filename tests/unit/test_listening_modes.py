@@ -27,7 +27,7 @@ from services.gateway.inference_client import WindowResult
 from services.gateway.session_classifier import StreamClassifier
 from services.gateway.session_detections import DetectionReporter
 from services.gateway.session_incidents import SessionIncidents
-from shared.anomaly import AnomalyPolicy, train_model
+from shared.anomaly import AnomalyPolicy, WindowDescriber, train_model, window_features
 from shared.anomaly.features import CLASSES, FEATURE_LENGTH
 from shared.anomaly.store import store_model
 from shared.db import Database
@@ -164,6 +164,30 @@ async def test_the_session_feeds_each_windows_class_scores_to_its_anomaly_listen
     kept = np.asarray(listener._pairs)  # the learning samples, as they will be written
     crime = CLASSES.start + by_key("crime").id - 1
     assert kept.shape[2] == FEATURE_LENGTH and set(np.round(kept[:, 1, crime], 2)) == {-4.6, 4.6}
+    await asyncio.gather(*incidents.tasks)
+
+
+async def test_standard_mode_learns_the_same_vectors_while_describing_only_its_samples(sqlite_db: Database) -> None:
+    """The learning pairs are each window's full vector as describing every window gives it
+    (the level jumps included), though a session in standard mode computes only the sampled ones."""
+    device_id = await make_device(sqlite_db)
+    incidents = _Incidents(sqlite_db, device_id, AnomalyBackend(AnomalyPolicy(sample_every_s=2.0)))
+    listener = DetectionReporter(_ignore, cast(SessionIncidents, incidents), lambda current: None).anomaly()
+    assert listener is not None
+    rng = np.random.default_rng(4)
+    reference, expected = WindowDescriber(), []
+    for i in range(30):
+        window = Window(torch.from_numpy(rng.normal(size=(8, 16)).astype(np.float32)), 2.0 + 0.5 * i,
+                        level_dbfs=float(rng.uniform(-60, -10)))  # fmt: skip
+        scores = rng.uniform(0.01, 0.99, NUM_CLASSES)
+        listener.heard(window, scores, ())
+        expected.append(reference.describe(window_features(window.features.numpy(), window.level_dbfs), scores))
+    kept = np.asarray(listener._pairs)
+    assert len(kept) >= 6  # 15 s of windows, a sample every 2 s
+    for previous, current in kept:
+        i = next(i for i, vector in enumerate(expected) if np.array_equal(vector, current))
+        assert i > 0 and np.array_equal(previous, expected[i - 1])
+    assert any(pair[1][-1] != 0.0 for pair in kept)  # the jumps are there
     await asyncio.gather(*incidents.tasks)
 
 
