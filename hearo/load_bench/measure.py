@@ -82,6 +82,8 @@ class LoadResult:
     batch_windows_mean: float | None
     queue_wait_mean_s: float | None
     queue_wait_p99_s: float | None
+    loop_lag_p99_s: float | None  # the gateways' event loops: how late a timer ran
+    incident_open_p99_s: float | None  # a detection to its incident recorded
     gateway: ServerCost
     inference: ServerCost
     client_cpu_cores: float
@@ -158,6 +160,8 @@ def measure(target: Target, devices: BenchDevices, clients: int, options: RunOpt
         batch_windows_mean=_round(usage.histogram_mean(inference, usage.BATCH_WINDOWS)),
         queue_wait_mean_s=_round(usage.histogram_mean(inference, usage.QUEUE_WAIT), 4),
         queue_wait_p99_s=_round(usage.histogram_quantile(inference, usage.QUEUE_WAIT, 0.99), 4),
+        loop_lag_p99_s=_round(usage.histogram_quantile(gateway, usage.GATEWAY_LOOP_LAG, 0.99), 4),
+        incident_open_p99_s=_round(usage.histogram_quantile(gateway, usage.GATEWAY_INCIDENT_OPEN, 0.99), 4),
         gateway=_cost(before["gateway"], after["gateway"], peak_rss["gateway"], wall_s, clients),
         inference=_cost(before["inference"], after["inference"], peak_rss["inference"], wall_s, clients),
         client_cpu_cores=round(sum(r.cpu_s for r in reports) / wall_s, 3),

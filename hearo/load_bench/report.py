@@ -54,6 +54,8 @@ def result_table(result: LoadResult) -> Table:
         ("behind warnings", str(result.behind_warnings)),
         ("batch size (mean windows)", _s(result.batch_windows_mean)),
         ("queue wait mean / p99 (s)", f"{_s(result.queue_wait_mean_s)} / {_s(result.queue_wait_p99_s)}"),
+        ("gateway event loop lag p99 (s)", _s(result.loop_lag_p99_s)),
+        ("incident recorded after detection p99 (s)", _s(result.incident_open_p99_s)),
         ("gateway" if result.gateway_processes == 1 else f"gateways ({result.gateway_processes} processes)", _cost(result.gateway)),
         ("inference", _cost(result.inference)),
         ("clients (not the servers')", f"{result.client_cpu_cores:.2f} cores"),

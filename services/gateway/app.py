@@ -161,6 +161,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.settings_changes = settings_changes
         app.state.anomaly_policy = settings.anomaly
         connecting: asyncio.Task[None] | None = None
+        loop_probe = asyncio.create_task(GATEWAY_METRICS.probe_loop_lag(), name="hearo-loop-lag")
         try:
             await watcher.start()
             await revocation_watch.start()
@@ -178,6 +179,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 connecting = asyncio.create_task(_keep_connecting(client), name="hearo-inference-connect")
             yield
         finally:
+            loop_probe.cancel()
             if connecting is not None:
                 connecting.cancel()
             await revocation_watch.close()

@@ -13,7 +13,9 @@ The open sessions are read, not counted: ``create_app`` hands the session regist
 session cannot leave the gauge off by one. ``hearo_gateway_sessions`` is the gateway HPA's
 signal (``k8s/base/gateway-hpa.yaml``); every name here is listed in docs/operations.md. The
 event loop's tasks and the database pool's connections are read the same way
-(:meth:`GatewayMetrics.watch_runtime`): what a leak would grow (``hearo bench soak``).
+(:meth:`GatewayMetrics.watch_runtime`): what a leak would grow (``hearo bench soak``). The
+loop's own lag is probed by a task (:meth:`GatewayMetrics.probe_loop_lag`): an overloaded
+gateway shows there first, and ``hearo bench load`` reports it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from shared.taxonomy import CLASSES
 # a stream's windows then queue up behind each other.
 LATE_AFTER_S = 0.5
 _SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# The event loop's lag is probed by a timer this often (``probe_loop_lag``).
+LOOP_PROBE_S = 0.25
 # Why a household board post was lost (shared.household.board).
 HOUSEHOLD_LOSS_REASONS = ("queue_full", "redis_error")
 
@@ -90,6 +94,19 @@ class GatewayMetrics:
         )
         self._detections = Counter(
             "hearo_gateway_detections", "Detections sent to clients, by class.", ["class"], registry=self.registry
+        )
+        self._loop_lag = Histogram(
+            "hearo_gateway_loop_lag_seconds",
+            f"How late the event loop ran a timer due every {LOOP_PROBE_S} s: how long every session's "
+            "next step can wait behind the loop's other work.",
+            buckets=_SECONDS_BUCKETS,
+            registry=self.registry,
+        )
+        self._incident_open = Histogram(
+            "hearo_gateway_incident_open_seconds",
+            "From a detection to its incident recorded (the detection's message waits for it).",
+            buckets=_SECONDS_BUCKETS,
+            registry=self.registry,
         )
         self._household_lost = Counter(
             "hearo_gateway_household_windows_lost",
@@ -161,6 +178,18 @@ class GatewayMetrics:
     def detection(self, class_key: str) -> None:
         """One detection of ``class_key`` sent to a client."""
         self._detections.labels(class_key).inc()
+
+    def incident_opened(self, seconds: float) -> None:
+        """A detection's incident took ``seconds`` to record (or to fail)."""
+        self._incident_open.observe(seconds)
+
+    async def probe_loop_lag(self) -> None:
+        """Forever: sleep ``LOOP_PROBE_S`` and record how late the loop woke (run as a task)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + LOOP_PROBE_S
+            await asyncio.sleep(LOOP_PROBE_S)
+            self._loop_lag.observe(max(0.0, loop.time() - due))
 
     def household_windows_lost(self, reason: str, count: int) -> None:
         """``count`` window summaries never reached the household board (``queue_full``, ``redis_error``)."""

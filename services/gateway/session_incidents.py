@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from services.gateway.auth import current_token_hashes
 from services.gateway.device_thresholds import DeviceThresholds
 from services.gateway.incident_messages import incident_message, update_message
+from services.gateway.metrics import GATEWAY_METRICS
 from services.gateway.ring_buffer import RingBuffer
 from services.gateway.session_clips import SessionClips
 from shared.clips import ClipStore
@@ -192,6 +194,7 @@ class SessionIncidents:
     async def _open(
         self, event: DetectionEvent, scores: Sequence[ScorePoint], location: Location | None, signature: list[float] | None
     ) -> OpenedIncident | None:
+        began = time.monotonic()
         try:
             await self._check_token()
             # SQLite's lock may stay busy past its timeout on an overloaded box: a detection is
@@ -217,6 +220,8 @@ class SessionIncidents:
             log.exception("session %s: the %s detection could not be recorded", self.session_id,
                           event.emergency_class.key)  # fmt: skip
             return None
+        finally:
+            GATEWAY_METRICS.incident_opened(time.monotonic() - began)
         if opened.created:
             self.clip_due(opened.incident.id, event.stream_time_s)
         log.info("session %s: %s incident %s (%s, %.2f)", self.session_id,

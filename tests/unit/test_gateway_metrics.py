@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -27,6 +29,7 @@ from shared.log_format import log_ids
 from shared.protocol import DetectionMessage, ErrorMessage, Message
 from shared.taxonomy import by_key
 from tests.gateway_support import DEVICE_TOKENS, FakeClassifier, audio, make_client, send_audio, session, start, stop
+from tests.unit.test_session_incidents import detect, make_harness
 
 
 def sample(name: str, **labels: str) -> float:
@@ -187,3 +190,28 @@ def test_a_sessions_lines_carry_its_session_and_device_ids_until_it_ends(
         assert any("unclassified" in line for line in lines)  # logged in the session's classifier task
     assert all(bound for _, bound in gateway_lines.lines), gateway_lines.lines
     assert left_bound == [{}, {}]
+
+
+async def test_a_blocked_event_loop_shows_in_the_loop_lag() -> None:
+    """The probe's timer wakes late by about as long as the loop was held."""
+    count, total = sample("hearo_gateway_loop_lag_seconds_count"), sample("hearo_gateway_loop_lag_seconds_sum")
+    under = sample("hearo_gateway_loop_lag_seconds_bucket", le="0.1")
+    probe = asyncio.create_task(GATEWAY_METRICS.probe_loop_lag())
+    await asyncio.sleep(0.05)
+    time.sleep(0.4)  # every session of the process would wait this long
+    await asyncio.sleep(0.3)
+    probe.cancel()
+    assert sample("hearo_gateway_loop_lag_seconds_count") - count >= 2
+    assert sample("hearo_gateway_loop_lag_seconds_sum") - total >= 0.15
+    grew = sample("hearo_gateway_loop_lag_seconds_count") - count
+    assert sample("hearo_gateway_loop_lag_seconds_bucket", le="0.1") - under < grew  # one wake was late
+
+
+def test_the_time_a_detection_waits_for_its_incident_is_recorded(tmp_path: Path, classifier: FakeClassifier) -> None:
+    opened = sample("hearo_gateway_incident_open_seconds_count")
+    harness = make_harness(tmp_path, classifier)
+    with harness.client, session(harness.client) as ws:
+        detection, _ = detect(ws)
+        ws.send_json({"type": "cancel", "incident_id": detection["incident_id"]})
+        stop(ws)
+    assert sample("hearo_gateway_incident_open_seconds_count") - opened == 1
