@@ -201,7 +201,7 @@ async def test_a_blocked_event_loop_shows_in_the_loop_lag() -> None:
     time.sleep(0.4)  # every session of the process would wait this long
     await asyncio.sleep(0.3)
     probe.cancel()
-    assert sample("hearo_gateway_loop_lag_seconds_count") - count >= 2
+    assert sample("hearo_gateway_loop_lag_seconds_count") - count >= 1
     assert sample("hearo_gateway_loop_lag_seconds_sum") - total >= 0.15
     grew = sample("hearo_gateway_loop_lag_seconds_count") - count
     assert sample("hearo_gateway_loop_lag_seconds_bucket", le="0.1") - under < grew  # one wake was late
