@@ -17,9 +17,10 @@ what one ``/v1/stream`` session does with it:
 
 ``close`` stops following and never touches an incident: a disconnect is not a cancel.
 
-Before each incident is opened the session's token is checked against the database: a
-session whose token was rotated, or whose device was deleted, never opens an incident, even
-if the revocation event never reached this gateway (``open`` raises :class:`TokenRevoked`).
+Each incident is opened with the session's token checked against the database in the same
+transaction: a session whose token was rotated, or whose device was deleted, never opens an
+incident, even if the revocation event never reached this gateway (``open`` raises
+:class:`TokenRevoked`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from services.gateway.auth import current_token_hashes
 from services.gateway.device_thresholds import DeviceThresholds
 from services.gateway.incident_messages import incident_message, update_message
 from services.gateway.metrics import GATEWAY_METRICS
@@ -46,6 +46,7 @@ from shared.incident_watcher import IncidentWatcher
 from shared.incidents import (
     COUNTDOWN_S,
     ActionResult,
+    DeviceTokenChanged,
     EvidencePolicy,
     IncidentView,
     IncidentLocation as Location,
@@ -196,7 +197,8 @@ class SessionIncidents:
     ) -> OpenedIncident | None:
         began = time.monotonic()
         try:
-            await self._check_token()
+            # The token is checked in the incident's own transaction: a session whose token was
+            # rotated, or whose device was deleted, writes nothing.
             # SQLite's lock may stay busy past its timeout on an overloaded box: a detection is
             # tried again rather than lost (PostgreSQL never answers busy).
             opened = await retry_when_busy(lambda: open_incident(
@@ -211,12 +213,12 @@ class SessionIncidents:
                 events=self.backend.events,
                 sound_signature=signature,
                 kind=event.kind,
+                token_hash=self.token_hash,
             ))
-        except TokenRevoked:
-            raise
-        except Exception as error:
-            if isinstance(error, LookupError):
-                await self._check_token()  # open_incident's answer for a device deleted since the check
+        except DeviceTokenChanged as changed:
+            log.info("session %s: device %s token revoked; no incident opened", self.session_id, self.device.id)
+            raise TokenRevoked(changed.current_token_hash) from None
+        except Exception:
             log.exception("session %s: the %s detection could not be recorded", self.session_id,
                           event.emergency_class.key)  # fmt: skip
             return None
@@ -228,12 +230,6 @@ class SessionIncidents:
                  "opened" if opened.created else "evidence for", opened.incident.id,
                  event.emergency_class.key, event.confidence)  # fmt: skip
         return opened
-
-    async def _check_token(self) -> None:
-        current = (await current_token_hashes(self.backend.db, [self.device.id])).get(self.device.id)
-        if current != self.token_hash:
-            log.info("session %s: device %s token revoked; no incident opened", self.session_id, self.device.id)
-            raise TokenRevoked(current)
 
     async def announce(self, opened: OpenedIncident) -> None:
         """Tell the client where the incident of a detection stands, and follow it."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.anomaly.promotion import promote_to_emergency
 from shared.db import Database, retry_when_busy
@@ -59,6 +60,15 @@ COUNTDOWN_S = 60.0
 MAX_TIMELINE_POINTS = 600
 
 
+class DeviceTokenChanged(Exception):
+    """The token a detection came with is no longer its device's: nothing was written.
+    ``current_token_hash`` is the device's token hash now, None when the device is gone."""
+
+    def __init__(self, current_token_hash: str | None) -> None:
+        super().__init__("the device's token has changed")
+        self.current_token_hash = current_token_hash
+
+
 async def open_incident(
     db: Database,
     *,
@@ -73,6 +83,7 @@ async def open_incident(
     actor: str = "gateway",
     sound_signature: Sequence[float] | None = None,
     kind: IncidentKind = IncidentKind.EMERGENCY,
+    token_hash: str | None = None,
 ) -> OpenedIncident:
     """Open an incident for a detection, or add the detection to the device's open one.
 
@@ -81,68 +92,39 @@ async def open_incident(
     The location is kept only when the device consented to location; ``sound_signature``
     (:mod:`shared.incidents.sound_signature`) and ``kind`` (what opened it, and so how it is
     routed and told: :class:`~shared.incident_state.IncidentKind`) with a new incident only; a
-    detection joining an open incident leaves its kind as it is. Raises ValueError
-    for an unknown or non-emergency class, LookupError for an unknown device.
+    detection joining an open incident leaves its kind as it is. ``token_hash``: the hash of
+    the token the detection's session was opened with; when given it is checked in the same
+    transaction, and :class:`DeviceTokenChanged` raised (nothing written) when it is no longer
+    the device's. Raises ValueError for an unknown or non-emergency class, LookupError for an
+    unknown device.
+
+    One transaction, about eight round trips: under load each waits for a busy event loop,
+    and a detection's message waits for its incident.
     """
     cls = by_key(class_key)
     if not cls.is_emergency:
         raise ValueError(f"class {class_key!r} is not an emergency; no incident is opened for it")
     for _ in range(3):
-        existing = await _add_evidence(db, device_id, class_key, confidence, scores)
-        if existing is not None:
-            return OpenedIncident(*existing)
         try:
-            view = await _insert(
-                db, device_id, class_key, confidence, scores, location, session_id, countdown_s, actor, sound_signature,
-                kind,
-            )
+            async with db.session() as session:
+                opened = await _join_or_insert(
+                    session, device_id, class_key, confidence, scores, location, session_id, countdown_s, actor,
+                    sound_signature, kind, token_hash,
+                )  # fmt: skip
         except IntegrityError:
             if (reporting := await open_under_duress(db, device_id)) is not None:
                 # A report under duress holds the device's open slot for the seconds it takes
                 # to go out; the device sees that incident cancelled, so this joins nothing.
                 return OpenedIncident(reporting, created=False)
             continue  # another detection opened one in between: add to it
-        if events is not None:
-            await events.publish(view.as_update())
-        return OpenedIncident(view, created=True)
+        if opened.created and events is not None:
+            await events.publish(opened.incident.as_update())
+        return opened
     raise RuntimeError(f"could not open or join an incident for device {device_id}")
 
 
-async def _add_evidence(
-    db: Database, device_id: uuid.UUID, class_key: str, confidence: float, scores: Sequence[ScorePoint]
-) -> tuple[IncidentView, bool, float] | None:
-    async with db.session() as session:
-        # The write comes first: it takes the row (PostgreSQL) or database (SQLite) lock
-        # before anything is read, so the read-modify-write of the timeline is not racy.
-        row = (
-            await session.execute(
-                update(Incident)
-                .where(
-                    Incident.device_id == device_id, Incident.state.in_(OPEN_INCIDENT_STATES),
-                    Incident.duress_at.is_(None),  # cancelled for the device: frozen as it saw it
-                )
-                .values(detections=Incident.detections + 1)
-                .returning(Incident.id, db_now())
-                .execution_options(synchronize_session=False)
-            )
-        ).first()
-        if row is None:
-            return None
-        incident_id, now = row
-        incident = await session.get_one(Incident, incident_id, populate_existing=True)
-        since = (now - incident.detected_at).total_seconds()
-        timeline = incident.score_timeline + _points(scores, class_key, since)
-        incident.score_timeline = timeline[-MAX_TIMELINE_POINTS:]
-        incident.confidence = max(incident.confidence, confidence)
-        if promote_to_emergency(incident, class_key, confidence):  # the nine classes agree with an anomaly
-            add_audit(session, incident_id, "gateway", "became_emergency", {"class": class_key})
-        add_audit(session, incident_id, "gateway", "evidence", {"class": class_key, "confidence": confidence})
-        await session.flush()
-        return view_of(incident, now), False, since
-
-
-async def _insert(
-    db: Database,
+async def _join_or_insert(
+    session: AsyncSession,
     device_id: uuid.UUID,
     class_key: str,
     confidence: float,
@@ -153,40 +135,95 @@ async def _insert(
     actor: str,
     sound_signature: Sequence[float] | None,
     kind: IncidentKind,
-) -> IncidentView:
-    async with db.session() as session:
-        device = await session.get(Device, device_id)
-        if device is None:
-            raise LookupError(f"no device {device_id}")
-        kept = location if device.consent_location else None
-        incident_id = uuid.uuid4()
-        session.add(
-            Incident(
-                id=incident_id,
-                device_id=device_id,
-                session_id=session_id,
-                kind=kind,
-                class_key=class_key,
-                confidence=confidence,
-                score_timeline=_points(scores, class_key, 0.0)[-MAX_TIMELINE_POINTS:],
-                detections=1,
-                detected_at=db_now(),
-                deadline_at=db_now(countdown_s),
-                state=IncidentState.PENDING,
-                state_changed_at=db_now(),
-                latitude=kept.latitude if kept else None,
-                longitude=kept.longitude if kept else None,
-                location_accuracy_m=kept.accuracy_m if kept else None,
-                sound_signature=None if sound_signature is None else [float(v) for v in sound_signature],
+    token_hash: str | None,
+) -> OpenedIncident:
+    # The write comes first: it takes the row (PostgreSQL) or database (SQLite) lock before
+    # anything is read, so the read-modify-write of the timeline is not racy (and SQLite never
+    # has to upgrade a read transaction, which fails at once instead of waiting).
+    row = (
+        await session.execute(
+            update(Incident)
+            .where(
+                Incident.device_id == device_id, Incident.state.in_(OPEN_INCIDENT_STATES),
+                Incident.duress_at.is_(None),  # cancelled for the device: frozen as it saw it
             )
+            .values(detections=Incident.detections + 1)
+            .returning(Incident.id, db_now())
+            .execution_options(synchronize_session=False)
         )
-        await session.flush()
-        await add_contact_notifications(session, incident_id, device_id, ContactEvent.DETECTED)
-        add_audit(session, incident_id, actor, "opened", {"class": class_key, "confidence": confidence, "kind": kind.value})
-        await session.flush()
-        view = await read_incident(session, incident_id)
-        assert view is not None
-        return view
+    ).first()
+    device = await session.get(Device, device_id) if token_hash is not None or row is None else None
+    if token_hash is not None and (device is None or device.token_hash != token_hash):
+        raise DeviceTokenChanged(None if device is None else device.token_hash)  # rolls the update back
+    if row is not None:
+        incident_id, now = row
+        return await _add_evidence(session, incident_id, now, class_key, confidence, scores)
+    if device is None:
+        raise LookupError(f"no device {device_id}")
+    view = await _insert(
+        session, device, class_key, confidence, scores, location, session_id, countdown_s, actor, sound_signature, kind
+    )
+    return OpenedIncident(view, created=True)
+
+
+async def _add_evidence(
+    session: AsyncSession, incident_id: uuid.UUID, now: datetime, class_key: str, confidence: float,
+    scores: Sequence[ScorePoint],
+) -> OpenedIncident:  # fmt: skip
+    incident = await session.get_one(Incident, incident_id, populate_existing=True)
+    since = (now - incident.detected_at).total_seconds()
+    timeline = incident.score_timeline + _points(scores, class_key, since)
+    incident.score_timeline = timeline[-MAX_TIMELINE_POINTS:]
+    incident.confidence = max(incident.confidence, confidence)
+    if promote_to_emergency(incident, class_key, confidence):  # the nine classes agree with an anomaly
+        add_audit(session, incident_id, "gateway", "became_emergency", {"class": class_key})
+    add_audit(session, incident_id, "gateway", "evidence", {"class": class_key, "confidence": confidence})
+    await session.flush()
+    return OpenedIncident(view_of(incident, now), created=False, since_detected_s=since)
+
+
+async def _insert(
+    session: AsyncSession,
+    device: Device,
+    class_key: str,
+    confidence: float,
+    scores: Sequence[ScorePoint],
+    location: IncidentLocation | None,
+    session_id: str | None,
+    countdown_s: float,
+    actor: str,
+    sound_signature: Sequence[float] | None,
+    kind: IncidentKind,
+) -> IncidentView:
+    kept = location if device.consent_location else None
+    incident_id = uuid.uuid4()
+    session.add(
+        Incident(
+            id=incident_id,
+            device_id=device.id,
+            session_id=session_id,
+            kind=kind,
+            class_key=class_key,
+            confidence=confidence,
+            score_timeline=_points(scores, class_key, 0.0)[-MAX_TIMELINE_POINTS:],
+            detections=1,
+            detected_at=db_now(),
+            deadline_at=db_now(countdown_s),
+            state=IncidentState.PENDING,
+            state_changed_at=db_now(),
+            latitude=kept.latitude if kept else None,
+            longitude=kept.longitude if kept else None,
+            location_accuracy_m=kept.accuracy_m if kept else None,
+            sound_signature=None if sound_signature is None else [float(v) for v in sound_signature],
+        )
+    )
+    await session.flush()
+    await add_contact_notifications(session, incident_id, device.id, ContactEvent.DETECTED)
+    add_audit(session, incident_id, actor, "opened", {"class": class_key, "confidence": confidence, "kind": kind.value})
+    await session.flush()
+    view = await read_incident(session, incident_id)
+    assert view is not None
+    return view
 
 
 def _points(scores: Sequence[ScorePoint], class_key: str, offset_s: float) -> list[dict[str, Any]]:

@@ -11,14 +11,15 @@ from datetime import timedelta
 import numpy as np
 import pytest
 import soundfile as sf
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from shared.clips import LocalClipStore, verify_clip_token
 from shared.db import Database
-from shared.db.models import AuditEntry, ContactNotification, DispatchOutbox
+from shared.db.models import AuditEntry, ContactNotification, Device, DispatchOutbox
 from shared.incident_events import LocalIncidentEvents
 from shared.incident_state import ActionOutcome, IncidentAction, IncidentState
 from shared.incidents import (
+    DeviceTokenChanged,
     IncidentLocation,
     ScorePoint,
     act_on_incident,
@@ -81,6 +82,37 @@ async def test_refuses_normal_class_and_unknown_device(sqlite_db: Database) -> N
         await open_incident(sqlite_db, device_id=device, class_key="normal", confidence=0.9)
     with pytest.raises(LookupError):
         await open_incident(sqlite_db, device_id=uuid.uuid4(), class_key="fire", confidence=0.9)
+
+
+async def test_a_detection_whose_token_changed_writes_nothing(sqlite_db: Database) -> None:
+    device = await make_device(sqlite_db)
+    async with sqlite_db.session() as session:
+        current = (await session.get_one(Device, device)).token_hash
+    first = await open_incident(sqlite_db, device_id=device, class_key="fire", confidence=0.7, token_hash=current)
+    assert first.created
+    with pytest.raises(DeviceTokenChanged) as raised:  # a stale session's detection: not even evidence
+        await open_incident(sqlite_db, device_id=device, class_key="help", confidence=0.9, token_hash="stale")
+    assert raised.value.current_token_hash == current
+    after = await get_incident(sqlite_db, first.incident.id)
+    assert after is not None and after.detections == 1 and after.confidence == 0.7
+    async with sqlite_db.session() as session:
+        audited = await session.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.event == "evidence"))
+    assert audited == 0
+    with pytest.raises(DeviceTokenChanged) as raised:  # the device was deleted: nothing opened
+        await open_incident(sqlite_db, device_id=uuid.uuid4(), class_key="fire", confidence=0.9, token_hash=current)
+    assert raised.value.current_token_hash is None
+
+
+async def test_a_detection_is_one_transaction(sqlite_db: Database) -> None:
+    device = await make_device(sqlite_db, contacts=2)
+    async with sqlite_db.session() as session:
+        current = (await session.get_one(Device, device)).token_hash
+    began: list[object] = []
+    event.listen(sqlite_db.engine.sync_engine, "begin", began.append)
+    opened = await open_incident(sqlite_db, device_id=device, class_key="fire", confidence=0.7, token_hash=current)
+    joined = await open_incident(sqlite_db, device_id=device, class_key="fire", confidence=0.8, token_hash=current)
+    assert opened.created and not joined.created and joined.incident.id == opened.incident.id
+    assert len(began) == 2  # the token check, the evidence or the insert, its contacts' notices, its audit
 
 
 async def test_location_is_kept_only_with_consent(sqlite_db: Database) -> None:
