@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -104,13 +105,11 @@ async def open_incident(
     cls = by_key(class_key)
     if not cls.is_emergency:
         raise ValueError(f"class {class_key!r} is not an emergency; no incident is opened for it")
+    detection = _Detection(class_key, confidence, scores, location, session_id, countdown_s, actor, sound_signature, kind)
     for _ in range(3):
         try:
             async with db.session() as session:
-                opened = await _join_or_insert(
-                    session, device_id, class_key, confidence, scores, location, session_id, countdown_s, actor,
-                    sound_signature, kind, token_hash,
-                )  # fmt: skip
+                opened = await _join_or_insert(session, device_id, detection, token_hash)
         except IntegrityError:
             if (reporting := await open_under_duress(db, device_id)) is not None:
                 # A report under duress holds the device's open slot for the seconds it takes
@@ -123,19 +122,23 @@ async def open_incident(
     raise RuntimeError(f"could not open or join an incident for device {device_id}")
 
 
+@dataclass(frozen=True)
+class _Detection:
+    """What ``open_incident`` was given, for its steps."""
+
+    class_key: str
+    confidence: float
+    scores: Sequence[ScorePoint]
+    location: IncidentLocation | None
+    session_id: str | None
+    countdown_s: float
+    actor: str
+    sound_signature: Sequence[float] | None
+    kind: IncidentKind
+
+
 async def _join_or_insert(
-    session: AsyncSession,
-    device_id: uuid.UUID,
-    class_key: str,
-    confidence: float,
-    scores: Sequence[ScorePoint],
-    location: IncidentLocation | None,
-    session_id: str | None,
-    countdown_s: float,
-    actor: str,
-    sound_signature: Sequence[float] | None,
-    kind: IncidentKind,
-    token_hash: str | None,
+    session: AsyncSession, device_id: uuid.UUID, detection: _Detection, token_hash: str | None
 ) -> OpenedIncident:
     # The write comes first: it takes the row (PostgreSQL) or database (SQLite) lock before
     # anything is read, so the read-modify-write of the timeline is not racy (and SQLite never
@@ -157,22 +160,19 @@ async def _join_or_insert(
         raise DeviceTokenChanged(None if device is None else device.token_hash)  # rolls the update back
     if row is not None:
         incident_id, now = row
-        return await _add_evidence(session, incident_id, now, class_key, confidence, scores)
+        return await _add_evidence(session, incident_id, now, detection)
     if device is None:
         raise LookupError(f"no device {device_id}")
-    view = await _insert(
-        session, device, class_key, confidence, scores, location, session_id, countdown_s, actor, sound_signature, kind
-    )
-    return OpenedIncident(view, created=True)
+    return OpenedIncident(await _insert(session, device, detection), created=True)
 
 
 async def _add_evidence(
-    session: AsyncSession, incident_id: uuid.UUID, now: datetime, class_key: str, confidence: float,
-    scores: Sequence[ScorePoint],
-) -> OpenedIncident:  # fmt: skip
+    session: AsyncSession, incident_id: uuid.UUID, now: datetime, detection: _Detection
+) -> OpenedIncident:
+    class_key, confidence = detection.class_key, detection.confidence
     incident = await session.get_one(Incident, incident_id, populate_existing=True)
     since = (now - incident.detected_at).total_seconds()
-    timeline = incident.score_timeline + _points(scores, class_key, since)
+    timeline = incident.score_timeline + _points(detection.scores, class_key, since)
     incident.score_timeline = timeline[-MAX_TIMELINE_POINTS:]
     incident.confidence = max(incident.confidence, confidence)
     if promote_to_emergency(incident, class_key, confidence):  # the nine classes agree with an anomaly
@@ -182,44 +182,34 @@ async def _add_evidence(
     return OpenedIncident(view_of(incident, now), created=False, since_detected_s=since)
 
 
-async def _insert(
-    session: AsyncSession,
-    device: Device,
-    class_key: str,
-    confidence: float,
-    scores: Sequence[ScorePoint],
-    location: IncidentLocation | None,
-    session_id: str | None,
-    countdown_s: float,
-    actor: str,
-    sound_signature: Sequence[float] | None,
-    kind: IncidentKind,
-) -> IncidentView:
-    kept = location if device.consent_location else None
+async def _insert(session: AsyncSession, device: Device, detection: _Detection) -> IncidentView:
+    signature = detection.sound_signature
+    kept = detection.location if device.consent_location else None
     incident_id = uuid.uuid4()
     session.add(
         Incident(
             id=incident_id,
             device_id=device.id,
-            session_id=session_id,
-            kind=kind,
-            class_key=class_key,
-            confidence=confidence,
-            score_timeline=_points(scores, class_key, 0.0)[-MAX_TIMELINE_POINTS:],
+            session_id=detection.session_id,
+            kind=detection.kind,
+            class_key=detection.class_key,
+            confidence=detection.confidence,
+            score_timeline=_points(detection.scores, detection.class_key, 0.0)[-MAX_TIMELINE_POINTS:],
             detections=1,
             detected_at=db_now(),
-            deadline_at=db_now(countdown_s),
+            deadline_at=db_now(detection.countdown_s),
             state=IncidentState.PENDING,
             state_changed_at=db_now(),
             latitude=kept.latitude if kept else None,
             longitude=kept.longitude if kept else None,
             location_accuracy_m=kept.accuracy_m if kept else None,
-            sound_signature=None if sound_signature is None else [float(v) for v in sound_signature],
+            sound_signature=None if signature is None else [float(v) for v in signature],
         )
     )
     await session.flush()
     await add_contact_notifications(session, incident_id, device.id, ContactEvent.DETECTED)
-    add_audit(session, incident_id, actor, "opened", {"class": class_key, "confidence": confidence, "kind": kind.value})
+    opened = {"class": detection.class_key, "confidence": detection.confidence, "kind": detection.kind.value}
+    add_audit(session, incident_id, detection.actor, "opened", opened)
     await session.flush()
     view = await read_incident(session, incident_id)
     assert view is not None
