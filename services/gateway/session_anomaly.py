@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from services.gateway.auth import current_token_hashes
 from services.gateway.audio import Window
 from services.gateway.session_incidents import SessionIncidents
 from shared.anomaly import (
@@ -50,6 +49,7 @@ from shared.anomaly import (
     window_features,
 )
 from shared.anomaly.incidents import open_anomaly_incident
+from shared.incidents import DeviceTokenChanged
 from shared.anomaly.store import ActiveModel, active_models, record_heard, record_samples
 from shared.db import Device
 from shared.device_modes import ListeningMode
@@ -170,13 +170,13 @@ class SessionAnomaly:
 
     async def _open_incident(self, record: dict[str, Any], stream_time_s: float) -> None:
         incidents, backend = self.incidents, self.incidents.backend
-        current = (await current_token_hashes(backend.db, [incidents.device.id])).get(incidents.device.id)
-        if current != incidents.token_hash:
+        try:
+            opened = await open_anomaly_incident(
+                backend.db, device_id=incidents.device.id, anomaly=record, countdown_s=backend.countdown_s,
+                session_id=incidents.session_id, events=backend.events, token_hash=incidents.token_hash,
+            )  # fmt: skip
+        except DeviceTokenChanged:
             return  # revoked: the revocation watch ends this session; nothing is opened on its token
-        opened = await open_anomaly_incident(
-            backend.db, device_id=incidents.device.id, anomaly=record, countdown_s=backend.countdown_s,
-            session_id=incidents.session_id, events=backend.events,
-        )  # fmt: skip
         if opened is None:
             return  # the device's open incident stands for it
         log.info("session %s: anomaly incident %s (%s %.2f over %.2f, model v%s)", incidents.session_id,

@@ -26,7 +26,7 @@ from shared.incident_state import ContactEvent, IncidentKind, IncidentState
 from shared.incidents.audit import add_audit
 from shared.incidents.contacts import add_contact_notifications
 from shared.incidents.moves import move_incident
-from shared.incidents.views import OpenedIncident, read_incident
+from shared.incidents.views import DeviceTokenChanged, OpenedIncident, read_incident
 
 ANOMALY_CLASS = "normal"
 
@@ -40,13 +40,18 @@ async def open_anomaly_incident(
     session_id: str | None = None,
     events: IncidentEvents | None = None,
     actor: str = "gateway",
+    token_hash: str | None = None,
 ) -> OpenedIncident | None:
     """Open an anomaly incident (``anomaly``: score, threshold, model_version, reason and what
     else the reason has). None when the device already has an open incident, which stands for
-    it; LookupError for an unknown device."""
+    it; LookupError for an unknown device. ``token_hash`` as ``open_incident``'s: checked in the
+    same transaction, :class:`DeviceTokenChanged` when it is no longer the device's."""
     try:
         async with db.session() as session:
-            if await session.get(Device, device_id) is None:
+            device = await session.get(Device, device_id)
+            if token_hash is not None and (device is None or device.token_hash != token_hash):
+                raise DeviceTokenChanged(None if device is None else device.token_hash)
+            if device is None:
                 raise LookupError(f"no device {device_id}")
             incident_id = uuid.uuid4()
             session.add(

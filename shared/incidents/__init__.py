@@ -41,7 +41,6 @@ from shared.incidents.evidence_record import EvidenceRecorded, record_evidence, 
 from shared.incidents.lifecycle import (
     COUNTDOWN_S,
     MAX_TIMELINE_POINTS,
-    DeviceTokenChanged,
     act_on_incident,
     get_incident,
     incident_deliveries,
@@ -49,7 +48,7 @@ from shared.incidents.lifecycle import (
     open_incident,
 )
 from shared.incidents.moves import move_deliveries, move_incident
-from shared.incidents.views import ActionResult, IncidentLocation, IncidentView, OpenedIncident, ScorePoint
+from shared.incidents.views import ActionResult, DeviceTokenChanged, IncidentLocation, IncidentView, OpenedIncident, ScorePoint
 
 __all__ = [
     "CLIP_DOWNLOADED",

@@ -46,6 +46,7 @@ from shared.incidents.moves import move_incident
 from shared.incidents.threshold_learning import FalseAlarmLearner
 from shared.incidents.views import (
     ActionResult,
+    DeviceTokenChanged,
     IncidentLocation,
     IncidentView,
     OpenedIncident,
@@ -59,15 +60,6 @@ from shared.taxonomy import by_key
 COUNTDOWN_S = 60.0
 # An incident keeps at most this many score points (a long event keeps adding evidence).
 MAX_TIMELINE_POINTS = 600
-
-
-class DeviceTokenChanged(Exception):
-    """The token a detection came with is no longer its device's: nothing was written.
-    ``current_token_hash`` is the device's token hash now, None when the device is gone."""
-
-    def __init__(self, current_token_hash: str | None) -> None:
-        super().__init__("the device's token has changed")
-        self.current_token_hash = current_token_hash
 
 
 async def open_incident(

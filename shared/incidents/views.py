@@ -119,6 +119,15 @@ class IncidentView:
         return {}
 
 
+class DeviceTokenChanged(Exception):
+    """The token a detection came with is no longer its device's: nothing was written.
+    ``current_token_hash`` is the device's token hash now, None when the device is gone."""
+
+    def __init__(self, current_token_hash: str | None) -> None:
+        super().__init__("the device's token has changed")
+        self.current_token_hash = current_token_hash
+
+
 @dataclass(frozen=True)
 class OpenedIncident:
     """``created`` is False when the detection was added as evidence to an open incident, then

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sqlalchemy import select, update
 
 from services.alerting.anomaly_training import AnomalyKeeper
@@ -23,7 +24,7 @@ from shared.db.anomaly_tables import AnomalyActivity
 from shared.db.models import ContactNotification, Incident
 from shared.device_modes import ListeningMode
 from shared.incident_state import IncidentKind, IncidentState
-from shared.incidents import get_incident, open_incident
+from shared.incidents import DeviceTokenChanged, get_incident, open_incident
 from tests.alerting_support import make_device
 from tests.unit.test_anomaly_model import home_pairs
 from tests.unit.test_dispatch import build, outbox
@@ -133,3 +134,22 @@ async def test_inactivity_in_alone_mode_opens_an_anomaly_once(db: Database) -> N
         assert incident.anomaly["device_heard"] is True and incident.anomaly["threshold"] == 3600
         await session.execute(update(Incident).where(Incident.id == incident.id).values(state=IncidentState.CANCELLED))
     assert await keeper.flag_inactivity() == 0  # this spell was flagged
+
+
+async def test_an_anomaly_heard_on_a_stale_token_opens_nothing(db: Database) -> None:
+    device_id = await make_device(db, contacts=1)
+    async with db.session() as session:
+        current = (await session.get_one(Device, device_id)).token_hash
+    with pytest.raises(DeviceTokenChanged) as raised:  # the token was rotated since the session began
+        await open_anomaly_incident(db, device_id=device_id, anomaly={"reason": "sound"}, countdown_s=60,
+                                    token_hash="stale")  # fmt: skip
+    assert raised.value.current_token_hash == current
+    async with db.session() as session:
+        assert (await session.scalars(select(Incident).where(Incident.device_id == device_id))).all() == []
+    with pytest.raises(DeviceTokenChanged) as raised:  # the device was deleted
+        await open_anomaly_incident(db, device_id=uuid.uuid4(), anomaly={"reason": "sound"}, countdown_s=60,
+                                    token_hash=current)  # fmt: skip
+    assert raised.value.current_token_hash is None
+    opened = await open_anomaly_incident(db, device_id=device_id, anomaly={"reason": "sound"}, countdown_s=60,
+                                         token_hash=current)  # fmt: skip
+    assert opened is not None and opened.created
