@@ -36,6 +36,7 @@ def load(
     event_seconds: Annotated[float, typer.Option(min=4.0, help="How long each home's smoke alarm sounds.")] = 10.0,
     tolerance: Annotated[float, typer.Option(help="A detection this far outside its event (stream s) is spurious.")] = 2.0,
     processes: Annotated[Optional[int], typer.Option(min=1, help="Client processes (default: one per 50 homes, at most one per core).")] = None,
+    aligned: Annotated[bool, typer.Option("--aligned", help="Every home streams at the same phase of the hop (the worst case, as after a reconnect storm), not spread over it as independent homes are.")] = False,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the results here.")] = None,
 ) -> None:
     """Stream N homes, each a household background with a smoke alarm at a known onset, and
@@ -56,7 +57,7 @@ def load(
     if sample_rate not in SAMPLE_RATES:
         raise typer.BadParameter(f"--sample-rate must be one of {', '.join(map(str, SAMPLE_RATES))}")
     console = Console()
-    options = bench.RunOptions(seconds, event_seconds, tolerance, sample_rate, processes, str(household) if household else None)
+    options = bench.RunOptions(seconds, event_seconds, tolerance, sample_rate, processes, str(household) if household else None, aligned)
     with ExitStack() as stack:
         target = _target(stack, console, start_system, not no_gate, max(max_clients, clients), url, inference_url, gateways, redis_url, database_url)
         devices = BenchDevices(target.api_url)

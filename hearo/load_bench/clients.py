@@ -3,7 +3,11 @@
 Each process (:func:`run_homes`) makes its homes' recordings, waits for the common start
 time, then runs one asyncio task per home: ``start``, 100 ms PCM16 frames each sent when the
 audio it holds would have been captured (real time, as a microphone), ``stop``, and the
-gateway's close. Every incident a detection opens is cancelled at once over REST, so the bench
+gateway's close. Homes are independent, so each starts streaming at its own phase of the
+gateway's hop (``ready``'s ``hop_s``), spread evenly: the hop's work (a window's features, the
+alarm pattern detector, the model request) then arrives spread over the hop, as from real
+homes, not all in the same 100 ms of it. ``aligned`` keeps every home in phase: the worst case,
+as when a gateway's sessions all reconnect at once. Every incident a detection opens is cancelled at once over REST, so the bench
 never reports anything to an agency. A process returns what its homes heard and the CPU it
 used, which the report keeps apart from the servers'. The processes run uvloop, as the servers
 do, and leave the ``scores`` messages unparsed (the bench reads detections and errors): the
@@ -34,6 +38,9 @@ CLOSE_TIMEOUT_S = 30.0  # after ``stop``: the end's windows, then the close once
 CANCEL_TRIES = 5
 # The start of every ``scores`` message: the gateway writes ``type`` first (``shared.protocol``).
 SCORES_PREFIX = '{"type":"scores"'
+# Home i starts streaming at this fraction (mod 1) of a hop times i: the golden ratio's spread
+# leaves no two homes of any number close in phase.
+_PHASE_STEP = 0.6180339887
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class ProcessPlan:
     sample_rate: int
     start_at: float
     household: str | None = None
+    aligned: bool = False  # every home at the same phase of the hop (the module docstring)
 
 
 @dataclass
@@ -74,6 +82,12 @@ class HomeReport:
 class ProcessReport:
     homes: list[HomeReport]
     cpu_s: float  # this client process's CPU time while streaming
+
+
+def stream_phase_s(index: int, hop_s: float) -> float:
+    """How long home ``index`` waits after its ``ready`` to start streaming: its own phase of
+    the gateway's hop, in ``[0, hop_s)``."""
+    return (index * _PHASE_STEP) % 1.0 * hop_s
 
 
 def run_homes(plan: ProcessPlan) -> ProcessReport:
@@ -114,6 +128,8 @@ class _HomeSession:
                     self.report.errors.append(f"refused: {ready}")
                     return
                 listener = asyncio.create_task(self._listen(ws))
+                if not self.plan.aligned:
+                    await asyncio.sleep(stream_phase_s(self.home.index, float(ready["hop_s"])))
                 await self._send_audio(ws)
                 await ws.send(StopMessage().model_dump_json())
                 with contextlib.suppress(TimeoutError):

@@ -55,6 +55,7 @@ class RunOptions:
     sample_rate: int = 16_000
     processes: int | None = None  # None: one per HOMES_PER_PROCESS homes, at most one per core
     household: str | None = None
+    aligned: bool = False  # every home at the same phase of the hop (``clients``' docstring)
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,8 @@ def measure(target: Target, devices: BenchDevices, clients: int, options: RunOpt
     gateway_before, inference_before = _scrape_gateways(target), usage.scrape(target.inference_url)
     start_at = time.time() + start_delay_s(clients)
     plans = [
-        ProcessPlan(target.api_url, homes[p::processes], options.seconds, options.sample_rate, start_at, options.household)
+        ProcessPlan(target.api_url, homes[p::processes], options.seconds, options.sample_rate, start_at, options.household,
+                    options.aligned)
         for p in range(processes)
     ]
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
