@@ -7,11 +7,12 @@ gateway's close. Homes are independent, so each starts streaming at its own phas
 gateway's hop (``ready``'s ``hop_s``), spread evenly: the hop's work (a window's features, the
 alarm pattern detector, the model request) then arrives spread over the hop, as from real
 homes, not all in the same 100 ms of it. ``aligned`` keeps every home in phase: the worst case,
-as when a gateway's sessions all reconnect at once. Every incident a detection opens is cancelled at once over REST, so the bench
-never reports anything to an agency. A process returns what its homes heard and the CPU it
-used, which the report keeps apart from the servers'. The processes run uvloop, as the servers
-do, and leave the ``scores`` messages unparsed (the bench reads detections and errors): the
-clients share the box with the servers, so what they cost is capacity the servers lose.
+as when a gateway's sessions all reconnect at once. Every incident a detection opens is
+cancelled at once over REST, so the bench never reports anything to an agency. A process
+returns what its homes heard and the CPU it used, which the report keeps apart from the
+servers'. The processes run uvloop, as the servers do, and leave the ``scores`` messages
+unparsed (the bench reads detections and errors): the clients share the box with the servers,
+so what they cost is capacity the servers lose.
 """
 
 from __future__ import annotations

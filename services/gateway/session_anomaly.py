@@ -49,10 +49,10 @@ from shared.anomaly import (
     window_features,
 )
 from shared.anomaly.incidents import open_anomaly_incident
-from shared.incidents import DeviceTokenChanged
 from shared.anomaly.store import ActiveModel, active_models, record_heard, record_samples
 from shared.db import Device
 from shared.device_modes import ListeningMode
+from shared.incidents import DeviceTokenChanged
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,14 @@ from shared.incidents.lifecycle import (
     open_incident,
 )
 from shared.incidents.moves import move_deliveries, move_incident
-from shared.incidents.views import ActionResult, DeviceTokenChanged, IncidentLocation, IncidentView, OpenedIncident, ScorePoint
+from shared.incidents.views import (
+    ActionResult,
+    DeviceTokenChanged,
+    IncidentLocation,
+    IncidentView,
+    OpenedIncident,
+    ScorePoint,
+)
 
 __all__ = [
     "CLIP_DOWNLOADED",
