@@ -270,6 +270,42 @@ def test_a_smoke_alarm_alerts_cancel_reports_nothing_and_history_plays_the_clip(
         assert "1 as false alarms" in learning.locator("#learning-summary").text_content()
 
 
+def test_a_poll_answered_before_the_report_came_sooner_does_not_set_the_countdown_back(
+    system: System, sounds: dict[str, Path], playwright: Any, chromium: Path
+) -> None:
+    """The page polls its open incident every 2 s; an answer read before the stream said
+    "sooner" carries the old deadline, and arrives after. A pending deadline only moves earlier,
+    so the countdown keeps the earlier one (the race once seen in CI: 56 s left after "sooner")."""
+    with browser(playwright, sounds["conversation"], chromium) as chrome:
+        page = chrome.new_page()
+        page.goto(system.base + "/")
+        left = page.evaluate("""async () => {
+          const { IncidentTracker, fromRest } = await import('/web/js/incidents.js');
+          const tracker = new IncidentTracker(() => {});
+          const at = (s) => new Date(Date.now() + s * 1000).toISOString();
+          const secondsLeft = () => (tracker.current.deadline - performance.now()) / 1000;
+          const opened = at(60), sooner = at(30);
+          tracker.fromStream({type: 'detection', incident_id: 'i1', class: 'fire', seconds_left: 60,
+                              deadline_at: opened});
+          tracker.fromStream({type: 'incident', incident_id: 'i1', state: 'pending', deadline_at: sooner,
+                              evidence: 'growing', detail: {shortened: 'fire: the alarm goes on'}});
+          const afterSooner = secondsLeft();
+          tracker.apply(fromRest({incident_id: 'i1', state: 'pending', class: 'fire', seconds_left: 56,
+                                  deadline_at: opened}));
+          const afterStalePoll = secondsLeft();
+          tracker.apply(fromRest({incident_id: 'i1', state: 'pending', class: 'fire', seconds_left: 20,
+                                  deadline_at: sooner}));
+          const afterPoll = secondsLeft();
+          clearTimeout(tracker.timer);
+          return [afterSooner, afterStalePoll, afterPoll, tracker.current.shortened];
+        }""")
+    after_sooner, after_stale_poll, after_poll, shortened = left
+    assert 29 < after_sooner <= 30
+    assert 29 < after_stale_poll <= 30, "a poll older than the shortening set the countdown back"
+    assert 19 < after_poll <= 20, "a poll of the current deadline still sets the countdown from the server"
+    assert shortened
+
+
 def test_the_countdown_survives_a_reload_and_report_now_reaches_the_agency(
     system: System, sounds: dict[str, Path], playwright: Any, chromium: Path
 ) -> None:

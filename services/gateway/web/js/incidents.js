@@ -89,6 +89,12 @@ export class IncidentTracker {
     for (const key of ["state", "class", "label_en", "label_ko", "outcome", "reason", "detail", "deliveries", "evidence", "shortened", "corroboration"]) {
       if (update[key] !== undefined) incident[key] = update[key];
     }
+    // A pending deadline only ever moves earlier (docs/evidence.md), so a later one is older news:
+    // a poll answered before the stream said "sooner". Its countdown must not jump back.
+    if (incident.state === "pending" && update.deadlineAt && incident.deadlineAt
+        && Date.parse(update.deadlineAt) > Date.parse(incident.deadlineAt)) {
+      update = { ...update, secondsLeft: undefined, deadlineAt: undefined };
+    }
     // Deadlines are kept on this page's clock, made local at once: clocks differ between
     // devices. "Seconds left" with a deadline also gives the server clock's offset, so a
     // deadline alone (an update: growing evidence brought the report forward) lands right.
