@@ -70,10 +70,10 @@ class AnomalyScorer:
         self, features: np.ndarray, stream_time_s: float, tags: Sequence[tuple[str, float]] = ()
     ) -> ScoredWindow | None:
         """The window's anomaly, or None."""
-        if not self.judging:
+        model = self.model
+        if model is None or not self.judging:
             self.pass_over()
             return None
-        model = self.model
         raw = model.score(features)
         previous, self._previous = self._previous, raw
         if previous is None or stream_time_s < self._quiet_until:
