@@ -9,6 +9,8 @@ export const OPEN_STATES = ["pending", "dispatching"];
 const POLL_OPEN_MS = 2000; // an open incident: how it ends must show within seconds
 const POLL_IDLE_MS = 15000; // none known: another device's detection shows within this
 const SEEN_KEY = "hearo.incidents.seen"; // finished incidents already shown to the person
+// The server's incident states and their moves (shared/incident_state.py): only forward.
+const NEXT_STATES = { pending: ["cancelled", "dispatching"], dispatching: ["dispatched", "failed"] };
 
 export class IncidentTracker {
   /** onChange(incident | null): incident = {id, state, class, label_en, label_ko, deadline (ms,
@@ -85,15 +87,13 @@ export class IncidentTracker {
     if (!incident) {
       if (!OPEN_STATES.includes(update.state) || seen().includes(update.id)) return; // an old one
       incident = { id: update.id, state: update.state };
+    } else if (isOlder(update, incident)) {
+      // A poll answered before the stream's message, say; an action's outcome is still news.
+      if (update.outcome === undefined) return;
+      update = { id: update.id, outcome: update.outcome };
     }
     for (const key of ["state", "class", "label_en", "label_ko", "outcome", "reason", "detail", "deliveries", "evidence", "shortened", "corroboration"]) {
       if (update[key] !== undefined) incident[key] = update[key];
-    }
-    // A pending deadline only ever moves earlier (docs/evidence.md), so a later one is older news:
-    // a poll answered before the stream said "sooner". Its countdown must not jump back.
-    if (incident.state === "pending" && update.deadlineAt && incident.deadlineAt
-        && Date.parse(update.deadlineAt) > Date.parse(incident.deadlineAt)) {
-      update = { ...update, secondsLeft: undefined, deadlineAt: undefined };
     }
     // Deadlines are kept on this page's clock, made local at once: clocks differ between
     // devices. "Seconds left" with a deadline also gives the server clock's offset, so a
@@ -133,6 +133,19 @@ export class IncidentTracker {
     this.onChange(null);
     this.schedule();
   }
+}
+
+/** Whether an incident in ``state`` can be in ``later`` now or after some moves. */
+function leadsTo(state, later) {
+  return later === state || (NEXT_STATES[state] || []).some((next) => leadsTo(next, later));
+}
+
+/** Whether ``update`` is older than what the page knows of ``incident``: a state it has left,
+ *  or a later deadline while pending (a deadline only ever moves earlier: docs/evidence.md). */
+function isOlder(update, incident) {
+  if (update.state && !leadsTo(incident.state, update.state)) return true;
+  return update.state === "pending" && incident.state === "pending" && Boolean(update.deadlineAt)
+    && Boolean(incident.deadlineAt) && Date.parse(update.deadlineAt) > Date.parse(incident.deadlineAt);
 }
 
 function seen() {
