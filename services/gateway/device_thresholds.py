@@ -111,8 +111,11 @@ class DeviceThresholds:
         await self.channel.publish(ThresholdsChanged(str(adjustment.device_id)))
 
     async def learned(self, device_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, dict[str, float]]:
-        """Each device's thresholds that learning raised (devices with none are left out)."""
-        return await learned_thresholds(self.db, device_ids, base=self.base, policy=self.policy)
+        """Each device's thresholds that learning raised (devices with none are left out).
+
+        Read to its end even if the caller is cancelled: a session starting reads it, and a
+        newer session of its device may replace it meanwhile (``Database.outlasting``)."""
+        return await self.db.outlasting(learned_thresholds(self.db, device_ids, base=self.base, policy=self.policy))
 
     async def settings(self, device_id: uuid.UUID) -> dict[str, Any]:
         """``GET /v1/devices/me/thresholds``: per class its base, the threshold in force, the

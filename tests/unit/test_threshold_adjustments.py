@@ -6,6 +6,8 @@ the weekly summary say so."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -196,3 +198,22 @@ async def test_the_summary_says_what_was_heard_cancelled_and_changed(db: Databas
     until = datetime.fromisoformat(summary["window"]["until"])
     with pytest.raises(ValueError):
         await device_summary(db, device, since=until, until=until)
+
+
+async def test_a_session_cancelled_while_reading_its_thresholds_leaves_the_pool_clean(
+    postgres_db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A session reads its device's learned thresholds as it starts, and a newer session of the
+    device may end it meanwhile: the read runs to its end, so no cancellation lands inside an
+    asyncpg call (the pool would log "Exception closing connection" and lose the connection)."""
+    learning = DeviceThresholds(postgres_db, LearningPolicy(), lambda: BASE, LocalChannel())
+    device = await make_device(postgres_db)
+    caplog.set_level(logging.WARNING, logger="sqlalchemy")
+    for turns in range(30):  # cancelled at every point of the read, one loop turn later each time
+        reading = asyncio.create_task(learning.learned([device]))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        reading.cancel()
+        await asyncio.wait({reading})
+    assert await learning.learned([device]) == {}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
