@@ -49,8 +49,7 @@ async def open_anomaly_incident(
     try:
         async with db.session() as session:
             device = await session.get(Device, device_id)
-            if token_hash is not None and (device is None or device.token_hash != token_hash):
-                raise DeviceTokenChanged(None if device is None else device.token_hash)
+            DeviceTokenChanged.check(device, token_hash)
             if device is None:
                 raise LookupError(f"no device {device_id}")
             incident_id = uuid.uuid4()

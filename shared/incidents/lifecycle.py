@@ -148,8 +148,7 @@ async def _join_or_insert(
         )
     ).first()
     device = await session.get(Device, device_id) if token_hash is not None or row is None else None
-    if token_hash is not None and (device is None or device.token_hash != token_hash):
-        raise DeviceTokenChanged(None if device is None else device.token_hash)  # rolls the update back
+    DeviceTokenChanged.check(device, token_hash)  # raised, it rolls the update back
     if row is not None:
         incident_id, now = row
         return await _add_evidence(session, incident_id, now, detection)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.clock import db_now
-from shared.db.models import Incident
+from shared.db.models import Device, Incident
 from shared.incident_events import IncidentUpdate
 from shared.incident_state import ActionOutcome, CancelKind, EvidenceMark, IncidentAction, IncidentKind, IncidentState
 from shared.taxonomy import by_key
@@ -126,6 +126,12 @@ class DeviceTokenChanged(Exception):
     def __init__(self, current_token_hash: str | None) -> None:
         super().__init__("the device's token has changed")
         self.current_token_hash = current_token_hash
+
+    @classmethod
+    def check(cls, device: Device | None, token_hash: str | None) -> None:
+        """Raise when ``token_hash`` is given and is not ``device``'s (or the device is gone)."""
+        if token_hash is not None and (device is None or device.token_hash != token_hash):
+            raise cls(None if device is None else device.token_hash)
 
 
 @dataclass(frozen=True)
