@@ -12,8 +12,10 @@ For each feature spec, one simulated live stream of noise is fed two ways:
   (``logmel_frames``), which bounds what incremental computing alone saves (at most 4 times).
 
 Figures are milliseconds of CPU time (``time.process_time``) per second of audio for one stream,
-best of a few rounds, with torch limited to one thread (the gateway serves many streams; these ops
-are far too small for intra-op threads, which on a busy host only add wake-up latency). Also
+best of a few rounds, with torch and the BLAS limited to one thread as the gateway runs them
+(``shared/numeric_threads.py``: the gateway serves many streams; these ops are far too small for
+helper threads, which only add wake-ups and spinning); ``LiveWindows`` at 20 ms pushes is also
+timed with OpenBLAS's default of a thread per core, beside it. Also
 prints the batch functions' throughput. Prints figures only; no pass/fail.
 
 Run: ``.venv/bin/python bench/bench_features.py [--seconds 30] [--rounds 3]``
@@ -22,16 +24,19 @@ Run: ``.venv/bin/python bench/bench_features.py [--seconds 30] [--rounds 3]``
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from shared.features.efficientat_mel import CENTRE_PAD, efficientat_logmel, logmel_frames, preemphasis
 from shared.features.kaldi_fbank import beats_fbank
 from shared.features.spec import BEATS_FBANK, EFFICIENTAT_MEL, FeatureSpec
 from shared.features.stream import LiveWindows, LogMelStream, WindowStream
+from shared.numeric_threads import single_threaded_numerics
 
 HOP_SECONDS = 0.5
 WINDOW_SECONDS = 2.0
@@ -123,9 +128,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="simulated stream length")
     parser.add_argument("--rounds", type=int, default=3, help="repetitions; the best is kept")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    single_threaded_numerics()  # as the gateway runs them (shared/numeric_threads.py)
     rng = np.random.default_rng(0)
-    print(f"torch {torch.__version__}, 1 thread, {args.seconds:g} s stream, best of {args.rounds}")
+    print(f"torch {torch.__version__}, 1 thread (torch and BLAS), {args.seconds:g} s stream, best of {args.rounds}")
     print(f"{'spec':16s} {'method':26s} {'ms CPU / stream-s':>18s} {'windows':>8s}")
     for spec in (BEATS_FBANK, EFFICIENTAT_MEL):
         audio = (0.1 * rng.standard_normal(round(args.seconds * spec.sample_rate))).astype(np.float32)
@@ -145,6 +150,10 @@ def main() -> None:
             per_second[label] = ms / args.seconds
             rate = 1e3 / per_second[label]
             print(f"{spec.name:16s} {label:26s} {per_second[label]:18.2f} {windows:8d}  ({rate:,.0f} stream-s per core-s)")
+        with threadpool_limits(limits=os.cpu_count(), user_api="blas"):
+            ms, windows = _best_cpu_ms(_live_windows(spec, audio, 0.02), args.rounds)
+        label = f"LiveWindows, 20 ms, BLAS x{os.cpu_count()}"
+        print(f"{spec.name:16s} {label:26s} {ms / args.seconds:18.2f} {windows:8d}  (not the gateway's setting)")
         recompute_per_second = recompute_ms / args.seconds
         print(f"{spec.name:16s} {'recompute 2 s every 0.5 s':26s} {recompute_per_second:18.2f} {recompute_windows:8d}")
         print(

@@ -27,7 +27,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import torch
 from fastapi import Depends, FastAPI, WebSocket
 
 from services.gateway import devices, households_api, incidents_api, privacy_api, web_api
@@ -65,6 +64,7 @@ from shared.incident_events import create_incident_events
 from shared.incident_state import IncidentKind
 from shared.incident_watcher import IncidentWatcher
 from shared.log_hygiene import install_log_hygiene
+from shared.numeric_threads import single_threaded_numerics
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +98,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Every session's per-frame feature ops (shared/features/stream.py) run on this loop and
-        # are far too small for intra-op threads: with torch's default of one thread per core a
-        # 100 ms push cost 0.60 ms of CPU instead of 0.07 ms on the 2-core VM, and those wake-ups
-        # were 80 % of the gateway's CPU under `hearo bench load`, the box's capacity limit.
-        torch.set_num_threads(1)
+        # Every session's per-window numeric ops run on this loop and are far too small for
+        # helper threads, whose wake-ups and spinning cost the box's other processes (torch's once
+        # made 80 % of the gateway's CPU under `hearo bench load`; shared/numeric_threads.py).
+        single_threaded_numerics()
         if settings.migrate_on_start:
             await asyncio.to_thread(upgrade_database, settings.database_url)
         db = Database(settings.database_url)
