@@ -7,6 +7,8 @@ alerting worker sends them; this module only queues and withdraws, in the caller
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,21 +36,31 @@ async def add_contact_notifications(
             select(EmergencyContact).where(EmergencyContact.device_id == device_id).order_by(EmergencyContact.position)
         )
     ).all()
-    queued = 0
+    if only_contacts is not None:
+        contacts = [contact for contact in contacts if contact.id in only_contacts]
+    return queue_contact_notifications(session, incident_id, contacts, event)
+
+
+def queue_contact_notifications(
+    session: AsyncSession, incident_id: uuid.UUID, contacts: Sequence[EmergencyContact], event: ContactEvent,
+    now: datetime | None = None,
+) -> int:
+    """Queue ``event`` for each of ``contacts`` (the device's, in their order), when the caller
+    has read them already: ``add_contact_notifications`` without its query. ``now``: the
+    database's time, when the caller read it in this transaction; rows with plain values are
+    written in one statement, rows with the clock's expression one statement each."""
+    stamp = db_now() if now is None else now
     for contact in contacts:
-        if only_contacts is not None and contact.id not in only_contacts:
-            continue
         kinds = (["webhook"] if contact.webhook_url else []) + ["sms"]
         for position, kind in enumerate(kinds):
             session.add(
                 ContactNotification(
                     incident_id=incident_id, contact_id=contact.id, event=event, position=position, kind=kind,
                     state=DeliveryState.PENDING if position == 0 else DeliveryState.STANDBY, attempts=0,
-                    next_attempt_at=db_now(), created_at=db_now(),
+                    next_attempt_at=stamp, created_at=stamp,
                 )
             )
-        queued += 1
-    return queued
+    return len(contacts)
 
 
 async def withdraw_detection_notices(session: AsyncSession, incident_id: uuid.UUID, device_id: uuid.UUID) -> None:

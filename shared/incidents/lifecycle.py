@@ -16,12 +16,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from shared.anomaly.promotion import promote_to_emergency
 from shared.db import Database, retry_when_busy
@@ -39,7 +40,7 @@ from shared.incident_state import (
     IncidentState,
 )
 from shared.incidents.audit import add_audit
-from shared.incidents.contacts import add_contact_notifications, withdraw_detection_notices
+from shared.incidents.contacts import queue_contact_notifications, withdraw_detection_notices
 from shared.incidents.device_trail import device_deliveries
 from shared.incidents.duress_cancel import cancel_under_duress, is_duress_code, open_under_duress
 from shared.incidents.moves import move_incident
@@ -91,8 +92,9 @@ async def open_incident(
     the device's. Raises ValueError for an unknown or non-emergency class, LookupError for an
     unknown device.
 
-    One transaction (ten statements for a new incident, six for evidence): under load each
-    round trip waits for a busy event loop, and a detection's message waits for its incident.
+    One transaction (seven statements for a new incident with contacts, six without, seven for
+    evidence, counted with BEGIN and COMMIT): under load each round trip waits for a busy event
+    loop, and a detection's message waits for its incident.
     """
     cls = by_key(class_key)
     if not cls.is_emergency:
@@ -147,14 +149,23 @@ async def _join_or_insert(
             .execution_options(synchronize_session=False)
         )
     ).first()
-    device = await session.get(Device, device_id) if token_hash is not None or row is None else None
+    device, now = None, None
+    if token_hash is not None or row is None:
+        # One statement: the device (its token to check; for a new incident its consent and its
+        # contacts) with the database's time, which a new incident's times are taken from.
+        query = select(Device, db_now()).where(Device.id == device_id)
+        if row is None:
+            query = query.options(joinedload(Device.contacts))
+        found = (await session.execute(query)).unique().first()
+        if found is not None:
+            device, now = found
     DeviceTokenChanged.check(device, token_hash)  # raised, it rolls the update back
     if row is not None:
         incident_id, now = row
         return await _add_evidence(session, incident_id, now, detection)
-    if device is None:
+    if device is None or now is None:
         raise LookupError(f"no device {device_id}")
-    return OpenedIncident(await _insert(session, device, detection), created=True)
+    return OpenedIncident(await _insert(session, device, now, detection), created=True)
 
 
 async def _add_evidence(
@@ -173,38 +184,36 @@ async def _add_evidence(
     return OpenedIncident(view_of(incident, now), created=False, since_detected_s=since)
 
 
-async def _insert(session: AsyncSession, device: Device, detection: _Detection) -> IncidentView:
+async def _insert(session: AsyncSession, device: Device, now: datetime, detection: _Detection) -> IncidentView:
+    """The new incident, its contacts' notices and its audit entry, told from what was written:
+    its times are the database's ``now`` read with the device, so it needs no read-back."""
     signature = detection.sound_signature
     kept = detection.location if device.consent_location else None
-    incident_id = uuid.uuid4()
-    session.add(
-        Incident(
-            id=incident_id,
-            device_id=device.id,
-            session_id=detection.session_id,
-            kind=detection.kind,
-            class_key=detection.class_key,
-            confidence=detection.confidence,
-            score_timeline=_points(detection.scores, detection.class_key, 0.0)[-MAX_TIMELINE_POINTS:],
-            detections=1,
-            detected_at=db_now(),
-            deadline_at=db_now(detection.countdown_s),
-            state=IncidentState.PENDING,
-            state_changed_at=db_now(),
-            latitude=kept.latitude if kept else None,
-            longitude=kept.longitude if kept else None,
-            location_accuracy_m=kept.accuracy_m if kept else None,
-            sound_signature=None if signature is None else [float(v) for v in signature],
-        )
+    incident = Incident(
+        id=uuid.uuid4(),
+        device_id=device.id,
+        session_id=detection.session_id,
+        kind=detection.kind,
+        class_key=detection.class_key,
+        confidence=detection.confidence,
+        score_timeline=_points(detection.scores, detection.class_key, 0.0)[-MAX_TIMELINE_POINTS:],
+        detections=1,
+        detected_at=now,
+        deadline_at=now + timedelta(seconds=detection.countdown_s),
+        state=IncidentState.PENDING,
+        state_changed_at=now,
+        latitude=kept.latitude if kept else None,
+        longitude=kept.longitude if kept else None,
+        location_accuracy_m=kept.accuracy_m if kept else None,
+        sound_signature=None if signature is None else [float(v) for v in signature],
     )
-    await session.flush()
-    await add_contact_notifications(session, incident_id, device.id, ContactEvent.DETECTED)
+    session.add(incident)
+    await session.flush()  # first: the notices and the audit entry refer to it
+    queue_contact_notifications(session, incident.id, device.contacts, ContactEvent.DETECTED, now)
     opened = {"class": detection.class_key, "confidence": detection.confidence, "kind": detection.kind.value}
-    add_audit(session, incident_id, detection.actor, "opened", opened)
+    add_audit(session, incident.id, detection.actor, "opened", opened)
     await session.flush()
-    view = await read_incident(session, incident_id)
-    assert view is not None
-    return view
+    return view_of(incident, now)
 
 
 def _points(scores: Sequence[ScorePoint], class_key: str, offset_s: float) -> list[dict[str, Any]]:

@@ -15,9 +15,9 @@ from sqlalchemy import event, func, select
 
 from shared.clips import LocalClipStore, verify_clip_token
 from shared.db import Database
-from shared.db.models import AuditEntry, ContactNotification, Device, DispatchOutbox
+from shared.db.models import AuditEntry, ContactNotification, Device, DispatchOutbox, Incident
 from shared.incident_events import LocalIncidentEvents
-from shared.incident_state import ActionOutcome, IncidentAction, IncidentState
+from shared.incident_state import ActionOutcome, ContactEvent, IncidentAction, IncidentState
 from shared.incidents import (
     DeviceTokenChanged,
     IncidentLocation,
@@ -42,6 +42,34 @@ async def test_open_sets_the_deadline_from_the_database_clock(sqlite_db: Databas
     assert incident.deadline_at - incident.detected_at == timedelta(seconds=60)
     assert 59.0 < incident.seconds_left <= 60.0
     assert [p["score"] for p in incident.score_timeline] == [0.6, 0.8]
+
+
+async def test_a_new_incident_takes_one_read_and_is_not_read_back(db: Database) -> None:
+    """Under load each statement waits for a busy event loop (docs/performance.md): the device,
+    its contacts and the database's time come in one read, and the incident is told from what
+    was written, its notices queued all the same."""
+    device = await make_device(db, contacts=2)
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(" ".join(statement.split()[:3]))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        opened = await open_incident(db, device_id=device, class_key="fire", confidence=0.9, countdown_s=60)
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+    assert statements[:3] == ["UPDATE incidents SET", "SELECT devices.id, devices.token_hash,", "INSERT INTO incidents"]
+    assert sorted(statements[3:]) == ["INSERT INTO audit_log", "INSERT INTO contact_notifications"]
+    incident = opened.incident
+    assert opened.created and incident.seconds_left == 60.0
+    assert incident.deadline_at - incident.detected_at == timedelta(seconds=60)
+    assert incident.state_changed_at == incident.detected_at
+    async with db.session() as session:
+        stored = await session.get_one(Incident, incident.id)
+        notices = (await session.scalars(select(ContactNotification.event).where(ContactNotification.incident_id == incident.id))).all()
+    assert (stored.detected_at, stored.deadline_at) == (incident.detected_at, incident.deadline_at)
+    assert len(notices) == 2 and set(notices) == {ContactEvent.DETECTED}
 
 
 async def test_sqlite_clock_has_sub_second_precision(sqlite_db: Database) -> None:
