@@ -134,6 +134,9 @@ class ReviewQueue:
             self._stop_playing()
             for task in prepared.values():
                 task.cancel()
+            # Ended here, before the caller closes the database: a preload cut off mid-query rolls
+            # back on a live connection (on a disposed one it waited forever, and so did the CLI).
+            await asyncio.gather(*prepared.values(), return_exceptions=True)
         return summary
 
     async def _prepare(self, segment: Segment) -> Path:
