@@ -132,10 +132,9 @@ class ReviewQueue:
                     break
         finally:
             self._stop_playing()
-            for task in prepared.values():
-                task.cancel()
-            # Ended here, before the caller closes the database: a preload cut off mid-query rolls
-            # back on a live connection (on a disposed one it waited forever, and so did the CLI).
+            # A preload still under way is let finish (a clip read, well under a second), not
+            # cancelled: cut off inside a database call it was left to asyncio.run's shutdown,
+            # after the caller had closed the database, and the CLI hung there (a CI run did).
             await asyncio.gather(*prepared.values(), return_exceptions=True)
         return summary
 
