@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from shared.alarm_patterns import soundings
 from shared.alarm_patterns.config import AlarmPatternConfig, AlarmPatternMatch
@@ -63,9 +64,9 @@ class AlarmPatternDetector:
         self._win = 1 << math.ceil(math.log2(_WINDOW_S * sample_rate))
         self._frame_s = self._hop / sample_rate
         self._bin_hz = sample_rate / self._win
-        self._window = np.hanning(self._win).astype(np.float32)
+        self._window = torch.from_numpy(np.hanning(self._win).astype(np.float32))
         # Scaled so that a sine of amplitude A centred on a bin reads A**2.
-        self._scale = np.float32((2.0 / self._window.sum()) ** 2)
+        self._scale = np.float32((2.0 / self._window.sum().item()) ** 2)
         self._lo = max(math.ceil(self.config.min_tone_hz / self._bin_hz), _NEIGHBOUR_OUTER + 1)
         self._hi = math.floor(self.config.max_tone_hz / self._bin_hz)
         self._hi = min(self._hi, self._win // 2 - _NEIGHBOUR_OUTER - 1)
@@ -178,10 +179,12 @@ class AlarmPatternDetector:
 
     def _analyse(self, start: int, count: int) -> list[AlarmPatternMatch]:
         """Analyse ``count`` frames of the buffer from sample ``start`` on."""
-        size = self._buffer.itemsize
-        frames = np.ndarray((count, self._win), np.float32, self._buffer, start * size, (self._hop * size, size))
+        # torch's FFT, not numpy's: a third of the time for a pass's rows (and each row's result
+        # is the same whatever the rows beside it, so chunking still changes nothing).
+        samples = torch.from_numpy(self._buffer[start : start + (count - 1) * self._hop + self._win])
+        frames = samples.unfold(0, self._win, self._hop)
         pad = _NEIGHBOUR_OUTER
-        spectrum = np.fft.rfft(frames * self._window, axis=1)[:, self._lo - pad : self._hi + pad + 1]
+        spectrum = torch.fft.rfft(frames * self._window, dim=1)[:, self._lo - pad : self._hi + pad + 1].numpy()
         power, floor_db, cells = self._power[:count], self._floor_rows[:count], self._onset_cells
         cfg = self.config
         found = spectral_stage(

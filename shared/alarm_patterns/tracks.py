@@ -27,7 +27,7 @@ class Sounding(NamedTuple):
     hz: float
 
 
-@dataclass
+@dataclass(eq=False)  # a track is itself, not its contents: list.remove compares by identity
 class _Track:
     tone_hz: float
     pulses: deque[Pulse]
