@@ -92,7 +92,7 @@ async def open_incident(
     the device's. Raises ValueError for an unknown or non-emergency class, LookupError for an
     unknown device.
 
-    One transaction (seven statements for a new incident with contacts, six without, seven for
+    One transaction (seven statements for a new incident with contacts, six without, six for
     evidence, counted with BEGIN and COMMIT): under load each round trip waits for a busy event
     loop, and a detection's message waits for its incident.
     """
@@ -145,7 +145,8 @@ async def _join_or_insert(
                 Incident.duress_at.is_(None),  # cancelled for the device: frozen as it saw it
             )
             .values(detections=Incident.detections + 1)
-            .returning(Incident.id, db_now())
+            # The whole row: evidence for an open incident needs no read after its update.
+            .returning(Incident, db_now())
             .execution_options(synchronize_session=False)
         )
     ).first()
@@ -161,18 +162,17 @@ async def _join_or_insert(
             device, now = found
     DeviceTokenChanged.check(device, token_hash)  # raised, it rolls the update back
     if row is not None:
-        incident_id, now = row
-        return await _add_evidence(session, incident_id, now, detection)
+        incident, now = row
+        return await _add_evidence(session, incident, now, detection)
     if device is None or now is None:
         raise LookupError(f"no device {device_id}")
     return OpenedIncident(await _insert(session, device, now, detection), created=True)
 
 
 async def _add_evidence(
-    session: AsyncSession, incident_id: uuid.UUID, now: datetime, detection: _Detection
+    session: AsyncSession, incident: Incident, now: datetime, detection: _Detection
 ) -> OpenedIncident:
-    class_key, confidence = detection.class_key, detection.confidence
-    incident = await session.get_one(Incident, incident_id, populate_existing=True)
+    class_key, confidence, incident_id = detection.class_key, detection.confidence, incident.id
     since = (now - incident.detected_at).total_seconds()
     timeline = incident.score_timeline + _points(detection.scores, class_key, since)
     incident.score_timeline = timeline[-MAX_TIMELINE_POINTS:]

@@ -72,6 +72,34 @@ async def test_a_new_incident_takes_one_read_and_is_not_read_back(db: Database) 
     assert len(notices) == 2 and set(notices) == {ContactEvent.DETECTED}
 
 
+async def test_evidence_for_an_open_incident_is_not_read_after_its_update(db: Database) -> None:
+    """The update that finds the open incident returns its row, so adding evidence is that
+    update, the timeline's and the audit entry: no read in between (docs/performance.md)."""
+    device = await make_device(db)
+    first = await open_incident(db, device_id=device, class_key="fire", confidence=0.7, scores=[ScorePoint(0.0, 0.7)])
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(" ".join(statement.split()[:3]))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        joined = await open_incident(
+            db, device_id=device, class_key="fire", confidence=0.9, scores=[ScorePoint(0.0, 0.9)], countdown_s=60
+        )
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+    assert statements[0] == "UPDATE incidents SET"
+    assert sorted(statements[1:]) == ["INSERT INTO audit_log", "UPDATE incidents SET"]
+    incident = joined.incident
+    assert not joined.created and incident.id == first.incident.id
+    assert incident.detections == 2 and incident.confidence == 0.9
+    assert [p["score"] for p in incident.score_timeline] == [0.7, 0.9]
+    async with db.session() as session:
+        stored = await session.get_one(Incident, incident.id)
+    assert (stored.detections, stored.confidence, stored.score_timeline) == (2, 0.9, incident.score_timeline)
+
+
 async def test_sqlite_clock_has_sub_second_precision(sqlite_db: Database) -> None:
     device = await make_device(sqlite_db)
     first = (await open_incident(sqlite_db, device_id=device, class_key="fire", confidence=0.8, countdown_s=0.25)).incident
