@@ -48,7 +48,8 @@ depend only on the samples, never on how they were chunked or how fast they arri
 
 Modules, one stage or noun each: ``config`` (the parameters and ``AlarmPatternMatch``),
 ``detector`` (stages 1 to 4 and the public ``AlarmPatternDetector``), ``spectral`` (stages 2
-and 3, compiled), ``soundings`` (stage 4's per-frame following, compiled), ``compiling`` (numba,
+and 3, compiled), ``soundings`` (stage 4's per-frame following, compiled), ``pieces`` (stage 4's
+cutting of an ended sounding into pulses, compiled), ``compiling`` (numba,
 ahead of time and cached), ``tracks`` (stages 5 and 7) and ``rhythm`` (stage 6). The gateway's
 sessions and ``hearo eval`` both use the detector from here, so a clip is heard exactly as a
 live stream is.

@@ -13,6 +13,7 @@ import torch
 
 from shared.alarm_patterns import soundings
 from shared.alarm_patterns.config import AlarmPatternConfig, AlarmPatternMatch
+from shared.alarm_patterns.pieces import cut_pulses
 from shared.alarm_patterns.rhythm import Pulse, RhythmReader
 from shared.alarm_patterns.soundings import CHANNEL, ECHO, FLOOR, LENGTH, ONSET, USED, follow_rows
 from shared.alarm_patterns.spectral import spectral_stage
@@ -29,7 +30,6 @@ _FLOOR_BLOCKS = 20  # ... minimum over the last 2 s: longer than any pulse, shor
 _NEIGHBOUR_INNER, _NEIGHBOUR_OUTER = 3, 8  # tonality: bins 3..8 away, outside Hann's main lobe
 _POWER_FLOOR = np.float32(1e-12)  # -120 dBFS: keeps logarithms finite in digital silence
 _RISE_S = 0.03  # an onset rises onset_rise_db within this
-_RAMP_FRAMES = 3  # frames a 32 ms window takes to rise onto a tone
 _EXCLUSION_BINS = 2  # Hann's main lobe: no second sounding this close to one
 _RELEASE_FRAMES = 2  # frames under the floor plus release_snr_db that end a sounding ...
 _DEAD_S = 0.1  # ... or this long release_drop_db under its sinking reference
@@ -100,6 +100,7 @@ class AlarmPatternDetector:
         self._slot_floats = np.zeros((_MAX_ACTIVE_PULSES, 4))
         self._slot_levels = np.zeros((_MAX_ACTIVE_PULSES, max_frames + 1))  # the peak's level in each frame ...
         self._slot_hz = np.zeros((_MAX_ACTIVE_PULSES, max_frames + 1))  # ... and its frequency
+        self._pulses_out = np.empty((max_frames + 2, 6))  # the pulses cut from one sounding (``pieces``)
         self._chan_slot = np.full(self._channels, -1, dtype=np.int64)
         self._recent_expiry = np.full(self._channels, -1, dtype=np.int64)
         self._recent_peak = np.zeros(self._channels)
@@ -227,8 +228,8 @@ class AlarmPatternDetector:
         ]
 
     def _end_pulse(self, slot: int, frame: int) -> None:
-        """Cut the sounding in ``slot`` (ended at ``frame``) into the pulses it held, hand them to
-        its track, and free the slot.
+        """Cut the sounding in ``slot`` (ended at ``frame``) into the pulses it held
+        (``pieces.cut_pulses``), hand them to its track, and free the slot.
 
         A room's tail can fill the short gaps of T4 so that four pulses sound as one with
         dips: each dip ``onset_rise_db`` deep on both sides separates two pulses. Each piece
@@ -237,47 +238,22 @@ class AlarmPatternDetector:
         steady tone under its onset moves its ends. A piece far quieter than the one before
         (a swell of its tail) or shorter than a blip is dropped.
         """
-        drop_db = self.config.release_drop_db
         row = self._slots[slot].tolist()
         channel, onset_frame, length = row[CHANNEL], row[ONSET], row[LENGTH]
         self._slots[slot, USED] = 0
-        floor_db, echo_of_db = self._slot_floats[slot, FLOOR], self._slot_floats[slot, ECHO]
-        louder_db = None if math.isnan(echo_of_db) else float(echo_of_db)
-        sounding_levels = self._slot_levels[slot, :length].tolist()
-        sounding_hz = self._slot_hz[slot, :length].tolist()
-        for start, stop in _pieces(sounding_levels, self.config.onset_rise_db):
-            if (stop - start) * self._frame_s < _BLIP_S - 1e-9:
-                continue  # a blip, whatever its loud part (most pieces of speech end here)
-            levels = sounding_levels[start:stop]
-            plateau = sorted(levels)[(3 * (len(levels) - 1)) // 4]
-            loud = [i for i, db in enumerate(levels) if db >= plateau - drop_db]
-            first, last = start + loud[0], start + loud[-1] + 1
-            onset_s, offset_s = self._frame_time(onset_frame + first), self._frame_time(onset_frame + last)
-            if offset_s - onset_s < _BLIP_S:
-                continue
-            peak_db = max(levels)
-            if (
-                louder_db is not None
-                and peak_db < louder_db - _ECHO_DB
-                and sum(1 for db in levels if db >= peak_db - drop_db) * self._frame_s <= _ECHO_MAX_S
-            ):
-                continue  # an echo
-            hz = sorted(sounding_hz[first:last])
-            middle = len(hz) // 2
-            tone_hz = hz[middle] if len(hz) % 2 else (hz[middle - 1] + hz[middle]) / 2  # statistics.median's
-            tolerance = self._hz_tolerance(tone_hz)
-            in_tune = sum(1 for f in hz if abs(f - tone_hz) <= tolerance)
-            pulse = Pulse(
-                onset_s=onset_s,
-                offset_s=offset_s,
-                tone_hz=tone_hz,
-                peak_db=peak_db,
-                snr_db=peak_db - float(floor_db),
-                steady=in_tune >= _IN_TUNE_FRACTION * len(hz),
-            )
+        floor_db, echo_of_db = float(self._slot_floats[slot, FLOOR]), float(self._slot_floats[slot, ECHO])
+        cfg, out = self.config, self._pulses_out
+        count = cut_pulses(
+            self._slot_levels[slot, :length], self._slot_hz[slot, :length], onset_frame, echo_of_db,
+            cfg.onset_rise_db, cfg.release_drop_db, self._frame_s, float(self._hop), self._win / 2,
+            float(self.sample_rate), _BLIP_S, _ECHO_DB, _ECHO_MAX_S, cfg.frequency_tolerance,
+            0.75 * self._bin_hz, _IN_TUNE_FRACTION, out,
+        )  # fmt: skip
+        echo_frames = round(_ECHO_MEMORY_S / self._frame_s)
+        for onset_s, offset_s, tone_hz, peak_db, steady, last in out[:count].tolist():
+            pulse = Pulse(onset_s, offset_s, tone_hz, peak_db, snr_db=peak_db - floor_db, steady=steady > 0.0)
             self._tracks.add(pulse, frame)
-            louder_db = peak_db
-            self._recent_expiry[channel] = onset_frame + last + round(_ECHO_MEMORY_S / self._frame_s)
+            self._recent_expiry[channel] = onset_frame + int(last) + echo_frames
             self._recent_peak[channel] = peak_db
 
     def _frame_time(self, frame: int) -> float:
@@ -285,35 +261,3 @@ class AlarmPatternDetector:
 
     def _hz_tolerance(self, hz: float) -> float:
         return max(self.config.frequency_tolerance * hz, 0.75 * self._bin_hz)
-
-def _pieces(levels: list[float], depth_db: float) -> list[tuple[int, int]]:
-    """``[start, stop)`` ranges of ``levels`` split where a new onset shows.
-
-    An onset shows as a dip ``depth_db`` under the levels on both sides (a room's tail
-    filling the gap), or as a rise of ``depth_db`` within three frames once a piece is past
-    its own ramp (a louder tone starting over a quieter one at that pitch).
-    """
-    pieces = []
-    start = 0
-    peak = levels[0]
-    dip: int | None = None
-    for i, db in enumerate(levels):
-        if dip is not None:
-            if db < levels[dip]:
-                dip = i
-            elif db >= levels[dip] + depth_db:
-                pieces.append((start, dip))
-                start, peak, dip = dip + 1, db, None
-            continue
-        if i - start > _RAMP_FRAMES:
-            low = min(range(i - _RAMP_FRAMES, i), key=levels.__getitem__)
-            if db >= levels[low] + depth_db:
-                pieces.append((start, low))
-                start, peak = low + 1, db
-                continue
-        if db > peak:
-            peak = db
-        elif db <= peak - depth_db:
-            dip = i
-    pieces.append((start, len(levels)))
-    return pieces

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.alarm_patterns import soundings, spectral
+from shared.alarm_patterns import pieces, soundings, spectral
 from shared.alarm_patterns.compiling import compiled
 
 
 def test_the_stages_are_compiled_for_their_one_signature_at_import() -> None:
-    stages: list[Any] = [spectral.spectral_stage, soundings.follow_rows]  # numba dispatchers
+    stages: list[Any] = [spectral.spectral_stage, soundings.follow_rows, pieces.cut_pulses]  # numba dispatchers
     for stage in stages:
         assert len(stage.signatures) == 1
         assert stage._cache is not None  # numba caches them
