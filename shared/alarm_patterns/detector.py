@@ -64,9 +64,10 @@ class AlarmPatternDetector:
         self._win = 1 << math.ceil(math.log2(_WINDOW_S * sample_rate))
         self._frame_s = self._hop / sample_rate
         self._bin_hz = sample_rate / self._win
-        self._window = torch.from_numpy(np.hanning(self._win).astype(np.float32))
+        window = np.hanning(self._win).astype(np.float32)
+        self._window = torch.from_numpy(window)
         # Scaled so that a sine of amplitude A centred on a bin reads A**2.
-        self._scale = np.float32((2.0 / self._window.sum().item()) ** 2)
+        self._scale = np.float32((2.0 / window.sum()) ** 2)
         self._lo = max(math.ceil(self.config.min_tone_hz / self._bin_hz), _NEIGHBOUR_OUTER + 1)
         self._hi = math.floor(self.config.max_tone_hz / self._bin_hz)
         self._hi = min(self._hi, self._win // 2 - _NEIGHBOUR_OUTER - 1)
