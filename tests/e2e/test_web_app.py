@@ -91,6 +91,14 @@ def alert_incident(page: Any) -> str:
     return incident_id
 
 
+# The alert shows the incident dispatched, or has moved on to a newer incident's countdown.
+FOLLOWED_REPORT = """(id) => {
+  const alert = document.querySelector('#alert');
+  if (alert.dataset.incident === id) return alert.dataset.state === 'dispatched';
+  return Boolean(alert.dataset.incident) && alert.dataset.state === 'pending';
+}"""
+
+
 def seconds_left(page: Any) -> int:
     page.wait_for_function("() => /^[0-9]+$/.test(document.querySelector('#alert-seconds').textContent)")
     return int(page.locator("#alert-seconds").text_content())
@@ -361,12 +369,15 @@ def test_the_countdown_survives_a_reload_and_report_now_reaches_the_agency(
         assert page.locator("#alert[data-state=pending]").is_visible()
         # Report now: the drill agency has the report, and both tabs follow it to dispatched.
         page.get_by_role("button", name=re.compile("report now")).click()
-        page.locator("#alert[data-state=dispatched]").wait_for(timeout=30_000)
-        other.locator("#alert[data-state=dispatched]").wait_for(timeout=10_000)
+        # The alarm keeps sounding: a detection after the report opens a new incident, and the
+        # alert moves on to its countdown, which may come before a tab has shown the report.
+        for tab in (page, other):
+            tab.wait_for_function(FOLLOWED_REPORT, arg=incident_id, timeout=30_000)
         reports = system.reported(incident_id)
         assert reports and reports[0]["payload"]["data"]["class"]["key"] == "fire"
         assert reports[0]["payload"]["data"]["profile"]["name"] == "Park Soon-ja"
-        screenshot(page, "dispatched-tablet")
+        if page.locator(f"#alert[data-incident='{incident_id}'][data-state=dispatched]").is_visible():
+            screenshot(page, "dispatched-tablet")
 
 
 def test_a_model_without_tags_shows_the_scores_alone(

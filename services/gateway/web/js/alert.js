@@ -46,6 +46,7 @@ export class AlertView {
     document.body.classList.add("alerting");
     const open = OPEN_STATES.includes(incident.state);
     this.root.dataset.state = incident.state;
+    this.root.dataset.incident = incident.id;
     const labels = language() === "ko" ? [incident.label_ko, incident.label_en] : [incident.label_en, incident.label_ko];
     $("#alert-class", this.root).textContent = labels[0] || incident.class || "";
     $("#alert-class-other", this.root).textContent = labels[1] || "";
