@@ -408,7 +408,7 @@ async def assert_exactly_once(db: Database, agency: AgencyServer) -> dict[str, i
     """
     from sqlalchemy import select
 
-    from services.alerting.routing import Router
+    from services.alerting.routing import Router, reported_classes
     from shared.db.models import ContactNotification, DispatchOutbox, Incident
 
     router = Router(agency.agencies(), {})
@@ -427,7 +427,7 @@ async def assert_exactly_once(db: Database, agency: AgencyServer) -> dict[str, i
 
     problems = []
     for incident in incidents.values():
-        expected = set() if incident.state == "cancelled" else set(router.agencies_for(incident.class_key))
+        expected = set() if incident.state == "cancelled" else set(router.agencies_for(*reported_classes(incident)))
         got = {a: n for (i, a), n in per_agency.items() if i == str(incident.id)}
         if incident.state != "dispatched" and incident.state != "cancelled":
             problems.append(f"{incident.id} ended {incident.state}")

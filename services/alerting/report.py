@@ -49,7 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.alerting.anomaly_notice import anomaly_notice_data
 from services.alerting.archive import clip_for_report
-from services.alerting.routing import Router
+from services.alerting.routing import Router, reported_classes
 from shared.clips import CLIP_AFTER_S, ClipStore
 from shared.db import Database, Device, EmergencyContact
 from shared.db.clock import db_now
@@ -113,6 +113,8 @@ class ReportBuilder:
             "device_id": str(incident.device_id),
             "agency": {"id": row.agency_id, "name": agency.name if agency else row.agency_id},
             "class": _class(incident.class_key),
+            # Other emergencies detected during the countdown (their agencies get this report too).
+            "also_detected": [_class(key) for key in incident.also_detected],
             "kind": incident.kind.value,
             "confidence": round(incident.confidence, 4),
             "score_timeline": incident.score_timeline,
@@ -165,7 +167,7 @@ class ReportBuilder:
                     )
                 )
             else:
-                agencies = list(self.router.agencies_for(incident.class_key))
+                agencies = list(self.router.agencies_for(*reported_classes(incident)))
         names = [a.name if (a := self.router.agency(agency_id)) else agency_id for agency_id in sorted(agencies)]
         data = {
             "event": row.event,

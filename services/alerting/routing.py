@@ -15,9 +15,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from services.alerting.settings import AgencyConfig, ChannelConfig
+from shared.incidents.duress import DURESS_ROUTE_CLASS
 from shared.taxonomy import CLASSES, by_key
+
+
+def reported_classes(incident: Any) -> tuple[str, ...]:
+    """The classes whose agencies an incident (a row with ``class_key``, ``also_detected`` and
+    ``duress_at``) is reported to: its own and those detected during its countdown; under
+    duress, where a crime goes, whatever was heard."""
+    if incident.duress_at is not None:
+        return (DURESS_ROUTE_CLASS,)
+    return (incident.class_key, *incident.also_detected)
 
 
 @dataclass(frozen=True)
@@ -59,12 +70,13 @@ class Router:
                 )
             self._routes[cls.key] = unique
 
-    def agencies_for(self, class_key: str) -> tuple[str, ...]:
-        """The agency ids a ``class_key`` incident is reported to; KeyError for a non-emergency."""
+    def agencies_for(self, *class_keys: str) -> tuple[str, ...]:
+        """The agency ids an incident of these classes is reported to, the first class's first;
+        KeyError for a non-emergency."""
         try:
-            return self._routes[class_key]
-        except KeyError:
-            raise KeyError(f"class {class_key!r} is not reported to any agency") from None
+            return tuple(dict.fromkeys(agency for key in class_keys for agency in self._routes[key]))
+        except KeyError as error:
+            raise KeyError(f"class {error.args[0]!r} is not reported to any agency") from None
 
     def agency(self, agency_id: str) -> AgencyConfig | None:
         """The configuration of ``agency_id``, or None when it is (no longer) configured."""
@@ -77,10 +89,10 @@ class Router:
             return None
         return agency.channels[position]
 
-    def plan(self, class_key: str) -> list[PlannedDelivery]:
-        """Every (agency, channel) a report of ``class_key`` may use, in trial order per agency."""
+    def plan(self, *class_keys: str) -> list[PlannedDelivery]:
+        """Every (agency, channel) a report of these classes may use, in trial order per agency."""
         return [
             PlannedDelivery(agency_id, position, channel.kind)
-            for agency_id in self.agencies_for(class_key)
+            for agency_id in self.agencies_for(*class_keys)
             for position, channel in enumerate(self._agencies[agency_id].channels)
         ]

@@ -35,7 +35,7 @@ from sqlalchemy import delete, exists, func, insert, or_, select, update
 
 from services.alerting.dispatch import TABLES, claimable, settle_incident
 from services.alerting.faults import FaultInjector
-from services.alerting.routing import Router
+from services.alerting.routing import Router, reported_classes
 from shared.db import Database
 from shared.db.clock import db_now
 from shared.db.models import AlertingWorker, DispatchOutbox, Incident
@@ -43,7 +43,6 @@ from shared.incident_events import IncidentEvents, IncidentUpdate
 from shared.anomaly.incidents import publish_settled, settle_contacts_only
 from shared.incident_state import OPEN_DELIVERY_STATES, DeliveryState, IncidentKind, IncidentState
 from shared.incidents import add_audit, move_incident
-from shared.incidents.duress import DURESS_ROUTE_CLASS
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +73,6 @@ class SweepStats:
     claimed: int = 0
     published: int = 0
     settled: int = 0
-
-
-def _reported_as(claimed: Any) -> str:
-    """The class whose agencies a claimed incident goes to: under duress, the police's."""
-    return claimed.class_key if claimed.duress_at is None else DURESS_ROUTE_CLASS
 
 
 def new_worker_id() -> str:
@@ -192,15 +186,15 @@ class Sweeper:
                 await session.execute(
                     move_incident(IncidentState.PENDING, IncidentState.DISPATCHING, Incident.id.in_(due))
                     .values(trigger=func.coalesce(Incident.trigger, "deadline"))
-                    .returning(Incident.id, Incident.device_id, Incident.class_key, Incident.deadline_at,
-                               Incident.state_changed_at, Incident.duress_at, Incident.kind)
+                    .returning(Incident.id, Incident.device_id, Incident.class_key, Incident.also_detected,
+                               Incident.deadline_at, Incident.state_changed_at, Incident.duress_at, Incident.kind)
                 )
             ).all()
             rows = [
                 {"incident_id": c.id, "agency_id": p.agency_id, "position": p.position, "kind": p.kind,
                  "state": DeliveryState.PENDING if p.position == 0 else DeliveryState.STANDBY}
                 for c in claimed if c.kind is not IncidentKind.ANOMALY  # never an agency on its own
-                for p in self.router.plan(_reported_as(c))
+                for p in self.router.plan(*reported_classes(c))
             ]
             if rows:
                 await session.execute(
@@ -212,7 +206,7 @@ class Sweeper:
                     await settle_contacts_only(session, c.id, c.device_id, self.owner)
                     continue
                 add_audit(session, c.id, self.owner, IncidentState.DISPATCHING.value,
-                          {"agencies": list(self.router.agencies_for(_reported_as(c)))})
+                          {"agencies": list(self.router.agencies_for(*reported_classes(c)))})
         self.faults.step("after_incident_claim")
         if self.events is not None:
             # A report under duress is never news for its device: it was told "cancelled".
@@ -223,7 +217,7 @@ class Sweeper:
                 await self.events.publish(
                     IncidentUpdate(str(c.id), str(c.device_id), IncidentState.DISPATCHING, c.deadline_at.isoformat(),
                                    c.state_changed_at.isoformat(),
-                                   {"agencies": list(self.router.agencies_for(c.class_key))})
+                                   {"agencies": list(self.router.agencies_for(*reported_classes(c)))})
                 )
         return len(claimed)
 

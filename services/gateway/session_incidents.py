@@ -45,6 +45,7 @@ from shared.incident_state import ActionOutcome, CancelKind, IncidentAction, Inc
 from shared.incident_watcher import IncidentWatcher
 from shared.incidents import (
     COUNTDOWN_S,
+    SAME_EVENT_S,
     ActionResult,
     DeviceTokenChanged,
     EvidencePolicy,
@@ -98,6 +99,7 @@ class IncidentBackend:
         learning: DeviceThresholds | None = None,
         countdowns: Mapping[IncidentKind, float] | None = None,  # a kind's own countdown (else countdown_s)
         anomaly: AnomalyBackend | None = None,
+        same_event_s: float = SAME_EVENT_S,  # a report's class heard again this soon is the same event
     ) -> None:
         self.evidence = evidence  # what a session does with what it hears during a countdown
         self.household = household  # the devices of one home corroborate each other (None: off)
@@ -109,6 +111,7 @@ class IncidentBackend:
         self.clip_store = clip_store
         self.countdown_s = countdown_s
         self.countdowns = dict(countdowns or {})
+        self.same_event_s = same_event_s
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(self, work: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
@@ -214,6 +217,7 @@ class SessionIncidents:
                 sound_signature=signature,
                 kind=event.kind,
                 token_hash=self.token_hash,
+                same_event_s=self.backend.same_event_s,
             ))
         except DeviceTokenChanged as changed:
             log.info("session %s: device %s token revoked; no incident opened", self.session_id, self.device.id)
@@ -234,11 +238,15 @@ class SessionIncidents:
     async def announce(self, opened: OpenedIncident) -> None:
         """Tell the client where the incident of a detection stands, and follow it."""
         view = opened.incident
-        if view.state.is_final:
+        if view.state.is_final and view.state is not IncidentState.DISPATCHED:
             return  # settled as the device sees it (held by a report under duress): nothing to tell
+        # A dispatched one was joined by the same event going on: told, so the client shows the
+        # report it belongs to and no new countdown.
         detail: dict[str, Any] = {"event": "opened" if opened.created else "evidence", "class": view.class_key}
         if not opened.created:
             detail["detections"] = view.detections
+        if view.also_detected:  # reported to their agencies too (docs/incidents.md, "Routing")
+            detail["also_detected"] = list(view.also_detected)
         await self._tell(incident_message(view, detail), always=True)
         self.follow(view)
 

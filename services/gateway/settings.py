@@ -13,6 +13,7 @@ from shared.anomaly.policy import AnomalyPolicy
 from shared.daycare import DaycarePolicy
 from shared.db import DATABASE_URL_ENV, DEFAULT_DATABASE_URL
 from shared.household.corroboration import CorroborationPolicy
+from shared.incidents import SAME_EVENT_S
 from shared.incidents.evidence import EvidencePolicy
 from shared.incidents.threshold_learning import LearningPolicy
 from shared.inference_wire import INFERENCE_TOKEN_SECRET
@@ -94,10 +95,12 @@ class GatewaySettings(ServiceSettings):
     novelty_gate: GatePolicy = Field(default_factory=GatePolicy)
 
     # Incidents (docs/incidents.md): the countdown a detection opens before the report goes
-    # out; how often a followed incident is re-read from the database (the backstop of the
-    # pushed updates); how long a session stays open after ``stop`` to show its incidents'
-    # outcome.
+    # out; how long after a dispatched report's last detection the same class is the same
+    # event going on (evidence for the report, not a second report; 0: off); how often a
+    # followed incident is re-read from the database (the backstop of the pushed updates); how
+    # long a session stays open after ``stop`` to show its incidents' outcome.
     incident_countdown_s: float = Field(default=60.0, ge=0.0)
+    incident_same_event_s: float = Field(default=SAME_EVENT_S, ge=0.0)
     incident_poll_interval_s: float = Field(default=1.0, gt=0.0)
     incident_follow_s: float = Field(default=300.0, ge=0.0)
     # What a session does with what it hears during a countdown (docs/evidence.md): the batch

@@ -57,8 +57,8 @@ async def open_anomaly_incident(
                 Incident(
                     id=incident_id, device_id=device_id, session_id=session_id, kind=IncidentKind.ANOMALY,
                     anomaly=anomaly, class_key=ANOMALY_CLASS, confidence=0.0, score_timeline=[], detections=1,
-                    detected_at=db_now(), deadline_at=db_now(countdown_s), state=IncidentState.PENDING,
-                    state_changed_at=db_now(),
+                    detected_at=db_now(), last_detected_at=db_now(), deadline_at=db_now(countdown_s),
+                    state=IncidentState.PENDING, state_changed_at=db_now(),
                 )
             )
             await session.flush()

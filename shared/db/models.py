@@ -205,6 +205,7 @@ class Incident(Base):
         CheckConstraint(_in("kind", IncidentKind), name="kind"),
         Index("ix_incidents_due", "state", "deadline_at"),
         Index("ix_incidents_device_detected", "device_id", "detected_at"),
+        Index("ix_incidents_device_last_detected", "device_id", "last_detected_at"),
         Index(
             "ix_incidents_retention",
             "detected_at",
@@ -232,6 +233,9 @@ class Incident(Base):
     )
     anomaly: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     class_key: Mapped[str] = mapped_column(String(32))
+    # Other emergency classes detected while it was pending, in order: the report goes to their
+    # agencies too (a break-in heard during a cry for help's countdown reaches the police).
+    also_detected: Mapped[list[str]] = mapped_column(JSON, default=list)
     confidence: Mapped[float] = mapped_column(Float)
     # [{"t": seconds from detected_at, "class": key, "score": float}, ...]
     score_timeline: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
@@ -242,6 +246,9 @@ class Incident(Base):
     evidence: Mapped[EvidenceMark] = mapped_column(_value_enum(EvidenceMark), default=EvidenceMark.STEADY)
     evidence_summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     detected_at: Mapped[datetime]
+    # The latest detection added to it (a report is joined by the same event going on:
+    # shared.incidents.lifecycle.SAME_EVENT_S).
+    last_detected_at: Mapped[datetime]
     deadline_at: Mapped[datetime]
     state: Mapped[IncidentState] = mapped_column(_value_enum(IncidentState))
     state_changed_at: Mapped[datetime]

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import aliased, joinedload
 
 from shared.anomaly.promotion import promote_to_emergency
 from shared.db import Database, retry_when_busy
@@ -59,6 +59,10 @@ from shared.incidents.views import (
 from shared.taxonomy import by_key
 
 COUNTDOWN_S = 60.0
+# A detection of the class of the device's last report, heard within this long of that report's
+# last detection, is the same event still going on (a smoke alarm sounds until someone resets
+# it): evidence for the report, never a second one.
+SAME_EVENT_S = 600.0
 # An incident keeps at most this many score points (a long event keeps adding evidence).
 MAX_TIMELINE_POINTS = 600
 
@@ -78,8 +82,10 @@ async def open_incident(
     sound_signature: Sequence[float] | None = None,
     kind: IncidentKind = IncidentKind.EMERGENCY,
     token_hash: str | None = None,
+    same_event_s: float = SAME_EVENT_S,
 ) -> OpenedIncident:
-    """Open an incident for a detection, or add the detection to the device's open one.
+    """Open an incident for a detection, or add the detection to the device's open one, or to
+    the report it continues.
 
     A new incident is ``pending`` with ``deadline_at`` = database now + ``countdown_s``,
     and its emergency contacts are queued a "detected" notice in the same transaction.
@@ -92,14 +98,23 @@ async def open_incident(
     the device's. Raises ValueError for an unknown or non-emergency class, LookupError for an
     unknown device.
 
-    One transaction (seven statements for a new incident with contacts, six without, six for
-    evidence, counted with BEGIN and COMMIT): under load each round trip waits for a busy event
-    loop, and a detection's message waits for its incident.
+    With no incident open, a detection of the class of the device's latest dispatched report whose last detection is at most ``same_event_s`` old is evidence for that
+    report: the agency already has it, and a sound that goes on (an alarm nobody reset) must not
+    be reported again and again. It opens no countdown (``created`` False, the view
+    ``dispatched``). A failed report is not joined: a new detection tries again; neither is a
+    cancelled one (the person is asked again). 0 turns the rule off.
+
+    One transaction (eight statements for a new incident with contacts, seven without, six for
+    evidence of an open incident, seven for a report's, counted with BEGIN and COMMIT): under
+    load each round trip waits for a busy event loop, and a detection's message waits for its
+    incident.
     """
     cls = by_key(class_key)
     if not cls.is_emergency:
         raise ValueError(f"class {class_key!r} is not an emergency; no incident is opened for it")
-    detection = _Detection(class_key, confidence, scores, location, session_id, countdown_s, actor, sound_signature, kind)
+    detection = _Detection(
+        class_key, confidence, scores, location, session_id, countdown_s, actor, sound_signature, kind, same_event_s
+    )
     for _ in range(3):
         try:
             async with db.session() as session:
@@ -129,6 +144,7 @@ class _Detection:
     actor: str
     sound_signature: Sequence[float] | None
     kind: IncidentKind
+    same_event_s: float
 
 
 async def _join_or_insert(
@@ -137,19 +153,9 @@ async def _join_or_insert(
     # The write comes first: it takes the row (PostgreSQL) or database (SQLite) lock before
     # anything is read, so the read-modify-write of the timeline is not racy (and SQLite never
     # has to upgrade a read transaction, which fails at once instead of waiting).
-    row = (
-        await session.execute(
-            update(Incident)
-            .where(
-                Incident.device_id == device_id, Incident.state.in_(OPEN_INCIDENT_STATES),
-                Incident.duress_at.is_(None),  # cancelled for the device: frozen as it saw it
-            )
-            .values(detections=Incident.detections + 1)
-            # The whole row: evidence for an open incident needs no read after its update.
-            .returning(Incident, db_now())
-            .execution_options(synchronize_session=False)
-        )
-    ).first()
+    row = await _join(session, Incident.state.in_(OPEN_INCIDENT_STATES), Incident.device_id == device_id)
+    if row is None and detection.same_event_s > 0:
+        row = await _join(session, *_same_event(device_id, detection))
     device, now = None, None
     if token_hash is not None or row is None:
         # One statement: the device (its token to check; for a new incident its consent and its
@@ -169,6 +175,40 @@ async def _join_or_insert(
     return OpenedIncident(await _insert(session, device, now, detection), created=True)
 
 
+async def _join(session: AsyncSession, *conditions: Any) -> Any:
+    """The incident the detection joins, counted and returned whole with the database's now
+    (evidence needs no read after its update), or None."""
+    return (
+        await session.execute(
+            update(Incident)
+            .where(*conditions, Incident.duress_at.is_(None))  # cancelled for the device: frozen as it saw it
+            .values(detections=Incident.detections + 1, last_detected_at=db_now())
+            .returning(Incident, db_now())
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
+
+
+def _same_event(device_id: uuid.UUID, detection: _Detection) -> tuple[Any, ...]:
+    """The conditions of the device's latest report that ``detection`` continues (the rule
+    in ``open_incident``'s docstring). They are in the UPDATE's own WHERE as well as in the
+    subquery that picks the one row: PostgreSQL re-checks them on a row another transaction changed."""
+
+    def continues(report: Any) -> tuple[Any, ...]:
+        return (
+            report.device_id == device_id,
+            report.state == IncidentState.DISPATCHED,
+            # The class alone, not the kind: a daycare raise and the model's crime detection of one
+            # fight are the same event for the police (both are reported as crime).
+            report.class_key == detection.class_key,
+            report.last_detected_at >= db_now(-detection.same_event_s),
+        )
+
+    report = aliased(Incident, name="report")
+    latest = select(report.id).where(*continues(report)).order_by(report.last_detected_at.desc()).limit(1)
+    return (Incident.id == latest.scalar_subquery(), *continues(Incident))
+
+
 async def _add_evidence(
     session: AsyncSession, incident: Incident, now: datetime, detection: _Detection
 ) -> OpenedIncident:
@@ -179,7 +219,15 @@ async def _add_evidence(
     incident.confidence = max(incident.confidence, confidence)
     if promote_to_emergency(incident, class_key, confidence):  # the nine classes agree with an anomaly
         add_audit(session, incident_id, "gateway", "became_emergency", {"class": class_key})
-    add_audit(session, incident_id, "gateway", "evidence", {"class": class_key, "confidence": confidence})
+    elif incident.state is IncidentState.PENDING and class_key not in (incident.class_key, *incident.also_detected):
+        # Another emergency during the countdown: the report goes to its agencies too (a break-in
+        # heard while a cry for help counts down must reach the police). Once the report is being
+        # sent its agencies are fixed: a new class then is evidence only.
+        incident.also_detected = [*incident.also_detected, class_key]
+    audited: dict[str, Any] = {"class": class_key, "confidence": confidence}
+    if incident.state is IncidentState.DISPATCHED:
+        audited["after_report"] = True  # the same event, heard again after the report went out
+    add_audit(session, incident_id, "gateway", "evidence", audited)
     await session.flush()
     return OpenedIncident(view_of(incident, now), created=False, since_detected_s=since)
 
@@ -199,6 +247,7 @@ async def _insert(session: AsyncSession, device: Device, now: datetime, detectio
         score_timeline=_points(detection.scores, detection.class_key, 0.0)[-MAX_TIMELINE_POINTS:],
         detections=1,
         detected_at=now,
+        last_detected_at=now,
         deadline_at=now + timedelta(seconds=detection.countdown_s),
         state=IncidentState.PENDING,
         state_changed_at=now,

@@ -51,6 +51,7 @@ class IncidentView:
     state_changed_at: datetime
     seconds_left: float
     detections: int
+    last_detected_at: datetime  # the latest detection added (after the report too: the same event going on)
     score_timeline: list[dict[str, Any]]
     evidence: EvidenceMark
     evidence_summary: dict[str, Any] | None
@@ -64,6 +65,8 @@ class IncidentView:
     kind: IncidentKind = IncidentKind.EMERGENCY
     # An anomaly's score, threshold, model version and reason (shared/anomaly/); None otherwise.
     anomaly: dict[str, Any] | None = None
+    # Other emergency classes detected during its countdown: reported to their agencies too.
+    also_detected: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The REST representation (``GET /v1/incidents/{id}``)."""
@@ -75,6 +78,7 @@ class IncidentView:
             "class_id": cls.id,
             "label_en": cls.label_en,
             "label_ko": cls.label_ko,
+            "also_detected": list(self.also_detected),
             "confidence": self.confidence,
             "state": self.state.value,
             "detected_at": self.detected_at.isoformat(),
@@ -82,6 +86,7 @@ class IncidentView:
             "state_changed_at": self.state_changed_at.isoformat(),
             "seconds_left": round(self.seconds_left, 3) if self.state is IncidentState.PENDING else 0.0,
             "detections": self.detections,
+            "last_detected_at": self.last_detected_at.isoformat(),
             "score_timeline": self.score_timeline,
             "evidence": self.evidence.value,
             "evidence_summary": self.evidence_summary,
@@ -201,6 +206,7 @@ def view_of(incident: Incident, now: datetime) -> IncidentView:
         state_changed_at=incident.duress_at if incident.duress_at is not None else incident.state_changed_at,
         seconds_left=max(0.0, (incident.deadline_at - now).total_seconds()),
         detections=incident.detections,
+        last_detected_at=incident.last_detected_at,
         score_timeline=list(incident.score_timeline),
         evidence=incident.evidence,
         evidence_summary=incident.evidence_summary,
@@ -211,4 +217,5 @@ def view_of(incident: Incident, now: datetime) -> IncidentView:
         corroboration=incident.corroboration,
         kind=incident.kind,
         anomaly=incident.anomaly,
+        also_detected=tuple(incident.also_detected),
     )

@@ -369,8 +369,9 @@ def test_the_countdown_survives_a_reload_and_report_now_reaches_the_agency(
         assert page.locator("#alert[data-state=pending]").is_visible()
         # Report now: the drill agency has the report, and both tabs follow it to dispatched.
         page.get_by_role("button", name=re.compile("report now")).click()
-        # The alarm keeps sounding: a detection after the report opens a new incident, and the
-        # alert moves on to its countdown, which may come before a tab has shown the report.
+        # The alarm keeps sounding: its detections after the report join the report (docs/incidents.md,
+        # "The same event after its report"); another class heard in the alarm would open a new
+        # incident, and the alert would move on to its countdown before a tab showed the report.
         for tab in (page, other):
             tab.wait_for_function(FOLLOWED_REPORT, arg=incident_id, timeout=30_000)
         reports = system.reported(incident_id)

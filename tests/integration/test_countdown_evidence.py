@@ -151,3 +151,39 @@ async def test_a_short_alarm_then_room_sound_is_faded_and_reported_at_the_full_c
     assert evidence["quiet_share"] >= 0.7
     assert seconds(report["deadline_at"], report["detected_at"]) == pytest.approx(COUNTDOWN_S, abs=0.01)
     assert seconds(report["reported_at"], report["detected_at"]) >= COUNTDOWN_S
+
+
+async def test_the_alarm_heard_again_after_the_report_is_evidence_for_it_not_a_second_report(system: System) -> None:
+    """The smoke alarm sounds again after the report went out (nobody reset it): the detection
+    joins the report, the client is told it is the dispatched one, and 119 gets one report."""
+    first_s, quiet_s = 6.0, 30.0  # the second onset comes after the detector's 30 s refractory period
+    audio = np.concatenate([smoke_alarm(RATE, first_s, seed=7), room(quiet_s, seed=8),
+                            smoke_alarm(RATE, 8.0, seed=9), room(3.0, seed=10)])  # fmt: skip
+    reported_before = {r["payload"]["data"]["incident_id"] for r in system.agency.reports()}
+    ws = await connect(system.url, compression=None)
+    await ws.send(json.dumps({"type": "start", "token": system.register(), "encoding": "pcm_s16le",
+                              "sample_rate": RATE, "channels": 1}))  # fmt: skip
+    assert json.loads(await ws.recv())["type"] == "ready"
+    sender = asyncio.create_task(live(ws, audio))
+    messages: list[dict[str, Any]] = []
+    try:
+        async with asyncio.timeout(len(audio) / RATE + 30):
+            while len([m for m in messages if m["type"] == "detection"]) < 2 or messages[-1]["type"] != "incident":
+                message = json.loads(await ws.recv())
+                if message["type"] != "scores":
+                    messages.append(message)
+    finally:
+        sender.cancel()
+        await ws.close()
+    first, again = [m for m in messages if m["type"] == "detection"]
+    assert first["class"] == again["class"] == "fire"
+    assert again["stream_time_s"] > first_s + quiet_s - 1.0
+    assert again["incident_id"] == first["incident_id"] and again.get("seconds_left") is None  # no new countdown
+    told = [m for m in messages if m["type"] == "incident"]
+    settled = [m["state"] for m in told if m["state"] in FINAL]
+    assert settled[0] == "dispatched" and told.index(next(m for m in told if m["state"] in FINAL)) < len(told) - 1
+    assert told[-1]["state"] == "dispatched" and told[-1]["detail"] == {"event": "evidence", "class": "fire", "detections": 2}
+    system.report(first["incident_id"])  # exactly one report of it
+    new = [r["payload"]["data"]["incident_id"] for r in system.agency.reports()
+           if r["payload"]["data"]["incident_id"] not in reported_before]  # fmt: skip
+    assert new == [first["incident_id"]]

@@ -69,7 +69,7 @@ async def test_upgrade_creates_the_schema_on_a_fresh_file(sqlite_url: str) -> No
         "dispatch_outbox", "emergency_contacts", "households", "incident_clips", "incident_outcomes",
         "incidents", "segment_reviews", "threshold_adjustments",
     ]
-    assert revision == "0009"
+    assert revision == "0010"
     assert differences == [], "models and migrations disagree; write a revision"
 
 

@@ -170,6 +170,33 @@ async def test_several_agencies_each_get_one_report(harness: Harness) -> None:
     assert (await get_incident(harness.db, incident_id)).state is IncidentState.DISPATCHED  # type: ignore[union-attr]
 
 
+async def test_another_emergency_heard_during_the_countdown_reaches_its_agency_too(harness: Harness) -> None:
+    """A cry for help counts down (119) and a break-in is heard meanwhile: the police get the
+    report too. Once the report is going out its agencies are fixed."""
+    db = harness.db
+    device = await make_device(db, contacts=1)
+    help_ = (await open_incident(db, device_id=device, class_key="help", confidence=0.9, countdown_s=60)).incident
+    for key in ("crime", "help", "crime"):
+        await open_incident(db, device_id=device, class_key=key, confidence=0.8)
+    assert (await get_incident(db, help_.id)).also_detected == ("crime",)  # type: ignore[union-attr]
+    await act_on_incident(db, help_.id, IncidentAction.CONFIRM)
+    assert (await harness.sweeper.sweep_once()).claimed == 1
+    assert await outbox(db, help_.id) == [("112", 0, "pending", 0), ("112", 1, "standby", 0),
+                                          ("119", 0, "pending", 0), ("119", 1, "standby", 0)]  # fmt: skip
+    late = await open_incident(db, device_id=device, class_key="fire", confidence=0.9)  # while it is being sent
+    assert late.incident.id == help_.id and late.incident.also_detected == ("crime",)
+    await harness.run_published()
+    for agency in ("112", "119"):
+        [request] = harness.webhook_requests(agency)
+        data = json.loads(request.content)["data"]
+        assert data["class"]["key"] == "help" and [c["key"] for c in data["also_detected"]] == ["crime"]
+    async with db.session() as session:
+        claimed = await session.scalar(
+            select(AuditEntry.detail).where(AuditEntry.incident_id == help_.id, AuditEntry.event == "dispatching")
+        )
+    assert claimed == {"agencies": ["119", "112"]}
+
+
 async def test_retries_keep_id_and_body_then_fall_back_to_sms(harness: Harness) -> None:
     harness.answer = lambda r: httpx.Response(503) if "/webhooks/" in r.url.path else httpx.Response(200)
     incident_id = await due_incident(harness.db)

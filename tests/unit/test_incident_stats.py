@@ -95,7 +95,8 @@ async def test_read_from_the_database(db: Database) -> None:
     device = await make_device(db)
     ids = []
     for _ in range(5):
-        opened = (await open_incident(db, device_id=device, class_key="crime", confidence=0.8)).incident
+        # Each its own event (no report continues another): a new incident each time.
+        opened = (await open_incident(db, device_id=device, class_key="crime", confidence=0.8, same_event_s=0)).incident
         ids.append(opened.id)
         # Settle it at once (one open incident per device), reported 60 s after the detection.
         async with db.session() as session:

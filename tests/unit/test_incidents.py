@@ -11,14 +11,16 @@ from datetime import timedelta
 import numpy as np
 import pytest
 import soundfile as sf
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
 
 from shared.clips import LocalClipStore, verify_clip_token
 from shared.db import Database
+from shared.db.clock import db_now
 from shared.db.models import AuditEntry, ContactNotification, Device, DispatchOutbox, Incident
 from shared.incident_events import LocalIncidentEvents
-from shared.incident_state import ActionOutcome, ContactEvent, IncidentAction, IncidentState
+from shared.incident_state import ActionOutcome, ContactEvent, IncidentAction, IncidentKind, IncidentState
 from shared.incidents import (
+    SAME_EVENT_S,
     DeviceTokenChanged,
     IncidentLocation,
     ScorePoint,
@@ -27,6 +29,7 @@ from shared.incidents import (
     get_incident,
     incident_clip,
     list_incidents,
+    move_incident,
     open_incident,
 )
 from tests.alerting_support import make_device, sweeper
@@ -59,8 +62,11 @@ async def test_a_new_incident_takes_one_read_and_is_not_read_back(db: Database) 
         opened = await open_incident(db, device_id=device, class_key="fire", confidence=0.9, countdown_s=60)
     finally:
         event.remove(db.engine.sync_engine, "before_cursor_execute", record)
-    assert statements[:3] == ["UPDATE incidents SET", "SELECT devices.id, devices.token_hash,", "INSERT INTO incidents"]
-    assert sorted(statements[3:]) == ["INSERT INTO audit_log", "INSERT INTO contact_notifications"]
+    # The open incident, then a report the detection would continue: neither is there.
+    assert statements[:4] == [
+        "UPDATE incidents SET", "UPDATE incidents SET", "SELECT devices.id, devices.token_hash,", "INSERT INTO incidents"
+    ]
+    assert sorted(statements[4:]) == ["INSERT INTO audit_log", "INSERT INTO contact_notifications"]
     incident = opened.incident
     assert opened.created and incident.seconds_left == 60.0
     assert incident.deadline_at - incident.detected_at == timedelta(seconds=60)
@@ -98,6 +104,110 @@ async def test_evidence_for_an_open_incident_is_not_read_after_its_update(db: Da
     async with db.session() as session:
         stored = await session.get_one(Incident, incident.id)
     assert (stored.detections, stored.confidence, stored.score_timeline) == (2, 0.9, incident.score_timeline)
+
+
+async def _report(db: Database, incident_id: uuid.UUID, outcome: IncidentState = IncidentState.DISPATCHED) -> None:
+    """"Report now", then the report went out (``dispatched``) or failed, as the alerting worker moves it."""
+    await act_on_incident(db, incident_id, IncidentAction.CONFIRM)
+    async with db.session() as session:
+        await session.execute(move_incident(IncidentState.PENDING, IncidentState.DISPATCHING, Incident.id == incident_id))
+        await session.execute(move_incident(IncidentState.DISPATCHING, outcome, Incident.id == incident_id))
+
+
+async def test_the_same_event_after_its_report_is_evidence_for_the_report_not_a_second_report(db: Database) -> None:
+    """A smoke alarm nobody reset keeps sounding after the report went out: its detections join
+    the report (no countdown, no second report to 119); another class is a new emergency."""
+    device = await make_device(db)
+    first = (await open_incident(db, device_id=device, class_key="fire", confidence=0.8, scores=[ScorePoint(0, 0.8)])).incident
+    await _report(db, first.id)
+    again = await open_incident(db, device_id=device, class_key="fire", confidence=0.9, scores=[ScorePoint(0, 0.9)])
+    assert not again.created and again.incident.id == first.id
+    assert again.incident.state is IncidentState.DISPATCHED and again.incident.seconds_left == 0.0
+    assert again.incident.detections == 2 and again.incident.confidence == 0.9
+    assert again.incident.last_detected_at > first.last_detected_at == first.detected_at
+    assert [p["score"] for p in again.incident.score_timeline] == [0.8, 0.9]
+    assert again.incident.to_json()["last_detected_at"] == again.incident.last_detected_at.isoformat()
+    async with db.session() as session:
+        audits = (await session.scalars(
+            select(AuditEntry.detail).where(AuditEntry.incident_id == first.id, AuditEntry.event == "evidence")
+        )).all()
+        reports = await session.scalar(select(func.count()).select_from(DispatchOutbox))
+    assert audits == [{"class": "fire", "confidence": 0.9, "after_report": True}]
+    other = await open_incident(db, device_id=device, class_key="help", confidence=0.9)
+    assert other.created and other.incident.state is IncidentState.PENDING
+    # While that one is open, a fire detection is its evidence, as any detection during a countdown.
+    joined = await open_incident(db, device_id=device, class_key="fire", confidence=0.9)
+    assert not joined.created and joined.incident.id == other.incident.id
+    assert reports == 0  # nothing was queued for the agency by the joins
+
+
+async def _heard_ago(db: Database, incident_id: uuid.UUID, seconds: float) -> None:
+    """The incident's latest detection was ``seconds`` ago (database clock)."""
+    async with db.session() as session:
+        await session.execute(update(Incident).where(Incident.id == incident_id).values(last_detected_at=db_now(-seconds)))
+
+
+async def test_a_report_is_joined_only_while_its_event_goes_on(db: Database) -> None:
+    device = await make_device(db)
+    first = (await open_incident(db, device_id=device, class_key="crime", confidence=0.8)).incident
+    await _report(db, first.id)
+    await _heard_ago(db, first.id, SAME_EVENT_S - 10)  # heard again within the span: the same event
+    joined = await open_incident(db, device_id=device, class_key="crime", confidence=0.8)
+    assert not joined.created and joined.incident.id == first.id
+    assert joined.incident.last_detected_at > joined.incident.detected_at  # and it goes on from now
+    again = await open_incident(db, device_id=device, class_key="crime", confidence=0.8, same_event_s=5.0)
+    assert not again.created and again.incident.id == first.id  # 5 s span: it was heard just now
+    await _heard_ago(db, first.id, SAME_EVENT_S + 10)  # quiet for longer than the span: a new event
+    later = await open_incident(db, device_id=device, class_key="crime", confidence=0.8)
+    assert later.created and later.incident.state is IncidentState.PENDING
+    assert (await get_incident(db, first.id)).detections == 3  # type: ignore[union-attr]
+    await _report(db, later.incident.id)
+    off = await open_incident(db, device_id=device, class_key="crime", confidence=0.8, same_event_s=0)
+    assert off.created  # the rule turned off
+
+
+@pytest.mark.parametrize("outcome", [IncidentState.FAILED, IncidentState.CANCELLED])
+async def test_a_failed_or_cancelled_incident_is_not_joined(db: Database, outcome: IncidentState) -> None:
+    """A report that failed is tried again by the next detection; after a cancel the person is
+    asked again (a cancel is never taken as "stop listening")."""
+    device = await make_device(db)
+    first = (await open_incident(db, device_id=device, class_key="fire", confidence=0.8)).incident
+    if outcome is IncidentState.CANCELLED:
+        await act_on_incident(db, first.id, IncidentAction.CANCEL, device_id=device)
+    else:
+        await _report(db, first.id, outcome)
+    again = await open_incident(db, device_id=device, class_key="fire", confidence=0.8)
+    assert again.created and again.incident.id != first.id and again.incident.state is IncidentState.PENDING
+
+
+async def test_the_latest_report_of_the_class_is_joined(db: Database) -> None:
+    device = await make_device(db)
+    older = (await open_incident(db, device_id=device, class_key="fire", confidence=0.8)).incident
+    await _report(db, older.id)
+    newer = (await open_incident(db, device_id=device, class_key="fire", confidence=0.8, same_event_s=0)).incident
+    await _report(db, newer.id)
+    assert (await open_incident(db, device_id=device, class_key="fire", confidence=0.8)).incident.id == newer.id
+    assert [(await get_incident(db, i.id)).detections for i in (older, newer)] == [1, 2]  # type: ignore[union-attr]
+
+
+async def test_a_daycare_report_is_joined_by_the_models_detection_of_its_class(db: Database) -> None:
+    """One fight, raised by the daycare rule and then heard by the model as crime: one 112 report."""
+    device = await make_device(db)
+    raised = (await open_incident(db, device_id=device, class_key="crime", confidence=0.7, kind=IncidentKind.CHILD_SAFETY)).incident
+    await _report(db, raised.id)
+    heard = await open_incident(db, device_id=device, class_key="crime", confidence=0.9)
+    assert not heard.created and heard.incident.id == raised.id and heard.incident.kind is IncidentKind.CHILD_SAFETY
+
+
+async def test_each_class_joins_its_own_report(db: Database) -> None:
+    device = await make_device(db)
+    fire = (await open_incident(db, device_id=device, class_key="fire", confidence=0.8)).incident
+    await _report(db, fire.id)
+    help_ = (await open_incident(db, device_id=device, class_key="help", confidence=0.8)).incident
+    await _report(db, help_.id)
+    assert (await open_incident(db, device_id=device, class_key="fire", confidence=0.8)).incident.id == fire.id
+    assert (await open_incident(db, device_id=device, class_key="help", confidence=0.8)).incident.id == help_.id
+    assert (await open_incident(db, device_id=device, class_key="fire", confidence=0.8)).incident.id == fire.id
 
 
 async def test_sqlite_clock_has_sub_second_precision(sqlite_db: Database) -> None:

@@ -26,8 +26,8 @@ def _store(tmp_path: Path) -> LocalClipStore:
     return LocalClipStore(tmp_path / "clips", "s", "http://gw")
 
 
-async def _incident(db: Database, store: LocalClipStore, device: uuid.UUID) -> uuid.UUID:
-    incident = (await open_incident(db, device_id=device, class_key="fire", confidence=0.9)).incident
+async def _incident(db: Database, store: LocalClipStore, device: uuid.UUID, class_key: str = "fire") -> uuid.UUID:
+    incident = (await open_incident(db, device_id=device, class_key=class_key, confidence=0.9)).incident
     await archive_clip(db, store, incident.id, np.zeros(1600, np.float32), 16000)
     return incident.id
 
@@ -47,9 +47,10 @@ async def test_erasure_deletes_everything_and_keeps_an_anonymised_record_of_repo
             incident_id=reported, agency_id="119", position=0, kind="webhook", state=DeliveryState.SENT, attempts=1,
             next_attempt_at=db_now(), created_at=db_now(), sent_at=db_now(), payload='{"data": {"medical_notes": "x"}}',
         ))  # fmt: skip
-    false_alarm = await _incident(db, store, device)
+    # Another class: a fire detection now would be the reported fire going on (evidence for it).
+    false_alarm = await _incident(db, store, device, "crime")
     await act_on_incident(db, false_alarm, IncidentAction.CANCEL)
-    countdown = await _incident(db, store, device)
+    countdown = await _incident(db, store, device, "crime")
     events = LocalIncidentEvents()
 
     async with events.subscribe() as updates:

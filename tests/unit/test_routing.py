@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
 import pytest
 
-from services.alerting.routing import PlannedDelivery, Router, RoutingError
+from services.alerting.routing import PlannedDelivery, Router, RoutingError, reported_classes
 from services.alerting.settings import AgencyConfig, AlertingSettings, ChannelConfig
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -29,6 +32,21 @@ def test_taxonomy_defaults() -> None:
         assert router.agencies_for(key) == ("119",)
     with pytest.raises(KeyError):
         router.agencies_for("normal")
+
+
+def test_an_incident_of_several_classes_reaches_each_agency_once_its_own_class_first() -> None:
+    router = Router(AGENCIES, {"gas": ["119", "gas-co"]})
+    assert router.agencies_for("help", "crime", "gas") == ("119", "112", "gas-co")
+    assert router.plan("crime", "fire", "help") == [
+        PlannedDelivery("112", 0, "webhook"), PlannedDelivery("112", 1, "sms"), PlannedDelivery("119", 0, "webhook"),
+    ]
+    with pytest.raises(KeyError, match="normal"):
+        router.agencies_for("fire", "normal")
+    incident = SimpleNamespace(class_key="help", also_detected=["crime"], duress_at=None)
+    assert reported_classes(incident) == ("help", "crime")
+    incident.duress_at = datetime.now(UTC)  # under duress: where a crime goes, whatever was heard
+    incident.class_key, incident.also_detected = "help", ["fire"]
+    assert reported_classes(incident) == ("crime",)
 
 
 def test_override_with_several_agencies_and_ordered_channels() -> None:

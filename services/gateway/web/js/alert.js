@@ -50,7 +50,9 @@ export class AlertView {
     const labels = language() === "ko" ? [incident.label_ko, incident.label_en] : [incident.label_en, incident.label_ko];
     $("#alert-class", this.root).textContent = labels[0] || incident.class || "";
     $("#alert-class-other", this.root).textContent = labels[1] || "";
-    const agency = t(`alert.agency.${incident.class === "crime" ? "112" : "119"}`);
+    // Every emergency heard during the countdown is reported to its agency (docs/incidents.md, "Routing").
+    const numbers = [incident.class, ...(incident.alsoDetected || [])].map((key) => (key === "crime" ? "112" : "119"));
+    const agency = [...new Set(numbers)].map((number) => t(`alert.agency.${number}`)).join(", ");
     $("#alert-countdown-label", this.root).textContent = t("alert.countdown", { agency });
     show($("#alert-pending", this.root), incident.state === "pending");
     show($("#alert-final", this.root), !open || incident.state === "dispatching");

@@ -71,6 +71,7 @@ export class IncidentTracker {
       if (message.corroboration) update.corroboration = message.corroboration;
       if (message.detail && message.detail.shortened) update.shortened = true;
       if (message.detail && message.detail.class) update.class = message.detail.class;
+      if (message.detail && message.detail.also_detected) update.alsoDetected = message.detail.also_detected;
       if (message.detail && message.detail.reason) update.reason = message.detail.reason;
       this.apply(update);
     }
@@ -92,7 +93,7 @@ export class IncidentTracker {
       if (update.outcome === undefined) return;
       update = { id: update.id, outcome: update.outcome };
     }
-    for (const key of ["state", "class", "label_en", "label_ko", "outcome", "reason", "detail", "deliveries", "evidence", "shortened", "corroboration"]) {
+    for (const key of ["state", "class", "label_en", "label_ko", "outcome", "reason", "detail", "deliveries", "evidence", "shortened", "corroboration", "alsoDetected"]) {
       if (update[key] !== undefined) incident[key] = update[key];
     }
     // Deadlines are kept on this page's clock, made local at once: clocks differ between
@@ -110,6 +111,7 @@ export class IncidentTracker {
       || this.current.deadline !== incident.deadline || this.current.outcome !== incident.outcome
       || this.current.class !== incident.class || this.current.evidence !== incident.evidence
       || this.current.shortened !== incident.shortened
+      || String(this.current.alsoDetected) !== String(incident.alsoDetected)
       || JSON.stringify(this.current.corroboration) !== JSON.stringify(incident.corroboration);
     this.current = incident;
     if (broadcast && this.channel) {
@@ -162,6 +164,6 @@ export function fromRest(body) {
     id: body.incident_id, state: body.state, class: body.class, label_en: body.label_en, label_ko: body.label_ko,
     secondsLeft: body.state === "pending" ? body.seconds_left : undefined, reason: body.cancel_reason ?? undefined,
     deliveries: body.deliveries, evidence: body.evidence ?? undefined, deadlineAt: body.deadline_at ?? undefined,
-    corroboration: body.corroboration ?? undefined,
+    corroboration: body.corroboration ?? undefined, alsoDetected: body.also_detected ?? undefined,
   };
 }
