@@ -9,9 +9,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, inspect, select
+from sqlalchemy import JSON, Column, Float, Integer, MetaData, String, Table, Uuid, func, insert, inspect, select
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError, StatementError
 
@@ -27,8 +28,12 @@ from shared.db import (
     retry_when_busy,
     upgrade_database,
 )
+from shared.db.base import UtcDateTime
+from shared.db.clock import db_now
 from shared.db.database import SQLITE_BUSY_TIMEOUT_S
-from tests.alerting_support import assert_states_enforced
+from shared.db.migrations import alembic_config
+from shared.db.models import Incident
+from tests.alerting_support import assert_states_enforced, make_device
 
 
 def new_device(token_hash: str = "0" * 64) -> Device:
@@ -218,3 +223,39 @@ def test_database_url_setting(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_state_columns_take_the_enums_states_and_nothing_else(sqlite_db: Database) -> None:
     await assert_states_enforced(sqlite_db)
+
+
+@pytest.fixture(params=["sqlite_url", pytest.param("postgres_url", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on SQLite, then on PostgreSQL."""
+    url: str = request.getfixturevalue(request.param)
+    return url
+
+
+async def test_incidents_recorded_before_0010_keep_their_times_and_route_as_before(database_url: str) -> None:
+    """Migration 0010 on rows already there: the latest detection is the first one, and
+    nothing else was detected (so each is reported where it always was)."""
+    await asyncio.to_thread(command.upgrade, alembic_config(database_url), "0009")
+    db = Database(database_url)
+    try:
+        device = await make_device(db)
+        incident_id = uuid.uuid4()
+        # The table as 0009 left it (the model's own has the new columns).
+        incidents = Table(
+            "incidents", MetaData(), Column("id", Uuid), Column("device_id", Uuid), Column("kind", String),
+            Column("class_key", String), Column("confidence", Float), Column("score_timeline", JSON),
+            Column("detections", Integer), Column("evidence", String), Column("detected_at", UtcDateTime),
+            Column("deadline_at", UtcDateTime), Column("state", String), Column("state_changed_at", UtcDateTime),
+        )  # fmt: skip
+        async with db.session() as session:
+            await session.execute(insert(incidents).values(
+                id=incident_id, device_id=device, kind="emergency", class_key="fire", confidence=0.9,
+                score_timeline=[], detections=2, evidence="steady", detected_at=db_now(-90), deadline_at=db_now(-30),
+                state="dispatched", state_changed_at=db_now(-30),
+            ))  # fmt: skip
+        await asyncio.to_thread(upgrade_database, database_url)
+        async with db.session() as session:
+            row = await session.get_one(Incident, incident_id)
+        assert row.last_detected_at == row.detected_at and row.also_detected == []
+    finally:
+        await db.dispose()
