@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Text, cast, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, joinedload
@@ -98,7 +98,8 @@ async def open_incident(
     the device's. Raises ValueError for an unknown or non-emergency class, LookupError for an
     unknown device.
 
-    With no incident open, a detection of the class of the device's latest dispatched report whose last detection is at most ``same_event_s`` old is evidence for that
+    With no incident open, a detection of a class of the device's latest dispatched report (its
+    own, or one it was also reported for) whose last detection is at most ``same_event_s`` old is evidence for that
     report: the agency already has it, and a sound that goes on (an alarm nobody reset) must not
     be reported again and again. It opens no countdown (``created`` False, the view
     ``dispatched``). A failed report is not joined: a new detection tries again; neither is a
@@ -198,9 +199,14 @@ def _same_event(device_id: uuid.UUID, detection: _Detection) -> tuple[Any, ...]:
         return (
             report.device_id == device_id,
             report.state == IncidentState.DISPATCHED,
-            # The class alone, not the kind: a daycare raise and the model's crime detection of one
-            # fight are the same event for the police (both are reported as crime).
-            report.class_key == detection.class_key,
+            # A class it was reported for: its own, or one heard during its countdown whose
+            # agencies got it too (``also_detected``, a JSON list of plain keys, matched as text
+            # alike on SQLite and PostgreSQL). The class, not the kind: a daycare raise and the
+            # model's crime detection of one fight are the same event for the police.
+            or_(
+                report.class_key == detection.class_key,
+                cast(report.also_detected, Text).contains(f'"{detection.class_key}"'),
+            ),
             report.last_detected_at >= db_now(-detection.same_event_s),
         )
 

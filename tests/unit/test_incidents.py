@@ -199,6 +199,19 @@ async def test_a_daycare_report_is_joined_by_the_models_detection_of_its_class(d
     assert not heard.created and heard.incident.id == raised.id and heard.incident.kind is IncidentKind.CHILD_SAFETY
 
 
+async def test_a_class_the_report_was_also_sent_for_joins_it(db: Database) -> None:
+    """A cry for help, and a break-in heard during its countdown: 119 and 112 have the report.
+    The intruder heard again afterwards is the same event, not a second call to the police; a
+    class the report was not sent for is a new emergency."""
+    device = await make_device(db)
+    help_ = (await open_incident(db, device_id=device, class_key="help", confidence=0.8)).incident
+    await open_incident(db, device_id=device, class_key="crime", confidence=0.8)
+    await _report(db, help_.id)
+    again = await open_incident(db, device_id=device, class_key="crime", confidence=0.9)
+    assert not again.created and again.incident.id == help_.id and again.incident.also_detected == ("crime",)
+    assert (await open_incident(db, device_id=device, class_key="fire", confidence=0.9)).created
+
+
 async def test_each_class_joins_its_own_report(db: Database) -> None:
     device = await make_device(db)
     fire = (await open_incident(db, device_id=device, class_key="fire", confidence=0.8)).incident
