@@ -108,9 +108,14 @@ def _report_card(delivery: dict[str, Any], answer: dict[str, Any] | None = None)
         f"<li>{_e(_kst(h['detected_at']))} {_e(h['label_ko'])} ({_e(h['state'])})</li>" for h in history
     ) or "<li>none</li>"
     timeline = timeline_svg(data.get("score_timeline") or [], str(cls.get("key", "")), _seconds_between(data))
+    # Other emergencies heard during the countdown: this report went to their agencies too.
+    also = "".join(
+        f"<p class=\"also\">Also heard · 함께 감지: {_e(c.get('label_ko'))} · {_e(c.get('label_en'))}</p>"
+        for c in data.get("also_detected") or []
+    )
     return f"""<div class="report">
 <h2>{_e(cls.get('label_ko'))} · {_e(cls.get('label_en'))}</h2>
-{_duress_banner(data.get("duress_note") if data.get("duress") else None)}
+{also}{_duress_banner(data.get("duress_note") if data.get("duress") else None)}
 <dl>
 <dt>Agency</dt><dd>{_e(delivery['agency'])} (attempts: {_e(delivery['attempts'])})</dd>
 <dt>Detected</dt><dd>{_e(_kst(data.get('detected_at')))}, confidence {_e(round(100 * data.get('confidence', 0)))}%</dd>

@@ -257,3 +257,15 @@ async def test_page_says_where_in_the_home_the_sound_was_heard(client: httpx.Asy
     assert "<strong>heard in the kitchen and &lt;i&gt;the bedroom&lt;/i&gt;</strong>" in page
     assert "also reported by another device of the home: <code>0b7e5a1c</code>" in page
     assert "no other device of the home" in page  # a report without a household
+
+
+async def test_page_names_the_other_emergencies_heard_during_the_countdown(client: httpx.AsyncClient) -> None:
+    report = json.loads(report_body("i-also"))
+    report["data"]["also_detected"] = [{"key": "crime", "id": 1, "label_ko": "범죄 <b>", "label_en": "Crime"}]
+    body = json.dumps(report, ensure_ascii=False).encode()
+    await client.post("/webhooks/112", content=body, headers=signed(body, "row-also"))
+    plain = report_body("i-plain")
+    await client.post("/webhooks/119", content=plain, headers=signed(plain, "row-plain"))
+    page = (await client.get("/")).text
+    assert "Also heard · 함께 감지: 범죄 &lt;b&gt; · Crime" in page
+    assert page.count("Also heard") == 1  # the report without any says nothing
