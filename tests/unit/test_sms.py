@@ -74,6 +74,13 @@ def test_agency_text_fits_one_lms_with_link_even_with_a_long_history() -> None:
     assert "2026-11-22 13:00:00 KST" in message.text  # 04:00 UTC in Korea
 
 
+def test_agency_text_names_the_other_emergencies_heard_during_the_countdown() -> None:
+    also = [{"key": "crime", "id": 1, "label_ko": "범죄 (침입, 폭행, 비명)", "label_en": "Crime"}]
+    lines = agency_message("+82212345678", report(also_detected=also)).text.splitlines()
+    assert lines[1] == "함께 감지: 범죄 (침입, 폭행, 비명)"  # right under the class, before anything optional
+    assert "함께 감지" not in agency_message("+82212345678", report(also_detected=[])).text
+
+
 def test_agency_text_without_consented_profile_or_location() -> None:
     message = agency_message("+82212345678", report(profile=None, location=None, clip=None))
     assert "홍길동" not in message.text and "위치: 알 수 없음" in message.text
