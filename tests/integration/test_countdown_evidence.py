@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -88,8 +88,15 @@ async def live(ws: ClientConnection, audio: np.ndarray) -> None:
         await asyncio.sleep(max(0.0, started + (n + 1) * FRAME_S - time.monotonic()))
 
 
-async def follow(system: System, audio: np.ndarray) -> list[dict[str, Any]]:
-    """Stream ``audio`` live on a new device; every message until its incident is final."""
+def settled(messages: list[dict[str, Any]]) -> bool:
+    return bool(messages) and messages[-1]["type"] == "incident" and messages[-1]["state"] in FINAL
+
+
+async def follow(
+    system: System, audio: np.ndarray, done: Callable[[list[dict[str, Any]]], bool] = settled
+) -> list[dict[str, Any]]:
+    """Stream ``audio`` live on a new device; every message (but scores) until ``done`` says so:
+    by default, until its incident is final."""
     ws = await connect(system.url, compression=None)
     await ws.send(json.dumps({"type": "start", "token": system.register(), "encoding": "pcm_s16le",
                               "sample_rate": RATE, "channels": 1}))  # fmt: skip
@@ -98,7 +105,7 @@ async def follow(system: System, audio: np.ndarray) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     try:
         async with asyncio.timeout(len(audio) / RATE + 30):
-            while not (messages and messages[-1]["type"] == "incident" and messages[-1]["state"] in FINAL):
+            while not done(messages):
                 message = json.loads(await ws.recv())
                 if message["type"] != "scores":
                     messages.append(message)
@@ -160,28 +167,18 @@ async def test_the_alarm_heard_again_after_the_report_is_evidence_for_it_not_a_s
     audio = np.concatenate([smoke_alarm(RATE, first_s, seed=7), room(quiet_s, seed=8),
                             smoke_alarm(RATE, 8.0, seed=9), room(3.0, seed=10)])  # fmt: skip
     reported_before = {r["payload"]["data"]["incident_id"] for r in system.agency.reports()}
-    ws = await connect(system.url, compression=None)
-    await ws.send(json.dumps({"type": "start", "token": system.register(), "encoding": "pcm_s16le",
-                              "sample_rate": RATE, "channels": 1}))  # fmt: skip
-    assert json.loads(await ws.recv())["type"] == "ready"
-    sender = asyncio.create_task(live(ws, audio))
-    messages: list[dict[str, Any]] = []
-    try:
-        async with asyncio.timeout(len(audio) / RATE + 30):
-            while len([m for m in messages if m["type"] == "detection"]) < 2 or messages[-1]["type"] != "incident":
-                message = json.loads(await ws.recv())
-                if message["type"] != "scores":
-                    messages.append(message)
-    finally:
-        sender.cancel()
-        await ws.close()
+
+    def told_after_the_second_detection(messages: list[dict[str, Any]]) -> bool:
+        return len([m for m in messages if m["type"] == "detection"]) == 2 and messages[-1]["type"] == "incident"
+
+    messages = await follow(system, audio, told_after_the_second_detection)
     first, again = [m for m in messages if m["type"] == "detection"]
     assert first["class"] == again["class"] == "fire"
     assert again["stream_time_s"] > first_s + quiet_s - 1.0
     assert again["incident_id"] == first["incident_id"] and again.get("seconds_left") is None  # no new countdown
     told = [m for m in messages if m["type"] == "incident"]
-    settled = [m["state"] for m in told if m["state"] in FINAL]
-    assert settled[0] == "dispatched" and told.index(next(m for m in told if m["state"] in FINAL)) < len(told) - 1
+    finals = [m for m in told if m["state"] in FINAL]
+    assert finals[0]["state"] == "dispatched" and finals[0] is not told[-1]  # reported before the alarm came back
     assert told[-1]["state"] == "dispatched" and told[-1]["detail"] == {"event": "evidence", "class": "fire", "detections": 2}
     system.report(first["incident_id"])  # exactly one report of it
     new = [r["payload"]["data"]["incident_id"] for r in system.agency.reports()
