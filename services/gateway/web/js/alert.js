@@ -78,7 +78,11 @@ export class AlertView {
       const reached = (incident.detail && incident.detail.reached) || [];
       return t("alert.dispatched", { agency: reached.length ? reached.join(", ") : agency });
     }
-    if (incident.state === "failed") return t("alert.failed", { phone: incident.class === "crime" ? "112" : "119" });
+    if (incident.state === "failed") {
+      // The numbers whose agency the report missed (a report may go to several: docs/incidents.md).
+      const missed = ((incident.detail && incident.detail.missed) || []).filter((id) => id === "112" || id === "119");
+      return t("alert.failed", { phone: missed.length ? missed.join(", ") : incident.class === "crime" ? "112" : "119" });
+    }
     return "";
   }
 
