@@ -36,6 +36,9 @@ class IncidentStatus:
             )
         if self.state is IncidentState.DISPATCHING:
             return f"{what}: reporting now"
+        if self.state is IncidentState.DISPATCHED and self.detail.get("event") == "evidence":
+            # The same event heard again after its report (docs/incidents.md): added to it.
+            return f"{what}: already REPORTED; heard again ({self.detail.get('detections')} detections), not reported twice"
         if self.state is IncidentState.DISPATCHED:
             reached = self.detail.get("reached")
             return f"{what}: REPORTED" + (f" to {', '.join(reached)}" if reached else "")

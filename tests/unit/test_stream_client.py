@@ -118,6 +118,16 @@ def test_the_countdown_uses_the_gateways_seconds_left_whatever_the_clocks() -> N
         now + 21,
     )
     assert board.unresolved == [] and status.describe(now + 21) == "incident aaaaaaaa (fire): REPORTED to 119"
+    # The alarm heard again after the report: added to it, no countdown.
+    board.on_detection(detection(incident_id="a" * 32), now + 50)
+    board.on_incident(
+        IncidentMessage(incident_id="a" * 32, state=IncidentState.DISPATCHED, deadline_at=deadline_at,
+                        detail={"event": "evidence", "class": "fire", "detections": 2}),  # fmt: skip
+        now + 50,
+    )
+    assert status.describe(now + 50) == (
+        "incident aaaaaaaa (fire): already REPORTED; heard again (2 detections), not reported twice"
+    )
 
 
 def test_evidence_joins_the_incident_without_a_new_countdown() -> None:
