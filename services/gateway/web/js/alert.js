@@ -51,7 +51,7 @@ export class AlertView {
     $("#alert-class", this.root).textContent = labels[0] || incident.class || "";
     $("#alert-class-other", this.root).textContent = labels[1] || "";
     // Every emergency heard during the countdown is reported to its agency (docs/incidents.md, "Routing").
-    const numbers = [incident.class, ...(incident.alsoDetected || [])].map((key) => (key === "crime" ? "112" : "119"));
+    const numbers = [incident.class, ...(incident.alsoDetected || [])].map(emergencyNumber);
     const agency = [...new Set(numbers)].map((number) => t(`alert.agency.${number}`)).join(", ");
     $("#alert-countdown-label", this.root).textContent = t("alert.countdown", { agency });
     show($("#alert-pending", this.root), incident.state === "pending");
@@ -81,7 +81,7 @@ export class AlertView {
     if (incident.state === "failed") {
       // The numbers whose agency the report missed (a report may go to several: docs/incidents.md).
       const missed = ((incident.detail && incident.detail.missed) || []).filter((id) => id === "112" || id === "119");
-      return t("alert.failed", { phone: missed.length ? missed.join(", ") : incident.class === "crime" ? "112" : "119" });
+      return t("alert.failed", { phone: missed.length ? missed.join(", ") : emergencyNumber(incident.class) });
     }
     return "";
   }
@@ -215,6 +215,11 @@ export class AlertSound {
       osc.stop(at + offset + 0.32);
     }
   }
+}
+
+/** The number a class is reported to by default (shared/taxonomy.py: crime 112, the rest 119). */
+function emergencyNumber(key) {
+  return key === "crime" ? "112" : "119";
 }
 
 /** What the home's other devices heard at the moment (docs/evidence.md): only this device (the
