@@ -108,7 +108,7 @@ def _report_card(delivery: dict[str, Any], answer: dict[str, Any] | None = None)
         f"<li>{_e(_kst(h['detected_at']))} {_e(h['label_ko'])} ({_e(h['state'])})</li>" for h in history
     ) or "<li>none</li>"
     timeline = timeline_svg(data.get("score_timeline") or [], str(cls.get("key", "")), _seconds_between(data))
-    # Other emergencies heard during the countdown: this report went to their agencies too.
+    # Other emergencies heard while it was open: this report went to their agencies too.
     also = "".join(
         f"<p class=\"also\">Also heard · 함께 감지: {_e(c.get('label_ko'))} · {_e(c.get('label_en'))}</p>"
         for c in data.get("also_detected") or []

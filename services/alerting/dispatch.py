@@ -273,9 +273,17 @@ async def settle_incident(
     """Close a ``dispatching`` incident whose rows are all settled; returns the new state or None.
 
     Called by the sender after each final row outcome and by the sweeper as a backstop
-    (a sender may die between recording and settling).
+    (a sender may die between recording and settling). Not while ``routing_due``: a class
+    heard while the report was being sent still needs its agencies' rows (the sweeper's
+    ``route_late_classes``). The incident's row is locked first (PostgreSQL), so the rows read
+    next include any that routing committed before the lock was had.
     """
     async with db.session() as session:
+        routing_due = await session.scalar(
+            select(Incident.routing_due).where(Incident.id == incident_id).with_for_update()
+        )
+        if routing_due is not False:  # routing to do, or no such incident
+            return None
         rows = (
             await session.execute(
                 select(DispatchOutbox.agency_id, DispatchOutbox.state).where(DispatchOutbox.incident_id == incident_id)

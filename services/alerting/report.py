@@ -113,7 +113,7 @@ class ReportBuilder:
             "device_id": str(incident.device_id),
             "agency": {"id": row.agency_id, "name": agency.name if agency else row.agency_id},
             "class": _class(incident.class_key),
-            # Other emergencies detected during the countdown (their agencies get this report too).
+            # Other emergencies detected while it was open (their agencies get this report too).
             "also_detected": [_class(key) for key in incident.also_detected],
             "kind": incident.kind.value,
             "confidence": round(incident.confidence, 4),

@@ -24,7 +24,7 @@ from shared.taxonomy import CLASSES, by_key
 
 def reported_classes(incident: Any) -> tuple[str, ...]:
     """The classes whose agencies an incident (a row with ``class_key``, ``also_detected`` and
-    ``duress_at``) is reported to: its own and those detected during its countdown; under
+    ``duress_at``) is reported to: its own and those detected while it was open; under
     duress, where a crime goes, whatever was heard."""
     if incident.duress_at is not None:
         return (DURESS_ROUTE_CLASS,)

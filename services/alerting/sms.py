@@ -153,7 +153,7 @@ def agency_message(to: str, report: Mapping[str, Any]) -> SmsMessage:
         *duress,
         *([_CHILD_SAFETY_REPORT] if report.get("kind") == IncidentKind.CHILD_SAFETY else []),
         f"[Hear-o 자동신고] {cls['label_ko']} ({cls['key']})",
-        # Other emergencies heard during the countdown (why a police desk gets a fire's report).
+        # Other emergencies heard while it was open (why a police desk gets a fire's report).
         *([f"함께 감지: {', '.join(c['label_ko'] for c in also)}"] if (also := report.get("also_detected")) else []),
         f"감지 {_kst(report['detected_at'])}, 신뢰도 {round(report['confidence'] * 100)}%",
         _place_line(report.get("location")),

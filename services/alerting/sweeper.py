@@ -9,10 +9,12 @@ task, so it runs while the broker is down):
    and one outbox row per (agency, channel) from the routing (a cancel under duress: the
    police's, as a crime), all in one transaction. The first channel of each agency is
    ``pending``, the others ``standby``.
-2. Publish a send task for every delivery that is claimable (due, or held under a dead
+2. Route the classes first heard while a report was being sent (``routing_due``): their
+   agencies' outbox rows are added (``route_late_classes``).
+3. Publish a send task for every delivery that is claimable (due, or held under a dead
    lease) and was not published in the last ``redrive_after_s``. Messages are only nudges:
    a lost one (Redis restarted empty) is published again, a duplicate finds nothing to claim.
-3. Settle ``dispatching`` incidents whose rows are all final (a sender may die between
+4. Settle ``dispatching`` incidents whose rows are all final (a sender may die between
    recording its row and settling the incident).
 
 Between sweeps it sleeps ``sweep_interval_s`` or until the next deadline, whichever is
@@ -35,7 +37,7 @@ from sqlalchemy import delete, exists, func, insert, or_, select, update
 
 from services.alerting.dispatch import TABLES, claimable, settle_incident
 from services.alerting.faults import FaultInjector
-from services.alerting.routing import Router, reported_classes
+from services.alerting.routing import PlannedDelivery, Router, reported_classes
 from shared.db import Database
 from shared.db.clock import db_now
 from shared.db.models import AlertingWorker, DispatchOutbox, Incident
@@ -71,8 +73,21 @@ class SweepPolicy:
 @dataclass
 class SweepStats:
     claimed: int = 0
+    routed: int = 0
     published: int = 0
     settled: int = 0
+
+
+async def _insert_deliveries(session: Any, planned: list[tuple[uuid.UUID, PlannedDelivery]]) -> None:
+    """One outbox row per (incident, planned delivery): each agency's first channel ``pending``,
+    its fallbacks ``standby``."""
+    if planned:
+        await session.execute(
+            insert(DispatchOutbox).values(attempts=0, next_attempt_at=db_now(), created_at=db_now()),
+            [{"id": uuid.uuid4(), "incident_id": incident_id, "agency_id": p.agency_id, "position": p.position,
+              "kind": p.kind, "state": DeliveryState.PENDING if p.position == 0 else DeliveryState.STANDBY}
+             for incident_id, p in planned],
+        )  # fmt: skip
 
 
 def new_worker_id() -> str:
@@ -160,6 +175,7 @@ class Sweeper:
         stats = SweepStats()
         while (claimed := await self.claim_due_incidents()) > 0:
             stats.claimed += claimed
+        stats.routed = await self.route_late_classes()
         stats.published = await self.publish_due_deliveries()
         stats.settled = await self.settle_stuck_incidents()
         if time.monotonic() - self._last_housekeeping > HOUSEKEEPING_EVERY_S:
@@ -190,17 +206,10 @@ class Sweeper:
                                Incident.deadline_at, Incident.state_changed_at, Incident.duress_at, Incident.kind)
                 )
             ).all()
-            rows = [
-                {"incident_id": c.id, "agency_id": p.agency_id, "position": p.position, "kind": p.kind,
-                 "state": DeliveryState.PENDING if p.position == 0 else DeliveryState.STANDBY}
-                for c in claimed if c.kind is not IncidentKind.ANOMALY  # never an agency on its own
+            await _insert_deliveries(session, [
+                (c.id, p) for c in claimed if c.kind is not IncidentKind.ANOMALY  # never an agency on its own
                 for p in self.router.plan(*reported_classes(c))
-            ]
-            if rows:
-                await session.execute(
-                    insert(DispatchOutbox).values(attempts=0, next_attempt_at=db_now(), created_at=db_now()),
-                    [{**row, "id": uuid.uuid4()} for row in rows],
-                )
+            ])  # fmt: skip
             for c in claimed:
                 if c.kind is IncidentKind.ANOMALY:
                     await settle_contacts_only(session, c.id, c.device_id, self.owner)
@@ -214,12 +223,61 @@ class Sweeper:
                 if c.kind is IncidentKind.ANOMALY:
                     await publish_settled(self.db, self.events, c.id)
                     continue
-                await self.events.publish(
-                    IncidentUpdate(str(c.id), str(c.device_id), IncidentState.DISPATCHING, c.deadline_at.isoformat(),
-                                   c.state_changed_at.isoformat(),
-                                   {"agencies": list(self.router.agencies_for(*reported_classes(c)))})
-                )
+                await self.events.publish(self._dispatching(c))
         return len(claimed)
+
+    async def route_late_classes(self) -> int:
+        """Add the agencies of the classes first heard while a report was being sent.
+
+        The gateway appended them to ``also_detected`` and marked the incident ``routing_due``
+        (shared/incidents/lifecycle.py). One transaction clears the mark and writes an outbox
+        row for each (agency, channel) of the report's classes that has none yet; the incident
+        is not settled while the mark is set (``settle_incident``), so no agency is left out by
+        a report that finished meanwhile. Returns how many incidents were routed.
+        """
+        async with self.db.session() as session:
+            due = (
+                await session.execute(
+                    update(Incident)
+                    .where(Incident.state == IncidentState.DISPATCHING, Incident.routing_due.is_(True))
+                    .values(routing_due=False)
+                    .returning(Incident.id, Incident.device_id, Incident.class_key, Incident.also_detected,
+                               Incident.deadline_at, Incident.state_changed_at, Incident.duress_at)
+                    .execution_options(synchronize_session=False)
+                )
+            ).all()  # fmt: skip
+            if not due:
+                return 0
+            planned = {
+                (row.incident_id, row.agency_id)
+                for row in await session.execute(
+                    select(DispatchOutbox.incident_id, DispatchOutbox.agency_id)
+                    .where(DispatchOutbox.incident_id.in_([c.id for c in due]))
+                )
+            }
+            added = {c.id: [p for p in self.router.plan(*reported_classes(c)) if (c.id, p.agency_id) not in planned]
+                     for c in due}  # fmt: skip
+            await _insert_deliveries(session, [(incident_id, p) for incident_id, plan in added.items() for p in plan])
+            for c in due:
+                add_audit(session, c.id, self.owner, "routed", {
+                    "classes": list(reported_classes(c)),
+                    "added_agencies": list(dict.fromkeys(p.agency_id for p in added[c.id])),
+                })  # fmt: skip
+        if self.events is not None:
+            for c in (c for c in due if c.duress_at is None):  # as a claim: never news under duress
+                await self.events.publish(self._dispatching(c))
+        return len(due)
+
+    def _dispatching(self, incident: Any) -> IncidentUpdate:
+        """The ``dispatching`` update of ``incident`` (a row), naming every agency it goes to
+        and the other classes it is reported for (the web app names their numbers)."""
+        detail: dict[str, Any] = {"agencies": list(self.router.agencies_for(*reported_classes(incident)))}
+        if incident.also_detected:
+            detail["also_detected"] = list(incident.also_detected)
+        return IncidentUpdate(
+            str(incident.id), str(incident.device_id), IncidentState.DISPATCHING, incident.deadline_at.isoformat(),
+            incident.state_changed_at.isoformat(), detail,
+        )
 
     async def publish_due_deliveries(self) -> int:
         """Publish a send task for each claimable delivery not published recently.

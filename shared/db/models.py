@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
     text,
 )
@@ -233,9 +234,12 @@ class Incident(Base):
     )
     anomaly: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     class_key: Mapped[str] = mapped_column(String(32))
-    # Other emergency classes detected while it was pending, in order: the report goes to their
+    # Other emergency classes detected while it was open, in order: the report goes to their
     # agencies too (a break-in heard during a cry for help's countdown reaches the police).
     also_detected: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # A class was added while the report was being sent: its agencies are not planned yet. The
+    # sweeper adds them and clears this; the incident is not settled while it is set.
+    routing_due: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     confidence: Mapped[float] = mapped_column(Float)
     # [{"t": seconds from detected_at, "class": key, "score": float}, ...]
     score_timeline: Mapped[list[dict[str, Any]]] = mapped_column(JSON)

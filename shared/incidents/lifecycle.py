@@ -199,7 +199,7 @@ def _same_event(device_id: uuid.UUID, detection: _Detection) -> tuple[Any, ...]:
         return (
             report.device_id == device_id,
             report.state == IncidentState.DISPATCHED,
-            # A class it was reported for: its own, or one heard during its countdown whose
+            # A class it was reported for: its own, or one heard while it was open whose
             # agencies got it too (``also_detected``, a JSON list of plain keys, matched as text
             # alike on SQLite and PostgreSQL). The class, not the kind: a daycare raise and the
             # model's crime detection of one fight are the same event for the police.
@@ -225,11 +225,12 @@ async def _add_evidence(
     incident.confidence = max(incident.confidence, confidence)
     if promote_to_emergency(incident, class_key, confidence):  # the nine classes agree with an anomaly
         add_audit(session, incident_id, "gateway", "became_emergency", {"class": class_key})
-    elif incident.state is IncidentState.PENDING and class_key not in (incident.class_key, *incident.also_detected):
-        # Another emergency during the countdown: the report goes to its agencies too (a break-in
-        # heard while a cry for help counts down must reach the police). Once the report is being
-        # sent its agencies are fixed: a new class then is evidence only.
+    elif class_key not in (incident.class_key, *incident.also_detected) and incident.state.is_open:
+        # Another emergency while the incident is open: the report goes to its agencies too (a
+        # break-in heard while a cry for help counts down must reach the police). While the
+        # report is being sent its agencies are already planned: the sweeper adds this class's.
         incident.also_detected = [*incident.also_detected, class_key]
+        incident.routing_due = incident.state is IncidentState.DISPATCHING
     audited: dict[str, Any] = {"class": class_key, "confidence": confidence}
     if incident.state is IncidentState.DISPATCHED:
         audited["after_report"] = True  # the same event, heard again after the report went out

@@ -75,7 +75,7 @@ async def test_migrations_build_the_schema_on_postgres(postgres_url: str) -> Non
             "dispatch_outbox", "emergency_contacts", "households", "incident_clips", "incident_outcomes",
             "incidents", "segment_reviews", "threshold_adjustments",
         ],
-        "0010",
+        "0011",
         [],
     )
     assert second == first

@@ -74,7 +74,7 @@ async def test_upgrade_creates_the_schema_on_a_fresh_file(sqlite_url: str) -> No
         "dispatch_outbox", "emergency_contacts", "households", "incident_clips", "incident_outcomes",
         "incidents", "segment_reviews", "threshold_adjustments",
     ]
-    assert revision == "0010"
+    assert revision == "0011"
     assert differences == [], "models and migrations disagree; write a revision"
 
 
@@ -233,8 +233,8 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 
 async def test_incidents_recorded_before_0010_keep_their_times_and_route_as_before(database_url: str) -> None:
-    """Migration 0010 on rows already there: the latest detection is the first one, and
-    nothing else was detected (so each is reported where it always was)."""
+    """Migrations 0010 and 0011 on rows already there: the latest detection is the first one,
+    nothing else was detected and no routing is due (so each is reported where it always was)."""
     await asyncio.to_thread(command.upgrade, alembic_config(database_url), "0009")
     db = Database(database_url)
     try:
@@ -256,6 +256,6 @@ async def test_incidents_recorded_before_0010_keep_their_times_and_route_as_befo
         await asyncio.to_thread(upgrade_database, database_url)
         async with db.session() as session:
             row = await session.get_one(Incident, incident_id)
-        assert row.last_detected_at == row.detected_at and row.also_detected == []
+        assert row.last_detected_at == row.detected_at and row.also_detected == [] and row.routing_due is False
     finally:
         await db.dispose()

@@ -172,7 +172,8 @@ async def test_several_agencies_each_get_one_report(harness: Harness) -> None:
 
 async def test_another_emergency_heard_during_the_countdown_reaches_its_agency_too(harness: Harness) -> None:
     """A cry for help counts down (119) and a break-in is heard meanwhile: the police get the
-    report too. Once the report is going out its agencies are fixed."""
+    report too. A fire heard while it is being sent is in the report, whose agencies (the harness
+    routes fire to both) are planned already: no row is added."""
     db = harness.db
     device = await make_device(db, contacts=1)
     help_ = (await open_incident(db, device_id=device, class_key="help", confidence=0.9, countdown_s=60)).incident
@@ -184,17 +185,52 @@ async def test_another_emergency_heard_during_the_countdown_reaches_its_agency_t
     assert await outbox(db, help_.id) == [("112", 0, "pending", 0), ("112", 1, "standby", 0),
                                           ("119", 0, "pending", 0), ("119", 1, "standby", 0)]  # fmt: skip
     late = await open_incident(db, device_id=device, class_key="fire", confidence=0.9)  # while it is being sent
-    assert late.incident.id == help_.id and late.incident.also_detected == ("crime",)
+    assert late.incident.id == help_.id and late.incident.also_detected == ("crime", "fire")
+    assert (await harness.sweeper.sweep_once()).routed == 1
+    assert len(await outbox(db, help_.id)) == 4
     await harness.run_published()
     for agency in ("112", "119"):
         [request] = harness.webhook_requests(agency)
         data = json.loads(request.content)["data"]
-        assert data["class"]["key"] == "help" and [c["key"] for c in data["also_detected"]] == ["crime"]
+        assert data["class"]["key"] == "help" and [c["key"] for c in data["also_detected"]] == ["crime", "fire"]
     async with db.session() as session:
         claimed = await session.scalar(
             select(AuditEntry.detail).where(AuditEntry.incident_id == help_.id, AuditEntry.event == "dispatching")
         )
     assert claimed == {"agencies": ["119", "112"]}
+
+
+async def test_an_emergency_first_heard_while_the_report_is_sent_reaches_its_agency(db: Database, tmp_path: Path) -> None:
+    """A cry for help is being reported to 119 when a break-in is first heard: the police get
+    the report too, with the break-in in it. 119 answering first does not settle the incident
+    before the police are planned and reached (on PostgreSQL too, where the settle locks the row)."""
+    harness = build(db, tmp_path)
+    await harness.sweeper.register()
+    device = await make_device(db)
+    help_id = (await open_incident(db, device_id=device, class_key="help", confidence=0.9, countdown_s=0)).incident.id
+    await harness.sweeper.sweep_once()
+    [(_, to_119)] = harness.published
+    harness.published.clear()
+    late = await open_incident(db, device_id=device, class_key="crime", confidence=0.9)
+    assert late.incident.id == help_id and late.incident.also_detected == ("crime",) and not late.created
+    assert await harness.dispatcher.deliver("agency", uuid.UUID(to_119)) == "sent"
+    assert (await get_incident(db, help_id)).state is IncidentState.DISPATCHING  # type: ignore[union-attr]
+    stats = await harness.sweeper.sweep_once()
+    assert (stats.routed, stats.settled) == (1, 0)
+    assert await outbox(db, help_id) == [("112", 0, "pending", 0), ("112", 1, "standby", 0),
+                                         ("119", 0, "sent", 1), ("119", 1, "skipped", 0)]  # fmt: skip
+    assert await harness.run_published() == ["sent"]
+    [police] = harness.webhook_requests("112")
+    data = json.loads(police.content)["data"]
+    assert data["class"]["key"] == "help" and [c["key"] for c in data["also_detected"]] == ["crime"]
+    assert (await get_incident(db, help_id)).state is IncidentState.DISPATCHED  # type: ignore[union-attr]
+    assert (await harness.sweeper.sweep_once()).routed == 0
+    async with db.session() as session:
+        audit = {row.event: row.detail for row in await session.execute(
+            select(AuditEntry.event, AuditEntry.detail).where(AuditEntry.incident_id == help_id)
+        )}  # fmt: skip
+    assert audit["routed"] == {"classes": ["help", "crime"], "added_agencies": ["112"]}
+    assert audit["dispatched"]["reached"] == ["112", "119"]
 
 
 async def test_retries_keep_id_and_body_then_fall_back_to_sms(harness: Harness) -> None:
