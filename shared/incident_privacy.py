@@ -7,7 +7,8 @@ deletion, retention (docs/incidents.md#privacy).
   ``clip_deleted`` with the reason (a false alarm's grace over, the device erased).
 * :func:`expire_personal_data`: an incident past the deployment's retention keeps its row
   and audit trail (what was detected, when, who was told, the outcome) but loses its audio,
-  its location and the report bodies sent (which held the profile and medical notes).
+  its location, the report bodies sent (which held the profile and medical notes) and the
+  agencies' free-text outcome notes ("taken to hospital").
 
 The store is deleted from before the row goes, inside the row's transaction: when the store
 fails, the row stays and the next run tries again, so no stored audio is ever left without a
@@ -30,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.clips import ClipStore
 from shared.db import Database
 from shared.db.clock import db_now
-from shared.db.models import AuditEntry, ContactNotification, DispatchOutbox, Incident, IncidentClip
+from shared.db.models import AuditEntry, ContactNotification, DispatchOutbox, Incident, IncidentClip, IncidentOutcomeRecord
 from shared.incident_state import OPEN_DELIVERY_STATES, IncidentState
 from shared.incidents import ClipInfo, add_audit
 
@@ -138,7 +139,8 @@ async def delete_clip(
 
 async def expire_personal_data(db: Database, store: ClipStore, incident_id: uuid.UUID, *, actor: str) -> bool:
     """Apply the retention to a settled incident: delete its clip (donated or not), forget its
-    location and the bodies of its finished deliveries, stamp ``personal_data_deleted_at``.
+    location, the bodies of its finished deliveries and its agencies' outcome notes (the
+    outcomes themselves stay), stamp ``personal_data_deleted_at``.
 
     The row, its score timeline and its audit trail stay: what was detected and reported, to
     whom and when, is the record a deployment keeps. False when the incident is not settled,
@@ -173,6 +175,13 @@ async def expire_personal_data(db: Database, store: ClipStore, incident_id: uuid
                 .execution_options(synchronize_session=False)
             )
             cleared += result.rowcount  # type: ignore[attr-defined]
+        # What an agency wrote of what it found may name a hospital or a diagnosis.
+        notes = await session.execute(
+            update(IncidentOutcomeRecord)
+            .where(IncidentOutcomeRecord.incident_id == incident_id, IncidentOutcomeRecord.note.is_not(None))
+            .values(note=None)
+            .execution_options(synchronize_session=False)
+        )
         await session.execute(
             update(Incident).where(Incident.id == incident_id)
             .values(latitude=None, longitude=None, location_accuracy_m=None, personal_data_deleted_at=db_now())
@@ -180,6 +189,7 @@ async def expire_personal_data(db: Database, store: ClipStore, incident_id: uuid
         )
         add_audit(session, incident_id, actor, PERSONAL_DATA_DELETED, {
             "clip_sha256": shown.sha256 if shown is not None else None, "deliveries_cleared": cleared,
+            "outcome_notes_cleared": notes.rowcount,  # type: ignore[attr-defined]
         })  # fmt: skip
     return True
 

@@ -38,7 +38,7 @@ from services.gateway.schemas import device_out
 from shared.clips import ClipStore, clip_key
 from shared.db import Database, Device, EmergencyContact
 from shared.db.clock import db_now
-from shared.db.models import AuditEntry, ContactNotification, DispatchOutbox, Incident, IncidentClip
+from shared.db.models import AuditEntry, ContactNotification, DispatchOutbox, Incident, IncidentClip, IncidentOutcomeRecord
 from shared.household.membership import delete_if_empty
 from shared.incident_events import IncidentEvents
 from shared.incident_privacy import kept_for_report
@@ -260,6 +260,10 @@ async def export_device_data(db: Database, store: ClipStore, device: Device, lin
             select(DispatchOutbox).where(DispatchOutbox.incident_id.in_(ids), DispatchOutbox.state != DeliveryState.STANDBY)
             .order_by(DispatchOutbox.agency_id, DispatchOutbox.position)
         )).all()  # fmt: skip
+        outcomes = (await session.scalars(
+            select(IncidentOutcomeRecord).where(IncidentOutcomeRecord.incident_id.in_(ids))
+            .order_by(IncidentOutcomeRecord.agency_id)
+        )).all()  # fmt: skip
         notices = (await session.scalars(
             select(ContactNotification).where(ContactNotification.incident_id.in_(ids),
                                               ContactNotification.state != DeliveryState.STANDBY)
@@ -291,6 +295,13 @@ async def export_device_data(db: Database, store: ClipStore, device: Device, lin
             {"agency": row.agency_id, "channel": row.kind, "state": row.state.value, "attempts": row.attempts,
              "sent_at": row.sent_at.isoformat() if row.sent_at else None}
             for row in device_deliveries(incident.duress_at, [row for row in outbox if row.incident_id == incident.id])
+        ]  # fmt: skip
+        # What each agency found (the outcome ledger), with its note until the retention clears
+        # it; after a duress cancel, none, as for the deliveries.
+        body["outcomes"] = [
+            {"agency": row.agency_id, "outcome": row.outcome.value, "note": row.note,
+             "signed_at": row.signed_at.isoformat(), "received_at": row.received_at.isoformat()}
+            for row in device_deliveries(incident.duress_at, [row for row in outcomes if row.incident_id == incident.id])
         ]  # fmt: skip
         body["contact_notifications"] = [
             {"contact_position": contact_positions.get(row.contact_id), "event": row.event, "channel": row.kind,

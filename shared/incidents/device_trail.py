@@ -46,7 +46,8 @@ def device_audit(duress_at: datetime | None, entries: Sequence[AuditEntry]) -> l
 
 
 def device_deliveries(duress_at: datetime | None, rows: Sequence[Row]) -> list[Row]:
-    """An incident's agency deliveries as its device sees them: none after a duress cancel."""
+    """An incident's agency deliveries (or the agencies' outcomes) as its device sees them:
+    none after a duress cancel."""
     return [] if duress_at is not None else list(rows)
 
 

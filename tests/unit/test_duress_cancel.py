@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from shared.db import Database, Device
 from shared.db.models import AuditEntry, ContactNotification, Incident
 from shared.incident_events import IncidentEvents, IncidentUpdate
 from shared.incident_privacy import DonationOutcome, delete_clip, device_clip, donate_clip
-from shared.incident_state import ActionOutcome, IncidentAction, IncidentState
+from shared.incident_state import ActionOutcome, IncidentAction, IncidentOutcome, IncidentState
 from shared.incident_stats import incident_stats
 from shared.incidents import (
     EvidenceFacts,
@@ -39,6 +40,7 @@ from shared.incidents import (
     record_evidence,
 )
 from shared.incidents.duress import hash_code
+from shared.outcome_ledger import record_outcome
 from tests.alerting_support import make_device
 from tests.duress_support import masked
 from tests.unit.test_dispatch import Harness, build, outbox
@@ -249,6 +251,9 @@ async def test_the_owners_export_and_erasure_show_a_cancel(harness: Harness, tmp
     await act_on_incident(db, ordinary, IncidentAction.CANCEL, device_id=other_device, reason="false alarm")
     await harness.sweeper.sweep_once()
     await harness.run_published()
+    # The police answer the silent report: the owner's export must not show that either.
+    await record_outcome(db, incident_id, "112", IncidentOutcome.CONFIRMED_EMERGENCY, message_id="msg_1",
+                         signed_at=datetime.now(UTC), note="arrested")
 
     async def exported(device: uuid.UUID) -> dict[str, Any]:
         async with db.session() as session:
@@ -261,7 +266,7 @@ async def test_the_owners_export_and_erasure_show_a_cancel(harness: Harness, tmp
 
     shown, plain = await exported(device_id), await exported(other_device)
     assert masked(shown) == masked(plain)
-    assert shown["state"] == "cancelled" and shown["deliveries"] == []
+    assert shown["state"] == "cancelled" and shown["deliveries"] == [] and shown["outcomes"] == []
     assert [entry["event"] for entry in shown["audit"]] == ["opened", "cancelled"]
 
     statement = await erase_device_data(db, store, device_id)

@@ -13,10 +13,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, update
+from sqlalchemy.orm import selectinload
 
 from services.gateway import outcomes_api
-from shared.clips import ClipStorageSettings
-from shared.db import Database
+from services.gateway.privacy import export_device_data
+from shared.clips import ClipStorageSettings, LocalClipStore
+from shared.db import Database, Device
 from shared.db.models import AuditEntry, Incident, IncidentOutcomeRecord
 from shared.incident_state import IncidentOutcome, IncidentState
 from shared.incidents import open_incident
@@ -158,3 +160,20 @@ async def test_the_body_is_bounded(client: httpx.AsyncClient, db: Database) -> N
     assert response.status_code == 422
     response = await post(client, incident_id, *signed(incident_id, "maybe"))
     assert response.status_code == 422
+
+
+async def test_the_owners_export_holds_what_each_agency_found(client: httpx.AsyncClient, db: Database, tmp_path: Any) -> None:
+    incident_id = await reported(db)
+    body, headers = signed(incident_id, "confirmed_emergency", note="서울대병원 이송")
+    assert (await post(client, incident_id, body, headers)).status_code == 200
+    async with db.session() as session:
+        device = await session.scalar(
+            select(Device).join(Incident, Incident.device_id == Device.id).where(Incident.id == incident_id)
+            .options(selectinload(Device.contacts))
+        )  # fmt: skip
+    assert device is not None
+    exported = await export_device_data(db, LocalClipStore(tmp_path, "s", "http://gw"), device, 60)
+    [incident] = exported["incidents"]
+    [outcome] = incident["outcomes"]
+    assert (outcome["agency"], outcome["outcome"], outcome["note"]) == ("119", "confirmed_emergency", "서울대병원 이송")
+    assert outcome["signed_at"] and outcome["received_at"]

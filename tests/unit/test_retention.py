@@ -15,9 +15,9 @@ from services.alerting.retention import Retention, RetentionPolicy
 from shared.clips import ClipStore, LocalClipStore
 from shared.db import Database
 from shared.db.clock import db_now
-from shared.db.models import AuditEntry, DispatchOutbox, Incident, IncidentClip
+from shared.db.models import AuditEntry, DispatchOutbox, Incident, IncidentClip, IncidentOutcomeRecord
 from shared.incident_privacy import DonationOutcome, donate_clip
-from shared.incident_state import DeliveryState, IncidentAction, IncidentState
+from shared.incident_state import DeliveryState, IncidentAction, IncidentOutcome, IncidentState
 from shared.incidents import IncidentLocation, act_on_incident, archive_clip, open_incident
 from tests.alerting_support import make_device
 
@@ -110,6 +110,10 @@ async def test_retention_clears_a_reports_audio_and_personal_data_and_keeps_its_
             incident_id=incident_id, agency_id="119", position=0, kind="webhook", state=DeliveryState.SENT,
             attempts=1, next_attempt_at=db_now(), created_at=db_now(), sent_at=db_now(), payload=report,
         ))  # fmt: skip
+        session.add(IncidentOutcomeRecord(
+            incident_id=incident_id, agency_id="119", outcome=IncidentOutcome.CONFIRMED_EMERGENCY,
+            note="서울대병원 이송", message_id="msg_1", signed_at=db_now(), received_at=db_now(),
+        ))  # fmt: skip
 
     kept = Retention(db, store, RetentionPolicy(0, retention_s=90 * DAY), actor="w")
     assert (await kept.run_once()).incidents_expired == 0  # a report's clip is evidence: no grace deletion
@@ -121,11 +125,14 @@ async def test_retention_clears_a_reports_audio_and_personal_data_and_keeps_its_
     async with db.session() as session:
         incident = await session.get_one(Incident, incident_id)
         delivery = await session.scalar(select(DispatchOutbox).where(DispatchOutbox.incident_id == incident_id))
+        outcome = await session.scalar(select(IncidentOutcomeRecord).where(IncidentOutcomeRecord.incident_id == incident_id))
+    assert outcome is not None and outcome.outcome is IncidentOutcome.CONFIRMED_EMERGENCY and outcome.note is None
     assert incident.state is IncidentState.DISPATCHED and incident.class_key == "fire"  # the record stays
     assert (incident.latitude, incident.longitude) == (None, None) and incident.personal_data_deleted_at is not None
     assert delivery is not None and delivery.payload is None and delivery.sent_at is not None
-    events = [event for event, _ in await _events(db, incident_id)]
-    assert events[0] == "opened" and events[-1] == "personal_data_deleted"
+    events = await _events(db, incident_id)
+    assert events[0][0] == "opened" and events[-1][0] == "personal_data_deleted"
+    assert events[-1][1]["deliveries_cleared"] == 1 and events[-1][1]["outcome_notes_cleared"] == 1
     assert (await expired.run_once()).incidents_expired == 0
 
 
