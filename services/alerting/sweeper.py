@@ -14,6 +14,9 @@ task, so it runs while the broker is down):
 3. Publish a send task for every delivery that is claimable (due, or held under a dead
    lease) and was not published in the last ``redrive_after_s``. Messages are only nudges:
    a lost one (Redis restarted empty) is published again, a duplicate finds nothing to claim.
+   When the broker refuses them (down), the worker delivers those rows itself
+   (``deliver_locally``, at most ``local_concurrency`` at once): a report never waits for
+   the broker to come back.
 4. Settle ``dispatching`` incidents whose rows are all final (a sender may die between
    recording its row and settling the incident).
 
@@ -29,7 +32,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +53,8 @@ log = logging.getLogger(__name__)
 
 # publish(table, row_id) sends one Celery message; it raises when the broker is unreachable.
 Publish = Callable[[str, str], None]
+# deliver(table, row_id) runs one delivery in this process, as the Celery task would.
+DeliverLocally = Callable[[str, uuid.UUID], Awaitable[object]]
 # Worker rows silent for this long are removed (their leases were re-driven long before).
 FORGET_WORKER_AFTER_S = 3600.0
 HOUSEKEEPING_EVERY_S = 60.0
@@ -74,6 +79,7 @@ class SweepPolicy:
 class SweepStats:
     claimed: int = 0
     routed: int = 0
+    delivered_here: int = 0  # deliveries started in this process: the broker refused them
     published: int = 0
     settled: int = 0
 
@@ -109,6 +115,8 @@ class Sweeper:
         faults: FaultInjector,
         events: IncidentEvents | None = None,
         duplicate_messages: bool = False,
+        deliver_locally: DeliverLocally | None = None,
+        local_concurrency: int = 8,
     ) -> None:
         self.db = db
         self.owner = owner
@@ -119,6 +127,9 @@ class Sweeper:
         self.events = events
         self.duplicate_messages = duplicate_messages
         self._last_housekeeping = 0.0
+        self._deliver_locally = deliver_locally
+        self._local_slots = asyncio.Semaphore(local_concurrency)
+        self._local: dict[uuid.UUID, asyncio.Task[None]] = {}  # deliveries running here, by row
 
     async def run(self, stop: asyncio.Event) -> None:
         """Register, then sweep and heartbeat until ``stop`` is set; errors are logged and retried."""
@@ -137,6 +148,7 @@ class Sweeper:
                 except TimeoutError:
                     pass
         finally:
+            await self.local_deliveries_done()
             heartbeat.cancel()
             try:
                 await heartbeat
@@ -176,7 +188,7 @@ class Sweeper:
         while (claimed := await self.claim_due_incidents()) > 0:
             stats.claimed += claimed
         stats.routed = await self.route_late_classes()
-        stats.published = await self.publish_due_deliveries()
+        stats.published, stats.delivered_here = await self.publish_due_deliveries()
         stats.settled = await self.settle_stuck_incidents()
         if time.monotonic() - self._last_housekeeping > HOUSEKEEPING_EVERY_S:
             await self._housekeeping()
@@ -279,14 +291,18 @@ class Sweeper:
             incident.state_changed_at.isoformat(), detail,
         )
 
-    async def publish_due_deliveries(self) -> int:
-        """Publish a send task for each claimable delivery not published recently.
+    async def publish_due_deliveries(self) -> tuple[int, int]:
+        """Publish a send task for each claimable delivery not published recently; returns how
+        many were published and how many this process started delivering itself.
 
         Rows are stamped ``enqueued_at`` before publishing, under ``FOR UPDATE SKIP LOCKED``,
         so concurrent sweepers split the rows instead of publishing (and locking) the same
-        ones; rows the broker refused are unstamped, to be tried again next sweep.
+        ones. Rows the broker refused (it is down) are delivered here when the sweeper has
+        ``deliver_locally``, still stamped, so no sweeper publishes them meanwhile (a message
+        published later finds them claimed or sent: the row's lease); without it they are
+        unstamped, to be tried again next sweep.
         """
-        published_total = 0
+        published_total = local_total = 0
         for table, model in TABLES.items():
             async with self.db.session() as session:
                 ids = (
@@ -308,16 +324,43 @@ class Sweeper:
                     )
             if not ids:
                 continue
-            published = await asyncio.to_thread(self._publish_all, table, list(ids))
-            refused = set(ids) - set(published)
-            if refused:
-                async with self.db.session() as session:
-                    await session.execute(
-                        update(model).where(model.id.in_(refused)).values(enqueued_at=None)
-                        .execution_options(synchronize_session=False)
-                    )
+            published = set(await asyncio.to_thread(self._publish_all, table, list(ids)))
             published_total += len(published)
-        return published_total
+            refused = [row_id for row_id in ids if row_id not in published]  # oldest due first
+            if not refused:
+                continue
+            if self._deliver_locally is not None:  # a report must not wait for the broker
+                local_total += sum(self._start_local(table, row_id) for row_id in refused)
+                continue
+            async with self.db.session() as session:
+                await session.execute(
+                    update(model).where(model.id.in_(refused)).values(enqueued_at=None)
+                    .execution_options(synchronize_session=False)
+                )
+        return published_total, local_total
+
+    def _start_local(self, table: str, row_id: uuid.UUID) -> bool:
+        """Deliver the row in this process, unless that is already under way."""
+        if row_id in self._local:
+            return False
+        task = asyncio.create_task(self._run_local(table, row_id), name=f"deliver-{table}-{row_id}")
+        self._local[row_id] = task
+        task.add_done_callback(lambda _: self._local.pop(row_id, None))
+        return True
+
+    async def _run_local(self, table: str, row_id: uuid.UUID) -> None:
+        assert self._deliver_locally is not None
+        async with self._local_slots:
+            try:
+                outcome = await self._deliver_locally(table, row_id)
+                log.info("delivered %s %s in the sweeper's process (broker unreachable): %s", table, row_id, outcome)
+            except Exception:  # the row stays claimable: a later sweep tries again
+                log.exception("local delivery of %s %s failed", table, row_id)
+
+    async def local_deliveries_done(self) -> None:
+        """Wait for the deliveries this process runs itself (the broker was unreachable)."""
+        while self._local:
+            await asyncio.wait(list(self._local.values()))
 
     def _publish_all(self, table: str, ids: list[uuid.UUID]) -> list[uuid.UUID]:
         published: list[uuid.UUID] = []

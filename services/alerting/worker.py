@@ -132,13 +132,19 @@ class AlertingRuntime:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
     def deliver(self, table: str, row_id: str) -> str:
+        """The Celery task's body: one delivery, on the runtime's loop."""
+        return self.call(self._deliver(table, uuid.UUID(row_id)))
+
+    async def _deliver(self, table: str, row_id: uuid.UUID) -> str:
+        """One delivery and its metrics: for a Celery message, or from the sweeper itself while
+        the broker is unreachable."""
         assert self.dispatcher is not None, "runtime not started"
-        # The plain value: Celery logs the task's result by repr, and operators grep for 'sent'.
-        outcome = self.call(self.dispatcher.deliver(table, uuid.UUID(row_id)))
+        outcome = await self.dispatcher.deliver(table, row_id)
         try:
-            self.call(self.metrics.observe_delivery(self.db, table, uuid.UUID(row_id), outcome))
+            await self.metrics.observe_delivery(self.db, table, row_id, outcome)
         except Exception as error:  # the delivery is done; a metric must not turn it into a failure
             log.warning("delivery metrics not recorded: %s", type(error).__name__)
+        # The plain value: Celery logs the task's result by repr, and operators grep for 'sent'.
         return outcome.value
 
     def stop(self) -> None:
@@ -191,6 +197,8 @@ class AlertingRuntime:
             faults=self.faults,
             events=self.events,
             duplicate_messages=s.fault_duplicate_messages,
+            deliver_locally=self._deliver,
+            local_concurrency=s.concurrency,
         )
         self._retention = Retention(
             self.db, clips,

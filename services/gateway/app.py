@@ -118,7 +118,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         anomaly = AnomalyBackend(settings.anomaly)
         incidents = IncidentBackend(
             db, events, watcher, clip_store, countdown_s=settings.incident_countdown_s, evidence=settings.evidence,
-            same_event_s=settings.incident_same_event_s,
+            same_event_s=settings.incident_same_event_s, write_retry_s=settings.incident_write_retry_s,
             household=HouseholdFusion(board, settings.household), learning=thresholds,
             anomaly=anomaly,
             countdowns={IncidentKind.CHILD_SAFETY: settings.daycare.countdown_s},  # docs/daycare.md

@@ -46,6 +46,7 @@ from shared.incident_watcher import IncidentWatcher
 from shared.incidents import (
     COUNTDOWN_S,
     SAME_EVENT_S,
+    WRITE_RETRY_S,
     ActionResult,
     DeviceTokenChanged,
     EvidencePolicy,
@@ -100,6 +101,7 @@ class IncidentBackend:
         countdowns: Mapping[IncidentKind, float] | None = None,  # a kind's own countdown (else countdown_s)
         anomaly: AnomalyBackend | None = None,
         same_event_s: float = SAME_EVENT_S,  # a report's class heard again this soon is the same event
+        write_retry_s: float = WRITE_RETRY_S,  # how long a detection's write outlasts an unreachable database
     ) -> None:
         self.evidence = evidence  # what a session does with what it hears during a countdown
         self.household = household  # the devices of one home corroborate each other (None: off)
@@ -112,6 +114,7 @@ class IncidentBackend:
         self.countdown_s = countdown_s
         self.countdowns = dict(countdowns or {})
         self.same_event_s = same_event_s
+        self.write_retry_s = write_retry_s
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(self, work: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
@@ -202,8 +205,9 @@ class SessionIncidents:
         try:
             # The token is checked in the incident's own transaction: a session whose token was
             # rotated, or whose device was deleted, writes nothing.
-            # SQLite's lock may stay busy past its timeout on an overloaded box: a detection is
-            # tried again rather than lost (PostgreSQL never answers busy).
+            # SQLite's lock may stay busy past its timeout on an overloaded box, and PostgreSQL
+            # may be failing over: a detection is tried again rather than lost (a retry after a
+            # commit whose answer was lost finds that incident and adds to it).
             opened = await retry_when_busy(lambda: open_incident(
                 self.backend.db,
                 device_id=self.device.id,
@@ -218,7 +222,7 @@ class SessionIncidents:
                 kind=event.kind,
                 token_hash=self.token_hash,
                 same_event_s=self.backend.same_event_s,
-            ))
+            ), unreachable_for_s=self.backend.write_retry_s)
         except DeviceTokenChanged as changed:
             log.info("session %s: device %s token revoked; no incident opened", self.session_id, self.device.id)
             raise TokenRevoked(changed.current_token_hash) from None

@@ -13,7 +13,7 @@ from shared.anomaly.policy import AnomalyPolicy
 from shared.daycare import DaycarePolicy
 from shared.db import DATABASE_URL_ENV, DEFAULT_DATABASE_URL
 from shared.household.corroboration import CorroborationPolicy
-from shared.incidents import SAME_EVENT_S
+from shared.incidents import SAME_EVENT_S, WRITE_RETRY_S
 from shared.incidents.evidence import EvidencePolicy
 from shared.incidents.threshold_learning import LearningPolicy
 from shared.inference_wire import INFERENCE_TOKEN_SECRET
@@ -101,6 +101,9 @@ class GatewaySettings(ServiceSettings):
     # long a session stays open after ``stop`` to show its incidents' outcome.
     incident_countdown_s: float = Field(default=60.0, ge=0.0)
     incident_same_event_s: float = Field(default=SAME_EVENT_S, ge=0.0)
+    # How long a detection's write is tried again while the database cannot be reached
+    # (services/gateway/session_incidents.py); 0: not at all.
+    incident_write_retry_s: float = Field(default=WRITE_RETRY_S, ge=0.0)
     incident_poll_interval_s: float = Field(default=1.0, gt=0.0)
     incident_follow_s: float = Field(default=300.0, ge=0.0)
     # What a session does with what it hears during a countdown (docs/evidence.md): the batch

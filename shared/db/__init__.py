@@ -18,6 +18,7 @@ from shared.db.database import (
     Database,
     database_url_from_env,
     is_database_busy,
+    is_database_unreachable,
     make_engine,
     retry_when_busy,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "alembic_config",
     "database_url_from_env",
     "is_database_busy",
+    "is_database_unreachable",
     "make_engine",
     "retry_when_busy",
     "upgrade_database",

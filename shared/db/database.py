@@ -13,7 +13,9 @@ and its session factory::
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,7 +25,8 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import OperationalError
+from asyncpg.exceptions import OperatorInterventionError, PostgresConnectionError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -36,6 +39,10 @@ from shared.outlasting import Outlasting
 from shared.settings import DEFAULT_DATA_DIR
 
 DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{DEFAULT_DATA_DIR / 'hearo.db'}"
+# The longest pause between tries of a write while the database cannot be reached.
+UNREACHABLE_PAUSE_MAX_S = 4.0
+
+log = logging.getLogger(__name__)
 
 # Every service's settings reads its database URL from either name, prefix or not:
 # ``database_url: str = Field(default=DEFAULT_DATABASE_URL, validation_alias=DATABASE_URL_ENV)``
@@ -148,17 +155,48 @@ def is_database_busy(error: BaseException) -> bool:
     )
 
 
+def is_database_unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says the database could not be reached or dropped the connection: a
+    restart, a failover, a network blip. The failed attempt's transaction did not commit, or its
+    commit's answer was lost (then a retry sees what it wrote). Found in the error or the ones
+    it wraps: an ``OSError`` (refused, reset, timed out), a connection SQLAlchemy invalidated,
+    or PostgreSQL's connection errors (SQLSTATE class 08) and shutdowns (57P: admin or crash
+    shutdown, cannot connect now)."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (OSError, PostgresConnectionError, OperatorInterventionError)):
+            return True
+        seen = seen.orig if isinstance(seen, DBAPIError) else seen.__cause__
+    return False
+
+
 async def retry_when_busy(
-    work: Callable[[], Awaitable[T]], attempts: int = 3, pause_s: float = 0.5
+    work: Callable[[], Awaitable[T]], attempts: int = 3, pause_s: float = 0.5, *, unreachable_for_s: float = 0.0
 ) -> T:
     """``await work()``, tried again (up to ``attempts`` in all, ``pause_s`` apart, doubling) while
     it fails with :func:`is_database_busy`: for writes that must not be lost, such as a detection
-    becoming an incident. Any other error, or the last attempt's, is raised."""
-    for attempt in range(1, attempts + 1):
+    becoming an incident. With ``unreachable_for_s``, a database that cannot be reached
+    (:func:`is_database_unreachable`) is tried again as well, pauses doubling up to
+    ``UNREACHABLE_PAUSE_MAX_S``, until that long after its first such failure: a failover takes
+    seconds, and ``work`` must be safe to repeat. Any other error, or the last attempt's, is raised."""
+    busy = 0
+    unreachable_since: float | None = None
+    pause = pause_s
+    while True:
         try:
             return await work()
         except Exception as error:
-            if attempt == attempts or not is_database_busy(error):
+            if is_database_busy(error) and (busy := busy + 1) < attempts:
+                await asyncio.sleep(pause_s * 2 ** (busy - 1))
+                continue
+            if unreachable_for_s <= 0 or not is_database_unreachable(error):
                 raise
-        await asyncio.sleep(pause_s * 2 ** (attempt - 1))
-    raise AssertionError("unreachable: the loop returns or raises")
+            now = time.monotonic()
+            unreachable_since = now if unreachable_since is None else unreachable_since
+            if now - unreachable_since >= unreachable_for_s:
+                raise
+            log.warning("database unreachable (%s); trying again in %.1f s", type(error).__name__, pause)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, UNREACHABLE_PAUSE_MAX_S)

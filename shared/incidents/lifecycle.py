@@ -63,6 +63,10 @@ COUNTDOWN_S = 60.0
 # last detection, is the same event still going on (a smoke alarm sounds until someone resets
 # it): evidence for the report, never a second one.
 SAME_EVENT_S = 600.0
+# A detection's write is tried again this long while the database cannot be reached (the
+# gateway's ``retry_when_busy``): a PostgreSQL failover or restart takes seconds to tens of
+# seconds, and the client is told a detection was lost only after that.
+WRITE_RETRY_S = 30.0
 # An incident keeps at most this many score points (a long event keeps adding evidence).
 MAX_TIMELINE_POINTS = 600
 

@@ -1,8 +1,10 @@
-"""Redis restarted empty while incidents count down and while they are in flight.
+"""Redis restarted empty while incidents count down and while they are in flight, or down
+throughout.
 
-This test runs its own redis-server (no persistence) on a spare port as the broker and the
-pub/sub, and replaces it with a fresh, empty one twice. Nothing may be lost: the outbox in
-PostgreSQL is the queue of record and the sweeper publishes again what Redis forgot.
+These tests run their own redis-server (no persistence) on a spare port as the broker and the
+pub/sub, and replace it with a fresh, empty one twice, or kill it for good. Nothing may be lost:
+the outbox in PostgreSQL is the queue of record, the sweeper publishes again what Redis forgot,
+and while the broker refuses messages each worker delivers the due rows itself.
 """
 
 from __future__ import annotations
@@ -85,4 +87,17 @@ async def test_redis_restarted_empty_during_countdowns_and_dispatch(chaos: Chaos
         await chaos.settle(workers, timeout_s=40)
     figures = await chaos.exactly_once()
     print(f"\nredis restarted twice: {figures}")
+    assert figures["incidents"] == len(ids)
+
+
+async def test_redis_down_through_every_deadline_and_report(chaos: Chaos, own_redis: RedisServer) -> None:
+    """Redis (broker and pub/sub) dies while the incidents count down and stays dead: the
+    workers deliver the reports and the guardians' notices themselves, each exactly once."""
+    with chaos.workers(count=2, broker_url=own_redis.url, redis_url=own_redis.url) as workers:
+        await asyncio.sleep(2.0)  # workers up and consuming
+        ids = await chaos.open_incidents(8, countdown_s=1.0, spread_s=2.0, contacts_every=2)
+        own_redis.kill()
+        await chaos.settle(workers, timeout_s=40)
+    figures = await chaos.exactly_once()
+    print(f"\nredis down throughout: {figures}")
     assert figures["incidents"] == len(ids)

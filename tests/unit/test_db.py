@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import uuid
 from datetime import datetime, timedelta, timezone
+from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from shared.db import (
     EmergencyContact,
     database_url_from_env,
     is_database_busy,
+    is_database_unreachable,
     retry_when_busy,
     upgrade_database,
 )
@@ -33,7 +35,8 @@ from shared.db.clock import db_now
 from shared.db.database import SQLITE_BUSY_TIMEOUT_S
 from shared.db.migrations import alembic_config
 from shared.db.models import Incident
-from tests.alerting_support import assert_states_enforced, make_device
+from shared.incidents import OpenedIncident, open_incident
+from tests.alerting_support import assert_states_enforced, free_port, make_device
 
 
 def new_device(token_hash: str = "0" * 64) -> Device:
@@ -157,6 +160,78 @@ async def test_only_a_busy_database_is_tried_again(sqlite_db: Database) -> None:
     with pytest.raises(RuntimeError):
         await retry_when_busy(fails, attempts=3, pause_s=0.0)
     assert calls == 1
+
+
+class LateProxy:
+    """A TCP port where nothing listens (connections are refused, as while PostgreSQL restarts)
+    until ``open()``; then it forwards each connection to ``target``."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self.server: asyncio.Server | None = None
+
+    async def open(self) -> None:
+        self.server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def _forward(self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter) -> None:
+        server_in, server_out = await asyncio.open_connection(*self.target)
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(client_in, server_out), pipe(server_in, client_out), return_exceptions=True)
+
+
+@pytest.mark.postgres
+async def test_a_detection_outlasts_a_database_that_cannot_be_reached_for_a_while(postgres_url: str) -> None:
+    """PostgreSQL refuses connections (a restart, a failover) when a detection is written: the
+    write is tried again until the database is back, and lands once. Without the retry window,
+    the error says the database could not be reached."""
+    await asyncio.to_thread(upgrade_database, postgres_url)
+    direct = Database(postgres_url)
+    url = make_url(postgres_url)
+    proxy = LateProxy((url.host or "127.0.0.1", url.port or 5432))
+    through = Database(url.set(port=proxy.port).render_as_string(hide_password=False))
+    try:
+        device = await make_device(direct)
+
+        def detection() -> Awaitable[OpenedIncident]:
+            return open_incident(through, device_id=device, class_key="fire", confidence=0.9)
+
+        with pytest.raises(Exception) as refused:
+            await retry_when_busy(detection, pause_s=0.05, unreachable_for_s=0.2)
+        assert is_database_unreachable(refused.value) and not is_database_busy(refused.value)
+
+        async def back_later() -> None:
+            await asyncio.sleep(1.0)
+            await proxy.open()
+
+        opened, _ = await asyncio.gather(retry_when_busy(detection, pause_s=0.1, unreachable_for_s=10.0), back_later())
+        assert opened.created
+        async with direct.session() as session:
+            assert await session.scalar(select(func.count()).select_from(Incident)) == 1
+    finally:
+        await through.dispose()
+        await proxy.close()
+        await direct.dispose()
+
+
+async def test_a_refused_write_is_not_an_unreachable_database(sqlite_db: Database) -> None:
+    async with sqlite_db.session() as session:
+        session.add(new_device("1" * 64))
+    with pytest.raises(IntegrityError) as duplicate:
+        async with sqlite_db.session() as session:
+            session.add(new_device("1" * 64))
+    assert not is_database_unreachable(duplicate.value)
+    assert not is_database_unreachable(RuntimeError("connection refused"))  # the words, not the error
 
 
 async def test_deleting_a_device_cascades_to_its_contacts_in_the_database(

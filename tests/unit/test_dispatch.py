@@ -27,7 +27,7 @@ from shared.clips import LocalClipStore
 from shared.db import Database, Device
 from shared.db.clock import db_now
 from shared.db.models import AlertingWorker, AuditEntry, ContactNotification, DispatchOutbox, Incident
-from shared.incident_state import IncidentAction, IncidentState
+from shared.incident_state import DeliveryState, IncidentAction, IncidentState
 from shared.incidents import (
     EvidenceFacts,
     EvidencePolicy,
@@ -231,6 +231,40 @@ async def test_an_emergency_first_heard_while_the_report_is_sent_reaches_its_age
         )}  # fmt: skip
     assert audit["routed"] == {"classes": ["help", "crime"], "added_agencies": ["112"]}
     assert audit["dispatched"]["reached"] == ["112", "119"]
+
+
+async def test_a_report_goes_out_while_the_broker_is_down(db: Database, tmp_path: Path) -> None:
+    """The broker refuses every message: the worker delivers the due rows itself (the agency's
+    report and the guardian's notices), each once, and a message published once the broker is
+    back finds the row sent."""
+    harness = build(db, tmp_path)
+
+    def broker_down(table: str, row_id: str) -> None:
+        raise ConnectionError("broker unreachable")
+
+    sweeper = Sweeper(
+        db, owner="worker-a", router=harness.sweeper.router, publish=broker_down, policy=harness.sweeper.policy,
+        faults=FaultInjector(frozenset(), 0), deliver_locally=harness.dispatcher.deliver,
+    )  # fmt: skip
+    await sweeper.register()
+    incident_id = await due_incident(db, contacts=1)
+    stats = await sweeper.sweep_once()
+    assert (stats.claimed, stats.published, stats.delivered_here) == (1, 0, 2)  # the report and the "detected" notice
+    assert (await sweeper.sweep_once()).delivered_here == 0  # under way: not started twice
+    await sweeper.local_deliveries_done()
+    assert len(harness.webhook_requests("112")) == 1
+    assert await outbox(db, incident_id) == [("112", 0, "sent", 1), ("112", 1, "skipped", 0)]
+    for _ in range(3):  # the guardians' "reported" notice, queued by the settle, goes the same way
+        await sweeper.sweep_once()
+        await sweeper.local_deliveries_done()
+    assert (await get_incident(db, incident_id)).state is IncidentState.DISPATCHED  # type: ignore[union-attr]
+    async with db.session() as session:
+        notices = (await session.execute(select(ContactNotification.event, ContactNotification.state))).all()
+    assert sorted((event, state.value) for event, state in notices) == [("detected", "sent"), ("dispatched", "sent")]
+    async with db.session() as session:
+        row_id = await session.scalar(select(DispatchOutbox.id).where(DispatchOutbox.state == DeliveryState.SENT))
+    assert row_id is not None and await harness.dispatcher.deliver("agency", row_id) == "not_claimable"  # a late message
+    assert len(harness.webhook_requests("112")) == 1
 
 
 async def test_retries_keep_id_and_body_then_fall_back_to_sms(harness: Harness) -> None:
