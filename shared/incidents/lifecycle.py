@@ -63,9 +63,9 @@ COUNTDOWN_S = 60.0
 # last detection, is the same event still going on (a smoke alarm sounds until someone resets
 # it): evidence for the report, never a second one.
 SAME_EVENT_S = 600.0
-# A detection's write is tried again this long while the database cannot be reached (the
-# gateway's ``retry_when_busy``): a PostgreSQL failover or restart takes seconds to tens of
-# seconds, and the client is told a detection was lost only after that.
+# A detection's write (the gateway's ``retry_when_busy``), and a person's cancel or confirm,
+# are tried again this long while the database cannot be reached: a PostgreSQL failover or
+# restart takes seconds to tens of seconds, and the client is told only after that.
 WRITE_RETRY_S = 30.0
 # An incident keeps at most this many score points (a long event keeps adding evidence).
 MAX_TIMELINE_POINTS = 600
@@ -342,8 +342,10 @@ async def act_on_incident(
         return won, view
 
     # A person's cancel or confirm is tried again rather than refused when SQLite stays locked
-    # past its timeout on a loaded box (the transaction did nothing then).
-    won, view = await retry_when_busy(apply)
+    # past its timeout on a loaded box (the transaction did nothing then), or while the database
+    # cannot be reached (a failover): a cancel made in time must not be lost to it. Repeating it
+    # is safe: it is conditional, and a first try that did land reads as already done.
+    won, view = await retry_when_busy(apply, unreachable_for_s=WRITE_RETRY_S)
     if view is None:
         return ActionResult(action, ActionOutcome.NOT_FOUND, None)
     outcome = action.outcome(won=won is not None, found=view.state)

@@ -6,7 +6,7 @@ import asyncio
 import sqlite3
 import uuid
 from datetime import datetime, timedelta, timezone
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import pytest
@@ -35,7 +35,8 @@ from shared.db.clock import db_now
 from shared.db.database import SQLITE_BUSY_TIMEOUT_S
 from shared.db.migrations import alembic_config
 from shared.db.models import Incident
-from shared.incidents import OpenedIncident, open_incident
+from shared.incident_state import ActionOutcome, IncidentAction, IncidentState
+from shared.incidents import OpenedIncident, act_on_incident, open_incident
 from tests.alerting_support import assert_states_enforced, free_port, make_device
 
 
@@ -190,38 +191,63 @@ class LateProxy:
         await asyncio.gather(pipe(client_in, server_out), pipe(server_in, client_out), return_exceptions=True)
 
 
-@pytest.mark.postgres
-async def test_a_detection_outlasts_a_database_that_cannot_be_reached_for_a_while(postgres_url: str) -> None:
-    """PostgreSQL refuses connections (a restart, a failover) when a detection is written: the
-    write is tried again until the database is back, and lands once. Without the retry window,
-    the error says the database could not be reached."""
+@pytest.fixture
+async def late_database(postgres_url: str) -> AsyncIterator[tuple[Database, Database, LateProxy]]:
+    """A migrated PostgreSQL database, reached directly and through a :class:`LateProxy` (closed
+    until the test opens it)."""
     await asyncio.to_thread(upgrade_database, postgres_url)
     direct = Database(postgres_url)
     url = make_url(postgres_url)
     proxy = LateProxy((url.host or "127.0.0.1", url.port or 5432))
     through = Database(url.set(port=proxy.port).render_as_string(hide_password=False))
     try:
-        device = await make_device(direct)
-
-        def detection() -> Awaitable[OpenedIncident]:
-            return open_incident(through, device_id=device, class_key="fire", confidence=0.9)
-
-        with pytest.raises(Exception) as refused:
-            await retry_when_busy(detection, pause_s=0.05, unreachable_for_s=0.2)
-        assert is_database_unreachable(refused.value) and not is_database_busy(refused.value)
-
-        async def back_later() -> None:
-            await asyncio.sleep(1.0)
-            await proxy.open()
-
-        opened, _ = await asyncio.gather(retry_when_busy(detection, pause_s=0.1, unreachable_for_s=10.0), back_later())
-        assert opened.created
-        async with direct.session() as session:
-            assert await session.scalar(select(func.count()).select_from(Incident)) == 1
+        yield direct, through, proxy
     finally:
         await through.dispose()
         await proxy.close()
         await direct.dispose()
+
+
+async def open_after(proxy: LateProxy, delay_s: float) -> None:
+    await asyncio.sleep(delay_s)
+    await proxy.open()
+
+
+@pytest.mark.postgres
+async def test_a_detection_outlasts_a_database_that_cannot_be_reached_for_a_while(
+    late_database: tuple[Database, Database, LateProxy],
+) -> None:
+    """PostgreSQL refuses connections (a restart, a failover) when a detection is written: the
+    write is tried again until the database is back, and lands once. Without the retry window,
+    the error says the database could not be reached."""
+    direct, through, proxy = late_database
+    device = await make_device(direct)
+
+    def detection() -> Awaitable[OpenedIncident]:
+        return open_incident(through, device_id=device, class_key="fire", confidence=0.9)
+
+    with pytest.raises(Exception) as refused:
+        await retry_when_busy(detection, pause_s=0.05, unreachable_for_s=0.2)
+    assert is_database_unreachable(refused.value) and not is_database_busy(refused.value)
+    opened, _ = await asyncio.gather(retry_when_busy(detection, pause_s=0.1, unreachable_for_s=10.0), open_after(proxy, 1.0))
+    assert opened.created
+    async with direct.session() as session:
+        assert await session.scalar(select(func.count()).select_from(Incident)) == 1
+
+
+@pytest.mark.postgres
+async def test_a_cancel_outlasts_a_database_that_cannot_be_reached_for_a_while(
+    late_database: tuple[Database, Database, LateProxy],
+) -> None:
+    """The person cancels while PostgreSQL refuses connections: the cancel lands once it is back."""
+    direct, through, proxy = late_database
+    device = await make_device(direct)
+    incident = (await open_incident(direct, device_id=device, class_key="fire", confidence=0.9)).incident
+    result, _ = await asyncio.gather(
+        act_on_incident(through, incident.id, IncidentAction.CANCEL, device_id=device, reason="toast"), open_after(proxy, 1.0)
+    )
+    assert result.outcome is ActionOutcome.CANCELLED
+    assert result.incident is not None and result.incident.state is IncidentState.CANCELLED
 
 
 async def test_a_refused_write_is_not_an_unreachable_database(sqlite_db: Database) -> None:
