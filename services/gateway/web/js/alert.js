@@ -50,7 +50,7 @@ export class AlertView {
     const labels = language() === "ko" ? [incident.label_ko, incident.label_en] : [incident.label_en, incident.label_ko];
     $("#alert-class", this.root).textContent = labels[0] || incident.class || "";
     $("#alert-class-other", this.root).textContent = labels[1] || "";
-    // Every emergency heard during the countdown is reported to its agency (docs/incidents.md, "Routing").
+    // Every emergency heard while the incident is open is reported to its agency (docs/incidents.md, "Routing").
     const numbers = [incident.class, ...(incident.alsoDetected || [])].map(emergencyNumber);
     const agency = [...new Set(numbers)].map((number) => t(`alert.agency.${number}`)).join(", ");
     $("#alert-countdown-label", this.root).textContent = t("alert.countdown", { agency });
