@@ -76,6 +76,14 @@ class AlertingMetrics:
         self.ops_alerts = Counter(
             "hearo_alerting_ops_alerts", "Alerts raised to operations, by event.", ["event"], registry=self.registry
         )
+        self.without_broker = Counter(
+            "hearo_alerting_deliveries_without_broker",
+            "Deliveries a worker ran itself because the broker refused their messages, by outbox.",
+            ["table"],
+            registry=self.registry,
+        )
+        for table in TABLES:  # at 0 from the start: a dashboard tells "none" from "not exported"
+            self.without_broker.labels(table)
         for state in IncidentState:
             self.incidents.labels(state.value).set(0)
         for table in TABLES:

@@ -147,6 +147,11 @@ class AlertingRuntime:
         # The plain value: Celery logs the task's result by repr, and operators grep for 'sent'.
         return outcome.value
 
+    async def _deliver_without_broker(self, table: str, row_id: uuid.UUID) -> str:
+        """A delivery the sweeper runs itself: the broker refused its message (counted, alerted on)."""
+        self.metrics.without_broker.labels(table).inc()
+        return await self._deliver(table, row_id)
+
     def stop(self) -> None:
         if not self._thread.is_alive():
             return
@@ -197,7 +202,7 @@ class AlertingRuntime:
             faults=self.faults,
             events=self.events,
             duplicate_messages=s.fault_duplicate_messages,
-            deliver_locally=self._deliver,
+            deliver_locally=self._deliver_without_broker,
             local_concurrency=s.concurrency,
         )
         self._retention = Retention(

