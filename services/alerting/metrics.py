@@ -82,11 +82,10 @@ class AlertingMetrics:
             ["table"],
             registry=self.registry,
         )
-        for table in TABLES:  # at 0 from the start: a dashboard tells "none" from "not exported"
-            self.without_broker.labels(table)
         for state in IncidentState:
             self.incidents.labels(state.value).set(0)
         for table in TABLES:
+            self.without_broker.labels(table)
             for outcome in AttemptOutcome:
                 self.attempts.labels(table, outcome.value)
         self.ops_alerts.labels("delivery_exhausted")

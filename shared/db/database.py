@@ -165,7 +165,9 @@ def is_database_unreachable(error: BaseException) -> bool:
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return True
     seen: BaseException | None = error
-    while seen is not None:
+    for _ in range(8):  # a chain of causes is short; this bounds a cycle
+        if seen is None:
+            break
         if isinstance(seen, (OSError, PostgresConnectionError, OperatorInterventionError)):
             return True
         seen = seen.orig if isinstance(seen, DBAPIError) else seen.__cause__
