@@ -3,7 +3,8 @@
 Streams household audio (``hearo data household``, all eight scenes, so speech takes the share
 it takes in those homes) through ``SpokenListener`` in 200 ms frames as a session does, and
 prints the gate's and the recognisers' CPU time (thread time) per hour of stream and as a share
-of one core, with the gate's pass rate. Needs the speech extra.
+of one core, with the gate's pass rate. ``HEARO_SPOKEN_RECOGNISER=vosk`` measures the Vosk and
+PocketSphinx recognisers (the speech extra) instead of the keyword network.
 
     .venv/bin/python bench/bench_spoken.py --household ~/.cache/hearo/household-evaluation --minutes 60
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 import soundfile as sf
 
 from shared.spoken import SpokenListener, parse_languages, recogniser_for
+from shared.spoken.recognisers import recogniser_kind
 
 
 def main() -> None:
@@ -58,8 +60,7 @@ def main() -> None:
         scene[1] += listener.gate.passed_s
         scene[2] += cpu
     hours = total_s / 3600
-    print(f"{total_s / 60:.1f} min of household audio, languages {','.join(languages)}, webrtcvad: "
-          f"{SpokenListener(languages).gate.uses_webrtcvad}")
+    print(f"{total_s / 60:.1f} min of household audio, languages {','.join(languages)}, recogniser {recogniser_kind()}")
     print(f"gate pass rate: {passed / total_s:.3f} of the stream goes to the recognisers")
     print(f"recognisers: {total_recog / hours:.0f} CPU-s per stream-hour = {100 * total_recog / total_s:.2f} % of one core")
     print(f"gate + recognisers: {total_cpu / hours:.0f} CPU-s per stream-hour = {100 * total_cpu / total_s:.2f} % of one core")

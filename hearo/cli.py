@@ -16,7 +16,7 @@ from hearo.cli_ask import ask
 from hearo.cli_bench import bench_app
 from hearo.cli_household import device_room_command, household_app
 from hearo.cli_profile import device_profile_command
-from hearo.cli_spoken import device_languages_command
+from hearo.cli_spoken import device_languages_command, spoken_app
 from hearo.daycare_eval import daycare_eval_command
 from hearo.cli_mode import device_mode_command
 from hearo.cli_duress import duress_code_command
@@ -45,6 +45,7 @@ app.add_typer(incident_app, name="incident")
 app.add_typer(bench_app, name="bench")
 app.add_typer(household_app, name="household")  # hearo/cli_household.py
 app.add_typer(review_app, name="review")  # hearo/cli_review.py: the review loop (docs/review.md)
+app.add_typer(spoken_app, name="spoken")  # hearo/cli_spoken.py: the keyword network
 
 
 @app.command()

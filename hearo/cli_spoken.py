@@ -10,6 +10,7 @@ a language is unknown, 4 the gateway could not be reached.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -41,3 +42,28 @@ def device_languages_command(
         heard = body.get("spoken_languages") or []
         typer.echo(f"spoken languages: {' '.join(heard) if heard else NONE}")
     raise typer.Exit(code)
+
+
+spoken_app = typer.Typer(help="The spoken evidence source's keyword network (docs/spoken.md).")
+
+
+@spoken_app.command("train")
+def spoken_train_command(
+    out: Annotated[Path, typer.Option(help="Weights file to write (the shipped one: shared/spoken/weights/keyword_net.pt).")],
+    data_cache: Annotated[Path, typer.Option(exists=True, file_okay=False, help="The data build's cache (`hearo data build --cache`): real speech and household sound of the training side.")],
+    cache: Annotated[Path, typer.Option(help="Where the synthesised corpora and the material cut from the data build are kept (resumable).")] = Path.home() / ".cache/hearo",
+    steps: Annotated[int, typer.Option(min=1, help="Training steps of one batch each.")] = 3000,
+    per_text: Annotated[int, typer.Option(min=1, help="Utterances synthesised per distress text (half as many per everyday sentence).")] = 80,
+    threads: Annotated[int, typer.Option(min=1, help="Torch threads.")] = 2,
+) -> None:
+    """Train and calibrate the keyword network on synthesised speech and the data build's training side."""
+    import json
+
+    import torch
+
+    from hearo.keyword_training import TrainConfig, train_keyword_net
+
+    torch.set_num_threads(threads)
+    notes = train_keyword_net(cache, data_cache, out, TrainConfig(steps=steps, per_text=per_text))
+    typer.echo(json.dumps(notes["calibration"], indent=1))
+    typer.echo(f"{out}: {notes['train_utterances']} training utterances, {notes['train_seconds']} s")

@@ -38,6 +38,7 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
+from hearo.data.household import part_sources
 from hearo.data.packages import SAMPLE_RATE, load_audio
 from hearo.data.synth import TTS_PHRASES, shout, synthesise_speech
 from shared.detector import DetectionEvent, Detector, DetectorConfig
@@ -183,21 +184,30 @@ def build_spoken_set(out: Path, cache: Path, household_tune: Path, household_val
     return dict(counts)
 
 
-def _decoded(cache: Path, package: str, member_marks: tuple[str, ...], exclude: tuple[str, ...] = ()) -> list[Path]:
+def _decoded(cache: Path, package: str, member_marks: tuple[str, ...], exclude: tuple[str, ...] = (),
+             trained: frozenset[str] = frozenset()) -> list[Path]:
+    """Decoded clips of ``package`` whose member names one of ``member_marks`` and none of
+    ``exclude``, and that is not a ``trained`` source (``package:member``)."""
     folder = cache / "decoded" / package
     index = json.loads((folder / "index.json").read_text())
     return [folder / c["wav"] for c in index["clips"]
-            if any(m in c["member"] for m in member_marks) and not any(e in c["member"] for e in exclude)]
+            if any(m in c["member"] for m in member_marks) and not any(e in c["member"] for e in exclude)
+            and f"{package}:{c['member']}" not in trained]
 
 
 def _normal_files(folder: Path, cache: Path, household_val: Path, minutes: float, rng: np.random.Generator) -> list[_Clip]:
-    """Ten-minute files of speech-heavy normal audio: prompts, voice lines, TTS talk, TV mixtures."""
+    """Ten-minute files of speech-heavy normal audio: prompts, voice lines, TTS talk, TV mixtures.
+    No recorded source on the training side of the data build's split: the keyword network
+    (``hearo spoken train``) trains on those."""
     folder.mkdir(parents=True, exist_ok=True)
+    trained = frozenset(f"{s.package}:{s.path}" for s in part_sources(cache, "training"))
     asterisk = [p for pkg in ("asterisk-core-sounds-es-wav", "asterisk-core-sounds-fr-wav", "asterisk-core-sounds-it-wav",
-                              "asterisk-core-sounds-ru-wav") for p in _decoded(cache, pkg, ("asterisk",))]
-    voices = (_decoded(cache, "hedgewars-data", ("/voices/",)) + _decoded(cache, "nexuiz-data", ("/coms/", "announcer"), ("needhelp",))
-              + _decoded(cache, "0ad-data", ("audio/voice/",)))
-    music = _decoded(cache, "wesnoth-1.16-music", ("",)) + _decoded(cache, "0ad-data", ("audio/music",))
+                              "asterisk-core-sounds-ru-wav") for p in _decoded(cache, pkg, ("asterisk",), trained=trained)]
+    voices = (_decoded(cache, "hedgewars-data", ("/voices/",), trained=trained)
+              + _decoded(cache, "nexuiz-data", ("/coms/", "announcer"), ("needhelp",), trained=trained)
+              + _decoded(cache, "0ad-data", ("audio/voice/",), trained=trained))
+    music = (_decoded(cache, "wesnoth-1.16-music", ("",), trained=trained)
+             + _decoded(cache, "0ad-data", ("audio/music",), trained=trained))
     ambience = _backgrounds(household_val, 20.0)
     kinds = ("asterisk", "voices", "tts", "tv")
     files = max(1, int(np.ceil(minutes / 10)))

@@ -43,7 +43,7 @@ from hearo.data.synth import beeps, phone_ring, shout
 from services.inference.training.manifest import is_calibration_group
 from shared.augment import band_limit, room_impulse
 
-__all__ = ["PARTS", "SCENES", "HouseholdConfig", "HouseholdFile", "build_household"]
+__all__ = ["PARTS", "SCENES", "HouseholdConfig", "HouseholdFile", "ScenePools", "build_household", "part_sources", "scene_pools"]
 
 SR = SAMPLE_RATE
 PARTS = ("training", "calibration", "evaluation")
@@ -64,7 +64,7 @@ class HouseholdConfig:
 
 
 @dataclass
-class _Pools:
+class ScenePools:
     speech: list[Source] = field(default_factory=list)
     music: list[Source] = field(default_factory=list)
     ambience: list[Source] = field(default_factory=list)
@@ -81,8 +81,9 @@ _MUSIC_MARKS = ("music", "Music", "tunes", "Musics")
 _SPEECH_MARKS = ("voice", "speech", "coms/", "announcer", "comments", "asterisk")
 
 
-def _pools(sources: list[Source]) -> _Pools:
-    pools = _Pools()
+def scene_pools(sources: list[Source]) -> ScenePools:
+    """``sources`` sorted into what a scene draws on: speech, music, ambience and events."""
+    pools = ScenePools()
     for source in sources:
         where = f"{source.package}:{source.path}"
         if source.label == NEGATIVE:
@@ -153,7 +154,7 @@ def _speaker(x: np.ndarray) -> np.ndarray:
     return signal.sosfilt(signal.butter(2, [150, 6000], btype="band", fs=SR, output="sos"), x)
 
 
-def _compose(scene: str, seconds: float, pools: _Pools, rng: np.random.Generator) -> tuple[np.ndarray, set[str]]:
+def _compose(scene: str, seconds: float, pools: ScenePools, rng: np.random.Generator) -> tuple[np.ndarray, set[str]]:
     used: set[str] = set()
     track = _Track(seconds, rng)
     speech = lambda: pools.pick("speech", rng, used)  # noqa: E731
@@ -225,11 +226,7 @@ class HouseholdFile:
 def build_household(out: Path, cache: Path, config: HouseholdConfig = HouseholdConfig()) -> list[HouseholdFile]:
     """Compose ``config.minutes`` of household audio into ``out`` (see the module docstring);
     returns the index rows. Needs the data build's cache (``hearo data build --cache``)."""
-    with Progress() as progress:
-        sources = collect_sources(config.build, cache, progress, BuildSummary(manifest=out / "unused.csv"))
-    validation = split_groups(sources, config.build.val_fraction, config.build.seed)
-    mine = [s for s in sources if s.label in (BACKGROUND, NEGATIVE) and _part(s, validation) == config.part]
-    pools = _pools(mine)
+    pools = scene_pools(part_sources(cache, config.part, config.build))
     empty = [kind for kind in ("speech", "music", "ambience", "events") if not getattr(pools, kind)]
     if empty:
         raise ValueError(f"no {', '.join(empty)} sources on the {config.part} side; add packages to the build")
@@ -252,6 +249,15 @@ def build_household(out: Path, cache: Path, config: HouseholdConfig = HouseholdC
         writer.writeheader()
         writer.writerows(asdict(row) for row in rows)
     return rows
+
+
+def part_sources(cache: Path, part: str, build: BuildConfig = BuildConfig()) -> list[Source]:
+    """The normal sources (backgrounds and hard negatives) on ``part``'s side of the data build's
+    split: what household audio, and the keyword network's training, may draw on."""
+    with Progress() as progress:
+        sources = collect_sources(build, cache, progress, BuildSummary(manifest=cache / "unused.csv"))
+    validation = split_groups(sources, build.val_fraction, build.seed)
+    return [s for s in sources if s.label in (BACKGROUND, NEGATIVE) and _part(s, validation) == part]
 
 
 def _part(source: Source, validation: set[str]) -> str:

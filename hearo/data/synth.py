@@ -235,8 +235,11 @@ def tts_voices(lang: str) -> list[tuple[str, str]]:
     return voices
 
 
-def synthesise_speech(engine: str, voice: str, text: str, rng: np.random.Generator) -> np.ndarray:
-    """``text`` spoken by ``voice`` at a random speed and pitch, float32 16 kHz mono."""
+def synthesise_speech(engine: str, voice: str, text: str, rng: np.random.Generator,
+                      flite_pitch_hz: tuple[float, float] | None = None) -> np.ndarray:
+    """``text`` spoken by ``voice`` at a random speed and pitch, float32 16 kHz mono. flite keeps
+    its voice's own pitch unless ``flite_pitch_hz`` gives a range for its mean F0 (flite has
+    five voices; a higher pitch makes more speakers of them)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "tts.wav"
         if engine == "espeak-ng":
@@ -245,6 +248,8 @@ def synthesise_speech(engine: str, voice: str, text: str, rng: np.random.Generat
         else:
             stretch = rng.uniform(0.8, 1.2)
             cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={stretch:.2f}", "-t", text, "-o", str(out)]
+            if flite_pitch_hz is not None:
+                cmd[3:3] = ["--setf", f"int_f0_target_mean={rng.uniform(*flite_pitch_hz):.0f}"]
         subprocess.run(cmd, check=True, capture_output=True)
         audio, rate = sf.read(str(out), dtype="float32", always_2d=True)
     return _normalise(to_mono_16k(audio, rate))

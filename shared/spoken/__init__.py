@@ -17,7 +17,7 @@ from shared.spoken.fusion import SpokenDecision, SpokenFusion, SpokenFusionConfi
 from shared.spoken.gate import GateConfig, SpeechGate, SpeechSegment
 from shared.spoken.listener import SpokenHit, SpokenListener
 from shared.spoken.phrases import LANGUAGES, DistressPhrase, load_phrases, parse_languages
-from shared.spoken.recognisers import SpokenUnavailable, availability, recogniser_for
+from shared.spoken.recognisers import SpokenUnavailable, availability, recogniser_for, recogniser_kind
 from shared.spoken.stream import SpokenStream, WindowTags
 
 __all__ = [
@@ -34,4 +34,5 @@ def status(languages: tuple[str, ...] = LANGUAGES) -> dict[str, object]:
     wanted = {lang: reasons.get(lang) for lang in languages}
     state = "available" if all(r is None for r in wanted.values()) else (
         "partial" if any(r is None for r in wanted.values()) else "unavailable")
-    return {"state": state, "languages": {lang: "available" if r is None else r for lang, r in wanted.items()}}
+    return {"state": state, "recogniser": recogniser_kind(),
+            "languages": {lang: "available" if r is None else r for lang, r in wanted.items()}}

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shared.spoken.gate import GateConfig, SpeechGate, SpeechSegment
-from shared.spoken.recognisers import EnglishKeywords, KeywordRecogniser, recogniser_for
+from shared.spoken.recognisers import KeywordRecogniser, recogniser_for
 
 __all__ = ["SHOUT_TAGS", "SPEECH_TAGS", "SpokenHit", "SpokenListener"]
 
@@ -100,11 +100,7 @@ class SpokenListener:
             self.segments += 1
             started = time.thread_time()
             for recogniser in self._recognisers.values():
-                if isinstance(recogniser, EnglishKeywords):
-                    matches = recogniser.recognise(segment.audio, voiced_s=segment.voiced_s)
-                else:
-                    matches = recogniser.recognise(segment.audio)
-                for m in matches:
+                for m in recogniser.recognise(segment.audio, voiced_s=segment.voiced_s):
                     hits.append(SpokenHit(
                         m.phrase.key, m.phrase.class_key, m.phrase.language, m.phrase.text, round(m.confidence, 3),
                         round(segment.start_s + m.start_s, 3), round(segment.start_s + m.end_s, 3),

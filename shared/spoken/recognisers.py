@@ -23,17 +23,20 @@ import re
 import tempfile
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cache
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+from shared.spoken.match import ALONE_OTHER_SPEECH_S, KeywordMatch
 from shared.spoken.phrases import DistressPhrase, load_phrases
 
 __all__ = [
-    "KeywordMatch", "KeywordRecogniser", "KoreanKeywords", "EnglishKeywords", "SpokenUnavailable",
-    "availability", "recogniser_for",
+    "KeywordMatch", "KeywordRecogniser", "KoreanKeywords", "EnglishKeywords", "SpokenSettings", "SpokenUnavailable",
+    "availability", "recogniser_for", "recogniser_kind",
 ]
 
 SAMPLE_RATE = 16_000
@@ -44,22 +47,12 @@ class SpokenUnavailable(RuntimeError):
     """The recogniser for a language is not installed (``pip install -e '.[speech]'``)."""
 
 
-@dataclass(frozen=True)
-class KeywordMatch:
-    """A phrase heard in a segment: times in seconds from the segment's start."""
-
-    phrase: DistressPhrase
-    confidence: float
-    start_s: float
-    end_s: float
-    other_speech_s: float  # speech in the segment outside the phrase (the ``alone`` rule)
-
-
 class KeywordRecogniser(Protocol):
     language: str
 
-    def recognise(self, segment: np.ndarray) -> list[KeywordMatch]:
-        """The phrases heard in ``segment`` (float32 mono 16 kHz), confirmed by their confidence rules."""
+    def recognise(self, segment: np.ndarray, voiced_s: float | None = None) -> list[KeywordMatch]:
+        """The phrases heard in ``segment`` (float32 mono 16 kHz, ``voiced_s`` of it speech by
+        the gate), confirmed by their confidence and ``alone`` rules."""
         ...
 
 
@@ -108,7 +101,7 @@ def korean_vocabulary() -> frozenset[str]:
     return frozenset(words)
 
 
-def _common_syllables(final_consonants: bool = False) -> list[str]:
+def common_syllables(final_consonants: bool = False) -> list[str]:
     """Hangul syllables of KS X 1001 (the 2,350 in everyday use); without ``final_consonants``
     only the open ones (consonant + vowel, 399): a coarser garbage path that absorbs other
     speech without out-scoring the keywords on unclear voices."""
@@ -135,7 +128,7 @@ class KoreanKeywords:
         missing = sorted(keyword_words - vocabulary)
         if missing:
             raise ValueError(f"Korean phrase tokens not in the model's vocabulary: {missing}")
-        fillers = [s for s in _common_syllables(final_consonants) if s in vocabulary and s not in keyword_words]
+        fillers = [s for s in common_syllables(final_consonants) if s in vocabulary and s not in keyword_words]
         forms = [" ".join(form) for p in self.phrases for form in p.tokens]
         self.grammar = json.dumps(forms + fillers, ensure_ascii=False)
 
@@ -148,7 +141,8 @@ class KoreanKeywords:
         recogniser.AcceptWaveform(_pcm16(segment))
         return list(json.loads(recogniser.FinalResult()).get("result", []))
 
-    def recognise(self, segment: np.ndarray) -> list[KeywordMatch]:
+    def recognise(self, segment: np.ndarray, voiced_s: float | None = None) -> list[KeywordMatch]:
+        # Vosk's words give the speech outside a phrase better than the gate's voiced time.
         words = self.decode(segment)
         spoken_s = sum(w["end"] - w["start"] for w in words)
         matches: list[KeywordMatch] = []
@@ -227,18 +221,36 @@ class EnglishKeywords:
         return matches
 
 
-# A phrase marked ``alone`` counts only with at most this much other speech in its utterance.
-ALONE_OTHER_SPEECH_S = 0.8
-
-
 def _confirmed(match: KeywordMatch) -> bool:
     if match.confidence < match.phrase.min_confidence:
         return False
     return not (match.phrase.alone and match.other_speech_s > ALONE_OTHER_SPEECH_S)
 
 
-def availability() -> dict[str, str | None]:
-    """Per language: None when its recogniser can run here, else why not (imports only, no model load)."""
+class SpokenSettings(ServiceSettings):
+    """``HEARO_SPOKEN_RECOGNISER``: ``network`` (default), our keyword network for both languages,
+    torch only; ``vosk``, Vosk for Korean and PocketSphinx for English (the ``speech`` extra), the
+    recognisers it replaced, kept for comparison (docs/spoken.md has both measured)."""
+
+    model_config = SettingsConfigDict(env_prefix="HEARO_SPOKEN_", extra="ignore")
+
+    recogniser: Literal["network", "vosk"] = "network"
+
+
+@cache
+def recogniser_kind() -> str:
+    """The process's recogniser kind (``HEARO_SPOKEN_RECOGNISER``), read once."""
+    return SpokenSettings().recogniser
+
+
+def availability(kind: str | None = None) -> dict[str, str | None]:
+    """Per language: None when its recogniser of ``kind`` (default ``HEARO_SPOKEN_RECOGNISER``)
+    can run here, else why not (no model load)."""
+    if (kind or recogniser_kind()) == "network":
+        from shared.spoken.keyword_net import WEIGHTS
+
+        reason = None if WEIGHTS.is_file() else f"the keyword network's weights are missing ({WEIGHTS})"
+        return {"ko": reason, "en": reason}
     reasons: dict[str, str | None] = {}
     try:
         import vosk  # noqa: F401
@@ -256,19 +268,29 @@ def availability() -> dict[str, str | None]:
     return reasons
 
 
-_SHARED: dict[str, KeywordRecogniser] = {}
+_SHARED: dict[tuple[str, str], KeywordRecogniser] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def recogniser_for(language: str) -> KeywordRecogniser:
-    """The process's recogniser for ``language`` (loaded once, about 2 s and 300 MB for Korean);
-    SpokenUnavailable when its package is missing."""
+def recogniser_for(language: str, kind: str | None = None) -> KeywordRecogniser:
+    """The process's recogniser for ``language`` of ``kind`` (default ``HEARO_SPOKEN_RECOGNISER``),
+    loaded once (the network: 1 MB; Vosk's Korean model: about 2 s and 300 MB);
+    SpokenUnavailable when its package or weights are missing."""
+    kind = kind or recogniser_kind()
     with _SHARED_LOCK:
-        if language not in _SHARED:
-            if language == "ko":
-                _SHARED[language] = KoreanKeywords()
-            elif language == "en":
-                _SHARED[language] = EnglishKeywords()
-            else:
+        if (kind, language) not in _SHARED:
+            if language not in ("ko", "en"):
                 raise ValueError(f"no recogniser for language {language!r}")
-        return _SHARED[language]
+            if kind == "network":
+                from shared.spoken.keyword_net import NetKeywords, load_keyword_net
+
+                try:
+                    net = load_keyword_net()
+                except FileNotFoundError as exc:
+                    raise SpokenUnavailable(f"the keyword network's weights are missing: {exc}") from exc
+                _SHARED[(kind, language)] = NetKeywords(language, net)
+            elif language == "ko":
+                _SHARED[(kind, language)] = KoreanKeywords()
+            else:
+                _SHARED[(kind, language)] = EnglishKeywords()
+        return _SHARED[(kind, language)]

@@ -12,10 +12,11 @@ from shared.spoken import availability
 SR = 16_000
 
 
-def need_language(language: str) -> None:
-    reason = availability()[language]
+def need_language(language: str, kind: str | None = None) -> None:
+    """Skip unless ``language``'s recogniser of ``kind`` (default: the process's) can run here."""
+    reason = availability(kind)[language]
     if reason is not None:
-        pytest.skip(f"the speech extra is absent: {reason}")
+        pytest.skip(f"the {kind or 'default'} recogniser is unavailable: {reason}")
 
 
 def speak(engine: str, voice: str, text: str, seed: int = 0) -> np.ndarray:

