@@ -192,7 +192,7 @@ def evaluate_command(
     hop_s: Annotated[float, typer.Option(help="The service's hop between windows.")] = 0.5,
     smoothing_windows: Annotated[int, typer.Option(help="The detector's smoothing (gateway default 3).")] = 3,
     no_patterns: Annotated[bool, typer.Option("--no-patterns", help="The model alone: no alarm pattern detector.")] = False,
-    spoken: Annotated[Optional[Path], typer.Option(exists=True, file_okay=False, help="The spoken set (`hearo data spoken`): keyword recall, false keywords and false spoken detections per hour (needs the speech extra); with --household, spoken false alarms there too.")] = None,
+    spoken: Annotated[Optional[Path], typer.Option(exists=True, file_okay=False, help="The spoken set (`hearo data spoken`): keyword recall, false keywords and false spoken detections per hour (HEARO_SPOKEN_RECOGNISER picks the recogniser); with --household, spoken false alarms there too.")] = None,
     languages: Annotated[str, typer.Option(help="Spoken languages to listen for (with --spoken).")] = "ko,en",
     gate: Annotated[bool, typer.Option("--gate", help="Judge behind the gateway's novelty gate (its HEARO_GATEWAY_NOVELTY_GATE settings, switched on): what it costs in recall, and the share of windows the model still judges.")] = False,
 ) -> None:

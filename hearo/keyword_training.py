@@ -238,10 +238,11 @@ def build_corpus(cache: Path, split: str, per_text: int, workers: int = 2) -> Pa
     with Pool(workers) as workers_pool:
         audio = dict(workers_pool.imap_unordered(_synthesise, jobs, chunksize=32))
     kept = [j for j in jobs if audio[j.index] is not None]
+    clips = [a for a in (audio[j.index] for j in kept) if a is not None]
     np.savez(
         out,
-        audio=np.concatenate([audio[j.index] for j in kept]),
-        lengths=np.array([audio[j.index].size for j in kept]),
+        audio=np.concatenate(clips),
+        lengths=np.array([a.size for a in clips]),
         keys=np.array(["|".join(j.keys) for j in kept]),
         voices=np.array([f"{j.engine}:{j.voice}" for j in kept]),
         texts=np.array([j.text for j in kept]),

@@ -51,10 +51,9 @@ _KEPT_HITS = 64
 class SpokenPolicy(BaseModel):
     """Spoken words in the gateway (docs/spoken.md), e.g. ``HEARO_GATEWAY_SPOKEN='{"workers": 4}'``.
 
-    ``enabled`` (off by default) turns the recognisers on where the extra is installed: on
-    synthesised household babble (``hearo bench load``'s backgrounds) they fired ``help`` for 8 of
-    24 homes in 40 s and cost 2.6 % of a core per stream, against 0.8 % for everything else, so
-    an operator turns them on knowingly (docs/spoken.md); ``workers``
+    ``enabled`` (off by default) turns the recogniser on: on the speech-heavy audio of the spoken
+    evaluation set it still makes false spoken detections several times an hour, so an operator
+    turns it on knowingly (docs/spoken.md); ``workers``
     recogniser threads serve every session of the gateway; ``backlog_s`` is the audio a session
     may have waiting for them before a live session loses the oldest; ``finish_s`` bounds the
     wait at the end of a stream for what is still queued."""

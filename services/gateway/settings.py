@@ -125,7 +125,7 @@ class GatewaySettings(ServiceSettings):
     # Away and alone modes (docs/anomaly.md): learning each home's sound, judging it, activity;
     # e.g. HEARO_GATEWAY_ANOMALY='{"enabled": false}'. The alerting worker reads the same policy.
     anomaly: AnomalyPolicy = Field(default_factory=AnomalyPolicy)
-    # Spoken distress words (docs/spoken.md), where the speech extra is installed and the
+    # Spoken distress words (docs/spoken.md), where their recogniser can run and the
     # device's spoken_languages are not empty: the recogniser threads shared by the sessions and
     # each session's backlog, e.g. HEARO_GATEWAY_SPOKEN='{"workers": 4}' or '{"enabled": false}'.
     spoken: SpokenPolicy = Field(default_factory=SpokenPolicy)

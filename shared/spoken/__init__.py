@@ -1,14 +1,13 @@
 """Spoken distress words as evidence: "살려주세요", "도와주세요", "help me", "I'm trapped".
 
 The acoustic model hears *how* something is said; this package hears *what*. A speech gate
-(``gate``) passes only speech segments to small keyword recognisers (``recognisers``: Vosk's
-Korean model with a keyword grammar and a syllable garbage path, PocketSphinx keyword spotting
-for English), which confirm phrases of the reviewed list (``phrases.toml``) by per-word
-confidence. ``SpokenListener`` runs that per stream (``SpokenStream`` keeps it on a session's clock across
-gaps and language changes); ``SpokenFusion`` is what the detector
-consults to turn phrases, with support from repetition, shouting or the model's class score,
-into detections. The recognisers are the optional ``speech`` extra: ``availability`` says
-whether each language can run here; nothing is downloaded at run time.
+(``gate``) passes only speech segments to a keyword recogniser (``recognisers``: by default our
+keyword network, ``keyword_net``, trained by ``hearo spoken train``; Vosk and PocketSphinx as
+the alternative), which confirms phrases of the reviewed list (``phrases.toml``).
+``SpokenListener`` runs that per stream (``SpokenStream`` keeps it on a session's clock across
+gaps and language changes); ``SpokenFusion`` is what the detector consults to turn phrases,
+with support from repetition, shouting or the model's class score, into detections.
+``availability`` says whether each language can run here; nothing is downloaded at run time.
 """
 
 from __future__ import annotations

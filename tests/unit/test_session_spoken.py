@@ -82,7 +82,7 @@ def evidence_of(harness: Harness, incident_id: str) -> dict[str, Any] | None:
 def test_help_me_shouted_twice_is_a_help_detection_with_the_phrase_in_message_and_evidence(harness: Harness) -> None:
     from hearo.data.synth import shout
 
-    shouted = shout(speak("flite", "rms", "Help me!") / 0.3, np.random.default_rng(2))  # at full scale
+    shouted = shout(speak("espeak-ng", "en-gb+m5", "Help me!") / 0.3, np.random.default_rng(2))  # at full scale
     # 30 s after the words: the recognisers run behind the windows, and the countdown keeps listening.
     pcm = scene([1.0, shouted, 1.5, shouted, 30.0])
     with session(harness.client) as ws:
@@ -103,7 +103,7 @@ def test_help_me_shouted_twice_is_a_help_detection_with_the_phrase_in_message_an
 
 @pytest.mark.slow
 def test_one_calm_phrase_is_shown_as_heard_and_fires_nothing(harness: Harness) -> None:
-    calm = speak("flite", "rms", "Somebody help!") * 0.5  # peak 0.15: a level voice, not raised
+    calm = speak("espeak-ng", "en-gb+m5", "Somebody help!") * 0.5  # peak 0.15: a level voice, not raised
     with session(harness.client) as ws:
         send_audio(ws, scene([1.0, calm, 12.0], noise=0.003))
         ws.send_json({"type": "stop"})
