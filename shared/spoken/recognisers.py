@@ -30,7 +30,6 @@ from functools import cache
 from typing import Any, Literal, Protocol
 
 import numpy as np
-
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
