@@ -44,7 +44,7 @@ from scipy import signal
 from hearo.data.packages import SAMPLE_RATE
 from hearo.data.synth import shout, synthesise_speech
 from hearo.spoken_eval import EN_VAL, KO_VAL
-from shared.augment import band_limit, room_impulse
+from shared.augment import band_limit, muffle, room_impulse
 from shared.spoken.keyword_net import PAD_RMS, WINDOW, KeywordCNN, KeywordNet, keyword_features, segment_windows
 from shared.spoken.phrases import load_phrases
 from shared.spoken.recognisers import common_syllables
@@ -189,6 +189,22 @@ def _trim(x: np.ndarray) -> np.ndarray:
     return x[max(loud[0] - 5, 0) * 160: min(loud[-1] + 6, level.size) * 160]
 
 
+def _int16(x: np.ndarray) -> np.ndarray:
+    return (np.clip(x, -1, 1) * 32767).astype(np.int16)
+
+
+def _pack(clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """int16 clips as one array and their lengths (what the caches store)."""
+    return np.concatenate(clips), np.array([c.size for c in clips])
+
+
+def _unpack(audio: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+    """``_pack``'s clips back as float32 in [-1, 1]; ``audio`` read once (an NpzFile reads an
+    array again on every item access)."""
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    return [audio[a:b].astype(np.float32) / 32767 for a, b in zip(bounds[:-1], bounds[1:])]
+
+
 @dataclass(frozen=True)
 class _Job:
     index: int
@@ -205,11 +221,11 @@ def _synthesise(job: _Job) -> tuple[int, np.ndarray | None]:
     limit = WINDOW - int(0.1 * SR)
     if speech.size > limit:
         if not job.keys:  # everyday speech: a 2 s crop of it is still everyday speech
-            return job.index, (speech * 32767).astype(np.int16)
+            return job.index, _int16(speech)
         if speech.size > 1.35 * limit:
             return job.index, None
         speech = signal.resample(speech, limit).astype(np.float32)
-    return job.index, (np.clip(speech, -1, 1) * 32767).astype(np.int16)
+    return job.index, _int16(speech)
 
 
 def build_corpus(cache: Path, split: str, per_text: int, workers: int = 2) -> Path:
@@ -238,11 +254,11 @@ def build_corpus(cache: Path, split: str, per_text: int, workers: int = 2) -> Pa
     with Pool(workers) as workers_pool:
         audio = dict(workers_pool.imap_unordered(_synthesise, jobs, chunksize=32))
     kept = [j for j in jobs if audio[j.index] is not None]
-    clips = [a for a in (audio[j.index] for j in kept) if a is not None]
+    packed, lengths = _pack([a for a in (audio[j.index] for j in kept) if a is not None])
     np.savez(
         out,
-        audio=np.concatenate(clips),
-        lengths=np.array([a.size for a in clips]),
+        audio=packed,
+        lengths=lengths,
         keys=np.array(["|".join(j.keys) for j in kept]),
         voices=np.array([f"{j.engine}:{j.voice}" for j in kept]),
         texts=np.array([j.text for j in kept]),
@@ -260,9 +276,7 @@ class Corpus:
     @classmethod
     def load(cls, path: Path, phrase_keys: Sequence[str]) -> "Corpus":
         data = np.load(path)
-        audio = data["audio"]  # an NpzFile reads the array again on every item access
-        bounds = np.concatenate([[0], np.cumsum(data["lengths"])])
-        utterances = [audio[a:b].astype(np.float32) / 32767 for a, b in zip(bounds[:-1], bounds[1:])]
+        utterances = _unpack(data["audio"], data["lengths"])
         index = {k: i for i, k in enumerate(phrase_keys)}
         targets = np.zeros((len(utterances), len(phrase_keys)), dtype=np.float32)
         for n, keys in enumerate(data["keys"]):
@@ -284,17 +298,13 @@ def household_material(cache: Path, dataset_cache: Path) -> dict[str, list[np.nd
         sound = [s.audio for s in pools.music + pools.ambience + pools.events]
         arrays: dict[str, Any] = {}
         for name, items in (("speech", speech), ("sound", sound)):
-            cut = [(np.clip(a[: 10 * SR], -1, 1) * 32767).astype(np.int16) for a in items if a.size >= SR // 2]
-            arrays[f"{name}_audio"] = np.concatenate(cut)
-            arrays[f"{name}_lengths"] = np.array([c.size for c in cut])
+            arrays[f"{name}_audio"], arrays[f"{name}_lengths"] = _pack([_int16(a[: 10 * SR]) for a in items if a.size >= SR // 2])
         out.parent.mkdir(parents=True, exist_ok=True)
         np.savez(out, **arrays)
     data = np.load(out)
     material: dict[str, list[np.ndarray]] = {}
     for name in ("speech", "sound"):
-        audio = data[f"{name}_audio"]
-        bounds = np.concatenate([[0], np.cumsum(data[f"{name}_lengths"])])
-        material[name] = [audio[a:b].astype(np.float32) / 32767 for a, b in zip(bounds[:-1], bounds[1:])]
+        material[name] = _unpack(data[f"{name}_audio"], data[f"{name}_lengths"])
     return material
 
 
@@ -319,8 +329,7 @@ def _voice(x: np.ndarray, rng: np.random.Generator, limit: int) -> np.ndarray:
     if r < 0.25:
         x = shout(x, rng)[: limit]
     elif r < 0.4:
-        sos = signal.butter(4, rng.uniform(900, 1800), btype="low", fs=SR, output="sos")
-        x = signal.sosfilt(sos, x).astype(np.float32)
+        x = muffle(x, rng)
     elif r < 0.55:
         x = band_limit(x, rng)
     return x

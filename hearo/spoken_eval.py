@@ -36,11 +36,11 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
-from scipy import signal
 
 from hearo.data.household import part_sources
 from hearo.data.packages import SAMPLE_RATE, load_audio
 from hearo.data.synth import TTS_PHRASES, shout, synthesise_speech
+from shared.augment import muffle
 from shared.detector import DetectionEvent, Detector, DetectorConfig
 from shared.spoken import SpokenFusion, SpokenStream, load_phrases
 from shared.taxonomy import NORMAL, NUM_CLASSES
@@ -111,11 +111,6 @@ def _voiced_rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(levels[levels > levels.max() * 0.1] ** 2)) + 1e-9)
 
 
-def _muffle(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    sos = signal.butter(4, rng.uniform(900, 1800), btype="low", fs=SR, output="sos")
-    return signal.sosfilt(sos, x).astype(np.float32)
-
-
 def _mix(speech: np.ndarray, background: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
     n = speech.size + 2 * SR
     bed = np.resize(background, n).astype(np.float64)
@@ -155,7 +150,7 @@ def build_spoken_set(out: Path, cache: Path, household_tune: Path, household_val
                     rows.append(_Clip(name, language, class_key, text, f"{engine}:{voice}", condition, split, round(snr, 1)))
                     if (out / name).is_file():
                         continue
-                    x = shout(speech, rng) if condition == "shouted" else _muffle(speech, rng) if condition == "muffled" else speech
+                    x = shout(speech, rng) if condition == "shouted" else muffle(speech, rng) if condition == "muffled" else speech
                     pool = backgrounds[split]
                     sf.write(str(out / name), _mix(x, pool[int(rng.integers(len(pool)))], snr, rng), SR, subtype="PCM_16")
     # The real calls: nexuiz-data's needhelp lines (decoded by the data build).
