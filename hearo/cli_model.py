@@ -193,7 +193,8 @@ def evaluate_command(
     smoothing_windows: Annotated[int, typer.Option(help="The detector's smoothing (gateway default 3).")] = 3,
     no_patterns: Annotated[bool, typer.Option("--no-patterns", help="The model alone: no alarm pattern detector.")] = False,
     spoken: Annotated[Optional[Path], typer.Option(exists=True, file_okay=False, help="The spoken set (`hearo data spoken`): keyword recall, false keywords and false spoken detections per hour (HEARO_SPOKEN_RECOGNISER picks the recogniser); with --household, spoken false alarms there too.")] = None,
-    languages: Annotated[str, typer.Option(help="Spoken languages to listen for (with --spoken).")] = "ko,en",
+    languages: Annotated[str, typer.Option(help="Spoken languages to listen for (with --spoken or --spoken-words).")] = "ko,en",
+    spoken_words: Annotated[bool, typer.Option("--spoken-words", help="Fuse spoken distress words (--languages) with the model on --manifest and --household, as a gateway with HEARO_GATEWAY_SPOKEN enabled does.")] = False,
     gate: Annotated[bool, typer.Option("--gate", help="Judge behind the gateway's novelty gate (its HEARO_GATEWAY_NOVELTY_GATE settings, switched on): what it costs in recall, and the share of windows the model still judges.")] = False,
 ) -> None:
     """Score a model on labelled clips and/or household audio with the service's streaming semantics (alarm patterns included)."""
@@ -207,6 +208,19 @@ def evaluate_command(
         raise typer.BadParameter("give --manifest, --household, --spoken or several")
     patterns = False if no_patterns else None
     report: dict[str, object] = {}
+    listened: tuple[str, ...] = ()
+    if spoken_words:
+        from shared.spoken import parse_languages, status
+
+        try:
+            listened = parse_languages(languages)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        reasons = status(listened)["languages"]
+        assert isinstance(reasons, dict)
+        if missing := {lang: why for lang, why in reasons.items() if why != "available"}:
+            typer.echo(f"hearo eval --spoken-words: spoken words cannot run here: {missing}", err=True)
+            raise typer.Exit(2)
     gate_policy = None
     if gate:
         from services.gateway.settings import GatewaySettings
@@ -233,11 +247,13 @@ def evaluate_command(
     try:
         if manifest is not None:
             clips = evaluate(manifest, model, png_out=png or (json_out.with_suffix(".png") if json_out else None),
-                             hop_s=hop_s, smoothing_windows=smoothing_windows, alarm_patterns=patterns, gate=gate_policy)
+                             hop_s=hop_s, smoothing_windows=smoothing_windows, alarm_patterns=patterns, gate=gate_policy,
+                             spoken_languages=listened)
             report.update(clips.to_json())
         if household is not None:
             report["household"] = evaluate_household(household, model, hop_s=hop_s, smoothing_windows=smoothing_windows,
-                                                     alarm_patterns=patterns, gate=gate_policy).to_json()
+                                                     alarm_patterns=patterns, gate=gate_policy,
+                                                     spoken_languages=listened).to_json()
     except (ValueError, ModelLoadError, UnknownModelError) as exc:
         typer.echo(f"hearo eval: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -49,6 +49,7 @@ from services.gateway.novelty_gate import GateCounts, GatePolicy, NoveltyGate, g
 from shared.detector import Detector, DetectorConfig, clip_decision
 from shared.features.spec import FeatureSpec
 from shared.protocol import SAMPLE_RATES
+from shared.spoken import SpokenFusion, SpokenHit, listen
 from shared.taxonomy import CLASS_KEYS, NUM_CLASSES
 
 __all__ = [
@@ -66,11 +67,13 @@ class EvalReport:
     metrics: dict[str, Any]  # detection_metrics: per_class, macro_f1, emergency_recall, false_alarm_rate, confusion
     clips: list[dict[str, Any]]  # per clip, in manifest order: file, class_id, predicted
     gate: dict[str, Any] | None = None  # behind the novelty gate: its policy and the share judged
+    spoken_languages: tuple[str, ...] = ()  # spoken words fused (none: off, the gateway's default)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model, "manifest": self.manifest, "thresholds": self.thresholds,
-            "alarm_patterns": self.alarm_patterns, **self.metrics, "predictions": self.clips, "gate": self.gate,
+            "alarm_patterns": self.alarm_patterns, "spoken_languages": list(self.spoken_languages), **self.metrics,
+            "predictions": self.clips, "gate": self.gate,
         }  # fmt: skip
 
 
@@ -159,6 +162,7 @@ def evaluate(
     thresholds: dict[str, float] | None = None,
     console: Console | None = None,
     gate: GatePolicy | None = None,
+    spoken_languages: tuple[str, ...] = (),
 ) -> EvalReport:
     """Score every clip of ``manifest``, print the table, write the JSON report and the
     confusion-matrix PNG (default: beside ``json_out``, else beside the manifest).
@@ -167,6 +171,9 @@ def evaluate(
     None follows the gateway's settings (``HEARO_GATEWAY_ALARM_PATTERNS``, on by default).
     ``thresholds``: per class, in place of the gateway's settings (``tune_thresholds``' output).
     ``gate``: judge the clips behind the novelty gate (``services.gateway.novelty_gate``).
+    ``spoken_languages``: fuse spoken distress words in these languages (``shared.spoken``), as
+    a gateway with ``HEARO_GATEWAY_SPOKEN`` enabled does (without the model's tags: every
+    speech segment reaches the recogniser, and only the level marks one shouted).
     """
     console = console or Console()
     served = _Served.load(model, hop_s, smoothing_windows, alarm_patterns, thresholds)
@@ -175,14 +182,14 @@ def evaluate(
     counts = GateCounts()
     predictions = [
         clip_decision(_behind_gate(served, gate, counts, clip.features, clip.end_times, clip.scores), detector,
-                      clip.end_times, clip.matches)[0]
+                      clip.end_times, clip.matches, _fusion(clip.hits, spoken_languages))[0]
         for clip in _scored_clips(rows, label, served.spec, served.classifier, served.hop_frames, smoothing_windows,
-                                  patterns_on, served.gateway, console)
+                                  patterns_on, served.gateway, console, spoken_languages)
     ]
     metrics = detection_metrics(torch.tensor([c for _, c in rows]), torch.tensor(predictions))
     clips = [{"file": str(path), "class_id": c, "predicted": int(p)} for (path, c), p in zip(rows, predictions)]
     report = EvalReport(label, str(manifest), dict(detector.thresholds), patterns_on, metrics, clips,
-                        None if gate is None else counts.report(gate))
+                        None if gate is None else counts.report(gate), spoken_languages)
     console.print(report_table(report))
     if report.gate is not None:
         console.print(f"behind the novelty gate: the model judged {report.gate['judged_share']:.1%} of the windows")
@@ -201,6 +208,25 @@ class _ScoredClip:
     features: list[torch.Tensor]
     end_times: list[float]
     matches: list[AlarmPatternMatch]
+    hits: list[SpokenHit]  # spoken phrases heard (none when spoken words are off)
+
+
+def _spoken_hits(audio: np.ndarray, rate: int, languages: tuple[str, ...]) -> list[SpokenHit]:
+    """The phrases a session listening for ``languages`` hears in ``audio`` (float mono at ``rate``)."""
+    if not languages:
+        return []
+    if rate != RING_SAMPLE_RATE:  # the gateway listens to its 16 kHz ring buffer
+        audio = soxr.resample(audio, rate, RING_SAMPLE_RATE)
+    return listen(np.asarray(audio, dtype=np.float32), languages)[0]
+
+
+def _fusion(hits: list[SpokenHit], languages: tuple[str, ...]) -> SpokenFusion | None:
+    """A session's spoken evidence holding ``hits`` (None when spoken words are off)."""
+    if not languages:
+        return None
+    fusion = SpokenFusion()
+    fusion.hear(sorted(hits, key=lambda h: h.end_s))
+    return fusion
 
 
 def _scored_clips(
@@ -213,6 +239,7 @@ def _scored_clips(
     alarm_patterns: bool,
     gateway: GatewaySettings,
     console: Console,
+    spoken_languages: tuple[str, ...] = (),
 ) -> Iterator[_ScoredClip]:
     """Each clip streamed as the gateway would and scored by ``classifier``, in manifest order."""
     with Progress(console=console, transient=True) as progress:
@@ -223,7 +250,8 @@ def _scored_clips(
                 audio.mean(axis=1), rate, spec, hop_frames, smoothing_windows, alarm_patterns, gateway.ring_buffer_s
             )
             features = [w.features for w in windows]
-            yield _ScoredClip(_predict(classifier, features), features, [w.end_s for w in windows], matches)
+            hits = _spoken_hits(audio.mean(axis=1), rate, spoken_languages)
+            yield _ScoredClip(_predict(classifier, features), features, [w.end_s for w in windows], matches, hits)
             progress.advance(task)
 
 
@@ -286,7 +314,7 @@ class HouseholdReport:
     model: str
     folder: str
     hours: float
-    alarms: list[dict[str, Any]]  # file, stream time (s), class, confidence, pattern (None: the model)
+    alarms: list[dict[str, Any]]  # file, stream time (s), class, confidence, pattern (None: the model), spoken
     minutes: int  # whole minutes of audio (each file cut into one-minute pieces, the rest dropped)
     minutes_firing: int
     gate: dict[str, Any] | None = None  # as EvalReport.gate
@@ -311,10 +339,11 @@ def evaluate_household(
     thresholds: dict[str, float] | None = None,
     console: Console | None = None,
     gate: GatePolicy | None = None,
+    spoken_languages: tuple[str, ...] = (),
 ) -> HouseholdReport:
     """Stream every .wav/.flac under ``folder`` through the gateway's audio path and detector,
     as ``evaluate`` streams a clip, and count what fires: every detection is a false alarm.
-    ``gate``: behind the novelty gate, as ``evaluate``."""
+    ``gate`` and ``spoken_languages``: as ``evaluate``."""
     console = console or Console()
     served = _Served.load(model, hop_s, smoothing_windows, alarm_patterns, thresholds)
     label = served.label
@@ -331,7 +360,8 @@ def evaluate_household(
             features = [w.features for w in windows]
             scores = _behind_gate(served, gate, counts, features, [w.end_s for w in windows],
                                   _predict(served.classifier, features))
-            found = Detector(served.detector)
+            found = Detector(served.detector, spoken=_fusion(_spoken_hits(audio.mean(axis=1), rate, spoken_languages),
+                                                             spoken_languages))
             found.hear_patterns(matches)
             events = [e for row, w in zip(scores, windows) for e in found.update(row, w.end_s)]
             events += found.observe_heard_patterns()
@@ -341,7 +371,7 @@ def evaluate_household(
             minutes += whole
             firing += len({int(e.stream_time_s // 60) for e in events if e.stream_time_s < whole * 60})
             alarms += [{"file": path.name, "time_s": round(e.stream_time_s, 1), "class": e.emergency_class.key,
-                        "confidence": round(e.confidence, 3), "pattern": e.pattern} for e in events]
+                        "confidence": round(e.confidence, 3), "pattern": e.pattern, "spoken": e.spoken} for e in events]
             progress.advance(task)
     report = HouseholdReport(label, str(folder), seconds / 3600, alarms, minutes, firing,
                              None if gate is None else counts.report(gate))
@@ -350,7 +380,8 @@ def evaluate_household(
     if report.gate is not None:
         console.print(f"behind the novelty gate: the model judged {report.gate['judged_share']:.1%} of the windows")
     for alarm in alarms[:20]:
-        console.print(f"  {alarm['file']} at {alarm['time_s']} s: {alarm['class']} ({alarm['confidence']}, pattern {alarm['pattern']})")
+        heard = f", {alarm['spoken']}" if alarm["spoken"] else ""
+        console.print(f"  {alarm['file']} at {alarm['time_s']} s: {alarm['class']} ({alarm['confidence']}, pattern {alarm['pattern']}{heard})")
     return report
 
 

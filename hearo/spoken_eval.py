@@ -42,7 +42,7 @@ from hearo.data.packages import SAMPLE_RATE, load_audio
 from hearo.data.synth import TTS_PHRASES, shout, synthesise_speech
 from shared.augment import muffle
 from shared.detector import DetectionEvent, Detector, DetectorConfig
-from shared.spoken import SpokenFusion, SpokenStream, load_phrases
+from shared.spoken import SpokenFusion, SpokenStream, listen, load_phrases
 from shared.taxonomy import NORMAL, NUM_CLASSES
 
 __all__ = ["build_spoken_set", "evaluate_spoken"]
@@ -245,11 +245,7 @@ def _normal_files(folder: Path, cache: Path, household_val: Path, minutes: float
 def _listen(path: Path, languages: tuple[str, ...]) -> tuple[list[Any], SpokenStream, float]:
     audio, rate = sf.read(str(path), dtype="float32")
     assert rate == SR, path
-    stream = SpokenStream(languages)
-    hits = []
-    for lo in range(0, audio.size, SR // 5):  # 200 ms frames, as a client sends them
-        hits += stream.feed(lo / SR, audio[lo: lo + SR // 5])
-    hits += stream.flush()
+    hits, stream = listen(audio, languages)
     return hits, stream, audio.size / SR
 
 

@@ -357,10 +357,12 @@ def clip_decision(
     config: DetectorConfig,
     window_end_s: Sequence[float] | None = None,
     patterns: Iterable[PatternMatch] = (),
+    spoken: SpokenEvidence | None = None,
 ) -> tuple[int, float]:
     """What the service would report for a clip whose windows scored ``scores`` [W, 9] and in
-    which the alarm pattern detector heard ``patterns``: (class id of the first detection, its
-    confidence), or (0, 0.0) when nothing fires.
+    which the alarm pattern detector heard ``patterns`` (and, with ``spoken``, the phrases its
+    spoken evidence holds): (class id of the first detection, its confidence), or (0, 0.0) when
+    nothing fires.
 
     Window ``i`` ends at ``window_end_s[i]`` (default ``2 s + i * hop_s``). A fresh ``Detector``
     takes the windows in order with the matches queued as a session queues them, so each is
@@ -372,7 +374,7 @@ def clip_decision(
     ends = [2.0 + i * config.hop_s for i in range(len(rows))] if window_end_s is None else window_end_s
     if len(ends) != len(rows):
         raise ValueError(f"{len(rows)} windows but {len(ends)} end times")
-    detector = Detector(config)
+    detector = Detector(config, spoken=spoken)
     detector.hear_patterns(patterns)
     for row, end_s in zip(rows, ends):
         if events := detector.update(row, end_s):

@@ -17,12 +17,12 @@ from shared.spoken.gate import GateConfig, SpeechGate, SpeechSegment
 from shared.spoken.listener import SpokenHit, SpokenListener
 from shared.spoken.phrases import LANGUAGES, DistressPhrase, load_phrases, parse_languages
 from shared.spoken.recognisers import SpokenUnavailable, availability, recogniser_for, recogniser_kind
-from shared.spoken.stream import SpokenStream, WindowTags
+from shared.spoken.stream import SpokenStream, WindowTags, listen
 
 __all__ = [
     "LANGUAGES", "DistressPhrase", "GateConfig", "SpeechGate", "SpeechSegment", "SpokenDecision", "SpokenFusion",
-    "SpokenFusionConfig", "SpokenHit", "SpokenListener", "SpokenStream", "SpokenUnavailable", "WindowTags", "availability", "load_phrases",
-    "parse_languages", "recogniser_for", "status", "summarise",
+    "SpokenFusionConfig", "SpokenHit", "SpokenListener", "SpokenStream", "SpokenUnavailable", "WindowTags", "availability", "listen",
+    "load_phrases", "parse_languages", "recogniser_for", "status", "summarise",
 ]
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from shared.spoken.listener import SAMPLE_RATE, SpokenHit, SpokenListener
 from shared.spoken.recognisers import KeywordRecogniser
 
-__all__ = ["SpokenStream", "WindowTags"]
+__all__ = ["SpokenStream", "WindowTags", "listen"]
 
 # (stream time of a model window's end, its AudioSet tags as (label, score))
 WindowTags = tuple[float, Sequence[tuple[str, float]]]
@@ -102,3 +102,14 @@ class SpokenStream:
         if listener is None:
             return self.cpu_s, self.heard_s, self.passed_s
         return self.cpu_s + listener.cpu_s, self.heard_s + listener.gate.heard_s, self.passed_s + listener.gate.passed_s
+
+
+def listen(audio: np.ndarray, languages: Sequence[str], frame_s: float = 0.2) -> tuple[list[SpokenHit], SpokenStream]:
+    """The phrases heard in a whole recording (16 kHz float mono), fed in ``frame_s`` frames as a
+    client streams it, and the stream (its ``figures``): how ``hearo eval`` listens to a file."""
+    stream = SpokenStream(tuple(languages))
+    step = int(frame_s * SAMPLE_RATE)
+    hits = []
+    for lo in range(0, audio.size, step):
+        hits += stream.feed(lo / SAMPLE_RATE, audio[lo: lo + step])
+    return hits + stream.flush(), stream

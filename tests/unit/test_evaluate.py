@@ -186,3 +186,28 @@ def test_thresholds_command_prints_a_setting_the_gateway_reads(tmp_path: Path, m
     monkeypatch.setenv(name, value.strip("'"))
     # A model that never fires separates nothing: every class gets the strictest threshold.
     assert GatewaySettings().detector_thresholds == {c.key: THRESHOLD_GRID[-1] for c in CLASSES if c.is_emergency}
+
+
+def test_eval_with_spoken_words_fuses_the_phrases_a_session_would_hear(tmp_path: Path) -> None:
+    """A model that never fires misses a shouted "살려주세요"; with --spoken-words the clip fires
+    help on the manifest, and counts as a spoken false alarm in household audio."""
+    clip = Path(__file__).resolve().parents[1] / "data" / "clips" / "help_shouted_ko.flac"
+    (tmp_path / "m.csv").write_text(f"file,class_id\n{clip},{by_key('help').id}\n")
+    household = tmp_path / "household"
+    household.mkdir()
+    audio, rate = sf.read(str(clip), dtype="float32")
+    sf.write(str(household / "call.wav"), audio, rate)
+    model = _never_firing_model(tmp_path / "never.pt")
+
+    assert evaluate(tmp_path / "m.csv", model).clips[0]["predicted"] == 0
+    result = CliRunner().invoke(app, ["eval", "--manifest", str(tmp_path / "m.csv"), "--household", str(household),
+                                      "--model", str(model), "--spoken-words", "--languages", "ko",
+                                      "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["spoken_languages"] == ["ko"] and report["predictions"][0]["predicted"] == by_key("help").id
+    [alarm] = report["household"]["alarms"]
+    assert alarm["class"] == "help" and "살려주세요" in alarm["spoken"]
+    refused = CliRunner().invoke(app, ["eval", "--manifest", str(tmp_path / "m.csv"), "--model", str(model),
+                                       "--spoken-words", "--languages", "fr"])
+    assert refused.exit_code == 2 and "fr" in refused.output
