@@ -282,6 +282,19 @@ class Detector:
                 events.append(DetectionEvent(emergency_class, score, stream_time_s, partial_pattern=fused))
         return events
 
+    def unheard(self, stream_time_s: float) -> list[DetectionEvent]:
+        """Take a window the model could not judge (the inference service is down), ending at
+        ``stream_time_s``: the spoken evidence is still consulted, with repetition or shouting
+        as its only support (no model score backs it), and the queued pattern matches up to it
+        are observed. The smoothing starts afresh at the next scored window. Raises ValueError
+        if time goes backwards."""
+        if self._last_time_s is not None and stream_time_s <= self._last_time_s:
+            raise ValueError(f"stream time went from {self._last_time_s} to {stream_time_s}")
+        self._last_time_s = stream_time_s
+        self._filled = 0
+        self.smoothed = None
+        return self.observe_heard_patterns(stream_time_s) + self._observe_spoken(stream_time_s)
+
     def observe_pattern(
         self, class_key: str, confidence: float, stream_time_s: float, pattern: str | None = None
     ) -> list[DetectionEvent]:

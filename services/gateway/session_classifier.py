@@ -5,9 +5,10 @@ pattern matches in stream order) goes through the shared inference client and th
 Each pass takes everything queued (one inference request for every waiting window), then
 walks it in stream order: a match is observed when it comes (``Detector.observe_match``), a
 window with its scores; the detections of the matches before a window are reported with
-the window's. While inference is down the matches are still observed: the alarm patterns
-need no model. The detections go to the ``DetectionReporter``, which records their
-incidents without holding up the next pass.
+the window's. While inference is down the matches are still observed, and each window still
+consults the spoken evidence (``Detector.unheard``): the alarm patterns and a repeated or
+shouted distress phrase need no model. The detections go to the ``DetectionReporter``, which
+records their incidents without holding up the next pass.
 """
 
 from __future__ import annotations
@@ -131,7 +132,12 @@ class StreamClassifier:
                 if self._household is not None:
                     self._household.matched(item)
                 events += self.detector.observe_match(item)
-            elif isinstance(item, Window) and results is not None:
+            elif isinstance(item, Window) and results is None:
+                # Inference is down: spoken words still count (repetition or shouting, no model score).
+                events += self.detector.unheard(item.end_s)
+                await self._report(events)
+                events = []
+            elif isinstance(item, Window):
                 result = next(scored)
                 self.windows_classified += 1
                 events += self.detector.update(result.scores.numpy(), item.end_s)
@@ -195,7 +201,8 @@ class StreamClassifier:
                 await self._send(
                     ErrorMessage(
                         code=ErrorCode.INFERENCE_UNAVAILABLE,
-                        message="the model service is unavailable; audio is not being checked until it returns",
+                        message=("the model service is unavailable; until it returns only alarm patterns and "
+                                 "spoken words are checked"),
                     )
                 )
             return None

@@ -20,7 +20,7 @@ import pytest
 import torch
 from sqlalchemy import select, update
 
-from services.gateway.inference_client import WindowResult
+from services.gateway.inference_client import InferenceUnavailable, WindowResult
 from services.gateway.session_spoken import SpokenPolicy, SpokenService
 from shared import spoken
 from shared.db import Device
@@ -40,6 +40,8 @@ class SpeechModel(FakeClassifier):
 
     async def classify(self, windows: torch.Tensor) -> list[WindowResult]:
         self.calls.append(windows.shape[0])
+        if self.fail:
+            raise InferenceUnavailable("the connection to inference was lost")
         scores = torch.zeros(len(windows), NUM_CLASSES)
         scores[:, 0] = 0.9
         return [WindowResult(row, (("Speech", 0.7),), 1.0, 2.0) for row in scores]
@@ -56,9 +58,14 @@ def scene(parts: list[float | np.ndarray], noise: float = 0.01, seed: int = 5) -
 
 
 @pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
+def model() -> SpeechModel:
+    return SpeechModel()
+
+
+@pytest.fixture
+def harness(tmp_path: Path, model: SpeechModel) -> Iterator[Harness]:
     need_language("en")
-    made = make_harness(tmp_path, SpeechModel(), scores_per_second=1000.0, spoken=SpokenPolicy(enabled=True))
+    made = make_harness(tmp_path, model, scores_per_second=1000.0, spoken=SpokenPolicy(enabled=True))
     with made.client:
         made.client.portal.call(listen_for_english, made)  # type: ignore[union-attr]
         yield made
@@ -99,6 +106,20 @@ def test_help_me_shouted_twice_is_a_help_detection_with_the_phrase_in_message_an
         assert summary is not None and summary["phrases"] == "heard: 'help me' ×2"
         ws.send_json({"type": "cancel", "incident_id": incident_id, "reason": "test"})
         receive_until(ws, is_type("incident", state="cancelled"))
+
+
+@pytest.mark.slow
+def test_while_inference_is_down_a_shouted_call_still_fires(harness: Harness, model: SpeechModel) -> None:
+    from hearo.data.synth import shout
+
+    model.fail = True  # every window goes unjudged: the client is warned, spoken words still count
+    shouted = shout(speak("espeak-ng", "en-gb+m5", "Help me!") / 0.3, np.random.default_rng(2))
+    with session(harness.client) as ws:
+        send_audio(ws, scene([1.0, shouted, 12.0]))
+        ws.send_json({"type": "stop"})
+        messages = receive_until(ws, is_type("stopped"))
+    assert ("inference_unavailable", False) in {(m.get("code"), m.get("fatal")) for m in messages if m["type"] == "error"}
+    assert [(m["class"], m["spoken"]) for m in messages if m["type"] == "detection"] == [("help", "heard: 'help me'")]
 
 
 @pytest.mark.slow

@@ -72,3 +72,20 @@ def test_the_scores_event_and_the_spoken_one_are_one_detection() -> None:
 
 def test_summary() -> None:
     assert summarise([_hit(1), _hit(2), _hit(3, "help")]) == "heard: '살려주세요' ×2, 'help'"
+
+
+def test_while_the_model_is_down_repetition_still_fires_and_a_lone_keyword_does_not() -> None:
+    """``Detector.unheard``: windows the model could not judge still consult the spoken evidence;
+    the smoothing starts afresh when scores come back."""
+    detector = Detector(DetectorConfig(thresholds=THRESHOLDS), spoken=SpokenFusion())
+    assert detector.spoken is not None
+    detector.spoken.hear([_hit(5.0, "숨을 못 쉬겠어요", "medical"), _hit(12.0), _hit(14.0)])
+    for t in (2.0, 2.5, 3.0):
+        detector.update(_scores(medical=0.6), t)
+    assert detector.smoothed is not None
+    events = [e for t in np.arange(3.5, 20.0, 0.5) for e in detector.unheard(float(t))]
+    # The medical phrase had model support before the outage, none during it: no detection.
+    assert [(e.emergency_class.key, e.spoken) for e in events] == [("help", "heard: '살려주세요' ×2")]
+    assert detector.smoothed is None
+    detector.update(_scores(), 20.5)
+    assert detector.smoothed is None  # three scored windows again before a decision
