@@ -64,6 +64,10 @@ def spoken_train_command(
     from hearo.keyword_training import TrainConfig, train_keyword_net
 
     torch.set_num_threads(threads)
-    notes = train_keyword_net(cache, data_cache, out, TrainConfig(steps=steps, per_text=per_text))
+    try:
+        notes = train_keyword_net(cache, data_cache, out, TrainConfig(steps=steps, per_text=per_text))
+    except RuntimeError as exc:
+        typer.echo(f"hearo spoken train: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(json.dumps(notes["calibration"], indent=1))
     typer.echo(f"{out}: {notes['train_utterances']} training utterances, {notes['train_seconds']} s")

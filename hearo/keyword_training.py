@@ -5,9 +5,12 @@ Material (cached under ``--cache``, resumable):
 
 - **Phrases**: every phrase of ``phrases.toml`` in the forms and short carriers a person uses
   (``POSITIVE_TEXTS``), spoken by espeak-ng (Korean and seven English accents, with every voice
-  variant but the held-out ones) and flite (kal, awb) at random speeds and pitches.
+  variant but the held-out ones), flite (kal, awb) and festival (kal, ked) at random speeds and
+  pitches.
 - **Everyday speech**: sentences of our own in Korean and English (``NEGATIVE_TEXTS``), shouted
-  and excited ones too, and near misses ("도와줄게", "Thanks for your help"), in the same voices.
+  and excited ones too, and near misses ("도와줄게", "Thanks for your help"), in the same voices;
+  as many again drawn from a household grammar (``hearo.everyday_sentences``), each one new, and
+  as many babble utterances (``babble``).
   The sentences of the evaluation set (``hearo.spoken_eval``) are never used.
 - **Real speech and household sound**: the training side of the data build's split only (game
   voice lines, Asterisk prompts, ambiences, music and household events): no source of the
@@ -20,14 +23,16 @@ everyday sentences and real-speech windows, and at least 0.5.
 
 Training: multi-label binary cross-entropy, one output per phrase; each example is a 2 s window
 with an utterance placed whole inside it (a phrase is never cut), a speed and pitch change of
-0.85-1.18, shouting, muffling, a telephone band or a room on some, and household sound at 0-25
-dB SNR on most.
+0.85-1.18, shouting, muffling, a telephone band or a room on some, household sound at 0-25 dB
+SNR on most, and a vocal tract length change (``warp_formants``) on half. A run checkpoints
+every ``CHECKPOINT_EVERY`` steps under ``cache/kws`` and resumes there when started again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import time
 from collections.abc import Sequence
@@ -43,17 +48,18 @@ from scipy import signal
 
 from hearo.data.packages import SAMPLE_RATE
 from hearo.data.synth import shout, synthesise_speech
+from hearo.everyday_sentences import everyday_sentence
 from hearo.spoken_eval import EN_VAL, KO_VAL
 from shared.augment import band_limit, muffle, room_impulse
-from shared.spoken.keyword_net import PAD_RMS, WINDOW, KeywordCNN, KeywordNet, keyword_features, segment_windows
+from shared.spoken.keyword_net import N_MELS, PAD_RMS, WINDOW, KeywordCNN, KeywordNet, keyword_features, segment_windows
 from shared.spoken.phrases import load_phrases
 from shared.spoken.recognisers import common_syllables
 
-__all__ = ["NEGATIVE_TEXTS", "POSITIVE_TEXTS", "TrainConfig", "babble", "build_corpus", "train_keyword_net"]
+__all__ = ["NEGATIVE_TEXTS", "POSITIVE_TEXTS", "TrainConfig", "babble", "build_corpus", "train_keyword_net", "warp_formants"]
 
 SR = SAMPLE_RATE
 console = Console()
-CORPUS_VERSION = 3  # bumped when what the corpus holds changes, so a cached one is not reused
+CORPUS_VERSION = 5  # bumped when what the corpus holds changes, so a cached one is not reused
 
 # (language, text, phrase keys it holds). Short on purpose: the whole utterance must fit in a 2 s window.
 POSITIVE_TEXTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -111,6 +117,11 @@ NEGATIVE_TEXTS: dict[str, tuple[str, ...]] = {
         "숨 쉬는 게 편해요", "숨을 크게 쉬어 봐", "못 가겠어요", "살려 둔 화분", "사람 사는 게 다 그래",
         "주세요 사장님", "문 좀 열어 봐도 돼", "문을 열어 놨어요", "여기 요리 정말 맛있다", "여기요 주문할게요",
         "도와주셔서 감사합니다", "도와줄 사람 있어", "구급상자 어디 있어", "일일이 설명해 줄게",
+        # Words that sound like a phrase's end or its short forms: "-혔어요/-졌어요/-었어요", "-이야".
+        "길이 많이 막혔어요", "가게 문이 닫혔어요", "약속이 잡혔어요", "많이 더워졌어요", "옷이 작아졌어요",
+        "어제 거기 갔었어요", "생각이 같았어요", "다 가졌어요", "물이야 마셔", "둘이야 셋이야", "이건 풀이야",
+        "그게 일이야", "이쪽 길이야", "줄이야 줄", "불어 봐", "부리야 이리 와", "살려고 하는 거야", "사려고 했어요",
+        "숨었어요 찾아 봐", "못 쉬는 날이야", "열어 줄래요", "도와주려고 했어", "여기 요구르트 있어",
     ),
     "en": (
         "Can I help you with that?", "Thanks for your help.", "Help yourself to the salad.", "I'll help you later.",
@@ -130,6 +141,12 @@ NEGATIVE_TEXTS: dict[str, tuple[str, ...]] = {
         "I can't bring it.", "I can't reach the shelf.", "Help is on the way, relax.", "Fire away, I'm listening.",
         "The fire alarm test is at noon.", "I trapped the mouse in a box.", "Somebody has to help with dishes.",
         "Nine one one is on the sign.", "Call nine for the front desk.", "Help me find my keys later.",
+        # Words that sound like a phrase: "I can't b...", "let me ...", "help/fire/trapped" look-alikes.
+        "I can't be late again.", "I can't bear this heat.", "I can't leave yet.", "I can't read it.",
+        "I can't breed these fish.", "Let me get that for you.", "Let me think about it.", "Let me in, it's cold.",
+        "Hell no!", "Helpful, thanks.", "The help desk is closed.", "Fired up for the game!", "Tired? Go to bed.",
+        "Five! Five!", "It's wrapped up.", "I'm wrapped in a blanket.", "I tapped it twice.", "Somebody's here.",
+        "Somebody home?", "Call at nine.", "Nine one nine.", "Hey, out of here, cat!", "Breathe slowly, good.",
     ),
 }
 
@@ -137,11 +154,15 @@ _EN_BASES = ("en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-g
 # Held out of training to set the thresholds on (the evaluation set's val voices are held out too).
 CALIBRATION_VARIANTS = ("klatt4", "Alicia", "benjamin", "grandma", "m2", "steph", "Mr", "zac")
 CALIBRATION_FALSE_SHARE = 0.002
+CHECKPOINT_EVERY = 250  # steps between the resumable checkpoints under ``cache/kws``
 _TRAIN_FLITE = ("kal", "awb")
+# festival's diphone voices (Debian festival, festvox-kallpc16k, festvox-kdlpc16k): ked is a
+# speaker no other engine has. Its HTS voice is slt, an evaluation voice, so it is never used.
+_TRAIN_FESTIVAL = {"kal": "festvox-kallpc16k", "ked": "festvox-kdlpc16k"}  # voice: its Debian package
+FESTIVAL_VOICES = Path("/usr/share/festival/voices/english")
 _KO_SYLLABLES = tuple(common_syllables(final_consonants=True))
-# flite's mean F0 drawn from low male to high female: two voices become many speakers.
-FLITE_PITCH_HZ = (85.0, 280.0)
-BABBLE_SHARE = 0.5  # of the everyday utterances: random syllables and pseudo-words (``babble``)
+# flite's and festival's mean F0 drawn from low male to high female: few voices become many speakers.
+PITCH_HZ = (85.0, 280.0)
 _EN_ONSETS = ("b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "y", "z", "ch",
               "sh", "th", "st", "br", "pl", "gr", "")
 _EN_NUCLEI = ("a", "e", "i", "o", "u", "ai", "ee", "oo", "ou", "ea", "y")
@@ -176,7 +197,8 @@ def voices(split: str) -> dict[str, list[tuple[str, str]]]:
     ko = [("espeak-ng", f"ko+{v}") for v in chosen]
     en = [("espeak-ng", f"{b}+{v}") for b in _EN_BASES for v in chosen]
     if split == "train":
-        en += [("flite", v) for v in _TRAIN_FLITE] * 200  # flite has few voices: weight them up (two fifths of English)
+        # flite and festival have few voices: weight them up (flite a third of English, festival a sixth)
+        en += [("flite", v) for v in _TRAIN_FLITE] * 200 + [("festival", v) for v in _TRAIN_FESTIVAL] * 100
     return {"ko": ko, "en": en}
 
 
@@ -217,7 +239,7 @@ class _Job:
 
 def _synthesise(job: _Job) -> tuple[int, np.ndarray | None]:
     rng = np.random.default_rng(job.index)
-    speech = _trim(synthesise_speech(job.engine, job.voice, job.text, rng, flite_pitch_hz=FLITE_PITCH_HZ))
+    speech = _trim(synthesise_speech(job.engine, job.voice, job.text, rng, pitch_hz=PITCH_HZ))
     limit = WINDOW - int(0.1 * SR)
     if speech.size > limit:
         if not job.keys:  # everyday speech: a 2 s crop of it is still everyday speech
@@ -228,14 +250,27 @@ def _synthesise(job: _Job) -> tuple[int, np.ndarray | None]:
     return job.index, _int16(speech)
 
 
+def _check_synthesisers(by_language: dict[str, list[tuple[str, str]]]) -> None:
+    """RuntimeError naming the Debian packages when a synthesiser or voice the split uses is missing."""
+    engines = {engine for pairs in by_language.values() for engine, _ in pairs}
+    missing = [package for engine, tool, package in (("espeak-ng", "espeak-ng", "espeak-ng"), ("flite", "flite", "flite"),
+                                                     ("festival", "text2wave", "festival"))
+               if engine in engines and shutil.which(tool) is None]
+    missing += [package for voice, package in _TRAIN_FESTIVAL.items()
+                if "festival" in engines and not (FESTIVAL_VOICES / f"{voice}_diphone").is_dir()]
+    if missing:
+        raise RuntimeError(f"speech synthesis needs Debian packages that are not installed: apt-get install {' '.join(missing)}")
+
+
 def build_corpus(cache: Path, split: str, per_text: int, workers: int = 2) -> Path:
     """Synthesise ``split``'s utterances into ``cache/kws/<split>.npz`` (kept when present)."""
     out = cache / "kws" / f"{split}-{per_text}-{CORPUS_VERSION}.npz"
     if out.is_file():
         return out
+    by_language = voices(split)
+    _check_synthesisers(by_language)
     out.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(["train", "calibration"].index(split))
-    by_language = voices(split)
     jobs: list[_Job] = []
     texts = [(lang, text, keys) for lang, text, keys in POSITIVE_TEXTS]
     texts += [(lang, text, ()) for lang, items in NEGATIVE_TEXTS.items() for text in items]
@@ -244,12 +279,13 @@ def build_corpus(cache: Path, split: str, per_text: int, workers: int = 2) -> Pa
         for _ in range(per_text if keys else max(per_text // 2, 1)):
             engine, voice = pool[int(rng.integers(len(pool)))]
             jobs.append(_Job(len(jobs), lang, text, keys, engine, voice))
-    everyday = sum(1 for j in jobs if not j.keys)
+    listed = sum(1 for j in jobs if not j.keys)
     for lang in ("ko", "en"):
         pool = by_language[lang]
-        for _ in range(int(everyday * BABBLE_SHARE / (1 - BABBLE_SHARE) / 2)):
-            engine, voice = pool[int(rng.integers(len(pool)))]
-            jobs.append(_Job(len(jobs), lang, babble(lang, rng), (), engine, voice))
+        for make in (babble, everyday_sentence):  # as many of each as the listed sentences' renditions
+            for _ in range(listed // 2):
+                engine, voice = pool[int(rng.integers(len(pool)))]
+                jobs.append(_Job(len(jobs), lang, make(lang, rng), (), engine, voice))
     started = time.time()
     with Pool(workers) as workers_pool:
         audio = dict(workers_pool.imap_unordered(_synthesise, jobs, chunksize=32))
@@ -405,7 +441,33 @@ def _batch(corpus: Corpus, material: dict[str, list[np.ndarray]], config: TrainC
             windows.append(make_window(corpus.utterances[i], False, material, rng))
             targets.append(corpus.targets[i])
     x = keyword_features(torch.from_numpy(np.stack(windows)))
-    return x, torch.from_numpy(np.stack(targets))
+    return warp_formants(x, rng), torch.from_numpy(np.stack(targets))
+
+
+def _mel(hz: np.ndarray) -> np.ndarray:
+    return 1127.0 * np.log1p(hz / 700.0)
+
+
+# Centre of each of the network's 64 bins (pairs of Kaldi's 128, 20 Hz to 8 kHz) in mel.
+_BIN_MEL = np.linspace(_mel(np.array(20.0)), _mel(np.array(8000.0)), 2 * N_MELS + 2)[1:-1].reshape(N_MELS, 2).mean(1)
+
+
+def warp_formants(features: torch.Tensor, rng: np.random.Generator, share: float = 0.5,
+                  factor: tuple[float, float] = (0.85, 1.15)) -> torch.Tensor:
+    """Vocal tract length perturbation on ``[B, 1, T, 64]`` features: for ``share`` of the
+    examples, every frequency scaled by a factor drawn from ``factor`` (the bins re-read at
+    ``f / factor``), the pitch and the timing left as they are. Resampling (``_voice``) moves
+    formants, pitch and speed together; this parts them, so a voice with another vocal tract at
+    the same pitch (flite's slt is not a pitched-up kal) is still a voice the network has heard."""
+    out = features.clone()
+    centres_hz = 700.0 * np.expm1(_BIN_MEL / 1127.0)
+    for b in np.flatnonzero(rng.random(features.shape[0]) < share):
+        source = np.interp(_mel(centres_hz / rng.uniform(*factor)), _BIN_MEL, np.arange(N_MELS))
+        lo = np.clip(np.floor(source).astype(int), 0, N_MELS - 1)
+        hi = np.minimum(lo + 1, N_MELS - 1)
+        w = torch.from_numpy((source - lo).astype(np.float32))
+        out[b] = features[b][..., lo] * (1 - w) + features[b][..., hi] * w
+    return out
 
 
 def _segment_scores(net: KeywordNet, audio: np.ndarray) -> np.ndarray:
@@ -438,6 +500,34 @@ def calibrate(net: KeywordNet, corpus: Corpus, material: dict[str, list[np.ndarr
     return {"thresholds": thresholds, "figures": figures, "negatives": int(negative.sum())}
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What a training run carries from step to step, saved and restored as one checkpoint."""
+
+    model: KeywordCNN
+    optimiser: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    rng: np.random.Generator
+
+    def save(self, path: Path, step: int, running: float) -> None:
+        """Write the checkpoint after ``step`` (atomically: a run killed while saving keeps the last one)."""
+        partial = path.with_suffix(".partial")
+        torch.save({"model": self.model.state_dict(), "optimiser": self.optimiser.state_dict(),
+                    "schedule": self.schedule.state_dict(), "rng": self.rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(), "step": step, "running": running}, partial)
+        partial.replace(path)
+
+    def resume(self, path: Path) -> tuple[int, float]:
+        """Restore the checkpoint; returns the next step and the running loss."""
+        saved = torch.load(path, weights_only=False)
+        self.model.load_state_dict(saved["model"])
+        self.optimiser.load_state_dict(saved["optimiser"])
+        self.schedule.load_state_dict(saved["schedule"])
+        self.rng.bit_generator.state = saved["rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        return int(saved["step"]) + 1, float(saved["running"])
+
+
 def train_keyword_net(cache: Path, dataset_cache: Path, out: Path, config: TrainConfig = TrainConfig()) -> dict[str, Any]:
     """Build the corpora, train, calibrate, and write the weights file to ``out``."""
     torch.manual_seed(config.seed)
@@ -451,8 +541,17 @@ def train_keyword_net(cache: Path, dataset_cache: Path, out: Path, config: Train
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=config.steps, pct_start=0.1)
     rng = np.random.default_rng(config.seed)
-    started, running = time.time(), 0.0
-    for step in range(1, config.steps + 1):
+    started, running, first = time.time(), 0.0, 1
+    text_hash = hashlib.sha1(json.dumps([POSITIVE_TEXTS, NEGATIVE_TEXTS], ensure_ascii=False).encode()).hexdigest()[:12]
+    # A checkpoint is resumed only by the same configuration, corpus and training code.
+    code = hashlib.sha1(Path(__file__).read_bytes()).hexdigest()
+    run_key = hashlib.sha1(f"{config}|{CORPUS_VERSION}|{text_hash}|{code}".encode()).hexdigest()[:12]
+    checkpoint = cache / "kws" / f"checkpoint-{run_key}.pt"
+    run = _Run(model, optimiser, schedule, rng)
+    if checkpoint.is_file():  # resume a run that was stopped, from its last checkpoint
+        first, running = run.resume(checkpoint)
+        console.print(f"resuming at step {first} from {checkpoint}")
+    for step in range(first, config.steps + 1):
         model.train()
         x, y = _batch(train, material, config, rng)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), y)
@@ -463,6 +562,8 @@ def train_keyword_net(cache: Path, dataset_cache: Path, out: Path, config: Train
         running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
         if step % 100 == 0:
             console.print(f"step {step}/{config.steps} loss {running:.4f} ({time.time() - started:.0f} s)")
+        if step % CHECKPOINT_EVERY == 0 and step < config.steps:
+            run.save(checkpoint, step, running)
     state: dict[str, Any] = {
         "phrase_keys": phrase_keys, "thresholds": {k: 0.5 for k in phrase_keys},
         "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
@@ -471,7 +572,6 @@ def train_keyword_net(cache: Path, dataset_cache: Path, out: Path, config: Train
     calibration_report = calibrate(net, calibration, material)
     state["thresholds"] = calibration_report["thresholds"]
     state["model"] = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
-    text_hash = hashlib.sha1(json.dumps([POSITIVE_TEXTS, NEGATIVE_TEXTS], ensure_ascii=False).encode()).hexdigest()[:12]
     state["notes"] = {
         "steps": config.steps, "batch": config.batch, "lr": config.lr, "per_text": config.per_text,
         "train_utterances": len(train.utterances), "calibration_utterances": len(calibration.utterances),
@@ -480,4 +580,5 @@ def train_keyword_net(cache: Path, dataset_cache: Path, out: Path, config: Train
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, out)
+    checkpoint.unlink(missing_ok=True)
     return state["notes"]

@@ -1,5 +1,5 @@
 """Synthesised sources (``../shared/data/sources.md``): standard alarm patterns, physical noises
-and speech from espeak-ng (Korean, English) and flite (English).
+and speech from espeak-ng (Korean, English), flite and festival (English).
 
 Every generator takes a ``numpy.random.Generator`` and returns float32 mono at 16 kHz with a
 peak of about 1, so a build is reproducible from its seed. Patterns are randomised in tone,
@@ -236,20 +236,30 @@ def tts_voices(lang: str) -> list[tuple[str, str]]:
 
 
 def synthesise_speech(engine: str, voice: str, text: str, rng: np.random.Generator,
-                      flite_pitch_hz: tuple[float, float] | None = None) -> np.ndarray:
-    """``text`` spoken by ``voice`` at a random speed and pitch, float32 16 kHz mono. flite keeps
-    its voice's own pitch unless ``flite_pitch_hz`` gives a range for its mean F0 (flite has
-    five voices; a higher pitch makes more speakers of them)."""
+                      pitch_hz: tuple[float, float] | None = None) -> np.ndarray:
+    """``text`` spoken by ``voice`` at a random speed and pitch, float32 16 kHz mono. ``engine``
+    is ``espeak-ng``, ``flite`` or ``festival`` (a diphone voice name without ``_diphone``: kal,
+    ked). flite and festival keep their voice's own pitch unless ``pitch_hz`` gives a range for
+    its mean F0 (they have few voices; another pitch makes more speakers of them)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "tts.wav"
         if engine == "espeak-ng":
             cmd = ["espeak-ng", "-v", voice, "-s", str(int(rng.uniform(120, 200))), "-p", str(int(rng.uniform(30, 80))),
                    "-w", str(out), text]
+        elif engine == "festival":
+            stretch = rng.uniform(0.8, 1.2)
+            (Path(tmp) / "text.txt").write_text(text, encoding="utf-8")
+            cmd = ["text2wave", "-eval", f"(voice_{voice}_diphone)", "-eval", f"(Parameter.set 'Duration_Stretch {stretch:.2f})",
+                   "-o", str(out), str(Path(tmp) / "text.txt")]
+            if pitch_hz is not None:
+                f0 = rng.uniform(*pitch_hz)
+                cmd[5:5] = ["-eval", f"(set! int_lr_params '((target_f0_mean {f0:.0f}) (target_f0_std {f0 * 0.15:.0f}) "
+                                     "(model_f0_mean 170) (model_f0_std 34)))"]
         else:
             stretch = rng.uniform(0.8, 1.2)
             cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={stretch:.2f}", "-t", text, "-o", str(out)]
-            if flite_pitch_hz is not None:
-                cmd[3:3] = ["--setf", f"int_f0_target_mean={rng.uniform(*flite_pitch_hz):.0f}"]
+            if pitch_hz is not None:
+                cmd[3:3] = ["--setf", f"int_f0_target_mean={rng.uniform(*pitch_hz):.0f}"]
         subprocess.run(cmd, check=True, capture_output=True)
         audio, rate = sf.read(str(out), dtype="float32", always_2d=True)
     return _normalise(to_mono_16k(audio, rate))

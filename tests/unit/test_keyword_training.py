@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
-from hearo.keyword_training import NEGATIVE_TEXTS, POSITIVE_TEXTS, Corpus, babble, calibrate, make_window, voices
+import numpy as np
+import pytest
+import torch
+
+from hearo.keyword_training import (
+    NEGATIVE_TEXTS,
+    POSITIVE_TEXTS,
+    Corpus,
+    babble,
+    calibrate,
+    make_window,
+    voices,
+    warp_formants,
+)
 from hearo.spoken_eval import EN_CONVERSATION, EN_VAL, KO_CONVERSATION, KO_VAL
 from shared.spoken import load_phrases
 from shared.spoken.keyword_net import WINDOW
@@ -63,3 +76,62 @@ def test_calibration_holds_the_false_share() -> None:
     for key in ("en.help", "en.fire"):
         assert report["figures"][key]["false_share"] <= 0.002
         assert report["thresholds"][key] >= 0.5
+
+
+def test_formant_warp_moves_energy_along_frequency_and_keeps_time() -> None:
+    features = torch.zeros(3, 1, 10, 64)
+    features[:, :, 4, 20] = 1.0  # one frame, one bin
+    up = warp_formants(features, np.random.default_rng(0), share=1.0, factor=(1.15, 1.15))
+    down = warp_formants(features, np.random.default_rng(0), share=1.0, factor=(0.87, 0.87))
+    for warped, lo, hi in ((up, 21, 24), (down, 17, 20)):
+        assert warped.shape == features.shape
+        assert torch.all(warped[:, :, [f for f in range(10) if f != 4]] == 0)  # time untouched
+        peak = int(warped[0, 0, 4].argmax())
+        assert lo <= peak <= hi
+    same = warp_formants(features, np.random.default_rng(0), share=1.0, factor=(1.0, 1.0))
+    assert torch.allclose(same, features)
+    untouched = warp_formants(features, np.random.default_rng(0), share=0.0)
+    assert torch.equal(untouched, features)
+
+
+def test_a_missing_synthesiser_voice_is_named_with_its_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hearo.keyword_training as training
+
+    monkeypatch.setattr(training, "FESTIVAL_VOICES", tmp_path)  # no festival voice installed there
+    with pytest.raises(RuntimeError, match="apt-get install .*festvox-kallpc16k festvox-kdlpc16k"):
+        training._check_synthesisers({"ko": [], "en": [("festival", "kal")]})
+    training._check_synthesisers({"ko": [], "en": []})  # nothing to synthesise needs nothing
+
+
+def test_a_stopped_run_resumes_exactly_where_its_checkpoint_left_it(tmp_path: Path) -> None:
+    from hearo.keyword_training import _Run
+    from shared.spoken.keyword_net import KeywordCNN
+
+    def fresh() -> _Run:
+        torch.manual_seed(0)
+        model = KeywordCNN(3)
+        optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=1e-3, total_steps=10)
+        return _Run(model, optimiser, schedule, np.random.default_rng(0))
+
+    def step(run: _Run) -> None:
+        x = torch.from_numpy(run.rng.normal(size=(2, 1, 40, 64)).astype(np.float32))
+        loss = run.model(x).square().mean()
+        run.optimiser.zero_grad()
+        loss.backward()
+        run.optimiser.step()
+        run.schedule.step()
+
+    straight = fresh()
+    for _ in range(2):
+        step(straight)
+    straight.save(tmp_path / "checkpoint.pt", 2, 0.5)
+    step(straight)
+
+    resumed = fresh()
+    assert resumed.resume(tmp_path / "checkpoint.pt") == (3, 0.5)
+    step(resumed)
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert straight.rng.random() == resumed.rng.random()
+    assert not (tmp_path / "checkpoint.partial").exists()
