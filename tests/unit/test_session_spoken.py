@@ -2,7 +2,8 @@
 through a real gateway session (Starlette's in-process WebSocket client, real SQLite, a stand-in
 model that hears speech in every window and no emergency class). "Help me!" shouted twice over
 noise reaches a ``help`` detection naming the phrase, and the incident's evidence names both;
-one calm "Somebody help!" is shown as heard and fires nothing. These need the speech extra and
+one calm "Somebody help!" is shown as heard and fires nothing; with the model service down, one
+shouted "Help me!" still fires. These need the speech extra and
 flite, and skip without them; without the extra a session runs as before and ``/healthz`` and
 the service say why spoken words are unavailable."""
 
