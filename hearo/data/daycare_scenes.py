@@ -51,6 +51,10 @@ _ADULT_VOICES = (("espeak-ng", "en+m3"), ("flite", "kal"), ("espeak-ng", "en-us+
                  ("espeak-ng", "en-gb+m5"), ("flite", "slt"), ("espeak-ng", "en+klatt"), ("flite", "rms"))  # fmt: skip
 
 
+# Blows and hits: the packages' punches, slaps, swings that land and bodies hitting things.
+_BLOWS = ("slap", "punch", "fist", "thwack", "swing_then_hit", "baseballbat", "bodyimpact", "bump")
+
+
 def side_of(name: str) -> str:
     """Which side a source (file, phrase, voice) belongs to, by a hash of its name."""
     return SIDES[hashlib.sha1(name.encode()).digest()[0] % 2]
@@ -74,7 +78,8 @@ def load_pools(decoded: Path, side: str) -> Pools:
         for clip in json.loads(index.read_text())["clips"]:
             member, name = clip["member"], clip["member"].rsplit("/", 1)[-1].lower()
             role = (
-                "blows" if any(m in name for m in ("slap", "punch", "fist", "thwack", "swing_then_hit", "baseballbat"))
+                # A character's voice line ("Firepunch!") is speech, not a blow.
+                "blows" if any(m in name for m in _BLOWS) and "/voices/" not in member.lower()
                 else "hammering" if any(m in name for m in ("hammer", "thud", "box_hitting", "hitground"))
                 else "laughs" if "laugh" in name
                 else "bed" if clip["label"] == "background" and "ambien" in member.lower()

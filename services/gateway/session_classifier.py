@@ -133,8 +133,11 @@ class StreamClassifier:
                     self._household.matched(item)
                 events += self.detector.observe_match(item)
             elif isinstance(item, Window) and results is None:
-                # Inference is down: spoken words still count (repetition or shouting, no model score).
+                # Inference is down: spoken words still count (repetition or shouting, no model
+                # score), and so do the daycare rule's cues heard in the sound itself.
                 events += self.detector.unheard(item.end_s)
+                if self._profile is not None:
+                    events += self._profile.heard(item.end_s, ())
                 await self._report(events)
                 events = []
             elif isinstance(item, Window):

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from services.gateway.ring_buffer import RingBuffer
 from services.gateway.session_classifier import WindowClassifier
 from services.gateway.session_incidents import IncidentBackend
 from services.gateway.session_profile import SessionProfile
@@ -153,9 +154,10 @@ class SessionRegistry:
             if detector is not None:
                 detector.retune(self._applicable(learned, detector.config))
 
-    def profile_for(self, session: AdmittedSession) -> SessionProfile:
-        """The admitted ``session``'s profile, as its device had it at the handshake."""
-        profile = SessionProfile(session.device.profile, self.settings.daycare, self.detector_config.hop_s)
+    def profile_for(self, session: AdmittedSession, ring: RingBuffer) -> SessionProfile:
+        """The admitted ``session``'s profile, as its device had it at the handshake; its rule
+        hears the session's sound in ``ring``."""
+        profile = SessionProfile(session.device.profile, self.settings.daycare, self.detector_config.hop_s, ring)
         self._profiles[session.session_id] = profile
         return profile
 

@@ -200,7 +200,7 @@ class StreamSession:
         classifier = StreamClassifier(
             self.session_id, registry.classifier, detector, stream.queue, reporter, self.socket.send,
             location.for_incident, scores, NoveltyGate.for_detector(settings.novelty_gate, opened.spec, detector.config),
-            registry.profile_for(admitted), spoken,  # the daycare profile's rule beside the detector; spoken words
+            registry.profile_for(admitted, audio.ring), spoken,  # the daycare profile's rule beside the detector; spoken words
         )  # fmt: skip
         try:
             await self._streaming(stream, opened, classifier, reporter)

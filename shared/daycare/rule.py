@@ -1,8 +1,10 @@
 """The daycare rule: crying, adult shouting and impacts heard within a short span -> ``child_safety``.
 
-It reads only what the model already says of every window: its AudioSet tags ("what it
-hears", the top few per window as the inference service sends them; a tag not among them
-counts as 0). Three cues, each a window's level from the tags:
+Three cues, each a window's level from 0 to 1, heard two ways, each counting at the higher: in
+the sound itself (:mod:`shared.daycare.acoustic`: a child's pitch held in long wails, a loud
+adult voice, a sudden rise across the spectrum that dies away), and in what the model says of
+every window, its AudioSet tags ("what it hears", the top few per window as the inference
+service sends them; a tag not among them counts as 0):
 
 * **crying**: the highest of "Crying, sobbing", "Baby cry, infant cry", "Whimper", "Wail, moan";
 * **adult shouting**: the higher of "Shout" and "Yell", less ``children_weight`` times the
@@ -19,11 +21,12 @@ for ``refractory_s``. The raise is a :class:`~shared.detector.DetectionEvent` of
 confidence is the weakest cue's peak average within the span.
 
 It hears patterns of sound, not intent: a staff member raising their voice over a crying
-child while a chair falls matches it; a child hurt in silence does not. The parameters were
-chosen on a composed tuning set and measured on a held-apart one (docs/daycare.md).
+child while a chair falls matches it; a child hurt in silence does not. The thresholds were
+chosen on a composed tuning set and household audio, and measured on a held-apart set
+(``hearo daycare-eval``, docs/daycare.md).
 
 >>> rule = ChildSafetyRule(DaycarePolicy(smoothing_windows=1, min_windows=1))
->>> rule.update(2.0, {"Crying, sobbing": 0.6, "Shout": 0.5, "Slap, smack": 0.4})[0].kind.value
+>>> rule.update(2.0, {"Crying, sobbing": 0.9, "Shout": 0.5, "Slap, smack": 0.4})[0].kind.value
 'child_safety'
 """
 
@@ -62,12 +65,12 @@ class DaycarePolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    crying_threshold: float = Field(default=0.1, gt=0.0, le=1.0)
-    shouting_threshold: float = Field(default=0.1, gt=0.0, le=1.0)
-    impact_threshold: float = Field(default=0.1, gt=0.0, le=1.0)
-    children_weight: float = Field(default=1.0, ge=0.0)
+    crying_threshold: float = Field(default=0.7, gt=0.0, le=1.0)
+    shouting_threshold: float = Field(default=0.3, gt=0.0, le=1.0)
+    impact_threshold: float = Field(default=0.3, gt=0.0, le=1.0)
+    children_weight: float = Field(default=0.5, ge=0.0)
     smoothing_windows: int = Field(default=3, ge=1)
-    min_windows: int = Field(default=2, ge=1)
+    min_windows: int = Field(default=1, ge=1)
     span_s: float = Field(default=10.0, gt=0.0)
     refractory_s: float = Field(default=60.0, ge=0.0)
     # The child_safety incident's countdown: the staff are told at once and have this long to
@@ -104,9 +107,13 @@ class ChildSafetyRule:
         self._last_time_s: float | None = None
         self._last_raise_s: float | None = None
 
-    def update(self, stream_time_s: float, tags: Mapping[str, float]) -> list[DetectionEvent]:
-        """Take the window ending at ``stream_time_s``; returns the raise it makes (at most one).
-        Raises ValueError when time goes backwards."""
+    def update(
+        self, stream_time_s: float, tags: Mapping[str, float], acoustic: Mapping[Cue, float] | None = None
+    ) -> list[DetectionEvent]:
+        """Take the window ending at ``stream_time_s``: its tags and, when given, the cue levels
+        heard in its sound (:class:`shared.daycare.acoustic.AcousticCues`); each cue counts at
+        the higher of the two. Returns the raise it makes (at most one). Raises ValueError when
+        time goes backwards."""
         policy = self.policy
         if self._last_time_s is not None:
             if stream_time_s <= self._last_time_s:
@@ -114,20 +121,21 @@ class ChildSafetyRule:
             if stream_time_s - self._last_time_s > _GAP_HOPS * self.hop_s:
                 self._recent.clear()
         self._last_time_s = stream_time_s
-        self._recent.append(cue_levels(tags, policy.children_weight))
+        levels = cue_levels(tags, policy.children_weight)
+        self._recent.append({cue: max(level, (acoustic or {}).get(cue, 0.0)) for cue, level in levels.items()})
         since = stream_time_s - policy.span_s
-        for cue, heard in self._heard.items():
-            while heard and heard[0][0] < since:
-                heard.popleft()
+        for cue, times in self._heard.items():
+            while times and times[0][0] < since:
+                times.popleft()
             if len(self._recent) == policy.smoothing_windows:
-                average = sum(levels[cue] for levels in self._recent) / policy.smoothing_windows
+                average = sum(window[cue] for window in self._recent) / policy.smoothing_windows
                 if average >= policy.threshold(cue):
-                    heard.append((stream_time_s, average))
-        if any(len(heard) < policy.min_windows for heard in self._heard.values()):
+                    times.append((stream_time_s, average))
+        if any(len(times) < policy.min_windows for times in self._heard.values()):
             return []
         if self._last_raise_s is not None and stream_time_s - self._last_raise_s < policy.refractory_s:
             return []
         self._last_raise_s = stream_time_s
-        confidence = min(max(average for _, average in heard) for heard in self._heard.values())
+        confidence = min(max(average for _, average in times) for times in self._heard.values())
         return [DetectionEvent(by_key(CHILD_SAFETY_CLASS), min(confidence, 1.0), stream_time_s,
                                kind=IncidentKind.CHILD_SAFETY)]  # fmt: skip

@@ -11,7 +11,7 @@ from shared.incident_state import IncidentKind
 CRY = {"Crying, sobbing": 0.5}
 SHOUT = {"Shout": 0.5}
 BLOW = {"Slap, smack": 0.5}
-POLICY = DaycarePolicy(crying_threshold=0.2, shouting_threshold=0.2, impact_threshold=0.2,
+POLICY = DaycarePolicy(crying_threshold=0.2, shouting_threshold=0.2, impact_threshold=0.2, children_weight=1.0,
                        smoothing_windows=1, min_windows=2, span_s=10.0, refractory_s=60.0)  # fmt: skip
 
 

@@ -3,9 +3,9 @@ through a real gateway session (Starlette's in-process WebSocket client, real SQ
 model that hears speech in every window and no emergency class). "Help me!" shouted twice over
 noise reaches a ``help`` detection naming the phrase, and the incident's evidence names both;
 one calm "Somebody help!" is shown as heard and fires nothing; with the model service down, one
-shouted "Help me!" still fires. These need the speech extra and
-flite, and skip without them; without the extra a session runs as before and ``/healthz`` and
-the service say why spoken words are unavailable."""
+shouted "Help me!" still fires. These need espeak-ng for the speech and an English recogniser
+(the shipped keyword network needs no extra), and skip without them. Where a chosen recogniser
+cannot run, a session runs as before and ``/healthz`` and the service say why."""
 
 from __future__ import annotations
 
