@@ -3,9 +3,8 @@
 The ``daycare`` profile adds the child-safety rule (:mod:`shared.daycare.rule`) beside the
 detector: the classifier gives it every window's tags, it reads the window's sound from the
 session's ring buffer (the rule hears its cues in both: :mod:`shared.daycare.acoustic`), and
-what it raises is reported as any
-detection is, as a ``child_safety`` incident with the profile's short countdown
-(docs/daycare.md). The ``home`` profile adds nothing. A device's profile changed while it
+what it raises is reported as any detection is, as a ``child_safety`` incident with the
+profile's short countdown (docs/daycare.md). The ``home`` profile adds nothing. A device's profile changed while it
 streams reaches its sessions (``use``, from :mod:`services.gateway.settings_watch`) from their
 next window on.
 """
