@@ -67,7 +67,7 @@ class DaycarePolicy(BaseModel):
 
     crying_threshold: float = Field(default=0.7, gt=0.0, le=1.0)
     shouting_threshold: float = Field(default=0.3, gt=0.0, le=1.0)
-    impact_threshold: float = Field(default=0.3, gt=0.0, le=1.0)
+    impact_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
     children_weight: float = Field(default=0.5, ge=0.0)
     smoothing_windows: int = Field(default=3, ge=1)
     min_windows: int = Field(default=1, ge=1)
