@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from hearo.data.build import Source
-from hearo.data.household import SCENES, _at_level, _compose, _part, _pools
+from hearo.data.household import SCENES, _at_level, _compose, _part, scene_pools
 from hearo.data.labels import BACKGROUND, NEGATIVE
 from hearo.data.synth import glass_break, knocking
 from services.gateway.audio import AudioPipeline, Window
@@ -84,7 +84,7 @@ def hear(audio: np.ndarray, classifier: Classifier) -> Heard:
 def quiet_room(sources: list[Source], home_seed: int) -> tuple[np.ndarray, float]:
     """A home's one quiet room: its room tone and level (not a new one every minute)."""
     home = np.random.default_rng([home_seed, 7])
-    return _pools(sources).pick("ambience", home, set()), float(home.uniform(-62, -52))
+    return scene_pools(sources).pick("ambience", home, set()), float(home.uniform(-62, -52))
 
 
 def background(sources: list[Source], validation: set[str], part: str, home_seed: int) -> list[Source]:
@@ -92,7 +92,7 @@ def background(sources: list[Source], validation: set[str], part: str, home_seed
     its music and TV, its household clatter (:data:`HOME_SOURCES`), not every recording there
     is: a real home's later days are made of the sounds its learning days had."""
     mine = [s for s in sources if s.label in (BACKGROUND, NEGATIVE) and _part(s, validation) == part]
-    pools, rng = _pools(mine), np.random.default_rng([home_seed, 11])
+    pools, rng = scene_pools(mine), np.random.default_rng([home_seed, 11])
     home: list[Source] = []
     for kind, n in HOME_SOURCES.items():
         pool: list[Source] = getattr(pools, kind)
@@ -113,7 +113,7 @@ def cached(name: str, make: Callable[[], T]) -> T:
 def build_pool(mine: list[Source], minutes_per_scene: float, seed: int, home_seed: int,
                classifier: Classifier) -> dict[str, list[Heard]]:  # fmt: skip
     """Each scene's files (one a minute) of ``mine``'s sounds, heard."""
-    pools = _pools(mine)
+    pools = scene_pools(mine)
     tone, tone_db = quiet_room(mine, home_seed)
     pool: dict[str, list[Heard]] = {}
     for k, scene in enumerate((*SCENES, QUIET)):
@@ -187,7 +187,7 @@ def injected_events(sources: list[Source], validation: set[str], part: str, n: i
     rng = np.random.default_rng([seed, 31])
     kinds = event_sources(sources, validation)
     mine = background(sources, validation, part, home_seed)
-    pools = _pools(mine)
+    pools = scene_pools(mine)
     tone, tone_db = quiet_room(mine, home_seed)
     out = []
     for i in range(n):
