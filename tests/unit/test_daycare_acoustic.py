@@ -2,20 +2,26 @@
 the pitch track, crying against a held note and a child's syllables, adult shouting against a
 quiet voice and a cry, blows against a quiet knock, a sound that goes on and a syllable starting,
 window-by-window analysis against a whole stream, and a daycare session that raises on the
-sound alone (no tags)."""
+sound alone (no tags), in its rule and through a live gateway session."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from sqlalchemy import update
 
 from hearo.data.daycare_scenes import child_cry
 from services.gateway.ring_buffer import RingBuffer
 from services.gateway.session_profile import SessionProfile
 from shared.daycare import AcousticCues, Cue, DaycarePolicy
 from shared.daycare.acoustic import AUDIO_RATE, pitch_track
+from shared.db import Device
 from shared.device_modes import DeviceProfile
 from shared.incident_state import IncidentKind
+from tests.gateway_support import FakeClassifier, pcm16, send_audio, session
+from tests.unit.test_session_incidents import Harness, is_type, make_harness, receive_until
 
 SR = AUDIO_RATE
 FLOOR = 10 ** (-60 / 20)  # a quiet room's noise, -60 dBFS
@@ -136,14 +142,20 @@ def test_windows_fed_from_a_ring_hear_what_the_whole_stream_does_and_a_gap_start
     assert max(w[Cue.CRYING] for w in after_gap) > 0.5
 
 
-def test_a_daycare_session_raises_on_the_sound_alone() -> None:
-    rng = np.random.default_rng(7)
-    cry = child_cry(rng, 10.0)
+def crying_shouting_blows() -> np.ndarray:
+    """14 s: a child crying from 1 s, an adult shouting over it (syllables at 230 Hz) from 3 s,
+    blows at 6, 7.5 and 9 s."""
+    cry = child_cry(np.random.default_rng(7), 10.0)
     audio = place(room(14), (cry / np.sqrt(np.mean(cry**2)) * 10 ** (-24 / 20)).astype(np.float32), 1.0)
-    for i in range(8):  # an adult shouting over it: syllables at 230 Hz
+    for i in range(8):
         audio = place(audio, voice(230.0, 0.2, -14.0, glide=-0.1, seed=i), 3.0 + 0.3 * i)
     for at in (6.0, 7.5, 9.0):
         audio = place(audio, burst(0.3, -10.0, 0.03, seed=int(at)), at)
+    return audio
+
+
+def test_a_daycare_session_raises_on_the_sound_alone() -> None:
+    audio = crying_shouting_blows()
     ring = RingBuffer(40.0, SR)
     listening = SessionProfile(DeviceProfile.DAYCARE, DaycarePolicy(), 0.5, ring)
     raised = []
@@ -155,3 +167,25 @@ def test_a_daycare_session_raises_on_the_sound_alone() -> None:
     # A home device hearing the same raises nothing.
     home = SessionProfile(DeviceProfile.HOME, DaycarePolicy(), 0.5, ring)
     assert home.heard(14.0, ()) == []
+
+
+def test_a_daycare_device_streaming_it_through_a_live_session_gets_a_child_safety_detection(tmp_path: Path) -> None:
+    # A model that hears every window as normal and sends no tags: the sound's cues alone, read
+    # from the session's own ring buffer, must raise it.
+    model = FakeClassifier()
+    model.deaf = True
+    harness = make_harness(tmp_path, model)
+    with harness.client:
+        harness.client.portal.call(every_device_a_daycare, harness)  # type: ignore[union-attr]
+        with session(harness.client) as ws:
+            send_audio(ws, pcm16(crying_shouting_blows()))
+            detection = receive_until(ws, is_type("detection"))[-1]
+            assert detection["kind"] == "child_safety" and detection["class"] == "crime"
+            assert 6.0 <= detection["stream_time_s"] <= 14.0  # once the blows come
+            ws.send_json({"type": "cancel", "incident_id": detection["incident_id"], "kind": "handled"})
+            receive_until(ws, is_type("incident", state="cancelled"))
+
+
+async def every_device_a_daycare(harness: Harness) -> None:
+    async with harness.db.session() as s:
+        await s.execute(update(Device).values(profile=DeviceProfile.DAYCARE))
