@@ -231,8 +231,8 @@ def evaluate_command(
         from shared.spoken import SpokenUnavailable, parse_languages
 
         try:
-            result = evaluate_spoken(spoken, parse_languages(languages), household=household)
-        except (SpokenUnavailable, ValueError) as exc:
+            result = evaluate_spoken(spoken, parse_languages(languages), household=household, model=model)
+        except (SpokenUnavailable, ValueError, ModelLoadError, UnknownModelError) as exc:
             typer.echo(f"hearo eval --spoken: {exc}", err=True)
             raise typer.Exit(2) from None
         for key, row in result["keyword_recall"].items():

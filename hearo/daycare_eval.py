@@ -28,22 +28,17 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 import soxr
-import torch
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from hearo.data.daycare_scenes import SCENE_TYPES, SIDES, SR, SceneMaker, load_pools
-from hearo.evaluate import load_model, stream_clip
-from services.gateway.audio import Window
+from hearo.evaluate import load_model, predict_windows, stream_clip
 from services.gateway.settings import GatewaySettings
-from services.inference.models.base import Classifier
-from services.inference.settings import InferenceSettings
 from services.inference.training.calibration import household_files
 from shared.daycare import AcousticCues, ChildSafetyRule, Cue, DaycarePolicy, cue_levels
 from shared.daycare.acoustic import AUDIO_RATE
 from shared.detector import Detector, DetectorConfig
-from shared.taxonomy import NUM_CLASSES
 
 HOP_S = 0.5
 GRID: dict[str, tuple[Any, ...]] = {
@@ -88,27 +83,12 @@ def judged_scenes(cache: Path, decoded: Path, side: str, per_type: int, console:
         path = folder / f"{scene}-{i:02d}-of-{per_type}.wav"
         sf.write(str(path), audio, SR, subtype="PCM_16")
         windows, _ = stream_clip(audio, SR, entry.spec, entry.spec.frames_for(HOP_S), 3, False, gateway.ring_buffer_s)
-        scores, tags = served(classifier, windows)
+        scores, tags = predict_windows(classifier, windows)
         scenes.append(JudgedScene(scene, [w.end_s for w in windows], scores, tags, path))
         console.print(f"{side} {scene} {i}: {len(windows)} windows", highlight=False)
     out.write_text(json.dumps([{"scene": s.scene, "end_s": s.end_s, "scores": s.scores.round(4).tolist(),
                                 "tags": s.tags, "audio": s.audio.name} for s in scenes]))  # fmt: skip
     return scenes
-
-
-def served(classifier: Classifier, windows: list[Window]) -> tuple[np.ndarray, list[list[tuple[str, float]]]]:
-    """The windows' nine class scores and the tags the inference service would send (its top
-    ``top_tags``), judged in batches."""
-    labels, top = classifier.tag_labels or (), InferenceSettings().top_tags
-    scores, tags = [], []
-    for lo in range(0, len(windows), 64):
-        prediction = classifier.predict(torch.stack([w.features for w in windows[lo : lo + 64]]))
-        if prediction.tags is None:
-            raise RuntimeError("the default model has no AudioSet tags")
-        values, ids = torch.topk(prediction.tags, top, dim=1)
-        scores.append(prediction.scores.numpy())
-        tags += [[(labels[int(j)], round(float(v), 4)) for v, j in zip(vs, js)] for vs, js in zip(values, ids)]
-    return (np.concatenate(scores) if scores else np.zeros((0, NUM_CLASSES))), tags
 
 
 @dataclass(frozen=True)
@@ -194,7 +174,7 @@ def hear_household(folder: Path) -> list[HeardScene]:
         audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
         mono = audio.mean(axis=1)
         windows, _ = stream_clip(mono, rate, entry.spec, entry.spec.frames_for(HOP_S), 3, False, gateway.ring_buffer_s)
-        _, tags = served(classifier, windows)
+        _, tags = predict_windows(classifier, windows)
         sound = mono if rate == AUDIO_RATE else soxr.resample(mono, rate, AUDIO_RATE)
         cues = AcousticCues()
         ends = [w.end_s for w in windows]

@@ -49,12 +49,12 @@ from services.gateway.novelty_gate import GateCounts, GatePolicy, NoveltyGate, g
 from shared.detector import Detector, DetectorConfig, clip_decision
 from shared.features.spec import FeatureSpec
 from shared.protocol import SAMPLE_RATES
-from shared.spoken import SpokenFusion, SpokenHit, listen
+from shared.spoken import SpokenFusion, SpokenHit, WindowTags, listen
 from shared.taxonomy import CLASS_KEYS, NUM_CLASSES
 
 __all__ = [
     "EvalReport", "HouseholdReport", "evaluate", "evaluate_household", "load_model", "read_eval_manifest",
-    "stream_clip", "tune_thresholds",
+    "ServedModel", "predict_windows", "stream_clip", "tune_thresholds",
 ]
 
 
@@ -77,7 +77,7 @@ class EvalReport:
         }  # fmt: skip
 
 
-def _behind_gate(served: _Served, policy: GatePolicy | None, counts: GateCounts, features: list[torch.Tensor],
+def _behind_gate(served: ServedModel, policy: GatePolicy | None, counts: GateCounts, features: list[torch.Tensor],
                  end_times: list[float], scores: np.ndarray) -> np.ndarray:
     """``scores`` as the detector sees them behind the gate (``policy`` None: no gate)."""
     if policy is None:
@@ -172,11 +172,11 @@ def evaluate(
     ``thresholds``: per class, in place of the gateway's settings (``tune_thresholds``' output).
     ``gate``: judge the clips behind the novelty gate (``services.gateway.novelty_gate``).
     ``spoken_languages``: fuse spoken distress words in these languages (``shared.spoken``), as
-    a gateway with ``HEARO_GATEWAY_SPOKEN`` enabled does (without the model's tags: every
-    speech segment reaches the recogniser, and only the level marks one shouted).
+    a gateway with ``HEARO_GATEWAY_SPOKEN`` enabled does, the model's tags gating the
+    recogniser and marking shouts.
     """
     console = console or Console()
-    served = _Served.load(model, hop_s, smoothing_windows, alarm_patterns, thresholds)
+    served = ServedModel.load(model, hop_s, smoothing_windows, alarm_patterns, thresholds)
     label, detector, patterns_on = served.label, served.detector, served.alarm_patterns
     rows = read_eval_manifest(manifest)
     counts = GateCounts()
@@ -211,13 +211,14 @@ class _ScoredClip:
     hits: list[SpokenHit]  # spoken phrases heard (none when spoken words are off)
 
 
-def _spoken_hits(audio: np.ndarray, rate: int, languages: tuple[str, ...]) -> list[SpokenHit]:
-    """The phrases a session listening for ``languages`` hears in ``audio`` (float mono at ``rate``)."""
+def _spoken_hits(audio: np.ndarray, rate: int, languages: tuple[str, ...], tags: list[WindowTags]) -> list[SpokenHit]:
+    """The phrases a session listening for ``languages`` hears in ``audio`` (float mono at
+    ``rate``), its model's ``tags`` gating the recogniser and marking shouts."""
     if not languages:
         return []
     if rate != RING_SAMPLE_RATE:  # the gateway listens to its 16 kHz ring buffer
         audio = soxr.resample(audio, rate, RING_SAMPLE_RATE)
-    return listen(np.asarray(audio, dtype=np.float32), languages)[0]
+    return listen(np.asarray(audio, dtype=np.float32), languages, tags=tags)[0]
 
 
 def _fusion(hits: list[SpokenHit], languages: tuple[str, ...]) -> SpokenFusion | None:
@@ -249,9 +250,9 @@ def _scored_clips(
             windows, matches = stream_clip(
                 audio.mean(axis=1), rate, spec, hop_frames, smoothing_windows, alarm_patterns, gateway.ring_buffer_s
             )
-            features = [w.features for w in windows]
-            hits = _spoken_hits(audio.mean(axis=1), rate, spoken_languages)
-            yield _ScoredClip(_predict(classifier, features), features, [w.end_s for w in windows], matches, hits)
+            scores, tags = predict_windows(classifier, windows)
+            hits = _spoken_hits(audio.mean(axis=1), rate, spoken_languages, [(w.end_s, t) for w, t in zip(windows, tags)])
+            yield _ScoredClip(scores, [w.features for w in windows], [w.end_s for w in windows], matches, hits)
             progress.advance(task)
 
 
@@ -278,7 +279,7 @@ def tune_thresholds(
 
 
 @dataclass(frozen=True)
-class _Served:
+class ServedModel:
     """A model as the gateway would serve and judge it: its windows, its classifier, the
     detector configuration the gateway would build for it, and whether patterns are fused."""
 
@@ -292,7 +293,7 @@ class _Served:
 
     @classmethod
     def load(cls, model: str | Path, hop_s: float, smoothing_windows: int, alarm_patterns: bool | None,
-             thresholds: dict[str, float] | None) -> _Served:
+             thresholds: dict[str, float] | None) -> ServedModel:
         gateway = GatewaySettings()
         label, entry, classifier = load_model(model)
         spec = entry.spec
@@ -345,7 +346,7 @@ def evaluate_household(
     as ``evaluate`` streams a clip, and count what fires: every detection is a false alarm.
     ``gate`` and ``spoken_languages``: as ``evaluate``."""
     console = console or Console()
-    served = _Served.load(model, hop_s, smoothing_windows, alarm_patterns, thresholds)
+    served = ServedModel.load(model, hop_s, smoothing_windows, alarm_patterns, thresholds)
     label = served.label
     files = household_files(folder)
     alarms: list[dict[str, Any]] = []
@@ -357,11 +358,10 @@ def evaluate_household(
             audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
             windows, matches = stream_clip(audio.mean(axis=1), rate, served.spec, served.hop_frames, smoothing_windows,
                                            served.alarm_patterns, served.gateway.ring_buffer_s)
-            features = [w.features for w in windows]
-            scores = _behind_gate(served, gate, counts, features, [w.end_s for w in windows],
-                                  _predict(served.classifier, features))
-            found = Detector(served.detector, spoken=_fusion(_spoken_hits(audio.mean(axis=1), rate, spoken_languages),
-                                                             spoken_languages))
+            scores, tags = predict_windows(served.classifier, windows)
+            scores = _behind_gate(served, gate, counts, [w.features for w in windows], [w.end_s for w in windows], scores)
+            phrases = _spoken_hits(audio.mean(axis=1), rate, spoken_languages, [(w.end_s, t) for w, t in zip(windows, tags)])
+            found = Detector(served.detector, spoken=_fusion(phrases, spoken_languages))
             found.hear_patterns(matches)
             events = [e for row, w in zip(scores, windows) for e in found.update(row, w.end_s)]
             events += found.observe_heard_patterns()
@@ -385,10 +385,22 @@ def evaluate_household(
     return report
 
 
-def _predict(classifier: Classifier, features: list[torch.Tensor]) -> np.ndarray:
-    scores = [classifier.predict(torch.stack(features[lo: lo + 32])).scores for lo in range(0, len(features), 32)]
+def predict_windows(classifier: Classifier, windows: list[Window]) -> tuple[np.ndarray, list[list[tuple[str, float]]]]:
+    """The windows' class scores ``[windows, 9]`` and the AudioSet tags the inference service
+    would send with each (its top ``top_tags``; none from a model without tags), judged in batches."""
+    labels, top = classifier.tag_labels or (), InferenceSettings().top_tags
+    scores: list[np.ndarray] = []
+    tags: list[list[tuple[str, float]]] = []
+    for lo in range(0, len(windows), 64):
+        prediction = classifier.predict(torch.stack([w.features for w in windows[lo: lo + 64]]))
+        scores.append(prediction.scores.numpy())
+        if prediction.tags is None or not labels or not top:
+            tags += [[] for _ in range(prediction.scores.shape[0])]
+            continue
+        values, ids = torch.topk(prediction.tags, top, dim=1)
+        tags += [[(labels[int(j)], round(float(v), 4)) for v, j in zip(vs, js)] for vs, js in zip(values, ids)]
     # No windows (an empty file, as a stream without audio): nothing fires.
-    return torch.cat(scores).numpy() if scores else np.zeros((0, NUM_CLASSES))
+    return (np.concatenate(scores) if scores else np.zeros((0, NUM_CLASSES))), tags
 
 
 def report_table(report: EvalReport) -> Table:

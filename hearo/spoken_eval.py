@@ -19,9 +19,11 @@ The set (built under a cache folder, resumable: a file already written is kept):
 (``services/gateway/session_spoken.py``: the same listener and gate configuration, on the stream's
 clock) and reports keyword recall (the clip's phrase class heard) per language, condition and
 split, false keywords per hour and false distress detections per hour (a ``Detector`` whose
-spoken evidence is a default ``SpokenFusion``, as a session's is: repetition and shouting
-support, the refractory period; the model's scores are "normal" here, so model support is not
-counted), recogniser CPU per stream-hour and the gate's pass rate.
+spoken evidence is a default ``SpokenFusion``, as a session's is: repetition, shouting and the
+model's support, the refractory period), recogniser CPU per stream-hour and the gate's pass
+rate. The default model judges every window as the inference service would, and the listener
+gets its tags as a session does: they keep the recogniser off segments the model heard no
+speech in, and mark shouts.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import soundfile as sf
 from hearo.data.household import part_sources
 from hearo.data.packages import SAMPLE_RATE, load_audio
 from hearo.data.synth import TTS_PHRASES, shout, synthesise_speech
+from hearo.evaluate import ServedModel, predict_windows, stream_clip
 from shared.augment import muffle
 from shared.detector import DetectionEvent, Detector, DetectorConfig
 from shared.spoken import SpokenFusion, SpokenStream, listen, load_phrases
@@ -242,31 +245,60 @@ def _normal_files(folder: Path, cache: Path, household_val: Path, minutes: float
     return rows
 
 
-def _listen(path: Path, languages: tuple[str, ...]) -> tuple[list[Any], SpokenStream, float]:
+@dataclass(frozen=True)
+class _Heard:
+    """One file as a session hears it: the phrases, the listener's stream, its length, and the
+    model's windows (their ends and class scores; none without a model)."""
+
+    hits: list[Any]
+    stream: SpokenStream
+    seconds: float
+    ends: list[float]
+    scores: np.ndarray | None
+
+
+def _listen(path: Path, languages: tuple[str, ...], served: ServedModel | None) -> _Heard:
     audio, rate = sf.read(str(path), dtype="float32")
     assert rate == SR, path
-    hits, stream = listen(audio, languages)
-    return hits, stream, audio.size / SR
+    if served is None:
+        hits, stream = listen(audio, languages)
+        return _Heard(hits, stream, audio.size / SR, [], None)
+    windows, _ = stream_clip(audio, SR, served.spec, served.hop_frames, served.detector.smoothing_windows, False,
+                             served.gateway.ring_buffer_s)
+    scores, tags = predict_windows(served.classifier, windows)
+    ends = [w.end_s for w in windows]
+    hits, stream = listen(audio, languages, tags=list(zip(ends, tags)))
+    return _Heard(hits, stream, audio.size / SR, ends, scores)
 
 
-def _fired(hits: list[Any], seconds: float) -> list[DetectionEvent]:
-    """The detections the spoken evidence alone (repetition, shouting) makes over a stream, as a
-    session's detector makes them (its window hop, refractory period and default thresholds)."""
-    detector = Detector(DetectorConfig.build(0.5), spoken=SpokenFusion())
+def _fired(heard: _Heard, served: ServedModel | None) -> list[DetectionEvent]:
+    """The detections the spoken evidence makes over a stream, as a session's detector makes
+    them (its window hop, refractory period and thresholds): with the model, its scores back a
+    phrase as they do live, and only detections that carry spoken evidence count (what the
+    model fires alone is the model issue's figure); without, every window is "normal"."""
+    detector = Detector(served.detector if served else DetectorConfig.build(0.5), spoken=SpokenFusion())
     assert isinstance(detector.spoken, SpokenFusion)
-    detector.spoken.hear(sorted(hits, key=lambda h: h.end_s))
+    detector.spoken.hear(sorted(heard.hits, key=lambda h: h.end_s))
+    if heard.scores is not None:
+        events = [e for row, t in zip(heard.scores, heard.ends) for e in detector.update(row, t)]
+        return [e for e in events if e.spoken]
     normal = np.zeros(NUM_CLASSES)
     normal[NORMAL.id] = 1.0
-    events: list[DetectionEvent] = []
-    for t in np.arange(2.0, seconds + 2.5, detector.config.hop_s):
+    events = []
+    for t in np.arange(2.0, heard.seconds + 2.5, detector.config.hop_s):
         events += detector.update(normal, float(t))
     return events
 
 
 def evaluate_spoken(folder: Path, languages: tuple[str, ...] = ("ko", "en"), parts: tuple[str, ...] = ("positives", "real", "normal"),
-                    household: Path | None = None, json_out: Path | None = None) -> dict[str, Any]:
+                    household: Path | None = None, json_out: Path | None = None,
+                    model: str | Path | None = "default") -> dict[str, Any]:
     """Keyword recall on the positives, false keywords and false detections per hour on the
-    normal files (and on ``household`` audio when given), recogniser CPU and gate pass rate."""
+    normal files (and on ``household`` audio when given), recogniser CPU and gate pass rate.
+    ``model`` judges every window as the inference service would: its AudioSet tags gate the
+    recogniser and mark shouts, its scores back phrases (None: no model, every speech segment
+    reaches the recogniser and only the level marks a shout)."""
+    served = None if model is None else ServedModel.load(model, 0.5, 3, False, None)
     with open(folder / "index.csv", newline="", encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r["file"].split("/")[0] in parts]
     recall: dict[str, list[int]] = defaultdict(list)
@@ -274,13 +306,14 @@ def evaluate_spoken(folder: Path, languages: tuple[str, ...] = ("ko", "en"), par
     normal_s = cpu_s = heard_s = passed_s = 0.0
     started = time.time()
     for row in rows:
-        hits, stream, seconds = _listen(folder / row["file"], languages)
-        cpu_s, heard_s, passed_s = (a + b for a, b in zip((cpu_s, heard_s, passed_s), stream.figures()))
+        heard = _listen(folder / row["file"], languages, served)
+        hits = heard.hits
+        cpu_s, heard_s, passed_s = (a + b for a, b in zip((cpu_s, heard_s, passed_s), heard.stream.figures()))
         if row["class_key"] == "normal":
-            normal_s += seconds
+            normal_s += heard.seconds
             false_hits += [{"file": row["file"], "time_s": h.end_s, "phrase": h.text, "conf": h.confidence, "shouted": h.shouted} for h in hits]
             false_detections += [{"file": row["file"], "time_s": d.stream_time_s, "class": d.emergency_class.key,
-                                  "summary": d.spoken} for d in _fired(hits, seconds)]
+                                  "summary": d.spoken} for d in _fired(heard, served)]
             continue
         ok = int(any(h.class_key == row["class_key"] for h in hits))
         wrong = [h.text for h in hits if h.class_key != row["class_key"]]
@@ -292,17 +325,18 @@ def evaluate_spoken(folder: Path, languages: tuple[str, ...] = ("ko", "en"), par
     if household is not None:
         h_hits, h_det, h_s = [], [], 0.0
         for path in sorted(household.glob("*.wav")):
-            hits, stream, seconds = _listen(path, languages)
-            cpu_s, heard_s, passed_s = (a + b for a, b in zip((cpu_s, heard_s, passed_s), stream.figures()))
-            h_s += seconds
-            h_hits += [{"file": path.name, "time_s": h.end_s, "phrase": h.text, "conf": h.confidence} for h in hits]
+            heard = _listen(path, languages, served)
+            cpu_s, heard_s, passed_s = (a + b for a, b in zip((cpu_s, heard_s, passed_s), heard.stream.figures()))
+            h_s += heard.seconds
+            h_hits += [{"file": path.name, "time_s": h.end_s, "phrase": h.text, "conf": h.confidence} for h in heard.hits]
             h_det += [{"file": path.name, "time_s": d.stream_time_s, "class": d.emergency_class.key, "summary": d.spoken}
-                      for d in _fired(hits, seconds)]
+                      for d in _fired(heard, served)]
         household_report = {"hours": round(h_s / 3600, 3), "false_keywords": len(h_hits),
                             "false_keywords_per_hour": round(len(h_hits) / (h_s / 3600), 2) if h_s else 0.0,
                             "false_detections": h_det, "keywords": h_hits}
     report = {
         "languages": list(languages),
+        "model": None if served is None else served.label,
         "keyword_recall": {k: {"recall": round(float(np.mean(v)), 3), "clips": len(v)} for k, v in sorted(recall.items())},
         "normal_hours": round(normal_s / 3600, 3),
         "false_keywords": len(false_hits),

@@ -104,12 +104,21 @@ class SpokenStream:
         return self.cpu_s + listener.cpu_s, self.heard_s + listener.gate.heard_s, self.passed_s + listener.gate.passed_s
 
 
-def listen(audio: np.ndarray, languages: Sequence[str], frame_s: float = 0.2) -> tuple[list[SpokenHit], SpokenStream]:
+def listen(audio: np.ndarray, languages: Sequence[str], frame_s: float = 0.2,
+           tags: Sequence[WindowTags] = ()) -> tuple[list[SpokenHit], SpokenStream]:
     """The phrases heard in a whole recording (16 kHz float mono), fed in ``frame_s`` frames as a
-    client streams it, and the stream (its ``figures``): how ``hearo eval`` listens to a file."""
+    client streams it, and the stream (its ``figures``): how ``hearo eval`` listens to a file.
+    ``tags``: the acoustic model's windows over the recording, in stream order; each reaches the
+    listener with the frame its window ends in, as a session hands them on once judged."""
     stream = SpokenStream(tuple(languages))
     step = int(frame_s * SAMPLE_RATE)
     hits = []
+    given = 0
     for lo in range(0, audio.size, step):
-        hits += stream.feed(lo / SAMPLE_RATE, audio[lo: lo + step])
+        end_s = min(lo + step, audio.size) / SAMPLE_RATE
+        ready = given
+        while ready < len(tags) and tags[ready][0] <= end_s + 1e-6:
+            ready += 1
+        hits += stream.feed(lo / SAMPLE_RATE, audio[lo: lo + step], tags[given:ready])
+        given = ready
     return hits + stream.flush(), stream
