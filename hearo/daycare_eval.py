@@ -36,7 +36,7 @@ from hearo.data.daycare_scenes import SCENE_TYPES, SIDES, SR, SceneMaker, load_p
 from hearo.evaluate import load_model, predict_windows, stream_clip
 from services.gateway.settings import GatewaySettings
 from services.inference.training.calibration import household_files
-from shared.daycare import AcousticCues, ChildSafetyRule, Cue, DaycarePolicy, cue_levels
+from shared.daycare import AcousticCues, ChildSafetyRule, Cue, DaycarePolicy, window_levels
 from shared.daycare.acoustic import AUDIO_RATE
 from shared.detector import Detector, DetectorConfig
 
@@ -125,8 +125,7 @@ def cues_heard(scenes: list[HeardScene], policy: DaycarePolicy) -> dict[str, dic
     """Per scene type, the share of its scenes in which each cue was heard (its smoothed level
     reached its threshold in ``min_windows`` windows or more), as the rule hears them."""
     def heard(scene: HeardScene, cue: Cue) -> bool:
-        levels = [max(cue_levels(tags, policy.children_weight)[cue], acoustic[cue])
-                  for tags, acoustic in zip(scene.tags, scene.acoustic)]  # fmt: skip
+        levels = [window_levels(tags, acoustic, policy)[cue] for tags, acoustic in zip(scene.tags, scene.acoustic)]
         smoothed = np.convolve(levels, np.ones(policy.smoothing_windows) / policy.smoothing_windows, "valid")
         return int((smoothed >= policy.threshold(cue)).sum()) >= policy.min_windows
 

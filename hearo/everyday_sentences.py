@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["EN_ASK", "EN_PLACES", "EN_THINGS", "EN_WHEN", "everyday_sentence"]
+__all__ = ["everyday_sentence"]
 
 _KO_THINGS = (
     "물", "불", "풀", "줄", "길", "문", "창문", "의자", "책", "가방", "휴대폰", "열쇠", "우유", "빵", "사과", "김치",
@@ -41,22 +41,19 @@ _KO_DOINGS = ("왔어요", "전화했어요", "자고 있어요", "밥 먹고 �
               "늦게 와요", "주무세요", "씻고 있어요", "텔레비전 봐요")
 _KO_ASKS = ("어디 있어", "봤어", "먹을래", "몇 개 있어", "어때", "얼마예요", "누구 거야", "언제 샀어", "또 사야 돼")
 
-EN_THINGS = (
+_EN_THINGS = (
     "keys", "phone", "remote", "kettle", "laundry", "dishes", "milk", "bread", "coffee", "window", "door", "lights",
     "stove", "oven", "fridge", "car", "bike", "dog", "cat", "plants", "garden", "trash", "mail", "package", "shoes",
     "jacket", "umbrella", "glasses", "book", "homework", "radio", "heater", "fan", "blanket", "pillow", "soup",
     "salad", "cake", "tea", "fireplace", "firewood", "helmet", "tap", "sink", "towels", "wallet", "camera",
 )
-# Places for the near misses' requests (hearo.near_misses: "let me out at the bakery").
-EN_PLACES = ("corner", "station", "bakery", "school", "park", "office", "shop", "bus stop", "library", "gate",
-             "bank", "market", "garage", "church", "pharmacy")
 _EN_PEOPLE = ("I", "We", "You", "She", "He", "They", "Grandpa", "Grandma", "Mom", "Dad", "The kids", "Our neighbour",
               "Your brother", "My sister", "The plumber", "Uncle Tom")
 _EN_DID = ("found", "lost", "cleaned", "moved", "washed", "fixed", "bought", "broke", "opened", "closed", "brought",
            "painted", "sold", "checked", "dropped", "forgot", "borrowed", "returned", "packed", "watered")
-EN_WHEN = ("today", "yesterday", "again", "later", "this morning", "last night", "on Monday", "before dinner",
+_EN_WHEN = ("today", "yesterday", "again", "later", "this morning", "last night", "on Monday", "before dinner",
             "upstairs", "in the kitchen", "after work", "at noon", "for an hour", "twice", "at the weekend")
-EN_ASK = ("pass", "bring", "find", "hold", "check", "open", "close", "turn off", "turn on", "fix", "wash", "carry",
+_EN_ASK = ("pass", "bring", "find", "hold", "check", "open", "close", "turn off", "turn on", "fix", "wash", "carry",
            "move", "clean", "dry", "fold", "warm up", "put away")
 _EN_STATE = ("broken", "empty", "full", "cold", "warm", "new", "dirty", "clean", "too loud", "still wet", "ready",
              "on the table", "in the car", "out of stock", "upstairs", "next to the sink", "on sale", "helpful")
@@ -95,16 +92,16 @@ def _en(rng: np.random.Generator) -> str:
     def pick(items: tuple[str, ...]) -> str:
         return str(rng.choice(items))
 
-    thing = pick(EN_THINGS)
+    thing = pick(_EN_THINGS)
     templates = (
-        lambda: f"{pick(_EN_PEOPLE)} {pick(_EN_DID)} the {thing} {pick(EN_WHEN)}.",
-        lambda: f"Can you {pick(EN_ASK)} the {thing}?",
+        lambda: f"{pick(_EN_PEOPLE)} {pick(_EN_DID)} the {thing} {pick(_EN_WHEN)}.",
+        lambda: f"Can you {pick(_EN_ASK)} the {thing}?",
         lambda: f"Where is the {thing}?",
         lambda: f"The {thing} is {pick(_EN_STATE)}.",
-        lambda: f"Let's {pick(_EN_LETS)} {pick(EN_WHEN)}.",
+        lambda: f"Let's {pick(_EN_LETS)} {pick(_EN_WHEN)}.",
         lambda: f"I can't {pick(_EN_CANT)} the {thing}.",
-        lambda: f"Please don't {pick(EN_ASK)} the {thing} {pick(EN_WHEN)}.",
-        lambda: f"{pick(_EN_PEOPLE)} {pick(_EN_DID)} it, so let me {pick(EN_ASK)} the {thing}.",
+        lambda: f"Please don't {pick(_EN_ASK)} the {thing} {pick(_EN_WHEN)}.",
+        lambda: f"{pick(_EN_PEOPLE)} {pick(_EN_DID)} it, so let me {pick(_EN_ASK)} the {thing}.",
     )
     return templates[int(rng.integers(len(templates)))]()
 

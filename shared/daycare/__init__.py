@@ -4,6 +4,6 @@ blows heard together raise a ``child_safety`` incident, the staff told first (do
 from __future__ import annotations
 
 from shared.daycare.acoustic import AcousticCues
-from shared.daycare.rule import ChildSafetyRule, Cue, DaycarePolicy, cue_levels
+from shared.daycare.rule import ChildSafetyRule, Cue, DaycarePolicy, cue_levels, window_levels
 
-__all__ = ["AcousticCues", "ChildSafetyRule", "Cue", "DaycarePolicy", "cue_levels"]
+__all__ = ["AcousticCues", "ChildSafetyRule", "Cue", "DaycarePolicy", "cue_levels", "window_levels"]

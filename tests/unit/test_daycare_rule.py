@@ -98,3 +98,17 @@ def test_time_must_go_forward_and_the_policy_is_checked() -> None:
         DaycarePolicy(crying_threshold=0.0)
     with pytest.raises(ValidationError):
         DaycarePolicy(unknown=1)  # type: ignore[call-arg]
+
+
+def test_the_sounds_cues_do_not_count_where_the_model_hears_music() -> None:
+    """A melody's held, gliding notes and sharp onsets sound like a cry, a voice and blows to the
+    sound's cues; where the model's tags say music, only the tags count."""
+    heard = {Cue.CRYING: 0.9, Cue.ADULT_SHOUTING: 0.9, Cue.IMPACTS: 0.9}
+    policy = POLICY.model_copy(update={"music_veto": 0.5})
+    for music, raises in ((0.7, 0), (0.2, 1)):
+        rule = ChildSafetyRule(policy)
+        assert len([e for i in range(4) for e in rule.update(2.0 + 0.5 * i, {"Music": music}, heard)]) == raises
+    # The tags of a window with music still count.
+    rule = ChildSafetyRule(policy)
+    raised = [e for i in range(4) for e in rule.update(2.0 + 0.5 * i, {"Music": 0.7, **CRY, **SHOUT, **BLOW}, heard)]
+    assert len(raised) == 1 and raised[0].confidence == pytest.approx(0.5)
