@@ -12,6 +12,9 @@ service sends them; a tag not among them counts as 0):
   not this); never below 0;
 * **impacts**: the highest of "Slap, smack", "Whack, thwack", "Thump, thud".
 
+Where the tags call the window music (``music_veto``), only the tags count: a melody's notes
+sound like a cry, a voice and blows to the sound's cues.
+
 Each cue's level is averaged over the last ``smoothing_windows`` consecutive windows (a gap
 in the stream starts the average afresh, as the detector's does); a window where the average
 reaches the cue's threshold *hears* the cue. The rule raises when, at some window, every cue
@@ -26,7 +29,7 @@ chosen on a composed tuning set and household audio, and measured on a held-apar
 (``hearo daycare-eval``, docs/daycare.md).
 
 >>> rule = ChildSafetyRule(DaycarePolicy(smoothing_windows=1, min_windows=1))
->>> rule.update(2.0, {"Crying, sobbing": 0.9, "Shout": 0.5, "Slap, smack": 0.4})[0].kind.value
+>>> rule.update(2.0, {"Crying, sobbing": 0.9, "Shout": 0.5, "Slap, smack": 0.6})[0].kind.value
 'child_safety'
 """
 
