@@ -38,9 +38,10 @@ class FakeModel:
     """What ``hearo eval`` needs of a model, scoring windows as the gateway's fake classifier does."""
 
     thresholds = None
+    tag_labels = None  # no AudioSet tags, as a nine-class-only model
 
     def predict(self, windows: torch.Tensor) -> SimpleNamespace:
-        return SimpleNamespace(scores=fake_scores(windows))
+        return SimpleNamespace(scores=fake_scores(windows), tags=None)
 
 
 @pytest.fixture(scope="module")
